@@ -1,0 +1,454 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * Streaming CRL encoder.
+ *
+ * DER puts every length before its content, and the two big elements of a
+ * CRL, the revokedCertificates SEQUENCE and the TBSCertList around it, hold
+ * every entry. Rather than building them in memory, crl_write walks the entry
+ * source twice inside one store snapshot:
+ *
+ *   1. measure: encode each entry into a small stack buffer and add up the
+ *      lengths (an entry is at most CRL_ENTRY_MAX bytes; nothing is kept);
+ *   2. write: emit the headers, whose lengths are now known, then encode
+ *      each entry again straight into a fixed output buffer that is flushed
+ *      to the file and into the signature's digest as it fills.
+ *
+ * Encoding an entry costs far less than reading it, so the second walk costs
+ * about what the first does, and memory is bounded by the output buffer. The
+ * second walk must give the same byte count, or the CRL is refused.
+ *
+ * The outer CertificateList SEQUENCE also needs its length before the TBS,
+ * but an ECDSA signature's length is only known after signing. The TBS is
+ * therefore written at the offset that the header will take with the longest
+ * possible signature; after signing, the header is written at offset 0 with
+ * the exact length. When the shorter signature would change the header's size
+ * (only when the total crosses 128, 256, 65536 or 2^24 bytes) the signature is
+ * made again from a copy of the digest state until it fits.
+ *
+ * RSA and ECDSA sign incrementally (EVP_DigestSignUpdate per flushed chunk).
+ * PureEdDSA (Ed25519, Ed448) hashes the message twice and OpenSSL only signs
+ * it in one EVP_DigestSign call, so for those keys the TBS just written is
+ * mapped read-only from the output file and signed from the mapping: no heap
+ * copy, but the file-backed pages count in the process's RSS while mapped.
+ */
+#include "crlgen/crl.h"
+#include "crlgen/der.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include <openssl/core_names.h>
+#include <openssl/err.h>
+#include <openssl/rsa.h>
+
+#include "store/common/pki.h"
+
+#define OUT_BUF (256u * 1024u)
+
+/* OIDs, content octets only. */
+static const uint8_t oid_reason[] = {0x55, 0x1d, 0x15};         /* 2.5.29.21 cRLReason */
+static const uint8_t oid_invalidity[] = {0x55, 0x1d, 0x18};     /* 2.5.29.24 invalidityDate */
+static const uint8_t oid_crl_number[] = {0x55, 0x1d, 0x14};     /* 2.5.29.20 cRLNumber */
+static const uint8_t oid_delta_indicator[] = {0x55, 0x1d, 0x1b}; /* 2.5.29.27 */
+static const uint8_t oid_akid[] = {0x55, 0x1d, 0x23};           /* 2.5.29.35 */
+static const uint8_t oid_freshest[] = {0x55, 0x1d, 0x2e};       /* 2.5.29.46 freshestCRL */
+
+int crl_signer_init(struct crl_signer *s, EVP_PKEY *key, const char *digest, char *err,
+		    size_t errlen)
+{
+	int rc = -EINVAL;
+	EVP_MD_CTX *ctx = NULL;
+	EVP_PKEY_CTX *pctx = NULL;
+	memset(s, 0, sizeof(*s));
+	s->key = key;
+	if (EVP_PKEY_is_a(key, "ED25519") || EVP_PKEY_is_a(key, "ED448")) {
+		s->oneshot = true;
+		s->md = NULL;
+	} else if (EVP_PKEY_is_a(key, "RSA") || EVP_PKEY_is_a(key, "EC")) {
+		if (!digest)
+			digest = "sha256";
+		if (strcmp(digest, "sha256") && strcmp(digest, "sha384") &&
+		    strcmp(digest, "sha512")) {
+			snprintf(err, errlen, "digest %s: expected sha256, sha384 or sha512", digest);
+			return -EINVAL;
+		}
+		s->md = EVP_get_digestbyname(digest);
+		if (!s->md) {
+			snprintf(err, errlen, "digest %s: not available", digest);
+			return -EINVAL;
+		}
+		if (EVP_PKEY_is_a(key, "RSA") && EVP_PKEY_get_bits(key) < 2048) {
+			snprintf(err, errlen, "RSA key of %d bits: at least 2048 are required",
+				 EVP_PKEY_get_bits(key));
+			return -EINVAL;
+		}
+	} else {
+		snprintf(err, errlen, "key type %s cannot sign CRLs (RSA, EC, Ed25519, Ed448)",
+			 EVP_PKEY_get0_type_name(key));
+		return -EINVAL;
+	}
+	s->sig_max = (size_t)EVP_PKEY_get_size(key);
+
+	/* The AlgorithmIdentifier is OpenSSL's: it knows the parameters rules
+	 * (NULL for RSA, absent for ECDSA and EdDSA). */
+	ctx = EVP_MD_CTX_new();
+	if (!ctx || EVP_DigestSignInit(ctx, &pctx, s->md, NULL, key) != 1)
+		goto ssl_error;
+	if (EVP_PKEY_is_a(key, "RSA") && EVP_PKEY_CTX_set_rsa_padding(pctx, RSA_PKCS1_PADDING) != 1)
+		goto ssl_error;
+	OSSL_PARAM params[2] = {
+		OSSL_PARAM_octet_string(OSSL_SIGNATURE_PARAM_ALGORITHM_ID, s->alg, sizeof(s->alg)),
+		OSSL_PARAM_END,
+	};
+	if (EVP_PKEY_CTX_get_params(pctx, params) != 1 || params[0].return_size == 0 ||
+	    params[0].return_size > sizeof(s->alg))
+		goto ssl_error;
+	s->alg_len = params[0].return_size;
+	rc = 0;
+	goto out;
+ssl_error:;
+	char e[256];
+	snprintf(err, errlen, "cannot set up signing: %s", vg_pki_ssl_error(e, sizeof(e)));
+	rc = -EINVAL;
+out:
+	EVP_MD_CTX_free(ctx);
+	return rc;
+}
+
+size_t crl_encode_entry(const struct crl_entry *e, uint8_t *out)
+{
+	struct der_buf b;
+	der_init(&b, out, CRL_ENTRY_MAX);
+	if (e->serial.len == 0)
+		return 0;
+	der_open(&b, DER_SEQUENCE);
+	der_add_uint_bytes(&b, e->serial.b, e->serial.len);
+	der_add_time(&b, e->revoked_at, false);
+	bool reason = e->reason > VG_REASON_UNSPECIFIED;
+	if (reason || e->has_invalidity) {
+		der_open(&b, DER_SEQUENCE);
+		if (reason) {
+			der_open(&b, DER_SEQUENCE);
+			der_add_tlv(&b, DER_OID, oid_reason, sizeof(oid_reason));
+			der_open(&b, DER_OCTET_STRING);
+			der_add_uint(&b, DER_ENUMERATED, (uint64_t)e->reason);
+			der_close(&b);
+			der_close(&b);
+		}
+		if (e->has_invalidity) {
+			der_open(&b, DER_SEQUENCE);
+			der_add_tlv(&b, DER_OID, oid_invalidity, sizeof(oid_invalidity));
+			der_open(&b, DER_OCTET_STRING);
+			der_add_time(&b, e->invalidity_date, true);
+			der_close(&b);
+			der_close(&b);
+		}
+		der_close(&b);
+	}
+	der_close(&b);
+	return der_ok(&b) ? b.len : 0;
+}
+
+/* The output stream: a fixed buffer flushed to the file at |off| and, while
+ * |md| is set, into the signature. */
+struct out {
+	int fd;
+	off_t off;
+	EVP_MD_CTX *md;
+	uint8_t *buf;
+	size_t len;
+	int err;
+};
+
+static int out_flush(struct out *o)
+{
+	if (o->err || o->len == 0)
+		return o->err;
+	if (o->md && EVP_DigestSignUpdate(o->md, o->buf, o->len) != 1) {
+		o->err = -EIO;
+		return o->err;
+	}
+	size_t done = 0;
+	while (done < o->len) {
+		ssize_t n = pwrite(o->fd, o->buf + done, o->len - done, o->off);
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			o->err = -errno;
+			return o->err;
+		}
+		done += (size_t)n;
+		o->off += n;
+	}
+	o->len = 0;
+	return 0;
+}
+
+static int out_put(struct out *o, const void *p, size_t n)
+{
+	if (o->err)
+		return o->err;
+	if (n > OUT_BUF - o->len && out_flush(o) < 0)
+		return o->err;
+	if (n > OUT_BUF) {
+		o->err = -EINVAL;
+		return o->err;
+	}
+	memcpy(o->buf + o->len, p, n);
+	o->len += n;
+	return 0;
+}
+
+static int out_hdr(struct out *o, unsigned tag, size_t len)
+{
+	uint8_t h[9];
+	return out_put(o, h, der_put_hdr(h, tag, len));
+}
+
+/* build_prefix encodes the TBSCertList fields before revokedCertificates. */
+static bool build_prefix(struct der_buf *b, const struct crl_params *p, const struct crl_signer *s)
+{
+	der_add_uint(b, DER_INTEGER, 1); /* v2 */
+	der_add_bytes(b, s->alg, s->alg_len);
+	der_add_bytes(b, p->issuer, p->issuer_len);
+	der_add_time(b, p->this_update, false);
+	der_add_time(b, p->next_update, false);
+	return der_ok(b);
+}
+
+/* build_exts encodes the [0] crlExtensions. */
+static bool build_exts(struct der_buf *b, const struct crl_params *p)
+{
+	der_open(b, DER_CTX_CONS(0));
+	der_open(b, DER_SEQUENCE);
+	if (p->akid_len) {
+		der_open(b, DER_SEQUENCE);
+		der_add_tlv(b, DER_OID, oid_akid, sizeof(oid_akid));
+		der_open(b, DER_OCTET_STRING);
+		der_open(b, DER_SEQUENCE);
+		der_add_tlv(b, DER_CTX(0), p->akid, p->akid_len);
+		der_close(b);
+		der_close(b);
+		der_close(b);
+	}
+	der_open(b, DER_SEQUENCE);
+	der_add_tlv(b, DER_OID, oid_crl_number, sizeof(oid_crl_number));
+	der_open(b, DER_OCTET_STRING);
+	der_add_uint(b, DER_INTEGER, p->number);
+	der_close(b);
+	der_close(b);
+	if (p->delta) {
+		static const uint8_t true_ = 0xff;
+		der_open(b, DER_SEQUENCE);
+		der_add_tlv(b, DER_OID, oid_delta_indicator, sizeof(oid_delta_indicator));
+		der_add_tlv(b, DER_BOOLEAN, &true_, 1);
+		der_open(b, DER_OCTET_STRING);
+		der_add_uint(b, DER_INTEGER, p->base_number);
+		der_close(b);
+		der_close(b);
+	} else if (p->freshest && *p->freshest) {
+		/* CRLDistributionPoints ::= SEQUENCE OF DistributionPoint
+		 * { distributionPoint [0] { fullName [0] { [6] URI } } } */
+		der_open(b, DER_SEQUENCE);
+		der_add_tlv(b, DER_OID, oid_freshest, sizeof(oid_freshest));
+		der_open(b, DER_OCTET_STRING);
+		der_open(b, DER_SEQUENCE);
+		der_open(b, DER_SEQUENCE);
+		der_open(b, DER_CTX_CONS(0));
+		der_open(b, DER_CTX_CONS(0));
+		der_add_tlv(b, DER_CTX(6), p->freshest, strlen(p->freshest));
+		der_close(b);
+		der_close(b);
+		der_close(b);
+		der_close(b);
+		der_close(b);
+		der_close(b);
+	}
+	der_close(b);
+	der_close(b);
+	return der_ok(b);
+}
+
+/* sign_tbs makes the signature over the TBS written at [tbs_off, tbs_off +
+ * tbs_len) of |fd|, or from the digest state in |md| (left untouched, so a
+ * retry can sign again). */
+static int sign_tbs(const struct crl_signer *s, EVP_MD_CTX *md, int fd, off_t tbs_off,
+		    size_t tbs_len, uint8_t *sig, size_t *siglen)
+{
+	if (!s->oneshot) {
+		int rc = -EIO;
+		EVP_MD_CTX *c = EVP_MD_CTX_new();
+		if (c && EVP_MD_CTX_copy_ex(c, md) == 1 && EVP_DigestSignFinal(c, sig, siglen) == 1)
+			rc = 0;
+		EVP_MD_CTX_free(c);
+		return rc;
+	}
+	size_t maplen = (size_t)tbs_off + tbs_len;
+	uint8_t *map = mmap(NULL, maplen, PROT_READ, MAP_SHARED, fd, 0);
+	if (map == MAP_FAILED)
+		return -errno;
+	int rc = -EIO;
+	EVP_MD_CTX *c = EVP_MD_CTX_new();
+	if (c && EVP_DigestSignInit(c, NULL, NULL, NULL, s->key) == 1 &&
+	    EVP_DigestSign(c, sig, siglen, map + tbs_off, tbs_len) == 1)
+		rc = 0;
+	EVP_MD_CTX_free(c);
+	munmap(map, maplen);
+	return rc;
+}
+
+int crl_write(int fd, const struct crl_params *p, const struct crl_signer *s,
+	      const struct crl_source *src, struct crl_result *res, char *err, size_t errlen)
+{
+	int rc;
+	uint8_t ent[CRL_ENTRY_MAX];
+	uint8_t *prefix = NULL, *exts = NULL, *sig = NULL;
+	EVP_MD_CTX *md = NULL;
+	struct out o = {.fd = fd};
+	struct der_buf pb, eb;
+	char e[256];
+
+	size_t url_len = p->freshest ? strlen(p->freshest) : 0;
+	size_t prefix_cap = 256 + s->alg_len + p->issuer_len;
+	size_t exts_cap = 256 + p->akid_len + url_len;
+	prefix = malloc(prefix_cap);
+	exts = malloc(exts_cap);
+	sig = malloc(s->sig_max);
+	o.buf = malloc(OUT_BUF);
+	if (!prefix || !exts || !sig || !o.buf) {
+		rc = -ENOMEM;
+		snprintf(err, errlen, "out of memory");
+		goto out;
+	}
+	der_init(&pb, prefix, prefix_cap);
+	der_init(&eb, exts, exts_cap);
+	if (!build_prefix(&pb, p, s) || !build_exts(&eb, p)) {
+		rc = -EINVAL;
+		snprintf(err, errlen, "cannot encode the CRL header (times or sizes out of range)");
+		goto out;
+	}
+
+	/* Pass 1: measure. */
+	uint64_t count = 0, rev_len = 0;
+	struct crl_entry ce;
+	rc = src->begin(src->arg);
+	while (rc >= 0 && (rc = src->next(src->arg, &ce)) > 0) {
+		size_t n = crl_encode_entry(&ce, ent);
+		if (n == 0) {
+			char hex[2 * VG_SERIAL_MAX + 1];
+			vg_serial_format(&ce.serial, hex, sizeof(hex));
+			snprintf(err, errlen, "serial %s: cannot encode the entry", hex);
+			rc = -EINVAL;
+			goto out;
+		}
+		rev_len += n;
+		count++;
+	}
+	if (rc < 0) {
+		snprintf(err, errlen, "reading the store: %s", strerror(-rc));
+		goto out;
+	}
+
+	size_t tbs_content = pb.len + eb.len + (count ? der_hdr_len(rev_len) + rev_len : 0);
+	size_t tbs_total = der_hdr_len(tbs_content) + tbs_content;
+	size_t bits_max = 1 + s->sig_max;
+	size_t outer_max = tbs_total + s->alg_len + der_hdr_len(bits_max) + bits_max;
+	size_t hdr_len = der_hdr_len(outer_max);
+
+	/* Pass 2: write the TBS after the room for the outer header, hashing it. */
+	o.off = (off_t)hdr_len;
+	if (!s->oneshot) {
+		EVP_PKEY_CTX *pctx = NULL;
+		md = EVP_MD_CTX_new();
+		if (!md || EVP_DigestSignInit(md, &pctx, s->md, NULL, s->key) != 1 ||
+		    (EVP_PKEY_is_a(s->key, "RSA") &&
+		     EVP_PKEY_CTX_set_rsa_padding(pctx, RSA_PKCS1_PADDING) != 1)) {
+			rc = -EIO;
+			snprintf(err, errlen, "signing: %s", vg_pki_ssl_error(e, sizeof(e)));
+			goto out;
+		}
+		o.md = md;
+	}
+	out_hdr(&o, DER_SEQUENCE, tbs_content);
+	out_put(&o, prefix, pb.len);
+	uint64_t count2 = 0, rev_len2 = 0;
+	if (count) {
+		out_hdr(&o, DER_SEQUENCE, rev_len);
+		rc = src->begin(src->arg);
+		while (rc >= 0 && !o.err && (rc = src->next(src->arg, &ce)) > 0) {
+			size_t n = crl_encode_entry(&ce, ent);
+			rev_len2 += n;
+			/* Never write past what pass 1 measured. */
+			if (n == 0 || ++count2 > count || rev_len2 > rev_len) {
+				rc = -EIO;
+				break;
+			}
+			out_put(&o, ent, n);
+		}
+		if (o.err)
+			goto write_error;
+		if (rc < 0 || count2 != count || rev_len2 != rev_len) {
+			snprintf(err, errlen, "the store changed between the two passes");
+			rc = -EIO;
+			goto out;
+		}
+	}
+	out_put(&o, exts, eb.len);
+	if (out_flush(&o) < 0) {
+		rc = o.err;
+		snprintf(err, errlen, "writing: %s", rc == -EIO ? vg_pki_ssl_error(e, sizeof(e))
+								 : strerror(-rc));
+		goto out;
+	}
+	o.md = NULL;
+
+	/* Sign; with ECDSA, again until the outer header has the size reserved. */
+	size_t siglen, outer;
+	for (int tries = 0;; tries++) {
+		siglen = s->sig_max;
+		rc = sign_tbs(s, md, fd, (off_t)hdr_len, tbs_total, sig, &siglen);
+		if (rc < 0) {
+			snprintf(err, errlen, "signing: %s", rc == -EIO ? vg_pki_ssl_error(e, sizeof(e))
+									: strerror(-rc));
+			goto out;
+		}
+		outer = tbs_total + s->alg_len + der_hdr_len(1 + siglen) + 1 + siglen;
+		if (der_hdr_len(outer) == hdr_len)
+			break;
+		if (tries == 64) {
+			rc = -EIO;
+			snprintf(err, errlen, "signing: no signature of the reserved length");
+			goto out;
+		}
+	}
+	out_put(&o, s->alg, s->alg_len);
+	out_hdr(&o, DER_BIT_STRING, 1 + siglen);
+	out_put(&o, "", 1); /* no unused bits */
+	out_put(&o, sig, siglen);
+	if (out_flush(&o) < 0)
+		goto write_error;
+	o.off = 0;
+	out_hdr(&o, DER_SEQUENCE, outer);
+	if (out_flush(&o) < 0)
+		goto write_error;
+	if (res) {
+		res->entries = count;
+		res->bytes = hdr_len + outer;
+	}
+	rc = 0;
+	goto out;
+write_error:
+	rc = o.err;
+	snprintf(err, errlen, "writing: %s", strerror(-rc));
+out:
+	EVP_MD_CTX_free(md);
+	free(prefix);
+	free(exts);
+	free(sig);
+	free(o.buf);
+	return rc;
+}

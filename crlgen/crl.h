@@ -1,0 +1,86 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+#pragma once
+
+/*
+ * Streaming X.509 v2 CRL encoder (RFC 5280 §5).
+ *
+ * crl_write writes a signed CertificateList to a file descriptor while it
+ * walks an entry source, never holding more than one entry: memory use is
+ * the same for an empty CRL and for ten million entries. See crl.c for how
+ * the lengths are known before the content is written.
+ */
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <openssl/evp.h>
+
+#include "store/store.h"
+
+/* One CRL entry. */
+struct crl_entry {
+	struct vg_serial serial;
+	int64_t revoked_at;
+	int reason; /* enum vg_reason; NONE and UNSPECIFIED omit the reasonCode */
+	bool has_invalidity;
+	int64_t invalidity_date;
+};
+
+/* crl_source yields the entries of one CRL in the order they are written.
+ * It is walked twice, once to measure and once to write, and must yield
+ * exactly the same entries both times (a store source reads one snapshot).
+ * |begin| (re)starts at the first entry; |next| returns 1 with an entry, 0 at
+ * the end, or a negative errno. */
+struct crl_source {
+	int (*begin)(void *arg);
+	int (*next)(void *arg, struct crl_entry *e);
+	void *arg;
+};
+
+/* The signing key with its AlgorithmIdentifier. */
+struct crl_signer {
+	EVP_PKEY *key;     /* borrowed */
+	const EVP_MD *md;  /* NULL for EdDSA */
+	bool oneshot;      /* EdDSA: the whole TBSCertList is signed in one call */
+	uint8_t alg[64];   /* AlgorithmIdentifier, DER, as OpenSSL encodes it */
+	size_t alg_len;
+	size_t sig_max;    /* largest signature the key makes */
+};
+
+/* crl_signer_init checks that |key| may sign CRLs (RSA of 2048 bits or more
+ * with PKCS#1 v1.5, ECDSA, Ed25519, Ed448) with |digest| (sha256, sha384 or
+ * sha512; ignored for EdDSA) and fills |s|. |s| borrows |key|. On error it
+ * returns a negative errno and a one-line reason in |err|. */
+int crl_signer_init(struct crl_signer *s, EVP_PKEY *key, const char *digest, char *err,
+		    size_t errlen);
+
+struct crl_params {
+	const uint8_t *issuer; /* issuer Name, DER: the CA certificate's subject */
+	size_t issuer_len;
+	const uint8_t *akid; /* authority key identifier (the CA's subjectKeyIdentifier) */
+	size_t akid_len;
+	int64_t this_update;
+	int64_t next_update;
+	uint64_t number;       /* cRLNumber */
+	bool delta;            /* a delta CRL: adds the critical deltaCRLIndicator */
+	uint64_t base_number;  /* deltaCRLIndicator's BaseCRLNumber */
+	const char *freshest;  /* Freshest CRL URI for a full CRL, or NULL */
+};
+
+struct crl_result {
+	uint64_t entries;
+	uint64_t bytes;
+};
+
+/* crl_write writes the signed CRL, DER, to |fd|, an empty regular file opened
+ * for reading and writing, at offset 0. It returns 0, or a negative errno
+ * with a one-line reason in |err| (the file content is then undefined). */
+int crl_write(int fd, const struct crl_params *p, const struct crl_signer *s,
+	      const struct crl_source *src, struct crl_result *res, char *err, size_t errlen);
+
+/* crl_encode_entry encodes one revokedCertificates element into |out| (at
+ * least CRL_ENTRY_MAX bytes) and returns its length, or 0 when the entry
+ * cannot be encoded (empty serial, time out of range). */
+#define CRL_ENTRY_MAX 128
+size_t crl_encode_entry(const struct crl_entry *e, uint8_t *out);

@@ -1,0 +1,202 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+#include "crlgen/der.h"
+
+#include <string.h>
+
+void der_init(struct der_buf *b, uint8_t *mem, size_t cap)
+{
+	b->p = mem;
+	b->len = 0;
+	b->cap = cap;
+	b->depth = 0;
+	b->err = false;
+}
+
+bool der_ok(const struct der_buf *b)
+{
+	return !b->err && b->depth == 0;
+}
+
+static bool fail(struct der_buf *b)
+{
+	b->err = true;
+	return false;
+}
+
+static bool room(struct der_buf *b, size_t n)
+{
+	if (b->err)
+		return false;
+	if (n > b->cap - b->len)
+		return fail(b);
+	return true;
+}
+
+size_t der_hdr_len(size_t content_len)
+{
+	size_t n = 2;
+	for (size_t l = content_len; l > 0x7f; l >>= 8)
+		n++;
+	return n;
+}
+
+size_t der_put_hdr(uint8_t *out, unsigned tag, size_t content_len)
+{
+	out[0] = (uint8_t)tag;
+	if (content_len < 0x80) {
+		out[1] = (uint8_t)content_len;
+		return 2;
+	}
+	size_t nlen = der_hdr_len(content_len) - 2;
+	out[1] = (uint8_t)(0x80u | nlen);
+	for (size_t i = 0; i < nlen; i++)
+		out[2 + i] = (uint8_t)(content_len >> (8 * (nlen - 1 - i)));
+	return 2 + nlen;
+}
+
+bool der_open(struct der_buf *b, unsigned tag)
+{
+	if (b->depth == DER_MAX_DEPTH)
+		return fail(b);
+	if (!room(b, 2))
+		return false;
+	b->p[b->len++] = (uint8_t)tag;
+	/* One length octet is reserved; der_close grows it when needed. */
+	b->open[b->depth++] = b->len;
+	b->p[b->len++] = 0;
+	return true;
+}
+
+bool der_close(struct der_buf *b)
+{
+	if (b->err || b->depth == 0)
+		return fail(b);
+	size_t at = b->open[--b->depth];
+	size_t content = b->len - at - 1;
+	size_t extra = der_hdr_len(content) - 2;
+	if (extra) {
+		if (!room(b, extra))
+			return false;
+		memmove(b->p + at + 1 + extra, b->p + at + 1, content);
+		b->len += extra;
+	}
+	uint8_t hdr[9];
+	size_t n = der_put_hdr(hdr, 0, content);
+	memcpy(b->p + at, hdr + 1, n - 1);
+	return true;
+}
+
+bool der_add_bytes(struct der_buf *b, const void *data, size_t len)
+{
+	if (!room(b, len))
+		return false;
+	if (len)
+		memcpy(b->p + b->len, data, len);
+	b->len += len;
+	return true;
+}
+
+bool der_add_tlv(struct der_buf *b, unsigned tag, const void *data, size_t len)
+{
+	uint8_t hdr[9];
+	size_t n = der_put_hdr(hdr, tag, len);
+	if (!room(b, n + len))
+		return false;
+	memcpy(b->p + b->len, hdr, n);
+	b->len += n;
+	return der_add_bytes(b, data, len);
+}
+
+bool der_add_uint_bytes(struct der_buf *b, const uint8_t *mag, size_t len)
+{
+	if (len == 0 || len > 126 || (len > 1 && mag[0] == 0))
+		return fail(b);
+	bool pad = mag[0] & 0x80;
+	if (!room(b, 2 + pad + len))
+		return false;
+	b->p[b->len++] = DER_INTEGER;
+	b->p[b->len++] = (uint8_t)(len + pad);
+	if (pad)
+		b->p[b->len++] = 0;
+	memcpy(b->p + b->len, mag, len);
+	b->len += len;
+	return true;
+}
+
+bool der_add_uint(struct der_buf *b, unsigned tag, uint64_t v)
+{
+	uint8_t mag[8];
+	size_t n = 0;
+	bool started = false;
+	for (int i = 7; i >= 0; i--) {
+		uint8_t o = (uint8_t)(v >> (8 * i));
+		if (!started && o == 0 && i > 0)
+			continue;
+		started = true;
+		mag[n++] = o;
+	}
+	size_t at = b->len;
+	if (!der_add_uint_bytes(b, mag, n))
+		return false;
+	b->p[at] = (uint8_t)tag;
+	return true;
+}
+
+bool der_gmtime(int64_t t, int *year, int *mon, int *day, int *hour, int *min, int *sec)
+{
+	/* civil_from_days (Howard Hinnant): exact for the proleptic Gregorian
+	 * calendar, no libc time zone state. */
+	int64_t days = t >= 0 ? t / 86400 : -((-t + 86399) / 86400);
+	int64_t rem = t - days * 86400;
+	int64_t z = days + 719468;
+	int64_t era = (z >= 0 ? z : z - 146096) / 146097;
+	unsigned doe = (unsigned)(z - era * 146097);
+	unsigned yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
+	int64_t y = (int64_t)yoe + era * 400;
+	unsigned doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+	unsigned mp = (5 * doy + 2) / 153;
+	unsigned d = doy - (153 * mp + 2) / 5 + 1;
+	unsigned m = mp < 10 ? mp + 3 : mp - 9;
+	y += m <= 2;
+	if (y < 0 || y > 9999)
+		return false;
+	*year = (int)y;
+	*mon = (int)m;
+	*day = (int)d;
+	*hour = (int)(rem / 3600);
+	*min = (int)(rem / 60 % 60);
+	*sec = (int)(rem % 60);
+	return true;
+}
+
+static void put2(uint8_t *o, int v)
+{
+	o[0] = (uint8_t)('0' + v / 10 % 10);
+	o[1] = (uint8_t)('0' + v % 10);
+}
+
+bool der_add_time(struct der_buf *b, int64_t t, bool generalized)
+{
+	int y, mo, d, h, mi, s;
+	if (!der_gmtime(t, &y, &mo, &d, &h, &mi, &s))
+		return fail(b);
+	uint8_t v[15];
+	size_t n = 0;
+	bool utc = !generalized && y >= 1950 && y < 2050;
+	if (utc) {
+		put2(v, y % 100);
+		n = 2;
+	} else {
+		put2(v, y / 100);
+		put2(v + 2, y % 100);
+		n = 4;
+	}
+	put2(v + n, mo);
+	put2(v + n + 2, d);
+	put2(v + n + 4, h);
+	put2(v + n + 6, mi);
+	put2(v + n + 8, s);
+	n += 10;
+	v[n++] = 'Z';
+	return der_add_tlv(b, utc ? DER_UTCTIME : DER_GENERALIZEDTIME, v, n);
+}

@@ -1,0 +1,321 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+#include "crlgen/publish.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <openssl/evp.h>
+
+#define MIN_NUMBER_DIGITS 16
+
+int pub_open_dir(const char *path)
+{
+	if (mkdir(path, 0755) < 0 && errno != EEXIST)
+		return -errno;
+	int fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	return fd < 0 ? -errno : fd;
+}
+
+static int write_all(int fd, const void *p, size_t n)
+{
+	const uint8_t *b = p;
+	while (n) {
+		ssize_t w = write(fd, b, n);
+		if (w < 0) {
+			if (errno == EINTR)
+				continue;
+			return -errno;
+		}
+		b += w;
+		n -= (size_t)w;
+	}
+	return 0;
+}
+
+int pub_begin(struct pub_file *f, int dirfd, const char *name)
+{
+	static unsigned seq;
+	f->dirfd = dirfd;
+	f->fd = -1;
+	if ((size_t)snprintf(f->name, sizeof(f->name), "%s", name) >= sizeof(f->name))
+		return -ENAMETOOLONG;
+	snprintf(f->tmp, sizeof(f->tmp), ".%s.tmp-%ld-%u", name, (long)getpid(), seq++);
+	f->fd = openat(dirfd, f->tmp, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+	if (f->fd < 0) {
+		int e = errno;
+		f->tmp[0] = '\0';
+		return -e;
+	}
+	/* The umask must not make a public CRL unreadable. */
+	fchmod(f->fd, 0644);
+	return 0;
+}
+
+void pub_abort(struct pub_file *f)
+{
+	if (f->fd >= 0)
+		close(f->fd);
+	f->fd = -1;
+	if (f->tmp[0])
+		unlinkat(f->dirfd, f->tmp, 0);
+	f->tmp[0] = '\0';
+}
+
+int pub_sync(struct pub_file *f)
+{
+	return fsync(f->fd) < 0 ? -errno : 0;
+}
+
+int pub_write_pem(struct pub_file *pem, const struct pub_file *der, uint64_t len,
+		  const char *label)
+{
+	/* 48 DER bytes make one 64-character line; 1024 lines per read. */
+	enum { LINE = 48, LINES = 1024 };
+	uint8_t *in = malloc(LINE * LINES);
+	char *out = malloc(LINES * 65 + 128);
+	int rc = 0;
+	if (!in || !out) {
+		rc = -ENOMEM;
+		goto out;
+	}
+	int n = snprintf(out, 128, "-----BEGIN %s-----\n", label);
+	if ((rc = write_all(pem->fd, out, (size_t)n)) < 0)
+		goto out;
+	for (uint64_t off = 0; off < len;) {
+		size_t want = len - off < LINE * LINES ? (size_t)(len - off) : LINE * LINES;
+		ssize_t got = pread(der->fd, in, want, (off_t)off);
+		if (got < 0 && errno == EINTR)
+			continue;
+		if (got <= 0) {
+			rc = got < 0 ? -errno : -EIO;
+			goto out;
+		}
+		size_t o = 0;
+		for (size_t i = 0; i < (size_t)got; i += LINE) {
+			size_t l = (size_t)got - i < LINE ? (size_t)got - i : LINE;
+			o += (size_t)EVP_EncodeBlock((unsigned char *)out + o, in + i, (int)l);
+			out[o++] = '\n';
+		}
+		if ((size_t)got % LINE && off + (uint64_t)got < len) {
+			/* Reads are multiples of 48 unless at the end: keep lines whole. */
+			rc = -EIO;
+			goto out;
+		}
+		if ((rc = write_all(pem->fd, out, o)) < 0)
+			goto out;
+		off += (uint64_t)got;
+	}
+	n = snprintf(out, 128, "-----END %s-----\n", label);
+	rc = write_all(pem->fd, out, (size_t)n);
+out:
+	free(in);
+	free(out);
+	return rc;
+}
+
+int pub_link_copy(struct pub_file *f, const char *name)
+{
+	if (unlinkat(f->dirfd, name, 0) < 0 && errno != ENOENT)
+		return -errno;
+	if (linkat(f->dirfd, f->tmp, f->dirfd, name, 0) < 0)
+		return -errno;
+	return 0;
+}
+
+int pub_commit(struct pub_file *f)
+{
+	if (renameat(f->dirfd, f->tmp, f->dirfd, f->name) < 0)
+		return -errno;
+	f->tmp[0] = '\0';
+	close(f->fd);
+	f->fd = -1;
+	return 0;
+}
+
+int pub_sync_dir(int dirfd)
+{
+	return fsync(dirfd) < 0 ? -errno : 0;
+}
+
+/* numbered returns the NUMBER of |fname| when it is |ca|-NUMBER.crl. */
+static bool numbered(const char *fname, const char *ca, uint64_t *num)
+{
+	size_t cl = strlen(ca);
+	if (strncmp(fname, ca, cl) || fname[cl] != '-')
+		return false;
+	const char *d = fname + cl + 1;
+	size_t nd = 0;
+	uint64_t v = 0;
+	while (d[nd] >= '0' && d[nd] <= '9') {
+		if (v > (UINT64_MAX - 9) / 10)
+			return false;
+		v = v * 10 + (uint64_t)(d[nd] - '0');
+		nd++;
+	}
+	if (nd < MIN_NUMBER_DIGITS || strcmp(d + nd, ".crl"))
+		return false;
+	*num = v;
+	return true;
+}
+
+/* scan_numbered calls |cb| for each numbered CRL of |ca|. */
+static int scan_numbered(int dirfd, const char *ca, void (*cb)(uint64_t n, void *arg), void *arg)
+{
+	int fd = dup(dirfd);
+	if (fd < 0)
+		return -errno;
+	DIR *d = fdopendir(fd);
+	if (!d) {
+		int e = errno;
+		close(fd);
+		return -e;
+	}
+	rewinddir(d);
+	struct dirent *de;
+	uint64_t n;
+	while ((de = readdir(d)) != NULL)
+		if (numbered(de->d_name, ca, &n))
+			cb(n, arg);
+	closedir(d);
+	return 0;
+}
+
+static void max_cb(uint64_t n, void *arg)
+{
+	uint64_t *m = arg;
+	if (n > *m)
+		*m = n;
+}
+
+uint64_t pub_max_numbered(int dirfd, const char *ca)
+{
+	uint64_t m = 0;
+	scan_numbered(dirfd, ca, max_cb, &m);
+	return m;
+}
+
+uint64_t pub_next_number(int dirfd, const char *ca, const struct pub_state *st, uint64_t now_us)
+{
+	uint64_t n = now_us;
+	if (st->last_number >= n)
+		n = st->last_number + 1;
+	uint64_t m = pub_max_numbered(dirfd, ca);
+	if (m >= n)
+		n = m + 1;
+	return n;
+}
+
+struct num_list {
+	uint64_t *v;
+	size_t n, cap;
+	bool oom;
+};
+
+static void list_cb(uint64_t n, void *arg)
+{
+	struct num_list *l = arg;
+	if (l->n == l->cap) {
+		size_t cap = l->cap ? l->cap * 2 : 16;
+		uint64_t *v = realloc(l->v, cap * sizeof(*v));
+		if (!v) {
+			l->oom = true;
+			return;
+		}
+		l->v = v;
+		l->cap = cap;
+	}
+	l->v[l->n++] = n;
+}
+
+static int cmp_u64(const void *a, const void *b)
+{
+	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+	return x < y ? -1 : x > y;
+}
+
+int pub_prune(int dirfd, const char *ca, int keep)
+{
+	struct num_list l = {0};
+	int rc = scan_numbered(dirfd, ca, list_cb, &l);
+	if (rc == 0 && l.oom)
+		rc = -ENOMEM;
+	if (rc == 0 && l.n > (size_t)keep) {
+		qsort(l.v, l.n, sizeof(*l.v), cmp_u64);
+		for (size_t i = 0; i < l.n - (size_t)keep; i++) {
+			char name[320];
+			snprintf(name, sizeof(name), "%s-%" PRIu64 ".crl", ca, l.v[i]);
+			if (unlinkat(dirfd, name, 0) < 0 && errno != ENOENT && rc == 0)
+				rc = -errno;
+		}
+	}
+	free(l.v);
+	return rc;
+}
+
+int pub_state_load(int dirfd, const char *ca, struct pub_state *st)
+{
+	memset(st, 0, sizeof(*st));
+	char name[320];
+	snprintf(name, sizeof(name), "%s.state", ca);
+	int fd = openat(dirfd, name, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return errno == ENOENT ? 0 : -errno;
+	FILE *f = fdopen(fd, "r");
+	if (!f) {
+		int e = errno;
+		close(fd);
+		return -e;
+	}
+	char line[256];
+	int rc = 0;
+	while (fgets(line, sizeof(line), f)) {
+		if (line[0] == '#' || line[0] == '\n')
+			continue;
+		char key[64];
+		unsigned long long v;
+		long long sv;
+		if (sscanf(line, "%63[a-z_]=%llu", key, &v) != 2) {
+			rc = -EBADMSG;
+			break;
+		}
+		if (!strcmp(key, "last_number"))
+			st->last_number = v;
+		else if (!strcmp(key, "full_number"))
+			st->full_number = v;
+		else if (!strcmp(key, "full_counter"))
+			st->full_counter = v;
+		else if (!strcmp(key, "full_this_update") && sscanf(line, "%*[a-z_]=%lld", &sv) == 1)
+			st->full_this_update = sv;
+		/* Unknown keys are skipped: a newer crlgen may add some. */
+	}
+	fclose(f);
+	return rc;
+}
+
+int pub_state_save(int dirfd, const char *ca, const struct pub_state *st)
+{
+	char name[320], buf[512];
+	snprintf(name, sizeof(name), "%s.state", ca);
+	int n = snprintf(buf, sizeof(buf),
+			 "# vigil-crlgen state for CA %s; keeps CRL numbers increasing\n"
+			 "last_number=%" PRIu64 "\nfull_number=%" PRIu64 "\nfull_this_update=%" PRId64
+			 "\nfull_counter=%" PRIu64 "\n",
+			 ca, st->last_number, st->full_number, st->full_this_update, st->full_counter);
+	struct pub_file f;
+	int rc = pub_begin(&f, dirfd, name);
+	if (rc < 0)
+		return rc;
+	if ((rc = write_all(f.fd, buf, (size_t)n)) < 0 || (rc = pub_sync(&f)) < 0 ||
+	    (rc = pub_commit(&f)) < 0 || (rc = pub_sync_dir(dirfd)) < 0) {
+		pub_abort(&f);
+		return rc;
+	}
+	return 0;
+}

@@ -1,0 +1,228 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* Configuration snapshots: CA certificates, signers and precomputed CertID hashes. */
+#include "responder/resp.h"
+#include "store/common/log.h"
+#include "store/common/pki.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <openssl/err.h>
+#include <openssl/x509v3.h>
+
+static pthread_mutex_t ctx_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct rctx *ctx_published;
+static uint64_t ctx_generation;
+
+static const char *const rh_names[RH_N] = {"SHA1", "SHA256", "SHA384", "SHA512"};
+
+static void rca_deinit(struct rca *ca)
+{
+	free(ca->name);
+	free(ca->crl_path);
+	if (ca->signer != ca->cert)
+		X509_free(ca->signer);
+	X509_free(ca->cert);
+	EVP_PKEY_free(ca->key);
+	sk_X509_pop_free(ca->include, X509_free);
+	memset(ca, 0, sizeof(*ca));
+}
+
+static void ctx_free(struct rctx *c)
+{
+	for (int i = 0; i < c->n_cas; i++)
+		rca_deinit(&c->cas[i]);
+	vg_conf_free(&c->conf);
+	free(c->base_path);
+	free(c);
+}
+
+/* rca_hashes precomputes the issuer name and key hashes a CertID may carry. */
+static int rca_hashes(struct rca *ca, char *err, size_t errlen)
+{
+	unsigned char *name_der = NULL;
+	int name_len = i2d_X509_NAME(X509_get_subject_name(ca->cert), &name_der);
+	const ASN1_BIT_STRING *key = X509_get0_pubkey_bitstr(ca->cert);
+	int rc = 0;
+	if (name_len <= 0 || !key) {
+		snprintf(err, errlen, "[ca %s] cannot encode the CA name or key", ca->name);
+		rc = -EIO;
+		goto out;
+	}
+	for (int i = 0; i < RH_N; i++) {
+		EVP_MD *md = EVP_MD_fetch(NULL, rh_names[i], NULL);
+		unsigned n1 = 0, n2 = 0;
+		if (!md || !EVP_Digest(name_der, (size_t)name_len, ca->name_hash[i], &n1, md, NULL) ||
+		    !EVP_Digest(ASN1_STRING_get0_data(key), (size_t)ASN1_STRING_length(key),
+				ca->key_hash[i], &n2, md, NULL)) {
+			EVP_MD_free(md);
+			snprintf(err, errlen, "[ca %s] %s digest unavailable", ca->name, rh_names[i]);
+			rc = -EIO;
+			goto out;
+		}
+		EVP_MD_free(md);
+		ca->hlen[i] = n1;
+	}
+out:
+	OPENSSL_free(name_der);
+	ERR_clear_error();
+	return rc;
+}
+
+static int rca_load(struct rctx *c, struct rca *ca, const struct vg_conf_ca *cc, char *err,
+		    size_t errlen)
+{
+	char e[256];
+	int rc;
+	ca->name = strdup(cc->name);
+	ca->id = cc->id;
+	ca->slot = metrics_slot(cc->name);
+	ca->not_issued = cc->not_issued;
+	ca->validity = cc->ocsp_validity;
+	if (!ca->name || asprintf(&ca->crl_path, "%s/%s.crl", c->conf.crl_out, cc->name) < 0) {
+		ca->crl_path = NULL;
+		return -ENOMEM;
+	}
+	rc = vg_pki_load_cert(cc->cert, &ca->cert, e, sizeof(e));
+	if (rc < 0) {
+		snprintf(err, errlen, "[ca %s] cert: %s", cc->name, e);
+		return rc;
+	}
+	if (!cc->ocsp_key) {
+		snprintf(err, errlen, "[ca %s] no signing key: set ocsp_key (or crl_key)", cc->name);
+		return -EINVAL;
+	}
+	rc = vg_pki_load_key(cc->ocsp_key, &ca->key, e, sizeof(e));
+	if (rc < 0) {
+		snprintf(err, errlen, "[ca %s] ocsp_key: %s", cc->name, e);
+		return rc;
+	}
+	if (cc->ocsp_cert) {
+		rc = vg_pki_load_cert(cc->ocsp_cert, &ca->signer, e, sizeof(e));
+		if (rc < 0) {
+			snprintf(err, errlen, "[ca %s] ocsp_cert: %s", cc->name, e);
+			return rc;
+		}
+		ca->delegated = true;
+		if (X509_check_issued(ca->cert, ca->signer) != X509_V_OK) {
+			snprintf(err, errlen, "[ca %s] ocsp_cert %s is not issued by the CA cert",
+				 cc->name, cc->ocsp_cert);
+			return -EINVAL;
+		}
+		if (!(X509_get_extension_flags(ca->signer) & EXFLAG_XKUSAGE) ||
+		    !(X509_get_extended_key_usage(ca->signer) & XKU_OCSP_SIGN)) {
+			snprintf(err, errlen, "[ca %s] ocsp_cert %s lacks extendedKeyUsage OCSPSigning",
+				 cc->name, cc->ocsp_cert);
+			return -EINVAL;
+		}
+		ca->include = sk_X509_new_null();
+		if (!ca->include || !X509_up_ref(ca->signer) || !sk_X509_push(ca->include, ca->signer))
+			return -ENOMEM;
+	} else {
+		ca->signer = ca->cert;
+	}
+	if (X509_check_private_key(ca->signer, ca->key) != 1) {
+		ERR_clear_error();
+		snprintf(err, errlen, "[ca %s] ocsp_key %s does not match %s", cc->name, cc->ocsp_key,
+			 ca->delegated ? "ocsp_cert" : "the CA cert");
+		return -EINVAL;
+	}
+	int kid = EVP_PKEY_get_base_id(ca->key);
+	if (kid == EVP_PKEY_ED25519 || kid == EVP_PKEY_ED448) {
+		ca->md = NULL;
+	} else {
+		ca->md = EVP_get_digestbyname(cc->digest ? cc->digest : "sha256");
+		if (!ca->md) {
+			snprintf(err, errlen, "[ca %s] digest %s unavailable", cc->name, cc->digest);
+			return -EINVAL;
+		}
+	}
+	return rca_hashes(ca, err, errlen);
+}
+
+static char *normalise_base(const char *b)
+{
+	size_t n = strlen(b);
+	char *r = malloc(n + 3);
+	if (!r)
+		return NULL;
+	size_t o = 0;
+	if (b[0] != '/')
+		r[o++] = '/';
+	memcpy(r + o, b, n);
+	o += n;
+	if (o == 0 || r[o - 1] != '/')
+		r[o++] = '/';
+	r[o] = '\0';
+	return r;
+}
+
+int ctx_load(const char *path, struct rctx **out, char *err, size_t errlen)
+{
+	struct rctx *c = calloc(1, sizeof(*c));
+	if (!c)
+		return -ENOMEM;
+	atomic_init(&c->refs, 1);
+	int rc = vg_conf_load(path, &c->conf, err, errlen);
+	if (rc < 0) {
+		free(c);
+		return rc;
+	}
+	if (c->conf.n_cas == 0) {
+		snprintf(err, errlen, "%s: no [ca NAME] section: nothing to answer for", c->conf.file);
+		rc = -EINVAL;
+		goto fail;
+	}
+	c->base_path = normalise_base(c->conf.base_path);
+	if (!c->base_path) {
+		rc = -ENOMEM;
+		goto fail;
+	}
+	for (int i = 0; i < c->conf.n_cas; i++) {
+		c->n_cas = i + 1;
+		rc = rca_load(c, &c->cas[i], &c->conf.cas[i], err, errlen);
+		if (rc < 0) {
+			if (rc == -ENOMEM)
+				snprintf(err, errlen, "out of memory");
+			goto fail;
+		}
+	}
+	*out = c;
+	return 0;
+fail:
+	ctx_free(c);
+	return rc;
+}
+
+struct rctx *ctx_ref(struct rctx *c)
+{
+	atomic_fetch_add(&c->refs, 1);
+	return c;
+}
+
+void ctx_unref(struct rctx *c)
+{
+	if (c && atomic_fetch_sub(&c->refs, 1) == 1)
+		ctx_free(c);
+}
+
+struct rctx *ctx_current(void)
+{
+	pthread_mutex_lock(&ctx_lock);
+	struct rctx *c = ctx_published ? ctx_ref(ctx_published) : NULL;
+	pthread_mutex_unlock(&ctx_lock);
+	return c;
+}
+
+void ctx_publish(struct rctx *c)
+{
+	pthread_mutex_lock(&ctx_lock);
+	struct rctx *old = ctx_published;
+	c->generation = ++ctx_generation;
+	ctx_published = c;
+	pthread_mutex_unlock(&ctx_lock);
+	ctx_unref(old);
+}

@@ -1,0 +1,186 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* Prometheus text exposition of the per-worker counters. */
+#include "responder/resp.h"
+
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+const double lat_bounds[LAT_BUCKETS] = {0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005,
+					0.01,   0.025,   0.05,   0.1,   1.0,    0};
+
+static pthread_mutex_t slot_lock = PTHREAD_MUTEX_INITIALIZER;
+static char *slot_names[METRIC_SLOTS];
+static int n_slots;
+
+int metrics_slot(const char *name)
+{
+	int r = METRIC_SLOTS - 1;
+	pthread_mutex_lock(&slot_lock);
+	for (int i = 0; i < n_slots; i++)
+		if (!strcmp(slot_names[i], name)) {
+			r = i;
+			goto out;
+		}
+	if (n_slots < METRIC_SLOTS - 1 && (slot_names[n_slots] = strdup(name)) != NULL)
+		r = n_slots++;
+out:
+	pthread_mutex_unlock(&slot_lock);
+	return r;
+}
+
+void metrics_observe_latency(struct metrics *m, uint64_t ns)
+{
+	double s = (double)ns / 1e9;
+	int i = 0;
+	while (i < LAT_BUCKETS - 1 && s > lat_bounds[i])
+		i++;
+	m_add(&m->lat[i], 1);
+	m_add(&m->lat_ns, ns);
+	m_add(&m->lat_count, 1);
+}
+
+struct sbuf {
+	char *b;
+	size_t len, cap;
+	bool oom;
+};
+
+static void sb_printf(struct sbuf *s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void sb_printf(struct sbuf *s, const char *fmt, ...)
+{
+	if (s->oom)
+		return;
+	for (;;) {
+		va_list ap;
+		va_start(ap, fmt);
+		int n = vsnprintf(s->b + s->len, s->cap - s->len, fmt, ap);
+		va_end(ap);
+		if (n < 0) {
+			s->oom = true;
+			return;
+		}
+		if ((size_t)n < s->cap - s->len) {
+			s->len += (size_t)n;
+			return;
+		}
+		size_t nc = s->cap * 2 + (size_t)n;
+		char *nb = realloc(s->b, nc);
+		if (!nb) {
+			s->oom = true;
+			return;
+		}
+		s->b = nb;
+		s->cap = nc;
+	}
+}
+
+#define LD(p) __atomic_load_n(&(p), __ATOMIC_RELAXED)
+
+static uint64_t sum(size_t off)
+{
+	uint64_t t = 0;
+	for (int i = 0; i < g_nworkers; i++) {
+		uint64_t *p = (uint64_t *)((char *)&g_workers[i].m + off);
+		t += __atomic_load_n(p, __ATOMIC_RELAXED);
+	}
+	return t;
+}
+#define SUM(field) sum(offsetof(struct metrics, field))
+
+char *metrics_render(size_t *len)
+{
+	static const char *const ocsp_names[OR_N] = {"successful", "malformedRequest",
+						     "internalError", "tryLater", "unauthorized"};
+	static const char *const cert_names[CR_N] = {"good", "revoked", "unknown"};
+	struct sbuf s = {.cap = 8192};
+	s.b = malloc(s.cap);
+	if (!s.b)
+		return NULL;
+	s.b[0] = '\0';
+
+	sb_printf(&s, "# HELP vigil_http_responses_total HTTP responses by status code.\n"
+		      "# TYPE vigil_http_responses_total counter\n");
+	for (int code = 100; code < 600; code++) {
+		uint64_t v = SUM(http[code]);
+		if (v)
+			sb_printf(&s, "vigil_http_responses_total{code=\"%d\"} %llu\n", code,
+				  (unsigned long long)v);
+	}
+	sb_printf(&s, "# HELP vigil_ocsp_responses_total OCSP responses by responseStatus.\n"
+		      "# TYPE vigil_ocsp_responses_total counter\n");
+	for (int r = 0; r < OR_N; r++)
+		sb_printf(&s, "vigil_ocsp_responses_total{result=\"%s\"} %llu\n", ocsp_names[r],
+			  (unsigned long long)SUM(ocsp[r]));
+	sb_printf(&s, "# HELP vigil_ocsp_certificates_total Certificate statuses answered, by CA.\n"
+		      "# TYPE vigil_ocsp_certificates_total counter\n");
+	pthread_mutex_lock(&slot_lock);
+	for (int slot = 0; slot < n_slots; slot++)
+		for (int r = 0; r < CR_N; r++)
+			sb_printf(&s, "vigil_ocsp_certificates_total{ca=\"%s\",status=\"%s\"} %llu\n",
+				  slot_names[slot], cert_names[r],
+				  (unsigned long long)SUM(certs[slot][r]));
+	pthread_mutex_unlock(&slot_lock);
+	sb_printf(&s,
+		  "# HELP vigil_cache_hits_total Answers served from the cache of signed answers.\n"
+		  "# TYPE vigil_cache_hits_total counter\nvigil_cache_hits_total %llu\n"
+		  "# HELP vigil_cache_misses_total Cacheable requests that needed a signature.\n"
+		  "# TYPE vigil_cache_misses_total counter\nvigil_cache_misses_total %llu\n"
+		  "# HELP vigil_cache_entries Signed answers held in the caches.\n"
+		  "# TYPE vigil_cache_entries gauge\nvigil_cache_entries %llu\n",
+		  (unsigned long long)SUM(cache_hit), (unsigned long long)SUM(cache_miss),
+		  (unsigned long long)SUM(cache_entries));
+	sb_printf(&s,
+		  "# HELP vigil_signatures_total OCSP responses signed.\n"
+		  "# TYPE vigil_signatures_total counter\nvigil_signatures_total %llu\n"
+		  "# HELP vigil_signing_seconds_total Time spent signing.\n"
+		  "# TYPE vigil_signing_seconds_total counter\nvigil_signing_seconds_total %.6f\n",
+		  (unsigned long long)SUM(signs), (double)SUM(sign_ns) / 1e9);
+	sb_printf(&s, "# HELP vigil_request_duration_seconds Time from the first byte of a request to "
+		      "its response being queued.\n"
+		      "# TYPE vigil_request_duration_seconds histogram\n");
+	uint64_t cum = 0;
+	for (int i = 0; i < LAT_BUCKETS; i++) {
+		cum += SUM(lat[i]);
+		if (i == LAT_BUCKETS - 1)
+			sb_printf(&s, "vigil_request_duration_seconds_bucket{le=\"+Inf\"} %llu\n",
+				  (unsigned long long)cum);
+		else
+			sb_printf(&s, "vigil_request_duration_seconds_bucket{le=\"%g\"} %llu\n",
+				  lat_bounds[i], (unsigned long long)cum);
+	}
+	sb_printf(&s, "vigil_request_duration_seconds_sum %.6f\nvigil_request_duration_seconds_count %llu\n",
+		  (double)SUM(lat_ns) / 1e9, (unsigned long long)SUM(lat_count));
+	int64_t open = 0, oldest = 0;
+	for (int i = 0; i < g_nworkers; i++) {
+		open += LD(g_workers[i].m.conns_open);
+		int64_t o = LD(g_workers[i].m.oldest_next_update);
+		if (o && (!oldest || o < oldest))
+			oldest = o;
+	}
+	sb_printf(&s,
+		  "# HELP vigil_connections_open Open client connections.\n"
+		  "# TYPE vigil_connections_open gauge\nvigil_connections_open %lld\n"
+		  "# HELP vigil_connections_accepted_total Connections accepted.\n"
+		  "# TYPE vigil_connections_accepted_total counter\nvigil_connections_accepted_total %llu\n"
+		  "# HELP vigil_connections_refused_total Connections refused with 503 (max_connections).\n"
+		  "# TYPE vigil_connections_refused_total counter\nvigil_connections_refused_total %llu\n"
+		  "# HELP vigil_timeouts_total Connections closed by a timeout.\n"
+		  "# TYPE vigil_timeouts_total counter\nvigil_timeouts_total %llu\n",
+		  (long long)open, (unsigned long long)SUM(conns_accepted),
+		  (unsigned long long)SUM(conns_refused), (unsigned long long)SUM(timeouts));
+	sb_printf(&s, "# HELP vigil_cache_oldest_next_update_seconds Seconds until the nextUpdate of "
+		      "the oldest cached answer (absent when the cache is empty).\n"
+		      "# TYPE vigil_cache_oldest_next_update_seconds gauge\n");
+	if (oldest)
+		sb_printf(&s, "vigil_cache_oldest_next_update_seconds %lld\n",
+			  (long long)(oldest - (int64_t)time(NULL)));
+	if (s.oom) {
+		free(s.b);
+		return NULL;
+	}
+	*len = s.len;
+	return s.b;
+}

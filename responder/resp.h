@@ -1,0 +1,206 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+#pragma once
+
+/*
+ * vigil-responder internals.
+ *
+ * Process model: the main thread loads the configuration into a struct rctx
+ * (CA certificates, signing keys, precomputed CertID hashes), binds one
+ * SO_REUSEPORT listening socket per worker, then starts |workers| threads.
+ * Each worker runs its own libuv loop with its own listener, its own read
+ * transaction on the store, its own cache of signed answers and its own
+ * metrics, so nothing is shared or locked on the hot path. The main thread
+ * keeps a libuv loop for signals: SIGHUP builds a new rctx and hands it to the
+ * workers through uv_async; SIGTERM and SIGINT make them drain and exit.
+ */
+
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <time.h>
+
+#include <http_parser.h>
+#include <openssl/evp.h>
+#include <openssl/ocsp.h>
+#include <openssl/x509.h>
+#include <uv.h>
+
+#include "store/common/conf.h"
+#include "store/store.h"
+
+#define container_of(ptr, type, member) ((type *)((char *)(ptr)-offsetof(type, member)))
+
+/* ---- Configuration snapshot (ctx.c) ---------------------------------- */
+
+/* CertID hash algorithms we precompute issuer hashes for. */
+enum { RH_SHA1, RH_SHA256, RH_SHA384, RH_SHA512, RH_N };
+
+struct rca {
+	char *name;
+	uint32_t id;
+	int slot; /* metrics slot, stable across reloads */
+	X509 *cert;
+	X509 *signer;        /* delegated responder cert, or |cert| (borrowed then) */
+	EVP_PKEY *key;
+	const EVP_MD *md;    /* NULL for Ed25519/Ed448 */
+	STACK_OF(X509) *include; /* certificates put in the response (signer) or NULL */
+	bool delegated;
+	enum vg_not_issued not_issued;
+	int64_t validity; /* seconds */
+	unsigned hlen[RH_N];
+	uint8_t name_hash[RH_N][EVP_MAX_MD_SIZE];
+	uint8_t key_hash[RH_N][EVP_MAX_MD_SIZE];
+	char *crl_path;
+};
+
+struct rctx {
+	atomic_int refs;
+	uint64_t generation;
+	struct vg_conf conf;
+	char *base_path; /* normalised: starts and ends with '/' */
+	int n_cas;
+	struct rca cas[VG_CONF_MAX_CAS];
+};
+
+/* ctx_load builds a snapshot from |path|. On failure it returns a negative
+ * errno and a one-line reason in |err|. */
+int ctx_load(const char *path, struct rctx **out, char *err, size_t errlen);
+struct rctx *ctx_ref(struct rctx *c);
+void ctx_unref(struct rctx *c);
+/* ctx_current returns a new reference to the published snapshot. */
+struct rctx *ctx_current(void);
+/* ctx_publish replaces the published snapshot with |c| (taking the caller's reference). */
+void ctx_publish(struct rctx *c);
+
+/* ---- Metrics (metrics.c) ----------------------------------------------- */
+
+enum ocsp_result {
+	OR_SUCCESSFUL,
+	OR_MALFORMED,
+	OR_INTERNAL,
+	OR_TRYLATER,
+	OR_UNAUTHORIZED,
+	OR_N
+};
+enum cert_result { CR_GOOD, CR_REVOKED, CR_UNKNOWN, CR_N };
+#define METRIC_SLOTS 256 /* CA names ever configured in this process */
+#define LAT_BUCKETS 12
+extern const double lat_bounds[LAT_BUCKETS]; /* seconds; the last is +Inf */
+
+/* Each worker writes only its own struct, with relaxed atomic stores; the
+ * /metrics handler sums all workers with relaxed loads. */
+struct metrics {
+	uint64_t http[600]; /* by status code */
+	uint64_t ocsp[OR_N];
+	uint64_t certs[METRIC_SLOTS][CR_N];
+	uint64_t cache_hit, cache_miss;
+	uint64_t signs;
+	uint64_t sign_ns;
+	uint64_t lat[LAT_BUCKETS];
+	uint64_t lat_ns;
+	uint64_t lat_count;
+	uint64_t conns_accepted, conns_refused;
+	uint64_t timeouts;
+	int64_t conns_open;
+	int64_t oldest_next_update; /* unix time, 0 when the cache is empty */
+	uint64_t cache_entries;
+};
+
+static inline void m_add(uint64_t *p, uint64_t v)
+{
+	__atomic_store_n(p, __atomic_load_n(p, __ATOMIC_RELAXED) + v, __ATOMIC_RELAXED);
+}
+static inline void m_set(int64_t *p, int64_t v)
+{
+	__atomic_store_n(p, v, __ATOMIC_RELAXED);
+}
+
+/* metrics_slot returns the stable slot of CA |name| (registered on first use). */
+int metrics_slot(const char *name);
+void metrics_observe_latency(struct metrics *m, uint64_t ns);
+/* metrics_render writes the Prometheus text of all workers into a new buffer. */
+char *metrics_render(size_t *len);
+
+/* ---- OCSP (ocsp.c) -------------------------------------------------------- */
+
+struct cache;
+
+struct answer {
+	uint8_t *der; /* owned when |owned|, else borrowed from the cache until the next call */
+	size_t len;
+	bool owned;
+	bool cacheable;  /* a GET answer that may carry cache headers */
+	int64_t this_update, next_update;
+	char etag[40]; /* quoted */
+};
+
+struct worker;
+/* ocsp_answer answers the DER request |req|; it always produces an OCSP
+ * response (an error status when it must). */
+void ocsp_answer(struct worker *w, const uint8_t *req, size_t len, struct answer *out);
+void answer_release(struct answer *a);
+
+int cache_new(struct cache **out, size_t max_entries);
+void cache_free(struct cache *c);
+void cache_clear(struct cache *c);
+void cache_invalidate(struct cache *c, uint32_t ca_id, const struct vg_serial *serial);
+void cache_invalidate_ca(struct cache *c, uint32_t ca_id);
+/* cache_sweep drops entries past their refresh point and returns the earliest
+ * nextUpdate of the rest (0 when empty). */
+int64_t cache_sweep(struct cache *c, int64_t now, size_t *count);
+
+int ocsp_init(void);
+/* ocsp_error_der returns a static unsigned OCSPResponse with |status|. */
+const uint8_t *ocsp_error_der(int status, size_t *len);
+
+/* ---- Workers and connections (worker.c, http.c) ------------------------------- */
+
+struct crl_file;
+
+struct worker {
+	int idx;
+	pthread_t thread;
+	uv_loop_t loop;
+	uv_tcp_t listener;
+	int listen_fd;
+	uv_timer_t tick;
+	uv_async_t async;
+	struct rctx *ctx;
+	uint64_t ctx_gen;
+	struct vg_txn *txn;
+	bool txn_ok;
+	uint64_t counter;
+	uint64_t last_sweep_ms;
+	struct cache *cache;
+	struct metrics m;
+	bool draining;
+	uint64_t drain_deadline;
+	struct conn *conns; /* doubly linked list of open connections */
+	time_t date_t;
+	char date[40]; /* IMF-fixdate of date_t */
+	char rbuf[65536];
+	struct crl_file *crls[VG_CONF_MAX_CAS];
+};
+
+extern struct worker *g_workers;
+extern int g_nworkers;
+extern struct vg_store *g_store;
+extern atomic_int g_open_conns;
+extern int g_access_fd;
+extern atomic_bool g_drain;
+
+void *worker_main(void *arg);
+/* worker_sync_ctx adopts the published snapshot if it changed. */
+void worker_sync_ctx(struct worker *w);
+
+void http_on_connection(uv_stream_t *server, int status);
+void http_drain(struct worker *w);
+void http_close_all(struct worker *w);
+void crl_file_free(struct crl_file *f);
+
+/* Helpers (util in http.c). */
+void http_date(time_t t, char *buf, size_t len);
+/* b64_decode decodes standard or URL-safe base64 (padding optional). Returns
+ * the length or -1. |out| must hold len * 3 / 4 + 3 bytes. */
+ssize_t b64_decode(const char *in, size_t len, uint8_t *out);

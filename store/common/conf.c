@@ -1,0 +1,444 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+#include "store/common/conf.h"
+#include "store/store.h"
+
+#include <errno.h>
+#include <ini.h>
+#include <limits.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <unistd.h>
+
+#define DAY (24 * 3600)
+
+struct parse_ctx {
+	struct vg_conf *c;
+	char msg[512]; /* first error, without the file:line prefix */
+	/* Keys already seen, "section\nkey", to refuse duplicates. */
+	char **seen;
+	size_t n_seen;
+};
+
+static void set_err(struct parse_ctx *p, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void set_err(struct parse_ctx *p, const char *fmt, ...)
+{
+	if (p->msg[0])
+		return;
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(p->msg, sizeof(p->msg), fmt, ap);
+	va_end(ap);
+}
+
+/* resolve_path makes |v| absolute against the config file's directory. */
+static char *resolve_path(const struct vg_conf *c, const char *v)
+{
+	char *r = NULL;
+	if (v[0] == '/' || strncasecmp(v, "pkcs11:", 7) == 0)
+		return strdup(v);
+	if (asprintf(&r, "%s/%s", c->dir, v) < 0)
+		return NULL;
+	return r;
+}
+
+/* parse_duration reads "N" (seconds) or N with a unit ms, s, m, h or d into
+ * milliseconds. */
+static bool parse_duration_ms(const char *v, int64_t *out)
+{
+	char *end;
+	errno = 0;
+	long long n = strtoll(v, &end, 10);
+	if (errno || end == v || n < 0)
+		return false;
+	while (*end == ' ')
+		end++;
+	int64_t mul;
+	if (*end == '\0' || strcmp(end, "s") == 0)
+		mul = 1000;
+	else if (strcmp(end, "ms") == 0)
+		mul = 1;
+	else if (strcmp(end, "m") == 0)
+		mul = 60 * 1000;
+	else if (strcmp(end, "h") == 0)
+		mul = 3600 * 1000;
+	else if (strcmp(end, "d") == 0)
+		mul = (int64_t)DAY * 1000;
+	else
+		return false;
+	if (n > INT64_MAX / mul)
+		return false;
+	*out = n * mul;
+	return true;
+}
+
+static bool parse_int(const char *v, int lo, int hi, int *out)
+{
+	char *end;
+	errno = 0;
+	long n = strtol(v, &end, 10);
+	if (errno || end == v || *end != '\0' || n < lo || n > hi)
+		return false;
+	*out = (int)n;
+	return true;
+}
+
+static bool parse_bool(const char *v, bool *out)
+{
+	if (!strcasecmp(v, "on") || !strcasecmp(v, "yes") || !strcasecmp(v, "true") || !strcmp(v, "1"))
+		*out = true;
+	else if (!strcasecmp(v, "off") || !strcasecmp(v, "no") || !strcasecmp(v, "false") ||
+		 !strcmp(v, "0"))
+		*out = false;
+	else
+		return false;
+	return true;
+}
+
+static bool valid_ca_name(const char *s)
+{
+	if (!*s || strlen(s) > 63)
+		return false;
+	for (; *s; s++) {
+		char ch = *s;
+		if (!((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
+		      ch == '-' || ch == '_' || ch == '.'))
+			return false;
+	}
+	return true;
+}
+
+static struct vg_conf_ca *ca_for(struct parse_ctx *p, const char *name)
+{
+	struct vg_conf *c = p->c;
+	for (int i = 0; i < c->n_cas; i++)
+		if (strcmp(c->cas[i].name, name) == 0)
+			return &c->cas[i];
+	if (c->n_cas == VG_CONF_MAX_CAS) {
+		set_err(p, "too many [ca] sections (at most %d)", VG_CONF_MAX_CAS);
+		return NULL;
+	}
+	if (!valid_ca_name(name)) {
+		set_err(p, "[ca %s]: a CA name is 1 to 63 of A-Z a-z 0-9 . _ -", name);
+		return NULL;
+	}
+	uint32_t id = vg_ca_id(name);
+	for (int i = 0; i < c->n_cas; i++)
+		if (c->cas[i].id == id) {
+			set_err(p, "[ca %s]: name collides with [ca %s]; rename one", name,
+				c->cas[i].name);
+			return NULL;
+		}
+	struct vg_conf_ca *ca = &c->cas[c->n_cas++];
+	memset(ca, 0, sizeof(*ca));
+	ca->name = strdup(name);
+	ca->id = id;
+	ca->not_issued = VG_NOT_ISSUED_UNKNOWN;
+	ca->ocsp_validity = 4 * DAY;
+	ca->crl_validity = 7 * DAY;
+	return ca;
+}
+
+#define SET_STR(dst, val)                                                                         \
+	do {                                                                                      \
+		free(dst);                                                                        \
+		(dst) = strdup(val);                                                              \
+	} while (0)
+#define SET_PATH(dst, val)                                                                        \
+	do {                                                                                      \
+		free(dst);                                                                        \
+		(dst) = resolve_path(c, val);                                                     \
+	} while (0)
+
+static int handle_ca(struct parse_ctx *p, const char *caname, const char *k, const char *v)
+{
+	struct vg_conf *c = p->c;
+	struct vg_conf_ca *ca = ca_for(p, caname);
+	if (!ca)
+		return 0;
+	int64_t ms;
+	if (!strcmp(k, "cert"))
+		SET_PATH(ca->cert, v);
+	else if (!strcmp(k, "ocsp_cert"))
+		SET_PATH(ca->ocsp_cert, v);
+	else if (!strcmp(k, "ocsp_key"))
+		SET_PATH(ca->ocsp_key, v);
+	else if (!strcmp(k, "crl_key"))
+		SET_PATH(ca->crl_key, v);
+	else if (!strcmp(k, "crl_url"))
+		SET_STR(ca->crl_url, v);
+	else if (!strcmp(k, "delta_crl_url"))
+		SET_STR(ca->delta_crl_url, v);
+	else if (!strcmp(k, "not_issued")) {
+		if (!strcmp(v, "unknown"))
+			ca->not_issued = VG_NOT_ISSUED_UNKNOWN;
+		else if (!strcmp(v, "revoked"))
+			ca->not_issued = VG_NOT_ISSUED_REVOKED;
+		else {
+			set_err(p, "[ca %s] not_issued = %s: expected unknown or revoked", caname, v);
+			return 0;
+		}
+	} else if (!strcmp(k, "ocsp_validity")) {
+		if (!parse_duration_ms(v, &ms) || ms < 8 * 3600 * 1000LL ||
+		    ms > 10LL * DAY * 1000) {
+			set_err(p,
+				"[ca %s] ocsp_validity = %s: must be 8h to 10d (Baseline Requirements "
+				"4.9.10)",
+				caname, v);
+			return 0;
+		}
+		ca->ocsp_validity = ms / 1000;
+	} else if (!strcmp(k, "crl_validity")) {
+		if (!parse_duration_ms(v, &ms) || ms < 3600 * 1000LL || ms > 10LL * DAY * 1000) {
+			set_err(p,
+				"[ca %s] crl_validity = %s: must be 1h to 10d (Baseline Requirements "
+				"4.9.7)",
+				caname, v);
+			return 0;
+		}
+		ca->crl_validity = ms / 1000;
+	} else if (!strcmp(k, "delta_crl")) {
+		if (!parse_bool(v, &ca->delta_crl)) {
+			set_err(p, "[ca %s] delta_crl = %s: expected on or off", caname, v);
+			return 0;
+		}
+	} else if (!strcmp(k, "digest")) {
+		if (strcmp(v, "sha256") && strcmp(v, "sha384") && strcmp(v, "sha512")) {
+			set_err(p, "[ca %s] digest = %s: expected sha256, sha384 or sha512", caname, v);
+			return 0;
+		}
+		SET_STR(ca->digest, v);
+	} else {
+		set_err(p, "[ca %s]: unknown key '%s'", caname, k);
+		return 0;
+	}
+	return 1;
+}
+
+static int handle_int(struct parse_ctx *p, const char *sec, const char *k, const char *v, int lo,
+		      int hi, int *dst)
+{
+	if (!parse_int(v, lo, hi, dst)) {
+		set_err(p, "[%s] %s = %s: expected an integer from %d to %d", sec, k, v, lo, hi);
+		return 0;
+	}
+	return 1;
+}
+
+static int handle_ms(struct parse_ctx *p, const char *sec, const char *k, const char *v, int *dst)
+{
+	int64_t ms;
+	if (!parse_duration_ms(v, &ms) || ms < 100 || ms > 3600 * 1000) {
+		set_err(p, "[%s] %s = %s: expected a duration from 100ms to 1h (e.g. 30s)", sec, k,
+			v);
+		return 0;
+	}
+	*dst = (int)ms;
+	return 1;
+}
+
+static int handler(void *user, const char *section, const char *k, const char *v)
+{
+	struct parse_ctx *p = user;
+	struct vg_conf *c = p->c;
+	if (p->msg[0])
+		return 0;
+
+	char *key = NULL;
+	if (asprintf(&key, "%s\n%s", section, k) < 0)
+		return 0;
+	for (size_t i = 0; i < p->n_seen; i++)
+		if (!strcmp(p->seen[i], key)) {
+			set_err(p, "[%s] %s is set twice", section, k);
+			free(key);
+			return 0;
+		}
+	char **ns = realloc(p->seen, (p->n_seen + 1) * sizeof(*ns));
+	if (!ns) {
+		free(key);
+		return 0;
+	}
+	p->seen = ns;
+	p->seen[p->n_seen++] = key;
+
+	if (!strcmp(section, "store")) {
+		if (!strcmp(k, "path"))
+			SET_PATH(c->store_path, v);
+		else
+			goto unknown;
+	} else if (!strcmp(section, "responder")) {
+		if (!strcmp(k, "listen"))
+			SET_STR(c->listen, v);
+		else if (!strcmp(k, "workers"))
+			return handle_int(p, section, k, v, 0, 256, &c->workers);
+		else if (!strcmp(k, "user"))
+			SET_STR(c->user, v);
+		else if (!strcmp(k, "access_log"))
+			SET_PATH(c->access_log, v);
+		else if (!strcmp(k, "base_path"))
+			SET_STR(c->base_path, v);
+		else if (!strcmp(k, "max_connections"))
+			return handle_int(p, section, k, v, 1, 1000000, &c->max_connections);
+		else if (!strcmp(k, "max_request_bytes"))
+			return handle_int(p, section, k, v, 512, 1 << 20, &c->max_request_bytes);
+		else if (!strcmp(k, "max_header_bytes"))
+			return handle_int(p, section, k, v, 512, 1 << 20, &c->max_header_bytes);
+		else if (!strcmp(k, "max_certids"))
+			return handle_int(p, section, k, v, 1, 1000, &c->max_certids);
+		else if (!strcmp(k, "refresh_percent"))
+			return handle_int(p, section, k, v, 1, 90, &c->refresh_percent);
+		else if (!strcmp(k, "idle_timeout"))
+			return handle_ms(p, section, k, v, &c->idle_timeout_ms);
+		else if (!strcmp(k, "header_timeout"))
+			return handle_ms(p, section, k, v, &c->header_timeout_ms);
+		else if (!strcmp(k, "body_timeout"))
+			return handle_ms(p, section, k, v, &c->body_timeout_ms);
+		else
+			goto unknown;
+	} else if (!strcmp(section, "crlgen")) {
+		int64_t ms;
+		if (!strcmp(k, "out"))
+			SET_PATH(c->crl_out, v);
+		else if (!strcmp(k, "interval")) {
+			if (!parse_duration_ms(v, &ms) || ms < 1000 || ms > 10LL * DAY * 1000) {
+				set_err(p, "[crlgen] interval = %s: expected 1s to 10d", v);
+				return 0;
+			}
+			c->crl_interval = ms / 1000;
+		} else if (!strcmp(k, "keep"))
+			return handle_int(p, section, k, v, 0, 1000, &c->crl_keep);
+		else
+			goto unknown;
+	} else if (!strncmp(section, "ca ", 3)) {
+		const char *name = section + 3;
+		while (*name == ' ')
+			name++;
+		return handle_ca(p, name, k, v);
+	} else {
+		set_err(p, "unknown section [%s]", section);
+		return 0;
+	}
+	return 1;
+unknown:
+	set_err(p, "[%s]: unknown key '%s'", section, k);
+	return 0;
+}
+
+static void set_defaults(struct vg_conf *c)
+{
+	c->workers = 0;
+	c->max_connections = 10000;
+	c->max_request_bytes = 16384;
+	c->max_header_bytes = 8192;
+	c->max_certids = 32;
+	c->idle_timeout_ms = 30000;
+	c->header_timeout_ms = 10000;
+	c->body_timeout_ms = 10000;
+	c->refresh_percent = 50;
+	c->crl_interval = 3600;
+	c->crl_keep = 5;
+}
+
+int vg_conf_load(const char *path, struct vg_conf *out, char *err, size_t errlen)
+{
+	memset(out, 0, sizeof(*out));
+	set_defaults(out);
+	char *abs = realpath(path, NULL);
+	if (!abs) {
+		int e = errno;
+		snprintf(err, errlen, "%s: %s", path, strerror(e));
+		return -e;
+	}
+	out->file = abs;
+	char *slash = strrchr(abs, '/');
+	out->dir = strndup(abs, slash == abs ? 1 : (size_t)(slash - abs));
+
+	struct parse_ctx p = {.c = out};
+	int line = ini_parse(abs, handler, &p);
+	for (size_t i = 0; i < p.n_seen; i++)
+		free(p.seen[i]);
+	free(p.seen);
+	if (line < 0) {
+		snprintf(err, errlen, "%s: cannot read: %s", abs, strerror(errno ? errno : EIO));
+		vg_conf_free(out);
+		return -EIO;
+	}
+	if (line > 0) {
+		snprintf(err, errlen, "%s:%d: %s", abs, line, p.msg[0] ? p.msg : "syntax error");
+		vg_conf_free(out);
+		return -EINVAL;
+	}
+
+	if (!out->store_path) {
+		snprintf(err, errlen, "%s: [store] path is required", abs);
+		goto bad;
+	}
+	if (!out->listen)
+		out->listen = strdup("127.0.0.1:8080");
+	if (!out->base_path)
+		out->base_path = strdup("/");
+	if (!out->crl_out)
+		out->crl_out = resolve_path(out, "crl");
+	for (int i = 0; i < out->n_cas; i++) {
+		struct vg_conf_ca *ca = &out->cas[i];
+		if (!ca->cert) {
+			snprintf(err, errlen, "%s: [ca %s] cert is required", abs, ca->name);
+			goto bad;
+		}
+		if (access(ca->cert, R_OK) < 0) {
+			snprintf(err, errlen, "%s: [ca %s] cert %s: %s", abs, ca->name, ca->cert,
+				 strerror(errno));
+			goto bad;
+		}
+		if (ca->ocsp_cert && access(ca->ocsp_cert, R_OK) < 0) {
+			snprintf(err, errlen, "%s: [ca %s] ocsp_cert %s: %s", abs, ca->name,
+				 ca->ocsp_cert, strerror(errno));
+			goto bad;
+		}
+		/* Without a delegated responder the CA key signs both. */
+		if (!ca->ocsp_key && !ca->ocsp_cert && ca->crl_key)
+			ca->ocsp_key = strdup(ca->crl_key);
+		if (!ca->digest)
+			ca->digest = strdup("sha256");
+	}
+	return 0;
+bad:
+	vg_conf_free(out);
+	return -EINVAL;
+}
+
+void vg_conf_free(struct vg_conf *c)
+{
+	if (!c)
+		return;
+	free(c->file);
+	free(c->dir);
+	free(c->store_path);
+	free(c->listen);
+	free(c->user);
+	free(c->access_log);
+	free(c->base_path);
+	free(c->crl_out);
+	for (int i = 0; i < c->n_cas; i++) {
+		struct vg_conf_ca *ca = &c->cas[i];
+		free(ca->name);
+		free(ca->cert);
+		free(ca->ocsp_cert);
+		free(ca->ocsp_key);
+		free(ca->crl_key);
+		free(ca->crl_url);
+		free(ca->delta_crl_url);
+		free(ca->digest);
+	}
+	memset(c, 0, sizeof(*c));
+}
+
+const struct vg_conf_ca *vg_conf_ca_find(const struct vg_conf *c, const char *name)
+{
+	for (int i = 0; i < c->n_cas; i++)
+		if (!strcmp(c->cas[i].name, name))
+			return &c->cas[i];
+	return NULL;
+}

@@ -1,0 +1,75 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+#pragma once
+
+/*
+ * The configuration file shared by vigil-store, vigil-responder and
+ * vigil-crlgen (INI, parsed with libinih). Every program parses every
+ * section, so a key unknown to all of them is an error wherever it appears.
+ * Relative paths are resolved against the directory of the file.
+ */
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define VG_CONF_MAX_CAS 64
+
+enum vg_not_issued {
+	VG_NOT_ISSUED_UNKNOWN = 0, /* RFC 6960 unknown: what public TLS CAs must answer */
+	VG_NOT_ISSUED_REVOKED = 1, /* RFC 6960 §2.2 revoked, certificateHold, 1970-01-01 */
+};
+
+struct vg_conf_ca {
+	char *name;
+	uint32_t id;          /* vg_ca_id(name) */
+	char *cert;           /* CA certificate (PEM or DER), required */
+	char *ocsp_cert;      /* delegated OCSP signer certificate; NULL: sign with ocsp_key as CA */
+	char *ocsp_key;       /* PEM path or pkcs11: URI */
+	char *crl_key;        /* PEM path or pkcs11: URI */
+	enum vg_not_issued not_issued;
+	int64_t ocsp_validity; /* seconds; default 4 days, allowed 8 h to 10 days */
+	int64_t crl_validity;  /* seconds; default 7 days, at most 10 days */
+	bool delta_crl;        /* publish delta CRLs too */
+	char *crl_url;         /* CRL distribution point (informational, Freshest CRL base) */
+	char *delta_crl_url;   /* Freshest CRL URL for full CRLs */
+	char *digest;          /* signature digest: sha256 (default), sha384, sha512 */
+};
+
+struct vg_conf {
+	char *file;      /* absolute path of the config file */
+	char *dir;       /* its directory, for relative paths */
+	/* [store] */
+	char *store_path;
+	/* [responder] */
+	char *listen;          /* ADDR:PORT, default 127.0.0.1:8080 */
+	int workers;           /* 0: one per CPU */
+	char *user;            /* drop root to this user after binding */
+	char *access_log;      /* path, or NULL */
+	int max_connections;   /* default 10000 */
+	int max_request_bytes; /* default 16384 (RFC 5019: requests are small) */
+	int max_header_bytes;  /* default 8192 */
+	int max_certids;       /* CertIDs answered per request, default 32 */
+	int idle_timeout_ms;   /* keep-alive idle, default 30000 */
+	int header_timeout_ms; /* whole header must arrive within, default 10000 */
+	int body_timeout_ms;   /* whole body must arrive within, default 10000 */
+	int refresh_percent;   /* cached answers are re-signed after this % of validity, default 50 */
+	char *base_path;       /* URL prefix before the OCSP GET segment, default "/" */
+	/* [crlgen] */
+	char *crl_out;
+	int64_t crl_interval; /* seconds, default 3600 */
+	int crl_keep;         /* numbered CRLs kept beside the current, default 5 */
+	/* [ca NAME] */
+	struct vg_conf_ca cas[VG_CONF_MAX_CAS];
+	int n_cas;
+};
+
+/* vg_conf_load parses |path| into |*out|. On error it returns a negative errno
+ * and writes a one-line reason (naming the file, line and key) into |err|. It
+ * checks syntax, known keys, value ranges, and that every CA names a readable
+ * certificate file; it does not load keys. */
+int vg_conf_load(const char *path, struct vg_conf *out, char *err, size_t errlen);
+
+void vg_conf_free(struct vg_conf *c);
+
+/* vg_conf_ca_find returns the CA section named |name|, or NULL. */
+const struct vg_conf_ca *vg_conf_ca_find(const struct vg_conf *c, const char *name);

@@ -1,0 +1,1330 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * The status store on LMDB. This file is the only one that includes lmdb.h.
+ *
+ * Sub-databases:
+ *   meta     "schema" -> u32, "counter" -> u64, "created" -> i64
+ *   cas      CA name -> CA record (see ca_encode)
+ *   certs    cert key -> record          (every certificate)
+ *   revoked  cert key -> record          (revoked ones only: CRLs cost O(revoked))
+ *   log      counter u64 | seq u32 -> ca_id u32 | op u8 | len u8 | serial
+ *   audit    counter u64 -> time i64 | count u64 | user\0 ca\0 action\0 command
+ *
+ * Durability: LMDB's default sync (no NOSYNC, MAPASYNC or WRITEMAP), so a
+ * committed transaction survives kill -9 and power loss, and the B-tree is
+ * never half-written. Writes go in bounded transactions.
+ */
+#include "store/store.h"
+#include "store/record.h"
+#include "store/common/log.h"
+
+#include <errno.h>
+#include <lmdb.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#define SCHEMA_VERSION 1u
+#define MAP_INITIAL (1ull << 30)
+/* More than this many additions in one commit are logged as one CA-wide change. */
+#define LOG_ADD_DETAIL_MAX 1024
+
+struct vg_store {
+	MDB_env *env;
+	MDB_dbi meta, cas, certs, revoked, log, audit;
+	bool rdonly;
+	char *path;
+	/* Readers hold this shared while their snapshot is active; growing the
+	 * map of a read-only process (another process grew the file) needs it
+	 * exclusive, since mdb_env_set_mapsize remaps. */
+	pthread_rwlock_t maplock;
+};
+
+struct vg_txn {
+	struct vg_store *st;
+	MDB_txn *txn;
+	bool locked;
+};
+
+struct vg_iter {
+	struct vg_txn *t;
+	MDB_cursor *cur;
+	uint32_t ca_id;
+	bool started, done;
+};
+
+/* Set when the last error was MDB_MAP_FULL, which growing the map cures (as
+ * opposed to ENOSPC from a full disk, which it does not). Writes are done by
+ * one thread. */
+static bool map_full_seen;
+
+/* lmdb_err maps LMDB's error space to negative errno, at this one boundary. */
+static int lmdb_err(int rc, const char *what)
+{
+	switch (rc) {
+	case MDB_SUCCESS:
+		return 0;
+	case MDB_NOTFOUND:
+		return -ENOENT;
+	case MDB_MAP_FULL:
+		map_full_seen = true;
+		return -ENOSPC;
+	case MDB_TXN_FULL:
+	case ENOSPC:
+		return -ENOSPC;
+	case MDB_MAP_RESIZED:
+		return -EAGAIN;
+	case MDB_VERSION_MISMATCH:
+	case MDB_INVALID:
+		log_err("event=store_error op=%s error=\"%s\"", what, mdb_strerror(rc));
+		return -EPROTO;
+	case EACCES:
+	case EROFS:
+	case ENOENT:
+	case ENOMEM:
+		return -rc;
+	default:
+		log_err("event=store_error op=%s error=\"%s\"", what, mdb_strerror(rc));
+		return -EIO;
+	}
+}
+
+const char *vg_store_path(const struct vg_store *st)
+{
+	return st->path;
+}
+
+static int open_dbis(struct vg_store *st, MDB_txn *txn, unsigned flags)
+{
+	struct {
+		const char *name;
+		MDB_dbi *dbi;
+	} dbs[] = {{"meta", &st->meta},	      {"cas", &st->cas}, {"certs", &st->certs},
+		   {"revoked", &st->revoked}, {"log", &st->log}, {"audit", &st->audit}};
+	for (size_t i = 0; i < sizeof(dbs) / sizeof(dbs[0]); i++) {
+		int rc = mdb_dbi_open(txn, dbs[i].name, flags, dbs[i].dbi);
+		if (rc == MDB_NOTFOUND)
+			return -ENODATA;
+		if (rc)
+			return lmdb_err(rc, "dbi_open");
+	}
+	return 0;
+}
+
+static int meta_get_u64(struct vg_store *st, MDB_txn *txn, const char *k, uint64_t *out)
+{
+	MDB_val key = {strlen(k), (void *)k}, val;
+	int rc = mdb_get(txn, st->meta, &key, &val);
+	if (rc)
+		return lmdb_err(rc, "meta_get");
+	if (val.mv_size == 4)
+		*out = get_u32(val.mv_data);
+	else if (val.mv_size == 8)
+		*out = get_u64(val.mv_data);
+	else
+		return -EBADMSG;
+	return 0;
+}
+
+static int meta_put_u64(struct vg_store *st, MDB_txn *txn, const char *k, uint64_t v, size_t width)
+{
+	uint8_t b[8];
+	if (width == 4)
+		put_u32(b, (uint32_t)v);
+	else
+		put_u64(b, v);
+	MDB_val key = {strlen(k), (void *)k}, val = {width, b};
+	return lmdb_err(mdb_put(txn, st->meta, &key, &val, 0), "meta_put");
+}
+
+int vg_store_open(struct vg_store **out, const char *path, unsigned flags)
+{
+	bool rdonly = flags & VG_STORE_RDONLY;
+	bool create = (flags & VG_STORE_CREATE) && !rdonly;
+	char *datafile = NULL;
+	if (asprintf(&datafile, "%s/data.mdb", path) < 0)
+		return -ENOMEM;
+	struct stat sb;
+	bool exists = stat(datafile, &sb) == 0;
+	free(datafile);
+	if (!exists && !create)
+		return -ENODATA;
+	if (create && mkdir(path, 0750) < 0 && errno != EEXIST)
+		return -errno;
+
+	struct vg_store *st = calloc(1, sizeof(*st));
+	if (!st)
+		return -ENOMEM;
+	st->rdonly = rdonly;
+	st->path = strdup(path);
+	pthread_rwlock_init(&st->maplock, NULL);
+	MDB_txn *txn = NULL;
+	int rc = mdb_env_create(&st->env);
+	if (rc) {
+		rc = lmdb_err(rc, "env_create");
+		goto fail;
+	}
+	mdb_env_set_maxdbs(st->env, 8);
+	mdb_env_set_maxreaders(st->env, 1022);
+	if (!rdonly) {
+		/* The map only reserves address space; the file grows with data.
+		 * Growing it further is done on MDB_MAP_FULL (write_batch). */
+		uint64_t initial = MAP_INITIAL;
+		const char *env = getenv("VIGIL_STORE_INITIAL_MAP");
+		if (env && atoll(env) > 0)
+			initial = (uint64_t)atoll(env);
+		if (exists && (uint64_t)sb.st_size > initial)
+			initial = (uint64_t)sb.st_size;
+		mdb_env_set_mapsize(st->env, initial);
+	}
+	unsigned envflags = MDB_NOTLS | (rdonly ? MDB_RDONLY : 0);
+	rc = mdb_env_open(st->env, path, envflags, 0640);
+	if (rc) {
+		rc = lmdb_err(rc, "env_open");
+		goto fail;
+	}
+	int dead = 0;
+	mdb_reader_check(st->env, &dead);
+	if (dead > 0)
+		log_warn("event=stale_readers_cleared count=%d", dead);
+
+	rc = mdb_txn_begin(st->env, NULL, rdonly ? MDB_RDONLY : 0, &txn);
+	if (rc) {
+		rc = lmdb_err(rc, "txn_begin");
+		goto fail;
+	}
+	rc = open_dbis(st, txn, create ? MDB_CREATE : 0);
+	if (rc)
+		goto fail;
+	uint64_t schema;
+	rc = meta_get_u64(st, txn, "schema", &schema);
+	if (rc == -ENOENT && create) {
+		rc = meta_put_u64(st, txn, "schema", SCHEMA_VERSION, 4);
+		if (!rc)
+			rc = meta_put_u64(st, txn, "counter", 0, 8);
+		if (!rc)
+			rc = meta_put_u64(st, txn, "created", (uint64_t)time(NULL), 8);
+		if (rc)
+			goto fail;
+		schema = SCHEMA_VERSION;
+	} else if (rc == -ENOENT) {
+		rc = -ENODATA;
+		goto fail;
+	} else if (rc) {
+		goto fail;
+	}
+	if (schema != SCHEMA_VERSION) {
+		log_err("event=store_schema_mismatch path=%s found=%llu expected=%u", path,
+			(unsigned long long)schema, SCHEMA_VERSION);
+		rc = -EPROTO;
+		goto fail;
+	}
+	/* Committing also makes the DBI handles usable by later transactions. */
+	rc = mdb_txn_commit(txn);
+	txn = NULL;
+	if (rc) {
+		rc = lmdb_err(rc, "txn_commit");
+		goto fail;
+	}
+	*out = st;
+	return 0;
+fail:
+	if (txn)
+		mdb_txn_abort(txn);
+	if (st->env)
+		mdb_env_close(st->env);
+	pthread_rwlock_destroy(&st->maplock);
+	free(st->path);
+	free(st);
+	return rc;
+}
+
+void vg_store_close(struct vg_store *st)
+{
+	if (!st)
+		return;
+	mdb_env_close(st->env);
+	pthread_rwlock_destroy(&st->maplock);
+	free(st->path);
+	free(st);
+}
+
+/* ---- Reading ------------------------------------------------------------ */
+
+/* follow_map adopts the map size another process grew the store to. It is
+ * called without the shared lock held. */
+static int follow_map(struct vg_store *st)
+{
+	pthread_rwlock_wrlock(&st->maplock);
+	int rc = mdb_env_set_mapsize(st->env, 0);
+	pthread_rwlock_unlock(&st->maplock);
+	if (rc == 0)
+		log_info("event=store_map_followed path=%s", st->path);
+	return lmdb_err(rc, "set_mapsize");
+}
+
+int vg_txn_begin(struct vg_store *st, struct vg_txn **out)
+{
+	struct vg_txn *t = calloc(1, sizeof(*t));
+	if (!t)
+		return -ENOMEM;
+	t->st = st;
+	for (int tries = 0;; tries++) {
+		pthread_rwlock_rdlock(&st->maplock);
+		int rc = mdb_txn_begin(st->env, NULL, MDB_RDONLY, &t->txn);
+		if (rc == 0)
+			break;
+		pthread_rwlock_unlock(&st->maplock);
+		if (rc == MDB_MAP_RESIZED && tries < 3 && follow_map(st) == 0)
+			continue;
+		free(t);
+		return lmdb_err(rc, "txn_begin");
+	}
+	t->locked = true;
+	*out = t;
+	return 0;
+}
+
+int vg_txn_renew(struct vg_txn *t)
+{
+	if (t->txn)
+		mdb_txn_reset(t->txn);
+	if (t->locked) {
+		pthread_rwlock_unlock(&t->st->maplock);
+		t->locked = false;
+	}
+	for (int tries = 0;; tries++) {
+		pthread_rwlock_rdlock(&t->st->maplock);
+		int rc = t->txn ? mdb_txn_renew(t->txn)
+				: mdb_txn_begin(t->st->env, NULL, MDB_RDONLY, &t->txn);
+		if (rc == 0) {
+			t->locked = true;
+			return 0;
+		}
+		pthread_rwlock_unlock(&t->st->maplock);
+		if (rc == MDB_MAP_RESIZED && tries < 3) {
+			/* A reset transaction pins no pages; abort it so the remap
+			 * finds no transaction of ours. */
+			if (t->txn)
+				mdb_txn_abort(t->txn);
+			t->txn = NULL;
+			if (follow_map(t->st) == 0)
+				continue;
+		}
+		return lmdb_err(rc, "txn_renew");
+	}
+}
+
+void vg_txn_end(struct vg_txn *t)
+{
+	if (!t)
+		return;
+	if (t->txn)
+		mdb_txn_abort(t->txn);
+	if (t->locked)
+		pthread_rwlock_unlock(&t->st->maplock);
+	free(t);
+}
+
+static int get_cert(struct vg_store *st, MDB_txn *txn, uint32_t ca_id, const struct vg_serial *s,
+		    struct vg_cert *out)
+{
+	uint8_t kb[CERT_KEY_MAX];
+	MDB_val key = {cert_key(ca_id, s, kb), kb}, val;
+	int rc = mdb_get(txn, st->certs, &key, &val);
+	if (rc)
+		return lmdb_err(rc, "get");
+	if (rec_decode(val.mv_data, val.mv_size, out) < 0) {
+		log_err("event=store_corrupt_record ca_id=%08x", ca_id);
+		return -EBADMSG;
+	}
+	return 0;
+}
+
+int vg_get(struct vg_txn *t, uint32_t ca_id, const struct vg_serial *serial, struct vg_cert *out)
+{
+	if (!t->txn)
+		return -EINVAL;
+	if (serial->len == 0 || serial->len > VG_SERIAL_MAX)
+		return -EINVAL;
+	return get_cert(t->st, t->txn, ca_id, serial, out);
+}
+
+/* CA record: version u8 | flags u8 | reserved u16 | id u32 | frozen_at i64 |
+ * n_certs u64 | n_revoked u64 | n_hold u64 */
+#define CA_REC_LEN 40
+#define CA_FROZEN 0x01
+
+static void ca_encode(const struct vg_ca_state *s, uint8_t *b)
+{
+	memset(b, 0, CA_REC_LEN);
+	b[0] = 1;
+	b[1] = s->frozen ? CA_FROZEN : 0;
+	put_u32(b + 4, s->id);
+	put_u64(b + 8, (uint64_t)s->frozen_at);
+	put_u64(b + 16, s->n_certs);
+	put_u64(b + 24, s->n_revoked);
+	put_u64(b + 32, s->n_hold);
+}
+
+static int ca_decode(const uint8_t *b, size_t len, struct vg_ca_state *s)
+{
+	if (len != CA_REC_LEN || b[0] != 1)
+		return -EBADMSG;
+	s->frozen = b[1] & CA_FROZEN;
+	s->id = get_u32(b + 4);
+	s->frozen_at = (int64_t)get_u64(b + 8);
+	s->n_certs = get_u64(b + 16);
+	s->n_revoked = get_u64(b + 24);
+	s->n_hold = get_u64(b + 32);
+	return 0;
+}
+
+static int ca_read(struct vg_store *st, MDB_txn *txn, const char *name, struct vg_ca_state *out)
+{
+	memset(out, 0, sizeof(*out));
+	out->id = vg_ca_id(name);
+	MDB_val key = {strlen(name), (void *)name}, val;
+	int rc = mdb_get(txn, st->cas, &key, &val);
+	if (rc == MDB_NOTFOUND)
+		return 0;
+	if (rc)
+		return lmdb_err(rc, "ca_get");
+	return ca_decode(val.mv_data, val.mv_size, out);
+}
+
+int vg_ca_get(struct vg_txn *t, const char *name, struct vg_ca_state *out)
+{
+	return ca_read(t->st, t->txn, name, out);
+}
+
+int vg_counter(struct vg_txn *t, uint64_t *out)
+{
+	return meta_get_u64(t->st, t->txn, "counter", out);
+}
+
+int vg_iter_open(struct vg_txn *t, uint32_t ca_id, unsigned flags, struct vg_iter **out)
+{
+	struct vg_iter *it = calloc(1, sizeof(*it));
+	if (!it)
+		return -ENOMEM;
+	it->t = t;
+	it->ca_id = ca_id;
+	int rc = mdb_cursor_open(t->txn, (flags & VG_ITER_REVOKED) ? t->st->revoked : t->st->certs,
+				 &it->cur);
+	if (rc) {
+		free(it);
+		return lmdb_err(rc, "cursor_open");
+	}
+	*out = it;
+	return 0;
+}
+
+int vg_iter_next(struct vg_iter *it, struct vg_serial *serial, struct vg_cert *cert)
+{
+	if (it->done)
+		return 0;
+	MDB_val key, val;
+	int rc;
+	if (!it->started) {
+		uint8_t kb[4];
+		put_u32(kb, it->ca_id);
+		key.mv_size = 4;
+		key.mv_data = kb;
+		rc = mdb_cursor_get(it->cur, &key, &val, MDB_SET_RANGE);
+		it->started = true;
+	} else {
+		rc = mdb_cursor_get(it->cur, &key, &val, MDB_NEXT);
+	}
+	if (rc == MDB_NOTFOUND) {
+		it->done = true;
+		return 0;
+	}
+	if (rc)
+		return lmdb_err(rc, "cursor_get");
+	uint32_t id;
+	if (key.mv_size < 4 || get_u32(key.mv_data) != it->ca_id) {
+		it->done = true;
+		return 0;
+	}
+	if (cert_key_decode(key.mv_data, key.mv_size, &id, serial) < 0 ||
+	    rec_decode(val.mv_data, val.mv_size, cert) < 0) {
+		log_err("event=store_corrupt_record ca_id=%08x", it->ca_id);
+		return -EBADMSG;
+	}
+	return 1;
+}
+
+void vg_iter_close(struct vg_iter *it)
+{
+	if (!it)
+		return;
+	mdb_cursor_close(it->cur);
+	free(it);
+}
+
+int vg_changes_foreach(struct vg_txn *t, uint64_t since,
+		       int (*cb)(const struct vg_change *c, void *arg), void *arg)
+{
+	MDB_cursor *cur;
+	int rc = mdb_cursor_open(t->txn, t->st->log, &cur);
+	if (rc)
+		return lmdb_err(rc, "cursor_open");
+	uint8_t kb[12];
+	put_u64(kb, since + 1);
+	put_u32(kb + 8, 0);
+	MDB_val key = {sizeof(kb), kb}, val;
+	rc = mdb_cursor_get(cur, &key, &val, MDB_SET_RANGE);
+	int ret = 0;
+	while (rc == 0) {
+		const uint8_t *v = val.mv_data;
+		struct vg_change c;
+		memset(&c, 0, sizeof(c));
+		if (key.mv_size != 12 || val.mv_size < 6 || val.mv_size != 6u + v[5] ||
+		    v[5] > VG_SERIAL_MAX) {
+			ret = -EBADMSG;
+			break;
+		}
+		c.counter = get_u64(key.mv_data);
+		c.ca_id = get_u32(v);
+		c.op = v[4];
+		c.serial.len = v[5];
+		memcpy(c.serial.b, v + 6, v[5]);
+		ret = cb(&c, arg);
+		if (ret)
+			break;
+		rc = mdb_cursor_get(cur, &key, &val, MDB_NEXT);
+	}
+	if (!ret && rc && rc != MDB_NOTFOUND)
+		ret = lmdb_err(rc, "cursor_get");
+	mdb_cursor_close(cur);
+	return ret;
+}
+
+static void copy_field(char *dst, size_t dstlen, const uint8_t **p, const uint8_t *end)
+{
+	const uint8_t *nul = memchr(*p, 0, (size_t)(end - *p));
+	size_t n = nul ? (size_t)(nul - *p) : (size_t)(end - *p);
+	size_t c = n < dstlen - 1 ? n : dstlen - 1;
+	memcpy(dst, *p, c);
+	dst[c] = '\0';
+	*p += n + (nul ? 1 : 0);
+}
+
+int vg_audit_foreach(struct vg_txn *t, int (*cb)(const struct vg_audit_entry *e, void *arg),
+		     void *arg)
+{
+	MDB_cursor *cur;
+	int rc = mdb_cursor_open(t->txn, t->st->audit, &cur);
+	if (rc)
+		return lmdb_err(rc, "cursor_open");
+	MDB_val key, val;
+	int ret = 0;
+	for (rc = mdb_cursor_get(cur, &key, &val, MDB_FIRST); rc == 0;
+	     rc = mdb_cursor_get(cur, &key, &val, MDB_NEXT)) {
+		if (key.mv_size != 8 || val.mv_size < 16) {
+			ret = -EBADMSG;
+			break;
+		}
+		struct vg_audit_entry e;
+		memset(&e, 0, sizeof(e));
+		const uint8_t *p = val.mv_data, *end = p + val.mv_size;
+		e.counter = get_u64(key.mv_data);
+		e.time = (int64_t)get_u64(p);
+		e.count = get_u64(p + 8);
+		p += 16;
+		copy_field(e.user, sizeof(e.user), &p, end);
+		copy_field(e.ca, sizeof(e.ca), &p, end);
+		copy_field(e.action, sizeof(e.action), &p, end);
+		copy_field(e.command, sizeof(e.command), &p, end);
+		ret = cb(&e, arg);
+		if (ret)
+			break;
+	}
+	if (!ret && rc && rc != MDB_NOTFOUND)
+		ret = lmdb_err(rc, "cursor_get");
+	mdb_cursor_close(cur);
+	return ret;
+}
+
+int vg_store_info(struct vg_txn *t, struct vg_store_info *out)
+{
+	struct vg_store *st = t->st;
+	memset(out, 0, sizeof(*out));
+	MDB_envinfo ei;
+	MDB_stat ms;
+	mdb_env_info(st->env, &ei);
+	mdb_env_stat(st->env, &ms);
+	out->map_bytes = ei.me_mapsize;
+	out->used_bytes = (uint64_t)(ei.me_last_pgno + 1) * ms.ms_psize;
+	char *datafile = NULL;
+	struct stat sb;
+	if (asprintf(&datafile, "%s/data.mdb", st->path) >= 0 && stat(datafile, &sb) == 0)
+		out->file_bytes = (uint64_t)sb.st_size;
+	free(datafile);
+	uint64_t v;
+	if (meta_get_u64(st, t->txn, "schema", &v) == 0)
+		out->schema = (uint32_t)v;
+	vg_counter(t, &out->counter);
+	if (mdb_stat(t->txn, st->log, &ms) == 0)
+		out->log_entries = ms.ms_entries;
+	if (mdb_stat(t->txn, st->audit, &ms) == 0)
+		out->audit_entries = ms.ms_entries;
+	return 0;
+}
+
+int vg_ca_foreach(struct vg_txn *t,
+		  int (*cb)(const char *name, const struct vg_ca_state *s, void *arg), void *arg)
+{
+	MDB_cursor *cur;
+	int rc = mdb_cursor_open(t->txn, t->st->cas, &cur);
+	if (rc)
+		return lmdb_err(rc, "cursor_open");
+	MDB_val key, val;
+	int ret = 0;
+	for (rc = mdb_cursor_get(cur, &key, &val, MDB_FIRST); rc == 0;
+	     rc = mdb_cursor_get(cur, &key, &val, MDB_NEXT)) {
+		char name[64];
+		struct vg_ca_state s;
+		if (key.mv_size >= sizeof(name) || ca_decode(val.mv_data, val.mv_size, &s) < 0) {
+			ret = -EBADMSG;
+			break;
+		}
+		memcpy(name, key.mv_data, key.mv_size);
+		name[key.mv_size] = '\0';
+		ret = cb(name, &s, arg);
+		if (ret)
+			break;
+	}
+	if (!ret && rc && rc != MDB_NOTFOUND)
+		ret = lmdb_err(rc, "cursor_get");
+	mdb_cursor_close(cur);
+	return ret;
+}
+
+/* ---- Writing ------------------------------------------------------------
+ *
+ * A write is a series of batches. Each batch runs in one write transaction
+ * (struct wtx): it reads the CA record, applies changes through apply(),
+ * which keeps the certs and revoked databases, the CA's counts and the
+ * change log in step, and commit_wtx() bumps the counter, appends the audit
+ * record and commits. On MDB_MAP_FULL the batch is aborted, the map doubled
+ * and the batch run again from scratch.
+ */
+
+struct wtx {
+	struct vg_store *st;
+	MDB_txn *txn;
+	const char *ca;
+	struct vg_ca_state ca_state;
+	bool ca_dirty;
+	uint64_t counter; /* the value this commit will have */
+	uint32_t seq;     /* next log entry sequence in this commit */
+	uint64_t changed; /* certificates changed in this commit */
+	uint32_t n_adds;  /* ADD/UPDATE entries this commit */
+	bool adds_collapsed;
+	struct vg_serial *pending_adds; /* first LOG_ADD_DETAIL_MAX additions */
+	uint8_t *pending_ops;
+	struct vg_write_result res; /* this batch's share */
+};
+
+static int wtx_begin(struct vg_store *st, const char *ca, struct wtx *w)
+{
+	memset(w, 0, sizeof(*w));
+	w->st = st;
+	w->ca = ca;
+	if (st->rdonly)
+		return -EROFS;
+	int rc = mdb_txn_begin(st->env, NULL, 0, &w->txn);
+	if (rc)
+		return lmdb_err(rc, "txn_begin");
+	if (ca) {
+		rc = ca_read(st, w->txn, ca, &w->ca_state);
+		if (rc)
+			goto fail;
+	}
+	uint64_t counter;
+	rc = meta_get_u64(st, w->txn, "counter", &counter);
+	if (rc)
+		goto fail;
+	w->counter = counter + 1;
+	w->pending_adds = malloc(LOG_ADD_DETAIL_MAX * sizeof(*w->pending_adds));
+	w->pending_ops = malloc(LOG_ADD_DETAIL_MAX);
+	if (!w->pending_adds || !w->pending_ops) {
+		rc = -ENOMEM;
+		goto fail;
+	}
+	return 0;
+fail:
+	mdb_txn_abort(w->txn);
+	w->txn = NULL;
+	free(w->pending_adds);
+	free(w->pending_ops);
+	return rc;
+}
+
+static void wtx_abort(struct wtx *w)
+{
+	if (w->txn)
+		mdb_txn_abort(w->txn);
+	w->txn = NULL;
+	free(w->pending_adds);
+	free(w->pending_ops);
+	w->pending_adds = NULL;
+	w->pending_ops = NULL;
+}
+
+static int log_put(struct wtx *w, uint32_t ca_id, uint8_t op, const struct vg_serial *s)
+{
+	uint8_t kb[12], vb[6 + VG_SERIAL_MAX];
+	put_u64(kb, w->counter);
+	put_u32(kb + 8, w->seq++);
+	put_u32(vb, ca_id);
+	vb[4] = op;
+	vb[5] = s ? s->len : 0;
+	if (s)
+		memcpy(vb + 6, s->b, s->len);
+	MDB_val key = {sizeof(kb), kb}, val = {6u + vb[5], vb};
+	/* Keys grow monotonically: MDB_APPEND fills pages completely. */
+	return lmdb_err(mdb_put(w->txn, w->st->log, &key, &val, MDB_APPEND), "log_put");
+}
+
+/* note_add records an ADD or UPDATE for the log; beyond LOG_ADD_DETAIL_MAX in
+ * one commit they collapse into one CA-wide entry written at commit. */
+static void note_add(struct wtx *w, const struct vg_serial *s, uint8_t op)
+{
+	if (w->n_adds < LOG_ADD_DETAIL_MAX) {
+		w->pending_adds[w->n_adds] = *s;
+		w->pending_ops[w->n_adds] = op;
+	} else {
+		w->adds_collapsed = true;
+	}
+	w->n_adds++;
+}
+
+static int ca_write(struct wtx *w)
+{
+	struct vg_store *st = w->st;
+	MDB_val key = {strlen(w->ca), (void *)w->ca}, val;
+	/* A new CA: its id must not be taken by another name. */
+	if (mdb_get(w->txn, st->cas, &key, &val) == MDB_NOTFOUND) {
+		MDB_cursor *cur;
+		int rc = mdb_cursor_open(w->txn, st->cas, &cur);
+		if (rc)
+			return lmdb_err(rc, "cursor_open");
+		MDB_val k2, v2;
+		for (rc = mdb_cursor_get(cur, &k2, &v2, MDB_FIRST); rc == 0;
+		     rc = mdb_cursor_get(cur, &k2, &v2, MDB_NEXT)) {
+			struct vg_ca_state o;
+			if (ca_decode(v2.mv_data, v2.mv_size, &o) == 0 && o.id == w->ca_state.id) {
+				mdb_cursor_close(cur);
+				log_err("event=ca_id_collision ca=%s", w->ca);
+				return -EEXIST;
+			}
+		}
+		mdb_cursor_close(cur);
+	}
+	uint8_t b[CA_REC_LEN];
+	ca_encode(&w->ca_state, b);
+	val.mv_size = sizeof(b);
+	val.mv_data = b;
+	return lmdb_err(mdb_put(w->txn, st->cas, &key, &val, 0), "ca_put");
+}
+
+static int wtx_commit(struct wtx *w, const char *action, const struct vg_audit *who)
+{
+	struct vg_store *st = w->st;
+	int rc = 0;
+	if (w->n_adds) {
+		if (w->adds_collapsed) {
+			rc = log_put(w, w->ca_state.id, VG_CHANGE_CA, NULL);
+		} else {
+			for (uint32_t i = 0; i < w->n_adds && !rc; i++)
+				rc = log_put(w, w->ca_state.id, w->pending_ops[i],
+					     &w->pending_adds[i]);
+		}
+		if (rc)
+			goto fail;
+	}
+	if (w->ca && w->ca_dirty) {
+		rc = ca_write(w);
+		if (rc)
+			goto fail;
+	}
+	rc = meta_put_u64(st, w->txn, "counter", w->counter, 8);
+	if (rc)
+		goto fail;
+
+	/* The audit record: time | count | user\0 ca\0 action\0 command */
+	const char *user = who && who->user ? who->user : "";
+	const char *cmd = who && who->command ? who->command : "";
+	const char *ca = w->ca ? w->ca : "";
+	size_t lu = strnlen(user, 63), lc = strnlen(ca, 63), la = strlen(action),
+	       lm = strnlen(cmd, 511);
+	size_t vlen = 16 + lu + 1 + lc + 1 + la + 1 + lm;
+	uint8_t *vb = malloc(vlen);
+	if (!vb) {
+		rc = -ENOMEM;
+		goto fail;
+	}
+	uint8_t *p = vb;
+	put_u64(p, (uint64_t)time(NULL));
+	put_u64(p + 8, w->changed);
+	p += 16;
+	memcpy(p, user, lu);
+	p += lu;
+	*p++ = 0;
+	memcpy(p, ca, lc);
+	p += lc;
+	*p++ = 0;
+	memcpy(p, action, la);
+	p += la;
+	*p++ = 0;
+	memcpy(p, cmd, lm);
+	uint8_t kb[8];
+	put_u64(kb, w->counter);
+	MDB_val key = {8, kb}, val = {vlen, vb};
+	rc = lmdb_err(mdb_put(w->txn, st->audit, &key, &val, MDB_APPEND), "audit_put");
+	free(vb);
+	if (rc)
+		goto fail;
+	rc = mdb_txn_commit(w->txn);
+	w->txn = NULL;
+	if (rc) {
+		rc = lmdb_err(rc, "txn_commit");
+		goto fail;
+	}
+	w->res.commits++;
+	wtx_abort(w); /* frees the pending arrays */
+	return 0;
+fail:
+	wtx_abort(w);
+	return rc;
+}
+
+/* grow_map doubles the map after MDB_MAP_FULL; no transaction may be open. */
+static int grow_map(struct vg_store *st)
+{
+	MDB_envinfo ei;
+	mdb_env_info(st->env, &ei);
+	size_t next = ei.me_mapsize * 2;
+	int rc = mdb_env_set_mapsize(st->env, next);
+	if (rc)
+		return lmdb_err(rc, "set_mapsize");
+	log_info("event=store_map_grown path=%s map_bytes=%zu", st->path, next);
+	return 0;
+}
+
+static void res_add(struct vg_write_result *dst, const struct vg_write_result *src)
+{
+	dst->added += src->added;
+	dst->revoked += src->revoked;
+	dst->released += src->released;
+	dst->updated += src->updated;
+	dst->unchanged += src->unchanged;
+	dst->kept += src->kept;
+	dst->skipped += src->skipped;
+	dst->missing += src->missing;
+	dst->commits += src->commits;
+}
+
+static bool is_hold(const struct vg_cert *c)
+{
+	return c->status == VG_STATUS_REVOKED && c->reason == VG_REASON_CERTIFICATE_HOLD;
+}
+
+/* merge decides what (|have|, present or not) becomes when |want| arrives,
+ * under the rules of vg_store_add and vg_store_revoke. It writes the result
+ * to |out| and returns the change op (VG_CHANGE_*), or 0 when nothing changes. */
+static int merge(const struct vg_cert *have, const struct vg_cert *want, struct vg_cert *out,
+		 struct vg_write_result *r)
+{
+	if (!have) {
+		*out = *want;
+		if (want->status == VG_STATUS_REVOKED) {
+			r->revoked++;
+			return VG_CHANGE_REVOKE;
+		}
+		r->added++;
+		return VG_CHANGE_ADD;
+	}
+	*out = *have;
+	/* Dates are learned, never forgotten. */
+	bool dates = false;
+	if ((want->flags & VG_CERT_HAS_NOT_BEFORE) &&
+	    (!(have->flags & VG_CERT_HAS_NOT_BEFORE) || have->not_before != want->not_before)) {
+		out->flags |= VG_CERT_HAS_NOT_BEFORE;
+		out->not_before = want->not_before;
+		dates = true;
+	}
+	if ((want->flags & VG_CERT_HAS_NOT_AFTER) &&
+	    (!(have->flags & VG_CERT_HAS_NOT_AFTER) || have->not_after != want->not_after)) {
+		out->flags |= VG_CERT_HAS_NOT_AFTER;
+		out->not_after = want->not_after;
+		dates = true;
+	}
+	/* Seen as issued now: no longer a serial known only from a revocation. */
+	if ((have->flags & VG_CERT_NOT_ISSUED) && !(want->flags & VG_CERT_NOT_ISSUED)) {
+		out->flags &= (uint8_t)~VG_CERT_NOT_ISSUED;
+		dates = true;
+	}
+
+	if (want->status == VG_STATUS_GOOD) {
+		if (have->status == VG_STATUS_REVOKED)
+			r->kept++; /* a revoked certificate stays revoked */
+		if (dates) {
+			r->updated++;
+			return VG_CHANGE_UPDATE;
+		}
+		if (have->status != VG_STATUS_REVOKED)
+			r->unchanged++;
+		return 0;
+	}
+
+	/* want revoked */
+	bool change = false;
+	if (have->status == VG_STATUS_GOOD) {
+		change = true;
+		out->status = VG_STATUS_REVOKED;
+		out->revoked_at = want->revoked_at;
+		out->reason = want->reason;
+	} else if (is_hold(have) && want->reason != VG_REASON_CERTIFICATE_HOLD) {
+		/* certificateHold replaced by a final reason (RFC 5280 §5.3.1). */
+		change = true;
+		out->revoked_at = want->revoked_at;
+		out->reason = want->reason;
+	} else if (want->reason == VG_REASON_KEY_COMPROMISE &&
+		   have->reason != VG_REASON_KEY_COMPROMISE && !is_hold(have)) {
+		/* Raised to keyCompromise; the original revocation time stands. */
+		change = true;
+		out->reason = VG_REASON_KEY_COMPROMISE;
+	}
+	if (change) {
+		out->flags &= (uint8_t)~VG_CERT_HAS_INVALIDITY;
+		out->invalidity_date = 0;
+		if (want->flags & VG_CERT_HAS_INVALIDITY) {
+			out->flags |= VG_CERT_HAS_INVALIDITY;
+			out->invalidity_date = want->invalidity_date;
+		} else if (have->status == VG_STATUS_REVOKED &&
+			   (have->flags & VG_CERT_HAS_INVALIDITY)) {
+			out->flags |= VG_CERT_HAS_INVALIDITY;
+			out->invalidity_date = have->invalidity_date;
+		}
+		r->revoked++;
+		return VG_CHANGE_REVOKE;
+	}
+	if (have->reason == want->reason && (want->flags & VG_CERT_HAS_INVALIDITY) &&
+	    !(have->flags & VG_CERT_HAS_INVALIDITY)) {
+		/* The compromise time learned later: the same revocation, more precise. */
+		out->flags |= VG_CERT_HAS_INVALIDITY;
+		out->invalidity_date = want->invalidity_date;
+		r->revoked++;
+		return VG_CHANGE_REVOKE;
+	}
+	if (dates) {
+		r->updated++;
+		return VG_CHANGE_UPDATE;
+	}
+	r->unchanged++;
+	return 0;
+}
+
+/* put_cert writes |c| for |s| to certs and keeps the revoked index and CA
+ * counts in step with |old| (NULL when new). */
+static int put_cert(struct wtx *w, const struct vg_serial *s, const struct vg_cert *old,
+		    const struct vg_cert *c)
+{
+	struct vg_store *st = w->st;
+	uint8_t kb[CERT_KEY_MAX], vb[REC_MAX];
+	MDB_val key = {cert_key(w->ca_state.id, s, kb), kb};
+	MDB_val val = {rec_encode(c, vb), vb};
+	int rc = mdb_put(w->txn, st->certs, &key, &val, 0);
+	if (rc)
+		return lmdb_err(rc, "put");
+	if (c->status == VG_STATUS_REVOKED) {
+		rc = mdb_put(w->txn, st->revoked, &key, &val, 0);
+		if (rc)
+			return lmdb_err(rc, "put_revoked");
+	} else if (old && old->status == VG_STATUS_REVOKED) {
+		rc = mdb_del(w->txn, st->revoked, &key, NULL);
+		if (rc && rc != MDB_NOTFOUND)
+			return lmdb_err(rc, "del_revoked");
+	}
+	if (!old)
+		w->ca_state.n_certs++;
+	bool was_rev = old && old->status == VG_STATUS_REVOKED;
+	bool is_rev = c->status == VG_STATUS_REVOKED;
+	if (!was_rev && is_rev)
+		w->ca_state.n_revoked++;
+	if (was_rev && !is_rev)
+		w->ca_state.n_revoked--;
+	if (old && is_hold(old))
+		w->ca_state.n_hold--;
+	if (is_hold(c))
+		w->ca_state.n_hold++;
+	w->ca_dirty = true;
+	w->changed++;
+	return 0;
+}
+
+/* apply merges |want| into the store for serial |s|. */
+static int apply(struct wtx *w, const struct vg_serial *s, const struct vg_cert *want)
+{
+	struct vg_cert have, out;
+	int rc = get_cert(w->st, w->txn, w->ca_state.id, s, &have);
+	if (rc && rc != -ENOENT)
+		return rc;
+	bool exists = rc == 0;
+	int op = merge(exists ? &have : NULL, want, &out, &w->res);
+	if (!op)
+		return 0;
+	rc = put_cert(w, s, exists ? &have : NULL, &out);
+	if (rc)
+		return rc;
+	if (op == VG_CHANGE_REVOKE || op == VG_CHANGE_RELEASE)
+		return log_put(w, w->ca_state.id, (uint8_t)op, s);
+	note_add(w, s, (uint8_t)op);
+	return 0;
+}
+
+static int cmp_items(const void *a, const void *b)
+{
+	const struct vg_add_item *x = a, *y = b;
+	if (x->serial.len != y->serial.len)
+		return x->serial.len < y->serial.len ? -1 : 1;
+	return memcmp(x->serial.b, y->serial.b, x->serial.len);
+}
+
+static int cmp_serials(const void *a, const void *b)
+{
+	const struct vg_serial *x = a, *y = b;
+	if (x->len != y->len)
+		return x->len < y->len ? -1 : 1;
+	return memcmp(x->b, y->b, x->len);
+}
+
+/* run_batch runs |fn| in a write transaction and commits, retrying after
+ * growing the map when it fills. */
+static int run_batch(struct vg_store *st, const char *ca, const char *action,
+		     const struct vg_audit *who, int (*fn)(struct wtx *w, void *arg), void *arg,
+		     struct vg_write_result *total)
+{
+	for (int tries = 0;; tries++) {
+		struct wtx w;
+		int rc = wtx_begin(st, ca, &w);
+		if (rc)
+			return rc;
+		rc = fn(&w, arg);
+		if (rc == 0 && (w.changed || w.ca_dirty || w.seq)) {
+			rc = wtx_commit(&w, action, who);
+		} else {
+			/* Nothing changed: no commit, no counter step, no audit record. */
+			wtx_abort(&w);
+		}
+		/* Only a full map is cured by growing it; a full disk is not. */
+		if (rc == -ENOSPC && map_full_seen && tries < 8) {
+			map_full_seen = false;
+			if (grow_map(st) == 0)
+				continue;
+		}
+		if (rc == 0)
+			res_add(total, &w.res);
+		return rc;
+	}
+}
+
+struct add_batch {
+	struct vg_add_item *items;
+	size_t n;
+};
+
+static int add_fn(struct wtx *w, void *arg)
+{
+	struct add_batch *b = arg;
+	for (size_t i = 0; i < b->n; i++) {
+		int rc = apply(w, &b->items[i].serial, &b->items[i].cert);
+		if (rc)
+			return rc;
+	}
+	return 0;
+}
+
+int vg_store_add(struct vg_store *st, const char *ca, struct vg_add_item *items, size_t n,
+		 const struct vg_audit *who, struct vg_write_result *res, vg_progress_fn progress,
+		 void *parg)
+{
+	struct vg_write_result total;
+	memset(&total, 0, sizeof(total));
+	for (size_t i = 0; i < n; i++)
+		if (items[i].serial.len == 0 || items[i].serial.len > VG_SERIAL_MAX)
+			return -EINVAL;
+	int rc = 0;
+	for (size_t off = 0; off < n; off += VG_TXN_MAX_CHANGES) {
+		size_t cnt = n - off < VG_TXN_MAX_CHANGES ? n - off : VG_TXN_MAX_CHANGES;
+		/* Sorted keys touch each page once. Within a batch the same
+		 * serial may appear twice; the stable order of qsort is not
+		 * needed since merge() is order-independent for one serial
+		 * except for dates, where the later line wins either way. */
+		qsort(items + off, cnt, sizeof(*items), cmp_items);
+		struct add_batch b = {items + off, cnt};
+		rc = run_batch(st, ca, "add", who, add_fn, &b, &total);
+		if (rc)
+			break;
+		if (progress)
+			progress(off + cnt, n, parg);
+	}
+	if (res)
+		*res = total;
+	return rc;
+}
+
+struct revoke_batch {
+	const struct vg_serial *serials;
+	size_t n;
+	const struct vg_revocation *rev;
+};
+
+static void want_revoked(const struct vg_revocation *rev, struct vg_cert *want)
+{
+	memset(want, 0, sizeof(*want));
+	want->status = VG_STATUS_REVOKED;
+	want->reason = rev->reason;
+	want->revoked_at = rev->revoked_at;
+	if (rev->has_invalidity) {
+		want->flags |= VG_CERT_HAS_INVALIDITY;
+		want->invalidity_date = rev->invalidity_date;
+	}
+}
+
+static int revoke_fn(struct wtx *w, void *arg)
+{
+	struct revoke_batch *b = arg;
+	struct vg_cert want;
+	want_revoked(b->rev, &want);
+	for (size_t i = 0; i < b->n; i++) {
+		struct vg_cert have;
+		int rc = get_cert(w->st, w->txn, w->ca_state.id, &b->serials[i], &have);
+		if (rc == -ENOENT) {
+			/* Not known as issued: record it revoked, flagged. */
+			struct vg_cert ni = want;
+			ni.flags |= VG_CERT_NOT_ISSUED;
+			w->res.missing++;
+			rc = apply(w, &b->serials[i], &ni);
+		} else if (rc == 0) {
+			rc = apply(w, &b->serials[i], &want);
+		}
+		if (rc)
+			return rc;
+	}
+	return 0;
+}
+
+int vg_store_revoke(struct vg_store *st, const char *ca, const struct vg_serial *serials,
+		    size_t n, const struct vg_revocation *rev, const struct vg_audit *who,
+		    struct vg_write_result *res, vg_progress_fn progress, void *parg)
+{
+	struct vg_write_result total;
+	memset(&total, 0, sizeof(total));
+	if (rev->reason == VG_REASON_REMOVE_FROM_CRL)
+		return -EINVAL;
+	for (size_t i = 0; i < n; i++)
+		if (serials[i].len == 0 || serials[i].len > VG_SERIAL_MAX)
+			return -EINVAL;
+	struct vg_serial *sorted = malloc((n ? n : 1) * sizeof(*sorted));
+	if (!sorted)
+		return -ENOMEM;
+	memcpy(sorted, serials, n * sizeof(*sorted));
+	qsort(sorted, n, sizeof(*sorted), cmp_serials);
+	int rc = 0;
+	for (size_t off = 0; off < n; off += VG_TXN_MAX_CHANGES) {
+		size_t cnt = n - off < VG_TXN_MAX_CHANGES ? n - off : VG_TXN_MAX_CHANGES;
+		struct revoke_batch b = {sorted + off, cnt, rev};
+		rc = run_batch(st, ca, "revoke", who, revoke_fn, &b, &total);
+		if (rc)
+			break;
+		if (progress)
+			progress(off + cnt, n, parg);
+	}
+	free(sorted);
+	if (res)
+		*res = total;
+	return rc;
+}
+
+struct window_batch {
+	int64_t after, before;
+	const struct vg_revocation *rev;
+	struct vg_serial last; /* resume after this serial; len 0 = from the start */
+	bool done;
+	uint64_t scanned;
+};
+
+static int window_fn(struct wtx *w, void *arg)
+{
+	struct window_batch *b = arg;
+	struct vg_cert want;
+	want_revoked(b->rev, &want);
+	/* Collect up to VG_TXN_MAX_CHANGES matches with a cursor, then apply
+	 * them; writing through the cursor's own tree while iterating would
+	 * invalidate it. */
+	struct vg_serial *hits = malloc(VG_TXN_MAX_CHANGES * sizeof(*hits));
+	if (!hits)
+		return -ENOMEM;
+	size_t nh = 0;
+	MDB_cursor *cur;
+	int rc = mdb_cursor_open(w->txn, w->st->certs, &cur);
+	if (rc) {
+		free(hits);
+		return lmdb_err(rc, "cursor_open");
+	}
+	uint8_t kb[CERT_KEY_MAX];
+	MDB_val key, val;
+	if (b->last.len) {
+		key.mv_size = cert_key(w->ca_state.id, &b->last, kb);
+	} else {
+		put_u32(kb, w->ca_state.id);
+		key.mv_size = 4;
+	}
+	key.mv_data = kb;
+	rc = mdb_cursor_get(cur, &key, &val, MDB_SET_RANGE);
+	if (rc == 0 && b->last.len && key.mv_size == cert_key(w->ca_state.id, &b->last, kb) &&
+	    memcmp(key.mv_data, kb, key.mv_size) == 0)
+		rc = mdb_cursor_get(cur, &key, &val, MDB_NEXT);
+	bool end = true;
+	uint64_t skipped = 0;
+	for (; rc == 0; rc = mdb_cursor_get(cur, &key, &val, MDB_NEXT)) {
+		uint32_t id;
+		struct vg_serial s;
+		struct vg_cert c;
+		if (key.mv_size < 4 || get_u32(key.mv_data) != w->ca_state.id)
+			break;
+		if (cert_key_decode(key.mv_data, key.mv_size, &id, &s) < 0 ||
+		    rec_decode(val.mv_data, val.mv_size, &c) < 0) {
+			rc = -EBADMSG;
+			goto out;
+		}
+		b->scanned++;
+		if (!(c.flags & VG_CERT_HAS_NOT_BEFORE)) {
+			if (c.status == VG_STATUS_GOOD)
+				skipped++;
+			continue;
+		}
+		if (c.not_before < b->after || c.not_before >= b->before)
+			continue;
+		hits[nh++] = s;
+		if (nh == VG_TXN_MAX_CHANGES) {
+			end = false;
+			break;
+		}
+	}
+	if (rc && rc != MDB_NOTFOUND && end) {
+		rc = lmdb_err(rc, "cursor_get");
+		goto out;
+	}
+	mdb_cursor_close(cur);
+	cur = NULL;
+	rc = 0;
+	for (size_t i = 0; i < nh && !rc; i++)
+		rc = apply(w, &hits[i], &want);
+	if (!rc) {
+		w->res.skipped += skipped;
+		if (nh)
+			b->last = hits[nh - 1];
+		b->done = end;
+	}
+out:
+	if (cur)
+		mdb_cursor_close(cur);
+	free(hits);
+	return rc;
+}
+
+int vg_store_revoke_window(struct vg_store *st, const char *ca, int64_t after, int64_t before,
+			   const struct vg_revocation *rev, const struct vg_audit *who,
+			   struct vg_write_result *res, vg_progress_fn progress, void *parg)
+{
+	struct vg_write_result total;
+	memset(&total, 0, sizeof(total));
+	if (rev->reason == VG_REASON_REMOVE_FROM_CRL || before <= after)
+		return -EINVAL;
+	struct window_batch b = {.after = after, .before = before, .rev = rev};
+	int rc = 0;
+	while (!b.done) {
+		struct window_batch save = b;
+		rc = run_batch(st, ca, "revoke-window", who, window_fn, &b, &total);
+		if (rc) {
+			b = save;
+			break;
+		}
+		if (progress)
+			progress(b.scanned, 0, parg);
+	}
+	if (res)
+		*res = total;
+	return rc;
+}
+
+struct release_arg {
+	const struct vg_serial *s;
+};
+
+static int release_fn(struct wtx *w, void *arg)
+{
+	struct release_arg *a = arg;
+	struct vg_cert have;
+	int rc = get_cert(w->st, w->txn, w->ca_state.id, a->s, &have);
+	if (rc)
+		return rc;
+	if (!is_hold(&have))
+		return -EPERM;
+	struct vg_cert c = have;
+	c.status = VG_STATUS_GOOD;
+	c.reason = VG_REASON_NONE;
+	c.revoked_at = 0;
+	c.flags &= (uint8_t)~VG_CERT_HAS_INVALIDITY;
+	c.invalidity_date = 0;
+	rc = put_cert(w, a->s, &have, &c);
+	if (rc)
+		return rc;
+	w->res.released++;
+	return log_put(w, w->ca_state.id, VG_CHANGE_RELEASE, a->s);
+}
+
+int vg_store_release(struct vg_store *st, const char *ca, const struct vg_serial *serial,
+		     const struct vg_audit *who)
+{
+	struct vg_write_result total;
+	memset(&total, 0, sizeof(total));
+	struct release_arg a = {serial};
+	return run_batch(st, ca, "release", who, release_fn, &a, &total);
+}
+
+struct freeze_arg {
+	bool frozen;
+	int64_t when;
+};
+
+static int freeze_fn(struct wtx *w, void *arg)
+{
+	struct freeze_arg *a = arg;
+	if (w->ca_state.frozen == a->frozen)
+		return 0; /* already so: nothing to commit */
+	w->ca_state.frozen = a->frozen;
+	if (a->frozen)
+		w->ca_state.frozen_at = a->when;
+	w->ca_dirty = true;
+	/* Every absent serial's answer changes. */
+	return log_put(w, w->ca_state.id, VG_CHANGE_CA, NULL);
+}
+
+int vg_store_freeze(struct vg_store *st, const char *ca, bool frozen, int64_t when,
+		    const struct vg_audit *who)
+{
+	struct vg_write_result total;
+	memset(&total, 0, sizeof(total));
+	struct freeze_arg a = {frozen, when};
+	return run_batch(st, ca, frozen ? "freeze" : "thaw", who, freeze_fn, &a, &total);
+}

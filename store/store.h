@@ -1,0 +1,311 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+#pragma once
+
+/*
+ * The Vigil status store: the one source of truth for revocation status.
+ *
+ * An LMDB environment (a directory) holding, per CA, every known certificate
+ * keyed by serial number ordered as an integer, a revoked-only index, per-CA
+ * state (frozen or not), a store-wide change counter with a change log, and an
+ * audit log. This header is the only interface to it; nothing outside store/
+ * includes lmdb.h.
+ *
+ * Errors: every int-returning function returns 0 on success or a negative
+ * errno: -ENOENT not found, -EINVAL bad argument, -ENOSPC disk or map full,
+ * -EPROTO store created by an incompatible schema, -ENODATA not initialised,
+ * -EIO anything else LMDB reports (logged once where it happens).
+ *
+ * Ownership: results are copied into caller-owned structs; no pointer into
+ * the memory map leaves store/.
+ */
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <time.h>
+
+/* A serial number's magnitude, big-endian, without leading zero octets. RFC
+ * 5280 allows at most 20 octets; zero is one octet 0x00. */
+#define VG_SERIAL_MAX 20
+struct vg_serial {
+	uint8_t len;
+	uint8_t b[VG_SERIAL_MAX];
+};
+
+/* CRLReason codes of RFC 5280 §5.3.1. VG_REASON_NONE means no reason code
+ * is given (the CRL entry omits the extension; OCSP omits revocationReason). */
+enum vg_reason {
+	VG_REASON_NONE = -1,
+	VG_REASON_UNSPECIFIED = 0,
+	VG_REASON_KEY_COMPROMISE = 1,
+	VG_REASON_CA_COMPROMISE = 2,
+	VG_REASON_AFFILIATION_CHANGED = 3,
+	VG_REASON_SUPERSEDED = 4,
+	VG_REASON_CESSATION_OF_OPERATION = 5,
+	VG_REASON_CERTIFICATE_HOLD = 6,
+	/* 7 is not used */
+	VG_REASON_REMOVE_FROM_CRL = 8,
+	VG_REASON_PRIVILEGE_WITHDRAWN = 9,
+	VG_REASON_AA_COMPROMISE = 10,
+};
+
+enum vg_status {
+	VG_STATUS_GOOD = 0,
+	VG_STATUS_REVOKED = 1,
+};
+
+/* vg_cert.flags */
+#define VG_CERT_HAS_INVALIDITY 0x01u /* invalidity_date is set */
+#define VG_CERT_HAS_NOT_BEFORE 0x02u /* not_before is set (issuance time known) */
+#define VG_CERT_HAS_NOT_AFTER 0x04u  /* not_after is set */
+#define VG_CERT_NOT_ISSUED 0x08u     /* revoked by serial only: never seen as issued */
+
+/* Status of one certificate. Times are seconds since the Unix epoch, UTC. */
+struct vg_cert {
+	uint8_t status;   /* enum vg_status */
+	int8_t reason;    /* enum vg_reason; VG_REASON_NONE when good */
+	uint8_t flags;    /* VG_CERT_* */
+	int64_t revoked_at;
+	int64_t invalidity_date;
+	int64_t not_before;
+	int64_t not_after;
+};
+
+/* Per-CA state. */
+struct vg_ca_state {
+	uint32_t id;       /* stable key prefix, derived from the name */
+	bool frozen;       /* issuance halted: the store is complete for this CA */
+	int64_t frozen_at; /* when it was frozen; 0 if never */
+	uint64_t n_certs;  /* certificates recorded, any status */
+	uint64_t n_revoked;
+	uint64_t n_hold; /* revoked with certificateHold, included in n_revoked */
+};
+
+struct vg_store;
+struct vg_txn;
+
+/* vg_store_open flags */
+#define VG_STORE_RDONLY 0x01u /* open for reading only (responder, crlgen) */
+#define VG_STORE_CREATE 0x02u /* create and initialise when absent (vigil-store init) */
+
+/* vg_store_open opens the store in directory |path| and writes the handle to
+ * |*out| on success only. A store that was never initialised gives -ENODATA,
+ * one of another schema version -EPROTO. */
+int vg_store_open(struct vg_store **out, const char *path, unsigned flags);
+
+/* vg_store_close closes |st|; every transaction of it must have ended. NULL is
+ * allowed. */
+void vg_store_close(struct vg_store *st);
+
+/* vg_store_path returns the directory |st| was opened on. */
+const char *vg_store_path(const struct vg_store *st);
+
+/* vg_ca_id returns the stable 32-bit id of the CA named |name|. */
+uint32_t vg_ca_id(const char *name);
+
+/* ---- Reading ------------------------------------------------------------
+ *
+ * A vg_txn is a read snapshot. It may be kept for a long time and moved to the
+ * newest committed state with vg_txn_renew, which is cheap; that is how a
+ * responder worker reuses one transaction. A vg_txn must be used by one
+ * thread at a time (the environment is opened with MDB_NOTLS).
+ */
+
+/* vg_txn_begin starts a read snapshot of |st|. */
+int vg_txn_begin(struct vg_store *st, struct vg_txn **out);
+
+/* vg_txn_renew moves |t| to the newest committed state of the store. It also
+ * follows a map that another process grew. */
+int vg_txn_renew(struct vg_txn *t);
+
+/* vg_txn_end ends and frees |t|. NULL is allowed. */
+void vg_txn_end(struct vg_txn *t);
+
+/* vg_get copies the status of (|ca_id|, |serial|) into |out|. It returns 0,
+ * -ENOENT if the serial is not in the store, or another negative errno. */
+int vg_get(struct vg_txn *t, uint32_t ca_id, const struct vg_serial *serial, struct vg_cert *out);
+
+/* vg_ca_get copies the state of the CA named |name| into |out|. A CA the store
+ * has never seen gives 0 and an all-zero state but for |id|. */
+int vg_ca_get(struct vg_txn *t, const char *name, struct vg_ca_state *out);
+
+/* vg_counter writes the store's change counter to |out|. It is incremented by
+ * every committed write. */
+int vg_counter(struct vg_txn *t, uint64_t *out);
+
+/* vg_iter walks one CA's certificates in ascending serial order: either all
+ * of them, or only the revoked ones through the revoked-only index (cost
+ * O(revoked)). Returned data are copies. */
+struct vg_iter;
+#define VG_ITER_REVOKED 0x01u
+int vg_iter_open(struct vg_txn *t, uint32_t ca_id, unsigned flags, struct vg_iter **out);
+/* vg_iter_next returns 1 with the next entry, 0 at the end, or a negative errno. */
+int vg_iter_next(struct vg_iter *it, struct vg_serial *serial, struct vg_cert *cert);
+void vg_iter_close(struct vg_iter *it);
+
+/* Change log. Every committed write appends one entry per certificate whose
+ * status changed, under the counter value of that commit. Writes that change
+ * many entries of a CA at once, or that change the answer for absent serials
+ * (freeze, thaw, large imports of new certificates), append one CA-wide
+ * entry instead: serial.len == 0 and op VG_CHANGE_CA. */
+enum vg_change_op {
+	VG_CHANGE_ADD = 1,     /* newly recorded, good */
+	VG_CHANGE_REVOKE = 2,  /* revoked, or revocation details changed */
+	VG_CHANGE_RELEASE = 3, /* certificateHold lifted: good again */
+	VG_CHANGE_UPDATE = 4,  /* validity dates changed, status unchanged */
+	VG_CHANGE_CA = 5,      /* anything of this CA may have changed */
+};
+struct vg_change {
+	uint64_t counter;
+	uint32_t ca_id;
+	uint8_t op; /* enum vg_change_op */
+	struct vg_serial serial;
+};
+/* vg_changes_foreach calls |cb| for every change with counter > |since|, in
+ * counter order, until |cb| returns non-zero (which it then returns). */
+int vg_changes_foreach(struct vg_txn *t, uint64_t since,
+		       int (*cb)(const struct vg_change *c, void *arg), void *arg);
+
+/* ---- Writing ------------------------------------------------------------
+ *
+ * Writes are done by vigil-store only. Each call commits in bounded
+ * transactions (at most VG_TXN_MAX_CHANGES changes each) with LMDB's default
+ * durable sync; a call that returns 0 is fully on disk. A call that fails part
+ * way may have committed earlier batches, each of them complete and logged.
+ * Every committed transaction appends one audit record.
+ */
+#define VG_TXN_MAX_CHANGES 50000
+
+/* Who did what, recorded in the audit log with every commit of a call. */
+struct vg_audit {
+	const char *user;    /* login name */
+	const char *command; /* the command line, as typed */
+};
+
+/* One certificate to record with vg_store_add. */
+struct vg_add_item {
+	struct vg_serial serial;
+	struct vg_cert cert; /* status GOOD or REVOKED, with what is known */
+	uint32_t line;       /* source line, for messages; 0 if none */
+};
+
+/* What a write did. */
+struct vg_write_result {
+	uint64_t added;     /* newly recorded */
+	uint64_t revoked;   /* newly revoked, or hold replaced, or reason raised to keyCompromise */
+	uint64_t released;  /* certificateHold lifted */
+	uint64_t updated;   /* dates learned for a known certificate */
+	uint64_t unchanged; /* already as asked */
+	uint64_t kept;      /* asked to be good but revoked in the store: kept revoked */
+	uint64_t skipped;   /* bulk by window: issuance time unknown */
+	uint64_t missing;   /* revoke by serial: not in the store, recorded as revoked */
+	uint64_t commits;   /* transactions committed */
+};
+
+/* Progress callback for long writes: |done| of |total| items processed
+ * (|total| 0 when unknown). */
+typedef void (*vg_progress_fn)(uint64_t done, uint64_t total, void *arg);
+
+/* vg_store_add records |n| certificates of CA |ca| (sync semantics): a new
+ * serial is added as given; a known one is updated only where the item brings
+ * news under the rules of vg_store_revoke (a revoked certificate stays
+ * revoked; dates are learned when unknown). Items need not be sorted.
+ * |res| may be NULL. */
+int vg_store_add(struct vg_store *st, const char *ca, struct vg_add_item *items, size_t n,
+		 const struct vg_audit *who, struct vg_write_result *res, vg_progress_fn progress,
+		 void *parg);
+
+/* Revocation details for vg_store_revoke and vg_store_revoke_window. */
+struct vg_revocation {
+	int64_t revoked_at;
+	int8_t reason; /* enum vg_reason */
+	bool has_invalidity;
+	int64_t invalidity_date;
+};
+
+/* vg_store_revoke revokes |n| serials of CA |ca|. A serial not in the store
+ * is recorded as revoked with VG_CERT_NOT_ISSUED (an investigation may name
+ * certificates the CA's records never saw). A revoked certificate changes only
+ * when certificateHold is replaced by a final reason or another reason is
+ * replaced by keyCompromise (RFC 5280 §5.3.1, Baseline Requirements §4.9.1).
+ * Revoking with certificateHold only affects good certificates. */
+int vg_store_revoke(struct vg_store *st, const char *ca, const struct vg_serial *serials,
+		    size_t n, const struct vg_revocation *rev, const struct vg_audit *who,
+		    struct vg_write_result *res, vg_progress_fn progress, void *parg);
+
+/* vg_store_revoke_window revokes every certificate of |ca| whose notBefore is
+ * in [after, before) (|before| INT64_MAX for no bound) under the rules of
+ * vg_store_revoke. Certificates whose issuance time is unknown are counted in
+ * |res->skipped|. */
+int vg_store_revoke_window(struct vg_store *st, const char *ca, int64_t after, int64_t before,
+			   const struct vg_revocation *rev, const struct vg_audit *who,
+			   struct vg_write_result *res, vg_progress_fn progress, void *parg);
+
+/* vg_store_release lifts certificateHold from |serial|. It returns -ENOENT if
+ * the serial is unknown and -EPERM if it is not on hold. */
+int vg_store_release(struct vg_store *st, const char *ca, const struct vg_serial *serial,
+		     const struct vg_audit *who);
+
+/* vg_store_freeze marks |ca| frozen at |when| (or thaws it when |frozen| is
+ * false). Freezing a frozen CA keeps the first freeze time. */
+int vg_store_freeze(struct vg_store *st, const char *ca, bool frozen, int64_t when,
+		    const struct vg_audit *who);
+
+/* ---- Audit and statistics -------------------------------------------- */
+
+struct vg_audit_entry {
+	uint64_t counter; /* change counter of the commit */
+	int64_t time;
+	char user[64];
+	char ca[64];
+	char action[32]; /* add, revoke, revoke-window, release, freeze, thaw, init */
+	uint64_t count;  /* certificates changed by this commit */
+	char command[512];
+};
+/* vg_audit_foreach calls |cb| for every audit record, oldest first. */
+int vg_audit_foreach(struct vg_txn *t, int (*cb)(const struct vg_audit_entry *e, void *arg),
+		     void *arg);
+
+struct vg_store_info {
+	uint64_t file_bytes;  /* size of data.mdb */
+	uint64_t used_bytes;  /* pages in use * page size */
+	uint64_t map_bytes;   /* current map size */
+	uint64_t counter;
+	uint32_t schema;
+	uint64_t log_entries;
+	uint64_t audit_entries;
+};
+int vg_store_info(struct vg_txn *t, struct vg_store_info *out);
+
+/* vg_ca_foreach calls |cb| for every CA the store knows, by name. */
+int vg_ca_foreach(struct vg_txn *t, int (*cb)(const char *name, const struct vg_ca_state *s, void *arg),
+		  void *arg);
+
+/* ---- Helpers ------------------------------------------------------------ */
+
+/* vg_serial_parse reads a hexadecimal serial (as OpenSSL prints it; case and
+ * ':' separators are ignored, leading zeros are dropped). Returns 0 or -EINVAL. */
+int vg_serial_parse(const char *s, size_t len, struct vg_serial *out);
+
+/* vg_serial_from_bytes sets |out| from a big-endian magnitude (the content of
+ * a DER INTEGER, which may start with 0x00). Returns 0, or -EINVAL when
+ * negative or longer than VG_SERIAL_MAX octets of magnitude. */
+int vg_serial_from_bytes(const uint8_t *b, size_t len, struct vg_serial *out);
+
+/* vg_serial_format writes the serial as uppercase hex, even length, into
+ * |buf| (at least 2 * VG_SERIAL_MAX + 1 bytes). */
+void vg_serial_format(const struct vg_serial *s, char *buf, size_t buflen);
+
+/* vg_reason_parse maps an RFC 5280 reason name (case-insensitive) to its code.
+ * Returns 0 or -EINVAL. vg_reason_name is its inverse ("unspecified" for
+ * VG_REASON_NONE). */
+int vg_reason_parse(const char *s, int8_t *out);
+const char *vg_reason_name(int reason);
+
+/* vg_time_parse reads RFC 3339 UTC (2026-11-27T10:00:00Z, fractions dropped,
+ * +00:00 accepted), the OpenSSL index form YYMMDDHHMMSSZ, or GeneralizedTime
+ * YYYYMMDDHHMMSSZ. Returns 0 or -EINVAL. */
+int vg_time_parse(const char *s, int64_t *out);
+
+/* vg_time_format writes |t| as RFC 3339 UTC into |buf| (at least 21 bytes). */
+void vg_time_format(int64_t t, char *buf, size_t buflen);

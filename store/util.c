@@ -1,0 +1,227 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* Serial numbers, reasons and times: the text forms of the store's values. */
+#include "store/store.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+#include <strings.h>
+
+uint32_t vg_ca_id(const char *name)
+{
+	/* FNV-1a: stable across versions and machines. The config refuses two CA
+	 * names with the same id, and the store refuses to record a second name
+	 * under an id it already holds. */
+	uint32_t h = 2166136261u;
+	for (const unsigned char *p = (const unsigned char *)name; *p; p++) {
+		h ^= *p;
+		h *= 16777619u;
+	}
+	return h;
+}
+
+static int hexval(int ch)
+{
+	if (ch >= '0' && ch <= '9')
+		return ch - '0';
+	if (ch >= 'a' && ch <= 'f')
+		return ch - 'a' + 10;
+	if (ch >= 'A' && ch <= 'F')
+		return ch - 'A' + 10;
+	return -1;
+}
+
+int vg_serial_parse(const char *s, size_t len, struct vg_serial *out)
+{
+	/* Collect nibbles right to left so that odd lengths work. */
+	uint8_t nib[2 * VG_SERIAL_MAX];
+	size_t n = 0;
+	bool any = false, started = false;
+	for (size_t i = 0; i < len; i++) {
+		int ch = (unsigned char)s[i];
+		if (ch == ':')
+			continue;
+		int v = hexval(ch);
+		if (v < 0)
+			return -EINVAL;
+		any = true;
+		if (!started && v == 0)
+			continue;
+		started = true;
+		if (n == sizeof(nib))
+			return -EINVAL;
+		nib[n++] = (uint8_t)v;
+	}
+	if (!any)
+		return -EINVAL;
+	memset(out, 0, sizeof(*out));
+	if (n == 0) {
+		out->len = 1;
+		return 0;
+	}
+	out->len = (uint8_t)((n + 1) / 2);
+	size_t o = out->len;
+	for (size_t i = n; i > 0;) {
+		uint8_t lo = nib[--i];
+		uint8_t hi = i > 0 ? nib[--i] : 0;
+		out->b[--o] = (uint8_t)(hi << 4 | lo);
+	}
+	return 0;
+}
+
+int vg_serial_from_bytes(const uint8_t *b, size_t len, struct vg_serial *out)
+{
+	if (len == 0 || (b[0] & 0x80))
+		return -EINVAL;
+	while (len > 1 && b[0] == 0) {
+		b++;
+		len--;
+	}
+	if (len > VG_SERIAL_MAX)
+		return -EINVAL;
+	memset(out, 0, sizeof(*out));
+	out->len = (uint8_t)len;
+	memcpy(out->b, b, len);
+	return 0;
+}
+
+void vg_serial_format(const struct vg_serial *s, char *buf, size_t buflen)
+{
+	static const char hex[] = "0123456789ABCDEF";
+	size_t o = 0;
+	for (size_t i = 0; i < s->len && o + 2 < buflen; i++) {
+		buf[o++] = hex[s->b[i] >> 4];
+		buf[o++] = hex[s->b[i] & 15];
+	}
+	if (buflen)
+		buf[o < buflen ? o : buflen - 1] = '\0';
+}
+
+static const char *const reason_names[] = {
+	[0] = "unspecified",
+	[1] = "keyCompromise",
+	[2] = "cACompromise",
+	[3] = "affiliationChanged",
+	[4] = "superseded",
+	[5] = "cessationOfOperation",
+	[6] = "certificateHold",
+	[8] = "removeFromCRL",
+	[9] = "privilegeWithdrawn",
+	[10] = "aACompromise",
+};
+
+int vg_reason_parse(const char *s, int8_t *out)
+{
+	for (size_t i = 0; i < sizeof(reason_names) / sizeof(reason_names[0]); i++)
+		if (reason_names[i] && strcasecmp(s, reason_names[i]) == 0) {
+			*out = (int8_t)i;
+			return 0;
+		}
+	/* removeFromCRL is meaningful only in delta CRLs; it is never a stored reason. */
+	return -EINVAL;
+}
+
+const char *vg_reason_name(int reason)
+{
+	if (reason < 0 || reason > 10 || !reason_names[reason])
+		return "unspecified";
+	return reason_names[reason];
+}
+
+/* days_from_civil is Howard Hinnant's algorithm: no timegm, no TZ. */
+static int64_t days_from_civil(int64_t y, unsigned m, unsigned d)
+{
+	y -= m <= 2;
+	const int64_t era = (y >= 0 ? y : y - 399) / 400;
+	const unsigned yoe = (unsigned)(y - era * 400);
+	const unsigned doy = (153 * (m + (m > 2 ? -3 : 9)) + 2) / 5 + d - 1;
+	const unsigned doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+	return era * 146097 + (int64_t)doe - 719468;
+}
+
+static bool digits(const char *s, size_t n, int *out)
+{
+	int v = 0;
+	for (size_t i = 0; i < n; i++) {
+		if (!isdigit((unsigned char)s[i]))
+			return false;
+		v = v * 10 + (s[i] - '0');
+	}
+	*out = v;
+	return true;
+}
+
+static int mk_time(int y, int mo, int d, int h, int mi, int se, int64_t *out)
+{
+	static const int mdays[] = {31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
+	if (mo < 1 || mo > 12 || d < 1 || d > mdays[mo - 1] || h > 23 || mi > 59 || se > 60)
+		return -EINVAL;
+	bool leap = (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
+	if (mo == 2 && d == 29 && !leap)
+		return -EINVAL;
+	if (se == 60)
+		se = 59; /* a leap second is not representable in Unix time */
+	*out = days_from_civil(y, (unsigned)mo, (unsigned)d) * 86400 + h * 3600 + mi * 60 + se;
+	return 0;
+}
+
+int vg_time_parse(const char *s, int64_t *out)
+{
+	size_t n = strlen(s);
+	int y, mo, d, h, mi, se;
+	/* YYMMDDHHMMSSZ (UTCTime, as in index.txt) */
+	if (n == 13 && s[12] == 'Z') {
+		if (!digits(s, 2, &y) || !digits(s + 2, 2, &mo) || !digits(s + 4, 2, &d) ||
+		    !digits(s + 6, 2, &h) || !digits(s + 8, 2, &mi) || !digits(s + 10, 2, &se))
+			return -EINVAL;
+		y += y < 50 ? 2000 : 1900; /* RFC 5280 §4.1.2.5.1 */
+		return mk_time(y, mo, d, h, mi, se, out);
+	}
+	/* YYYYMMDDHHMMSSZ (GeneralizedTime) */
+	if (n == 15 && s[14] == 'Z') {
+		if (!digits(s, 4, &y) || !digits(s + 4, 2, &mo) || !digits(s + 6, 2, &d) ||
+		    !digits(s + 8, 2, &h) || !digits(s + 10, 2, &mi) || !digits(s + 12, 2, &se))
+			return -EINVAL;
+		return mk_time(y, mo, d, h, mi, se, out);
+	}
+	/* RFC 3339: YYYY-MM-DDTHH:MM:SS[.frac](Z|+00:00|-00:00) */
+	if (n >= 20 && s[4] == '-' && s[7] == '-' && (s[10] == 'T' || s[10] == 't' || s[10] == ' ') &&
+	    s[13] == ':' && s[16] == ':') {
+		if (!digits(s, 4, &y) || !digits(s + 5, 2, &mo) || !digits(s + 8, 2, &d) ||
+		    !digits(s + 11, 2, &h) || !digits(s + 14, 2, &mi) || !digits(s + 17, 2, &se))
+			return -EINVAL;
+		const char *p = s + 19;
+		if (*p == '.') {
+			p++;
+			if (!isdigit((unsigned char)*p))
+				return -EINVAL;
+			while (isdigit((unsigned char)*p))
+				p++;
+		}
+		if (!(strcmp(p, "Z") == 0 || strcmp(p, "z") == 0 || strcmp(p, "+00:00") == 0 ||
+		      strcmp(p, "-00:00") == 0))
+			return -EINVAL;
+		return mk_time(y, mo, d, h, mi, se, out);
+	}
+	return -EINVAL;
+}
+
+void vg_time_format(int64_t t, char *buf, size_t buflen)
+{
+	int64_t days = t >= 0 ? t / 86400 : (t - 86399) / 86400;
+	int64_t rem = t - days * 86400;
+	/* civil_from_days, Hinnant */
+	int64_t z = days + 719468;
+	const int64_t era = (z >= 0 ? z : z - 146096) / 146097;
+	const unsigned doe = (unsigned)(z - era * 146097);
+	const unsigned yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
+	int64_t y = (int64_t)yoe + era * 400;
+	const unsigned doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+	const unsigned mp = (5 * doy + 2) / 153;
+	const unsigned d = doy - (153 * mp + 2) / 5 + 1;
+	const unsigned m = mp < 10 ? mp + 3 : mp - 9;
+	y += m <= 2;
+	snprintf(buf, buflen, "%04lld-%02u-%02uT%02d:%02d:%02dZ", (long long)y, m, d,
+		 (int)(rem / 3600), (int)(rem / 60 % 60), (int)(rem % 60));
+}

@@ -1,0 +1,171 @@
+# SPDX-License-Identifier: Apache-2.0
+"""A test PKI made with the openssl CLI, the way a CA operator makes one.
+
+make_ca() builds a CA directory for `openssl ca` (index.txt, serial,
+new_certs_dir), a delegated OCSP signer, and issues/revokes leaves through
+`openssl ca` itself, so index.txt is OpenSSL's own database.
+"""
+import os
+import subprocess
+from pathlib import Path
+
+OPENSSL = "openssl"
+
+CA_CNF = """\
+[ ca ]
+default_ca = CA_default
+
+[ CA_default ]
+dir = {dir}
+database = $dir/index.txt
+new_certs_dir = $dir/newcerts
+certificate = $dir/ca.pem
+private_key = $dir/ca.key
+serial = $dir/serial
+crlnumber = $dir/crlnumber
+default_md = sha256
+default_days = 365
+default_crl_days = 7
+policy = policy_any
+unique_subject = no
+copy_extensions = none
+email_in_dn = no
+x509_extensions = leaf_ext
+
+[ policy_any ]
+commonName = supplied
+
+[ req ]
+distinguished_name = req_dn
+prompt = no
+[ req_dn ]
+CN = unused
+
+[ ca_ext ]
+basicConstraints = critical, CA:true
+keyUsage = critical, keyCertSign, cRLSign
+subjectKeyIdentifier = hash
+authorityKeyIdentifier = keyid:always
+
+[ leaf_ext ]
+basicConstraints = CA:false
+keyUsage = critical, digitalSignature
+extendedKeyUsage = serverAuth
+subjectKeyIdentifier = hash
+authorityKeyIdentifier = keyid:always
+authorityInfoAccess = OCSP;URI:http://127.0.0.1/
+
+[ ocsp_ext ]
+basicConstraints = CA:false
+keyUsage = critical, digitalSignature
+extendedKeyUsage = critical, OCSPSigning
+noCheck = ignored
+subjectKeyIdentifier = hash
+authorityKeyIdentifier = keyid:always
+"""
+
+
+def run(*args, **kw):
+    kw.setdefault("check", True)
+    kw.setdefault("capture_output", True)
+    return subprocess.run([str(a) for a in args], **kw)
+
+
+def genkey(path, keytype="rsa"):
+    if keytype == "rsa":
+        run(OPENSSL, "genpkey", "-algorithm", "RSA", "-pkeyopt", "rsa_keygen_bits:2048", "-out", path)
+    elif keytype == "ec":
+        run(OPENSSL, "genpkey", "-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-256", "-out", path)
+    elif keytype == "ed25519":
+        run(OPENSSL, "genpkey", "-algorithm", "ED25519", "-out", path)
+    else:
+        raise ValueError(keytype)
+    os.chmod(path, 0o600)
+
+
+class CA:
+    """One CA managed with `openssl ca`."""
+
+    def __init__(self, root, name, keytype="rsa"):
+        self.name = name
+        self.dir = Path(root) / name
+        self.keytype = keytype
+        self.dir.mkdir(parents=True)
+        (self.dir / "newcerts").mkdir()
+        (self.dir / "index.txt").write_text("")
+        (self.dir / "index.txt.attr").write_text("unique_subject = no\n")
+        (self.dir / "serial").write_text("1000\n")
+        (self.dir / "crlnumber").write_text("01\n")
+        self.cnf = self.dir / "ca.cnf"
+        self.cnf.write_text(CA_CNF.format(dir=self.dir))
+        self.key = self.dir / "ca.key"
+        self.cert = self.dir / "ca.pem"
+        genkey(self.key, keytype)
+        run(OPENSSL, "req", "-new", "-x509", "-config", self.cnf, "-key", self.key,
+            "-subj", f"/CN=Vigil Test {name}", "-days", "3650", "-extensions", "ca_ext",
+            "-out", self.cert)
+        # Delegated OCSP signer.
+        self.ocsp_key = self.dir / "ocsp.key"
+        self.ocsp_cert = self.dir / "ocsp.pem"
+        genkey(self.ocsp_key, keytype)
+        csr = self.dir / "ocsp.csr"
+        run(OPENSSL, "req", "-new", "-config", self.cnf, "-key", self.ocsp_key,
+            "-subj", f"/CN={name} OCSP", "-out", csr)
+        run(OPENSSL, "ca", "-batch", "-config", self.cnf, "-extensions", "ocsp_ext",
+            "-in", csr, "-out", self.ocsp_cert, "-notext")
+        self.leaves = {}  # serial hex (upper) -> cert path
+
+    def issue(self, cn, keytype="ec", days=365, startdate=None):
+        """Issue one leaf through `openssl ca`; returns (serial_hex, cert_path)."""
+        serial = (self.dir / "serial").read_text().strip().upper()
+        key = self.dir / f"leaf-{serial}.key"
+        csr = self.dir / f"leaf-{serial}.csr"
+        out = self.dir / f"leaf-{serial}.pem"
+        genkey(key, keytype)
+        run(OPENSSL, "req", "-new", "-config", self.cnf, "-key", key, "-subj", f"/CN={cn}",
+            "-out", csr)
+        args = [OPENSSL, "ca", "-batch", "-config", self.cnf, "-in", csr, "-out", out,
+                "-notext", "-days", str(days)]
+        if startdate:
+            args += ["-startdate", startdate]
+        run(*args)
+        self.leaves[serial] = out
+        return serial, out
+
+    def revoke(self, cert_path, reason=None, extra=None):
+        """Revoke through `openssl ca -revoke`; reason is an openssl crl_reason,
+        or extra is e.g. ["-crl_compromise", "20240101000000Z"]."""
+        args = [OPENSSL, "ca", "-batch", "-config", self.cnf, "-revoke", cert_path]
+        if reason:
+            args += ["-crl_reason", reason]
+        if extra:
+            args += extra
+        run(*args)
+
+    @property
+    def index(self):
+        return self.dir / "index.txt"
+
+    def index_rows(self):
+        rows = []
+        for line in self.index.read_text().splitlines():
+            f = line.split("\t")
+            rows.append({"status": f[0], "expiry": f[1], "rev": f[2], "serial": f[3].upper(),
+                         "file": f[4], "subject": f[5]})
+        return rows
+
+
+def write_config(path, store, cas, listen="127.0.0.1:0", extra="", ca_extra=None):
+    """Write a Vigil config for the given CAs; ca_extra maps CA name to extra lines."""
+    ca_extra = ca_extra or {}
+    lines = ["[store]", f"path = {store}", "", "[responder]", f"listen = {listen}", "workers = 1",
+             "", "[crlgen]", f"out = {Path(path).parent / 'crl'}", "interval = 3600", ""]
+    if extra:
+        lines += [extra, ""]
+    for ca in cas:
+        lines += [f"[ca {ca.name}]", f"cert = {ca.cert}", f"ocsp_cert = {ca.ocsp_cert}",
+                  f"ocsp_key = {ca.ocsp_key}", f"crl_key = {ca.key}"]
+        lines += ca_extra.get(ca.name, [])
+        lines.append("")
+    Path(path).write_text("\n".join(lines))
+    return Path(path)
