@@ -226,3 +226,12 @@ void ctx_publish(struct rctx *c)
 	pthread_mutex_unlock(&ctx_lock);
 	ctx_unref(old);
 }
+
+void ctx_publish_clear(void)
+{
+	pthread_mutex_lock(&ctx_lock);
+	struct rctx *old = ctx_published;
+	ctx_published = NULL;
+	pthread_mutex_unlock(&ctx_lock);
+	ctx_unref(old);
+}

@@ -72,6 +72,8 @@ void ctx_unref(struct rctx *c);
 struct rctx *ctx_current(void);
 /* ctx_publish replaces the published snapshot with |c| (taking the caller's reference). */
 void ctx_publish(struct rctx *c);
+/* ctx_publish_clear drops the published snapshot (at exit). */
+void ctx_publish_clear(void);
 
 /* ---- Metrics (metrics.c) ----------------------------------------------- */
 
@@ -171,6 +173,7 @@ struct worker {
 	struct vg_txn *txn;
 	bool txn_ok;
 	uint64_t counter;
+	bool have_counter;
 	uint64_t last_sweep_ms;
 	struct cache *cache;
 	struct metrics m;
@@ -197,7 +200,8 @@ void worker_sync_ctx(struct worker *w);
 void http_on_connection(uv_stream_t *server, int status);
 void http_drain(struct worker *w);
 void http_close_all(struct worker *w);
-void crl_file_free(struct crl_file *f);
+void crl_file_unref(struct crl_file *f);
+int worker_init(struct worker *w, int idx, int fd);
 
 /* Helpers (util in http.c). */
 void http_date(time_t t, char *buf, size_t len);

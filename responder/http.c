@@ -1,0 +1,1079 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * HTTP/1.1 connections on libuv, framed by the http-parser library.
+ *
+ * A connection lives in its worker's loop. Requests are answered as soon as
+ * they are complete, synchronously (store read, cache lookup or signature),
+ * so pipelined requests are answered in order by construction. Each
+ * connection has one timer whose meaning follows its phase: idle (waiting for
+ * the next request), headers (from the first byte of a request), body (from
+ * the end of the headers), closing (lingering close after the last answer).
+ * Every response is one heap block (headers and body), freed in its write
+ * callback; a CRL body is referenced, not copied.
+ */
+#include "responder/resp.h"
+#include "store/common/log.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <openssl/err.h>
+#include <openssl/pem.h>
+#include <openssl/x509.h>
+
+#define LINGER_MS 2000
+#define WRITE_HIGH (1u << 20) /* stop reading a client that does not read its answers */
+#define WRITE_LOW (256u << 10)
+
+enum phase { PH_IDLE, PH_HEADERS, PH_BODY, PH_CLOSING };
+enum hdr { H_OTHER, H_INM, H_EXPECT };
+
+struct conn {
+	uv_tcp_t tcp;
+	uv_timer_t timer;
+	uv_shutdown_t shut;
+	struct worker *w;
+	struct conn *prev, *next;
+	http_parser parser;
+	enum phase phase;
+	int handles;
+	bool closed;     /* uv_close called */
+	bool closing;    /* answer no further request */
+	bool shutting;   /* uv_shutdown issued */
+	bool eof;
+	bool reading;
+	bool first;      /* no request yet on this connection */
+	int err;         /* HTTP status to answer when a callback refused the request */
+	const char *err_reason;
+	unsigned writes; /* pending */
+	uint64_t t_start;
+	/* the request being parsed */
+	char *url;
+	size_t url_len, url_cap;
+	uint8_t *body;
+	size_t body_len, body_cap;
+	size_t hdr_bytes;
+	char field[24];
+	size_t field_len;
+	bool in_value;
+	enum hdr cur;
+	char inm[512];
+	size_t inm_len;
+	char expect[32];
+	size_t expect_len;
+	bool continue_sent;
+};
+
+struct wreq {
+	uv_write_t req;
+	struct conn *c;
+	struct crl_file *ref;
+	uv_buf_t bufs[2];
+	char data[];
+};
+
+struct crl_file {
+	int refs;
+	uint8_t *data;
+	size_t len;
+	dev_t dev;
+	ino_t ino;
+	off_t size;
+	struct timespec mtime;
+	int64_t this_update, next_update;
+	char etag[40];
+};
+
+static void crl_file_free(struct crl_file *f);
+
+static const char *status_text(int s)
+{
+	switch (s) {
+	case 100: return "Continue";
+	case 200: return "OK";
+	case 304: return "Not Modified";
+	case 400: return "Bad Request";
+	case 404: return "Not Found";
+	case 405: return "Method Not Allowed";
+	case 408: return "Request Timeout";
+	case 413: return "Content Too Large";
+	case 414: return "URI Too Long";
+	case 431: return "Request Header Fields Too Large";
+	case 500: return "Internal Server Error";
+	case 503: return "Service Unavailable";
+	default: return "Unknown";
+	}
+}
+
+/* ---- Small helpers ------------------------------------------------------------- */
+
+void http_date(time_t t, char *buf, size_t len)
+{
+	struct tm tm;
+	static const char *const days[] = {"Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"};
+	static const char *const mons[] = {"Jan", "Feb", "Mar", "Apr", "May", "Jun",
+					   "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"};
+	gmtime_r(&t, &tm);
+	snprintf(buf, len, "%s, %02d %s %04d %02d:%02d:%02d GMT", days[tm.tm_wday], tm.tm_mday,
+		 mons[tm.tm_mon], tm.tm_year + 1900, tm.tm_hour, tm.tm_min, tm.tm_sec);
+}
+
+static int b64_val(unsigned char ch)
+{
+	if (ch >= 'A' && ch <= 'Z')
+		return ch - 'A';
+	if (ch >= 'a' && ch <= 'z')
+		return ch - 'a' + 26;
+	if (ch >= '0' && ch <= '9')
+		return ch - '0' + 52;
+	if (ch == '+' || ch == '-')
+		return 62;
+	if (ch == '/' || ch == '_')
+		return 63;
+	return -1;
+}
+
+ssize_t b64_decode(const char *in, size_t len, uint8_t *out)
+{
+	while (len > 0 && in[len - 1] == '=')
+		len--;
+	if (len % 4 == 1)
+		return -1;
+	uint32_t acc = 0;
+	int bits = 0;
+	size_t o = 0;
+	for (size_t i = 0; i < len; i++) {
+		int v = b64_val((unsigned char)in[i]);
+		if (v < 0)
+			return -1;
+		acc = (acc << 6) | (uint32_t)v;
+		bits += 6;
+		if (bits >= 8) {
+			bits -= 8;
+			out[o++] = (uint8_t)(acc >> bits);
+		}
+	}
+	return (ssize_t)o;
+}
+
+static int hexval(char ch)
+{
+	if (ch >= '0' && ch <= '9')
+		return ch - '0';
+	if (ch >= 'a' && ch <= 'f')
+		return ch - 'a' + 10;
+	if (ch >= 'A' && ch <= 'F')
+		return ch - 'A' + 10;
+	return -1;
+}
+
+/* pct_decode decodes %XX escapes of |in| into |out| (at least |len| + 1
+ * bytes). Returns the length or -1 on a bad escape. */
+static ssize_t pct_decode(const char *in, size_t len, char *out)
+{
+	size_t o = 0;
+	for (size_t i = 0; i < len; i++) {
+		if (in[i] == '%') {
+			int h, l;
+			if (i + 2 >= len || (h = hexval(in[i + 1])) < 0 ||
+			    (l = hexval(in[i + 2])) < 0)
+				return -1;
+			out[o++] = (char)(h << 4 | l);
+			i += 2;
+		} else {
+			out[o++] = in[i];
+		}
+	}
+	out[o] = '\0';
+	return (ssize_t)o;
+}
+
+static const char *peer(struct conn *c, char *buf, size_t len)
+{
+	struct sockaddr_storage ss;
+	int sl = sizeof(ss);
+	snprintf(buf, len, "-");
+	if (uv_tcp_getpeername(&c->tcp, (struct sockaddr *)&ss, &sl) == 0) {
+		char ip[64];
+		if (ss.ss_family == AF_INET6) {
+			uv_ip6_name((struct sockaddr_in6 *)&ss, ip, sizeof(ip));
+			snprintf(buf, len, "[%s]:%d", ip, ntohs(((struct sockaddr_in6 *)&ss)->sin6_port));
+		} else if (ss.ss_family == AF_INET) {
+			uv_ip4_name((struct sockaddr_in *)&ss, ip, sizeof(ip));
+			snprintf(buf, len, "%s:%d", ip, ntohs(((struct sockaddr_in *)&ss)->sin_port));
+		}
+	}
+	return buf;
+}
+
+/* ---- Connection lifecycle ----------------------------------------------------------------- */
+
+static void conn_free_cb(uv_handle_t *h)
+{
+	struct conn *c = h->data;
+	if (--c->handles > 0)
+		return;
+	free(c->url);
+	free(c->body);
+	free(c);
+}
+
+static void conn_close(struct conn *c)
+{
+	if (c->closed)
+		return;
+	c->closed = true;
+	struct worker *w = c->w;
+	if (c->prev)
+		c->prev->next = c->next;
+	else
+		w->conns = c->next;
+	if (c->next)
+		c->next->prev = c->prev;
+	atomic_fetch_sub(&g_open_conns, 1);
+	m_set(&w->m.conns_open, w->m.conns_open - 1);
+	uv_close((uv_handle_t *)&c->timer, conn_free_cb);
+	uv_close((uv_handle_t *)&c->tcp, conn_free_cb);
+}
+
+static void set_timer(struct conn *c, int ms)
+{
+	if (!c->closed)
+		uv_timer_start(&c->timer, NULL, (uint64_t)ms, 0);
+}
+
+static void on_timer(uv_timer_t *t);
+static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf);
+
+static void start_reading(struct conn *c);
+
+static void on_shutdown(uv_shutdown_t *req, int status)
+{
+	struct conn *c = req->data;
+	if (c->closed)
+		return;
+	if (status < 0 || c->eof) {
+		conn_close(c);
+		return;
+	}
+	/* Lingering close: read and drop what the client still sends, so that our
+	 * last answer is not destroyed by a reset. */
+	c->phase = PH_CLOSING;
+	uv_timer_start(&c->timer, on_timer, LINGER_MS, 0);
+	start_reading(c);
+}
+
+/* begin_close answers nothing more and closes once the answers are written. */
+static void begin_close(struct conn *c)
+{
+	c->closing = true;
+	if (c->closed || c->shutting)
+		return;
+	c->shutting = true;
+	c->phase = PH_CLOSING;
+	uv_timer_start(&c->timer, on_timer, LINGER_MS + 10000, 0);
+	c->shut.data = c;
+	if (uv_shutdown(&c->shut, (uv_stream_t *)&c->tcp, on_shutdown) < 0)
+		conn_close(c);
+}
+
+static void on_write(uv_write_t *req, int status)
+{
+	struct wreq *wr = container_of(req, struct wreq, req);
+	struct conn *c = wr->c;
+	crl_file_unref(wr->ref);
+	free(wr);
+	c->writes--;
+	if (c->closed)
+		return;
+	if (status < 0) {
+		conn_close(c);
+		return;
+	}
+	if (!c->reading && !c->closing && !c->eof &&
+	    uv_stream_get_write_queue_size((uv_stream_t *)&c->tcp) < WRITE_LOW)
+		start_reading(c);
+}
+
+static void send_raw(struct conn *c, struct wreq *wr)
+{
+	wr->c = c;
+	unsigned n = wr->bufs[1].len ? 2 : 1;
+	c->writes++;
+	if (uv_write(&wr->req, (uv_stream_t *)&c->tcp, wr->bufs, n, on_write) < 0) {
+		c->writes--;
+		crl_file_unref(wr->ref);
+		free(wr);
+		conn_close(c);
+		return;
+	}
+	if (uv_stream_get_write_queue_size((uv_stream_t *)&c->tcp) > WRITE_HIGH && c->reading) {
+		uv_read_stop((uv_stream_t *)&c->tcp);
+		c->reading = false;
+	}
+}
+
+static void access_log(struct conn *c, int status, size_t blen)
+{
+	if (g_access_fd < 0)
+		return;
+	char p[80], line[1024];
+	const char *m = http_method_str((enum http_method)c->parser.method);
+	char path[256];
+	size_t ul = c->url_len < sizeof(path) - 1 ? c->url_len : sizeof(path) - 1;
+	for (size_t i = 0; i < ul; i++) {
+		unsigned char ch = (unsigned char)c->url[i];
+		path[i] = (ch <= ' ' || ch == '"' || ch >= 0x7f) ? '?' : (char)ch;
+	}
+	path[ul] = '\0';
+	int n = snprintf(line, sizeof(line),
+			 "ts=%lld peer=%s method=%s path=\"%s\" status=%d bytes=%zu dur_us=%llu\n",
+			 (long long)time(NULL), peer(c, p, sizeof(p)), c->url ? m : "-", path,
+			 status, blen,
+			 (unsigned long long)(c->t_start ? (uv_hrtime() - c->t_start) / 1000 : 0));
+	if (n > 0 && write(g_access_fd, line, (size_t)n) < 0) {
+		/* nothing to do: the access log is best effort */
+	}
+}
+
+/* respond queues one response. |extra| holds extra header lines (each ending in
+ * CRLF) or is NULL; |ref| is a CRL the body points into. */
+static void respond(struct conn *c, int status, const char *ctype, const char *extra,
+		    const void *body, size_t blen, struct crl_file *ref)
+{
+	struct worker *w = c->w;
+	bool head = c->parser.method == HTTP_HEAD && c->url;
+	if (w->draining)
+		c->closing = true;
+	char hdr[1024];
+	int n = snprintf(hdr, sizeof(hdr),
+			 "HTTP/1.1 %d %s\r\nServer: vigil\r\nDate: %s\r\nContent-Length: %zu\r\n"
+			 "%s%s%s%s%s\r\n",
+			 status, status_text(status), w->date, blen, ctype ? "Content-Type: " : "",
+			 ctype ? ctype : "", ctype ? "\r\n" : "", extra ? extra : "",
+			 c->closing ? "Connection: close\r\n" : "");
+	if (n < 0 || (size_t)n >= sizeof(hdr)) {
+		conn_close(c);
+		return;
+	}
+	size_t copy = (ref || head) ? 0 : blen;
+	struct wreq *wr = malloc(sizeof(*wr) + (size_t)n + copy);
+	if (!wr) {
+		conn_close(c);
+		return;
+	}
+	memcpy(wr->data, hdr, (size_t)n);
+	if (copy)
+		memcpy(wr->data + n, body, copy);
+	wr->bufs[0] = uv_buf_init(wr->data, (unsigned)((size_t)n + copy));
+	wr->bufs[1] = uv_buf_init(NULL, 0);
+	wr->ref = NULL;
+	if (ref && !head) {
+		wr->ref = ref;
+		ref->refs++;
+		wr->bufs[1] = uv_buf_init((char *)body, (unsigned)blen);
+	}
+	if (status >= 100 && status < 600)
+		m_add(&w->m.http[status], 1);
+	if (c->t_start)
+		metrics_observe_latency(&w->m, uv_hrtime() - c->t_start);
+	access_log(c, status, head ? 0 : blen);
+	send_raw(c, wr);
+}
+
+static void respond_text(struct conn *c, int status, const char *text, const char *extra)
+{
+	respond(c, status, "text/plain; charset=utf-8", extra, text, strlen(text), NULL);
+}
+
+/* fail answers a refused request with |status| and closes the connection. */
+static void fail(struct conn *c, int status, const char *reason)
+{
+	char p[80];
+	log_info("event=http_refused status=%d reason=%s peer=%s", status, reason,
+		 peer(c, p, sizeof(p)));
+	c->closing = true;
+	char text[128];
+	snprintf(text, sizeof(text), "%d %s\n", status, status_text(status));
+	respond_text(c, status, text, status == 405 ? "Allow: GET, HEAD, POST\r\n" : NULL);
+	begin_close(c);
+}
+
+/* ---- Parser callbacks ---------------------------------------------------------------------- */
+
+static void req_reset(struct conn *c)
+{
+	c->url_len = 0;
+	c->body_len = 0;
+	c->hdr_bytes = 0;
+	c->field_len = 0;
+	c->in_value = false;
+	c->cur = H_OTHER;
+	c->inm_len = 0;
+	c->expect_len = 0;
+	c->continue_sent = false;
+	c->err = 0;
+	c->err_reason = NULL;
+}
+
+static int on_message_begin(http_parser *p)
+{
+	struct conn *c = p->data;
+	req_reset(c);
+	c->t_start = uv_hrtime();
+	c->phase = PH_HEADERS;
+	set_timer(c, c->w->ctx->conf.header_timeout_ms);
+	return 0;
+}
+
+static int refuse(struct conn *c, int status, const char *reason)
+{
+	c->err = status;
+	c->err_reason = reason;
+	return -1;
+}
+
+static bool grow(void **buf, size_t *cap, size_t need)
+{
+	if (need <= *cap)
+		return true;
+	size_t nc = *cap ? *cap : 256;
+	while (nc < need)
+		nc *= 2;
+	void *nb = realloc(*buf, nc);
+	if (!nb)
+		return false;
+	*buf = nb;
+	*cap = nc;
+	return true;
+}
+
+static int on_url(http_parser *p, const char *at, size_t len)
+{
+	struct conn *c = p->data;
+	if (c->url_len + len > (size_t)c->w->ctx->conf.max_header_bytes)
+		return refuse(c, 414, "uri_too_long");
+	if (!grow((void **)&c->url, &c->url_cap, c->url_len + len + 1))
+		return refuse(c, 503, "out_of_memory");
+	memcpy(c->url + c->url_len, at, len);
+	c->url_len += len;
+	c->url[c->url_len] = '\0';
+	return 0;
+}
+
+static int count_header(struct conn *c, size_t len)
+{
+	c->hdr_bytes += len;
+	if (c->hdr_bytes > (size_t)c->w->ctx->conf.max_header_bytes)
+		return refuse(c, 431, "headers_too_large");
+	return 0;
+}
+
+static int on_header_field(http_parser *p, const char *at, size_t len)
+{
+	struct conn *c = p->data;
+	if (count_header(c, len + 4) < 0)
+		return -1;
+	if (c->in_value) {
+		c->in_value = false;
+		c->field_len = 0;
+	}
+	for (size_t i = 0; i < len; i++) {
+		if (c->field_len < sizeof(c->field) - 1)
+			c->field[c->field_len] = at[i];
+		c->field_len++;
+	}
+	return 0;
+}
+
+static void append(char *dst, size_t cap, size_t *dlen, const char *at, size_t len)
+{
+	size_t room = cap - 1 - *dlen;
+	if (len > room)
+		len = room;
+	memcpy(dst + *dlen, at, len);
+	*dlen += len;
+	dst[*dlen] = '\0';
+}
+
+static int on_header_value(http_parser *p, const char *at, size_t len)
+{
+	struct conn *c = p->data;
+	if (count_header(c, len) < 0)
+		return -1;
+	if (!c->in_value) {
+		c->in_value = true;
+		size_t fl = c->field_len;
+		c->cur = H_OTHER;
+		if (fl == 13 && !strncasecmp(c->field, "If-None-Match", 13)) {
+			c->cur = H_INM;
+			if (c->inm_len)
+				append(c->inm, sizeof(c->inm), &c->inm_len, ",", 1);
+		} else if (fl == 6 && !strncasecmp(c->field, "Expect", 6)) {
+			c->cur = H_EXPECT;
+		}
+	}
+	if (c->cur == H_INM)
+		append(c->inm, sizeof(c->inm), &c->inm_len, at, len);
+	else if (c->cur == H_EXPECT)
+		append(c->expect, sizeof(c->expect), &c->expect_len, at, len);
+	return 0;
+}
+
+static void send_continue(struct conn *c)
+{
+	static const char msg[] = "HTTP/1.1 100 Continue\r\n\r\n";
+	struct wreq *wr = malloc(sizeof(*wr) + sizeof(msg));
+	if (!wr)
+		return;
+	memcpy(wr->data, msg, sizeof(msg) - 1);
+	wr->bufs[0] = uv_buf_init(wr->data, sizeof(msg) - 1);
+	wr->bufs[1] = uv_buf_init(NULL, 0);
+	wr->ref = NULL;
+	send_raw(c, wr);
+}
+
+static int on_headers_complete(http_parser *p)
+{
+	struct conn *c = p->data;
+	const struct vg_conf *cf = &c->w->ctx->conf;
+	if (!c->url)
+		return refuse(c, 400, "no_url");
+	if (p->method != HTTP_GET && p->method != HTTP_HEAD && p->method != HTTP_POST)
+		return refuse(c, 405, "method_not_allowed");
+	bool chunked = p->flags & F_CHUNKED;
+	bool has_len = p->content_length != ULLONG_MAX && p->content_length > 0;
+	if (has_len && p->content_length > (uint64_t)cf->max_request_bytes)
+		return refuse(c, 413, "body_too_large");
+	if (has_len || chunked) {
+		c->phase = PH_BODY;
+		set_timer(c, cf->body_timeout_ms);
+		if (c->expect_len && !strncasecmp(c->expect, "100-continue", 12)) {
+			send_continue(c);
+			c->continue_sent = true;
+		}
+	}
+	return 0;
+}
+
+static int on_body(http_parser *p, const char *at, size_t len)
+{
+	struct conn *c = p->data;
+	if (c->body_len + len > (size_t)c->w->ctx->conf.max_request_bytes)
+		return refuse(c, 413, "body_too_large");
+	if (!grow((void **)&c->body, &c->body_cap, c->body_len + len))
+		return refuse(c, 503, "out_of_memory");
+	memcpy(c->body + c->body_len, at, len);
+	c->body_len += len;
+	return 0;
+}
+
+static void dispatch(struct conn *c);
+
+static int on_message_complete(http_parser *p)
+{
+	struct conn *c = p->data;
+	if (!http_should_keep_alive(p) || c->w->draining)
+		c->closing = true;
+	dispatch(c);
+	c->t_start = 0;
+	if (c->closing) {
+		http_parser_pause(p, 1);
+		return 0;
+	}
+	c->phase = PH_IDLE;
+	set_timer(c, c->w->ctx->conf.idle_timeout_ms);
+	return 0;
+}
+
+static const http_parser_settings settings = {
+	.on_message_begin = on_message_begin,
+	.on_url = on_url,
+	.on_header_field = on_header_field,
+	.on_header_value = on_header_value,
+	.on_headers_complete = on_headers_complete,
+	.on_body = on_body,
+	.on_message_complete = on_message_complete,
+};
+
+/* ---- Routes ---------------------------------------------------------------------------- */
+
+/* etag_match tells whether an If-None-Match list names |etag|. */
+static bool etag_match(const char *list, const char *etag)
+{
+	size_t el = strlen(etag);
+	const char *s = list;
+	while (*s) {
+		while (*s == ' ' || *s == '\t' || *s == ',')
+			s++;
+		if (!*s)
+			break;
+		if (*s == '*')
+			return true;
+		if (s[0] == 'W' && s[1] == '/')
+			s += 2;
+		const char *e = s;
+		if (*e == '"') {
+			e = strchr(s + 1, '"');
+			e = e ? e + 1 : s + strlen(s);
+		} else {
+			while (*e && *e != ',' && *e != ' ')
+				e++;
+		}
+		if ((size_t)(e - s) == el && !memcmp(s, etag, el))
+			return true;
+		s = e;
+	}
+	return false;
+}
+
+static void send_ocsp(struct conn *c, const uint8_t *der, size_t len, bool get)
+{
+	struct answer a;
+	ocsp_answer(c->w, der, len, &a);
+	char extra[512];
+	if (get && a.cacheable) {
+		char lm[40], ex[40];
+		int64_t now = (int64_t)time(NULL);
+		int64_t max_age = a.next_update - now;
+		if (max_age < 0)
+			max_age = 0;
+		http_date((time_t)a.this_update, lm, sizeof(lm));
+		http_date((time_t)a.next_update, ex, sizeof(ex));
+		snprintf(extra, sizeof(extra),
+			 "Cache-Control: max-age=%lld, public, no-transform, must-revalidate\r\n"
+			 "Last-Modified: %s\r\nExpires: %s\r\nETag: %s\r\n",
+			 (long long)max_age, lm, ex, a.etag);
+		if (c->inm_len && etag_match(c->inm, a.etag)) {
+			respond(c, 304, NULL, extra, NULL, 0, NULL);
+			answer_release(&a);
+			return;
+		}
+	} else {
+		snprintf(extra, sizeof(extra), "Cache-Control: no-store\r\n");
+	}
+	respond(c, 200, "application/ocsp-response", extra, a.der, a.len, NULL);
+	answer_release(&a);
+}
+
+/* ocsp_get decodes the OCSP request in a GET path remainder: URL-encoded
+ * base64, where '/' may appear raw (so the remainder may look like several
+ * segments) and clients may have put their own prefix or doubled slashes. */
+static void ocsp_get(struct conn *c, const char *rem, size_t len)
+{
+	char *dec = malloc(len + 1);
+	uint8_t *der = malloc(len + 4);
+	if (!dec || !der) {
+		free(dec);
+		free(der);
+		fail(c, 503, "out_of_memory");
+		return;
+	}
+	ssize_t dl = pct_decode(rem, len, dec);
+	if (dl < 0) {
+		free(dec);
+		free(der);
+		fail(c, 400, "bad_percent_encoding");
+		return;
+	}
+	/* Try the whole remainder first, then what follows each '/'. A DER
+	 * request starts with 0x30, so its base64 starts with 'M'. */
+	const char *s = dec;
+	ssize_t n = -1;
+	for (;;) {
+		while (*s == '/')
+			s++;
+		if (*s == 'M') {
+			n = b64_decode(s, strlen(s), der);
+			if (n > 0)
+				break;
+		}
+		s = strchr(s, '/');
+		if (!s)
+			break;
+	}
+	if (n <= 0) {
+		free(dec);
+		free(der);
+		fail(c, 400, "bad_base64");
+		return;
+	}
+	send_ocsp(c, der, (size_t)n, true);
+	free(dec);
+	free(der);
+}
+
+static void crl_file_free(struct crl_file *f)
+{
+	free(f->data);
+	free(f);
+}
+
+void crl_file_unref(struct crl_file *f)
+{
+	if (f && --f->refs == 0)
+		crl_file_free(f);
+}
+
+/* crl_load reads and parses |path| for serving. */
+static int crl_load(const char *path, const struct stat *st, struct crl_file **out)
+{
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	struct crl_file *f = calloc(1, sizeof(*f));
+	uint8_t *data = malloc(st->st_size > 0 ? (size_t)st->st_size : 1);
+	size_t got = 0;
+	int rc = -ENOMEM;
+	if (!f || !data)
+		goto fail;
+	while (got < (size_t)st->st_size) {
+		ssize_t r = read(fd, data + got, (size_t)st->st_size - got);
+		if (r <= 0) {
+			rc = r < 0 ? -errno : -EIO;
+			goto fail;
+		}
+		got += (size_t)r;
+	}
+	const unsigned char *p = data;
+	X509_CRL *crl = d2i_X509_CRL(NULL, &p, (long)got);
+	if (!crl) {
+		BIO *bio = BIO_new_mem_buf(data, (int)got);
+		crl = bio ? PEM_read_bio_X509_CRL(bio, NULL, NULL, NULL) : NULL;
+		BIO_free(bio);
+	}
+	if (!crl) {
+		ERR_clear_error();
+		rc = -EBADMSG;
+		goto fail;
+	}
+	struct tm tm;
+	const ASN1_TIME *lu = X509_CRL_get0_lastUpdate(crl), *nu = X509_CRL_get0_nextUpdate(crl);
+	if (lu && ASN1_TIME_to_tm(lu, &tm))
+		f->this_update = (int64_t)timegm(&tm);
+	if (nu && ASN1_TIME_to_tm(nu, &tm))
+		f->next_update = (int64_t)timegm(&tm);
+	X509_CRL_free(crl);
+	ERR_clear_error();
+	unsigned char md[32];
+	unsigned mdl;
+	EVP_Digest(data, got, md, &mdl, EVP_sha256(), NULL);
+	f->etag[0] = '"';
+	for (int i = 0; i < 16; i++)
+		snprintf(f->etag + 1 + 2 * i, 3, "%02x", md[i]);
+	f->etag[33] = '"';
+	f->etag[34] = '\0';
+	f->refs = 1;
+	f->data = data;
+	f->len = got;
+	f->dev = st->st_dev;
+	f->ino = st->st_ino;
+	f->size = st->st_size;
+	f->mtime = st->st_mtim;
+	close(fd);
+	*out = f;
+	return 0;
+fail:
+	close(fd);
+	free(data);
+	free(f);
+	return rc;
+}
+
+static void serve_crl(struct conn *c, const char *name, size_t nlen)
+{
+	struct worker *w = c->w;
+	int idx = -1;
+	for (int i = 0; i < w->ctx->n_cas; i++)
+		if (strlen(w->ctx->cas[i].name) == nlen && !memcmp(w->ctx->cas[i].name, name, nlen))
+			idx = i;
+	if (idx < 0) {
+		respond_text(c, 404, "no such CA\n", NULL);
+		return;
+	}
+	const char *path = w->ctx->cas[idx].crl_path;
+	struct stat st;
+	if (stat(path, &st) < 0) {
+		respond_text(c, 404, "no CRL published yet\n", NULL);
+		return;
+	}
+	struct crl_file *f = w->crls[idx];
+	if (!f || f->dev != st.st_dev || f->ino != st.st_ino || f->size != st.st_size ||
+	    f->mtime.tv_sec != st.st_mtim.tv_sec || f->mtime.tv_nsec != st.st_mtim.tv_nsec) {
+		struct crl_file *nf = NULL;
+		int rc = crl_load(path, &st, &nf);
+		if (rc < 0) {
+			log_err("event=crl_unreadable ca=%s path=%s error=%d", w->ctx->cas[idx].name,
+				path, rc);
+			respond_text(c, 503, "CRL unreadable\n", "Retry-After: 10\r\n");
+			return;
+		}
+		crl_file_unref(f);
+		w->crls[idx] = f = nf;
+	}
+	char extra[512], lm[40], ex[40];
+	int n = snprintf(extra, sizeof(extra), "ETag: %s\r\n", f->etag);
+	if (f->this_update) {
+		http_date((time_t)f->this_update, lm, sizeof(lm));
+		n += snprintf(extra + n, sizeof(extra) - (size_t)n, "Last-Modified: %s\r\n", lm);
+	}
+	if (f->next_update) {
+		int64_t max_age = f->next_update - (int64_t)time(NULL);
+		http_date((time_t)f->next_update, ex, sizeof(ex));
+		snprintf(extra + n, sizeof(extra) - (size_t)n,
+			 "Expires: %s\r\nCache-Control: max-age=%lld, public, no-transform, "
+			 "must-revalidate\r\n",
+			 ex, (long long)(max_age > 0 ? max_age : 0));
+	}
+	if (c->inm_len && etag_match(c->inm, f->etag)) {
+		respond(c, 304, NULL, extra, NULL, 0, NULL);
+		return;
+	}
+	respond(c, 200, "application/pkix-crl", extra, f->data, f->len, f);
+}
+
+static void serve_metrics(struct conn *c)
+{
+	size_t len;
+	char *text = metrics_render(&len);
+	if (!text) {
+		respond_text(c, 503, "out of memory\n", NULL);
+		return;
+	}
+	respond(c, 200, "text/plain; version=0.0.4; charset=utf-8", "Cache-Control: no-store\r\n",
+		text, len, NULL);
+	free(text);
+}
+
+static void serve_health(struct conn *c)
+{
+	struct worker *w = c->w;
+	if (!w->txn_ok) {
+		respond_text(c, 503, "store unreadable\n", "Cache-Control: no-store\r\n");
+		return;
+	}
+	respond_text(c, 200, "ok\n", "Cache-Control: no-store\r\n");
+}
+
+static void dispatch(struct conn *c)
+{
+	struct worker *w = c->w;
+	enum http_method m = (enum http_method)c->parser.method;
+	const char *path = c->url;
+	size_t plen = c->url_len;
+	/* absolute-form (proxies): drop scheme and authority */
+	if (plen > 7 && (!strncasecmp(path, "http://", 7) || !strncasecmp(path, "https://", 8))) {
+		const char *s = strstr(path, "://") + 3;
+		const char *slash = memchr(s, '/', plen - (size_t)(s - path));
+		if (!slash) {
+			path = "/";
+			plen = 1;
+		} else {
+			plen -= (size_t)(slash - path);
+			path = slash;
+		}
+	}
+	const char *q = memchr(path, '?', plen);
+	if (q)
+		plen = (size_t)(q - path);
+	bool get = m == HTTP_GET || m == HTTP_HEAD;
+
+	if ((plen == 8 && !memcmp(path, "/healthz", 8)) || (plen == 8 && !memcmp(path, "/metrics", 8)) ||
+	    (plen > 5 && !memcmp(path, "/crl/", 5))) {
+		if (!get) {
+			fail(c, 405, "method_not_allowed");
+			return;
+		}
+		if (path[1] == 'h')
+			serve_health(c);
+		else if (path[1] == 'm')
+			serve_metrics(c);
+		else if (plen > 9 && !memcmp(path + plen - 4, ".crl", 4) &&
+			 !memchr(path + 5, '/', plen - 9))
+			serve_crl(c, path + 5, plen - 9);
+		else
+			respond_text(c, 404, "not found\n", NULL);
+		return;
+	}
+	if (m == HTTP_POST) {
+		send_ocsp(c, c->body, c->body_len, false);
+		return;
+	}
+	const char *base = w->ctx->base_path;
+	size_t bl = strlen(base);
+	const char *rem;
+	if (plen >= bl && !memcmp(path, base, bl))
+		rem = path + bl;
+	else if (plen == bl - 1 && !memcmp(path, base, plen))
+		rem = path + plen;
+	else {
+		respond_text(c, 404, "not found\n", NULL);
+		return;
+	}
+	size_t rlen = plen - (size_t)(rem - path);
+	size_t i = 0;
+	while (i < rlen && rem[i] == '/')
+		i++;
+	if (i == rlen) {
+		respond_text(c, 404, "OCSP responder: POST a request or GET /{base64 request}\n", NULL);
+		return;
+	}
+	ocsp_get(c, rem, rlen);
+}
+
+/* ---- Reading ------------------------------------------------------------------------------ */
+
+static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
+{
+	(void)suggested;
+	struct conn *c = h->data;
+	/* One buffer per worker: a read is fully parsed before the next one. */
+	*buf = uv_buf_init(c->w->rbuf, sizeof(c->w->rbuf));
+}
+
+static void start_reading(struct conn *c)
+{
+	if (c->reading || c->closed || c->eof)
+		return;
+	if (uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read) == 0)
+		c->reading = true;
+}
+
+static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
+{
+	struct conn *c = s->data;
+	if (nread == 0)
+		return;
+	if (nread < 0) {
+		c->eof = true;
+		c->reading = false;
+		uv_read_stop(s);
+		if (nread != UV_EOF || c->phase == PH_CLOSING || c->writes == 0) {
+			conn_close(c);
+			return;
+		}
+		begin_close(c);
+		return;
+	}
+	if (c->phase == PH_CLOSING || c->closing)
+		return; /* lingering: drop */
+	if (c->phase == PH_IDLE && c->first) {
+		c->first = false;
+	}
+	size_t done = http_parser_execute(&c->parser, &settings, buf->base, (size_t)nread);
+	(void)done;
+	enum http_errno e = HTTP_PARSER_ERRNO(&c->parser);
+	if (c->closed)
+		return;
+	if (e == HPE_OK || e == HPE_PAUSED) {
+		if (c->closing)
+			begin_close(c);
+		return;
+	}
+	if (c->err)
+		fail(c, c->err, c->err_reason);
+	else if (e == HPE_HEADER_OVERFLOW)
+		fail(c, 431, "headers_too_large");
+	else
+		fail(c, 400, http_errno_name(e));
+}
+
+static void on_timer(uv_timer_t *t)
+{
+	struct conn *c = t->data;
+	char p[80];
+	switch (c->phase) {
+	case PH_IDLE:
+		conn_close(c);
+		break;
+	case PH_HEADERS:
+	case PH_BODY:
+		m_add(&c->w->m.timeouts, 1);
+		log_info("event=timeout phase=%s peer=%s", c->phase == PH_HEADERS ? "headers" : "body",
+			 peer(c, p, sizeof(p)));
+		c->closing = true;
+		respond_text(c, 408, "408 Request Timeout\n", NULL);
+		begin_close(c);
+		break;
+	case PH_CLOSING:
+		conn_close(c);
+		break;
+	}
+}
+
+void http_on_connection(uv_stream_t *server, int status)
+{
+	struct worker *w = container_of((uv_tcp_t *)server, struct worker, listener);
+	if (status < 0) {
+		log_warn("event=accept_failed error=%s", uv_strerror(status));
+		return;
+	}
+	struct conn *c = calloc(1, sizeof(*c));
+	if (!c)
+		return;
+	c->w = w;
+	c->first = true;
+	if (uv_tcp_init(&w->loop, &c->tcp) < 0) {
+		free(c);
+		return;
+	}
+	uv_timer_init(&w->loop, &c->timer);
+	c->tcp.data = c;
+	c->timer.data = c;
+	c->handles = 2;
+	c->next = w->conns;
+	if (w->conns)
+		w->conns->prev = c;
+	w->conns = c;
+	atomic_fetch_add(&g_open_conns, 1);
+	m_set(&w->m.conns_open, w->m.conns_open + 1);
+	http_parser_init(&c->parser, HTTP_REQUEST);
+	c->parser.data = c;
+	if (uv_accept(server, (uv_stream_t *)&c->tcp) < 0) {
+		conn_close(c);
+		return;
+	}
+	uv_tcp_nodelay(&c->tcp, 1);
+	if (atomic_load(&g_open_conns) > w->ctx->conf.max_connections || w->draining) {
+		m_add(&w->m.conns_refused, 1);
+		char p[80];
+		log_warn("event=conn_refused reason=%s peer=%s max_connections=%d",
+			 w->draining ? "draining" : "max_connections", peer(c, p, sizeof(p)),
+			 w->ctx->conf.max_connections);
+		c->closing = true;
+		respond_text(c, 503, "503 Service Unavailable: too many connections\n",
+			     "Retry-After: 1\r\n");
+		begin_close(c);
+		return;
+	}
+	m_add(&w->m.conns_accepted, 1);
+	c->phase = PH_IDLE;
+	uv_timer_start(&c->timer, on_timer, (uint64_t)w->ctx->conf.header_timeout_ms, 0);
+	start_reading(c);
+}
+
+void http_drain(struct worker *w)
+{
+	struct conn *c = w->conns, *next;
+	for (; c; c = next) {
+		next = c->next;
+		if (c->phase == PH_IDLE && !c->closing) {
+			if (c->writes == 0)
+				conn_close(c);
+			else
+				begin_close(c);
+		}
+	}
+}
+
+void http_close_all(struct worker *w)
+{
+	while (w->conns)
+		conn_close(w->conns);
+}

@@ -1,0 +1,204 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * A worker: one thread, one libuv loop, one listener on the shared port, one
+ * read transaction on the store, one cache of signed answers.
+ *
+ * Every TICK_MS the worker moves its read snapshot to the newest committed
+ * state of the store and, when the change counter moved, drops the cached
+ * answers the change log names. Requests between two ticks read the same
+ * snapshot the cache was checked against, so a committed revocation shows in
+ * the next answer at most one tick (plus a request) after its commit.
+ */
+#include "responder/resp.h"
+#include "store/common/log.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#define TICK_MS 50
+#define SWEEP_MS 1000
+#define DRAIN_MS 10000
+
+static int on_change(const struct vg_change *ch, void *arg)
+{
+	struct worker *w = arg;
+	if (ch->op == VG_CHANGE_CA || ch->serial.len == 0)
+		cache_invalidate_ca(w->cache, ch->ca_id);
+	else
+		cache_invalidate(w->cache, ch->ca_id, &ch->serial);
+	return 0;
+}
+
+static void store_refresh(struct worker *w)
+{
+	int rc;
+	bool was_ok = w->txn_ok;
+	if (!w->txn)
+		rc = vg_txn_begin(g_store, &w->txn);
+	else
+		rc = vg_txn_renew(w->txn);
+	uint64_t cnt = 0;
+	if (rc == 0)
+		rc = vg_counter(w->txn, &cnt);
+	if (rc < 0) {
+		if (was_ok)
+			log_err("event=store_unreadable worker=%d error=%d", w->idx, rc);
+		w->txn_ok = false;
+		vg_txn_end(w->txn);
+		w->txn = NULL;
+		w->have_counter = false;
+		/* Answers already signed stay valid; the status behind them may
+		 * change unseen, so drop them. */
+		cache_clear(w->cache);
+		return;
+	}
+	if (!was_ok && w->have_counter)
+		log_info("event=store_readable worker=%d counter=%llu", w->idx,
+			 (unsigned long long)cnt);
+	w->txn_ok = true;
+	if (!w->have_counter) {
+		/* The cache holds nothing read before this snapshot. */
+		cache_clear(w->cache);
+		w->counter = cnt;
+		w->have_counter = true;
+		return;
+	}
+	if (cnt == w->counter)
+		return;
+	if (cnt < w->counter) {
+		cache_clear(w->cache); /* a new store in place of the old one */
+	} else {
+		rc = vg_changes_foreach(w->txn, w->counter, on_change, w);
+		if (rc < 0) {
+			log_warn("event=change_log_unreadable worker=%d error=%d action=cache_cleared",
+				 w->idx, rc);
+			cache_clear(w->cache);
+		}
+	}
+	w->counter = cnt;
+}
+
+static void update_date(struct worker *w)
+{
+	time_t now = time(NULL);
+	if (now != w->date_t) {
+		w->date_t = now;
+		http_date(now, w->date, sizeof(w->date));
+	}
+}
+
+static void worker_stop_handles(struct worker *w)
+{
+	if (!uv_is_closing((uv_handle_t *)&w->listener))
+		uv_close((uv_handle_t *)&w->listener, NULL);
+	if (!uv_is_closing((uv_handle_t *)&w->tick))
+		uv_close((uv_handle_t *)&w->tick, NULL);
+	if (!uv_is_closing((uv_handle_t *)&w->async))
+		uv_close((uv_handle_t *)&w->async, NULL);
+}
+
+static void on_tick(uv_timer_t *t)
+{
+	struct worker *w = container_of(t, struct worker, tick);
+	update_date(w);
+	if (w->draining) {
+		if (!w->conns || uv_now(&w->loop) >= w->drain_deadline) {
+			http_close_all(w);
+			worker_stop_handles(w);
+			return;
+		}
+		http_drain(w);
+	}
+	store_refresh(w);
+	uint64_t now = uv_now(&w->loop);
+	if (now - w->last_sweep_ms >= SWEEP_MS) {
+		w->last_sweep_ms = now;
+		size_t n;
+		int64_t oldest = cache_sweep(w->cache, (int64_t)time(NULL), &n);
+		m_set(&w->m.oldest_next_update, oldest);
+		__atomic_store_n(&w->m.cache_entries, (uint64_t)n, __ATOMIC_RELAXED);
+	}
+}
+
+void worker_sync_ctx(struct worker *w)
+{
+	struct rctx *c = ctx_current();
+	if (!c)
+		return;
+	if (c->generation == w->ctx_gen) {
+		ctx_unref(c);
+		return;
+	}
+	cache_clear(w->cache);
+	for (int i = 0; i < VG_CONF_MAX_CAS; i++) {
+		crl_file_unref(w->crls[i]);
+		w->crls[i] = NULL;
+	}
+	ctx_unref(w->ctx);
+	w->ctx = c;
+	w->ctx_gen = c->generation;
+}
+
+static void on_async(uv_async_t *a)
+{
+	struct worker *w = container_of(a, struct worker, async);
+	worker_sync_ctx(w);
+	if (atomic_load(&g_drain) && !w->draining) {
+		w->draining = true;
+		w->drain_deadline = uv_now(&w->loop) + DRAIN_MS;
+		if (!uv_is_closing((uv_handle_t *)&w->listener))
+			uv_close((uv_handle_t *)&w->listener, NULL);
+		http_drain(w);
+		if (!w->conns)
+			worker_stop_handles(w);
+	}
+}
+
+/* worker_init prepares |w|'s loop and handles; it runs on the main thread
+ * before the worker thread starts, so that uv_async_send is valid at once. */
+int worker_init(struct worker *w, int idx, int fd)
+{
+	int rc;
+	w->idx = idx;
+	w->listen_fd = fd;
+	w->ctx = ctx_current();
+	w->ctx_gen = w->ctx->generation;
+	if ((rc = cache_new(&w->cache, 8192)) < 0)
+		return rc;
+	if ((rc = uv_loop_init(&w->loop)) < 0)
+		return rc;
+	if ((rc = uv_tcp_init(&w->loop, &w->listener)) < 0 ||
+	    (rc = uv_tcp_open(&w->listener, fd)) < 0)
+		return rc;
+	if ((rc = uv_listen((uv_stream_t *)&w->listener, 1024, http_on_connection)) < 0)
+		return rc;
+	uv_timer_init(&w->loop, &w->tick);
+	uv_async_init(&w->loop, &w->async, on_async);
+	update_date(w);
+	return 0;
+}
+
+void *worker_main(void *arg)
+{
+	struct worker *w = arg;
+	store_refresh(w);
+	if (!w->txn_ok)
+		log_err("event=store_unreadable worker=%d", w->idx);
+	uv_timer_start(&w->tick, on_tick, TICK_MS, TICK_MS);
+	/* A drain may have been asked before the loop ran. */
+	if (atomic_load(&g_drain))
+		uv_async_send(&w->async);
+	uv_run(&w->loop, UV_RUN_DEFAULT);
+	int rc = uv_loop_close(&w->loop);
+	if (rc < 0)
+		log_warn("event=loop_close_failed worker=%d error=%s", w->idx, uv_strerror(rc));
+	for (int i = 0; i < VG_CONF_MAX_CAS; i++)
+		crl_file_unref(w->crls[i]);
+	cache_free(w->cache);
+	w->cache = NULL;
+	vg_txn_end(w->txn);
+	w->txn = NULL;
+	ctx_unref(w->ctx);
+	w->ctx = NULL;
+	return NULL;
+}
