@@ -34,8 +34,10 @@ static bool room(struct der_buf *b, size_t n)
 
 size_t der_hdr_len(size_t content_len)
 {
-	size_t n = 2;
-	for (size_t l = content_len; l > 0x7f; l >>= 8)
+	if (content_len < 0x80)
+		return 2;
+	size_t n = 2; /* tag, 0x80 | number of length octets */
+	for (size_t l = content_len; l; l >>= 8)
 		n++;
 	return n;
 }

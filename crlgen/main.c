@@ -1,9 +1,287 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* Placeholder until its issue lands. */
-#include <stdio.h>
+/*
+ * vigil-crlgen: builds, signs and publishes the CRLs of every configured CA
+ * from the status store, once or as a daemon. See usage() and crlgen.h.
+ */
+#include "crlgen/crlgen.h"
 
-int main(void)
+#include <errno.h>
+#include <getopt.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "store/common/conf.h"
+#include "store/common/log.h"
+
+static volatile sig_atomic_t got_term, got_hup;
+
+static void on_signal(int sig)
 {
-	fputs("not implemented yet\n", stderr);
-	return 1;
+	if (sig == SIGHUP)
+		got_hup = 1;
+	else
+		got_term = 1;
+}
+
+static void usage(FILE *f)
+{
+	fputs("Usage: vigil-crlgen -c FILE (--once | --watch) [--ca NAME] [--delta] [-v]\n"
+	      "\n"
+	      "Build, sign and publish the CRLs of the CAs in FILE from the Vigil status\n"
+	      "store (opened read-only). Each CRL is an X.509 v2 CRL (RFC 5280 section 5)\n"
+	      "signed with the CA's crl_key, streamed from the store in serial order.\n"
+	      "\n"
+	      "Modes:\n"
+	      "  --once        publish a full CRL for every CA (or NAME), then exit; for\n"
+	      "                CAs with delta_crl = on, also a delta CRL against it\n"
+	      "  --watch       run as a daemon: publish at start, then a full CRL every\n"
+	      "                [crlgen] interval, and within one second of any store change\n"
+	      "                (bursts of changes are coalesced): a full CRL, or a delta CRL\n"
+	      "                for CAs with delta_crl = on\n"
+	      "\n"
+	      "Options:\n"
+	      "  -c, --config FILE  the Vigil configuration file (required)\n"
+	      "  --ca NAME          only the CA of section [ca NAME]\n"
+	      "  --delta            with --once: only delta CRLs, against the last full CRL\n"
+	      "                     (CAs with delta_crl = on)\n"
+	      "  -v, --verbose      log debug events too\n"
+	      "  -h, --help         this text\n"
+	      "  -V, --version      print the version\n"
+	      "\n"
+	      "Output, in [crlgen] out (default: crl beside FILE), for CA NAME:\n"
+	      "  NAME.crl, NAME.crl.pem            the newest full CRL, DER and PEM\n"
+	      "  NAME-delta.crl, NAME-delta.crl.pem  the newest delta CRL\n"
+	      "  NAME-NUMBER.crl                   the last [crlgen] keep full CRLs (default 5)\n"
+	      "  NAME.state                        the numbers and base of the last CRLs\n"
+	      "Every file is written under a temporary name, fsynced and renamed, so\n"
+	      "readers never see a partial CRL.\n"
+	      "\n"
+	      "Config keys used: [store] path; [crlgen] out, interval, keep; per [ca NAME]:\n"
+	      "cert, crl_key (RSA >= 2048 bits, ECDSA or Ed25519), digest (sha256, sha384,\n"
+	      "sha512), crl_validity (nextUpdate - thisUpdate, default 7d, at most 10d),\n"
+	      "delta_crl (on/off), delta_crl_url (Freshest CRL in full CRLs).\n"
+	      "\n"
+	      "CRL numbers are the thisUpdate time in microseconds, and always above every\n"
+	      "number published before for the CA, so they increase across runs and\n"
+	      "restarts without writing to the store. A full CRL lists every revoked\n"
+	      "certificate that has not expired, and those that expired after the previous\n"
+	      "full CRL (RFC 5280 section 3.3).\n"
+	      "\n"
+	      "Signals (--watch): SIGHUP reloads the configuration and keys (a bad one is\n"
+	      "logged and the old one kept); SIGTERM and SIGINT finish the CRL in progress\n"
+	      "and exit.\n"
+	      "\n"
+	      "Logs: one line per event on stderr, key=value (event=crl-published ca=\n"
+	      "kind= number= entries= bytes= ms=).\n"
+	      "\n"
+	      "Exit status: 0 on success, 1 when a CRL could not be published (the previous\n"
+	      "one is left in place), 2 on a usage or configuration error.\n",
+	      f);
+}
+
+static int64_t now_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static void sleep_ms(int ms)
+{
+	struct timespec ts = {.tv_sec = ms / 1000, .tv_nsec = (long)(ms % 1000) * 1000000L};
+	nanosleep(&ts, NULL); /* a signal cuts it short, which is what we want */
+}
+
+/* watch runs the daemon loop. Returns the exit status. */
+static int watch(struct crlgen **gp, const char *config, const char *only)
+{
+	struct crlgen *g = *gp;
+	int64_t next_full[VG_CONF_MAX_CAS];
+	uint64_t seen = 0;
+	int failures = 0;
+
+	if (crlgen_counter(g, &seen) < 0)
+		return 1;
+	/* Publish every CA at start, so the directory is fresh whatever happened
+	 * while the daemon was down. */
+	for (int i = 0; i < crlgen_n_cas(g) && !got_term; i++) {
+		if (crlgen_publish(g, i, CRLGEN_FULL) < 0)
+			failures++;
+		next_full[i] = now_ms() + crlgen_interval_ms(g);
+	}
+	log_info("event=watching cas=%d interval=%lld counter=%llu", crlgen_n_cas(g),
+		 (long long)(crlgen_interval_ms(g) / 1000), (unsigned long long)seen);
+
+	/* A change is published once the counter has been still for QUIET ms, or
+	 * MAXWAIT ms after it was first seen: within one second of the first
+	 * change, and one CRL for a burst of writes. */
+	enum { POLL = 100, QUIET = 200, MAXWAIT = 600 };
+	int64_t first = 0, last = 0;
+	uint64_t last_counter = seen;
+	while (!got_term) {
+		if (got_hup) {
+			got_hup = 0;
+			struct crlgen *ng = NULL;
+			char err[512];
+			if (crlgen_reload(g, &ng, config, only, err, sizeof(err)) < 0) {
+				char q[600];
+				log_err("event=reload-failed error=%s", vg_log_quote(err, q, sizeof(q)));
+			} else {
+				crlgen_free(g);
+				g = *gp = ng;
+				log_info("event=reloaded cas=%d", crlgen_n_cas(g));
+				for (int i = 0; i < crlgen_n_cas(g); i++)
+					next_full[i] = 0; /* keys may have changed: publish now */
+			}
+		}
+		sleep_ms(POLL);
+		if (got_term)
+			break;
+		uint64_t c;
+		if (crlgen_counter(g, &c) == 0 && c != last_counter) {
+			int64_t t = now_ms();
+			if (!first)
+				first = t;
+			last = t;
+			last_counter = c;
+		}
+		int64_t t = now_ms();
+		if (first && (t - last >= QUIET || t - first >= MAXWAIT)) {
+			bool touched[VG_CONF_MAX_CAS];
+			uint64_t upto = 0;
+			if (crlgen_touched(g, seen, touched, &upto) == 0) {
+				for (int i = 0; i < crlgen_n_cas(g) && !got_term; i++) {
+					if (!touched[i])
+						continue;
+					enum crlgen_kind kind = crlgen_delta_enabled(g, i)
+									? CRLGEN_DELTA
+									: CRLGEN_FULL;
+					if (crlgen_publish(g, i, kind) < 0)
+						failures++;
+					else if (kind == CRLGEN_FULL)
+						next_full[i] = now_ms() + crlgen_interval_ms(g);
+				}
+				seen = upto;
+			}
+			first = last = 0;
+		}
+		for (int i = 0; i < crlgen_n_cas(g) && !got_term; i++) {
+			if (now_ms() < next_full[i])
+				continue;
+			if (crlgen_publish(g, i, CRLGEN_FULL) < 0)
+				failures++;
+			next_full[i] = now_ms() + crlgen_interval_ms(g);
+		}
+	}
+	log_info("event=stopped failures=%d", failures);
+	return 0;
+}
+
+int main(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{"config", required_argument, NULL, 'c'},
+		{"once", no_argument, NULL, 'o'},
+		{"watch", no_argument, NULL, 'w'},
+		{"ca", required_argument, NULL, 'a'},
+		{"delta", no_argument, NULL, 'd'},
+		{"verbose", no_argument, NULL, 'v'},
+		{"help", no_argument, NULL, 'h'},
+		{"version", no_argument, NULL, 'V'},
+		{NULL, 0, NULL, 0},
+	};
+	const char *config = NULL, *only = NULL;
+	bool once = false, watch_mode = false, delta_only = false, verbose = false;
+	int ch;
+	opterr = 0;
+	while ((ch = getopt_long(argc, argv, "c:vhV", opts, NULL)) != -1) {
+		switch (ch) {
+		case 'c':
+			config = optarg;
+			break;
+		case 'o':
+			once = true;
+			break;
+		case 'w':
+			watch_mode = true;
+			break;
+		case 'a':
+			only = optarg;
+			break;
+		case 'd':
+			delta_only = true;
+			break;
+		case 'v':
+			verbose = true;
+			break;
+		case 'h':
+			usage(stdout);
+			return 0;
+		case 'V':
+			printf("vigil-crlgen %s\n", VG_VERSION);
+			return 0;
+		default:
+			if (optopt)
+				fprintf(stderr, "vigil-crlgen: option -%c: unknown or missing its "
+						"argument; see --help\n", optopt);
+			else
+				fprintf(stderr, "vigil-crlgen: %s: unknown option or missing "
+						"argument; see --help\n", argv[optind - 1]);
+			return 2;
+		}
+	}
+	const char *bad = NULL;
+	if (optind < argc)
+		bad = "unexpected argument";
+	else if (!config)
+		bad = "-c FILE is required";
+	else if (once == watch_mode)
+		bad = "exactly one of --once and --watch is required";
+	else if (delta_only && !once)
+		bad = "--delta goes with --once";
+	if (bad) {
+		fprintf(stderr, "vigil-crlgen: %s%s%s; see --help\n", bad, optind < argc ? ": " : "",
+			optind < argc ? argv[optind] : "");
+		return 2;
+	}
+
+	vg_log_init("vigil-crlgen", verbose ? LOG_DEBUG : LOG_INFO);
+	struct sigaction sa = {.sa_handler = on_signal};
+	sigemptyset(&sa.sa_mask);
+	sigaction(SIGTERM, &sa, NULL);
+	sigaction(SIGINT, &sa, NULL);
+	sigaction(SIGHUP, &sa, NULL);
+	signal(SIGPIPE, SIG_IGN);
+
+	struct crlgen *g = NULL;
+	char err[512];
+	int rc = crlgen_new(&g, config, only, err, sizeof(err));
+	if (rc < 0) {
+		fprintf(stderr, "vigil-crlgen: %s\n", err);
+		return 2;
+	}
+	int status = 0;
+	if (watch_mode) {
+		status = watch(&g, config, only);
+	} else {
+		for (int i = 0; i < crlgen_n_cas(g) && !got_term; i++) {
+			enum crlgen_kind kind = delta_only ? CRLGEN_DELTA : CRLGEN_FULL;
+			if (delta_only && !crlgen_delta_enabled(g, i)) {
+				if (!only)
+					continue;
+				fprintf(stderr, "vigil-crlgen: --delta: [ca %s] has delta_crl off\n",
+					only);
+				status = 2;
+				break;
+			}
+			if (crlgen_publish(g, i, kind) < 0)
+				status = 1;
+		}
+	}
+	crlgen_free(g);
+	return status;
 }

@@ -1,0 +1,628 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+#include "crlgen/crlgen.h"
+#include "crlgen/crl.h"
+#include "crlgen/publish.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <openssl/err.h>
+#include <openssl/x509v3.h>
+
+#include "store/common/conf.h"
+#include "store/common/log.h"
+#include "store/common/pki.h"
+#include "store/store.h"
+
+struct crlgen_ca {
+	const struct vg_conf_ca *conf;
+	X509 *cert;
+	EVP_PKEY *key;
+	struct crl_signer signer;
+	uint8_t *issuer; /* subject Name of the CA certificate, DER */
+	size_t issuer_len;
+	uint8_t akid[EVP_MAX_MD_SIZE];
+	size_t akid_len;
+};
+
+struct crlgen {
+	struct vg_conf conf;
+	struct crlgen_ca cas[VG_CONF_MAX_CAS];
+	int n;
+	struct vg_store *st;
+	struct vg_txn *txn;
+	int dirfd;
+};
+
+static void ca_deinit(struct crlgen_ca *ca)
+{
+	X509_free(ca->cert);
+	EVP_PKEY_free(ca->key);
+	OPENSSL_free(ca->issuer);
+	memset(ca, 0, sizeof(*ca));
+}
+
+void crlgen_free(struct crlgen *g)
+{
+	if (!g)
+		return;
+	for (int i = 0; i < g->n; i++)
+		ca_deinit(&g->cas[i]);
+	vg_txn_end(g->txn);
+	vg_store_close(g->st);
+	if (g->dirfd >= 0)
+		close(g->dirfd);
+	vg_conf_free(&g->conf);
+	free(g);
+}
+
+/* ca_init loads what CA |c| needs to sign CRLs. */
+static int ca_init(struct crlgen_ca *ca, const struct vg_conf_ca *c, char *err, size_t errlen)
+{
+	char e[400];
+	int rc;
+	ca->conf = c;
+	if (!c->crl_key) {
+		snprintf(err, errlen, "[ca %s] crl_key is not set", c->name);
+		return -EINVAL;
+	}
+	if ((rc = vg_pki_load_cert(c->cert, &ca->cert, e, sizeof(e))) < 0) {
+		snprintf(err, errlen, "[ca %s] cert: %s", c->name, e);
+		return rc;
+	}
+	if ((rc = vg_pki_load_key(c->crl_key, &ca->key, e, sizeof(e))) < 0) {
+		snprintf(err, errlen, "[ca %s] crl_key: %s", c->name, e);
+		return rc;
+	}
+	if (X509_check_private_key(ca->cert, ca->key) != 1) {
+		ERR_clear_error();
+		snprintf(err, errlen, "[ca %s] crl_key %s does not match cert %s", c->name,
+			 c->crl_key, c->cert);
+		return -EINVAL;
+	}
+	if ((X509_get_extension_flags(ca->cert) & EXFLAG_KUSAGE) &&
+	    !(X509_get_key_usage(ca->cert) & KU_CRL_SIGN)) {
+		snprintf(err, errlen, "[ca %s] cert %s: keyUsage lacks cRLSign", c->name, c->cert);
+		return -EINVAL;
+	}
+	if ((rc = crl_signer_init(&ca->signer, ca->key, c->digest, e, sizeof(e))) < 0) {
+		snprintf(err, errlen, "[ca %s] crl_key %s: %s", c->name, c->crl_key, e);
+		return rc;
+	}
+	int n = i2d_X509_NAME(X509_get_subject_name(ca->cert), &ca->issuer);
+	if (n <= 0) {
+		snprintf(err, errlen, "[ca %s] cert %s: cannot encode the subject", c->name,
+			 c->cert);
+		return -EINVAL;
+	}
+	ca->issuer_len = (size_t)n;
+	/* The AKI's keyIdentifier is the CA's subjectKeyIdentifier, or, when the
+	 * certificate has none, the SHA-1 of its public key (RFC 5280 §4.2.1.2). */
+	const ASN1_OCTET_STRING *ski = X509_get0_subject_key_id(ca->cert);
+	if (ski && ASN1_STRING_length(ski) > 0 &&
+	    (size_t)ASN1_STRING_length(ski) <= sizeof(ca->akid)) {
+		ca->akid_len = (size_t)ASN1_STRING_length(ski);
+		memcpy(ca->akid, ASN1_STRING_get0_data(ski), ca->akid_len);
+	} else {
+		unsigned int l = 0;
+		if (X509_pubkey_digest(ca->cert, EVP_sha1(), ca->akid, &l) != 1) {
+			snprintf(err, errlen, "[ca %s] cannot compute the key identifier",
+				 c->name);
+			return -EINVAL;
+		}
+		ca->akid_len = l;
+	}
+	ERR_clear_error();
+	return 0;
+}
+
+/* load reads the config and the CAs' material, without the store. */
+static int load(struct crlgen **out, const char *config, const char *only, char *err,
+		size_t errlen)
+{
+	struct crlgen *g = calloc(1, sizeof(*g));
+	if (!g) {
+		snprintf(err, errlen, "out of memory");
+		return -ENOMEM;
+	}
+	g->dirfd = -1;
+	char e[600];
+	int rc = vg_conf_load(config, &g->conf, e, sizeof(e));
+	if (rc < 0) {
+		snprintf(err, errlen, "%s", e);
+		free(g);
+		return rc;
+	}
+	if (only && !vg_conf_ca_find(&g->conf, only)) {
+		snprintf(err, errlen, "--ca %s: no [ca %s] section in %s", only, only,
+			 g->conf.file);
+		rc = -ENOENT;
+		goto fail;
+	}
+	if (g->conf.n_cas == 0) {
+		snprintf(err, errlen, "%s: no [ca NAME] section", g->conf.file);
+		rc = -EINVAL;
+		goto fail;
+	}
+	for (int i = 0; i < g->conf.n_cas; i++) {
+		const struct vg_conf_ca *c = &g->conf.cas[i];
+		if (only && strcmp(c->name, only))
+			continue;
+		rc = ca_init(&g->cas[g->n++], c, err, errlen);
+		if (rc < 0)
+			goto fail;
+	}
+	g->dirfd = pub_open_dir(g->conf.crl_out);
+	if (g->dirfd < 0) {
+		rc = g->dirfd;
+		snprintf(err, errlen, "[crlgen] out %s: %s", g->conf.crl_out, strerror(-rc));
+		goto fail;
+	}
+	if (access(g->conf.crl_out, W_OK) < 0) {
+		rc = -errno;
+		snprintf(err, errlen, "[crlgen] out %s: %s", g->conf.crl_out, strerror(-rc));
+		goto fail;
+	}
+	*out = g;
+	return 0;
+fail:
+	crlgen_free(g);
+	return rc;
+}
+
+int crlgen_new(struct crlgen **out, const char *config, const char *only, char *err,
+	       size_t errlen)
+{
+	struct crlgen *g;
+	int rc = load(&g, config, only, err, errlen);
+	if (rc < 0)
+		return rc;
+	rc = vg_store_open(&g->st, g->conf.store_path, VG_STORE_RDONLY);
+	if (rc < 0) {
+		snprintf(err, errlen, "store %s: %s", g->conf.store_path,
+			 rc == -ENODATA ? "not initialised (run vigil-store init)"
+			 : rc == -EPROTO ? "made by an incompatible version"
+					 : strerror(-rc));
+		crlgen_free(g);
+		return rc;
+	}
+	*out = g;
+	return 0;
+}
+
+int crlgen_reload(struct crlgen *old, struct crlgen **out, const char *config, const char *only,
+		  char *err, size_t errlen)
+{
+	struct crlgen *g;
+	int rc = load(&g, config, only, err, errlen);
+	if (rc < 0)
+		return rc;
+	if (strcmp(g->conf.store_path, old->conf.store_path)) {
+		snprintf(err, errlen, "[store] path changed to %s: restart vigil-crlgen to use it",
+			 g->conf.store_path);
+		crlgen_free(g);
+		return -EINVAL;
+	}
+	g->st = old->st;
+	g->txn = old->txn;
+	old->st = NULL;
+	old->txn = NULL;
+	*out = g;
+	return 0;
+}
+
+int crlgen_n_cas(const struct crlgen *g)
+{
+	return g->n;
+}
+
+bool crlgen_delta_enabled(const struct crlgen *g, int i)
+{
+	return g->cas[i].conf->delta_crl;
+}
+
+int64_t crlgen_interval_ms(const struct crlgen *g)
+{
+	return g->conf.crl_interval * 1000;
+}
+
+/* snapshot moves the read transaction to the newest committed state. */
+static int snapshot(struct crlgen *g)
+{
+	if (!g->txn)
+		return vg_txn_begin(g->st, &g->txn);
+	int rc = vg_txn_renew(g->txn);
+	if (rc < 0) {
+		/* Start over with a new transaction rather than give up. */
+		vg_txn_end(g->txn);
+		g->txn = NULL;
+		rc = vg_txn_begin(g->st, &g->txn);
+	}
+	return rc;
+}
+
+int crlgen_counter(struct crlgen *g, uint64_t *out)
+{
+	int rc = snapshot(g);
+	if (rc == 0)
+		rc = vg_counter(g->txn, out);
+	if (rc < 0)
+		log_err("event=store-error op=counter error=\"%s\"", strerror(-rc));
+	return rc;
+}
+
+struct touched_ctx {
+	const struct crlgen *g;
+	bool *touched;
+};
+
+static int touched_cb(const struct vg_change *c, void *arg)
+{
+	struct touched_ctx *t = arg;
+	for (int i = 0; i < t->g->n; i++)
+		if (t->g->cas[i].conf->id == c->ca_id)
+			t->touched[i] = true;
+	return 0;
+}
+
+int crlgen_touched(struct crlgen *g, uint64_t since, bool *touched, uint64_t *upto)
+{
+	memset(touched, 0, sizeof(bool) * (size_t)g->n);
+	int rc = snapshot(g);
+	if (rc == 0)
+		rc = vg_counter(g->txn, upto);
+	struct touched_ctx t = {g, touched};
+	if (rc == 0)
+		rc = vg_changes_foreach(g->txn, since, touched_cb, &t);
+	if (rc < 0)
+		log_err("event=store-error op=changes error=\"%s\"", strerror(-rc));
+	return rc;
+}
+
+/* ---- Entry sources --------------------------------------------------- */
+
+/* Full CRL: the CA's revoked certificates through the revoked-only index,
+ * but those that expired before |cutoff| (the previous full CRL). */
+struct full_src {
+	struct vg_txn *txn;
+	uint32_t ca_id;
+	int64_t cutoff;
+	struct vg_iter *it;
+};
+
+static int full_begin(void *arg)
+{
+	struct full_src *s = arg;
+	if (s->it)
+		vg_iter_close(s->it);
+	s->it = NULL;
+	return vg_iter_open(s->txn, s->ca_id, VG_ITER_REVOKED, &s->it);
+}
+
+static void entry_from(struct crl_entry *e, const struct vg_serial *s, const struct vg_cert *c)
+{
+	e->serial = *s;
+	e->revoked_at = c->revoked_at;
+	e->reason = c->reason;
+	e->has_invalidity = c->flags & VG_CERT_HAS_INVALIDITY;
+	e->invalidity_date = c->invalidity_date;
+}
+
+static int full_next(void *arg, struct crl_entry *e)
+{
+	struct full_src *s = arg;
+	struct vg_serial serial;
+	struct vg_cert c;
+	for (;;) {
+		int rc = vg_iter_next(s->it, &serial, &c);
+		if (rc <= 0)
+			return rc;
+		if (c.status != VG_STATUS_REVOKED)
+			continue;
+		/* RFC 5280 §3.3: an entry stays until it has appeared on one
+		 * regular CRL issued after the certificate expired. */
+		if ((c.flags & VG_CERT_HAS_NOT_AFTER) && c.not_after < s->cutoff)
+			continue;
+		entry_from(e, &serial, &c);
+		return 1;
+	}
+}
+
+/* Delta CRL: the certificates changed since the base, sorted by serial. */
+#define OP_BIT(op) (1u << (op))
+struct delta_item {
+	struct vg_serial serial;
+	uint8_t ops; /* OP_BIT of every change seen */
+};
+
+struct delta_set {
+	uint32_t ca_id;
+	struct delta_item *v;
+	size_t n, cap;
+	bool ca_wide;
+	bool overflow;
+};
+
+static int delta_cb(const struct vg_change *c, void *arg)
+{
+	struct delta_set *d = arg;
+	if (c->ca_id != d->ca_id)
+		return 0;
+	if (c->op == VG_CHANGE_CA || c->serial.len == 0) {
+		d->ca_wide = true;
+		return 1;
+	}
+	if (d->n == d->cap) {
+		if (d->cap >= CRLGEN_DELTA_MAX) {
+			d->overflow = true;
+			return 1;
+		}
+		size_t cap = d->cap ? d->cap * 2 : 256;
+		if (cap > CRLGEN_DELTA_MAX)
+			cap = CRLGEN_DELTA_MAX;
+		struct delta_item *v = realloc(d->v, cap * sizeof(*v));
+		if (!v)
+			return -ENOMEM;
+		d->v = v;
+		d->cap = cap;
+	}
+	d->v[d->n].serial = c->serial;
+	d->v[d->n].ops = (uint8_t)OP_BIT(c->op & 7);
+	d->n++;
+	return 0;
+}
+
+static int serial_cmp(const struct vg_serial *a, const struct vg_serial *b)
+{
+	/* Integers without leading zeros: the shorter is smaller. */
+	if (a->len != b->len)
+		return a->len < b->len ? -1 : 1;
+	return memcmp(a->b, b->b, a->len);
+}
+
+static int item_cmp(const void *a, const void *b)
+{
+	return serial_cmp(&((const struct delta_item *)a)->serial,
+			  &((const struct delta_item *)b)->serial);
+}
+
+static void delta_sort(struct delta_set *d)
+{
+	if (d->n == 0)
+		return;
+	qsort(d->v, d->n, sizeof(*d->v), item_cmp);
+	size_t o = 0;
+	for (size_t i = 1; i < d->n; i++) {
+		if (serial_cmp(&d->v[o].serial, &d->v[i].serial) == 0)
+			d->v[o].ops |= d->v[i].ops;
+		else
+			d->v[++o] = d->v[i];
+	}
+	d->n = o + 1;
+}
+
+struct delta_src {
+	struct vg_txn *txn;
+	const struct delta_set *d;
+	size_t i;
+	int64_t now;
+};
+
+static int delta_begin(void *arg)
+{
+	((struct delta_src *)arg)->i = 0;
+	return 0;
+}
+
+static int delta_next(void *arg, struct crl_entry *e)
+{
+	struct delta_src *s = arg;
+	while (s->i < s->d->n) {
+		const struct delta_item *it = &s->d->v[s->i++];
+		struct vg_cert c;
+		int rc = vg_get(s->txn, s->d->ca_id, &it->serial, &c);
+		if (rc == -ENOENT)
+			continue;
+		if (rc < 0)
+			return rc;
+		if (c.status == VG_STATUS_REVOKED) {
+			/* Newly revoked or its details changed; a date update
+			 * alone does not change the CRL entry. */
+			if (!(it->ops & ~OP_BIT(VG_CHANGE_UPDATE)))
+				continue;
+			entry_from(e, &it->serial, &c);
+			return 1;
+		}
+		if (it->ops & OP_BIT(VG_CHANGE_RELEASE)) {
+			/* Hold lifted: RFC 5280 §5.3.1 removeFromCRL. */
+			e->serial = it->serial;
+			e->revoked_at = s->now;
+			e->reason = VG_REASON_REMOVE_FROM_CRL;
+			e->has_invalidity = false;
+			return 1;
+		}
+	}
+	return 0;
+}
+
+/* ---- Publishing ------------------------------------------------------- */
+
+static const char *kind_name(bool delta)
+{
+	return delta ? "delta" : "full";
+}
+
+/* publish_one writes one CRL of CA |ca| from the current snapshot. */
+static int publish_one(struct crlgen *g, struct crlgen_ca *ca, bool delta,
+		       const struct delta_set *ds, uint64_t counter, struct pub_state *ps)
+{
+	const char *name = ca->conf->name;
+	char fname[300], pemname[310], numname[320], err[512], q[600];
+	struct timespec t0, now;
+	struct pub_file der = {.fd = -1}, pem = {.fd = -1};
+	struct crl_result res = {0};
+	int rc;
+
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	clock_gettime(CLOCK_REALTIME, &now);
+	uint64_t now_us = (uint64_t)now.tv_sec * 1000000u + (uint64_t)now.tv_nsec / 1000u;
+
+	struct crl_params p = {
+		.issuer = ca->issuer,
+		.issuer_len = ca->issuer_len,
+		.akid = ca->akid,
+		.akid_len = ca->akid_len,
+		.this_update = now.tv_sec,
+		.next_update = now.tv_sec + ca->conf->crl_validity,
+		.number = pub_next_number(g->dirfd, name, ps, now_us),
+		.delta = delta,
+		.base_number = ps->full_number,
+		.freshest = !delta && ca->conf->delta_crl ? ca->conf->delta_crl_url : NULL,
+	};
+	/* Reserve the number before anything is published, so that it is never
+	 * used twice whatever happens next. */
+	ps->last_number = p.number;
+	if ((rc = pub_state_save(g->dirfd, name, ps)) < 0) {
+		snprintf(err, sizeof(err), "saving %s.state: %s", name, strerror(-rc));
+		goto fail;
+	}
+
+	snprintf(fname, sizeof(fname), "%s%s.crl", name, delta ? "-delta" : "");
+	snprintf(pemname, sizeof(pemname), "%s.pem", fname);
+	if ((rc = pub_begin(&der, g->dirfd, fname)) < 0 ||
+	    (rc = pub_begin(&pem, g->dirfd, pemname)) < 0) {
+		snprintf(err, sizeof(err), "%s: cannot create a file: %s", g->conf.crl_out,
+			 strerror(-rc));
+		goto fail;
+	}
+
+	struct full_src fs = {.txn = g->txn, .ca_id = ca->conf->id, .cutoff = ps->full_this_update};
+	struct delta_src dsrc = {.txn = g->txn, .d = ds, .now = now.tv_sec};
+	struct crl_source src;
+	if (delta) {
+		src = (struct crl_source){delta_begin, delta_next, &dsrc};
+	} else {
+		if (!ps->full_number)
+			fs.cutoff = now.tv_sec;
+		src = (struct crl_source){full_begin, full_next, &fs};
+	}
+	rc = crl_write(der.fd, &p, &ca->signer, &src, &res, err, sizeof(err));
+	if (fs.it)
+		vg_iter_close(fs.it);
+	if (rc < 0)
+		goto fail;
+	if ((rc = pub_sync(&der)) < 0 || (rc = pub_write_pem(&pem, &der, res.bytes, "X509 CRL")) < 0 ||
+	    (rc = pub_sync(&pem)) < 0) {
+		snprintf(err, sizeof(err), "writing %s: %s", g->conf.crl_out, strerror(-rc));
+		goto fail;
+	}
+	if (!delta && g->conf.crl_keep > 0) {
+		snprintf(numname, sizeof(numname), "%s-%" PRIu64 ".crl", name, p.number);
+		if ((rc = pub_link_copy(&der, numname)) < 0) {
+			snprintf(err, sizeof(err), "%s: %s", numname, strerror(-rc));
+			goto fail;
+		}
+	}
+	if ((rc = pub_commit(&der)) < 0 || (rc = pub_commit(&pem)) < 0 ||
+	    (rc = pub_sync_dir(g->dirfd)) < 0) {
+		snprintf(err, sizeof(err), "publishing %s: %s", fname, strerror(-rc));
+		goto fail;
+	}
+	if (!delta) {
+		ps->full_number = p.number;
+		ps->full_this_update = p.this_update;
+		ps->full_counter = counter;
+		if ((rc = pub_state_save(g->dirfd, name, ps)) < 0) {
+			snprintf(err, sizeof(err), "saving %s.state: %s", name, strerror(-rc));
+			goto fail;
+		}
+		if ((rc = pub_prune(g->dirfd, name, g->conf.crl_keep)) < 0)
+			log_warn("event=prune-failed ca=%s error=\"%s\"", name, strerror(-rc));
+	}
+
+	struct timespec t1;
+	clock_gettime(CLOCK_MONOTONIC, &t1);
+	long ms = (long)((t1.tv_sec - t0.tv_sec) * 1000 + (t1.tv_nsec - t0.tv_nsec) / 1000000);
+	char tu[32], nu[32];
+	vg_time_format(p.this_update, tu, sizeof(tu));
+	vg_time_format(p.next_update, nu, sizeof(nu));
+	if (delta)
+		log_info("event=crl-published ca=%s kind=delta number=%" PRIu64 " base=%" PRIu64
+			 " entries=%" PRIu64 " bytes=%" PRIu64 " ms=%ld counter=%" PRIu64
+			 " this_update=%s next_update=%s file=%s",
+			 name, p.number, p.base_number, res.entries, res.bytes, ms, counter, tu,
+			 nu, fname);
+	else
+		log_info("event=crl-published ca=%s kind=full number=%" PRIu64 " entries=%" PRIu64
+			 " bytes=%" PRIu64 " ms=%ld counter=%" PRIu64
+			 " this_update=%s next_update=%s file=%s",
+			 name, p.number, res.entries, res.bytes, ms, counter, tu, nu, fname);
+	return 0;
+fail:
+	pub_abort(&der);
+	pub_abort(&pem);
+	log_err("event=crl-failed ca=%s kind=%s error=%s", name, kind_name(delta),
+		vg_log_quote(err, q, sizeof(q)));
+	return rc;
+}
+
+int crlgen_publish(struct crlgen *g, int i, enum crlgen_kind kind)
+{
+	struct crlgen_ca *ca = &g->cas[i];
+	const char *name = ca->conf->name;
+	struct delta_set ds = {.ca_id = ca->conf->id};
+	struct pub_state ps;
+	uint64_t counter = 0;
+	int rc = snapshot(g);
+	if (rc == 0)
+		rc = vg_counter(g->txn, &counter);
+	if (rc < 0) {
+		log_err("event=crl-failed ca=%s kind=%s error=\"store: %s\"", name,
+			kind_name(kind == CRLGEN_DELTA), strerror(-rc));
+		return rc;
+	}
+	rc = pub_state_load(g->dirfd, name, &ps);
+	if (rc < 0) {
+		/* Numbers stay increasing without it (time, numbered files);
+		 * only the delta base and the expiry cutoff are lost. */
+		log_warn("event=state-unreadable ca=%s error=\"%s\" action=starting-over", name,
+			 strerror(-rc));
+		memset(&ps, 0, sizeof(ps));
+	}
+
+	if (kind == CRLGEN_DELTA) {
+		const char *why = NULL;
+		if (!ps.full_number)
+			why = "no-base";
+		else if ((rc = vg_changes_foreach(g->txn, ps.full_counter, delta_cb, &ds)) < 0)
+			why = "change-log-unreadable";
+		else if (ds.ca_wide)
+			why = "ca-wide-change";
+		else if (ds.overflow)
+			why = "too-many-changes";
+		if (why) {
+			log_info("event=delta-to-full ca=%s reason=%s", name, why);
+			kind = CRLGEN_FULL;
+			free(ds.v);
+			memset(&ds, 0, sizeof(ds));
+			ds.ca_id = ca->conf->id;
+		} else {
+			delta_sort(&ds);
+		}
+	}
+	if (kind == CRLGEN_FULL) {
+		rc = publish_one(g, ca, false, NULL, counter, &ps);
+		/* The delta against the new base is empty: same snapshot. */
+		if (rc == 0 && ca->conf->delta_crl)
+			rc = publish_one(g, ca, true, &ds, counter, &ps);
+	} else {
+		rc = publish_one(g, ca, true, &ds, counter, &ps);
+	}
+	free(ds.v);
+	return rc;
+}
