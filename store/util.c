@@ -114,7 +114,8 @@ static const char *const reason_names[] = {
 int vg_reason_parse(const char *s, int8_t *out)
 {
 	for (size_t i = 0; i < sizeof(reason_names) / sizeof(reason_names[0]); i++)
-		if (reason_names[i] && strcasecmp(s, reason_names[i]) == 0) {
+		if (reason_names[i] && i != VG_REASON_REMOVE_FROM_CRL &&
+		    strcasecmp(s, reason_names[i]) == 0) {
 			*out = (int8_t)i;
 			return 0;
 		}

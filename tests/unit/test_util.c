@@ -1,0 +1,267 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* Unit tests: serials, times, reasons, on-disk records, index.txt lines. */
+#include <errno.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "store/cli/index.h"
+#include "store/record.h"
+#include "store/store.h"
+
+static void test_serial_parse(void **state)
+{
+	(void)state;
+	struct vg_serial s;
+	char buf[64];
+	assert_int_equal(vg_serial_parse("1000", 4, &s), 0);
+	assert_int_equal(s.len, 2);
+	assert_int_equal(s.b[0], 0x10);
+	/* Leading zeros, case and colons are ignored; odd lengths work. */
+	assert_int_equal(vg_serial_parse("00:0a:Bc", 8, &s), 0);
+	vg_serial_format(&s, buf, sizeof(buf));
+	assert_string_equal(buf, "0ABC");
+	assert_int_equal(s.len, 2);
+	assert_int_equal(vg_serial_parse("0", 1, &s), 0);
+	assert_int_equal(s.len, 1);
+	assert_int_equal(s.b[0], 0);
+	/* 20 octets is the maximum; 21 significant octets is refused. */
+	const char *max = "FFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFF";
+	assert_int_equal(vg_serial_parse(max, strlen(max), &s), 0);
+	assert_int_equal(s.len, 20);
+	const char *over = "1FFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFF";
+	assert_int_equal(vg_serial_parse(over, strlen(over), &s), -EINVAL);
+	const char *padded = "000000FFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFF";
+	assert_int_equal(vg_serial_parse(padded, strlen(padded), &s), 0);
+	assert_int_equal(vg_serial_parse("", 0, &s), -EINVAL);
+	assert_int_equal(vg_serial_parse("12G4", 4, &s), -EINVAL);
+	assert_int_equal(vg_serial_parse("-12", 3, &s), -EINVAL);
+	assert_int_equal(vg_serial_parse(":", 1, &s), -EINVAL);
+}
+
+static void test_serial_from_bytes(void **state)
+{
+	(void)state;
+	struct vg_serial s;
+	uint8_t der[] = {0x00, 0x80, 0x01};
+	assert_int_equal(vg_serial_from_bytes(der, 3, &s), 0);
+	assert_int_equal(s.len, 2);
+	assert_int_equal(s.b[0], 0x80);
+	uint8_t neg[] = {0x80};
+	assert_int_equal(vg_serial_from_bytes(neg, 1, &s), -EINVAL);
+	assert_int_equal(vg_serial_from_bytes(der, 0, &s), -EINVAL);
+	uint8_t zero[] = {0x00, 0x00};
+	assert_int_equal(vg_serial_from_bytes(zero, 2, &s), 0);
+	assert_int_equal(s.len, 1);
+}
+
+static void test_time(void **state)
+{
+	(void)state;
+	int64_t t;
+	char buf[32];
+	assert_int_equal(vg_time_parse("1970-01-01T00:00:00Z", &t), 0);
+	assert_int_equal(t, 0);
+	assert_int_equal(vg_time_parse("2026-11-27T10:00:00Z", &t), 0);
+	assert_int_equal(t, 1795773600);
+	vg_time_format(t, buf, sizeof(buf));
+	assert_string_equal(buf, "2026-11-27T10:00:00Z");
+	assert_int_equal(vg_time_parse("261127100000Z", &t), 0);
+	assert_int_equal(t, 1795773600);
+	assert_int_equal(vg_time_parse("20261127100000Z", &t), 0);
+	assert_int_equal(t, 1795773600);
+	assert_int_equal(vg_time_parse("2026-11-27T10:00:00.123+00:00", &t), 0);
+	assert_int_equal(t, 1795773600);
+	/* UTCTime years 50..99 are 19xx (RFC 5280 §4.1.2.5.1). */
+	assert_int_equal(vg_time_parse("500101000000Z", &t), 0);
+	vg_time_format(t, buf, sizeof(buf));
+	assert_string_equal(buf, "1950-01-01T00:00:00Z");
+	assert_int_equal(vg_time_parse("99991231235959Z0", &t), -EINVAL);
+	assert_int_equal(vg_time_parse("9999123123595Z", &t), -EINVAL);
+	assert_int_equal(vg_time_parse("261127100000z", &t), -EINVAL);
+	assert_int_equal(vg_time_parse("2026-02-30T00:00:00Z", &t), -EINVAL);
+	assert_int_equal(vg_time_parse("2024-02-29T00:00:00Z", &t), 0);
+	assert_int_equal(vg_time_parse("2023-02-29T00:00:00Z", &t), -EINVAL);
+	assert_int_equal(vg_time_parse("2026-11-27T10:00:00+01:00", &t), -EINVAL);
+	assert_int_equal(vg_time_parse("yesterday", &t), -EINVAL);
+	assert_int_equal(vg_time_parse("", &t), -EINVAL);
+}
+
+static void test_generalized_far(void **state)
+{
+	(void)state;
+	int64_t t;
+	char buf[32];
+	/* GeneralizedTime far in the future, as some CAs use for notAfter. */
+	assert_int_equal(vg_time_parse("99991231235959Z", &t), 0);
+	vg_time_format(t, buf, sizeof(buf));
+	assert_string_equal(buf, "9999-12-31T23:59:59Z");
+	assert_int_equal(vg_time_parse("20991331235959Z", &t), -EINVAL); /* month 13 */
+	assert_int_equal(vg_time_parse("20991231235959Z", &t), 0);
+	vg_time_format(t, buf, sizeof(buf));
+	assert_string_equal(buf, "2099-12-31T23:59:59Z");
+}
+
+static void test_reason(void **state)
+{
+	(void)state;
+	int8_t r;
+	assert_int_equal(vg_reason_parse("keyCompromise", &r), 0);
+	assert_int_equal(r, 1);
+	assert_int_equal(vg_reason_parse("cacompromise", &r), 0);
+	assert_int_equal(r, 2);
+	assert_int_equal(vg_reason_parse("aACompromise", &r), 0);
+	assert_int_equal(r, 10);
+	assert_int_equal(vg_reason_parse("removeFromCRL", &r), -EINVAL);
+	assert_int_equal(vg_reason_parse("stolen", &r), -EINVAL);
+	assert_string_equal(vg_reason_name(6), "certificateHold");
+	assert_string_equal(vg_reason_name(VG_REASON_NONE), "unspecified");
+	assert_string_equal(vg_reason_name(7), "unspecified");
+}
+
+static void test_record(void **state)
+{
+	(void)state;
+	uint8_t buf[REC_MAX];
+	struct vg_cert c = {.status = VG_STATUS_REVOKED,
+			    .reason = VG_REASON_KEY_COMPROMISE,
+			    .flags = VG_CERT_HAS_INVALIDITY | VG_CERT_HAS_NOT_AFTER,
+			    .revoked_at = 1700000000,
+			    .invalidity_date = 1690000000,
+			    .not_after = -5};
+	size_t n = rec_encode(&c, buf);
+	assert_int_equal(n, 4 + 3 * 8);
+	struct vg_cert d;
+	assert_int_equal(rec_decode(buf, n, &d), 0);
+	assert_int_equal(d.status, c.status);
+	assert_int_equal(d.reason, c.reason);
+	assert_int_equal(d.flags, c.flags);
+	assert_int_equal(d.revoked_at, c.revoked_at);
+	assert_int_equal(d.invalidity_date, c.invalidity_date);
+	assert_int_equal(d.not_after, c.not_after);
+	/* A good certificate with nothing known is 4 bytes. */
+	struct vg_cert g = {.status = VG_STATUS_GOOD, .reason = VG_REASON_NONE};
+	assert_int_equal(rec_encode(&g, buf), 4);
+	assert_int_equal(rec_decode(buf, 4, &d), 0);
+	assert_int_equal(d.reason, VG_REASON_NONE);
+	/* Malformed: truncated, trailing bytes, bad version, status, reason, flags. */
+	n = rec_encode(&c, buf);
+	assert_int_equal(rec_decode(buf, n - 1, &d), -EBADMSG);
+	assert_int_equal(rec_decode(buf, 3, &d), -EBADMSG);
+	uint8_t bad[REC_MAX + 1];
+	memcpy(bad, buf, n);
+	bad[n] = 0;
+	assert_int_equal(rec_decode(bad, n + 1, &d), -EBADMSG);
+	bad[0] = 2;
+	assert_int_equal(rec_decode(bad, n, &d), -EBADMSG);
+	memcpy(bad, buf, n);
+	bad[1] = 2;
+	assert_int_equal(rec_decode(bad, n, &d), -EBADMSG);
+	memcpy(bad, buf, n);
+	bad[2] = 7;
+	assert_int_equal(rec_decode(bad, n, &d), -EBADMSG);
+	memcpy(bad, buf, n);
+	bad[3] |= 0x80;
+	assert_int_equal(rec_decode(bad, n, &d), -EBADMSG);
+}
+
+static void test_cert_key(void **state)
+{
+	(void)state;
+	uint8_t k1[CERT_KEY_MAX], k2[CERT_KEY_MAX];
+	struct vg_serial a, b;
+	vg_serial_parse("FF", 2, &a);
+	vg_serial_parse("0100", 4, &b);
+	size_t l1 = cert_key(7, &a, k1), l2 = cert_key(7, &b, k2);
+	/* 0xFF < 0x0100 as integers, and so as keys. */
+	assert_true(memcmp(k1, k2, l1 < l2 ? l1 : l2) < 0);
+	uint32_t id;
+	struct vg_serial s;
+	assert_int_equal(cert_key_decode(k2, l2, &id, &s), 0);
+	assert_int_equal(id, 7);
+	assert_int_equal(s.len, 2);
+	assert_int_equal(cert_key_decode(k2, l2 - 1, &id, &s), -EBADMSG);
+}
+
+static int parse(const char *text, struct vg_add_item *it, char *err)
+{
+	char line[512];
+	snprintf(line, sizeof(line), "%s", text);
+	return index_parse_line(line, strlen(line), it, NULL, err, 256);
+}
+
+static void test_index_line(void **state)
+{
+	(void)state;
+	struct vg_add_item it;
+	char err[256];
+	assert_int_equal(parse("V\t271127234310Z\t\t1000\tunknown\t/CN=a", &it, err), 0);
+	assert_int_equal(it.cert.status, VG_STATUS_GOOD);
+	assert_true(it.cert.flags & VG_CERT_HAS_NOT_AFTER);
+	assert_int_equal(parse("R\t271127234310Z\t261127234310Z\t1001\tunknown\t/CN=a", &it, err), 0);
+	assert_int_equal(it.cert.status, VG_STATUS_REVOKED);
+	assert_int_equal(it.cert.reason, VG_REASON_NONE);
+	assert_int_equal(
+		parse("R\t271127234310Z\t261127234310Z,superseded\t1001\tunknown\t/CN=a", &it, err),
+		0);
+	assert_int_equal(it.cert.reason, VG_REASON_SUPERSEDED);
+	assert_int_equal(parse("R\t271127234310Z\t261127234310Z,CACompromise\t1\tunknown\t/CN=a",
+			       &it, err),
+			 0);
+	assert_int_equal(it.cert.reason, VG_REASON_CA_COMPROMISE);
+	assert_int_equal(parse("R\t271127234310Z\t261127234310Z,holdInstruction,"
+			       "holdInstructionReject\t1\tunknown\t/CN=a",
+			       &it, err),
+			 0);
+	assert_int_equal(it.cert.reason, VG_REASON_CERTIFICATE_HOLD);
+	assert_int_equal(parse("R\t271127234310Z\t261127234310Z,keyTime,20240101000000Z\t1\tunknown\t/"
+			       "CN=a",
+			       &it, err),
+			 0);
+	assert_int_equal(it.cert.reason, VG_REASON_KEY_COMPROMISE);
+	assert_true(it.cert.flags & VG_CERT_HAS_INVALIDITY);
+	assert_int_equal(it.cert.invalidity_date, 1704067200);
+	assert_int_equal(parse("R\t271127234310Z\t261127234310Z,CAkeyTime,20240101000000Z\t1\tunknown"
+			       "\t/CN=a",
+			       &it, err),
+			 0);
+	assert_int_equal(it.cert.reason, VG_REASON_CA_COMPROMISE);
+	/* CRLF endings and blank lines. */
+	assert_int_equal(parse("V\t271127234310Z\t\t1000\tunknown\t/CN=a\r", &it, err), 0);
+	assert_int_equal(parse("", &it, err), 1);
+	/* Malformed. */
+	assert_int_equal(parse("X\t271127234310Z\t\t1000\tunknown\t/CN=a", &it, err), -EINVAL);
+	assert_int_equal(parse("V\t271127234310Z\t\t1000\tunknown", &it, err), -EINVAL);
+	assert_int_equal(parse("V\t271127234310Z\t\t1000\tunknown\t/CN=a\textra", &it, err), -EINVAL);
+	assert_int_equal(parse("V\tbadtime\t\t1000\tunknown\t/CN=a", &it, err), -EINVAL);
+	assert_int_equal(parse("V\t271127234310Z\t\tXYZ\tunknown\t/CN=a", &it, err), -EINVAL);
+	assert_int_equal(parse("R\t271127234310Z\t\t1000\tunknown\t/CN=a", &it, err), -EINVAL);
+	assert_int_equal(parse("V\t271127234310Z\t261127234310Z\t1000\tunknown\t/CN=a", &it, err),
+			 -EINVAL);
+	assert_int_equal(parse("R\t271127234310Z\t261127234310Z,stolen\t1\tunknown\t/CN=a", &it, err),
+			 -EINVAL);
+	assert_int_equal(parse("R\t271127234310Z\t261127234310Z,keyTime\t1\tunknown\t/CN=a", &it, err),
+			 -EINVAL);
+	assert_int_equal(parse("R\t271127234310Z\t261127234310Z,superseded,x\t1\tunknown\t/CN=a", &it,
+			       err),
+			 -EINVAL);
+	assert_int_equal(parse("R\t271127234310Z\t261127234310Z,keyTime,bad\t1\tunknown\t/CN=a", &it,
+			       err),
+			 -EINVAL);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_serial_parse), cmocka_unit_test(test_serial_from_bytes),
+		cmocka_unit_test(test_time),	     cmocka_unit_test(test_generalized_far),
+		cmocka_unit_test(test_reason),	     cmocka_unit_test(test_record),
+		cmocka_unit_test(test_cert_key),     cmocka_unit_test(test_index_line),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
