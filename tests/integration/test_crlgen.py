@@ -1,0 +1,398 @@
+# SPDX-License-Identifier: Apache-2.0
+"""vigil-crlgen against independent parsers: openssl crl/verify, GnuTLS
+certtool and python3-cryptography; what the CRLs must hold is read from the
+store with `vigil-store status`, and revocations are made with `openssl ca`
+and `vigil-store revoke`."""
+import datetime
+import os
+import re
+import signal
+import stat
+import subprocess
+import threading
+import time
+from pathlib import Path
+
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+from cryptography.x509.oid import ExtensionOID
+
+import pki
+from crlgen_util import (Daemon, Env, certtool_info, certtool_verify, crl_number, entries,
+                         file_mode, openssl_crl_verify, openssl_verify_leaf, rfc3339, signature_valid,
+                         synthetic_revoked, utc, wait_for, write_index)
+
+
+def make_ca_with_leaves(tmp, name="ca1", keytype="rsa"):
+    """A CA with five leaves: keyCompromise, certificateHold, superseded,
+    keyCompromise with a compromise time (invalidity date), and one good."""
+    ca = pki.CA(tmp, name, keytype)
+    leaves = {}
+    for cn in ("kc", "hold", "sup", "kctime", "good"):
+        leaves[cn] = ca.issue(f"{cn}.example")
+    ca.revoke(leaves["kc"][1], "keyCompromise")
+    ca.revoke(leaves["hold"][1], extra=["-crl_hold", "1.2.840.10040.2.2"])
+    ca.revoke(leaves["sup"][1], "superseded")
+    ca.revoke(leaves["kctime"][1], extra=["-crl_compromise", "20260101120000Z"])
+    return ca, leaves
+
+
+def check_against_store(env, ca, crl, serials):
+    """The CRL lists exactly the store's revoked serials, with their details."""
+    got = entries(crl)
+    want = {}
+    for s in serials:
+        state, reason, when, inv = env.status(ca.name, s)
+        if state == "revoked":
+            # RFC 5280 §5.3.1: unspecified is expressed by omitting the code.
+            want["%X" % int(s, 16)] = (None if reason == "unspecified" else reason, when, inv)
+    assert got == want
+
+
+@pytest.mark.parametrize("keytype", ["rsa", "ec", "ed25519"])
+def test_full_crl_independent_checks(tmp_path, keytype):
+    ca, leaves = make_ca_with_leaves(tmp_path, keytype=keytype)
+    env = Env(tmp_path, [ca])
+    env.import_index(ca)
+    r = env.crlgen("--once")
+    # One log line for the CRL, key=value.
+    lines = [l for l in r.stderr.splitlines() if l]
+    assert len(lines) == 1 and "event=crl-published" in lines[0], r.stderr
+    for key in ("ca=ca1", "kind=full", "number=", "entries=4", "bytes=", "ms="):
+        assert key in lines[0]
+
+    der, pem = env.crl_path("ca1"), env.crl_path("ca1", pem=True)
+    assert file_mode(der) == 0o644 and file_mode(pem) == 0o644
+    ok, out = openssl_crl_verify(der, ca.cert)
+    assert ok, out
+    ok, out = openssl_crl_verify(pem, ca.cert, inform="PEM")
+    assert ok, out
+    # PEM and DER are the same CRL.
+    assert x509.load_pem_x509_crl(pem.read_bytes()).public_bytes(
+        serialization.Encoding.DER) == der.read_bytes()
+
+    crl = env.crl("ca1")
+    ca_cert = x509.load_pem_x509_certificate(ca.cert.read_bytes())
+    assert signature_valid(crl, ca_cert.public_key())
+    assert crl.issuer == ca_cert.subject
+    aki = crl.extensions.get_extension_for_oid(ExtensionOID.AUTHORITY_KEY_IDENTIFIER).value
+    ski = ca_cert.extensions.get_extension_for_oid(ExtensionOID.SUBJECT_KEY_IDENTIFIER).value
+    assert aki.key_identifier == ski.digest
+    assert 10**15 < crl_number(crl) < 2**63
+    this, nxt = utc(crl.last_update), utc(crl.next_update)
+    now = datetime.datetime.now(datetime.timezone.utc)
+    assert abs((this - now).total_seconds()) < 60
+    assert nxt - this == datetime.timedelta(days=7)  # crl_validity default
+    check_against_store(env, ca, crl, [s for s, _ in leaves.values()])
+    got = entries(crl)
+    kctime = "%X" % int(leaves["kctime"][0], 16)
+    assert got[kctime][2] == "2026-01-01T12:00:00Z"  # invalidityDate from index.txt
+    assert "%X" % int(leaves["good"][0], 16) not in got
+
+    # openssl verify -crl_check: revoked leaves fail, the good one passes.
+    for cn, (serial, path) in leaves.items():
+        rc, out = openssl_verify_leaf(ca.cert, pem, path)
+        if cn == "good":
+            assert rc == 0, out
+        else:
+            assert rc != 0 and "certificate revoked" in out, out
+
+    # GnuTLS reads and verifies it too.
+    r = certtool_info(der)
+    assert r.returncode == 0, r.stderr
+    assert "Revoked certificates (4)" in r.stdout, r.stdout
+    assert "%X" % crl_number(crl) in r.stdout.upper().replace(":", "") or \
+        str(crl_number(crl)) in r.stdout
+    r = certtool_verify(pem, ca.cert)
+    assert r.returncode == 0 and "Verified" in r.stdout, r.stdout + r.stderr
+
+
+def test_empty_crl_still_published(tmp_path):
+    ca = pki.CA(tmp_path, "empty", "ec")
+    ca.issue("one.example")
+    env = Env(tmp_path, [ca], ca_extra={"empty": ["crl_validity = 2d", "digest = sha384"]})
+    env.import_index(ca)
+    env.crlgen("--once")
+    crl = env.crl("empty")
+    assert len(crl) == 0
+    assert crl.signature_hash_algorithm.name == "sha384"
+    assert utc(crl.next_update) - utc(crl.last_update) == datetime.timedelta(days=2)
+    ok, out = openssl_crl_verify(env.crl_path("empty"), ca.cert)
+    assert ok, out
+    assert certtool_info(env.crl_path("empty")).returncode == 0
+
+
+def test_numbers_increase_and_numbered_copies_kept(tmp_path):
+    ca = pki.CA(tmp_path, "ca1", "ec")
+    env = Env(tmp_path, [ca], extra="keep = 2")
+    numbers = []
+    for _ in range(4):
+        env.crlgen("--once")
+        numbers.append(crl_number(env.crl("ca1")))
+    assert numbers == sorted(set(numbers)), numbers
+    kept = sorted(p.name for p in env.out.glob("ca1-*.crl"))
+    assert kept == [f"ca1-{n}.crl" for n in numbers[-2:]]
+    assert (env.out / f"ca1-{numbers[-1]}.crl").read_bytes() == env.crl_path("ca1").read_bytes()
+
+    # A number far in the future (a clock that went back since): the next
+    # one is still above it, read from the out directory, not the store.
+    state = env.out / "ca1.state"
+    future = numbers[-1] + 10**12
+    state.write_text(re.sub(r"last_number=\d+", f"last_number={future}", state.read_text()))
+    env.crlgen("--once")
+    assert crl_number(env.crl("ca1")) == future + 1
+    # Without the state file, the numbered copies still keep it increasing.
+    state.unlink()
+    (env.out / f"ca1-{future + 5}.crl").write_bytes(b"")
+    env.crlgen("--once")
+    assert crl_number(env.crl("ca1")) == future + 6
+    # No temporary file is left behind.
+    assert not list(env.out.glob(".*"))
+
+
+def test_expired_entries_kept_once_after_expiry(tmp_path):
+    ca = pki.CA(tmp_path, "ca1", "ec")
+    env = Env(tmp_path, [ca])
+    # Expired 2024-06-01 (before any CRL of ours), expires 2034, and one whose
+    # certificate expires in the future but... all revoked.
+    write_index(ca.index, [
+        ("R", "240601000000Z", "240101000000Z,keyCompromise", "A1"),
+        ("R", "340601000000Z", "250101000000Z,superseded", "A2"),
+    ])
+    env.import_index(ca)
+    env.crlgen("--once")
+    assert set(entries(env.crl("ca1"))) == {"A2"}
+    # Pretend the previous full CRL was issued on 2024-05-01, before A1
+    # expired: A1 must then appear on this CRL (RFC 5280 §3.3)...
+    state = env.out / "ca1.state"
+    may2024 = int(datetime.datetime(2024, 5, 1, tzinfo=datetime.timezone.utc).timestamp())
+    state.write_text(re.sub(r"full_this_update=-?\d+", f"full_this_update={may2024}",
+                            state.read_text()))
+    env.crlgen("--once")
+    assert set(entries(env.crl("ca1"))) == {"A1", "A2"}
+    # ...and not on the next one, issued after a CRL that listed it past expiry.
+    env.crlgen("--once")
+    assert set(entries(env.crl("ca1"))) == {"A2"}
+
+
+def test_delta_crl_lists_exactly_the_changes(tmp_path):
+    ca, leaves = make_ca_with_leaves(tmp_path, keytype="ec")
+    extra_leaf = ca.issue("later.example")
+    env = Env(tmp_path, [ca], ca_extra={"ca1": [
+        "delta_crl = on", "crl_url = http://crl.example/ca1.crl",
+        "delta_crl_url = http://crl.example/ca1-delta.crl"]})
+    env.import_index(ca)
+    env.crlgen("--once")
+    full = env.crl("ca1")
+    base = crl_number(full)
+    fresh = full.extensions.get_extension_for_oid(ExtensionOID.FRESHEST_CRL)
+    assert not fresh.critical
+    assert fresh.value[0].full_name[0].value == "http://crl.example/ca1-delta.crl"
+    # The delta published with it is empty and refers to it.
+    delta = env.crl("ca1", delta=True)
+    ind = delta.extensions.get_extension_for_oid(ExtensionOID.DELTA_CRL_INDICATOR)
+    assert ind.critical and ind.value.crl_number == base
+    assert len(delta) == 0 and crl_number(delta) > base
+    assert not any(e.oid == ExtensionOID.FRESHEST_CRL for e in delta.extensions)
+
+    # Changes after the base: a revocation, a hold lifted, a hold made final.
+    good = leaves["good"][0]
+    env.runner.store("revoke", "ca1", good, "--reason", "keyCompromise")
+    env.runner.store("release", "ca1", leaves["hold"][0])
+    env.runner.store("revoke", "ca1", extra_leaf[0], "--reason", "certificateHold")
+    env.crlgen("--once", "--delta")
+    delta = env.crl("ca1", delta=True)
+    ok, out = openssl_crl_verify(env.crl_path("ca1", delta=True), ca.cert)
+    assert ok, out
+    assert delta.extensions.get_extension_for_oid(
+        ExtensionOID.DELTA_CRL_INDICATOR).value.crl_number == base
+    got = entries(delta)
+    assert set(got) == {"%X" % int(s, 16) for s in (good, leaves["hold"][0], extra_leaf[0])}
+    assert got["%X" % int(good, 16)][0] == "keyCompromise"
+    assert got["%X" % int(leaves["hold"][0], 16)][0] == "removeFromCRL"
+    assert got["%X" % int(extra_leaf[0], 16)][0] == "certificateHold"
+    # The full CRL did not change with --delta.
+    assert crl_number(env.crl("ca1")) == base
+    # OpenSSL applies the delta over the base: the newly revoked leaf fails.
+    both = tmp_path / "both.pem"
+    both.write_text(env.crl_path("ca1", pem=True).read_text() +
+                    env.crl_path("ca1", delta=True, pem=True).read_text())
+    rc, out = openssl_verify_leaf(ca.cert, both, leaves["good"][1], extra=["-use_deltas"])
+    assert rc != 0 and "revoked" in out, out
+    # A new full CRL has them all, and the delta against it is empty again.
+    env.crlgen("--once")
+    check_against_store(env, ca, env.crl("ca1"), [s for s, _ in leaves.values()] + [extra_leaf[0]])
+    assert len(env.crl("ca1", delta=True)) == 0
+    assert certtool_info(env.crl_path("ca1", delta=True)).returncode == 0
+
+
+def test_reader_never_sees_a_partial_crl(tmp_path):
+    ca = pki.CA(tmp_path, "big", "ec")
+    env = Env(tmp_path, [ca])
+    write_index(ca.index, synthetic_revoked(40000))
+    env.import_index(ca)
+    env.crlgen("--once")
+    stop = threading.Event()
+    seen, bad = set(), []
+
+    def reader():
+        path = env.crl_path("big")
+        while not stop.is_set():
+            data = path.read_bytes()
+            try:
+                crl = x509.load_der_x509_crl(data)
+                seen.add(crl_number(crl))
+                if len(crl) != 40000:
+                    bad.append(len(crl))
+            except ValueError as e:
+                bad.append(str(e))
+
+    t = threading.Thread(target=reader)
+    t.start()
+    try:
+        for _ in range(6):
+            env.crlgen("--once")
+    finally:
+        stop.set()
+        t.join(timeout=30)
+    assert not bad, bad[:3]
+    assert len(seen) >= 2
+
+
+def test_watch_publishes_within_one_second(tmp_path):
+    ca, leaves = make_ca_with_leaves(tmp_path, keytype="ec")
+    env = Env(tmp_path, [ca])
+    env.import_index(ca)
+    d = Daemon(env)
+    try:
+        assert d.wait_log(r"event=crl-published ca=ca1"), d.text()
+        assert d.wait_log(r"event=watching"), d.text()
+        first = crl_number(env.crl("ca1"))
+        good = "%X" % int(leaves["good"][0], 16)
+        env.runner.store("revoke", "ca1", good, "--reason", "keyCompromise")
+
+        def published():
+            try:
+                return good in entries(env.crl("ca1"))
+            except (ValueError, FileNotFoundError):
+                return False
+        elapsed = wait_for(published, timeout=5)
+        assert elapsed is not None and elapsed < 1.0, (elapsed, d.text())
+        assert crl_number(env.crl("ca1")) > first
+
+        # A burst of revocations is coalesced into few CRLs, and all land.
+        n_before = d.text().count("event=crl-published")
+        for s in ("kc", "sup"):
+            env.runner.store("revoke", "ca1", leaves[s][0], "--reason", "keyCompromise")
+        extra = [ca.issue(f"x{i}.example")[0] for i in range(3)]
+        for s in extra:
+            env.runner.store("revoke", "ca1", s)
+        assert wait_for(lambda: all("%X" % int(s, 16) in entries(env.crl("ca1"))
+                                    for s in extra), timeout=5) is not None
+        time.sleep(0.5)
+        assert d.text().count("event=crl-published") - n_before <= 4
+
+        # SIGHUP with a broken config: one error line, the daemon keeps going.
+        good_conf = env.config.read_text()
+        env.config.write_text(good_conf + "\n[ca ca1]\nbogus = 1\n")
+        d.signal(signal.SIGHUP)
+        assert d.wait_log(r"event=reload-failed"), d.text()
+        assert d.p.poll() is None
+        env.config.write_text(good_conf)
+        n = d.text().count("event=crl-published")
+        d.signal(signal.SIGHUP)
+        assert d.wait_log(r"event=reloaded"), d.text()
+        # A reload publishes again with the new keys.
+        assert d.wait_log(r"event=crl-published", count=n + 1), d.text()
+    finally:
+        rc = d.stop()
+    assert rc == 0, d.text()
+    assert "event=stopped" in d.text()
+
+
+def test_sigterm_finishes_the_crl_in_progress(tmp_path):
+    ca = pki.CA(tmp_path, "big", "ec")
+    env = Env(tmp_path, [ca])
+    write_index(ca.index, synthetic_revoked(200000))
+    env.import_index(ca)
+    d = Daemon(env)
+    try:
+        # Signal while the first CRL is being written.
+        assert wait_for(lambda: list(env.out.glob(".big.crl.tmp-*")), timeout=20) is not None
+        d.signal(signal.SIGTERM)
+        d.p.wait(timeout=60)
+    finally:
+        rc = d.stop()
+    assert rc == 0, d.text()
+    assert "event=crl-published ca=big" in d.text(), d.text()
+    assert len(env.crl("big")) == 200000
+    assert not list(env.out.glob(".*"))
+
+
+def test_bad_config_and_key_leave_the_old_crl(tmp_path):
+    ca, leaves = make_ca_with_leaves(tmp_path, keytype="ec")
+    env = Env(tmp_path, [ca])
+    env.import_index(ca)
+    env.crlgen("--once")
+    before = env.crl_path("ca1").read_bytes()
+    good_conf = env.config.read_text()
+
+    def one_line(r, *words):
+        assert r.returncode != 0
+        lines = r.stderr.strip().splitlines()
+        assert len(lines) == 1, r.stderr
+        for w in words:
+            assert w in lines[0], r.stderr
+        assert env.crl_path("ca1").read_bytes() == before
+
+    # Usage errors.
+    one_line(env.crlgen(check=False), "--once")
+    one_line(env.crlgen("--once", "--watch", check=False), "--once")
+    one_line(env.crlgen("--once", "--bogus", check=False), "--bogus")
+    one_line(env.crlgen("--once", "--ca", "nope", check=False), "nope")
+    # A bad config.
+    env.config.write_text(good_conf.replace("[crlgen]", "[crlgen]\nkeep = lots"))
+    one_line(env.crlgen("--once", check=False), "keep")
+    env.config.write_text(good_conf + "crl_validity = 30d\n")
+    one_line(env.crlgen("--once", check=False), "crl_validity")
+    # An unreadable key, a world-readable key, a key of another CA.
+    env.config.write_text(good_conf.replace(f"crl_key = {ca.key}",
+                                            f"crl_key = {tmp_path}/missing.key"))
+    one_line(env.crlgen("--once", check=False), "missing.key")
+    os.chmod(ca.key, 0o644)
+    env.config.write_text(good_conf)
+    one_line(env.crlgen("--once", check=False), "crl_key")
+    os.chmod(ca.key, 0o600)
+    other = tmp_path / "other.key"
+    pki.genkey(other, "ec")
+    env.config.write_text(good_conf.replace(f"crl_key = {ca.key}", f"crl_key = {other}"))
+    one_line(env.crlgen("--once", check=False), "does not match")
+    # --help is complete enough to run the program from.
+    env.config.write_text(good_conf)
+    r = env.crlgen("--help")
+    for w in ("--once", "--watch", "--ca", "SIGHUP", "SIGTERM", "crl_validity", "keep"):
+        assert w in r.stdout
+    # Back to a good config: the old CRL is replaced by a newer one.
+    env.crlgen("--once", "--ca", "ca1")
+    assert env.crl_path("ca1").read_bytes() != before
+
+
+def test_several_cas_and_ca_option(tmp_path):
+    a = pki.CA(tmp_path, "a", "ec")
+    b = pki.CA(tmp_path, "b", "ed25519")
+    sa, pa = a.issue("x.example")
+    a.revoke(pa, "cessationOfOperation")
+    env = Env(tmp_path, [a, b])
+    env.import_index(a)
+    env.import_index(b)
+    env.crlgen("--once", "--ca", "b")
+    assert not env.crl_path("a").exists() and env.crl_path("b").exists()
+    env.crlgen("--once")
+    assert set(entries(env.crl("a"))) == {"%X" % int(sa, 16)}
+    assert len(env.crl("b")) == 0
+    # Each CRL is signed by its own CA, not the other.
+    ok, _ = openssl_crl_verify(env.crl_path("a"), b.cert)
+    assert not ok
+    ok, out = openssl_crl_verify(env.crl_path("b"), b.cert)
+    assert ok, out
