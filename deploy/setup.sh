@@ -1,0 +1,91 @@
+#!/bin/sh
+# SPDX-License-Identifier: Apache-2.0
+# Set-up on a fresh Debian 12 machine, as root (README.md):
+#   deploy/setup.sh demo   install packages, build into build/, run the demo
+#   deploy/setup.sh test   install packages, build, run every test (also under
+#                          ASan+UBSan in build-asan/), print "N passed, N failed"
+#   deploy/setup.sh deps | build
+# Idempotent: packages already present are not reinstalled, build dirs are reused.
+set -eu
+root=$(cd "$(dirname "$0")/.." && pwd)
+cd "$root"
+
+PACKAGES="meson ninja-build pkg-config gcc libc6-dev openssl libssl-dev libuv1-dev liblmdb-dev
+lmdb-utils libhttp-parser-dev libinih-dev libcmocka-dev python3 python3-pytest
+python3-cryptography gnutls-bin bc procps curl"
+
+deps() {
+	missing=""
+	for p in $PACKAGES; do
+		dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing="$missing $p"
+	done
+	if [ -n "$missing" ]; then
+		echo "setup: installing:$missing"
+		export DEBIAN_FRONTEND=noninteractive
+		apt-get update -qq
+		# shellcheck disable=SC2086
+		apt-get install -y -qq --no-install-recommends $missing
+	fi
+}
+
+configure() { # DIR [meson options]
+	dir=$1
+	shift
+	if [ -f "$dir/build.ninja" ]; then
+		meson configure "$dir" "$@" >/dev/null
+	else
+		meson setup "$dir" "$@"
+	fi
+}
+
+build() {
+	configure build -Dwerror=true
+	meson compile -C build
+}
+
+build_asan() {
+	configure build-asan -Dwerror=true -Db_sanitize=address,undefined -Db_lundef=false \
+		-Dbuildtype=debug
+	meson compile -C build-asan
+}
+
+summary() { # testlog.json files
+	/usr/bin/python3 - "$@" <<'PY'
+import json, sys
+passed = failed = skipped = 0
+for path in sys.argv[1:]:
+    with open(path) as f:
+        for line in f:
+            r = json.loads(line)
+            res = r.get("result")
+            if res in ("OK", "EXPECTEDFAIL"):
+                passed += 1
+            elif res == "SKIP":
+                skipped += 1
+            else:
+                failed += 1
+print(f"{passed} passed, {failed} failed, {skipped} skipped")
+PY
+}
+
+run_tests() {
+	status=0
+	meson test -C build --print-errorlogs --num-processes 2 || status=1
+	# Sanitizers: every error aborts, leaks included.
+	ASAN_OPTIONS=abort_on_error=1:detect_leaks=1 \
+	UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
+		meson test -C build-asan --print-errorlogs --num-processes 2 || status=1
+	summary build/meson-logs/testlog.json build-asan/meson-logs/testlog.json
+	return $status
+}
+
+case "${1:-}" in
+deps) deps ;;
+build) deps && build ;;
+demo) deps && build && "$root/deploy/demo.sh" ;;
+test) deps && build && build_asan && run_tests ;;
+*)
+	echo "usage: $0 demo|test|deps|build" >&2
+	exit 2
+	;;
+esac
