@@ -682,14 +682,18 @@ static void ocsp_get(struct conn *c, const char *rem, size_t len)
 		fail(c, 400, "bad_percent_encoding");
 		return;
 	}
-	/* Try the whole remainder first, then what follows each '/'. A DER
-	 * request starts with 0x30, so its base64 starts with 'M'. */
+	/* A DER request starts with 0x30, so its base64 starts with 'M'. Try the
+	 * remainder, then what follows each '/' (a client's own prefix), then
+	 * the remainder whatever its first letter (undecodable DER is answered
+	 * malformedRequest). A path that is no base64 at all is not ours: 404. */
 	const char *s = dec;
 	ssize_t n = -1;
+	bool candidate = false;
 	for (;;) {
 		while (*s == '/')
 			s++;
 		if (*s == 'M') {
+			candidate = true;
 			n = b64_decode(s, strlen(s), der);
 			if (n > 0)
 				break;
@@ -699,9 +703,19 @@ static void ocsp_get(struct conn *c, const char *rem, size_t len)
 			break;
 	}
 	if (n <= 0) {
+		s = dec;
+		while (*s == '/')
+			s++;
+		n = b64_decode(s, strlen(s), der);
+	}
+	if (n <= 0) {
 		free(dec);
 		free(der);
-		fail(c, 400, "bad_base64");
+		if (candidate) {
+			fail(c, 400, "bad_base64");
+		} else {
+			respond_text(c, 404, "not found\n", NULL);
+		}
 		return;
 	}
 	send_ocsp(c, der, (size_t)n, true);

@@ -26,6 +26,9 @@ atomic_int g_open_conns;
 int g_access_fd = -1;
 atomic_bool g_drain;
 
+/* Signed answers kept (about 2 KiB each with a delegated RSA signer). */
+#define CACHE_ENTRIES 16384
+
 static const char *conf_path;
 static uv_signal_t sig_hup, sig_term, sig_int;
 
@@ -71,7 +74,7 @@ static const char usage[] =
 	"header_timeout, body_timeout, refresh_percent.\n"
 	"\n"
 	"Workers are threads, each with its own event loop and SO_REUSEPORT listener, its own\n"
-	"read transaction on the store and its own answer cache.\n"
+	"read transaction on the store; the answer cache is shared, read without locks.\n"
 	"\n"
 	"Signals: SIGHUP reloads the configuration, certificates and keys (a bad new\n"
 	"configuration is logged and the old one keeps serving; listen, workers and the store\n"
@@ -321,6 +324,10 @@ int main(int argc, char **argv)
 		fprintf(stderr, "vigil-responder: %s\n", err);
 		return 1;
 	}
+	if (cache_init(CACHE_ENTRIES, g_nworkers) < 0) {
+		fprintf(stderr, "vigil-responder: out of memory\n");
+		return 1;
+	}
 	for (int i = 0; i < g_nworkers; i++) {
 		rc = worker_init(&g_workers[i], i, fds[i]);
 		if (rc < 0) {
@@ -360,6 +367,7 @@ int main(int argc, char **argv)
 	uv_run(loop, UV_RUN_DEFAULT);
 	uv_loop_close(loop);
 	free(g_workers);
+	cache_destroy();
 	ctx_publish_clear();
 	vg_store_close(g_store);
 	if (g_access_fd >= 0)

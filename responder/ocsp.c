@@ -5,11 +5,11 @@
  *
  * Incoming DER is parsed by OpenSSL (d2i_OCSP_REQUEST) and answers are built
  * and signed with the OCSP_* API. A request with one CertID and no nonce is
- * answered from the cache when it can be: the cache is keyed by (CA id,
- * serial) so a change of the store can drop every answer it touches, and the
- * variants under one key are told apart by the exact DER of the CertID, so
- * the answer echoes the CertID the client sent (hash algorithm and its
- * parameters encoding included).
+ * answered from the cache (cache.c) when it can be: the cache is keyed by
+ * (CA id, serial) so a change of the store can drop every answer it touches,
+ * and the variants under one key are told apart by the exact DER of the
+ * CertID, so the answer echoes the CertID the client sent (hash algorithm and
+ * its parameters encoding included).
  */
 #include "responder/resp.h"
 #include "store/common/log.h"
@@ -24,184 +24,6 @@
 
 #define NONCE_MAX 128 /* RFC 9654 */
 #define CERTID_MAX 512
-
-/* ---- Cache ------------------------------------------------------------------ */
-
-struct centry {
-	struct centry *hnext;
-	struct centry *prev, *next; /* insertion order, oldest first */
-	uint32_t hash;
-	uint32_t ca_id;
-	struct vg_serial serial;
-	uint8_t cr; /* enum cert_result */
-	int slot;
-	int64_t this_update, next_update, refresh_at;
-	char etag[40];
-	uint32_t certid_len, der_len;
-	uint8_t data[]; /* certid || der */
-};
-
-struct cache {
-	struct centry **b;
-	size_t nb; /* power of two */
-	size_t n, max;
-	struct centry *head, *tail;
-};
-
-int cache_new(struct cache **out, size_t max_entries)
-{
-	struct cache *c = calloc(1, sizeof(*c));
-	if (!c)
-		return -ENOMEM;
-	c->nb = 1024;
-	while (c->nb < max_entries)
-		c->nb <<= 1;
-	c->b = calloc(c->nb, sizeof(*c->b));
-	if (!c->b) {
-		free(c);
-		return -ENOMEM;
-	}
-	c->max = max_entries;
-	*out = c;
-	return 0;
-}
-
-static uint32_t key_hash(uint32_t ca_id, const struct vg_serial *s)
-{
-	uint32_t h = 2166136261u ^ ca_id;
-	h *= 16777619u;
-	for (unsigned i = 0; i < s->len; i++) {
-		h ^= s->b[i];
-		h *= 16777619u;
-	}
-	return h ^ (h >> 15);
-}
-
-static void centry_unlink(struct cache *c, struct centry *e)
-{
-	struct centry **pp = &c->b[e->hash & (c->nb - 1)];
-	while (*pp && *pp != e)
-		pp = &(*pp)->hnext;
-	if (*pp)
-		*pp = e->hnext;
-	if (e->prev)
-		e->prev->next = e->next;
-	else
-		c->head = e->next;
-	if (e->next)
-		e->next->prev = e->prev;
-	else
-		c->tail = e->prev;
-	c->n--;
-	free(e);
-}
-
-void cache_clear(struct cache *c)
-{
-	while (c->head)
-		centry_unlink(c, c->head);
-}
-
-void cache_free(struct cache *c)
-{
-	if (!c)
-		return;
-	cache_clear(c);
-	free(c->b);
-	free(c);
-}
-
-static bool serial_eq(const struct vg_serial *a, const struct vg_serial *b)
-{
-	return a->len == b->len && memcmp(a->b, b->b, a->len) == 0;
-}
-
-void cache_invalidate(struct cache *c, uint32_t ca_id, const struct vg_serial *serial)
-{
-	uint32_t h = key_hash(ca_id, serial);
-	struct centry *e = c->b[h & (c->nb - 1)], *next;
-	for (; e; e = next) {
-		next = e->hnext;
-		if (e->hash == h && e->ca_id == ca_id && serial_eq(&e->serial, serial))
-			centry_unlink(c, e);
-	}
-}
-
-void cache_invalidate_ca(struct cache *c, uint32_t ca_id)
-{
-	struct centry *e = c->head, *next;
-	for (; e; e = next) {
-		next = e->next;
-		if (e->ca_id == ca_id)
-			centry_unlink(c, e);
-	}
-}
-
-int64_t cache_sweep(struct cache *c, int64_t now, size_t *count)
-{
-	int64_t oldest = 0;
-	struct centry *e = c->head, *next;
-	for (; e; e = next) {
-		next = e->next;
-		if (now >= e->refresh_at) {
-			centry_unlink(c, e);
-			continue;
-		}
-		if (!oldest || e->next_update < oldest)
-			oldest = e->next_update;
-	}
-	*count = c->n;
-	return oldest;
-}
-
-static struct centry *cache_get(struct cache *c, uint32_t ca_id, const struct vg_serial *serial,
-				const uint8_t *certid, size_t certid_len, int64_t now)
-{
-	uint32_t h = key_hash(ca_id, serial);
-	for (struct centry *e = c->b[h & (c->nb - 1)]; e; e = e->hnext) {
-		if (e->hash != h || e->ca_id != ca_id || e->certid_len != certid_len ||
-		    !serial_eq(&e->serial, serial) || memcmp(e->data, certid, certid_len) != 0)
-			continue;
-		if (now >= e->refresh_at) {
-			centry_unlink(c, e);
-			return NULL;
-		}
-		return e;
-	}
-	return NULL;
-}
-
-static struct centry *cache_put(struct cache *c, uint32_t ca_id, const struct vg_serial *serial,
-				const uint8_t *certid, size_t certid_len, const uint8_t *der,
-				size_t der_len)
-{
-	if (c->max == 0)
-		return NULL;
-	while (c->n >= c->max)
-		centry_unlink(c, c->head);
-	struct centry *e = malloc(sizeof(*e) + certid_len + der_len);
-	if (!e)
-		return NULL;
-	memset(e, 0, sizeof(*e));
-	e->hash = key_hash(ca_id, serial);
-	e->ca_id = ca_id;
-	e->serial = *serial;
-	e->certid_len = (uint32_t)certid_len;
-	e->der_len = (uint32_t)der_len;
-	memcpy(e->data, certid, certid_len);
-	memcpy(e->data + certid_len, der, der_len);
-	struct centry **pp = &c->b[e->hash & (c->nb - 1)];
-	e->hnext = *pp;
-	*pp = e;
-	e->prev = c->tail;
-	if (c->tail)
-		c->tail->next = e;
-	else
-		c->head = e;
-	c->tail = e;
-	c->n++;
-	return e;
-}
 
 /* ---- Static pieces ----------------------------------------------------------- */
 
@@ -548,14 +370,14 @@ void ocsp_answer(struct worker *w, const uint8_t *req_der, size_t len, struct an
 		} else {
 			use_cache = false;
 		}
-		struct centry *e = use_cache ? cache_get(w->cache, ca->id, &items[0].serial, certid,
-							 certid_len, now)
-					     : NULL;
+		const struct centry *e =
+			use_cache ? cache_get(ca->id, &items[0].serial, certid, certid_len, now)
+				  : NULL;
 		if (e) {
 			m_add(&w->m.cache_hit, 1);
 			m_add(&w->m.ocsp[OR_SUCCESSFUL], 1);
 			m_add(&w->m.certs[e->slot][e->cr], 1);
-			out->der = e->data + e->certid_len;
+			out->der = (uint8_t *)e->data + e->certid_len;
 			out->len = e->der_len;
 			out->cacheable = true;
 			out->this_update = e->this_update;
@@ -599,16 +421,19 @@ void ocsp_answer(struct worker *w, const uint8_t *req_der, size_t len, struct an
 	out->next_update = now + validity;
 	make_etag(der, dlen, out->etag);
 	if (use_cache) {
-		struct centry *e = cache_put(w->cache, ca->id, &items[0].serial, certid, certid_len,
-					     der, dlen);
-		if (e) {
-			e->cr = (uint8_t)items[0].st.cr;
-			e->slot = ca->slot;
-			e->this_update = out->this_update;
-			e->next_update = out->next_update;
-			e->refresh_at = now + validity * w->ctx->conf.refresh_percent / 100;
-			memcpy(e->etag, out->etag, sizeof(e->etag));
-		}
+		struct centry t;
+		memset(&t, 0, sizeof(t));
+		t.ca_id = ca->id;
+		t.serial = items[0].serial;
+		t.cr = (uint8_t)items[0].st.cr;
+		t.slot = ca->slot;
+		t.this_update = out->this_update;
+		t.next_update = out->next_update;
+		t.refresh_at = now + validity * w->ctx->conf.refresh_percent / 100;
+		memcpy(t.etag, out->etag, sizeof(t.etag));
+		t.certid_len = (uint32_t)certid_len;
+		t.der_len = (uint32_t)dlen;
+		cache_put(w->counter, &t, certid, der);
 	}
 done:
 	if (items != stack_items)

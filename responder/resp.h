@@ -8,8 +8,9 @@
  * (CA certificates, signing keys, precomputed CertID hashes), binds one
  * SO_REUSEPORT listening socket per worker, then starts |workers| threads.
  * Each worker runs its own libuv loop with its own listener, its own read
- * transaction on the store, its own cache of signed answers and its own
- * metrics, so nothing is shared or locked on the hot path. The main thread
+ * transaction on the store and its own metrics; the cache of signed answers
+ * is shared and read without locks (cache.c), so nothing is locked on the
+ * hot path. The main thread
  * keeps a libuv loop for signals: SIGHUP builds a new rctx and hands it to the
  * workers through uv_async; SIGTERM and SIGINT make them drain and exit.
  */
@@ -126,8 +127,6 @@ char *metrics_render(size_t *len);
 
 /* ---- OCSP (ocsp.c) -------------------------------------------------------- */
 
-struct cache;
-
 struct answer {
 	uint8_t *der; /* owned when |owned|, else borrowed from the cache until the next call */
 	size_t len;
@@ -143,14 +142,45 @@ struct worker;
 void ocsp_answer(struct worker *w, const uint8_t *req, size_t len, struct answer *out);
 void answer_release(struct answer *a);
 
-int cache_new(struct cache **out, size_t max_entries);
-void cache_free(struct cache *c);
-void cache_clear(struct cache *c);
-void cache_invalidate(struct cache *c, uint32_t ca_id, const struct vg_serial *serial);
-void cache_invalidate_ca(struct cache *c, uint32_t ca_id);
+/* ---- The shared cache of signed answers (cache.c) -------------------------- */
+
+struct centry {
+	_Atomic(struct centry *) hnext; /* bucket chain, read without lock */
+	struct centry *prev, *next;      /* insertion order; the limbo list once retired */
+	uint64_t retired;                /* epoch of unlinking */
+	uint32_t hash;
+	uint32_t ca_id;
+	struct vg_serial serial;
+	uint8_t cr; /* enum cert_result */
+	int slot;
+	int64_t this_update, next_update, refresh_at;
+	char etag[40];
+	uint32_t certid_len, der_len;
+	uint8_t data[]; /* certid || der */
+};
+
+int cache_init(size_t max_entries, int nworkers);
+void cache_destroy(void);
+/* cache_get finds the answer for a CertID, without lock. The entry stays valid
+ * until the calling worker's next cache_quiescent. */
+const struct centry *cache_get(uint32_t ca_id, const struct vg_serial *serial,
+			       const uint8_t *certid, size_t certid_len, int64_t now);
+/* cache_put publishes a copy of |tmpl| with |certid| and |der|, unless
+ * |snapshot| (the store counter the status was read at) is older than the
+ * changes already applied. */
+void cache_put(uint64_t snapshot, const struct centry *tmpl, const uint8_t *certid,
+	       const uint8_t *der);
+/* cache_quiescent marks that |worker| holds no entry; cache_offline that it
+ * never will again. */
+void cache_quiescent(int worker);
+void cache_offline(int worker);
+/* cache_apply_changes drops the answers the store's change log names up to
+ * |counter| (read through |txn|). */
+int cache_apply_changes(struct vg_txn *txn, uint64_t counter);
+void cache_clear(void);
 /* cache_sweep drops entries past their refresh point and returns the earliest
  * nextUpdate of the rest (0 when empty). */
-int64_t cache_sweep(struct cache *c, int64_t now, size_t *count);
+int64_t cache_sweep(int64_t now, size_t *count);
 
 int ocsp_init(void);
 /* ocsp_error_der returns a static unsigned OCSPResponse with |status|. */
@@ -173,9 +203,7 @@ struct worker {
 	struct vg_txn *txn;
 	bool txn_ok;
 	uint64_t counter;
-	bool have_counter;
 	uint64_t last_sweep_ms;
-	struct cache *cache;
 	struct metrics m;
 	bool draining;
 	uint64_t drain_deadline;

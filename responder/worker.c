@@ -1,13 +1,13 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
  * A worker: one thread, one libuv loop, one listener on the shared port, one
- * read transaction on the store, one cache of signed answers.
+ * read transaction on the store.
  *
  * Every TICK_MS the worker moves its read snapshot to the newest committed
  * state of the store and, when the change counter moved, drops the cached
- * answers the change log names. Requests between two ticks read the same
- * snapshot the cache was checked against, so a committed revocation shows in
- * the next answer at most one tick (plus a request) after its commit.
+ * answers the change log names (once for all workers, cache.c). So a
+ * committed revocation shows in the next answer at most one tick after its
+ * commit.
  */
 #include "responder/resp.h"
 #include "store/common/log.h"
@@ -18,16 +18,6 @@
 #define TICK_MS 50
 #define SWEEP_MS 1000
 #define DRAIN_MS 10000
-
-static int on_change(const struct vg_change *ch, void *arg)
-{
-	struct worker *w = arg;
-	if (ch->op == VG_CHANGE_CA || ch->serial.len == 0)
-		cache_invalidate_ca(w->cache, ch->ca_id);
-	else
-		cache_invalidate(w->cache, ch->ca_id, &ch->serial);
-	return 0;
-}
 
 static void store_refresh(struct worker *w)
 {
@@ -46,36 +36,17 @@ static void store_refresh(struct worker *w)
 		w->txn_ok = false;
 		vg_txn_end(w->txn);
 		w->txn = NULL;
-		w->have_counter = false;
 		/* Answers already signed stay valid; the status behind them may
 		 * change unseen, so drop them. */
-		cache_clear(w->cache);
+		cache_clear();
 		return;
 	}
-	if (!was_ok && w->have_counter)
+	if (!was_ok && w->counter)
 		log_info("event=store_readable worker=%d counter=%llu", w->idx,
 			 (unsigned long long)cnt);
 	w->txn_ok = true;
-	if (!w->have_counter) {
-		/* The cache holds nothing read before this snapshot. */
-		cache_clear(w->cache);
-		w->counter = cnt;
-		w->have_counter = true;
-		return;
-	}
-	if (cnt == w->counter)
-		return;
-	if (cnt < w->counter) {
-		cache_clear(w->cache); /* a new store in place of the old one */
-	} else {
-		rc = vg_changes_foreach(w->txn, w->counter, on_change, w);
-		if (rc < 0) {
-			log_warn("event=change_log_unreadable worker=%d error=%d action=cache_cleared",
-				 w->idx, rc);
-			cache_clear(w->cache);
-		}
-	}
 	w->counter = cnt;
+	cache_apply_changes(w->txn, cnt);
 }
 
 static void update_date(struct worker *w)
@@ -100,6 +71,7 @@ static void worker_stop_handles(struct worker *w)
 static void on_tick(uv_timer_t *t)
 {
 	struct worker *w = container_of(t, struct worker, tick);
+	cache_quiescent(w->idx);
 	update_date(w);
 	if (w->draining) {
 		if (!w->conns || uv_now(&w->loop) >= w->drain_deadline) {
@@ -111,10 +83,10 @@ static void on_tick(uv_timer_t *t)
 	}
 	store_refresh(w);
 	uint64_t now = uv_now(&w->loop);
-	if (now - w->last_sweep_ms >= SWEEP_MS) {
+	if (w->idx == 0 && now - w->last_sweep_ms >= SWEEP_MS) {
 		w->last_sweep_ms = now;
 		size_t n;
-		int64_t oldest = cache_sweep(w->cache, (int64_t)time(NULL), &n);
+		int64_t oldest = cache_sweep((int64_t)time(NULL), &n);
 		m_set(&w->m.oldest_next_update, oldest);
 		__atomic_store_n(&w->m.cache_entries, (uint64_t)n, __ATOMIC_RELAXED);
 	}
@@ -129,7 +101,8 @@ void worker_sync_ctx(struct worker *w)
 		ctx_unref(c);
 		return;
 	}
-	cache_clear(w->cache);
+	/* New signers may sign differently: forget the answers of the old ones. */
+	cache_clear();
 	for (int i = 0; i < VG_CONF_MAX_CAS; i++) {
 		crl_file_unref(w->crls[i]);
 		w->crls[i] = NULL;
@@ -163,8 +136,6 @@ int worker_init(struct worker *w, int idx, int fd)
 	w->listen_fd = fd;
 	w->ctx = ctx_current();
 	w->ctx_gen = w->ctx->generation;
-	if ((rc = cache_new(&w->cache, 8192)) < 0)
-		return rc;
 	if ((rc = uv_loop_init(&w->loop)) < 0)
 		return rc;
 	if ((rc = uv_tcp_init(&w->loop, &w->listener)) < 0 ||
@@ -181,6 +152,7 @@ int worker_init(struct worker *w, int idx, int fd)
 void *worker_main(void *arg)
 {
 	struct worker *w = arg;
+	cache_quiescent(w->idx);
 	store_refresh(w);
 	if (!w->txn_ok)
 		log_err("event=store_unreadable worker=%d", w->idx);
@@ -194,8 +166,7 @@ void *worker_main(void *arg)
 		log_warn("event=loop_close_failed worker=%d error=%s", w->idx, uv_strerror(rc));
 	for (int i = 0; i < VG_CONF_MAX_CAS; i++)
 		crl_file_unref(w->crls[i]);
-	cache_free(w->cache);
-	w->cache = NULL;
+	cache_offline(w->idx);
 	vg_txn_end(w->txn);
 	w->txn = NULL;
 	ctx_unref(w->ctx);

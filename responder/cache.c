@@ -1,0 +1,300 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * The cache of signed answers, shared by all workers.
+ *
+ * One cache for the process, so that every worker serves the same bytes (and
+ * the same ETag) for a CertID and each answer is signed once. Readers take no
+ * lock: entries are immutable once published, bucket chains are walked with
+ * acquire loads, and an unlinked entry is freed only after every worker has
+ * passed a quiescent point (its tick, between two callbacks) since the
+ * unlinking, in the manner of RCU with epochs. Writers (insert, invalidate,
+ * sweep) take one mutex; they run on misses, on store changes and once a
+ * second, never on a hit.
+ *
+ * Staleness: entries are keyed by (CA id, serial) and each change the store
+ * logs drops the entries it names. The change log is applied once for the
+ * process, by whichever worker sees the new counter first. A worker whose
+ * snapshot is older than the last applied change may have read a status that
+ * is already stale, so its answers are not inserted.
+ */
+#include "responder/resp.h"
+#include "store/common/log.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define EPOCH_IDLE UINT64_MAX
+
+static struct {
+	_Atomic(struct centry *) *b;
+	size_t nb; /* power of two */
+	size_t n, max;
+	struct centry *head, *tail; /* insertion order, oldest first (writers only) */
+	pthread_mutex_t lock;
+	struct centry *limbo; /* unlinked, waiting for a grace period */
+	bool have_applied;
+	uint64_t applied; /* store counter whose changes are applied */
+	_Atomic uint64_t epoch;
+	_Atomic uint64_t *local; /* per worker: the epoch seen at its last quiescent point */
+	int nworkers;
+} C = {.lock = PTHREAD_MUTEX_INITIALIZER};
+
+int cache_init(size_t max_entries, int nworkers)
+{
+	C.nb = 1024;
+	while (C.nb < max_entries * 2)
+		C.nb <<= 1;
+	C.b = calloc(C.nb, sizeof(*C.b));
+	C.local = calloc((size_t)nworkers, sizeof(*C.local));
+	if (!C.b || !C.local)
+		return -ENOMEM;
+	C.max = max_entries;
+	C.nworkers = nworkers;
+	atomic_init(&C.epoch, 1);
+	for (int i = 0; i < nworkers; i++)
+		atomic_init(&C.local[i], EPOCH_IDLE);
+	return 0;
+}
+
+static void free_list(struct centry *e)
+{
+	while (e) {
+		struct centry *next = e->next;
+		free(e);
+		e = next;
+	}
+}
+
+void cache_destroy(void)
+{
+	free_list(C.head);
+	free_list(C.limbo);
+	free(C.b);
+	free(C.local);
+	memset(&C.b, 0, sizeof(C.b));
+	C.head = C.tail = C.limbo = NULL;
+	C.n = 0;
+}
+
+static uint32_t key_hash(uint32_t ca_id, const struct vg_serial *s)
+{
+	uint32_t h = 2166136261u ^ ca_id;
+	h *= 16777619u;
+	for (unsigned i = 0; i < s->len; i++) {
+		h ^= s->b[i];
+		h *= 16777619u;
+	}
+	return h ^ (h >> 15);
+}
+
+static bool serial_eq(const struct vg_serial *a, const struct vg_serial *b)
+{
+	return a->len == b->len && memcmp(a->b, b->b, a->len) == 0;
+}
+
+/* reclaim frees the limbo entries no worker can still see. Lock held. */
+static void reclaim(void)
+{
+	uint64_t min = EPOCH_IDLE;
+	for (int i = 0; i < C.nworkers; i++) {
+		uint64_t l = atomic_load_explicit(&C.local[i], memory_order_acquire);
+		if (l < min)
+			min = l;
+	}
+	struct centry **pp = &C.limbo;
+	while (*pp) {
+		struct centry *e = *pp;
+		if (e->retired < min) {
+			*pp = e->next;
+			free(e);
+		} else {
+			pp = &e->next;
+		}
+	}
+}
+
+/* unlink_entry takes |e| out of its chain and the order list and retires it. Lock held. */
+static void unlink_entry(struct centry *e)
+{
+	_Atomic(struct centry *) *pp = &C.b[e->hash & (C.nb - 1)];
+	struct centry *cur;
+	while ((cur = atomic_load_explicit(pp, memory_order_relaxed)) && cur != e)
+		pp = &cur->hnext;
+	if (cur)
+		atomic_store_explicit(pp, atomic_load_explicit(&e->hnext, memory_order_relaxed),
+				      memory_order_release);
+	if (e->prev)
+		e->prev->next = e->next;
+	else
+		C.head = e->next;
+	if (e->next)
+		e->next->prev = e->prev;
+	else
+		C.tail = e->prev;
+	C.n--;
+	/* Readers may still hold |e|: free it once every worker moved past this epoch. */
+	e->retired = atomic_fetch_add(&C.epoch, 1);
+	e->next = C.limbo;
+	e->prev = NULL;
+	C.limbo = e;
+}
+
+void cache_quiescent(int worker)
+{
+	atomic_store_explicit(&C.local[worker], atomic_load(&C.epoch), memory_order_release);
+	if (C.limbo && pthread_mutex_trylock(&C.lock) == 0) {
+		reclaim();
+		pthread_mutex_unlock(&C.lock);
+	}
+}
+
+void cache_offline(int worker)
+{
+	atomic_store_explicit(&C.local[worker], EPOCH_IDLE, memory_order_release);
+}
+
+const struct centry *cache_get(uint32_t ca_id, const struct vg_serial *serial,
+			       const uint8_t *certid, size_t certid_len, int64_t now)
+{
+	uint32_t h = key_hash(ca_id, serial);
+	struct centry *e = atomic_load_explicit(&C.b[h & (C.nb - 1)], memory_order_acquire);
+	for (; e; e = atomic_load_explicit(&e->hnext, memory_order_acquire)) {
+		if (e->hash != h || e->ca_id != ca_id || e->certid_len != certid_len ||
+		    !serial_eq(&e->serial, serial) || memcmp(e->data, certid, certid_len) != 0)
+			continue;
+		return now < e->refresh_at ? e : NULL;
+	}
+	return NULL;
+}
+
+void cache_put(uint64_t snapshot, const struct centry *tmpl, const uint8_t *certid,
+	       const uint8_t *der)
+{
+	if (C.max == 0)
+		return;
+	struct centry *e = malloc(sizeof(*e) + tmpl->certid_len + tmpl->der_len);
+	if (!e)
+		return;
+	*e = *tmpl;
+	e->hash = key_hash(e->ca_id, &e->serial);
+	memcpy(e->data, certid, e->certid_len);
+	memcpy(e->data + e->certid_len, der, e->der_len);
+	pthread_mutex_lock(&C.lock);
+	if (!C.have_applied || snapshot < C.applied) {
+		/* Read from a snapshot older than changes already applied. */
+		pthread_mutex_unlock(&C.lock);
+		free(e);
+		return;
+	}
+	/* Replace an older answer for the same CertID. */
+	_Atomic(struct centry *) *bucket = &C.b[e->hash & (C.nb - 1)];
+	struct centry *cur = atomic_load_explicit(bucket, memory_order_relaxed), *next;
+	for (; cur; cur = next) {
+		next = atomic_load_explicit(&cur->hnext, memory_order_relaxed);
+		if (cur->hash == e->hash && cur->ca_id == e->ca_id &&
+		    cur->certid_len == e->certid_len && serial_eq(&cur->serial, &e->serial) &&
+		    !memcmp(cur->data, e->data, e->certid_len))
+			unlink_entry(cur);
+	}
+	while (C.n >= C.max && C.head)
+		unlink_entry(C.head);
+	e->prev = C.tail;
+	e->next = NULL;
+	if (C.tail)
+		C.tail->next = e;
+	else
+		C.head = e;
+	C.tail = e;
+	C.n++;
+	atomic_store_explicit(&e->hnext, atomic_load_explicit(bucket, memory_order_relaxed),
+			      memory_order_relaxed);
+	atomic_store_explicit(bucket, e, memory_order_release);
+	pthread_mutex_unlock(&C.lock);
+}
+
+static void invalidate(uint32_t ca_id, const struct vg_serial *serial)
+{
+	uint32_t h = key_hash(ca_id, serial);
+	struct centry *e = atomic_load_explicit(&C.b[h & (C.nb - 1)], memory_order_relaxed), *next;
+	for (; e; e = next) {
+		next = atomic_load_explicit(&e->hnext, memory_order_relaxed);
+		if (e->hash == h && e->ca_id == ca_id && serial_eq(&e->serial, serial))
+			unlink_entry(e);
+	}
+}
+
+static void invalidate_ca(uint32_t ca_id)
+{
+	struct centry *e = C.head, *next;
+	for (; e; e = next) {
+		next = e->next;
+		if (e->ca_id == ca_id)
+			unlink_entry(e);
+	}
+}
+
+static void clear_locked(void)
+{
+	while (C.head)
+		unlink_entry(C.head);
+}
+
+void cache_clear(void)
+{
+	pthread_mutex_lock(&C.lock);
+	clear_locked();
+	pthread_mutex_unlock(&C.lock);
+}
+
+static int on_change(const struct vg_change *ch, void *arg)
+{
+	(void)arg;
+	if (ch->op == VG_CHANGE_CA || ch->serial.len == 0)
+		invalidate_ca(ch->ca_id);
+	else
+		invalidate(ch->ca_id, &ch->serial);
+	return 0;
+}
+
+int cache_apply_changes(struct vg_txn *txn, uint64_t counter)
+{
+	int rc = 0;
+	pthread_mutex_lock(&C.lock);
+	if (!C.have_applied) {
+		/* Nothing cached was read before this snapshot. */
+		clear_locked();
+		C.applied = counter;
+		C.have_applied = true;
+	} else if (counter > C.applied) {
+		rc = vg_changes_foreach(txn, C.applied, on_change, NULL);
+		if (rc < 0) {
+			log_warn("event=change_log_unreadable error=%d action=cache_cleared", rc);
+			clear_locked();
+		}
+		C.applied = counter;
+	}
+	pthread_mutex_unlock(&C.lock);
+	return rc;
+}
+
+int64_t cache_sweep(int64_t now, size_t *count)
+{
+	int64_t oldest = 0;
+	pthread_mutex_lock(&C.lock);
+	struct centry *e = C.head, *next;
+	for (; e; e = next) {
+		next = e->next;
+		if (now >= e->refresh_at) {
+			unlink_entry(e);
+			continue;
+		}
+		if (!oldest || e->next_update < oldest)
+			oldest = e->next_update;
+	}
+	*count = C.n;
+	reclaim();
+	pthread_mutex_unlock(&C.lock);
+	return oldest;
+}

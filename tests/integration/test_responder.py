@@ -1,0 +1,745 @@
+# SPDX-License-Identifier: Apache-2.0
+"""vigil-responder end to end: the real binary on 127.0.0.1, a PKI made with the
+openssl CLI, the store written by vigil-store, and every answer checked by
+independent clients: `openssl ocsp`, GnuTLS `ocsptool` and python3-cryptography."""
+import base64
+import datetime
+import os
+import random
+import re
+import signal
+import socket
+import subprocess
+import time
+import urllib.parse
+from pathlib import Path
+
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.x509 import ocsp
+
+import pki
+from conftest import Runner, binary
+from responder_util import (EXT_REVOKE_OID, Responder, check_response, fake_cert, http_date,
+                            load_cert, make_request, ocsptool, openssl_ocsp, parse_responses,
+                            recv_all, status_of, write_conf)
+
+REASONS = ["unspecified", "keyCompromise", "cACompromise", "affiliationChanged", "superseded",
+           "cessationOfOperation", "certificateHold", "privilegeWithdrawn", "aACompromise"]
+OCSP_REASON = {
+    "unspecified": x509.ReasonFlags.unspecified,
+    "keyCompromise": x509.ReasonFlags.key_compromise,
+    "cACompromise": x509.ReasonFlags.ca_compromise,
+    "affiliationChanged": x509.ReasonFlags.affiliation_changed,
+    "superseded": x509.ReasonFlags.superseded,
+    "cessationOfOperation": x509.ReasonFlags.cessation_of_operation,
+    "certificateHold": x509.ReasonFlags.certificate_hold,
+    "privilegeWithdrawn": x509.ReasonFlags.privilege_withdrawn,
+    "aACompromise": x509.ReasonFlags.aa_compromise,
+}
+
+
+class Env:
+    pass
+
+
+@pytest.fixture(scope="module")
+def env(tmp_path_factory):
+    """One PKI (RSA, ECDSA and Ed25519 CAs, two CAs to freeze, one foreign CA),
+    one store and one responder with two workers for the whole module."""
+    e = Env()
+    root = tmp_path_factory.mktemp("resp")
+    e.root = root
+    e.rsa = pki.CA(root, "rsa1", "rsa")
+    e.ec = pki.CA(root, "ec1", "ec")
+    e.ed = pki.CA(root, "ed1", "ed25519")
+    e.frz_unk = pki.CA(root, "frzunk", "ec")
+    e.frz_rev = pki.CA(root, "frzrev", "ec")
+    e.foreign = pki.CA(root, "foreign", "ec")
+    e.good = {}
+    for ca in (e.rsa, e.ec, e.ed, e.frz_unk, e.frz_rev):
+        serial, path = ca.issue(f"good.{ca.name}.example")
+        e.good[ca.name] = (serial, path)
+    # Revoked through `openssl ca -revoke`, imported from index.txt.
+    e.idx_revoked = e.rsa.issue("idx-revoked.example")
+    e.rsa.revoke(e.idx_revoked[1], "keyCompromise")
+    e.foreign_leaf = e.foreign.issue("foreign.example")
+    # Leaves to revoke with vigil-store, one per reason.
+    e.by_reason = {r: e.rsa.issue(f"{r}.example") for r in REASONS}
+    e.spare = [e.rsa.issue(f"spare{i}.example") for i in range(3)]
+    e.crl_dir = root / "crl"
+    e.crl_dir.mkdir()
+    e.config = write_conf(
+        root / "vigil.conf", root / "store",
+        [(e.rsa, {}), (e.ec, {}), (e.ed, {"delegated": False}), (e.frz_unk, {}),
+         (e.frz_rev, {"not_issued": "revoked"})],
+        responder={"header_timeout": "1s", "body_timeout": "1s", "idle_timeout": "5s",
+                   "max_certids": "4", "access_log": root / "access.log"},
+        crl_out=e.crl_dir)
+    e.store = Runner(e.config)
+    e.store.store("init")
+    for ca in (e.rsa, e.ec, e.ed, e.frz_unk, e.frz_rev):
+        e.store.store("import-index", ca.name, ca.index)
+    for r, (serial, _) in e.by_reason.items():
+        e.store.store("revoke", "rsa1", serial, "--reason", r)
+    e.ca_cert = {ca.name: load_cert(ca.cert) for ca in (e.rsa, e.ec, e.ed, e.frz_unk, e.frz_rev,
+                                                          e.foreign)}
+    e.resp = Responder(e.config)
+    e.resp.start()
+    yield e
+    e.resp.__exit__(None, None, None)
+
+
+def leaf(env, ca, serial_path):
+    return load_cert(serial_path[1]), env.ca_cert[ca.name]
+
+
+def ask(env, cert, issuer, **kw):
+    status, headers, body = env.resp.post(make_request(cert, issuer, **kw))
+    assert status == 200
+    assert headers["content-type"] == "application/ocsp-response"
+    return check_response(body, issuer)
+
+
+def assert_alive(env):
+    """The responder still answers OCSP after whatever the test did."""
+    cert, issuer = leaf(env, env.rsa, env.good["rsa1"])
+    r = ask(env, cert, issuer)
+    assert r.certificate_status == ocsp.OCSPCertStatus.GOOD
+    assert env.resp.proc.poll() is None
+
+
+# ---- answers, checked with openssl ocsp ------------------------------------------------------
+
+@pytest.mark.parametrize("caname", ["rsa1", "ec1", "ed1"])
+def test_openssl_good_revoked_unknown(env, caname):
+    ca = {"rsa1": env.rsa, "ec1": env.ec, "ed1": env.ed}[caname]
+    url = f"http://127.0.0.1:{env.resp.port}/"
+    good = env.good[caname][0]
+    args = ["-issuer", ca.cert, "-CAfile", ca.cert, "-url", url, "-serial", "0x" + good,
+            "-serial", "0x7777777"]
+    if caname == "rsa1":
+        args += ["-serial", "0x" + env.idx_revoked[0]]
+    rc, out = openssl_ocsp(*args)
+    assert rc == 0, out
+    assert "Response verify OK" in out, out
+    assert re.search(rf"0x{good}: good", out), out
+    assert "0x7777777: unknown" in out, out
+    if caname == "rsa1":
+        assert re.search(rf"0x{env.idx_revoked[0]}: revoked\s+This Update: .*\s+Next Update: .*"
+                         r"\s+Reason: keyCompromise", out), out
+
+
+def test_openssl_get_and_cert_argument(env):
+    """openssl ocsp with -cert (CertID from the certificate) and GET."""
+    url = f"http://127.0.0.1:{env.resp.port}/"
+    rc, out = openssl_ocsp("-issuer", env.ec.cert, "-cert", env.good["ec1"][1], "-CAfile",
+                           env.ec.cert, "-url", url, "-no_nonce", "-resp_text")
+    assert rc == 0 and "Response verify OK" in out and ": good" in out, out
+    assert "Responder Id: " in out  # by key hash
+    assert "Nonce" not in out
+
+
+def test_openssl_nonce_checked(env):
+    url = f"http://127.0.0.1:{env.resp.port}/"
+    rc, out = openssl_ocsp("-issuer", env.rsa.cert, "-cert", env.good["rsa1"][1], "-CAfile",
+                           env.rsa.cert, "-url", url, "-resp_text")
+    assert rc == 0 and "Response verify OK" in out, out
+    assert "OCSP Nonce" in out and "WARNING" not in out, out
+
+
+def test_openssl_too_many_certids(env):
+    url = f"http://127.0.0.1:{env.resp.port}/"
+    args = ["-issuer", env.rsa.cert, "-CAfile", env.rsa.cert, "-url", url]
+    for s in range(0x100, 0x105):  # max_certids = 4
+        args += ["-serial", hex(s)]
+    rc, out = openssl_ocsp(*args)
+    assert "malformedrequest" in out.lower(), out
+
+
+def test_openssl_unknown_issuer_unauthorized(env):
+    url = f"http://127.0.0.1:{env.resp.port}/"
+    rc, out = openssl_ocsp("-issuer", env.foreign.cert, "-cert", env.foreign_leaf[1], "-CAfile",
+                           env.foreign.cert, "-url", url)
+    assert "unauthorized" in out.lower(), out
+
+
+# ---- GnuTLS ocsptool --------------------------------------------------------------------
+
+@pytest.mark.parametrize("caname,which", [("rsa1", "good"), ("rsa1", "revoked"), ("ec1", "good"),
+                                          ("ed1", "good")])
+def test_gnutls_ocsptool(env, caname, which):
+    ca = {"rsa1": env.rsa, "ec1": env.ec, "ed1": env.ed}[caname]
+    cert = env.good[caname][1] if which == "good" else env.idx_revoked[1]
+    # A response signed by the CA key itself carries no certificate; GnuTLS then
+    # wants the signer named directly.
+    trust = "--load-signer" if caname == "ed1" else "--load-trust"
+    rc, out = ocsptool(f"--ask=http://127.0.0.1:{env.resp.port}/", "--nonce", "--load-issuer",
+                       ca.cert, "--load-cert", cert, trust, ca.cert)
+    assert "Verifying OCSP Response: Success" in out, out
+    assert f"Certificate Status: {which}" in out, out
+    assert "Nonce:" in out, out
+
+
+# ---- python3-cryptography: statuses ------------------------------------------------------
+
+@pytest.mark.parametrize("reason", REASONS)
+def test_revoked_each_reason(env, reason):
+    serial, path = env.by_reason[reason]
+    r = ask(env, load_cert(path), env.ca_cert["rsa1"])
+    assert r.certificate_status == ocsp.OCSPCertStatus.REVOKED
+    assert r.revocation_reason == OCSP_REASON[reason]
+    assert r.revocation_time is not None
+    assert abs((r.revocation_time - datetime.datetime.utcnow()).total_seconds()) < 3600
+
+
+@pytest.mark.parametrize("alg", [hashes.SHA1(), hashes.SHA256(), hashes.SHA384(), hashes.SHA512()],
+                         ids=lambda a: a.name)
+def test_certid_hash_algorithms(env, alg):
+    for ca in (env.rsa, env.ec):
+        cert, issuer = leaf(env, ca, env.good[ca.name])
+        for method in ("post", "get"):
+            der = make_request(cert, issuer, alg=alg)
+            status, headers, body = getattr(env.resp, method)(der)
+            assert status == 200
+            r = check_response(body, issuer)
+            assert r.certificate_status == ocsp.OCSPCertStatus.GOOD
+            assert r.hash_algorithm.name == alg.name
+            assert r.serial_number == cert.serial_number
+            req = ocsp.load_der_ocsp_request(der)
+            assert r.issuer_key_hash == req.issuer_key_hash
+            assert r.issuer_name_hash == req.issuer_name_hash
+
+
+def test_unknown_serial_and_unknown_issuer(env):
+    r = ask(env, fake_cert(0x5A5A5A5A, env.ca_cert["ec1"]), env.ca_cert["ec1"])
+    assert r.certificate_status == ocsp.OCSPCertStatus.UNKNOWN
+    status, _, body = env.resp.post(make_request(load_cert(env.foreign_leaf[1]),
+                                                 env.ca_cert["foreign"]))
+    assert status == 200
+    assert status_of(body) == ocsp.OCSPResponseStatus.UNAUTHORIZED
+
+
+def test_validity_and_times(env):
+    cert, issuer = leaf(env, env.ec, env.good["ec1"])
+    r = ask(env, cert, issuer, nonce=os.urandom(16))
+    now = datetime.datetime.utcnow()
+    assert abs((r.produced_at - now).total_seconds()) < 60
+    assert abs((r.this_update - now).total_seconds()) < 60
+    assert (r.next_update - r.this_update) == datetime.timedelta(days=4)  # ocsp_validity default
+
+
+def test_nonce_echo_and_limits(env):
+    cert, issuer = leaf(env, env.rsa, env.good["rsa1"])
+    for n in (1, 16, 32, 128):
+        nonce = os.urandom(n)
+        r = ask(env, cert, issuer, nonce=nonce)
+        assert r.extensions.get_extension_for_class(x509.OCSPNonce).value.nonce == nonce
+    for n in (129, 300):
+        status, headers, body = env.resp.post(make_request(cert, issuer, nonce=os.urandom(n)))
+        assert status == 200
+        assert status_of(body) == ocsp.OCSPResponseStatus.MALFORMED_REQUEST
+
+
+def test_nonce_answers_signed_fresh(env):
+    cert, issuer = leaf(env, env.rsa, env.good["rsa1"])
+    a = env.resp.post(make_request(cert, issuer, nonce=b"A" * 16))[2]
+    b = env.resp.post(make_request(cert, issuer, nonce=b"B" * 16))[2]
+    assert a != b
+    ra, rb = check_response(a, issuer), check_response(b, issuer)
+    assert ra.extensions.get_extension_for_class(x509.OCSPNonce).value.nonce == b"A" * 16
+    assert rb.extensions.get_extension_for_class(x509.OCSPNonce).value.nonce == b"B" * 16
+
+
+def test_several_certids(env):
+    """openssl ocsp builds the multi-CertID request; cryptography checks every answer."""
+    req = env.root / "multi.req"
+    rc, out = openssl_ocsp("-issuer", env.rsa.cert, "-serial", "0x" + env.good["rsa1"][0],
+                           "-serial", "0x" + env.idx_revoked[0], "-serial", "0x99999",
+                           "-no_nonce", "-reqout", req)
+    assert rc == 0, out
+    status, _, body = env.resp.post(req.read_bytes())
+    r = check_response(body, env.ca_cert["rsa1"])
+    got = {s.serial_number: s.certificate_status for s in r.responses}
+    assert got == {int(env.good["rsa1"][0], 16): ocsp.OCSPCertStatus.GOOD,
+                   int(env.idx_revoked[0], 16): ocsp.OCSPCertStatus.REVOKED,
+                   0x99999: ocsp.OCSPCertStatus.UNKNOWN}
+    # The same over GET.
+    status, headers, body = env.resp.get(req.read_bytes())
+    r = check_response(body, env.ca_cert["rsa1"])
+    assert len(list(r.responses)) == 3
+
+
+def test_frozen_ca_not_issued(env):
+    absent = {n: fake_cert(0x0BADBEEF, env.ca_cert[n]) for n in ("frzunk", "frzrev")}
+    for ca in (env.frz_unk, env.frz_rev):
+        r = ask(env, absent[ca.name], env.ca_cert[ca.name])
+        assert r.certificate_status == ocsp.OCSPCertStatus.UNKNOWN  # not frozen yet
+    env.store.store("freeze", "frzunk")
+    env.store.store("freeze", "frzrev")
+    time.sleep(0.15)
+    # not_issued = unknown (default): still unknown.
+    r = ask(env, absent["frzunk"], env.ca_cert["frzunk"])
+    assert r.certificate_status == ocsp.OCSPCertStatus.UNKNOWN
+    # not_issued = revoked: RFC 6960 §2.2 revoked, certificateHold, 1970-01-01, extended revoke.
+    for method in ("post", "get"):
+        der = make_request(absent["frzrev"], env.ca_cert["frzrev"], alg=hashes.SHA256())
+        status, _, body = getattr(env.resp, method)(der)
+        r = check_response(body, env.ca_cert["frzrev"])
+        assert r.certificate_status == ocsp.OCSPCertStatus.REVOKED
+        assert r.revocation_reason == x509.ReasonFlags.certificate_hold
+        assert r.revocation_time == datetime.datetime(1970, 1, 1)
+        ext = r.extensions.get_extension_for_oid(EXT_REVOKE_OID)
+        assert ext.critical is False
+    # Issued certificates of a frozen CA keep their status.
+    for ca in (env.frz_unk, env.frz_rev):
+        cert, issuer = leaf(env, ca, env.good[ca.name])
+        r = ask(env, cert, issuer)
+        assert r.certificate_status == ocsp.OCSPCertStatus.GOOD
+        with pytest.raises(x509.ExtensionNotFound):
+            r.extensions.get_extension_for_oid(EXT_REVOKE_OID)
+    # openssl agrees.
+    rc, out = openssl_ocsp("-issuer", env.frz_rev.cert, "-CAfile", env.frz_rev.cert, "-url",
+                           f"http://127.0.0.1:{env.resp.port}/", "-serial", "0x0BADBEEF")
+    assert "Response verify OK" in out and "revoked" in out and "certificateHold" in out, out
+    # Thawing brings unknown back, again without a restart.
+    env.store.store("thaw", "frzrev")
+    time.sleep(0.15)
+    r = ask(env, absent["frzrev"], env.ca_cert["frzrev"])
+    assert r.certificate_status == ocsp.OCSPCertStatus.UNKNOWN
+
+
+def test_revocation_seen_within_100ms(env):
+    serial, path = env.spare[0]
+    cert, issuer = load_cert(path), env.ca_cert["rsa1"]
+    der = make_request(cert, issuer)
+    for _ in range(4):  # both workers cache the good answer
+        assert check_response(env.resp.get(der)[2], issuer).certificate_status == \
+            ocsp.OCSPCertStatus.GOOD
+    env.store.store("revoke", "rsa1", serial, "--reason", "keyCompromise")
+    t0 = time.monotonic()
+    while True:
+        r = check_response(env.resp.get(der)[2], issuer)
+        if r.certificate_status == ocsp.OCSPCertStatus.REVOKED:
+            break
+        assert time.monotonic() - t0 < 1.0
+        time.sleep(0.005)
+    elapsed = time.monotonic() - t0
+    assert elapsed < 0.1, f"revocation visible after {elapsed * 1000:.0f} ms"
+    assert r.revocation_reason == x509.ReasonFlags.key_compromise
+    # ... and over POST and through openssl.
+    rc, out = openssl_ocsp("-issuer", env.rsa.cert, "-CAfile", env.rsa.cert, "-url",
+                           f"http://127.0.0.1:{env.resp.port}/", "-serial", "0x" + serial)
+    assert "revoked" in out and "keyCompromise" in out, out
+
+
+def test_release_hold_seen(env):
+    serial, path = env.spare[1]
+    cert, issuer = load_cert(path), env.ca_cert["rsa1"]
+    env.store.store("revoke", "rsa1", serial, "--reason", "certificateHold")
+    time.sleep(0.12)
+    assert ask(env, cert, issuer).certificate_status == ocsp.OCSPCertStatus.REVOKED
+    env.store.store("release", "rsa1", serial)
+    time.sleep(0.12)
+    assert ask(env, cert, issuer).certificate_status == ocsp.OCSPCertStatus.GOOD
+
+
+# ---- HTTP caching -------------------------------------------------------------------------
+
+def test_get_cache_headers_and_304(env):
+    cert, issuer = leaf(env, env.ec, env.good["ec1"])
+    der = make_request(cert, issuer, alg=hashes.SHA256())
+    status, h, body = env.resp.get(der)
+    assert status == 200
+    r = check_response(body, issuer)
+    m = re.fullmatch(r"max-age=(\d+), public, no-transform, must-revalidate", h["cache-control"])
+    assert m, h["cache-control"]
+    date = http_date(h["date"])
+    assert http_date(h["expires"]) == r.next_update
+    assert http_date(h["last-modified"]) == r.this_update
+    assert abs(int(m.group(1)) - (r.next_update - date).total_seconds()) <= 2
+    etag = h["etag"]
+    assert re.fullmatch(r'"[0-9a-f]+"', etag)
+    # The cached answer is the same bytes and the same ETag.
+    status2, h2, body2 = env.resp.get(der)
+    assert body2 == body and h2["etag"] == etag
+    # Conditional GET.
+    status, h3, body3 = env.resp.get(der, headers={"If-None-Match": etag})
+    assert status == 304 and body3 == b"" and h3["etag"] == etag
+    assert "max-age=" in h3["cache-control"] and "expires" in h3
+    status, _, _ = env.resp.get(der, headers={"If-None-Match": 'W/"other", ' + etag})
+    assert status == 304
+    status, _, body4 = env.resp.get(der, headers={"If-None-Match": '"nope"'})
+    assert status == 200 and body4 == body
+    # POST answers are not cacheable.
+    status, hp, _ = env.resp.post(der)
+    assert status == 200 and hp["cache-control"] == "no-store"
+    assert "etag" not in hp and "expires" not in hp
+    # GET with a nonce: fresh, not cacheable.
+    status, hn, _ = env.resp.get(make_request(cert, issuer, nonce=os.urandom(8)))
+    assert status == 200 and hn["cache-control"] == "no-store"
+
+
+def test_get_path_forms(env):
+    cert, issuer = leaf(env, env.rsa, env.good["rsa1"])
+    # Find a request whose base64 has '+', '/' and '=' in it.
+    rnd = random.Random(7)
+    for _ in range(2000):
+        serial = rnd.getrandbits(rnd.randint(8, 150))
+        der = make_request(fake_cert(serial, issuer), issuer)
+        b64 = base64.b64encode(der).decode()
+        if "+" in b64 and "/" in b64 and "=" in b64:
+            break
+    else:
+        pytest.fail("no request with + / = found")
+    for path in ["/" + b64, "/" + urllib.parse.quote(b64, safe=""),
+                 "//" + b64, "/" + b64.replace("+", "%2B"), "/ocsp/" + b64,
+                 "/" + urllib.parse.quote(b64, safe="") + "?x=1"]:
+        status, h, body = env.resp.request("GET", path)
+        assert status == 200, path
+        r = check_response(body, issuer)
+        assert r.serial_number == serial, path
+    # A HEAD gives the GET headers without the body.
+    status, hg, body = env.resp.request("GET", "/" + b64)
+    status, hh, bodyh = env.resp.request("HEAD", "/" + b64)
+    assert status == 200 and bodyh == b"" and hh["content-length"] == str(len(body))
+    assert hh["etag"] == hg["etag"]
+
+
+# ---- HTTP connection handling -----------------------------------------------------------------
+
+def test_keepalive_and_pipelining(env):
+    cert, issuer = leaf(env, env.rsa, env.good["rsa1"])
+    der = make_request(cert, issuer)
+    b64 = urllib.parse.quote(base64.b64encode(der).decode(), safe="")
+    reqs = (b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n"
+            + b"POST / HTTP/1.1\r\nHost: x\r\nContent-Type: application/ocsp-request\r\n"
+            + b"Content-Length: %d\r\n\r\n" % len(der) + der
+            + b"GET /" + b64.encode() + b" HTTP/1.1\r\nHost: x\r\n\r\n"
+            + b"GET /nope.txt HTTP/1.1\r\nHost: x\r\n\r\n"
+            + b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+    data = env.resp.raw(reqs, timeout=5)
+    out = parse_responses(data)
+    assert [s for s, _, _ in out] == [200, 200, 200, 404, 200]
+    assert out[0][2] == b"ok\n"
+    check_response(out[1][2], issuer)
+    check_response(out[2][2], issuer)
+    assert out[4][1]["connection"] == "close"
+    assert b"vigil_http_responses_total" in out[4][2]
+    # http.client reuses one connection for several requests.
+    c = env.resp.conn()
+    try:
+        for _ in range(3):
+            c.request("POST", "/", body=der, headers={"Content-Type": "application/ocsp-request"})
+            r = c.getresponse()
+            check_response(r.read(), issuer)
+            assert r.getheader("Connection") is None
+    finally:
+        c.close()
+
+
+def test_connection_close_and_http10(env):
+    for req in (b"GET /healthz HTTP/1.1\r\nConnection: close\r\n\r\n",
+                b"GET /healthz HTTP/1.0\r\n\r\n"):
+        t0 = time.monotonic()
+        data = env.resp.raw(req, timeout=5)
+        assert time.monotonic() - t0 < 3  # closed by the server, not by our timeout
+        (status, h, body), = parse_responses(data)
+        assert status == 200 and body == b"ok\n"
+
+
+def test_expect_continue(env):
+    cert, issuer = leaf(env, env.rsa, env.good["rsa1"])
+    der = make_request(cert, issuer)
+    s = socket.create_connection(("127.0.0.1", env.resp.port), timeout=5)
+    try:
+        s.sendall(b"POST / HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nConnection: close\r\n"
+                  b"Content-Length: %d\r\n\r\n" % len(der))
+        first = s.recv(100)
+        assert first.startswith(b"HTTP/1.1 100 Continue\r\n\r\n")
+        s.sendall(der)
+        data = first + recv_all(s, 5)
+    finally:
+        s.close()
+    out = parse_responses(data)
+    assert [x[0] for x in out] == [100, 200]
+    check_response(out[1][2], issuer)
+
+
+BAD_DER = {
+    "empty": b"",
+    "garbage": b"this is not DER at all",
+    "truncated": None,  # filled in below
+    "trailing": None,
+    "wrong_type": bytes.fromhex("020101"),
+}
+
+
+@pytest.mark.parametrize("kind", list(BAD_DER))
+def test_bad_der_malformed(env, kind):
+    good = make_request(*leaf(env, env.rsa, env.good["rsa1"]))
+    body = {"truncated": good[:-5], "trailing": good + b"\x00\x00"}.get(kind, BAD_DER[kind])
+    status, h, resp = env.resp.post(body)
+    assert status == 200
+    assert status_of(resp) == ocsp.OCSPResponseStatus.MALFORMED_REQUEST
+    if body:
+        status, h, resp = env.resp.get(body)
+        assert status == 200
+        assert status_of(resp) == ocsp.OCSPResponseStatus.MALFORMED_REQUEST
+    assert_alive(env)
+
+
+def test_bad_base64(env):
+    for path in ["/M!!!notbase64", "/Ma%ZZ", "/M"]:
+        status, _, _ = env.resp.request("GET", path)
+        assert status == 400, path
+    assert_alive(env)
+
+
+def test_wrong_method(env):
+    for m in ("PUT", "DELETE", "OPTIONS", "PATCH"):
+        status, h, _ = env.resp.request(m, "/", body=b"x")
+        assert status == 405, m
+        assert "GET" in h["allow"] and "POST" in h["allow"]
+    status, _, _ = env.resp.request("POST", "/healthz", body=b"x")
+    assert status == 405
+    assert_alive(env)
+
+
+def test_body_too_large(env):
+    body = os.urandom(1 << 20)
+    t0 = time.monotonic()
+    data = env.resp.raw(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n" % len(body)
+                        + body, timeout=5)
+    assert parse_responses(data)[0][0] == 413
+    # Without a Content-Length: chunked.
+    chunks = b"".join(b"%x\r\n" % 65536 + body[i:i + 65536] + b"\r\n"
+                      for i in range(0, len(body), 65536)) + b"0\r\n\r\n"
+    data = env.resp.raw(b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+                        + chunks, timeout=5)
+    assert parse_responses(data)[0][0] == 413
+    assert time.monotonic() - t0 < 8
+    assert_alive(env)
+
+
+def test_slow_client_408(env):
+    """header_timeout = 1s: a client dribbling its headers is cut off."""
+    s = socket.create_connection(("127.0.0.1", env.resp.port), timeout=5)
+    t0 = time.monotonic()
+    try:
+        s.sendall(b"GET /healthz HTTP/1.1\r\n")
+        data = b""
+        for ch in b"X-Slow: " + b"a" * 40:
+            try:
+                s.sendall(bytes([ch]))
+            except (BrokenPipeError, ConnectionResetError):
+                break
+            s.settimeout(0.2)
+            try:
+                got = s.recv(4096)
+                data += got
+                if not got or b"\r\n\r\n" in data:
+                    break
+            except socket.timeout:
+                pass
+        data += recv_all(s, 3)
+    finally:
+        s.close()
+    assert parse_responses(data)[0][0] == 408
+    assert 0.9 < time.monotonic() - t0 < 4
+    # A body that stops half way gets 408 too (body_timeout = 1s).
+    data = env.resp.raw(b"POST / HTTP/1.1\r\nContent-Length: 100\r\n\r\n0123456789", timeout=4)
+    assert parse_responses(data)[0][0] == 408
+    env.resp.wait_log(r"event=timeout phase=body")
+    assert_alive(env)
+
+
+def test_header_flood_and_long_uri(env):
+    flood = b"GET /healthz HTTP/1.1\r\n" + b"".join(b"X-Flood-%d: %s\r\n" % (i, b"v" * 80)
+                                                  for i in range(200)) + b"\r\n"
+    assert parse_responses(env.resp.raw(flood))[0][0] == 431
+    long_uri = b"GET /M" + b"A" * 9000 + b" HTTP/1.1\r\n\r\n"
+    assert parse_responses(env.resp.raw(long_uri))[0][0] == 414
+    assert parse_responses(env.resp.raw(b"\x00\x01\x02 garbage\r\n\r\n"))[0][0] == 400
+    assert parse_responses(env.resp.raw(b"GET / HTTP/1.1\r\nBad Header\r\n\r\n"))[0][0] == 400
+    env.resp.wait_log(r"event=http_refused status=431 reason=headers_too_large peer=127\.0\.0\.1:")
+    assert_alive(env)
+
+
+# ---- operations ---------------------------------------------------------------------------
+
+def test_healthz_and_metrics(env):
+    status, h, body = env.resp.request("GET", "/healthz")
+    assert status == 200 and body == b"ok\n"
+    status, h, body = env.resp.request("GET", "/metrics")
+    assert status == 200 and h["content-type"].startswith("text/plain; version=0.0.4")
+    text = body.decode()
+    for name in ["vigil_http_responses_total{code=\"200\"}", "vigil_ocsp_responses_total",
+                 "vigil_ocsp_certificates_total{ca=\"rsa1\",status=\"good\"}",
+                 "vigil_cache_hits_total", "vigil_signatures_total", "vigil_signing_seconds_total",
+                 "vigil_request_duration_seconds_bucket{le=\"+Inf\"}", "vigil_connections_open",
+                 "vigil_cache_oldest_next_update_seconds"]:
+        assert name in text, name
+    values = {}
+    for line in text.splitlines():
+        if line and not line.startswith("#"):
+            k, v = line.rsplit(" ", 1)
+            values[k] = float(v)
+    assert values["vigil_cache_hits_total"] > 0
+    assert values["vigil_signatures_total"] > 0
+    assert values["vigil_connections_open"] >= 1
+    left = values["vigil_cache_oldest_next_update_seconds"]
+    assert 3 * 86400 < left <= 4 * 86400
+    # The access log got a line per request.
+    log = (env.root / "access.log").read_text()
+    assert re.search(r'method=GET path="/metrics" status=200', log) or "/healthz" in log
+
+
+def test_crl_download(env):
+    pem = env.root / "rsa1-crl.pem"
+    pki.run("openssl", "ca", "-batch", "-config", env.rsa.cnf, "-gencrl", "-out", pem)
+    der = env.crl_dir / "rsa1.crl"
+    pki.run("openssl", "crl", "-in", pem, "-outform", "DER", "-out", der)
+    status, h, body = env.resp.request("GET", "/crl/rsa1.crl")
+    assert status == 200 and h["content-type"] == "application/pkix-crl"
+    assert body == der.read_bytes()
+    crl = x509.load_der_x509_crl(body)
+    assert http_date(h["expires"]) == crl.next_update
+    assert http_date(h["last-modified"]) == crl.last_update
+    assert crl.is_signature_valid(env.ca_cert["rsa1"].public_key())
+    status, h2, body2 = env.resp.request("GET", "/crl/rsa1.crl",
+                                         headers={"If-None-Match": h["etag"]})
+    assert status == 304 and body2 == b""
+    status, hh, bodyh = env.resp.request("HEAD", "/crl/rsa1.crl")
+    assert status == 200 and bodyh == b"" and hh["content-length"] == str(len(body))
+    # A newly published CRL (atomic rename) is served at once.
+    time.sleep(0.01)
+    pki.run("openssl", "ca", "-batch", "-config", env.rsa.cnf, "-gencrl", "-crldays", "2",
+            "-out", pem)
+    tmp = env.crl_dir / "rsa1.crl.tmp"
+    pki.run("openssl", "crl", "-in", pem, "-outform", "DER", "-out", tmp)
+    os.rename(tmp, der)
+    status, h3, body3 = env.resp.request("GET", "/crl/rsa1.crl")
+    assert status == 200 and body3 == der.read_bytes() and h3["etag"] != h["etag"]
+    assert env.resp.request("GET", "/crl/ec1.crl")[0] == 404  # not published
+    assert env.resp.request("GET", "/crl/nosuch.crl")[0] == 404
+    assert env.resp.request("GET", "/crl/../vigil.conf")[0] == 404
+
+
+# ---- separate responders: reload, limits, stop ----------------------------------------------
+
+def test_sighup_reload(env, tmp_path):
+    conf = write_conf(tmp_path / "r.conf", env.root / "store", [(env.rsa, {})],
+                      responder={"workers": "1"})
+    ec_cert, ec_issuer = leaf(env, env.ec, env.good["ec1"])
+    with Responder(conf) as r:
+        status, _, body = r.post(make_request(ec_cert, ec_issuer))
+        assert status_of(body) == ocsp.OCSPResponseStatus.UNAUTHORIZED
+        keep = r.conn()
+        keep.request("GET", "/healthz")
+        assert keep.getresponse().read() == b"ok\n"
+        # Add a CA and a base path, then SIGHUP.
+        write_conf(conf, env.root / "store", [(env.rsa, {}), (env.ec, {"ocsp_validity": "1d"})],
+                   responder={"workers": "1", "base_path": "/ocsp"})
+        n = r.n_lines()
+        r.signal(signal.SIGHUP)
+        r.wait_log(r"event=reloaded", start=n)
+        status, h, body = r.get(make_request(ec_cert, ec_issuer), prefix="/ocsp/")
+        resp = check_response(body, ec_issuer)
+        assert resp.certificate_status == ocsp.OCSPCertStatus.GOOD
+        assert resp.next_update - resp.this_update == datetime.timedelta(days=1)
+        # The connection opened before the reload still works.
+        keep.request("GET", "/healthz")
+        assert keep.getresponse().read() == b"ok\n"
+        keep.close()
+        # A bad config is refused; the old one keeps serving.
+        conf.write_text(conf.read_text() + "\n[responder]\nbogus_key = 1\n")
+        n = r.n_lines()
+        r.signal(signal.SIGHUP)
+        line = r.wait_log(r"event=reload_failed", start=n)
+        assert "bogus_key" in line
+        status, h, body = r.post(make_request(ec_cert, ec_issuer))
+        assert check_response(body, ec_issuer).certificate_status == ocsp.OCSPCertStatus.GOOD
+        # A key that does not match its certificate is refused too.
+        write_conf(conf, env.root / "store", [(env.rsa, {})], responder={"workers": "1"})
+        conf.write_text(conf.read_text().replace(str(env.rsa.ocsp_key), str(env.ec.ocsp_key)))
+        n = r.n_lines()
+        r.signal(signal.SIGHUP)
+        r.wait_log(r"event=reload_failed .*does not match", start=n)
+        assert r.post(make_request(ec_cert, ec_issuer))[0] == 200
+        assert r.stop() == 0
+
+
+def test_max_connections_503(env, tmp_path):
+    conf = write_conf(tmp_path / "m.conf", env.root / "store", [(env.rsa, {})],
+                      responder={"workers": "1", "max_connections": "2"})
+    with Responder(conf) as r:
+        held = [socket.create_connection(("127.0.0.1", r.port), timeout=5) for _ in range(2)]
+        try:
+            time.sleep(0.2)
+            data = r.raw(b"GET /healthz HTTP/1.1\r\n\r\n", timeout=5)
+            assert parse_responses(data)[0][0] == 503
+            r.wait_log(r"event=conn_refused reason=max_connections")
+        finally:
+            for s in held:
+                s.close()
+        time.sleep(0.2)
+        assert r.request("GET", "/healthz")[0] == 200
+        assert r.stop() == 0
+
+
+def test_sigterm_drains(env, tmp_path):
+    conf = write_conf(tmp_path / "t.conf", env.root / "store", [(env.rsa, {})])
+    r = Responder(conf)
+    with r:
+        idle = socket.create_connection(("127.0.0.1", r.port), timeout=5)
+        idle.sendall(b"GET /healthz HTTP/1.1\r\n\r\n")
+        assert parse_responses(recv_all_until(idle, b"ok\n"))[0][0] == 200
+        t0 = time.monotonic()
+        assert r.stop() == 0
+        assert time.monotonic() - t0 < 5
+        assert idle.recv(10) == b""  # closed by the server
+        idle.close()
+        r.wait_log(r"event=stopped")
+    with pytest.raises(OSError):
+        socket.create_connection(("127.0.0.1", r.port), timeout=1).close()
+
+
+def recv_all_until(s, marker, timeout=5):
+    data = b""
+    deadline = time.monotonic() + timeout
+    while marker not in data and time.monotonic() < deadline:
+        data += s.recv(4096)
+    return data
+
+
+# ---- command line ---------------------------------------------------------------------------
+
+def run_resp(*args):
+    return subprocess.run([str(binary("vigil-responder"))] + [str(a) for a in args],
+                          capture_output=True, text=True, timeout=20)
+
+
+def test_cli(env, tmp_path):
+    r = run_resp("--help")
+    assert r.returncode == 0 and "Usage: vigil-responder" in r.stdout and "SIGHUP" in r.stdout
+    for args, code in [((), 2), (("--bogus",), 2), (("-c",), 2), (("-c", "x", "extra"), 2),
+                       (("-c", tmp_path / "missing.conf"), 1),
+                       (("-c", env.config, "--listen", "nonsense"), 2)]:
+        r = run_resp(*args)
+        assert r.returncode == code, (args, r.stderr)
+        assert r.stderr.count("\n") == 1 and r.stderr.startswith("vigil-responder: "), r.stderr
+    bad = tmp_path / "bad.conf"
+    write_conf(bad, env.root / "store", [(env.rsa, {"ocsp_validity": "20d"})])
+    r = run_resp("-c", bad)
+    assert r.returncode == 1 and "ocsp_validity" in r.stderr and r.stderr.count("\n") == 1
+    r = run_resp("-c", env.config, "--check")
+    assert r.returncode == 0, r.stderr
+    # --listen overrides the config.
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    with Responder(env.config, ["--listen", f"127.0.0.1:{port}"]) as rr:
+        assert rr.port == port
+        assert rr.request("GET", "/healthz")[0] == 200
