@@ -93,7 +93,14 @@ class Responder:
             self.proc.wait(5)
             raise AssertionError("vigil-responder did not stop within %ss of SIGTERM" % timeout)
         self.thread.join(5)
+        self.check_sanitizers()
         return self.returncode
+
+    def check_sanitizers(self):
+        """Fail on any AddressSanitizer, LeakSanitizer or UBSan report (ASan builds)."""
+        with self.lock:
+            bad = [l for l in self.lines if "Sanitizer" in l or "runtime error:" in l]
+        assert not bad, "sanitizer report:\n" + "\n".join(self.lines[-80:])
 
     def __enter__(self):
         return self.start()

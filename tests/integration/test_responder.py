@@ -88,7 +88,10 @@ def env(tmp_path_factory):
     e.resp = Responder(e.config)
     e.resp.start()
     yield e
-    e.resp.__exit__(None, None, None)
+    try:
+        assert e.resp.stop() == 0
+    finally:
+        e.resp.__exit__(None, None, None)
 
 
 def leaf(env, ca, serial_path):
