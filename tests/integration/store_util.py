@@ -1,0 +1,278 @@
+# SPDX-License-Identifier: Apache-2.0
+"""Helpers for the vigil-store integration and crash tests.
+
+Everything here is independent of the C code: expected states are computed
+from OpenSSL's index.txt format and RFC 5280 names, not from vigil-store.
+"""
+import datetime
+import os
+import re
+import subprocess
+from pathlib import Path
+
+from conftest import Runner, binary
+import pki
+
+# openssl ca's revocation reason names (apps/ca.c crl_reasons[]) -> RFC 5280
+# names as vigil-store prints them.
+INDEX_REASONS = {
+    "unspecified": "unspecified",
+    "keycompromise": "keyCompromise",
+    "cacompromise": "cACompromise",
+    "affiliationchanged": "affiliationChanged",
+    "superseded": "superseded",
+    "cessationofoperation": "cessationOfOperation",
+    "certificatehold": "certificateHold",
+    "holdinstruction": "certificateHold",
+    "keytime": "keyCompromise",
+    "cakeytime": "cACompromise",
+}
+
+RFC5280_REASONS = ["unspecified", "keyCompromise", "cACompromise", "affiliationChanged",
+                   "superseded", "cessationOfOperation", "certificateHold",
+                   "privilegeWithdrawn", "aACompromise"]
+
+
+def norm_serial(s):
+    """A hexadecimal serial as vigil-store prints it: uppercase, no leading
+    zero octets, even length ('00' for zero)."""
+    v = int(str(s).replace(":", ""), 16)
+    h = "%X" % v
+    return h if len(h) % 2 == 0 else "0" + h
+
+
+def index_time(t):
+    """OpenSSL index time (YYMMDDHHMMSSZ) or GeneralizedTime -> RFC 3339 UTC."""
+    if len(t) == 13:
+        d = datetime.datetime.strptime(t, "%y%m%d%H%M%SZ")
+    else:
+        d = datetime.datetime.strptime(t, "%Y%m%d%H%M%SZ")
+    return d.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def rfc3339(d):
+    return d.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def expected_from_revfield(status, rev):
+    """The status line tail vigil-store should print for one index row,
+    derived from the row alone: 'good' or 'revoked REASON TIME [invalidity=T]'."""
+    if status in ("V", "E"):
+        # E is `openssl ca -updatedb`'s "expired": the status stays good;
+        # expiry is not revocation.
+        return "good"
+    assert status == "R", status
+    parts = rev.split(",")
+    t = index_time(parts[0])
+    if len(parts) == 1:
+        # No reason code; vigil-store prints that as "unspecified".
+        return f"revoked unspecified {t}"
+    r = parts[1].lower()
+    if r == "removefromcrl":
+        # vigil-store reads removeFromCRL as the hold lifted (store/cli/index.c).
+        return "good"
+    line = f"revoked {INDEX_REASONS[r]} {t}"
+    if r in ("keytime", "cakeytime"):
+        line += f" invalidity={index_time(parts[2])}"
+    return line
+
+
+def expected_from_index(path):
+    """serial -> expected status tail, for every row of an index.txt."""
+    out = {}
+    for ln in Path(path).read_text().splitlines():
+        if not ln:
+            continue
+        f = ln.split("\t")
+        out[norm_serial(f[3])] = expected_from_revfield(f[0], f[2])
+    return out
+
+
+def parse_summary(stdout):
+    """The key=value counts of a write command's summary line."""
+    line = [ln for ln in stdout.splitlines() if "commits=" in ln]
+    assert len(line) == 1, f"no single summary line in {stdout!r}"
+    return {k: int(v) for k, v in re.findall(r"(\w+)=(\d+)", line[0].split(":", 1)[1])}
+
+
+def summary_of(stdout, **expect):
+    """Assert the summary's counts; counts not named must be 0 (commits aside)."""
+    s = parse_summary(stdout)
+    for k in ("added", "revoked", "released", "updated", "unchanged", "kept_revoked",
+              "skipped_unknown_issuance", "not_in_store"):
+        assert s.get(k, 0) == expect.get(k, 0), f"{k}: {s} != {expect} in {stdout!r}"
+    if "commits" in expect:
+        assert s["commits"] == expect["commits"], (s, expect)
+    return s
+
+
+class Store:
+    """vigil-store on one config, with parsed outputs."""
+
+    def __init__(self, config):
+        self.config = Path(config)
+        self.r = Runner(config)
+
+    def run(self, *args, check=True, timeout=120):
+        return self.r.store("-q", *args, check=check, timeout=timeout)
+
+    def ok(self, *args):
+        r = self.run(*args)
+        assert r.stderr == "", f"{args}: unexpected stderr {r.stderr!r}"
+        return r.stdout
+
+    def status(self, ca, serial):
+        out = self.ok("status", ca, serial).splitlines()
+        assert len(out) == 1, out
+        return out[0]
+
+    def list(self, ca, revoked=False):
+        args = ["list", ca] + (["--revoked"] if revoked else [])
+        return self.ok(*args).splitlines()
+
+    def list_map(self, ca, revoked=False):
+        m = {}
+        for ln in self.list(ca, revoked):
+            s, rest = ln.split(" ", 1)
+            assert s not in m, f"serial {s} listed twice"
+            m[s] = rest
+        return m
+
+    def stats(self):
+        """{'store': {...}, CA: {...}} from `stats`."""
+        res, cur = {"store": {}}, None
+        for ln in self.ok("stats").splitlines():
+            if ln.startswith("Store:"):
+                cur = res["store"]
+            elif ln.startswith("CA: "):
+                cur = res.setdefault(ln[4:], {})
+            elif ln.startswith("  ") and ":" in ln:
+                k, v = ln.strip().split(":", 1)
+                cur[k] = v.strip()
+        return res
+
+    def counter(self):
+        return int(self.stats()["store"]["Change counter"])
+
+    def audit(self, ca=None):
+        out = self.ok("audit", *(["--ca", ca] if ca else []))
+        recs = []
+        for ln in out.splitlines():
+            m = re.match(r'counter=(\d+) time=(\S+) user=(\S+) ca=(\S+) action=(\S+) '
+                         r'count=(\d+) command=(.*)$', ln)
+            assert m, f"bad audit line {ln!r}"
+            recs.append({"counter": int(m[1]), "time": m[2], "user": m[3], "ca": m[4],
+                         "action": m[5], "count": int(m[6]), "command": m[7]})
+        return recs
+
+    def snapshot(self, cas):
+        """Everything observable: per CA list and stats, and the store counters."""
+        return {"stats": self.stats(), "lists": {ca: self.list(ca) for ca in cas},
+                "audit": self.ok("audit")}
+
+    def check_consistent(self, ca):
+        """list --revoked is the revoked part of list, serials ascend as
+        integers, and stats counts match the list."""
+        full = self.list(ca)
+        rev = self.list(ca, True)
+        serials = [int(ln.split()[0], 16) for ln in full]
+        assert serials == sorted(serials), "list not in ascending serial order"
+        assert len(set(serials)) == len(serials), "list repeats a serial"
+        assert rev == [ln for ln in full if " revoked " in ln], \
+            "list --revoked differs from the revoked lines of list"
+        st = self.stats().get(ca, {})
+        n_hold = sum(1 for ln in rev if " certificateHold " in ln)
+        got = (int(st["Certificates"]), int(st["Good"]), int(st["Revoked"]), int(st["On hold"]))
+        assert got == (len(full), len(full) - len(rev), len(rev), n_hold), \
+            f"stats {got} vs list (total={len(full)} revoked={len(rev)} hold={n_hold})"
+        return full
+
+
+def expect_error(store, *args, config=None, exit_codes=(1, 2), contains=None):
+    """Run a command that must fail: non-zero exit, exactly one line on stderr
+    starting with 'vigil-store: '. Returns that line."""
+    r = Runner(config or store.config).store(*args, check=False)
+    assert r.returncode in exit_codes, \
+        f"{args}: exit {r.returncode}, stdout={r.stdout!r} stderr={r.stderr!r}"
+    lines = r.stderr.splitlines()
+    assert len(lines) == 1, f"{args}: expected one line on stderr, got {r.stderr!r}"
+    assert lines[0].startswith("vigil-store: "), lines[0]
+    assert r.stdout == "", f"{args}: stdout on error: {r.stdout!r}"
+    if contains:
+        for c in ([contains] if isinstance(contains, str) else contains):
+            assert c.lower() in lines[0].lower(), f"{args}: {c!r} not in {lines[0]!r}"
+    return lines[0]
+
+
+def issue_dated(ca, cn, startdate, enddate=None, days=365):
+    """Issue a leaf through `openssl ca` with an explicit notBefore (and
+    optionally notAfter); returns (serial, path)."""
+    serial = (ca.dir / "serial").read_text().strip().upper()
+    key = ca.dir / f"leaf-{serial}.key"
+    csr = ca.dir / f"leaf-{serial}.csr"
+    out = ca.dir / f"leaf-{serial}.pem"
+    pki.genkey(key, "ec")
+    pki.run(pki.OPENSSL, "req", "-new", "-config", ca.cnf, "-key", key, "-subj", f"/CN={cn}",
+            "-out", csr)
+    args = [pki.OPENSSL, "ca", "-batch", "-config", ca.cnf, "-in", csr, "-out", out, "-notext",
+            "-startdate", startdate]
+    args += ["-enddate", enddate] if enddate else ["-days", str(days)]
+    pki.run(*args)
+    ca.leaves[serial] = out
+    return serial, out
+
+
+def to_der(pem, der):
+    pki.run(pki.OPENSSL, "x509", "-in", pem, "-outform", "DER", "-out", der)
+    return Path(der)
+
+
+# ---- synthetic data for the crash test ------------------------------------
+
+def synth_index(rng, n, revoked_fraction=0.1, when="250101000000Z"):
+    """n index.txt lines with random 16-byte serials; returns (text, expected)
+    where expected maps normalised serial -> status tail."""
+    forms = [("", None), (",keyCompromise", "keyCompromise"), (",superseded", "superseded"),
+             (",certificateHold", "certificateHold"),
+             (",holdInstruction,holdInstructionReject", "certificateHold"),
+             (",keyTime,240601000000Z", "keyCompromise"),
+             (",CAkeyTime,240602000000Z", "cACompromise"),
+             (",cessationOfOperation", "cessationOfOperation")]
+    lines, expected = [], {}
+    while len(expected) < n:
+        v = rng.getrandbits(128)
+        s = norm_serial("%X" % v)
+        if s in expected:
+            continue
+        if rng.random() < revoked_fraction:
+            suffix, _ = forms[rng.randrange(len(forms))]
+            rev = when + suffix
+            lines.append(f"R\t301231235959Z\t{rev}\t{'%032X' % v}\tunknown\t/CN=s{len(lines)}")
+            expected[s] = expected_from_revfield("R", rev)
+        else:
+            lines.append(f"V\t301231235959Z\t\t{'%032X' % v}\tunknown\t/CN=s{len(lines)}")
+            expected[s] = "good"
+    return "\n".join(lines) + "\n", expected
+
+
+def kill_at(cmd, delay):
+    """Start cmd, SIGKILL it after delay seconds (unless it ended). Returns
+    (returncode, killed)."""
+    p = subprocess.Popen([str(c) for c in cmd], stdout=subprocess.DEVNULL,
+                         stderr=subprocess.DEVNULL)
+    try:
+        p.wait(timeout=delay)
+        return p.returncode, False
+    except subprocess.TimeoutExpired:
+        p.kill()
+        p.wait()
+        return p.returncode, True
+
+
+def store_cmd(config, *args):
+    return [str(binary("vigil-store")), "-c", str(config), "-q"] + [str(a) for a in args]
+
+
+def whoami():
+    import pwd
+    return pwd.getpwuid(os.geteuid()).pw_name
