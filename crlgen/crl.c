@@ -7,15 +7,15 @@
  * every entry. Rather than building them in memory, crl_write walks the entry
  * source twice inside one store snapshot:
  *
- *   1. measure: encode each entry into a small stack buffer and add up the
- *      lengths (an entry is at most CRL_ENTRY_MAX bytes; nothing is kept);
+ *   1. measure: add up each entry's length, computed from its fields
+ *      (crl_entry_len; an entry is under 128 bytes; nothing is kept);
  *   2. write: emit the headers, whose lengths are now known, then encode
- *      each entry again straight into a fixed output buffer that is flushed
- *      to the file and into the signature's digest as it fills.
+ *      each entry straight into a fixed output buffer that is flushed to the
+ *      file and into the signature's digest as it fills.
  *
- * Encoding an entry costs far less than reading it, so the second walk costs
- * about what the first does, and memory is bounded by the output buffer. The
- * second walk must give the same byte count, or the CRL is refused.
+ * The first walk costs little more than reading the store, and memory is
+ * bounded by the output buffer. The second walk must give the same entries
+ * and byte count, or the CRL is refused.
  *
  * The outer CertificateList SEQUENCE also needs its length before the TBS,
  * but an ECDSA signature's length is only known after signing. The TBS is
@@ -35,6 +35,7 @@
 #include "crlgen/der.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -48,6 +49,7 @@
 #include "store/common/pki.h"
 
 #define OUT_BUF (256u * 1024u)
+#define WRITEBACK_EVERY (8 << 20)
 
 /* OIDs, content octets only. */
 static const uint8_t oid_reason[] = {0x55, 0x1d, 0x15};         /* 2.5.29.21 cRLReason */
@@ -119,38 +121,73 @@ out:
 	return rc;
 }
 
+/*
+ * Entry lengths are computed, not measured, in the first pass: every part of
+ * an entry has a fixed or a simply derived size, and the whole entry is under
+ * 128 bytes, so every length is one octet. crl_entry_len and crl_encode_entry
+ * share these helpers, and crl_write checks each encoded entry against it.
+ */
+#define REASON_EXT_LEN 12     /* 30 0a | 06 03 55 1d 15 | 04 03 0a 01 NN */
+#define INVALIDITY_EXT_LEN 26 /* 30 18 | 06 03 55 1d 18 | 04 11 18 0f YYYYMMDDHHMMSSZ */
+
+static bool has_reason(const struct crl_entry *e)
+{
+	return e->reason > VG_REASON_UNSPECIFIED;
+}
+
+static size_t serial_len(const struct vg_serial *s)
+{
+	return 2 + s->len + ((s->b[0] & 0x80) != 0);
+}
+
+static size_t exts_len(const struct crl_entry *e)
+{
+	size_t n = (has_reason(e) ? REASON_EXT_LEN : 0) + (e->has_invalidity ? INVALIDITY_EXT_LEN : 0);
+	return n ? 2 + n : 0;
+}
+
+size_t crl_entry_len(const struct crl_entry *e)
+{
+	if (e->serial.len == 0 || e->serial.len > VG_SERIAL_MAX || e->reason > 10 ||
+	    e->reason == 7)
+		return 0;
+	if (e->serial.len > 1 && e->serial.b[0] == 0)
+		return 0;
+	size_t tl = der_time_len(e->revoked_at, false);
+	if (tl == 0 || (e->has_invalidity && der_time_len(e->invalidity_date, true) == 0))
+		return 0;
+	return 2 + serial_len(&e->serial) + tl + exts_len(e);
+}
+
 size_t crl_encode_entry(const struct crl_entry *e, uint8_t *out)
 {
-	struct der_buf b;
-	der_init(&b, out, CRL_ENTRY_MAX);
-	if (e->serial.len == 0)
+	size_t len = crl_entry_len(e);
+	if (len == 0)
 		return 0;
-	der_open(&b, DER_SEQUENCE);
+	struct der_buf b;
+	uint8_t h[9];
+	der_init(&b, out, CRL_ENTRY_MAX);
+	der_add_bytes(&b, h, der_put_hdr(h, DER_SEQUENCE, len - 2));
 	der_add_uint_bytes(&b, e->serial.b, e->serial.len);
 	der_add_time(&b, e->revoked_at, false);
-	bool reason = e->reason > VG_REASON_UNSPECIFIED;
-	if (reason || e->has_invalidity) {
-		der_open(&b, DER_SEQUENCE);
-		if (reason) {
-			der_open(&b, DER_SEQUENCE);
+	size_t el = exts_len(e);
+	if (el) {
+		der_add_bytes(&b, h, der_put_hdr(h, DER_SEQUENCE, el - 2));
+		if (has_reason(e)) {
+			der_add_bytes(&b, h, der_put_hdr(h, DER_SEQUENCE, REASON_EXT_LEN - 2));
 			der_add_tlv(&b, DER_OID, oid_reason, sizeof(oid_reason));
-			der_open(&b, DER_OCTET_STRING);
+			der_add_bytes(&b, h, der_put_hdr(h, DER_OCTET_STRING, 3));
 			der_add_uint(&b, DER_ENUMERATED, (uint64_t)e->reason);
-			der_close(&b);
-			der_close(&b);
 		}
 		if (e->has_invalidity) {
-			der_open(&b, DER_SEQUENCE);
+			der_add_bytes(&b, h, der_put_hdr(h, DER_SEQUENCE, INVALIDITY_EXT_LEN - 2));
 			der_add_tlv(&b, DER_OID, oid_invalidity, sizeof(oid_invalidity));
-			der_open(&b, DER_OCTET_STRING);
+			der_add_bytes(&b, h, der_put_hdr(h, DER_OCTET_STRING, 17));
 			der_add_time(&b, e->invalidity_date, true);
-			der_close(&b);
-			der_close(&b);
 		}
-		der_close(&b);
 	}
-	der_close(&b);
-	return der_ok(&b) ? b.len : 0;
+	/* The computed length is the contract of the first pass. */
+	return der_ok(&b) && b.len == len ? len : 0;
 }
 
 /* The output stream: a fixed buffer flushed to the file at |off| and, while
@@ -162,6 +199,7 @@ struct out {
 	uint8_t *buf;
 	size_t len;
 	int err;
+	off_t kicked; /* writeback started up to here */
 };
 
 static int out_flush(struct out *o)
@@ -185,6 +223,12 @@ static int out_flush(struct out *o)
 		o->off += n;
 	}
 	o->len = 0;
+	/* Start writing back every few MiB now, so that the caller's fsync at
+	 * the end waits for little: the disk works while we encode. */
+	if (o->off - o->kicked >= WRITEBACK_EVERY) {
+		sync_file_range(o->fd, o->kicked, o->off - o->kicked, SYNC_FILE_RANGE_WRITE);
+		o->kicked = o->off;
+	}
 	return 0;
 }
 
@@ -305,7 +349,6 @@ int crl_write(int fd, const struct crl_params *p, const struct crl_signer *s,
 	      const struct crl_source *src, struct crl_result *res, char *err, size_t errlen)
 {
 	int rc;
-	uint8_t ent[CRL_ENTRY_MAX];
 	uint8_t *prefix = NULL, *exts = NULL, *sig = NULL;
 	EVP_MD_CTX *md = NULL;
 	struct out o = {.fd = fd};
@@ -337,7 +380,7 @@ int crl_write(int fd, const struct crl_params *p, const struct crl_signer *s,
 	struct crl_entry ce;
 	rc = src->begin(src->arg);
 	while (rc >= 0 && (rc = src->next(src->arg, &ce)) > 0) {
-		size_t n = crl_encode_entry(&ce, ent);
+		size_t n = crl_entry_len(&ce);
 		if (n == 0) {
 			char hex[2 * VG_SERIAL_MAX + 1];
 			vg_serial_format(&ce.serial, hex, sizeof(hex));
@@ -380,14 +423,17 @@ int crl_write(int fd, const struct crl_params *p, const struct crl_signer *s,
 		out_hdr(&o, DER_SEQUENCE, rev_len);
 		rc = src->begin(src->arg);
 		while (rc >= 0 && !o.err && (rc = src->next(src->arg, &ce)) > 0) {
-			size_t n = crl_encode_entry(&ce, ent);
+			/* Encode in place in the output buffer. */
+			if (OUT_BUF - o.len < CRL_ENTRY_MAX && out_flush(&o) < 0)
+				break;
+			size_t n = crl_encode_entry(&ce, o.buf + o.len);
 			rev_len2 += n;
 			/* Never write past what pass 1 measured. */
 			if (n == 0 || ++count2 > count || rev_len2 > rev_len) {
 				rc = -EIO;
 				break;
 			}
-			out_put(&o, ent, n);
+			o.len += n;
 		}
 		if (o.err)
 			goto write_error;

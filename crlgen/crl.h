@@ -84,3 +84,7 @@ int crl_write(int fd, const struct crl_params *p, const struct crl_signer *s,
  * cannot be encoded (empty serial, time out of range). */
 #define CRL_ENTRY_MAX 128
 size_t crl_encode_entry(const struct crl_entry *e, uint8_t *out);
+
+/* crl_entry_len returns the length crl_encode_entry will give |e|, without
+ * encoding it (the first pass of crl_write), or 0 when it cannot be encoded. */
+size_t crl_entry_len(const struct crl_entry *e);

@@ -177,6 +177,19 @@ static void put2(uint8_t *o, int v)
 	o[1] = (uint8_t)('0' + v % 10);
 }
 
+/* Bounds of the years 0 to 9999 and of UTCTime's 1950 to 2049. */
+#define T_MIN (-62167219200LL)
+#define T_MAX 253402300799LL
+#define UTC_MIN (-631152000LL)
+#define UTC_END 2524608000LL
+
+size_t der_time_len(int64_t t, bool generalized)
+{
+	if (t < T_MIN || t > T_MAX)
+		return 0;
+	return !generalized && t >= UTC_MIN && t < UTC_END ? 2 + 13 : 2 + 15;
+}
+
 bool der_add_time(struct der_buf *b, int64_t t, bool generalized)
 {
 	int y, mo, d, h, mi, s;

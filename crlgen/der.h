@@ -90,6 +90,10 @@ bool der_add_uint_bytes(struct der_buf *b, const uint8_t *mag, size_t len);
  * invalidityDate). Fails for years outside 0 to 9999. */
 bool der_add_time(struct der_buf *b, int64_t t, bool generalized);
 
+/* der_time_len returns the encoded size of der_add_time(|t|, |generalized|),
+ * or 0 when |t| is out of range. */
+size_t der_time_len(int64_t t, bool generalized);
+
 /* der_hdr_len returns the size of the tag and length octets of an element
  * with |content_len| bytes of content. */
 size_t der_hdr_len(size_t content_len);

@@ -111,6 +111,9 @@ int pub_write_pem(struct pub_file *pem, const struct pub_file *der, uint64_t len
 		if ((rc = write_all(pem->fd, out, o)) < 0)
 			goto out;
 		off += (uint64_t)got;
+		/* Start the writeback early (see crl.c); pub_sync waits for it. */
+		if (off % (LINE * LINES * 128) == 0)
+			sync_file_range(pem->fd, 0, 0, SYNC_FILE_RANGE_WRITE);
 	}
 	n = snprintf(out, 128, "-----END %s-----\n", label);
 	rc = write_all(pem->fd, out, (size_t)n);

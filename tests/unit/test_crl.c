@@ -428,8 +428,46 @@ static void test_entry_limits(void **state)
 	memset(e.serial.b, 0xff, 20);
 	e.revoked_at = 4102444800; /* 2100: GeneralizedTime */
 	assert_true(crl_encode_entry(&e, out) > 0);
+	assert_int_equal(crl_encode_entry(&e, out), crl_entry_len(&e));
 	e.serial.len = 0;
 	assert_int_equal(crl_encode_entry(&e, out), 0);
+	assert_int_equal(crl_entry_len(&e), 0);
+	e.serial.len = 1;
+	e.reason = 7; /* not a reason code */
+	assert_int_equal(crl_entry_len(&e), 0);
+	e.reason = 11;
+	assert_int_equal(crl_entry_len(&e), 0);
+	/* The computed length equals the encoded one over every combination of
+	 * serial size, top bit, time form, reason and invalidity date. */
+	static const int64_t times[] = {-62167219200LL, -631152001, -631152000, 0, 1795000000,
+					2524607999, 2524608000, 253402300799LL};
+	for (int len = 1; len <= 20; len++)
+		for (int top = 0; top < 2; top++)
+			for (size_t ti = 0; ti < sizeof(times) / sizeof(times[0]); ti++)
+				for (int r = -1; r <= 10; r++)
+					for (int inv = 0; inv < 2; inv++) {
+						if (r == 7)
+							continue;
+						e.serial.len = (uint8_t)len;
+						memset(e.serial.b, top ? 0x81 : 0x11, VG_SERIAL_MAX);
+						e.revoked_at = times[ti];
+						e.invalidity_date = times[(ti + 3) % 8];
+						e.reason = r;
+						e.has_invalidity = inv;
+						size_t n = crl_entry_len(&e);
+						assert_true(n > 0 && n <= CRL_ENTRY_MAX);
+						assert_int_equal(crl_encode_entry(&e, out), n);
+						const unsigned char *p = out;
+						X509_REVOKED *xr = d2i_X509_REVOKED(NULL, &p, (long)n);
+						assert_non_null(xr);
+						assert_ptr_equal(p, out + n);
+						X509_REVOKED_free(xr);
+					}
+	/* Out of range times are refused, not encoded wrongly. */
+	e.revoked_at = 253402300800LL;
+	assert_int_equal(crl_entry_len(&e), 0);
+	e.revoked_at = -62167219201LL;
+	assert_int_equal(crl_entry_len(&e), 0);
 }
 
 int main(void)
