@@ -232,6 +232,13 @@ int64_t crlgen_interval_ms(const struct crlgen *g)
 	return g->conf.crl_interval * 1000;
 }
 
+int64_t crlgen_period_ms(const struct crlgen *g, int i)
+{
+	int64_t half = g->cas[i].conf->crl_validity * 1000 / 2;
+	int64_t iv = crlgen_interval_ms(g);
+	return half < iv ? half : iv;
+}
+
 /* snapshot moves the read transaction to the newest committed state. */
 static int snapshot(struct crlgen *g)
 {

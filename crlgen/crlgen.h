@@ -44,6 +44,9 @@ void crlgen_free(struct crlgen *g);
 int crlgen_n_cas(const struct crlgen *g);
 bool crlgen_delta_enabled(const struct crlgen *g, int i);
 int64_t crlgen_interval_ms(const struct crlgen *g);
+/* crlgen_period_ms is the time between scheduled full CRLs of CA |i|: the
+ * [crlgen] interval, or half of the CA's crl_validity when that is shorter. */
+int64_t crlgen_period_ms(const struct crlgen *g, int i);
 
 /* crlgen_counter reads the store's change counter from a fresh snapshot. */
 int crlgen_counter(struct crlgen *g, uint64_t *out);

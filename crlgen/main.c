@@ -39,7 +39,8 @@ static void usage(FILE *f)
 	      "  --once        publish a full CRL for every CA (or NAME), then exit; for\n"
 	      "                CAs with delta_crl = on, also a delta CRL against it\n"
 	      "  --watch       run as a daemon: publish at start, then a full CRL every\n"
-	      "                [crlgen] interval, and within one second of any store change\n"
+	      "                [crlgen] interval (or half of crl_validity when shorter, so\n"
+	      "                a CRL never expires), and within one second of any store change\n"
 	      "                (bursts of changes are coalesced): a full CRL, or a delta CRL\n"
 	      "                for CAs with delta_crl = on\n"
 	      "\n"
@@ -53,10 +54,11 @@ static void usage(FILE *f)
 	      "  -V, --version      print the version\n"
 	      "\n"
 	      "Output, in [crlgen] out (default: crl beside FILE), for CA NAME:\n"
-	      "  NAME.crl, NAME.crl.pem            the newest full CRL, DER and PEM\n"
+	      "  NAME.crl, NAME.crl.pem              the newest full CRL, DER and PEM\n"
 	      "  NAME-delta.crl, NAME-delta.crl.pem  the newest delta CRL\n"
-	      "  NAME-NUMBER.crl                   the last [crlgen] keep full CRLs (default 5)\n"
-	      "  NAME.state                        the numbers and base of the last CRLs\n"
+	      "  NAME-NUMBER.crl                     the last [crlgen] keep full CRLs\n"
+	      "                                      (default 5), by CRL number\n"
+	      "  NAME.state                          the last CRL number and delta base\n"
 	      "Every file is written under a temporary name, fsynced and renamed, so\n"
 	      "readers never see a partial CRL.\n"
 	      "\n"
@@ -72,14 +74,22 @@ static void usage(FILE *f)
 	      "full CRL (RFC 5280 section 3.3).\n"
 	      "\n"
 	      "Signals (--watch): SIGHUP reloads the configuration and keys (a bad one is\n"
-	      "logged and the old one kept); SIGTERM and SIGINT finish the CRL in progress\n"
-	      "and exit.\n"
+	      "logged and the old one kept) and republishes; SIGTERM and SIGINT finish the\n"
+	      "CRL in progress and exit. A failed publication is retried after 10 s; the\n"
+	      "previously published CRL stays in place meanwhile.\n"
 	      "\n"
 	      "Logs: one line per event on stderr, key=value (event=crl-published ca=\n"
 	      "kind= number= entries= bytes= ms=).\n"
 	      "\n"
 	      "Exit status: 0 on success, 1 when a CRL could not be published (the previous\n"
-	      "one is left in place), 2 on a usage or configuration error.\n",
+	      "one is left in place), 2 on a usage, configuration or key error (one line\n"
+	      "on stderr; nothing is published).\n"
+	      "\n"
+	      "Examples:\n"
+	      "  vigil-crlgen -c /etc/vigil/vigil.conf --once            # every CA, now\n"
+	      "  vigil-crlgen -c /etc/vigil/vigil.conf --once --ca issuing-1\n"
+	      "  vigil-crlgen -c /etc/vigil/vigil.conf --watch           # the daemon\n"
+	      "  openssl crl -inform DER -in crl/issuing-1.crl -noout -text -CAfile ca.pem\n",
 	      f);
 }
 
@@ -96,6 +106,20 @@ static void sleep_ms(int ms)
 	nanosleep(&ts, NULL); /* a signal cuts it short, which is what we want */
 }
 
+/* A failed publication (disk full, store error) is tried again this soon. */
+#define RETRY_MS 10000
+
+/* publish_full publishes CA |i|'s full CRL and schedules the next one. */
+static void publish_full(struct crlgen *g, int i, int64_t *next_full, int *failures)
+{
+	if (crlgen_publish(g, i, CRLGEN_FULL) < 0) {
+		(*failures)++;
+		next_full[i] = now_ms() + RETRY_MS;
+	} else {
+		next_full[i] = now_ms() + crlgen_period_ms(g, i);
+	}
+}
+
 /* watch runs the daemon loop. Returns the exit status. */
 static int watch(struct crlgen **gp, const char *config, const char *only)
 {
@@ -108,10 +132,10 @@ static int watch(struct crlgen **gp, const char *config, const char *only)
 		return 1;
 	/* Publish every CA at start, so the directory is fresh whatever happened
 	 * while the daemon was down. */
-	for (int i = 0; i < crlgen_n_cas(g) && !got_term; i++) {
-		if (crlgen_publish(g, i, CRLGEN_FULL) < 0)
-			failures++;
-		next_full[i] = now_ms() + crlgen_interval_ms(g);
+	for (int i = 0; i < crlgen_n_cas(g); i++) {
+		next_full[i] = 0;
+		if (!got_term)
+			publish_full(g, i, next_full, &failures);
 	}
 	log_info("event=watching cas=%d interval=%lld counter=%llu", crlgen_n_cas(g),
 		 (long long)(crlgen_interval_ms(g) / 1000), (unsigned long long)seen);
@@ -129,13 +153,15 @@ static int watch(struct crlgen **gp, const char *config, const char *only)
 			char err[512];
 			if (crlgen_reload(g, &ng, config, only, err, sizeof(err)) < 0) {
 				char q[600];
-				log_err("event=reload-failed error=%s", vg_log_quote(err, q, sizeof(q)));
+				log_err("event=reload-failed error=%s action=keeping-old",
+					vg_log_quote(err, q, sizeof(q)));
 			} else {
 				crlgen_free(g);
 				g = *gp = ng;
 				log_info("event=reloaded cas=%d", crlgen_n_cas(g));
+				/* Keys or CAs may have changed: publish every CA now. */
 				for (int i = 0; i < crlgen_n_cas(g); i++)
-					next_full[i] = 0; /* keys may have changed: publish now */
+					next_full[i] = 0;
 			}
 		}
 		sleep_ms(POLL);
@@ -153,29 +179,24 @@ static int watch(struct crlgen **gp, const char *config, const char *only)
 		if (first && (t - last >= QUIET || t - first >= MAXWAIT)) {
 			bool touched[VG_CONF_MAX_CAS];
 			uint64_t upto = 0;
+			/* On a store error the change stays pending and is tried
+			 * again at the next poll. */
 			if (crlgen_touched(g, seen, touched, &upto) == 0) {
 				for (int i = 0; i < crlgen_n_cas(g) && !got_term; i++) {
 					if (!touched[i])
 						continue;
-					enum crlgen_kind kind = crlgen_delta_enabled(g, i)
-									? CRLGEN_DELTA
-									: CRLGEN_FULL;
-					if (crlgen_publish(g, i, kind) < 0)
+					if (!crlgen_delta_enabled(g, i))
+						publish_full(g, i, next_full, &failures);
+					else if (crlgen_publish(g, i, CRLGEN_DELTA) < 0)
 						failures++;
-					else if (kind == CRLGEN_FULL)
-						next_full[i] = now_ms() + crlgen_interval_ms(g);
 				}
 				seen = upto;
+				first = last = 0;
 			}
-			first = last = 0;
 		}
-		for (int i = 0; i < crlgen_n_cas(g) && !got_term; i++) {
-			if (now_ms() < next_full[i])
-				continue;
-			if (crlgen_publish(g, i, CRLGEN_FULL) < 0)
-				failures++;
-			next_full[i] = now_ms() + crlgen_interval_ms(g);
-		}
+		for (int i = 0; i < crlgen_n_cas(g) && !got_term; i++)
+			if (now_ms() >= next_full[i])
+				publish_full(g, i, next_full, &failures);
 	}
 	log_info("event=stopped failures=%d", failures);
 	return 0;

@@ -311,6 +311,34 @@ def test_watch_publishes_within_one_second(tmp_path):
     assert "event=stopped" in d.text()
 
 
+def test_watch_delta_ca_publishes_a_delta(tmp_path):
+    ca, leaves = make_ca_with_leaves(tmp_path, keytype="ec")
+    env = Env(tmp_path, [ca], ca_extra={"ca1": ["delta_crl = on"]})
+    env.import_index(ca)
+    d = Daemon(env)
+    try:
+        assert d.wait_log(r"event=watching"), d.text()
+        base = crl_number(env.crl("ca1"))
+        good = "%X" % int(leaves["good"][0], 16)
+        env.runner.store("revoke", "ca1", good, "--reason", "cACompromise")
+
+        def in_delta():
+            try:
+                return good in entries(env.crl("ca1", delta=True))
+            except (ValueError, FileNotFoundError):
+                return False
+        elapsed = wait_for(in_delta, timeout=5)
+        assert elapsed is not None and elapsed < 1.0, (elapsed, d.text())
+        delta = env.crl("ca1", delta=True)
+        assert entries(delta)[good][0] == "cACompromise"
+        assert delta.extensions.get_extension_for_oid(
+            ExtensionOID.DELTA_CRL_INDICATOR).value.crl_number == base
+        # The full CRL waits for its schedule.
+        assert crl_number(env.crl("ca1")) == base
+    finally:
+        assert d.stop() == 0, d.text()
+
+
 def test_sigterm_finishes_the_crl_in_progress(tmp_path):
     ca = pki.CA(tmp_path, "big", "ec")
     env = Env(tmp_path, [ca])
