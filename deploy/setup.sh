@@ -12,7 +12,7 @@ cd "$root"
 
 PACKAGES="meson ninja-build pkg-config gcc libc6-dev openssl libssl-dev libuv1-dev liblmdb-dev
 lmdb-utils libhttp-parser-dev libinih-dev libcmocka-dev python3 python3-pytest
-python3-cryptography gnutls-bin bc procps curl"
+python3-cryptography gnutls-bin bc procps curl clang-14 libclang-rt-14-dev libfuzzer-14-dev"
 
 deps() {
 	missing=""
@@ -49,6 +49,16 @@ build_asan() {
 	meson compile -C build-asan
 }
 
+build_fuzz() {
+	# libFuzzer targets (clang); unit and integration suites are left to the
+	# other two builds.
+	if [ ! -f build-fuzz/build.ninja ]; then
+		CC=clang-14 meson setup build-fuzz -Dfuzzing=true -Db_sanitize=address,undefined \
+			-Db_lundef=false -Dunit_tests=disabled -Dintegration_tests=disabled
+	fi
+	meson compile -C build-fuzz
+}
+
 summary() { # testlog.json files
 	/usr/bin/python3 - "$@" <<'PY'
 import json, sys
@@ -75,7 +85,9 @@ run_tests() {
 	ASAN_OPTIONS=abort_on_error=1:detect_leaks=1 \
 	UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
 		meson test -C build-asan --print-errorlogs --num-processes 2 || status=1
-	summary build/meson-logs/testlog.json build-asan/meson-logs/testlog.json
+	meson test -C build-fuzz --print-errorlogs --num-processes 2 --suite fuzz || status=1
+	summary build/meson-logs/testlog.json build-asan/meson-logs/testlog.json \
+		build-fuzz/meson-logs/testlog.json
 	return $status
 }
 
@@ -83,7 +95,7 @@ case "${1:-}" in
 deps) deps ;;
 build) deps && build ;;
 demo) deps && build && "$root/deploy/demo.sh" ;;
-test) deps && build && build_asan && run_tests ;;
+test) deps && build && build_asan && build_fuzz && run_tests ;;
 *)
 	echo "usage: $0 demo|test|deps|build" >&2
 	exit 2

@@ -341,22 +341,24 @@ static void set_defaults(struct vg_conf *c)
 	c->crl_keep = 5;
 }
 
-int vg_conf_load(const char *path, struct vg_conf *out, char *err, size_t errlen)
+/* conf_parse parses |text| (or the file |abs| when |text| is NULL), |abs|
+ * naming the file in messages and anchoring relative paths. */
+static int conf_parse(const char *abs, const char *text, struct vg_conf *out, char *err,
+		      size_t errlen)
 {
 	memset(out, 0, sizeof(*out));
 	set_defaults(out);
-	char *abs = realpath(path, NULL);
-	if (!abs) {
-		int e = errno;
-		snprintf(err, errlen, "%s: %s", path, strerror(e));
-		return -e;
+	out->file = strdup(abs);
+	const char *slash = strrchr(abs, '/');
+	out->dir = slash ? strndup(abs, slash == abs ? 1 : (size_t)(slash - abs)) : strdup(".");
+	if (!out->file || !out->dir) {
+		vg_conf_free(out);
+		return -ENOMEM;
 	}
-	out->file = abs;
-	char *slash = strrchr(abs, '/');
-	out->dir = strndup(abs, slash == abs ? 1 : (size_t)(slash - abs));
 
 	struct parse_ctx p = {.c = out};
-	int line = ini_parse(abs, handler, &p);
+	errno = 0;
+	int line = text ? ini_parse_string(text, handler, &p) : ini_parse(abs, handler, &p);
 	for (size_t i = 0; i < p.n_seen; i++)
 		free(p.seen[i]);
 	free(p.seen);
@@ -370,6 +372,7 @@ int vg_conf_load(const char *path, struct vg_conf *out, char *err, size_t errlen
 		vg_conf_free(out);
 		return -EINVAL;
 	}
+	abs = out->file;
 
 	if (!out->store_path) {
 		snprintf(err, errlen, "%s: [store] path is required", abs);
@@ -433,6 +436,26 @@ void vg_conf_free(struct vg_conf *c)
 		free(ca->digest);
 	}
 	memset(c, 0, sizeof(*c));
+}
+
+int vg_conf_load(const char *path, struct vg_conf *out, char *err, size_t errlen)
+{
+	char *abs = realpath(path, NULL);
+	if (!abs) {
+		int e = errno;
+		memset(out, 0, sizeof(*out));
+		snprintf(err, errlen, "%s: %s", path, strerror(e));
+		return -e;
+	}
+	int rc = conf_parse(abs, NULL, out, err, errlen);
+	free(abs);
+	return rc;
+}
+
+int vg_conf_parse_string(const char *text, const char *file, struct vg_conf *out, char *err,
+			 size_t errlen)
+{
+	return conf_parse(file, text, out, err, errlen);
 }
 
 const struct vg_conf_ca *vg_conf_ca_find(const struct vg_conf *c, const char *name)

@@ -69,6 +69,11 @@ struct vg_conf {
  * certificate file; it does not load keys. */
 int vg_conf_load(const char *path, struct vg_conf *out, char *err, size_t errlen);
 
+/* vg_conf_parse_string parses |text| as if it were the file |file| (an
+ * absolute path: relative paths resolve against its directory). */
+int vg_conf_parse_string(const char *text, const char *file, struct vg_conf *out, char *err,
+			 size_t errlen);
+
 void vg_conf_free(struct vg_conf *c);
 
 /* vg_conf_ca_find returns the CA section named |name|, or NULL. */
