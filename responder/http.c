@@ -305,6 +305,35 @@ static void send_raw(struct conn *c, struct wreq *wr)
 {
 	wr->c = c;
 	unsigned n = wr->bufs[1].len ? 2 : 1;
+	if (uv_stream_get_write_queue_size((uv_stream_t *)&c->tcp) == 0 && c->writes == 0) {
+		/* Write at once: a uv_write that completes synchronously still costs
+		 * an epoll_ctl and a deferred callback. */
+		int w = uv_try_write((uv_stream_t *)&c->tcp, wr->bufs, n);
+		if (w > 0) {
+			size_t done = (size_t)w;
+			if (done >= wr->bufs[0].len + wr->bufs[1].len) {
+				crl_file_unref(wr->ref);
+				free(wr);
+				return;
+			}
+			for (unsigned i = 0; i < 2; i++) {
+				size_t skip = done < wr->bufs[i].len ? done : wr->bufs[i].len;
+				wr->bufs[i].base += skip;
+				wr->bufs[i].len -= skip;
+				done -= skip;
+			}
+			if (wr->bufs[0].len == 0) {
+				wr->bufs[0] = wr->bufs[1];
+				wr->bufs[1] = uv_buf_init(NULL, 0);
+			}
+			n = wr->bufs[1].len ? 2 : 1;
+		} else if (w != UV_EAGAIN) {
+			crl_file_unref(wr->ref);
+			free(wr);
+			conn_close(c);
+			return;
+		}
+	}
 	c->writes++;
 	if (uv_write(&wr->req, (uv_stream_t *)&c->tcp, wr->bufs, n, on_write) < 0) {
 		c->writes--;
