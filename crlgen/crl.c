@@ -52,15 +52,15 @@
 #define WRITEBACK_EVERY (8 << 20)
 
 /* OIDs, content octets only. */
-static const uint8_t oid_reason[] = {0x55, 0x1d, 0x15};         /* 2.5.29.21 cRLReason */
-static const uint8_t oid_invalidity[] = {0x55, 0x1d, 0x18};     /* 2.5.29.24 invalidityDate */
-static const uint8_t oid_crl_number[] = {0x55, 0x1d, 0x14};     /* 2.5.29.20 cRLNumber */
+static const uint8_t oid_reason[] = {0x55, 0x1d, 0x15};          /* 2.5.29.21 cRLReason */
+static const uint8_t oid_invalidity[] = {0x55, 0x1d, 0x18};      /* 2.5.29.24 invalidityDate */
+static const uint8_t oid_crl_number[] = {0x55, 0x1d, 0x14};      /* 2.5.29.20 cRLNumber */
 static const uint8_t oid_delta_indicator[] = {0x55, 0x1d, 0x1b}; /* 2.5.29.27 */
-static const uint8_t oid_akid[] = {0x55, 0x1d, 0x23};           /* 2.5.29.35 */
-static const uint8_t oid_freshest[] = {0x55, 0x1d, 0x2e};       /* 2.5.29.46 freshestCRL */
+static const uint8_t oid_akid[] = {0x55, 0x1d, 0x23};            /* 2.5.29.35 */
+static const uint8_t oid_freshest[] = {0x55, 0x1d, 0x2e};        /* 2.5.29.46 freshestCRL */
 
 int crl_signer_init(struct crl_signer *s, EVP_PKEY *key, const char *digest, char *err,
-		    size_t errlen)
+                    size_t errlen)
 {
 	int rc = -EINVAL;
 	EVP_MD_CTX *ctx = NULL;
@@ -75,7 +75,8 @@ int crl_signer_init(struct crl_signer *s, EVP_PKEY *key, const char *digest, cha
 			digest = "sha256";
 		if (strcmp(digest, "sha256") && strcmp(digest, "sha384") &&
 		    strcmp(digest, "sha512")) {
-			snprintf(err, errlen, "digest %s: expected sha256, sha384 or sha512", digest);
+			snprintf(err, errlen, "digest %s: expected sha256, sha384 or sha512",
+			         digest);
 			return -EINVAL;
 		}
 		s->md = EVP_get_digestbyname(digest);
@@ -85,12 +86,12 @@ int crl_signer_init(struct crl_signer *s, EVP_PKEY *key, const char *digest, cha
 		}
 		if (EVP_PKEY_is_a(key, "RSA") && EVP_PKEY_get_bits(key) < 2048) {
 			snprintf(err, errlen, "RSA key of %d bits: at least 2048 are required",
-				 EVP_PKEY_get_bits(key));
+			         EVP_PKEY_get_bits(key));
 			return -EINVAL;
 		}
 	} else {
 		snprintf(err, errlen, "key type %s cannot sign CRLs (RSA, EC, Ed25519, Ed448)",
-			 EVP_PKEY_get0_type_name(key));
+		         EVP_PKEY_get0_type_name(key));
 		return -EINVAL;
 	}
 	s->sig_max = (size_t)EVP_PKEY_get_size(key);
@@ -103,8 +104,8 @@ int crl_signer_init(struct crl_signer *s, EVP_PKEY *key, const char *digest, cha
 	if (EVP_PKEY_is_a(key, "RSA") && EVP_PKEY_CTX_set_rsa_padding(pctx, RSA_PKCS1_PADDING) != 1)
 		goto ssl_error;
 	OSSL_PARAM params[2] = {
-		OSSL_PARAM_octet_string(OSSL_SIGNATURE_PARAM_ALGORITHM_ID, s->alg, sizeof(s->alg)),
-		OSSL_PARAM_END,
+	    OSSL_PARAM_octet_string(OSSL_SIGNATURE_PARAM_ALGORITHM_ID, s->alg, sizeof(s->alg)),
+	    OSSL_PARAM_END,
 	};
 	if (EVP_PKEY_CTX_get_params(pctx, params) != 1 || params[0].return_size == 0 ||
 	    params[0].return_size > sizeof(s->alg))
@@ -142,14 +143,14 @@ static size_t serial_len(const struct vg_serial *s)
 
 static size_t exts_len(const struct crl_entry *e)
 {
-	size_t n = (has_reason(e) ? REASON_EXT_LEN : 0) + (e->has_invalidity ? INVALIDITY_EXT_LEN : 0);
+	size_t n =
+	    (has_reason(e) ? REASON_EXT_LEN : 0) + (e->has_invalidity ? INVALIDITY_EXT_LEN : 0);
 	return n ? 2 + n : 0;
 }
 
 size_t crl_entry_len(const struct crl_entry *e)
 {
-	if (e->serial.len == 0 || e->serial.len > VG_SERIAL_MAX || e->reason > 10 ||
-	    e->reason == 7)
+	if (e->serial.len == 0 || e->serial.len > VG_SERIAL_MAX || e->reason > 10 || e->reason == 7)
 		return 0;
 	if (e->serial.len > 1 && e->serial.b[0] == 0)
 		return 0;
@@ -321,7 +322,7 @@ static bool build_exts(struct der_buf *b, const struct crl_params *p)
  * tbs_len) of |fd|, or from the digest state in |md| (left untouched, so a
  * retry can sign again). */
 static int sign_tbs(const struct crl_signer *s, EVP_MD_CTX *md, int fd, off_t tbs_off,
-		    size_t tbs_len, uint8_t *sig, size_t *siglen)
+                    size_t tbs_len, uint8_t *sig, size_t *siglen)
 {
 	if (!s->oneshot) {
 		int rc = -EIO;
@@ -346,7 +347,7 @@ static int sign_tbs(const struct crl_signer *s, EVP_MD_CTX *md, int fd, off_t tb
 }
 
 int crl_write(int fd, const struct crl_params *p, const struct crl_signer *s,
-	      const struct crl_source *src, struct crl_result *res, char *err, size_t errlen)
+              const struct crl_source *src, struct crl_result *res, char *err, size_t errlen)
 {
 	int rc;
 	uint8_t *prefix = NULL, *exts = NULL, *sig = NULL;
@@ -446,8 +447,8 @@ int crl_write(int fd, const struct crl_params *p, const struct crl_signer *s,
 	out_put(&o, exts, eb.len);
 	if (out_flush(&o) < 0) {
 		rc = o.err;
-		snprintf(err, errlen, "writing: %s", rc == -EIO ? vg_pki_ssl_error(e, sizeof(e))
-								 : strerror(-rc));
+		snprintf(err, errlen, "writing: %s",
+		         rc == -EIO ? vg_pki_ssl_error(e, sizeof(e)) : strerror(-rc));
 		goto out;
 	}
 	o.md = NULL;
@@ -458,8 +459,8 @@ int crl_write(int fd, const struct crl_params *p, const struct crl_signer *s,
 		siglen = s->sig_max;
 		rc = sign_tbs(s, md, fd, (off_t)hdr_len, tbs_total, sig, &siglen);
 		if (rc < 0) {
-			snprintf(err, errlen, "signing: %s", rc == -EIO ? vg_pki_ssl_error(e, sizeof(e))
-									: strerror(-rc));
+			snprintf(err, errlen, "signing: %s",
+			         rc == -EIO ? vg_pki_ssl_error(e, sizeof(e)) : strerror(-rc));
 			goto out;
 		}
 		outer = tbs_total + s->alg_len + der_hdr_len(1 + siglen) + 1 + siglen;

@@ -40,12 +40,12 @@ struct crl_source {
 
 /* The signing key with its AlgorithmIdentifier. */
 struct crl_signer {
-	EVP_PKEY *key;     /* borrowed */
-	const EVP_MD *md;  /* NULL for EdDSA */
-	bool oneshot;      /* EdDSA: the whole TBSCertList is signed in one call */
-	uint8_t alg[64];   /* AlgorithmIdentifier, DER, as OpenSSL encodes it */
+	EVP_PKEY *key;    /* borrowed */
+	const EVP_MD *md; /* NULL for EdDSA */
+	bool oneshot;     /* EdDSA: the whole TBSCertList is signed in one call */
+	uint8_t alg[64];  /* AlgorithmIdentifier, DER, as OpenSSL encodes it */
 	size_t alg_len;
-	size_t sig_max;    /* largest signature the key makes */
+	size_t sig_max; /* largest signature the key makes */
 };
 
 /* crl_signer_init checks that |key| may sign CRLs (RSA of 2048 bits or more
@@ -53,7 +53,7 @@ struct crl_signer {
  * sha512; ignored for EdDSA) and fills |s|. |s| borrows |key|. On error it
  * returns a negative errno and a one-line reason in |err|. */
 int crl_signer_init(struct crl_signer *s, EVP_PKEY *key, const char *digest, char *err,
-		    size_t errlen);
+                    size_t errlen);
 
 struct crl_params {
 	const uint8_t *issuer; /* issuer Name, DER: the CA certificate's subject */
@@ -62,10 +62,10 @@ struct crl_params {
 	size_t akid_len;
 	int64_t this_update;
 	int64_t next_update;
-	uint64_t number;       /* cRLNumber */
-	bool delta;            /* a delta CRL: adds the critical deltaCRLIndicator */
-	uint64_t base_number;  /* deltaCRLIndicator's BaseCRLNumber */
-	const char *freshest;  /* Freshest CRL URI for a full CRL, or NULL */
+	uint64_t number;      /* cRLNumber */
+	bool delta;           /* a delta CRL: adds the critical deltaCRLIndicator */
+	uint64_t base_number; /* deltaCRLIndicator's BaseCRLNumber */
+	const char *freshest; /* Freshest CRL URI for a full CRL, or NULL */
 };
 
 struct crl_result {
@@ -77,7 +77,7 @@ struct crl_result {
  * for reading and writing, at offset 0. It returns 0, or a negative errno
  * with a one-line reason in |err| (the file content is then undefined). */
 int crl_write(int fd, const struct crl_params *p, const struct crl_signer *s,
-	      const struct crl_source *src, struct crl_result *res, char *err, size_t errlen);
+              const struct crl_source *src, struct crl_result *res, char *err, size_t errlen);
 
 /* crl_encode_entry encodes one revokedCertificates element into |out| (at
  * least CRL_ENTRY_MAX bytes) and returns its length, or 0 when the entry

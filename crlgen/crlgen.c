@@ -83,7 +83,7 @@ static int ca_init(struct crlgen_ca *ca, const struct vg_conf_ca *c, char *err, 
 	if (X509_check_private_key(ca->cert, ca->key) != 1) {
 		ERR_clear_error();
 		snprintf(err, errlen, "[ca %s] crl_key %s does not match cert %s", c->name,
-			 c->crl_key, c->cert);
+		         c->crl_key, c->cert);
 		return -EINVAL;
 	}
 	if ((X509_get_extension_flags(ca->cert) & EXFLAG_KUSAGE) &&
@@ -98,7 +98,7 @@ static int ca_init(struct crlgen_ca *ca, const struct vg_conf_ca *c, char *err, 
 	int n = i2d_X509_NAME(X509_get_subject_name(ca->cert), &ca->issuer);
 	if (n <= 0) {
 		snprintf(err, errlen, "[ca %s] cert %s: cannot encode the subject", c->name,
-			 c->cert);
+		         c->cert);
 		return -EINVAL;
 	}
 	ca->issuer_len = (size_t)n;
@@ -112,8 +112,7 @@ static int ca_init(struct crlgen_ca *ca, const struct vg_conf_ca *c, char *err, 
 	} else {
 		unsigned int l = 0;
 		if (X509_pubkey_digest(ca->cert, EVP_sha1(), ca->akid, &l) != 1) {
-			snprintf(err, errlen, "[ca %s] cannot compute the key identifier",
-				 c->name);
+			snprintf(err, errlen, "[ca %s] cannot compute the key identifier", c->name);
 			return -EINVAL;
 		}
 		ca->akid_len = l;
@@ -123,8 +122,7 @@ static int ca_init(struct crlgen_ca *ca, const struct vg_conf_ca *c, char *err, 
 }
 
 /* load reads the config and the CAs' material, without the store. */
-static int load(struct crlgen **out, const char *config, const char *only, char *err,
-		size_t errlen)
+static int load(struct crlgen **out, const char *config, const char *only, char *err, size_t errlen)
 {
 	struct crlgen *g = calloc(1, sizeof(*g));
 	if (!g) {
@@ -141,7 +139,7 @@ static int load(struct crlgen **out, const char *config, const char *only, char 
 	}
 	if (only && !vg_conf_ca_find(&g->conf, only)) {
 		snprintf(err, errlen, "--ca %s: no [ca %s] section in %s", only, only,
-			 g->conf.file);
+		         g->conf.file);
 		rc = -ENOENT;
 		goto fail;
 	}
@@ -176,8 +174,7 @@ fail:
 	return rc;
 }
 
-int crlgen_new(struct crlgen **out, const char *config, const char *only, char *err,
-	       size_t errlen)
+int crlgen_new(struct crlgen **out, const char *config, const char *only, char *err, size_t errlen)
 {
 	struct crlgen *g;
 	int rc = load(&g, config, only, err, errlen);
@@ -186,9 +183,9 @@ int crlgen_new(struct crlgen **out, const char *config, const char *only, char *
 	rc = vg_store_open(&g->st, g->conf.store_path, VG_STORE_RDONLY);
 	if (rc < 0) {
 		snprintf(err, errlen, "store %s: %s", g->conf.store_path,
-			 rc == -ENODATA ? "not initialised (run vigil-store init)"
-			 : rc == -EPROTO ? "made by an incompatible version"
-					 : strerror(-rc));
+		         rc == -ENODATA  ? "not initialised (run vigil-store init)"
+		         : rc == -EPROTO ? "made by an incompatible version"
+		                         : strerror(-rc));
 		crlgen_free(g);
 		return rc;
 	}
@@ -197,7 +194,7 @@ int crlgen_new(struct crlgen **out, const char *config, const char *only, char *
 }
 
 int crlgen_reload(struct crlgen *old, struct crlgen **out, const char *config, const char *only,
-		  char *err, size_t errlen)
+                  char *err, size_t errlen)
 {
 	struct crlgen *g;
 	int rc = load(&g, config, only, err, errlen);
@@ -205,7 +202,7 @@ int crlgen_reload(struct crlgen *old, struct crlgen **out, const char *config, c
 		return rc;
 	if (strcmp(g->conf.store_path, old->conf.store_path)) {
 		snprintf(err, errlen, "[store] path changed to %s: restart vigil-crlgen to use it",
-			 g->conf.store_path);
+		         g->conf.store_path);
 		crlgen_free(g);
 		return -EINVAL;
 	}
@@ -455,7 +452,7 @@ static int serial_cmp(const struct vg_serial *a, const struct vg_serial *b)
 static int item_cmp(const void *a, const void *b)
 {
 	return serial_cmp(&((const struct delta_item *)a)->serial,
-			  &((const struct delta_item *)b)->serial);
+	                  &((const struct delta_item *)b)->serial);
 }
 
 static void delta_sort(struct delta_set *d)
@@ -526,7 +523,7 @@ static const char *kind_name(bool delta)
 
 /* publish_one writes one CRL of CA |ca| from the current snapshot. */
 static int publish_one(struct crlgen *g, struct crlgen_ca *ca, bool delta,
-		       const struct delta_set *ds, uint64_t counter, struct pub_state *ps)
+                       const struct delta_set *ds, uint64_t counter, struct pub_state *ps)
 {
 	const char *name = ca->conf->name;
 	char fname[300], pemname[310], numname[320], err[512], q[600];
@@ -540,16 +537,16 @@ static int publish_one(struct crlgen *g, struct crlgen_ca *ca, bool delta,
 	uint64_t now_us = (uint64_t)now.tv_sec * 1000000u + (uint64_t)now.tv_nsec / 1000u;
 
 	struct crl_params p = {
-		.issuer = ca->issuer,
-		.issuer_len = ca->issuer_len,
-		.akid = ca->akid,
-		.akid_len = ca->akid_len,
-		.this_update = now.tv_sec,
-		.next_update = now.tv_sec + ca->conf->crl_validity,
-		.number = pub_next_number(g->dirfd, name, ps, now_us),
-		.delta = delta,
-		.base_number = ps->full_number,
-		.freshest = !delta && ca->conf->delta_crl ? ca->conf->delta_crl_url : NULL,
+	    .issuer = ca->issuer,
+	    .issuer_len = ca->issuer_len,
+	    .akid = ca->akid,
+	    .akid_len = ca->akid_len,
+	    .this_update = now.tv_sec,
+	    .next_update = now.tv_sec + ca->conf->crl_validity,
+	    .number = pub_next_number(g->dirfd, name, ps, now_us),
+	    .delta = delta,
+	    .base_number = ps->full_number,
+	    .freshest = !delta && ca->conf->delta_crl ? ca->conf->delta_crl_url : NULL,
 	};
 	/* Reserve the number before anything is published, so that it is never
 	 * used twice whatever happens next. */
@@ -564,7 +561,7 @@ static int publish_one(struct crlgen *g, struct crlgen_ca *ca, bool delta,
 	if ((rc = pub_begin(&der, g->dirfd, fname)) < 0 ||
 	    (rc = pub_begin(&pem, g->dirfd, pemname)) < 0) {
 		snprintf(err, sizeof(err), "%s: cannot create a file: %s", g->conf.crl_out,
-			 strerror(-rc));
+		         strerror(-rc));
 		goto fail;
 	}
 
@@ -624,21 +621,21 @@ static int publish_one(struct crlgen *g, struct crlgen_ca *ca, bool delta,
 	vg_time_format(p.next_update, nu, sizeof(nu));
 	if (delta)
 		log_info("event=crl-published ca=%s kind=delta number=%" PRIu64 " base=%" PRIu64
-			 " entries=%" PRIu64 " bytes=%" PRIu64 " ms=%ld counter=%" PRIu64
-			 " this_update=%s next_update=%s file=%s",
-			 name, p.number, p.base_number, res.entries, res.bytes, ms, counter, tu,
-			 nu, fname);
+		         " entries=%" PRIu64 " bytes=%" PRIu64 " ms=%ld counter=%" PRIu64
+		         " this_update=%s next_update=%s file=%s",
+		         name, p.number, p.base_number, res.entries, res.bytes, ms, counter, tu, nu,
+		         fname);
 	else
 		log_info("event=crl-published ca=%s kind=full number=%" PRIu64 " entries=%" PRIu64
-			 " bytes=%" PRIu64 " ms=%ld counter=%" PRIu64
-			 " this_update=%s next_update=%s file=%s",
-			 name, p.number, res.entries, res.bytes, ms, counter, tu, nu, fname);
+		         " bytes=%" PRIu64 " ms=%ld counter=%" PRIu64
+		         " this_update=%s next_update=%s file=%s",
+		         name, p.number, res.entries, res.bytes, ms, counter, tu, nu, fname);
 	return 0;
 fail:
 	pub_abort(&der);
 	pub_abort(&pem);
 	log_err("event=crl-failed ca=%s kind=%s error=%s", name, kind_name(delta),
-		vg_log_quote(err, q, sizeof(q)));
+	        vg_log_quote(err, q, sizeof(q)));
 	return rc;
 }
 
@@ -654,7 +651,7 @@ int crlgen_publish(struct crlgen *g, int i, enum crlgen_kind kind)
 		rc = vg_counter(g->txn, &counter);
 	if (rc < 0) {
 		log_err("event=crl-failed ca=%s kind=%s error=\"store: %s\"", name,
-			kind_name(kind == CRLGEN_DELTA), strerror(-rc));
+		        kind_name(kind == CRLGEN_DELTA), strerror(-rc));
 		return rc;
 	}
 	rc = pub_state_load(g->dirfd, name, &ps);
@@ -662,7 +659,7 @@ int crlgen_publish(struct crlgen *g, int i, enum crlgen_kind kind)
 		/* Numbers stay increasing without it (time, numbered files);
 		 * only the delta base and the expiry cutoff are lost. */
 		log_warn("event=state-unreadable ca=%s error=\"%s\" action=starting-over", name,
-			 strerror(-rc));
+		         strerror(-rc));
 		memset(&ps, 0, sizeof(ps));
 	}
 

@@ -30,14 +30,13 @@ enum crlgen_kind {
 /* crlgen_new loads the configuration |config|, the certificates and keys of
  * every CA (or only of |only|), and opens the store read-only. On error it
  * returns a negative errno with a one-line reason in |err|. */
-int crlgen_new(struct crlgen **out, const char *config, const char *only, char *err,
-	       size_t errlen);
+int crlgen_new(struct crlgen **out, const char *config, const char *only, char *err, size_t errlen);
 
 /* crlgen_reload loads the configuration again into a new generator, reusing
  * the store of |old| (LMDB must not be opened twice in one process). A
  * changed [store] path is refused: it needs a restart. */
 int crlgen_reload(struct crlgen *old, struct crlgen **out, const char *config, const char *only,
-		  char *err, size_t errlen);
+                  char *err, size_t errlen);
 
 void crlgen_free(struct crlgen *g);
 

@@ -138,7 +138,7 @@ static int watch(struct crlgen **gp, const char *config, const char *only)
 			publish_full(g, i, next_full, &failures);
 	}
 	log_info("event=watching cas=%d interval=%lld counter=%llu", crlgen_n_cas(g),
-		 (long long)(crlgen_interval_ms(g) / 1000), (unsigned long long)seen);
+	         (long long)(crlgen_interval_ms(g) / 1000), (unsigned long long)seen);
 
 	/* A change is published once the counter has been still for QUIET ms, or
 	 * MAXWAIT ms after it was first seen: within one second of the first
@@ -154,7 +154,7 @@ static int watch(struct crlgen **gp, const char *config, const char *only)
 			if (crlgen_reload(g, &ng, config, only, err, sizeof(err)) < 0) {
 				char q[600];
 				log_err("event=reload-failed error=%s action=keeping-old",
-					vg_log_quote(err, q, sizeof(q)));
+				        vg_log_quote(err, q, sizeof(q)));
 			} else {
 				crlgen_free(g);
 				g = *gp = ng;
@@ -205,15 +205,15 @@ static int watch(struct crlgen **gp, const char *config, const char *only)
 int main(int argc, char **argv)
 {
 	static const struct option opts[] = {
-		{"config", required_argument, NULL, 'c'},
-		{"once", no_argument, NULL, 'o'},
-		{"watch", no_argument, NULL, 'w'},
-		{"ca", required_argument, NULL, 'a'},
-		{"delta", no_argument, NULL, 'd'},
-		{"verbose", no_argument, NULL, 'v'},
-		{"help", no_argument, NULL, 'h'},
-		{"version", no_argument, NULL, 'V'},
-		{NULL, 0, NULL, 0},
+	    {"config", required_argument, NULL, 'c'},
+	    {"once", no_argument, NULL, 'o'},
+	    {"watch", no_argument, NULL, 'w'},
+	    {"ca", required_argument, NULL, 'a'},
+	    {"delta", no_argument, NULL, 'd'},
+	    {"verbose", no_argument, NULL, 'v'},
+	    {"help", no_argument, NULL, 'h'},
+	    {"version", no_argument, NULL, 'V'},
+	    {NULL, 0, NULL, 0},
 	};
 	const char *config = NULL, *only = NULL;
 	bool once = false, watch_mode = false, delta_only = false, verbose = false;
@@ -247,11 +247,15 @@ int main(int argc, char **argv)
 			return 0;
 		default:
 			if (optopt)
-				fprintf(stderr, "vigil-crlgen: option -%c: unknown or missing its "
-						"argument; see --help\n", optopt);
+				fprintf(stderr,
+				        "vigil-crlgen: option -%c: unknown or missing its "
+				        "argument; see --help\n",
+				        optopt);
 			else
-				fprintf(stderr, "vigil-crlgen: %s: unknown option or missing "
-						"argument; see --help\n", argv[optind - 1]);
+				fprintf(stderr,
+				        "vigil-crlgen: %s: unknown option or missing "
+				        "argument; see --help\n",
+				        argv[optind - 1]);
 			return 2;
 		}
 	}
@@ -265,8 +269,8 @@ int main(int argc, char **argv)
 	else if (delta_only && !once)
 		bad = "--delta goes with --once";
 	if (bad) {
-		fprintf(stderr, "vigil-crlgen: %s%s%s; see --help\n", bad, optind < argc ? ": " : "",
-			optind < argc ? argv[optind] : "");
+		fprintf(stderr, "vigil-crlgen: %s%s%s; see --help\n", bad,
+		        optind < argc ? ": " : "", optind < argc ? argv[optind] : "");
 		return 2;
 	}
 
@@ -294,8 +298,8 @@ int main(int argc, char **argv)
 			if (delta_only && !crlgen_delta_enabled(g, i)) {
 				if (!only)
 					continue;
-				fprintf(stderr, "vigil-crlgen: --delta: [ca %s] has delta_crl off\n",
-					only);
+				fprintf(stderr,
+				        "vigil-crlgen: --delta: [ca %s] has delta_crl off\n", only);
 				status = 2;
 				break;
 			}

@@ -73,8 +73,7 @@ int pub_sync(struct pub_file *f)
 	return fsync(f->fd) < 0 ? -errno : 0;
 }
 
-int pub_write_pem(struct pub_file *pem, const struct pub_file *der, uint64_t len,
-		  const char *label)
+int pub_write_pem(struct pub_file *pem, const struct pub_file *der, uint64_t len, const char *label)
 {
 	/* 48 DER bytes make one 64-character line; 1024 lines per read. */
 	enum { LINE = 48, LINES = 1024 };
@@ -294,7 +293,8 @@ int pub_state_load(int dirfd, const char *ca, struct pub_state *st)
 			st->full_number = v;
 		else if (!strcmp(key, "full_counter"))
 			st->full_counter = v;
-		else if (!strcmp(key, "full_this_update") && sscanf(line, "%*[a-z_]=%lld", &sv) == 1)
+		else if (!strcmp(key, "full_this_update") &&
+		         sscanf(line, "%*[a-z_]=%lld", &sv) == 1)
 			st->full_this_update = sv;
 		/* Unknown keys are skipped: a newer crlgen may add some. */
 	}
@@ -306,11 +306,12 @@ int pub_state_save(int dirfd, const char *ca, const struct pub_state *st)
 {
 	char name[320], buf[512];
 	snprintf(name, sizeof(name), "%s.state", ca);
-	int n = snprintf(buf, sizeof(buf),
-			 "# vigil-crlgen state for CA %s; keeps CRL numbers increasing\n"
-			 "last_number=%" PRIu64 "\nfull_number=%" PRIu64 "\nfull_this_update=%" PRId64
-			 "\nfull_counter=%" PRIu64 "\n",
-			 ca, st->last_number, st->full_number, st->full_this_update, st->full_counter);
+	int n =
+	    snprintf(buf, sizeof(buf),
+	             "# vigil-crlgen state for CA %s; keeps CRL numbers increasing\n"
+	             "last_number=%" PRIu64 "\nfull_number=%" PRIu64 "\nfull_this_update=%" PRId64
+	             "\nfull_counter=%" PRIu64 "\n",
+	             ca, st->last_number, st->full_number, st->full_this_update, st->full_counter);
 	struct pub_file f;
 	int rc = pub_begin(&f, dirfd, name);
 	if (rc < 0)

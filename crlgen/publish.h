@@ -66,7 +66,7 @@ void pub_abort(struct pub_file *f);
 /* pub_write_pem writes the |len| DER bytes of |der| as PEM (|label|, e.g.
  * "X509 CRL") into |pem|. */
 int pub_write_pem(struct pub_file *pem, const struct pub_file *der, uint64_t len,
-		  const char *label);
+                  const char *label);
 
 /* pub_sync fsyncs the temporary file. */
 int pub_sync(struct pub_file *f);

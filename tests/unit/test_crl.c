@@ -101,9 +101,9 @@ static void fixture_init(struct fixture *f, const char *type)
 	assert_int_equal(crl_signer_init(&f->signer, f->key, "sha256", err, sizeof(err)), 0);
 	f->name = X509_NAME_new();
 	X509_NAME_add_entry_by_txt(f->name, "CN", MBSTRING_ASC,
-				   (const unsigned char *)"Vigil Unit CA", -1, -1, 0);
+	                           (const unsigned char *)"Vigil Unit CA", -1, -1, 0);
 	X509_NAME_add_entry_by_txt(f->name, "O", MBSTRING_ASC, (const unsigned char *)"Vigil", -1,
-				   -1, 0);
+	                           -1, 0);
 	int n = i2d_X509_NAME(f->name, &f->issuer);
 	assert_true(n > 0);
 	f->issuer_len = (size_t)n;
@@ -116,7 +116,8 @@ static void fixture_free(struct fixture *f)
 	X509_NAME_free(f->name);
 }
 
-static const uint8_t akid[20] = {1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20};
+static const uint8_t akid[20] = {1,  2,  3,  4,  5,  6,  7,  8,  9,  10,
+                                 11, 12, 13, 14, 15, 16, 17, 18, 19, 20};
 
 static void params_init(struct crl_params *p, const struct fixture *f, uint64_t number)
 {
@@ -132,8 +133,8 @@ static void params_init(struct crl_params *p, const struct fixture *f, uint64_t 
 
 /* write_crl writes the CRL to a temporary file and returns it parsed. */
 static X509_CRL *write_crl(const struct fixture *f, const struct crl_params *p,
-			   const struct crl_entry *v, size_t n, struct crl_result *res,
-			   uint8_t **der, size_t *derlen)
+                           const struct crl_entry *v, size_t n, struct crl_result *res,
+                           uint8_t **der, size_t *derlen)
 {
 	char path[] = "/tmp/vigil-test-crl-XXXXXX";
 	int fd = mkstemp(path);
@@ -180,8 +181,8 @@ static void check_entries(X509_CRL *crl, const struct crl_entry *v, size_t n)
 		BN_free(bn);
 		int day, sec;
 		ASN1_TIME *want = ASN1_TIME_set(NULL, (time_t)v[i].revoked_at);
-		assert_int_equal(ASN1_TIME_diff(&day, &sec, want, X509_REVOKED_get0_revocationDate(r)),
-				 1);
+		assert_int_equal(
+		    ASN1_TIME_diff(&day, &sec, want, X509_REVOKED_get0_revocationDate(r)), 1);
 		assert_int_equal(day, 0);
 		assert_int_equal(sec, 0);
 		ASN1_TIME_free(want);
@@ -196,7 +197,7 @@ static void check_entries(X509_CRL *crl, const struct crl_entry *v, size_t n)
 		}
 		ASN1_ENUMERATED_free(reason);
 		ASN1_GENERALIZEDTIME *inv =
-			X509_REVOKED_get_ext_d2i(r, NID_invalidity_date, &crit, NULL);
+		    X509_REVOKED_get_ext_d2i(r, NID_invalidity_date, &crit, NULL);
 		if (v[i].has_invalidity) {
 			assert_non_null(inv);
 			want = ASN1_TIME_set(NULL, (time_t)v[i].invalidity_date);
@@ -258,7 +259,7 @@ static void run_full(const char *type, size_t n)
 	GENERAL_NAME *gn = sk_GENERAL_NAME_value(dp->distpoint->name.fullname, 0);
 	assert_int_equal(gn->type, GEN_URI);
 	assert_string_equal((const char *)ASN1_STRING_get0_data(gn->d.uniformResourceIdentifier),
-			    p.freshest);
+	                    p.freshest);
 	sk_DIST_POINT_pop_free(fr, DIST_POINT_free);
 	/* The AlgorithmIdentifier is in the TBS and after it. */
 	const uint8_t *at = memmem(der, derlen, f.signer.alg, f.signer.alg_len);
@@ -421,8 +422,10 @@ static void test_entry_limits(void **state)
 {
 	(void)state;
 	uint8_t out[CRL_ENTRY_MAX];
-	struct crl_entry e = {.revoked_at = 1700000000, .reason = 10, .has_invalidity = true,
-			      .invalidity_date = 1700000000};
+	struct crl_entry e = {.revoked_at = 1700000000,
+	                      .reason = 10,
+	                      .has_invalidity = true,
+	                      .invalidity_date = 1700000000};
 	/* The largest entry fits in CRL_ENTRY_MAX. */
 	e.serial.len = 20;
 	memset(e.serial.b, 0xff, 20);
@@ -439,8 +442,8 @@ static void test_entry_limits(void **state)
 	assert_int_equal(crl_entry_len(&e), 0);
 	/* The computed length equals the encoded one over every combination of
 	 * serial size, top bit, time form, reason and invalidity date. */
-	static const int64_t times[] = {-62167219200LL, -631152001, -631152000, 0, 1795000000,
-					2524607999, 2524608000, 253402300799LL};
+	static const int64_t times[] = {-62167219200LL, -631152001, -631152000, 0,
+	                                1795000000,     2524607999, 2524608000, 253402300799LL};
 	for (int len = 1; len <= 20; len++)
 		for (int top = 0; top < 2; top++)
 			for (size_t ti = 0; ti < sizeof(times) / sizeof(times[0]); ti++)
@@ -449,7 +452,8 @@ static void test_entry_limits(void **state)
 						if (r == 7)
 							continue;
 						e.serial.len = (uint8_t)len;
-						memset(e.serial.b, top ? 0x81 : 0x11, VG_SERIAL_MAX);
+						memset(e.serial.b, top ? 0x81 : 0x11,
+						       VG_SERIAL_MAX);
 						e.revoked_at = times[ti];
 						e.invalidity_date = times[(ti + 3) % 8];
 						e.reason = r;
@@ -458,7 +462,8 @@ static void test_entry_limits(void **state)
 						assert_true(n > 0 && n <= CRL_ENTRY_MAX);
 						assert_int_equal(crl_encode_entry(&e, out), n);
 						const unsigned char *p = out;
-						X509_REVOKED *xr = d2i_X509_REVOKED(NULL, &p, (long)n);
+						X509_REVOKED *xr =
+						    d2i_X509_REVOKED(NULL, &p, (long)n);
 						assert_non_null(xr);
 						assert_ptr_equal(p, out + n);
 						X509_REVOKED_free(xr);
@@ -473,15 +478,15 @@ static void test_entry_limits(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_rsa),
-		cmocka_unit_test(test_ecdsa),
-		cmocka_unit_test(test_ed25519),
-		cmocka_unit_test(test_empty),
-		cmocka_unit_test(test_delta),
-		cmocka_unit_test(test_ecdsa_boundary),
-		cmocka_unit_test(test_changed_between_passes),
-		cmocka_unit_test(test_signer_refuses),
-		cmocka_unit_test(test_entry_limits),
+	    cmocka_unit_test(test_rsa),
+	    cmocka_unit_test(test_ecdsa),
+	    cmocka_unit_test(test_ed25519),
+	    cmocka_unit_test(test_empty),
+	    cmocka_unit_test(test_delta),
+	    cmocka_unit_test(test_ecdsa_boundary),
+	    cmocka_unit_test(test_changed_between_passes),
+	    cmocka_unit_test(test_signer_refuses),
+	    cmocka_unit_test(test_entry_limits),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

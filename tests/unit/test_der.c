@@ -52,8 +52,8 @@ static void check_integer(const uint8_t *der, size_t len, uint64_t v)
 static void test_uint(void **state)
 {
 	(void)state;
-	static const uint64_t vals[] = {0, 1, 127, 128, 255, 256, 0x7fff, 0x8000, 0xffffffffu,
-					1700000000123456ull, UINT64_MAX};
+	static const uint64_t vals[] = {
+	    0, 1, 127, 128, 255, 256, 0x7fff, 0x8000, 0xffffffffu, 1700000000123456ull, UINT64_MAX};
 	for (size_t i = 0; i < sizeof(vals) / sizeof(vals[0]); i++) {
 		uint8_t mem[16];
 		struct der_buf b;
@@ -209,10 +209,10 @@ static void test_gmtime_range(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_hdr),	    cmocka_unit_test(test_uint),
-		cmocka_unit_test(test_uint_bytes),   cmocka_unit_test(test_time),
-		cmocka_unit_test(test_nesting),	    cmocka_unit_test(test_bounds),
-		cmocka_unit_test(test_gmtime_range),
+	    cmocka_unit_test(test_hdr),          cmocka_unit_test(test_uint),
+	    cmocka_unit_test(test_uint_bytes),   cmocka_unit_test(test_time),
+	    cmocka_unit_test(test_nesting),      cmocka_unit_test(test_bounds),
+	    cmocka_unit_test(test_gmtime_range),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
