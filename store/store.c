@@ -25,6 +25,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <unistd.h>
 
 #define SCHEMA_VERSION 1u
@@ -734,6 +735,16 @@ static int ca_write(struct wtx *w)
 	return lmdb_err(mdb_put(w->txn, st->cas, &key, &val, 0), "ca_put");
 }
 
+/* disk_full tells whether the file system of the store has (almost) no
+ * room left: less than 64 pages. */
+static bool disk_full(struct vg_store *st)
+{
+	struct statvfs sv;
+	if (statvfs(st->path, &sv) < 0)
+		return false;
+	return (uint64_t)sv.f_bavail * sv.f_frsize < 64u * 4096u;
+}
+
 static int wtx_commit(struct wtx *w, const char *action, const struct vg_audit *who)
 {
 	struct vg_store *st = w->st;
@@ -793,6 +804,12 @@ static int wtx_commit(struct wtx *w, const char *action, const struct vg_audit *
 		goto fail;
 	rc = mdb_txn_commit(w->txn);
 	w->txn = NULL;
+	if (rc == EIO && disk_full(st)) {
+		/* LMDB reports a short write as EIO; a full file system is the
+		 * usual cause, and the one the operator can act on. */
+		rc = -ENOSPC;
+		goto fail;
+	}
 	if (rc) {
 		rc = lmdb_err(rc, "txn_commit");
 		goto fail;

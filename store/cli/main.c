@@ -812,6 +812,7 @@ int main(int argc, char **argv)
 	const char *config = NULL;
 	int o;
 	vg_log_init(progname, LOG_WARNING);
+	opterr = 0; /* our own one-line messages only */
 	/* '+': stop at the command; its own options are parsed per command. */
 	while ((o = getopt_long(argc, argv, "+c:qhV", opts, NULL)) != -1) {
 		switch (o) {
