@@ -430,15 +430,17 @@ int crl_write(int fd, const struct crl_params *p, const struct crl_signer *s,
 			size_t n = crl_encode_entry(&ce, o.buf + o.len);
 			rev_len2 += n;
 			/* Never write past what pass 1 measured. */
-			if (n == 0 || ++count2 > count || rev_len2 > rev_len) {
-				rc = -EIO;
+			if (n == 0 || ++count2 > count || rev_len2 > rev_len)
 				break;
-			}
 			o.len += n;
 		}
 		if (o.err)
 			goto write_error;
-		if (rc < 0 || count2 != count || rev_len2 != rev_len) {
+		if (rc < 0) {
+			snprintf(err, errlen, "reading the store: %s", strerror(-rc));
+			goto out;
+		}
+		if (count2 != count || rev_len2 != rev_len) {
 			snprintf(err, errlen, "the store changed between the two passes");
 			rc = -EIO;
 			goto out;
