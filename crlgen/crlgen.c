@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/mman.h>
 #include <time.h>
 #include <unistd.h>
@@ -639,7 +640,7 @@ fail:
 	return rc;
 }
 
-int crlgen_publish(struct crlgen *g, int i, enum crlgen_kind kind)
+static int publish_locked(struct crlgen *g, int i, enum crlgen_kind kind)
 {
 	struct crlgen_ca *ca = &g->cas[i];
 	const char *name = ca->conf->name;
@@ -692,5 +693,24 @@ int crlgen_publish(struct crlgen *g, int i, enum crlgen_kind kind)
 		rc = publish_one(g, ca, true, &ds, counter, &ps);
 	}
 	free(ds.v);
+	return rc;
+}
+
+int crlgen_publish(struct crlgen *g, int i, enum crlgen_kind kind)
+{
+	/* One publication at a time per out directory, across processes (a
+	 * daemon and an operator's --once): the number is chosen, the snapshot
+	 * taken and the files renamed under the lock, so a published CRL never
+	 * replaces one with a higher number or newer content. */
+	while (flock(g->dirfd, LOCK_EX) < 0) {
+		int e = errno;
+		if (e != EINTR) {
+			log_err("event=crl-failed ca=%s error=\"lock %s: %s\"",
+			        g->cas[i].conf->name, g->conf.crl_out, strerror(e));
+			return -e;
+		}
+	}
+	int rc = publish_locked(g, i, kind);
+	flock(g->dirfd, LOCK_UN);
 	return rc;
 }

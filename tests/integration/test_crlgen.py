@@ -151,6 +151,31 @@ def test_numbers_increase_and_numbered_copies_kept(tmp_path):
     assert not list(env.out.glob(".*"))
 
 
+def test_concurrent_runs_never_publish_a_lower_number(tmp_path):
+    ca = pki.CA(tmp_path, "ca1", "ec")
+    env = Env(tmp_path, [ca], extra="keep = 50")
+    write_index(ca.index, synthetic_revoked(20000))
+    env.import_index(ca)
+    from crlgen_util import binary
+    procs = [subprocess.Popen([str(binary("vigil-crlgen")), "-c", str(env.config), "--once"],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+             for _ in range(6)]
+    try:
+        for p in procs:
+            assert p.wait(timeout=60) == 0, p.stderr.read()
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+                p.wait(timeout=10)
+            p.stderr.close()
+    numbers = sorted(int(p.name[4:-4]) for p in env.out.glob("ca1-*.crl"))
+    assert len(numbers) == 6
+    # The CRL left published is the one with the highest number.
+    assert crl_number(env.crl("ca1")) == numbers[-1]
+    assert (env.out / f"ca1-{numbers[-1]}.crl").read_bytes() == env.crl_path("ca1").read_bytes()
+
+
 def test_expired_entries_kept_once_after_expiry(tmp_path):
     ca = pki.CA(tmp_path, "ca1", "ec")
     env = Env(tmp_path, [ca])
