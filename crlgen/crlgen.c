@@ -39,6 +39,7 @@ struct crlgen {
 	struct vg_store *st;
 	struct vg_txn *txn;
 	int dirfd;
+	bool cleaned; /* stale temporary files removed (once, under the lock) */
 };
 
 static void ca_deinit(struct crlgen_ca *ca)
@@ -709,6 +710,12 @@ int crlgen_publish(struct crlgen *g, int i, enum crlgen_kind kind)
 			        g->cas[i].conf->name, g->conf.crl_out, strerror(e));
 			return -e;
 		}
+	}
+	if (!g->cleaned) {
+		int n = pub_clean_stale(g->dirfd);
+		if (n > 0)
+			log_info("event=stale-files-removed dir=%s count=%d", g->conf.crl_out, n);
+		g->cleaned = true;
 	}
 	int rc = publish_locked(g, i, kind);
 	flock(g->dirfd, LOCK_UN);

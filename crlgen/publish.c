@@ -11,6 +11,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <signal.h>
+
 #include <openssl/evp.h>
 
 #define MIN_NUMBER_DIGITS 16
@@ -322,4 +324,36 @@ int pub_state_save(int dirfd, const char *ca, const struct pub_state *st)
 		return rc;
 	}
 	return 0;
+}
+
+int pub_clean_stale(int dirfd)
+{
+	int fd = dup(dirfd);
+	if (fd < 0)
+		return -errno;
+	DIR *d = fdopendir(fd);
+	if (!d) {
+		int e = errno;
+		close(fd);
+		return -e;
+	}
+	rewinddir(d);
+	int n = 0;
+	struct dirent *de;
+	while ((de = readdir(d)) != NULL) {
+		if (de->d_name[0] != '.')
+			continue;
+		const char *t = strstr(de->d_name, ".tmp-");
+		long pid;
+		unsigned seq;
+		char end;
+		if (!t || sscanf(t, ".tmp-%ld-%u%c", &pid, &seq, &end) != 2 || pid <= 0)
+			continue;
+		if (pid == (long)getpid() || kill((pid_t)pid, 0) == 0 || errno != ESRCH)
+			continue;
+		if (unlinkat(dirfd, de->d_name, 0) == 0)
+			n++;
+	}
+	closedir(d);
+	return n;
 }

@@ -81,5 +81,10 @@ int pub_commit(struct pub_file *f);
 
 int pub_sync_dir(int dirfd);
 
+/* pub_clean_stale removes the temporary files (.*.tmp-PID-N) left by
+ * crlgen processes that are gone (killed while publishing). Returns how
+ * many it removed. */
+int pub_clean_stale(int dirfd);
+
 /* pub_prune removes the oldest NAME-NUMBER.crl files beyond |keep|. */
 int pub_prune(int dirfd, const char *ca, int keep);

@@ -147,8 +147,16 @@ def test_numbers_increase_and_numbered_copies_kept(tmp_path):
     (env.out / f"ca1-{future + 5}.crl").write_bytes(b"")
     env.crlgen("--once")
     assert crl_number(env.crl("ca1")) == future + 6
-    # No temporary file is left behind.
+    # No temporary file is left behind, and those of a killed crlgen (a
+    # process that no longer exists) are removed by the next run.
     assert not list(env.out.glob(".*"))
+    stale = env.out / ".ca1.crl.tmp-999999999-0"
+    stale.write_bytes(b"partial")
+    mine = env.out / f".ca1.crl.tmp-{os.getpid()}-0"  # a live process's
+    mine.write_bytes(b"in progress")
+    env.crlgen("--once")
+    assert not stale.exists() and mine.exists()
+    mine.unlink()
 
 
 def test_concurrent_runs_never_publish_a_lower_number(tmp_path):
