@@ -256,17 +256,20 @@ def synth_index(rng, n, revoked_fraction=0.1, when="250101000000Z"):
 
 
 def kill_at(cmd, delay):
-    """Start cmd, SIGKILL it after delay seconds (unless it ended). Returns
-    (returncode, killed)."""
-    p = subprocess.Popen([str(c) for c in cmd], stdout=subprocess.DEVNULL,
-                         stderr=subprocess.DEVNULL)
-    try:
-        p.wait(timeout=delay)
-        return p.returncode, False
-    except subprocess.TimeoutExpired:
-        p.kill()
-        p.wait()
-        return p.returncode, True
+    """Start cmd, SIGKILL it after delay seconds unless it ended first.
+    Returns (returncode, killed, stderr)."""
+    import tempfile
+    with tempfile.TemporaryFile() as err:
+        p = subprocess.Popen([str(c) for c in cmd], stdout=subprocess.DEVNULL, stderr=err)
+        killed = False
+        try:
+            p.wait(timeout=delay)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.wait()
+            killed = True
+        err.seek(0)
+        return p.returncode, killed, err.read().decode(errors="replace")
 
 
 def store_cmd(config, *args):

@@ -365,6 +365,27 @@ def test_revoke_unknown_serial_and_invalidity(synth):
     st.check_consistent("rsa1")
 
 
+def test_revoke_twice_keeps_not_issued(synth, tmp_path):
+    """Revoking a serial the store knows only from a revocation again must not
+    claim it was issued: the second run changes nothing (re-running a bulk
+    revoke, e.g. after a crash, is a no-op)."""
+    st = synth
+    st.ok("revoke", "rsa1", "DEADBEEF", "--time", T1)
+    want = f"DEADBEEF revoked unspecified {T1} not_issued"
+    assert st.status("rsa1", "DEADBEEF") == want
+    c = st.counter()
+    out = st.ok("revoke", "rsa1", "DEADBEEF", "--time", T2)
+    assert st.status("rsa1", "DEADBEEF") == want, \
+        "a second revoke of a not-issued serial dropped the not_issued flag (store.c merge())"
+    summary_of(out, unchanged=1, commits=0)
+    assert st.counter() == c
+    f = tmp_path / "list.txt"
+    f.write_text("DEADBEEF\n")
+    summary_of(st.ok("revoke", "rsa1", "--serials", f, "--reason", "superseded"), unchanged=1,
+               commits=0)
+    assert st.status("rsa1", "DEADBEEF") == want
+
+
 def test_revoke_serials_file(synth, tmp_path):
     st = synth
     f = tmp_path / "serials.txt"
