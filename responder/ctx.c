@@ -118,9 +118,6 @@ static int rca_load(struct rctx *c, struct rca *ca, const struct vg_conf_ca *cc,
 				 cc->name, cc->ocsp_cert);
 			return -EINVAL;
 		}
-		ca->include = sk_X509_new_null();
-		if (!ca->include || !X509_up_ref(ca->signer) || !sk_X509_push(ca->include, ca->signer))
-			return -ENOMEM;
 	} else {
 		ca->signer = ca->cert;
 	}

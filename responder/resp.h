@@ -45,7 +45,7 @@ struct rca {
 	X509 *signer;        /* delegated responder cert, or |cert| (borrowed then) */
 	EVP_PKEY *key;
 	const EVP_MD *md;    /* NULL for Ed25519/Ed448 */
-	STACK_OF(X509) *include; /* certificates put in the response (signer) or NULL */
+	STACK_OF(X509) *include; /* extra certificates for the response (OpenSSL adds the signer), or NULL */
 	bool delegated;
 	enum vg_not_issued not_issued;
 	int64_t validity; /* seconds */

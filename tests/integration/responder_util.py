@@ -27,6 +27,13 @@ from conftest import binary
 EXT_REVOKE_OID = x509.ObjectIdentifier("1.3.6.1.5.5.7.48.1.9")
 
 
+def _die_with_parent():
+    """In the child: get SIGTERM when the test process dies, so that a killed
+    test run leaves no responder behind (Linux prctl PR_SET_PDEATHSIG)."""
+    import ctypes
+    ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM, 0, 0, 0)
+
+
 class Responder:
     """The real vigil-responder on 127.0.0.1 with an ephemeral port.
 
@@ -51,7 +58,7 @@ class Responder:
     def start(self, timeout=10):
         cmd = [str(binary("vigil-responder")), "-c", str(self.config)] + self.args
         self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                                     stderr=subprocess.PIPE)
+                                     stderr=subprocess.PIPE, preexec_fn=_die_with_parent)
         self.thread = threading.Thread(target=self._reader, daemon=True)
         self.thread.start()
         line = self.wait_log(r"event=listening", timeout)

@@ -1,0 +1,419 @@
+#!/usr/bin/python3
+# SPDX-License-Identifier: Apache-2.0
+"""vigil-responder against nginx, `openssl ocsp -index` and cfssl ocspserve (run on demand).
+
+    tests/bench/responder/bench.py [--build DIR] [--certs N] [--duration S] [--conns C]
+                                   [--keytype rsa|ec] [--mem-certs M] [--work DIR]
+
+One run, same pinning and same wrk load for every server: the server on CPU 0
+(one worker / one process / GOMAXPROCS=1), wrk on CPU 1 (-t1 -cC, keep-alive),
+cycling through N different requests (one CertID each, SHA-1, no nonce) by
+POST and by GET. Servers:
+
+  * vigil-responder, workers = 1, answers cached (warmed up first)
+  * nginx serving a static file of the size of one answer (the ceiling for
+    sending a stored answer over HTTP/1.1); POST is served the same file
+  * openssl ocsp -index index.txt (signs every answer)
+  * cfssl ocspserve with a responses file of pre-signed answers (taken from
+    vigil, one per certificate)
+
+Then: vigil with a fresh nonce in every request (every answer signed) against
+`openssl speed` for the signer's key on one core; and, with --mem-certs M, the
+responder's private memory (RssAnon) serving a store of M certificates after
+a load of random queries. Needs wrk, nginx-light, golang-cfssl (Debian).
+Prints a Markdown table.
+"""
+import argparse
+import base64
+import datetime
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.parse
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parents[2]
+sys.path.insert(0, str(ROOT / "tests" / "integration"))
+import pki  # noqa: E402
+from cryptography import x509  # noqa: E402
+from cryptography.hazmat.primitives import hashes, serialization  # noqa: E402
+from cryptography.hazmat.primitives.asymmetric import ec  # noqa: E402
+from cryptography.x509 import ocsp  # noqa: E402
+from cryptography.x509.oid import NameOID  # noqa: E402
+
+SERVER_CPU = "0"
+CLIENT_CPU = "1"
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_port(port, timeout=10):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+            return
+        except OSError:
+            time.sleep(0.05)
+    raise RuntimeError(f"nothing listens on {port}")
+
+
+class Server:
+    """A server pinned to SERVER_CPU; ready when |ready_log| shows in its output
+    (or, without it, when its port accepts a connection)."""
+
+    def __init__(self, name, cmd, port, env=None, ready_log=None):
+        self.name, self.port = name, port
+        self.logpath = Path(tempfile.gettempdir()) / f"bench-{name}.log"
+        self.log = open(self.logpath, "w")
+        self.proc = subprocess.Popen(["taskset", "-c", SERVER_CPU] + [str(c) for c in cmd],
+                                     stdout=self.log, stderr=subprocess.STDOUT,
+                                     stdin=subprocess.DEVNULL, env=env)
+        if ready_log:
+            deadline = time.monotonic() + 10
+            while ready_log not in self.logpath.read_text():
+                if time.monotonic() > deadline or self.proc.poll() is not None:
+                    raise RuntimeError(f"{name} did not start: {self.logpath.read_text()}")
+                time.sleep(0.05)
+        else:
+            wait_port(port)
+
+    def stop(self):
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            self.proc.wait(15)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+        self.log.close()
+
+
+def make_leaves(ca, n, work):
+    """n leaf certificates signed by |ca| (python3-cryptography, fast); returns
+    [(serial, cert)] and writes index.txt (every 10th revoked) and PEMs."""
+    ca_key = serialization.load_pem_private_key(Path(ca.key).read_bytes(), None)
+    ca_cert = x509.load_pem_x509_certificate(Path(ca.cert).read_bytes())
+    leaf_key = ec.generate_private_key(ec.SECP256R1())
+    now = datetime.datetime.utcnow()
+    out = []
+    lines = []
+    pem_dir = work / "leaves"
+    pem_dir.mkdir()
+    alg = hashes.SHA256()
+    for i in range(n):
+        serial = 0x100000 + i * 7919
+        cert = (x509.CertificateBuilder()
+                .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, f"h{i}.example")]))
+                .issuer_name(ca_cert.subject).public_key(leaf_key.public_key())
+                .serial_number(serial).not_valid_before(now - datetime.timedelta(days=1))
+                .not_valid_after(now + datetime.timedelta(days=90)).sign(ca_key, alg))
+        (pem_dir / f"{serial:X}.pem").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+        hexs = "%X" % serial
+        hexs = "0" + hexs if len(hexs) % 2 else hexs
+        if i % 10 == 9:
+            lines.append(f"R\t351231235959Z\t260101000000Z,keyCompromise\t{hexs}\tunknown\t/CN=h{i}.example\n")
+        else:
+            lines.append(f"V\t351231235959Z\t\t{hexs}\tunknown\t/CN=h{i}.example\n")
+        out.append((serial, cert))
+    (work / "index.txt").write_text("".join(lines))
+    (work / "index.txt.attr").write_text("unique_subject = no\n")
+    return out, ca_cert
+
+
+def lua_str(b):
+    return '"' + "".join("\\%d" % x for x in b) + '"'
+
+
+# wrk probes the address with a connection it closes at once; `openssl ocsp`
+# (3.0) then spins on that connection forever. Skip the probe.
+NO_PROBE = "wrk.resolve = function(host, service) wrk.addrs = wrk.lookup(host, service) end\n"
+
+
+def write_scripts(work, reqs, nonce_req, nonce_at):
+    paths = ["/" + urllib.parse.quote(base64.b64encode(r).decode(), safe="") for r in reqs]
+    common = """
+local i = 0
+local n = #items
+function request()
+  i = i + 1
+  if i > n then i = 1 end
+  return items[i]
+end
+function done(summary, latency, requests)
+  io.write(string.format("ERRORS status=%d connect=%d read=%d write=%d timeout=%d\\n",
+    summary.errors.status, summary.errors.connect, summary.errors.read,
+    summary.errors.write, summary.errors.timeout))
+end
+"""
+    get = "items = {}\nlocal paths = {" + ",".join('"%s"' % p for p in paths) + "}\n" \
+        "function init(args)\n  for k, p in ipairs(paths) do items[k] = wrk.format('GET', p) end\nend\n"
+    post = "items = {}\nlocal bodies = {" + ",".join(lua_str(r) for r in reqs) + "}\n" \
+        "function init(args)\n  for k, b in ipairs(bodies) do items[k] = wrk.format('POST', '/', " \
+        "{['Content-Type'] = 'application/ocsp-request'}, b) end\nend\n"
+    (work / "get.lua").write_text(NO_PROBE + get + common)
+    (work / "post.lua").write_text(NO_PROBE + post + common)
+    pre, post_ = nonce_req[:nonce_at], nonce_req[nonce_at + 16:]
+    nonce = ("local pre = %s\nlocal post = %s\n" % (lua_str(pre), lua_str(post_)) + """
+local hdrs = {['Content-Type'] = 'application/ocsp-request'}
+function request()
+  local t = {}
+  for k = 1, 16 do t[k] = string.char(math.random(0, 255)) end
+  return wrk.format('POST', '/', hdrs, pre .. table.concat(t) .. post)
+end
+function done(summary, latency, requests)
+  io.write(string.format("ERRORS status=%d connect=%d read=%d write=%d timeout=%d\\n",
+    summary.errors.status, summary.errors.connect, summary.errors.read,
+    summary.errors.write, summary.errors.timeout))
+end
+""")
+    (work / "nonce.lua").write_text(NO_PROBE + nonce)
+    # One static file per path for nginx (same size as the answers).
+    return paths
+
+
+def wrk(url, script, duration, conns):
+    cmd = ["taskset", "-c", CLIENT_CPU, "wrk", "-t1", f"-c{conns}", f"-d{duration}s", "--latency",
+           "--timeout", "10s", "-s", str(script), url]
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=duration + 60).stdout
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
+
+    def lat(p):
+        m = re.search(rf"\s{p}%\s+([\d.]+)(us|ms|s)\b", out)
+        v = float(m.group(1))
+        return v / 1000 if m.group(2) == "us" else v * 1000 if m.group(2) == "s" else v
+    errs = re.search(r"ERRORS status=(\d+) connect=(\d+) read=(\d+) write=(\d+) timeout=(\d+)", out)
+    non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    bad = int(non2xx.group(1)) if non2xx else 0
+    return {"rps": rps, "p50": lat(50), "p99": lat(99), "non2xx": bad,
+            "errors": sum(int(x) for x in errs.groups()[1:]) if errs else 0, "raw": out}
+
+
+def openssl_speed(keytype):
+    alg = "rsa2048" if keytype == "rsa" else "ecdsap256"
+    out = subprocess.run(["taskset", "-c", SERVER_CPU, "openssl", "speed", "-seconds", "5", alg],
+                         capture_output=True, text=True, timeout=120).stdout
+    if keytype == "rsa":
+        m = re.search(r"rsa\s+2048 bits\s+[\d.]+s\s+[\d.]+s\s+([\d.]+)", out)
+    else:
+        m = re.search(r"256 bits ecdsa \(nistp256\)\s+[\d.]+s\s+[\d.]+s\s+([\d.]+)", out)
+    return float(m.group(1))
+
+
+def rss_anon(pid):
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("RssAnon:"):
+            return int(line.split()[1]) / 1024.0
+    return 0.0
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--build", default=str(ROOT / "build"))
+    ap.add_argument("--certs", type=int, default=1000)
+    ap.add_argument("--duration", type=int, default=10)
+    ap.add_argument("--conns", type=int, default=50)
+    ap.add_argument("--keytype", default="rsa", choices=["rsa", "ec"])
+    ap.add_argument("--mem-certs", type=int, default=0)
+    ap.add_argument("--work")
+    a = ap.parse_args()
+    build = Path(a.build).resolve()
+    store_bin = build / "store" / "vigil-store"
+    resp_bin = build / "responder" / "vigil-responder"
+    for tool in ("wrk", "nginx", "cfssl", "taskset"):
+        if not shutil.which(tool) and not Path("/usr/sbin/" + tool).exists():
+            sys.exit(f"bench: {tool} not found (apt-get install wrk nginx-light golang-cfssl)")
+    work = Path(a.work or tempfile.mkdtemp(prefix="vigil-bench-"))
+    work.mkdir(parents=True, exist_ok=True)
+    print(f"work dir {work}", file=sys.stderr)
+
+    ca = pki.CA(work, "bench", a.keytype)
+    leaves, ca_cert = make_leaves(ca, a.certs, work)
+    conf = work / "vigil.conf"
+    conf.write_text(f"""[store]
+path = {work}/store
+[responder]
+listen = 127.0.0.1:0
+workers = 1
+max_connections = 100000
+[crlgen]
+out = {work}/crl
+[ca bench]
+cert = {ca.cert}
+ocsp_cert = {ca.ocsp_cert}
+ocsp_key = {ca.ocsp_key}
+""")
+    subprocess.run([store_bin, "-c", conf, "init"], check=True, capture_output=True)
+    subprocess.run([store_bin, "-c", conf, "import-index", "bench", work / "index.txt"], check=True,
+                   capture_output=True)
+    reqs = [ocsp.OCSPRequestBuilder().add_certificate(c, ca_cert, hashes.SHA1()).build()
+            .public_bytes(serialization.Encoding.DER) for _, c in leaves]
+    marker = b"\xAB" * 16
+    nreq = (ocsp.OCSPRequestBuilder().add_certificate(leaves[0][1], ca_cert, hashes.SHA1())
+            .add_extension(x509.OCSPNonce(marker), critical=False).build()
+            .public_bytes(serialization.Encoding.DER))
+    paths = write_scripts(work, reqs, nreq, nreq.index(marker))
+
+    results = {}
+    sizes = []
+
+    # ---- vigil ------------------------------------------------------------------------------------
+    port = free_port()
+    v = Server("vigil", [resp_bin, "-c", conf, "--listen", f"127.0.0.1:{port}"], port)
+    url = f"http://127.0.0.1:{port}"
+    # Warm up: every answer signed once and cached; keep them for cfssl.
+    import http.client
+    hc = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    answers = []
+    for p in paths:
+        hc.request("GET", p)
+        r = hc.getresponse()
+        body = r.read()
+        assert r.status == 200 and ocsp.load_der_ocsp_response(body).response_status == \
+            ocsp.OCSPResponseStatus.SUCCESSFUL
+        answers.append(body)
+    hc.close()
+    sizes = [len(b) for b in answers]
+    results["vigil GET"] = wrk(url, work / "get.lua", a.duration, a.conns)
+    results["vigil POST"] = wrk(url, work / "post.lua", a.duration, a.conns)
+    results["vigil POST, nonce (signed fresh)"] = wrk(url, work / "nonce.lua", a.duration, a.conns)
+    v.stop()
+
+    # ---- nginx --------------------------------------------------------------------------------
+    www = work / "www"
+    www.mkdir()
+    size = sorted(sizes)[len(sizes) // 2]
+    (www / "answer").write_bytes(os.urandom(size))
+    port = free_port()
+    (work / "nginx.conf").write_text(f"""user root;
+worker_processes 1;
+daemon off;
+pid {work}/nginx.pid;
+error_log {work}/nginx.err;
+events {{ worker_connections 4096; }}
+http {{
+  access_log off;
+  keepalive_requests 100000000;
+  server {{
+    listen 127.0.0.1:{port};
+    root {www};
+    open_file_cache max=16 inactive=600s;
+    open_file_cache_valid 600s;
+    default_type application/ocsp-response;
+    # GET: the file. POST (which the static module refuses): the same number
+    # of bytes from memory.
+    location / {{
+      if ($request_method = POST) {{ return 200 "{'x' * size}"; }}
+      try_files /answer =404;
+    }}
+  }}
+}}
+""")
+    n = Server("nginx", ["nginx", "-c", work / "nginx.conf"], port)
+    url = f"http://127.0.0.1:{port}"
+    results["nginx GET (static file)"] = wrk(url, work / "get.lua", a.duration, a.conns)
+    results["nginx POST (static file)"] = wrk(url, work / "post.lua", a.duration, a.conns)
+    n.stop()
+
+    # ---- openssl ocsp -index ------------------------------------------------------------------
+    port = free_port()
+    o = Server("openssl", ["openssl", "ocsp", "-index", work / "index.txt", "-port", port,
+                           "-rsigner", ca.ocsp_cert, "-rkey", ca.ocsp_key, "-CA", ca.cert,
+                           "-nmin", "60", "-ignore_err"], port,
+               ready_log="waiting for OCSP client connections")
+    url = f"http://127.0.0.1:{port}"
+    results["openssl ocsp GET"] = wrk(url, work / "get.lua", a.duration, a.conns)
+    results["openssl ocsp POST"] = wrk(url, work / "post.lua", a.duration, a.conns)
+    o.stop()
+
+    # ---- cfssl ocspserve ------------------------------------------------------------------------
+    (work / "responses.txt").write_text("".join(base64.b64encode(b).decode() + "\n"
+                                                for b in answers))
+    port = free_port()
+    env = dict(os.environ, GOMAXPROCS="1")
+    c = Server("cfssl", ["cfssl", "ocspserve", "-address", "127.0.0.1", "-port", port,
+                         "-responses", work / "responses.txt", "-loglevel", "1"], port, env=env,
+               ready_log="Now listening")
+    url = f"http://127.0.0.1:{port}"
+    # Debian's cfssl (1.2.0+git2016) base64-decodes the GET path with its leading
+    # '/', so it cannot answer GET requests at all: POST only.
+    results["cfssl ocspserve POST"] = wrk(url, work / "post.lua", a.duration, a.conns)
+    c.stop()
+
+    speed = openssl_speed(a.keytype)
+
+    # ---- memory with a large store ----------------------------------------------------------
+    mem = None
+    if a.mem_certs:
+        mwork = work / "mem"
+        mwork.mkdir()
+        subprocess.run([sys.executable, ROOT / "tests" / "bench" / "store" / "gen_index.py",
+                        str(a.mem_certs), mwork / "index.txt"], check=True)
+        mconf = mwork / "vigil.conf"
+        mconf.write_text(conf.read_text().replace(f"{work}/store", f"{mwork}/store")
+                         .replace("workers = 1", "workers = 2"))
+        subprocess.run([store_bin, "-c", mconf, "init"], check=True, capture_output=True)
+        t0 = time.monotonic()
+        subprocess.run([store_bin, "-c", mconf, "import-index", "bench", mwork / "index.txt"],
+                       check=True, capture_output=True)
+        import_s = time.monotonic() - t0
+        serials = [line.split("\t")[3] for line in open(mwork / "index.txt")][::max(1, a.mem_certs // 20000)]
+        mreqs = [ocsp.OCSPRequestBuilder().add_certificate(fake(int(s, 16), ca_cert), ca_cert,
+                                                           hashes.SHA1()).build()
+                 .public_bytes(serialization.Encoding.DER) for s in serials]
+        mpaths = write_scripts(mwork, mreqs, nreq, nreq.index(marker))
+        port = free_port()
+        m = Server("vigil-mem", [resp_bin, "-c", mconf, "--listen", f"127.0.0.1:{port}"], port)
+        base = rss_anon(m.proc.pid)
+        # taskset wraps the responder: its pid is the responder's after exec.
+        r = wrk(f"http://127.0.0.1:{port}", mwork / "get.lua", max(a.duration, 20), a.conns)
+        peak = rss_anon(m.proc.pid)
+        m.stop()
+        mem = {"certs": a.mem_certs, "import_s": import_s, "distinct": len(mpaths),
+               "rss_start": base, "rss_after": peak, "rps": r["rps"]}
+
+    # ---- report -----------------------------------------------------------------------------------
+    ref = {"GET": results["nginx GET (static file)"]["rps"],
+           "POST": results["nginx POST (static file)"]["rps"]}
+    print(f"\n{a.certs} certificates ({a.keytype} CA, delegated {a.keytype} signer), answers "
+          f"{min(sizes)}-{max(sizes)} bytes; wrk -t1 -c{a.conns} -d{a.duration}s on CPU "
+          f"{CLIENT_CPU}, each server on CPU {SERVER_CPU}; {datetime.datetime.utcnow():%Y-%m-%d %H:%M} UTC\n")
+    print("| server | req/s | p50 ms | p99 ms | x nginx | vigil x this | errors |")
+    print("|---|---:|---:|---:|---:|---:|---:|")
+    for name, r in results.items():
+        method = "POST" if "POST" in name else "GET"
+        vig = results["vigil " + method]["rps"]
+        ratio = f"{vig / r['rps']:.1f}" if r["rps"] else "-"
+        print(f"| {name} | {r['rps']:.0f} | {r['p50']:.2f} | {r['p99']:.2f} | "
+              f"{r['rps'] / ref[method]:.2f} | {ratio} | {r['non2xx'] + r['errors']} |")
+    fresh = results["vigil POST, nonce (signed fresh)"]["rps"]
+    print(f"\nFresh signatures: {fresh:.0f} answers/s against `openssl speed` "
+          f"{'rsa2048' if a.keytype == 'rsa' else 'ecdsap256'} {speed:.0f} signs/s on one core: "
+          f"{fresh / speed:.2f}x")
+    if mem:
+        print(f"\nMemory: store of {mem['certs']} certificates (import {mem['import_s']:.0f} s), "
+              f"2 workers, {mem['distinct']} distinct GET queries at {mem['rps']:.0f} req/s: "
+              f"RssAnon {mem['rss_start']:.1f} MiB at start, {mem['rss_after']:.1f} MiB after")
+
+
+def fake(serial, issuer):
+    key = fake.key = getattr(fake, "key", None) or ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "x")])
+    now = datetime.datetime(2020, 1, 1)
+    return (x509.CertificateBuilder().subject_name(name).issuer_name(issuer.subject)
+            .public_key(key.public_key()).serial_number(serial).not_valid_before(now)
+            .not_valid_after(now + datetime.timedelta(days=1)).sign(key, hashes.SHA256()))
+
+
+if __name__ == "__main__":
+    main()
