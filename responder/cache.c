@@ -73,9 +73,12 @@ void cache_destroy(void)
 	free_list(C.limbo);
 	free(C.b);
 	free(C.local);
-	memset(&C.b, 0, sizeof(C.b));
+	C.b = NULL;
+	C.local = NULL;
 	C.head = C.tail = C.limbo = NULL;
 	C.n = 0;
+	C.have_applied = false;
+	C.applied = 0;
 }
 
 static uint32_t key_hash(uint32_t ca_id, const struct vg_serial *s)

@@ -1,0 +1,201 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* Unit tests: the responder's shared answer cache against a real store, base64. */
+#include <errno.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "responder/resp.h"
+
+/* The globals main.c defines. */
+struct worker *g_workers;
+int g_nworkers;
+struct vg_store *g_store;
+atomic_int g_open_conns;
+int g_access_fd = -1;
+atomic_bool g_drain;
+
+static struct vg_serial serial_of(unsigned v)
+{
+	struct vg_serial s = {.len = 2, .b = {(uint8_t)(v >> 8), (uint8_t)v}};
+	return s;
+}
+
+static void put(uint64_t snap, uint32_t ca, unsigned serial, const char *certid, const char *der,
+		int64_t refresh_at)
+{
+	struct centry t;
+	memset(&t, 0, sizeof(t));
+	t.ca_id = ca;
+	t.serial = serial_of(serial);
+	t.refresh_at = refresh_at;
+	t.next_update = refresh_at + 100;
+	t.certid_len = (uint32_t)strlen(certid);
+	t.der_len = (uint32_t)strlen(der);
+	cache_put(snap, &t, (const uint8_t *)certid, (const uint8_t *)der);
+}
+
+static const char *get(uint32_t ca, unsigned serial, const char *certid, int64_t now)
+{
+	static char buf[256];
+	struct vg_serial s = serial_of(serial);
+	const struct centry *e = cache_get(ca, &s, (const uint8_t *)certid, strlen(certid), now);
+	if (!e)
+		return NULL;
+	snprintf(buf, sizeof(buf), "%.*s", (int)e->der_len, (const char *)e->data + e->certid_len);
+	return buf;
+}
+
+static void test_put_get_evict(void **state)
+{
+	(void)state;
+	assert_int_equal(cache_init(3, 2), 0);
+	cache_quiescent(0);
+	cache_quiescent(1);
+	/* Nothing is cached before the store counter is known. */
+	put(1, 7, 1, "cid-a", "answer-a", 1000);
+	assert_null(get(7, 1, "cid-a", 10));
+	assert_int_equal(cache_apply_changes(NULL, 5), 0);
+	put(5, 7, 1, "cid-a", "answer-a", 1000);
+	assert_string_equal(get(7, 1, "cid-a", 10), "answer-a");
+	/* Variants under one key are told apart by the CertID. */
+	put(5, 7, 1, "cid-b", "answer-b", 1000);
+	assert_string_equal(get(7, 1, "cid-b", 10), "answer-b");
+	assert_string_equal(get(7, 1, "cid-a", 10), "answer-a");
+	assert_null(get(8, 1, "cid-a", 10));
+	assert_null(get(7, 2, "cid-a", 10));
+	/* A snapshot older than the applied changes is not cached. */
+	put(4, 7, 3, "cid-c", "stale", 1000);
+	assert_null(get(7, 3, "cid-c", 10));
+	/* Past its refresh point an answer is not served. */
+	assert_null(get(7, 1, "cid-a", 1000));
+	/* A newer answer for the same CertID replaces the older. */
+	put(5, 7, 1, "cid-a", "answer-a2", 1000);
+	assert_string_equal(get(7, 1, "cid-a", 10), "answer-a2");
+	/* At most 3 entries: the oldest goes. */
+	put(5, 7, 4, "cid-d", "answer-d", 1000);
+	put(5, 7, 5, "cid-e", "answer-e", 1000);
+	assert_null(get(7, 1, "cid-b", 10));
+	assert_string_equal(get(7, 5, "cid-e", 10), "answer-e");
+	size_t n;
+	int64_t oldest = cache_sweep(10, &n);
+	assert_int_equal(n, 3);
+	assert_int_equal(oldest, 1100);
+	/* The sweep drops what is past its refresh point. */
+	put(5, 7, 6, "cid-f", "answer-f", 20);
+	oldest = cache_sweep(30, &n);
+	assert_int_equal(n, 2);
+	cache_quiescent(0);
+	cache_quiescent(1);
+	cache_clear();
+	assert_null(get(7, 5, "cid-e", 10));
+	cache_quiescent(0);
+	cache_quiescent(1);
+	cache_destroy();
+}
+
+static char store_dir[64];
+
+static void rmtree(const char *dir)
+{
+	char cmd[128];
+	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
+	if (system(cmd) != 0)
+		fprintf(stderr, "cannot remove %s\n", dir);
+}
+
+static void test_invalidation_from_change_log(void **state)
+{
+	(void)state;
+	struct vg_store *st;
+	struct vg_txn *txn;
+	uint64_t cnt;
+	snprintf(store_dir, sizeof(store_dir), "/tmp/vg-cache-XXXXXX");
+	assert_non_null(mkdtemp(store_dir));
+	assert_int_equal(vg_store_open(&st, store_dir, VG_STORE_CREATE), 0);
+	struct vg_audit who = {"test", "test"};
+	struct vg_add_item items[3];
+	memset(items, 0, sizeof(items));
+	for (int i = 0; i < 3; i++) {
+		items[i].serial = serial_of(0x100 + (unsigned)i);
+		items[i].cert.status = VG_STATUS_GOOD;
+		items[i].cert.reason = VG_REASON_NONE;
+	}
+	assert_int_equal(vg_store_add(st, "ca1", items, 3, &who, NULL, NULL, NULL), 0);
+	uint32_t id = vg_ca_id("ca1");
+
+	assert_int_equal(cache_init(100, 1), 0);
+	cache_quiescent(0);
+	assert_int_equal(vg_txn_begin(st, &txn), 0);
+	assert_int_equal(vg_counter(txn, &cnt), 0);
+	assert_int_equal(cache_apply_changes(txn, cnt), 0);
+	for (unsigned i = 0; i < 3; i++)
+		put(cnt, id, 0x100 + i, "cid", "good", 1000);
+	put(cnt, id + 1, 0x100, "cid", "other-ca", 1000);
+
+	/* One revocation drops the answers for that serial only. */
+	struct vg_serial s = serial_of(0x101);
+	struct vg_revocation rev = {.revoked_at = 1000, .reason = VG_REASON_KEY_COMPROMISE};
+	assert_int_equal(vg_store_revoke(st, "ca1", &s, 1, &rev, &who, NULL, NULL, NULL), 0);
+	assert_int_equal(vg_txn_renew(txn), 0);
+	uint64_t cnt2;
+	assert_int_equal(vg_counter(txn, &cnt2), 0);
+	assert_true(cnt2 > cnt);
+	/* A worker still on the old snapshot cannot cache what it read. */
+	assert_int_equal(cache_apply_changes(txn, cnt2), 0);
+	put(cnt, id, 0x101, "cid", "stale-good", 1000);
+	assert_null(get(id, 0x101, "cid", 10));
+	assert_string_equal(get(id, 0x100, "cid", 10), "good");
+	assert_string_equal(get(id, 0x102, "cid", 10), "good");
+
+	/* Freezing the CA drops every answer of it, and none of another CA. */
+	assert_int_equal(vg_store_freeze(st, "ca1", true, 2000, &who), 0);
+	assert_int_equal(vg_txn_renew(txn), 0);
+	assert_int_equal(vg_counter(txn, &cnt), 0);
+	assert_int_equal(cache_apply_changes(txn, cnt), 0);
+	assert_null(get(id, 0x100, "cid", 10));
+	assert_null(get(id, 0x102, "cid", 10));
+	assert_string_equal(get(id + 1, 0x100, "cid", 10), "other-ca");
+
+	vg_txn_end(txn);
+	vg_store_close(st);
+	cache_quiescent(0);
+	cache_destroy();
+	rmtree(store_dir);
+}
+
+static void test_b64(void **state)
+{
+	(void)state;
+	uint8_t out[64];
+	assert_int_equal(b64_decode("TWFu", 4, out), 3);
+	assert_memory_equal(out, "Man", 3);
+	assert_int_equal(b64_decode("TWE=", 4, out), 2);
+	assert_int_equal(b64_decode("TWE", 3, out), 2); /* padding optional */
+	assert_int_equal(b64_decode("TQ==", 4, out), 1);
+	assert_int_equal(b64_decode("+/+/", 4, out), 3);
+	assert_memory_equal(out, "\xfb\xff\xbf", 3);
+	assert_int_equal(b64_decode("-_-_", 4, out), 3); /* URL-safe alphabet */
+	assert_memory_equal(out, "\xfb\xff\xbf", 3);
+	assert_int_equal(b64_decode("TWFuT", 5, out), -1);
+	assert_int_equal(b64_decode("TW!u", 4, out), -1);
+	assert_int_equal(b64_decode("TW=u", 4, out), -1);
+	assert_int_equal(b64_decode("", 0, out), 0);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_put_get_evict),
+		cmocka_unit_test(test_invalidation_from_change_log),
+		cmocka_unit_test(test_b64),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
