@@ -127,6 +127,14 @@ static int rca_load(struct rctx *c, struct rca *ca, const struct vg_conf_ca *cc,
 			 ca->delegated ? "ocsp_cert" : "the CA cert");
 		return -EINVAL;
 	}
+	/* Answers signed by an expired responder certificate are refused by
+	 * clients; serve anyway (the store is still right) and say so. */
+	if (X509_cmp_current_time(X509_get0_notAfter(ca->signer)) <= 0)
+		log_err("event=signer_expired ca=%s cert=%s", cc->name,
+			ca->delegated ? cc->ocsp_cert : cc->cert);
+	else if (X509_cmp_time(X509_get0_notAfter(ca->signer), &(time_t){time(NULL) + ca->validity}) <= 0)
+		log_warn("event=signer_expires_soon ca=%s cert=%s reason=before_next_update", cc->name,
+			 ca->delegated ? cc->ocsp_cert : cc->cert);
 	int kid = EVP_PKEY_get_base_id(ca->key);
 	if (kid == EVP_PKEY_ED25519 || kid == EVP_PKEY_ED448) {
 		ca->md = NULL;

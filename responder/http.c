@@ -386,7 +386,10 @@ static void respond(struct conn *c, int status, const char *ctype, const char *e
 			 "%s%s%s%s%s\r\n",
 			 status, status_text(status), w->date, blen, ctype ? "Content-Type: " : "",
 			 ctype ? ctype : "", ctype ? "\r\n" : "", extra ? extra : "",
-			 c->closing ? "Connection: close\r\n" : "");
+			 c->closing ? "Connection: close\r\n"
+				    : (c->url && c->parser.http_major == 1 && c->parser.http_minor == 0)
+					      ? "Connection: keep-alive\r\n"
+					      : "");
 	if (n < 0 || (size_t)n >= sizeof(hdr)) {
 		conn_close(c);
 		return;

@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -252,6 +253,12 @@ int main(int argc, char **argv)
 
 	vg_log_init("vigil-responder", verbose ? LOG_DEBUG : LOG_INFO);
 	signal(SIGPIPE, SIG_IGN); /* libuv#45: writes to closed sockets must not kill us */
+	/* max_connections may exceed the default soft limit on descriptors. */
+	struct rlimit rl;
+	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+		rl.rlim_cur = rl.rlim_max;
+		setrlimit(RLIMIT_NOFILE, &rl);
+	}
 
 	char err[512];
 	struct sockaddr_storage ss;

@@ -450,6 +450,15 @@ def test_connection_close_and_http10(env):
         assert time.monotonic() - t0 < 3  # closed by the server, not by our timeout
         (status, h, body), = parse_responses(data)
         assert status == 200 and body == b"ok\n"
+    # HTTP/1.0 with keep-alive asked for: kept, and said so.
+    s = socket.create_connection(("127.0.0.1", env.resp.port), timeout=5)
+    try:
+        for _ in range(2):
+            s.sendall(b"GET /healthz HTTP/1.0\r\nConnection: keep-alive\r\n\r\n")
+            (status, h, body), = parse_responses(recv_all_until(s, b"ok\n"))
+            assert status == 200 and h["connection"] == "keep-alive"
+    finally:
+        s.close()
 
 
 def test_expect_continue(env):
