@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <unistd.h>
 #include <cmocka.h>
 
@@ -475,6 +476,77 @@ static void test_entry_limits(void **state)
 	assert_int_equal(crl_entry_len(&e), 0);
 }
 
+/* A source that makes its entries on the fly: no memory of its own. */
+struct gen_src {
+	uint64_t n, i;
+};
+
+static int gen_begin(void *arg)
+{
+	((struct gen_src *)arg)->i = 0;
+	return 0;
+}
+
+static int gen_next(void *arg, struct crl_entry *e)
+{
+	struct gen_src *s = arg;
+	if (s->i == s->n)
+		return 0;
+	uint64_t x = 0x10000000ull + s->i++;
+	memset(e, 0, sizeof(*e));
+	e->serial.len = 4;
+	for (int k = 0; k < 4; k++)
+		e->serial.b[k] = (uint8_t)(x >> (8 * (3 - k)));
+	e->revoked_at = 1700000000 + (int64_t)(x % 100000);
+	e->reason = (int)(x % 5);
+	e->has_invalidity = x % 4 == 0;
+	e->invalidity_date = 1690000000;
+	return 1;
+}
+
+static long peak_rss_kib(void)
+{
+	struct rusage ru;
+	getrusage(RUSAGE_SELF, &ru);
+	return ru.ru_maxrss;
+}
+
+static uint64_t gen_crl(const struct fixture *f, uint64_t n)
+{
+	char path[] = "/tmp/vigil-test-crl-XXXXXX";
+	int fd = mkstemp(path);
+	assert_true(fd >= 0);
+	unlink(path);
+	struct gen_src g = {.n = n};
+	struct crl_source src = {gen_begin, gen_next, &g};
+	struct crl_params p;
+	params_init(&p, f, 99);
+	struct crl_result res;
+	char err[256];
+	assert_int_equal(crl_write(fd, &p, &f->signer, &src, &res, err, sizeof(err)), 0);
+	assert_true(res.entries == n);
+	close(fd);
+	return res.bytes;
+}
+
+/* Memory does not grow with the number of entries: the peak RSS after a
+ * 500,000-entry CRL is that of a 1,000-entry one, give or take a little. */
+static void test_memory_bounded(void **state)
+{
+	(void)state;
+	struct fixture f;
+	fixture_init(&f, "EC");
+	gen_crl(&f, 1000);
+	long small = peak_rss_kib();
+	uint64_t bytes = gen_crl(&f, 500000);
+	long big = peak_rss_kib();
+	assert_true(bytes > 15000000);
+	if (big - small > 2048)
+		fail_msg("peak RSS grew by %ld KiB for a %llu-byte CRL", big - small,
+		         (unsigned long long)bytes);
+	fixture_free(&f);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -487,6 +559,7 @@ int main(void)
 	    cmocka_unit_test(test_changed_between_passes),
 	    cmocka_unit_test(test_signer_refuses),
 	    cmocka_unit_test(test_entry_limits),
+	    cmocka_unit_test(test_memory_bounded),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
