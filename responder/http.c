@@ -242,13 +242,15 @@ static void conn_close(struct conn *c)
 	uv_close((uv_handle_t *)&c->tcp, conn_free_cb);
 }
 
+static void on_timer(uv_timer_t *t);
+
+/* set_timer (re)arms the connection's one timer; on_timer acts on the phase
+ * the connection is in when it fires. */
 static void set_timer(struct conn *c, int ms)
 {
 	if (!c->closed)
-		uv_timer_start(&c->timer, NULL, (uint64_t)ms, 0);
+		uv_timer_start(&c->timer, on_timer, (uint64_t)ms, 0);
 }
-
-static void on_timer(uv_timer_t *t);
 static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf);
 
 static void start_reading(struct conn *c);
