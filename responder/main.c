@@ -138,6 +138,32 @@ static int bind_one(const struct sockaddr_storage *ss, int *out, char *err, size
 	return 0;
 }
 
+/* probe_port checks that nobody listens on |ss| and, for port 0, picks the
+ * port. */
+static int probe_port(struct sockaddr_storage *ss, char *err, size_t errlen)
+{
+	int fd = socket(ss->ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	int one = 1;
+	if (fd < 0) {
+		snprintf(err, errlen, "socket: %s", strerror(errno));
+		return -errno;
+	}
+	socklen_t sl = ss->ss_family == AF_INET6 ? sizeof(struct sockaddr_in6)
+						  : sizeof(struct sockaddr_in);
+	if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) < 0 ||
+	    bind(fd, (const struct sockaddr *)ss, sl) < 0) {
+		int e = errno;
+		snprintf(err, errlen, "cannot listen: %s%s", strerror(e),
+			 e == EADDRINUSE ? " (is another responder running?)" : "");
+		close(fd);
+		return -e;
+	}
+	sl = sizeof(*ss);
+	getsockname(fd, (struct sockaddr *)ss, &sl);
+	close(fd);
+	return 0;
+}
+
 static const char *addr_str(const struct sockaddr_storage *ss, char *buf, size_t len)
 {
 	char ip[64] = "?";
@@ -304,6 +330,14 @@ int main(int argc, char **argv)
 	int *fds = calloc((size_t)g_nworkers, sizeof(int));
 	if (!g_workers || !fds) {
 		fprintf(stderr, "vigil-responder: out of memory\n");
+		return 1;
+	}
+	/* SO_REUSEPORT would let us join the port of another running responder
+	 * (same user) and share its clients. Probe with a plain bind first. */
+	rc = probe_port(&ss, err, sizeof(err));
+	if (rc < 0) {
+		char a[80];
+		fprintf(stderr, "vigil-responder: %s: %s\n", addr_str(&ss, a, sizeof(a)), err);
 		return 1;
 	}
 	for (int i = 0; i < g_nworkers; i++) {

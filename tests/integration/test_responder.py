@@ -755,3 +755,8 @@ def test_cli(env, tmp_path):
     with Responder(env.config, ["--listen", f"127.0.0.1:{port}"]) as rr:
         assert rr.port == port
         assert rr.request("GET", "/healthz")[0] == 200
+        # A second responder on the same port is refused (SO_REUSEPORT would
+        # otherwise let it share the first one's clients).
+        r = run_resp("-c", env.config, "--listen", f"127.0.0.1:{port}")
+        assert r.returncode == 1 and "in use" in r.stderr and r.stderr.count("\n") == 1, r.stderr
+        assert rr.request("GET", "/healthz")[0] == 200
