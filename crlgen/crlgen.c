@@ -299,51 +299,9 @@ int crlgen_touched(struct crlgen *g, uint64_t since, bool *touched, uint64_t *up
  * entries the map's pages are dropped from our page tables with
  * MADV_DONTNEED: the map is a shared, read-only file mapping, so this loses
  * nothing (the pages stay in the page cache, for the responder too) and a
- * later access simply maps them again. The map is found by its file name in
- * /proc/self/maps, as store.h does not expose it.
+ * later access simply maps them again (vg_txn_trim).
  */
 #define MAP_TRIM_EVERY 65536
-#define MAP_TRIM_MAX 4
-
-struct map_trim {
-	int n;
-	uintptr_t lo[MAP_TRIM_MAX], hi[MAP_TRIM_MAX];
-};
-
-static void map_trim_find(struct map_trim *m, const char *store_dir)
-{
-	m->n = 0;
-	char *dir = realpath(store_dir, NULL);
-	if (!dir)
-		return;
-	char want[4200];
-	snprintf(want, sizeof(want), "%s/data.mdb", dir);
-	free(dir);
-	FILE *f = fopen("/proc/self/maps", "re");
-	if (!f)
-		return;
-	char line[4400];
-	while (m->n < MAP_TRIM_MAX && fgets(line, sizeof(line), f)) {
-		unsigned long lo, hi;
-		int path_at = 0;
-		if (sscanf(line, "%lx-%lx %*s %*s %*s %*s %n", &lo, &hi, &path_at) < 2 || !path_at)
-			continue;
-		char *path = line + path_at;
-		path[strcspn(path, "\n")] = '\0';
-		if (strcmp(path, want) == 0) {
-			m->lo[m->n] = lo;
-			m->hi[m->n] = hi;
-			m->n++;
-		}
-	}
-	fclose(f);
-}
-
-static void map_trim(const struct map_trim *m)
-{
-	for (int i = 0; i < m->n; i++)
-		madvise((void *)m->lo[i], m->hi[i] - m->lo[i], MADV_DONTNEED);
-}
 
 /* ---- Entry sources --------------------------------------------------- */
 
@@ -354,7 +312,6 @@ struct full_src {
 	uint32_t ca_id;
 	int64_t cutoff;
 	struct vg_iter *it;
-	struct map_trim trim;
 	uint64_t walked;
 };
 
@@ -364,7 +321,7 @@ static int full_begin(void *arg)
 	if (s->it)
 		vg_iter_close(s->it);
 	s->it = NULL;
-	map_trim(&s->trim);
+	vg_txn_trim(s->txn);
 	return vg_iter_open(s->txn, s->ca_id, VG_ITER_REVOKED, &s->it);
 }
 
@@ -387,7 +344,7 @@ static int full_next(void *arg, struct crl_entry *e)
 		if (rc <= 0)
 			return rc;
 		if (++s->walked % MAP_TRIM_EVERY == 0)
-			map_trim(&s->trim);
+			vg_txn_trim(s->txn);
 		if (c.status != VG_STATUS_REVOKED)
 			continue;
 		/* RFC 5280 §3.3: an entry stays until it has appeared on one
@@ -575,13 +532,12 @@ static int publish_one(struct crlgen *g, struct crlgen_ca *ca, bool delta,
 	} else {
 		if (!ps->full_number)
 			fs.cutoff = now.tv_sec;
-		map_trim_find(&fs.trim, vg_store_path(g->st));
 		src = (struct crl_source){full_begin, full_next, &fs};
 	}
 	rc = crl_write(der.fd, &p, &ca->signer, &src, &res, err, sizeof(err));
 	if (fs.it)
 		vg_iter_close(fs.it);
-	map_trim(&fs.trim);
+	vg_txn_trim(g->txn);
 	if (rc < 0)
 		goto fail;
 	/* Both files are written before either is fsynced, so that the disk

@@ -24,6 +24,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
 #include <unistd.h>
@@ -317,6 +318,16 @@ int vg_txn_renew(struct vg_txn *t)
 		}
 		return lmdb_err(rc, "txn_renew");
 	}
+}
+
+void vg_txn_trim(struct vg_txn *t)
+{
+	MDB_envinfo ei;
+	if (!t->st->rdonly || mdb_env_info(t->st->env, &ei) != 0 || !ei.me_mapaddr)
+		return;
+	/* Only read-only maps: a writer's dirty pages are never in the map
+	 * (no MDB_WRITEMAP), but there is no reason for a writer to trim. */
+	madvise(ei.me_mapaddr, ei.me_mapsize, MADV_DONTNEED);
 }
 
 void vg_txn_end(struct vg_txn *t)

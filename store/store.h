@@ -118,6 +118,12 @@ int vg_txn_begin(struct vg_store *st, struct vg_txn **out);
  * follows a map that another process grew. */
 int vg_txn_renew(struct vg_txn *t);
 
+/* vg_txn_trim drops this process's mappings of the store's pages
+ * (MADV_DONTNEED on the read-only map): the pages stay in the page cache and
+ * are mapped again on the next access, so nothing is lost, but a long walk
+ * (a CRL of a million entries) stops counting them in its RSS. */
+void vg_txn_trim(struct vg_txn *t);
+
 /* vg_txn_end ends and frees |t|. NULL is allowed. */
 void vg_txn_end(struct vg_txn *t);
 
