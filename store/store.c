@@ -1188,6 +1188,11 @@ struct window_batch {
 	struct vg_serial last; /* resume after this serial; len 0 = from the start */
 	bool done;
 	uint64_t scanned;
+	/* What this batch reached; adopted only once it committed, since
+	 * run_batch may run it again from |last| after growing the map. */
+	struct vg_serial next_last;
+	bool next_done;
+	uint64_t next_scanned;
 };
 
 static int window_fn(struct wtx *w, void *arg)
@@ -1222,7 +1227,7 @@ static int window_fn(struct wtx *w, void *arg)
 	    memcmp(key.mv_data, kb, key.mv_size) == 0)
 		rc = mdb_cursor_get(cur, &key, &val, MDB_NEXT);
 	bool end = true;
-	uint64_t skipped = 0;
+	uint64_t skipped = 0, scanned = 0;
 	for (; rc == 0; rc = mdb_cursor_get(cur, &key, &val, MDB_NEXT)) {
 		uint32_t id;
 		struct vg_serial s;
@@ -1234,7 +1239,7 @@ static int window_fn(struct wtx *w, void *arg)
 			rc = -EBADMSG;
 			goto out;
 		}
-		b->scanned++;
+		scanned++;
 		if (!(c.flags & VG_CERT_HAS_NOT_BEFORE)) {
 			if (c.status == VG_STATUS_GOOD)
 				skipped++;
@@ -1259,9 +1264,9 @@ static int window_fn(struct wtx *w, void *arg)
 		rc = apply(w, &hits[i], &want);
 	if (!rc) {
 		w->res.skipped += skipped;
-		if (nh)
-			b->last = hits[nh - 1];
-		b->done = end;
+		b->next_last = nh ? hits[nh - 1] : b->last;
+		b->next_done = end;
+		b->next_scanned = b->scanned + scanned;
 	}
 out:
 	if (cur)
@@ -1281,12 +1286,12 @@ int vg_store_revoke_window(struct vg_store *st, const char *ca, int64_t after, i
 	struct window_batch b = {.after = after, .before = before, .rev = rev};
 	int rc = 0;
 	while (!b.done) {
-		struct window_batch save = b;
 		rc = run_batch(st, ca, "revoke-window", who, window_fn, &b, &total);
-		if (rc) {
-			b = save;
+		if (rc)
 			break;
-		}
+		b.last = b.next_last;
+		b.done = b.next_done;
+		b.scanned = b.next_scanned;
 		if (progress)
 			progress(b.scanned, 0, parg);
 	}

@@ -429,6 +429,51 @@ static void test_map_growth_under_reader(void **state)
 	free(items);
 }
 
+static void test_window_batches_with_map_growth(void **state)
+{
+	struct fx *f = *state;
+	vg_store_close(f->st);
+	f->st = NULL;
+	char dir[80];
+	snprintf(dir, sizeof(dir), "%s/win", f->dir);
+	/* Revocations spanning two batches, each of which fills the map and is
+	 * run again after it grows: nothing may be skipped or done twice. */
+	assert_int_equal(vg_store_open(&f->st, dir, VG_STORE_CREATE), 0);
+	size_t n = VG_TXN_MAX_CHANGES + 7000;
+	struct vg_add_item *items = calloc(n, sizeof(*items));
+	for (size_t i = 0; i < n; i++) {
+		char hex[32];
+		snprintf(hex, sizeof(hex), "%zx%06zx", (i * 2654435761u) % 1000003 + 1, i);
+		items[i] = good_item(hex, 1000 + (int64_t)i);
+	}
+	assert_int_equal(vg_store_add(f->st, "ca1", items, n, &who, NULL, NULL, NULL), 0);
+	vg_store_close(f->st);
+	setenv("VIGIL_STORE_INITIAL_MAP", "65536", 1);
+	/* Reopen: the map starts at the file size, so the revocations must grow it. */
+	assert_int_equal(vg_store_open(&f->st, dir, 0), 0);
+	unsetenv("VIGIL_STORE_INITIAL_MAP");
+	struct vg_revocation rev = {.revoked_at = 5, .reason = VG_REASON_KEY_COMPROMISE};
+	struct vg_write_result r;
+	assert_int_equal(vg_store_revoke_window(f->st, "ca1", 1000, INT64_MAX, &rev, &who, &r, NULL,
+						NULL),
+			 0);
+	assert_int_equal(r.revoked, n);
+	assert_int_equal(r.skipped, 0);
+	assert_true(r.commits >= 2);
+	struct vg_txn *t;
+	struct vg_ca_state cs;
+	assert_int_equal(vg_txn_begin(f->st, &t), 0);
+	assert_int_equal(vg_ca_get(t, "ca1", &cs), 0);
+	assert_int_equal(cs.n_revoked, n);
+	struct vg_cert c;
+	for (size_t i = 0; i < n; i += 997) {
+		assert_int_equal(vg_get(t, vg_ca_id("ca1"), &items[i].serial, &c), 0);
+		assert_int_equal(c.status, VG_STATUS_REVOKED);
+	}
+	vg_txn_end(t);
+	free(items);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -441,6 +486,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_durable_reopen, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_not_initialised_and_schema, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_map_growth_under_reader, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_window_batches_with_map_growth, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
