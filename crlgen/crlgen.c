@@ -259,7 +259,7 @@ int crlgen_counter(struct crlgen *g, uint64_t *out)
 	if (rc == 0)
 		rc = vg_counter(g->txn, out);
 	if (rc < 0)
-		log_err("event=store-error op=counter error=\"%s\"", strerror(-rc));
+		log_err("event=store_error op=counter error=\"%s\"", strerror(-rc));
 	return rc;
 }
 
@@ -287,7 +287,7 @@ int crlgen_touched(struct crlgen *g, uint64_t since, bool *touched, uint64_t *up
 	if (rc == 0)
 		rc = vg_changes_foreach(g->txn, since, touched_cb, &t);
 	if (rc < 0)
-		log_err("event=store-error op=changes error=\"%s\"", strerror(-rc));
+		log_err("event=store_error op=changes error=\"%s\"", strerror(-rc));
 	return rc;
 }
 
@@ -568,7 +568,7 @@ static int publish_one(struct crlgen *g, struct crlgen_ca *ca, bool delta,
 			goto fail;
 		}
 		if ((rc = pub_prune(g->dirfd, name, g->conf.crl_keep)) < 0)
-			log_warn("event=prune-failed ca=%s error=\"%s\"", name, strerror(-rc));
+			log_warn("event=prune_failed ca=%s error=\"%s\"", name, strerror(-rc));
 	}
 
 	struct timespec t1;
@@ -578,13 +578,13 @@ static int publish_one(struct crlgen *g, struct crlgen_ca *ca, bool delta,
 	vg_time_format(p.this_update, tu, sizeof(tu));
 	vg_time_format(p.next_update, nu, sizeof(nu));
 	if (delta)
-		log_info("event=crl-published ca=%s kind=delta number=%" PRIu64 " base=%" PRIu64
+		log_info("event=crl_published ca=%s kind=delta number=%" PRIu64 " base=%" PRIu64
 		         " entries=%" PRIu64 " bytes=%" PRIu64 " ms=%ld counter=%" PRIu64
 		         " this_update=%s next_update=%s file=%s",
 		         name, p.number, p.base_number, res.entries, res.bytes, ms, counter, tu, nu,
 		         fname);
 	else
-		log_info("event=crl-published ca=%s kind=full number=%" PRIu64 " entries=%" PRIu64
+		log_info("event=crl_published ca=%s kind=full number=%" PRIu64 " entries=%" PRIu64
 		         " bytes=%" PRIu64 " ms=%ld counter=%" PRIu64
 		         " this_update=%s next_update=%s file=%s",
 		         name, p.number, res.entries, res.bytes, ms, counter, tu, nu, fname);
@@ -592,7 +592,7 @@ static int publish_one(struct crlgen *g, struct crlgen_ca *ca, bool delta,
 fail:
 	pub_abort(&der);
 	pub_abort(&pem);
-	log_err("event=crl-failed ca=%s kind=%s error=%s", name, kind_name(delta),
+	log_err("event=crl_failed ca=%s kind=%s error=%s", name, kind_name(delta),
 	        vg_log_quote(err, q, sizeof(q)));
 	return rc;
 }
@@ -608,7 +608,7 @@ static int publish_locked(struct crlgen *g, int i, enum crlgen_kind kind)
 	if (rc == 0)
 		rc = vg_counter(g->txn, &counter);
 	if (rc < 0) {
-		log_err("event=crl-failed ca=%s kind=%s error=\"store: %s\"", name,
+		log_err("event=crl_failed ca=%s kind=%s error=\"store: %s\"", name,
 		        kind_name(kind == CRLGEN_DELTA), strerror(-rc));
 		return rc;
 	}
@@ -616,7 +616,7 @@ static int publish_locked(struct crlgen *g, int i, enum crlgen_kind kind)
 	if (rc < 0) {
 		/* Numbers stay increasing without it (time, numbered files);
 		 * only the delta base and the expiry cutoff are lost. */
-		log_warn("event=state-unreadable ca=%s error=\"%s\" action=starting-over", name,
+		log_warn("event=state_unreadable ca=%s error=\"%s\" action=start_over", name,
 		         strerror(-rc));
 		memset(&ps, 0, sizeof(ps));
 	}
@@ -624,15 +624,15 @@ static int publish_locked(struct crlgen *g, int i, enum crlgen_kind kind)
 	if (kind == CRLGEN_DELTA) {
 		const char *why = NULL;
 		if (!ps.full_number)
-			why = "no-base";
+			why = "no_base";
 		else if ((rc = vg_changes_foreach(g->txn, ps.full_counter, delta_cb, &ds)) < 0)
-			why = "change-log-unreadable";
+			why = "change_log_unreadable";
 		else if (ds.ca_wide)
-			why = "ca-wide-change";
+			why = "ca_wide_change";
 		else if (ds.overflow)
-			why = "too-many-changes";
+			why = "too_many_changes";
 		if (why) {
-			log_info("event=delta-to-full ca=%s reason=%s", name, why);
+			log_info("event=delta_to_full ca=%s reason=%s", name, why);
 			kind = CRLGEN_FULL;
 			free(ds.v);
 			memset(&ds, 0, sizeof(ds));
@@ -662,7 +662,7 @@ int crlgen_publish(struct crlgen *g, int i, enum crlgen_kind kind)
 	while (flock(g->dirfd, LOCK_EX) < 0) {
 		int e = errno;
 		if (e != EINTR) {
-			log_err("event=crl-failed ca=%s error=\"lock %s: %s\"",
+			log_err("event=crl_failed ca=%s error=\"lock %s: %s\"",
 			        g->cas[i].conf->name, g->conf.crl_out, strerror(e));
 			return -e;
 		}
@@ -670,7 +670,7 @@ int crlgen_publish(struct crlgen *g, int i, enum crlgen_kind kind)
 	if (!g->cleaned) {
 		int n = pub_clean_stale(g->dirfd);
 		if (n > 0)
-			log_info("event=stale-files-removed dir=%s count=%d", g->conf.crl_out, n);
+			log_info("event=stale_files_removed dir=%s count=%d", g->conf.crl_out, n);
 		g->cleaned = true;
 	}
 	int rc = publish_locked(g, i, kind);

@@ -78,7 +78,7 @@ static void usage(FILE *f)
 	      "CRL in progress and exit. A failed publication is retried after 10 s; the\n"
 	      "previously published CRL stays in place meanwhile.\n"
 	      "\n"
-	      "Logs: one line per event on stderr, key=value (event=crl-published ca=\n"
+	      "Logs: one line per event on stderr, key=value (event=crl_published ca=\n"
 	      "kind= number= entries= bytes= ms=).\n"
 	      "\n"
 	      "Exit status: 0 on success, 1 when a CRL could not be published (the previous\n"
@@ -153,7 +153,7 @@ static int watch(struct crlgen **gp, const char *config, const char *only)
 			char err[512];
 			if (crlgen_reload(g, &ng, config, only, err, sizeof(err)) < 0) {
 				char q[600];
-				log_err("event=reload-failed error=%s action=keeping-old",
+				log_err("event=reload_failed error=%s action=keep_old_config",
 				        vg_log_quote(err, q, sizeof(q)));
 			} else {
 				crlgen_free(g);

@@ -498,8 +498,8 @@ crl_key = {ca2.key_path}
             time.sleep(1)
         crlgen = Proc("crlgen", [str(crlgen_bin), "-c", str(conf), "--watch"], work / "crlgen.log")
         procs.append(crlgen)
-        crlgen.wait_for(r"event=watching|event=crl-published.*ca=ca2", timeout=30)
-        crlgen.wait_for(r"event=crl-published.*ca=ca2", timeout=30)
+        crlgen.wait_for(r"event=watching|event=crl_published.*ca=ca2", timeout=30)
+        crlgen.wait_for(r"event=crl_published.*ca=ca2", timeout=30)
 
         log("2. load: wrk (GET and POST, keep-alive) and checking clients, for the whole drill")
         reqfile = work / "wrk-requests.txt"
@@ -644,7 +644,7 @@ crl_key = {ca2.key_path}
         rl, cl = len(resp.text()), len(crlgen.text())
         resp.p.send_signal(signal.SIGHUP)
         crlgen.p.send_signal(signal.SIGHUP)
-        pat = "reloaded" if os.environ.get("DRILL_NO_HIDE") else "reload.failed"
+        pat = "reloaded" if os.environ.get("DRILL_NO_HIDE") else "reload_failed"
         m1 = resp.wait_for(r"event=" + pat + r"[^\n]*", after=rl)
         m2 = crlgen.wait_for(r"event=" + pat + r"[^\n]*", after=cl)
         log(f"   responder: {m1.group(0)[:140]}")

@@ -58,7 +58,7 @@ def test_full_crl_independent_checks(tmp_path, keytype):
     r = env.crlgen("--once")
     # One log line for the CRL, key=value.
     lines = [l for l in r.stderr.splitlines() if l]
-    assert len(lines) == 1 and "event=crl-published" in lines[0], r.stderr
+    assert len(lines) == 1 and "event=crl_published" in lines[0], r.stderr
     for key in ("ca=ca1", "kind=full", "number=", "entries=4", "bytes=", "ms="):
         assert key in lines[0]
 
@@ -299,7 +299,7 @@ def test_watch_publishes_within_one_second(tmp_path):
     env.import_index(ca)
     d = Daemon(env)
     try:
-        assert d.wait_log(r"event=crl-published ca=ca1"), d.text()
+        assert d.wait_log(r"event=crl_published ca=ca1"), d.text()
         assert d.wait_log(r"event=watching"), d.text()
         first = crl_number(env.crl("ca1"))
         good = "%X" % int(leaves["good"][0], 16)
@@ -315,7 +315,7 @@ def test_watch_publishes_within_one_second(tmp_path):
         assert crl_number(env.crl("ca1")) > first
 
         # A burst of revocations is coalesced into few CRLs, and all land.
-        n_before = d.text().count("event=crl-published")
+        n_before = d.text().count("event=crl_published")
         for s in ("kc", "sup"):
             env.runner.store("revoke", "ca1", leaves[s][0], "--reason", "keyCompromise")
         extra = [ca.issue(f"x{i}.example")[0] for i in range(3)]
@@ -324,20 +324,20 @@ def test_watch_publishes_within_one_second(tmp_path):
         assert wait_for(lambda: all("%X" % int(s, 16) in entries(env.crl("ca1"))
                                     for s in extra), timeout=5) is not None
         time.sleep(0.5)
-        assert d.text().count("event=crl-published") - n_before <= 4
+        assert d.text().count("event=crl_published") - n_before <= 4
 
         # SIGHUP with a broken config: one error line, the daemon keeps going.
         good_conf = env.config.read_text()
         env.config.write_text(good_conf + "\n[ca ca1]\nbogus = 1\n")
         d.signal(signal.SIGHUP)
-        assert d.wait_log(r"event=reload-failed"), d.text()
+        assert d.wait_log(r"event=reload_failed"), d.text()
         assert d.p.poll() is None
         env.config.write_text(good_conf)
-        n = d.text().count("event=crl-published")
+        n = d.text().count("event=crl_published")
         d.signal(signal.SIGHUP)
         assert d.wait_log(r"event=reloaded"), d.text()
         # A reload publishes again with the new keys.
-        assert d.wait_log(r"event=crl-published", count=n + 1), d.text()
+        assert d.wait_log(r"event=crl_published", count=n + 1), d.text()
     finally:
         rc = d.stop()
     assert rc == 0, d.text()
@@ -386,7 +386,7 @@ def test_sigterm_finishes_the_crl_in_progress(tmp_path):
     finally:
         rc = d.stop()
     assert rc == 0, d.text()
-    assert "event=crl-published ca=big" in d.text(), d.text()
+    assert "event=crl_published ca=big" in d.text(), d.text()
     assert len(env.crl("big")) == 200000
     assert not list(env.out.glob(".*"))
 
