@@ -188,6 +188,26 @@ int vg_store_open(struct vg_store **out, const char *path, unsigned flags)
 		rc = lmdb_err(rc, "env_open");
 		goto fail;
 	}
+	char *lockfile = NULL;
+	if (asprintf(&lockfile, "%s/lock.mdb", path) < 0) {
+		rc = -ENOMEM;
+		goto fail;
+	}
+	if (rdonly && access(lockfile, W_OK) < 0) {
+		/* LMDB opens a read-only file system without locks, and then a
+		 * reader is not protected from the writer reusing its pages:
+		 * refuse rather than serve torn reads. */
+		free(lockfile);
+		rc = -EROFS;
+		goto fail;
+	}
+	if (!rdonly) {
+		/* Readers run as another user (the services' vigil) and must
+		 * register in the lock file: make it group-writable whatever
+		 * the umask. Best effort: only the owner can. */
+		(void)chmod(lockfile, 0660);
+	}
+	free(lockfile);
 	int dead = 0;
 	mdb_reader_check(st->env, &dead);
 	if (dead > 0)

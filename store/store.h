@@ -90,7 +90,9 @@ struct vg_txn;
 
 /* vg_store_open opens the store in directory |path| and writes the handle to
  * |*out| on success only. A store that was never initialised gives -ENODATA,
- * one of another schema version -EPROTO. */
+ * one of another schema version -EPROTO. A read-only open refuses a store
+ * whose lock file it cannot write (-EROFS): LMDB readers register there, and
+ * one that cannot is not protected from the writer. */
 int vg_store_open(struct vg_store **out, const char *path, unsigned flags);
 
 /* vg_store_close closes |st|; every transaction of it must have ended. NULL is

@@ -140,6 +140,10 @@ static void store_open(struct ctx *c, unsigned flags)
 		    progname, c->conf.file);
 	if (rc == -EPROTO)
 		die("store %s has an incompatible schema version", c->conf.store_path);
+	if (rc == -EROFS)
+		die("store %s: lock.mdb is not writable; readers must register in it (run as the "
+		    "store's owner or group)",
+		    c->conf.store_path);
 	if (rc < 0)
 		die("cannot open store %s: %s", c->conf.store_path, strerror(-rc));
 }

@@ -1,0 +1,67 @@
+# SPDX-License-Identifier: Apache-2.0
+"""Deployment files (issue 6): `meson install` puts binaries, units, tmpfiles,
+sysusers and the example configuration where a packager expects them, with
+prefix, sysconfdir and localstatedir honoured, and `systemd-analyze verify`
+accepts the units."""
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from conftest import BUILD
+
+SRC = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="module")
+def installed(tmp_path_factory):
+    """A separate build configured for /usr with /etc and /var, installed
+    into a DESTDIR."""
+    root = tmp_path_factory.mktemp("install")
+    bdir = root / "build"
+    dest = root / "dest"
+    subprocess.run(["meson", "setup", str(bdir), str(SRC), "--prefix=/usr", "--sysconfdir=/etc",
+                    "--localstatedir=/var", "-Dunit_tests=disabled",
+                    "-Dintegration_tests=disabled"], check=True, capture_output=True)
+    subprocess.run(["meson", "compile", "-C", str(bdir)], check=True, capture_output=True)
+    r = subprocess.run(["meson", "install", "-C", str(bdir), "--destdir", str(dest)],
+                       capture_output=True, text=True)
+    assert r.returncode == 0, r.stdout + r.stderr
+    return dest
+
+
+def unit_path(root, name):
+    """systemd's own unit directory for prefix /usr: /usr/lib/systemd/system
+    (or /lib/systemd/system where /lib is not merged)."""
+    for d in ("usr/lib/systemd/system", "lib/systemd/system"):
+        if (root / d / f"{name}.service").exists():
+            return root / d / f"{name}.service"
+    raise AssertionError(f"{name}.service not installed")
+
+
+def test_layout(installed):
+    for f in ["usr/bin/vigil-store", "usr/bin/vigil-responder", "usr/bin/vigil-crlgen",
+              "usr/lib/tmpfiles.d/vigil.conf", "usr/lib/sysusers.d/vigil.conf",
+              "etc/vigil/vigil.conf.example"]:
+        assert (installed / f).exists(), f
+    unit = unit_path(installed, "vigil-responder").read_text()
+    assert "ExecStart=/usr/bin/vigil-responder -c /etc/vigil/vigil.conf" in unit
+    assert "ReadOnlyPaths=/var/lib/vigil/store" in unit
+    assert "ExecReload=/bin/kill -HUP $MAINPID" in unit
+    tmpf = (installed / "usr/lib/tmpfiles.d/vigil.conf").read_text()
+    assert "/var/lib/vigil/store" in tmpf and "/var/lib/vigil/crl" in tmpf
+
+
+@pytest.mark.skipif(shutil.which("systemd-analyze") is None, reason="systemd-analyze not installed")
+@pytest.mark.parametrize("name", ["vigil-responder", "vigil-crlgen"])
+def test_systemd_analyze_verify(installed, tmp_path, name):
+    # verify wants the ExecStart binaries at their paths: point them at the
+    # DESTDIR copies, which are the same files.
+    unit = unit_path(installed, name).read_text()
+    unit = unit.replace("/usr/bin/", f"{installed}/usr/bin/")
+    p = tmp_path / f"{name}.service"
+    p.write_text(unit)
+    r = subprocess.run(["systemd-analyze", "--man=no", "verify", str(p)], capture_output=True,
+                       text=True)
+    assert r.returncode == 0 and not r.stderr.strip(), r.stdout + r.stderr
