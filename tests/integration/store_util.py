@@ -8,6 +8,7 @@ import datetime
 import os
 import re
 import subprocess
+import time
 from pathlib import Path
 
 from conftest import Runner, binary
@@ -175,8 +176,12 @@ class Store:
         integers, and stats counts match the list."""
         full = self.list(ca)
         rev = self.list(ca, True)
-        serials = [int(ln.split()[0], 16) for ln in full]
-        assert serials == sorted(serials), "list not in ascending serial order"
+        # Printed serials carry no leading zero octets, so integer order is
+        # (length, text) order.
+        serials = [ln.split(" ", 1)[0] for ln in full]
+        assert all(s == norm_serial(s) for s in serials[:1000]), "serial not normalised"
+        assert serials == sorted(serials, key=lambda s: (len(s), s)), \
+            "list not in ascending serial order"
         assert len(set(serials)) == len(serials), "list repeats a serial"
         assert rev == [ln for ln in full if " revoked " in ln], \
             "list --revoked differs from the revoked lines of list"
@@ -255,25 +260,58 @@ def synth_index(rng, n, revoked_fraction=0.1, when="250101000000Z"):
     return "\n".join(lines) + "\n", expected
 
 
-def kill_at(cmd, delay):
-    """Start cmd, SIGKILL it after delay seconds unless it ended first.
-    Returns (returncode, killed, stderr)."""
-    import tempfile
-    with tempfile.TemporaryFile() as err:
-        p = subprocess.Popen([str(c) for c in cmd], stdout=subprocess.DEVNULL, stderr=err)
-        killed = False
-        try:
-            p.wait(timeout=delay)
-        except subprocess.TimeoutExpired:
-            p.kill()
-            p.wait()
-            killed = True
-        err.seek(0)
-        return p.returncode, killed, err.read().decode(errors="replace")
+def kill_at(cmd, delay, after_line=None):
+    """Start cmd and SIGKILL it delay seconds after it started, or, with
+    after_line, delay seconds after it printed a stderr line containing
+    after_line (a progress line: a batch was committed). A command that ends
+    first is not killed. Returns (returncode, killed, stderr)."""
+    import threading
+    p = subprocess.Popen([str(c) for c in cmd], stdout=subprocess.DEVNULL,
+                         stderr=subprocess.PIPE, text=True)
+    lines, seen = [], threading.Event()
+
+    def reader():
+        for ln in p.stderr:
+            lines.append(ln)
+            if after_line and after_line in ln:
+                seen.set()
+        seen.set()  # EOF: the command ended
+
+    th = threading.Thread(target=reader, daemon=True)
+    th.start()
+    t0 = time.monotonic()
+    if after_line:
+        seen.wait(timeout=120)
+    killed = False
+    try:
+        p.wait(timeout=max(0.0, delay - (time.monotonic() - t0)) if not after_line else delay)
+    except subprocess.TimeoutExpired:
+        p.kill()
+        p.wait()
+        killed = True
+    th.join(10)
+    return p.returncode, killed, "".join(lines)
 
 
-def store_cmd(config, *args):
-    return [str(binary("vigil-store")), "-c", str(config), "-q"] + [str(a) for a in args]
+def timeline(cmd, marker):
+    """Run cmd to completion; returns (duration, seconds until the first
+    stderr line containing marker or None, returncode, stderr)."""
+    t0 = time.monotonic()
+    p = subprocess.Popen([str(c) for c in cmd], stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, text=True)
+    first, err = None, []
+    for ln in p.stderr:
+        err.append(ln)
+        if first is None and marker in ln:
+            first = time.monotonic() - t0
+    out = p.stdout.read()
+    p.wait()
+    return time.monotonic() - t0, first, p.returncode, out, "".join(err)
+
+
+def store_cmd(config, *args, quiet=True):
+    return [str(binary("vigil-store")), "-c", str(config)] + (["-q"] if quiet else []) + \
+        [str(a) for a in args]
 
 
 def whoami():

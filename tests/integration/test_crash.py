@@ -25,15 +25,15 @@ from cryptography.hazmat.primitives.asymmetric import ec
 import pki
 from conftest import binary
 from store_util import (Store, expected_from_revfield, kill_at, norm_serial, parse_summary,
-                        store_cmd, synth_index)
+                        store_cmd, synth_index, timeline)
 
 SEED = int(os.environ.get("VIGIL_CRASH_SEED", "20261127"))
 TRIALS = int(os.environ.get("VIGIL_CRASH_TRIALS", "15"))
 N_IMPORT = 200_000  # lines of the large index.txt
-N_WINDOW = 60_000   # certificates with a known notBefore, for --issued-after
+N_WINDOW = 55_000   # certificates with a known notBefore, for the bulk revokes
 CA = "crash1"
 REVOKE_TIME = "2026-06-01T00:00:00Z"
-WINDOW_AFTER, WINDOW_BEFORE = "2025-01-20T00:00:00Z", "2025-12-25T00:00:00Z"
+WINDOW_AFTER, WINDOW_BEFORE = "2025-01-06T00:00:00Z", "2025-12-31T00:00:00Z"
 
 
 def revoke_rule(tail, reason, when):
@@ -77,7 +77,7 @@ class Trials:
     def __init__(self, name):
         self.name = name
         self.rng = random.Random(f"{SEED}-{name}")
-        self.killed = self.partial = self.flag_lost = 0
+        self.killed = self.partial = self.flag_lost = self.flag_trials = 0
 
     def ctx(self, i, delay):
         return f"[{self.name} trial {i} delay={delay:.3f}s seed={SEED}]"
@@ -105,9 +105,27 @@ def after_crash(st, pre, post, prior_ok, marker, what):
     return got, changed
 
 
-def run_trials(tr, template, tmp, ca, pre, post, args, prior, marker, dur):
-    """Kill `vigil-store args` at random points, TRIALS times, each on a fresh
-    copy of the template store on which `prior` (a committed command) ran."""
+def clock(template, tmp, ca, args, progress):
+    """One uninterrupted run on a copy of template: returns the state it
+    ends in, the summary, and its timeline (duration, time of the first
+    progress line, i.e. of the first committed batch)."""
+    d = tmp / "clock"
+    d.mkdir()
+    st = copy_store(template, d, ca)
+    dur, first, rc, out, err = timeline(store_cmd(st.config, *args, quiet=False), progress)
+    assert rc == 0 and "Sanitizer" not in err and "runtime error" not in err, err
+    assert first is not None, f"no progress line {progress!r} in {err!r}"
+    state = st.list_map(CA)
+    shutil.rmtree(d)
+    return state, parse_summary(out), (dur, first, progress)
+
+
+def run_trials(tr, template, tmp, ca, pre, post, args, prior, marker, tl):
+    """Kill `vigil-store args` TRIALS times, each on a fresh copy of the
+    template store on which `prior` (a committed command) ran: even trials
+    at a random time, odd ones at a random time after the first batch was
+    committed (its progress line), so that kills land between commits."""
+    dur, first, progress = tl
     for i in range(TRIALS):
         d = tmp / f"{tr.name}-{i}"
         d.mkdir()
@@ -121,9 +139,16 @@ def run_trials(tr, template, tmp, ca, pre, post, args, prior, marker, dur):
         # The prior command's serials are untouched by the killed one (a base
         # serial is not in the big index; keyCompromise outranks any revoke).
         final = dict(post, **prior_ok)
-        delay = tr.rng.uniform(0, dur * 1.15)
-        what = tr.ctx(i, delay)
-        rc, killed, err = kill_at(store_cmd(st.config, *args), delay)
+        targeted = i % 2 == 1
+        if targeted:
+            delay = tr.rng.uniform(0, (dur - first) * 1.1)
+            what = tr.ctx(i, delay) + " (after the first commit)"
+            rc, killed, err = kill_at(store_cmd(st.config, *args, quiet=False), delay,
+                                      after_line=progress)
+        else:
+            delay = tr.rng.uniform(0, dur * 1.15)
+            what = tr.ctx(i, delay)
+            rc, killed, err = kill_at(store_cmd(st.config, *args), delay)
         if killed:
             tr.killed += 1
         else:
@@ -142,6 +167,7 @@ def run_trials(tr, template, tmp, ca, pre, post, args, prior, marker, dur):
         assert s["added"] + s["revoked"] == redo, \
             f"{what}: re-run applied {s}, expected {redo} remaining changes"
         full = st.check_consistent(CA)
+        lost_before = tr.flag_lost
         again = dict(ln.split(" ", 1) for ln in full)
         for k in set(again) | set(final):
             if again.get(k) != final.get(k) and f"{again.get(k)} not_issued" == final.get(k):
@@ -149,12 +175,15 @@ def run_trials(tr, template, tmp, ca, pre, post, args, prior, marker, dur):
                 tr.flag_lost += 1
                 again[k] = final[k]
         assert again == final, f"{what}: re-run state differs"
+        if lost_before != tr.flag_lost:
+            tr.flag_trials += 1
         shutil.rmtree(d)
     print(f"{tr.name}: {TRIALS} trials, {tr.killed} killed, {tr.partial} with part committed")
     assert tr.killed > 0, f"{tr.name}: no trial killed the command (seed {SEED})"
     assert tr.flag_lost == 0, (
-        f"{tr.name}: re-running the killed revoke dropped the not_issued flag of {tr.flag_lost} "
-        "serials that an earlier, committed batch had recorded: revoking a serial that is "
+        f"{tr.name}: in {tr.flag_trials} of {TRIALS} trials, re-running the killed revoke "
+        f"dropped the not_issued flag ({tr.flag_lost} serials in all) of serials that an "
+        "earlier, committed batch had recorded: revoking a serial that is "
         "recorded as not issued clears the flag (store.c merge() takes a revoke as 'seen as "
         "issued'); see test_store.py::test_revoke_twice_keeps_not_issued")
 
@@ -223,35 +252,32 @@ def env(tmp_path_factory):
     a.ok("import-index", CA, e.base_index)
     e.tmpl_a = root / "A"
 
-    # Template B: A plus the big import, timed (the import trials' clock).
-    shutil.copytree(root / "A" / "store", root / "B" / "store")
-    b = Store(pki.write_config(root / "B" / "vigil.conf", root / "B" / "store", [ca]))
-    t0 = time.monotonic()
-    summary = parse_summary(b.ok("import-index", CA, e.big_index))
-    e.import_dur = time.monotonic() - t0
-    assert summary["added"] + summary["revoked"] == N_IMPORT
-    e.tmpl_b = root / "B"
+    # The state after the whole import (checked once in the import test).
     e.after_import = dict(e.base, **e.big)
-    assert b.list_map(CA) == e.after_import
 
-    # Template C: B plus N_WINDOW certificates whose notBefore is known.
+    # Template C: A plus N_WINDOW certificates whose notBefore is known
+    # (the bulk revocation trials run on it: both need more than one
+    # transaction's worth of changes, and a smaller store keeps them quick).
     shm = Path("/dev/shm")
     certroot = Path(tempfile.mkdtemp(prefix="vigil-crash-", dir=shm)) \
         if shm.is_dir() and os.access(shm, os.W_OK) else root / "certs"
     certdir = certroot / "newcerts"
     certdir.mkdir(parents=True)
-    wtext, e.nb = window_certs(rng, N_WINDOW, certdir)
-    (root / "window-index.txt").write_text(wtext)
-    shutil.copytree(root / "B" / "store", root / "C" / "store")
-    c = Store(pki.write_config(root / "C" / "vigil.conf", root / "C" / "store", [ca]))
-    out = c.ok("import-index", CA, root / "window-index.txt", "--certs", certdir)
+    try:
+        wtext, e.nb = window_certs(rng, N_WINDOW, certdir)
+        (root / "window-index.txt").write_text(wtext)
+        shutil.copytree(root / "A" / "store", root / "C" / "store")
+        c = Store(pki.write_config(root / "C" / "vigil.conf", root / "C" / "store", [ca]))
+        out = c.ok("import-index", CA, root / "window-index.txt", "--certs", certdir)
+    finally:
+        shutil.rmtree(certroot)
     assert f"issuance times: read={N_WINDOW} unreadable_or_missing=0" in out
-    shutil.rmtree(certroot)
     e.tmpl_c = root / "C"
-    e.after_window_import = dict(e.after_import)
+    e.after_window_import = dict(e.base)
     for ln in wtext.splitlines():
         f = ln.split("\t")
         e.after_window_import[norm_serial(f[3])] = expected_from_revfield(f[0], f[2])
+    assert c.list_map(CA) == e.after_window_import
     yield e
 
 
@@ -269,47 +295,45 @@ def one_revoke(reason="keyCompromise"):
 def test_kill_during_import(env, tmp_path):
     tr = Trials("import")
     args = ["import-index", CA, env.big_index]
-    # The prior committed command revokes a base serial; the import must
-    # keep it (index V for it is "kept revoked").
+    state, summary, tl = clock(env.tmpl_a, tmp_path, env.ca, args, "importing")
+    assert summary["added"] + summary["revoked"] == N_IMPORT and summary["commits"] >= 4
+    assert state == env.after_import
+    # The prior committed command revokes a base serial, which the import
+    # (whose lines are all new serials) must leave alone.
     run_trials(tr, env.tmpl_a, tmp_path, env.ca, env.base, env.after_import, args,
-               one_revoke("superseded"), str(env.big_index), env.import_dur)
+               one_revoke("superseded"), str(env.big_index), tl)
 
 
 def test_kill_during_revoke_serials_file(env, tmp_path):
     tr = Trials("serials")
-    pre = env.after_import
-    picks = tr.rng.sample(sorted(pre), 120_000)
-    unknown = []
-    while len(unknown) < 1000:
+    pre = env.after_window_import
+    # Nearly every certificate of the store, and 45,500 serials it never saw
+    # (an investigation's list): more than 100,000 lines, three commits.
+    picks = tr.rng.sample(sorted(pre), len(pre) - 500)
+    unknown = set()
+    while len(unknown) < 45_500:
         s = norm_serial("%X" % tr.rng.getrandbits(120))
         if s not in pre:
-            unknown.append(s)
+            unknown.add(s)
+    lst = picks + sorted(unknown)
+    tr.rng.shuffle(lst)
     f = tmp_path / "investigation.txt"
-    f.write_text("# serials from the investigation\n" + "\n".join(picks + unknown) + "\n")
+    f.write_text("# serials from the investigation\n" + "\n".join(lst) + "\n")
     post = dict(pre)
-    for s in picks + unknown:
+    for s in lst:
         post[s] = revoke_rule(pre.get(s), "superseded", REVOKE_TIME)
     args = ["revoke", CA, "--serials", f, "--reason", "superseded", "--time", REVOKE_TIME]
-    # Clock: one uninterrupted run on a copy.
-    d = tmp_path / "clock"
-    d.mkdir()
-    st = copy_store(env.tmpl_b, d, env.ca)
-    t0 = time.monotonic()
-    out = st.ok(*args)
-    dur = time.monotonic() - t0
-    s = parse_summary(out)
-    assert s["not_in_store"] == 1000 and s["commits"] >= 3, out
-    assert st.list_map(CA) == post
-    shutil.rmtree(d)
-    run_trials(tr, env.tmpl_b, tmp_path, env.ca, pre, post, args, one_revoke(),
-               str(f), dur)
+    state, summary, tl = clock(env.tmpl_c, tmp_path, env.ca, args, "revoking")
+    assert summary["not_in_store"] == 45_500 and summary["commits"] >= 3, summary
+    assert state == post
+    run_trials(tr, env.tmpl_c, tmp_path, env.ca, pre, post, args, one_revoke(), str(f), tl)
 
 
 def test_kill_during_revoke_window(env, tmp_path):
     tr = Trials("window")
     pre = env.after_window_import
-    lo = datetime.datetime(2025, 1, 20)
-    hi = datetime.datetime(2025, 12, 25)
+    lo = datetime.datetime(2025, 1, 6)
+    hi = datetime.datetime(2025, 12, 31)
     post = dict(pre)
     hits = 0
     for hx, t in env.nb.items():
@@ -320,17 +344,10 @@ def test_kill_during_revoke_window(env, tmp_path):
     assert hits > 50_000  # more than one transaction's worth
     args = ["revoke", CA, "--issued-after", WINDOW_AFTER, "--issued-before", WINDOW_BEFORE,
             "--reason", "cessationOfOperation", "--time", REVOKE_TIME]
-    d = tmp_path / "clock"
-    d.mkdir()
-    st = copy_store(env.tmpl_c, d, env.ca)
-    t0 = time.monotonic()
-    out = st.ok(*args)
-    dur = time.monotonic() - t0
-    s = parse_summary(out)
-    n_good_unknown = sum(1 for v in env.after_import.values() if v == "good")
-    assert s.get("skipped_unknown_issuance") == n_good_unknown, out
-    assert s["commits"] >= 2, out
-    assert st.list_map(CA) == post
-    shutil.rmtree(d)
+    state, summary, tl = clock(env.tmpl_c, tmp_path, env.ca, args, "revoke window")
+    n_good_unknown = sum(1 for v in env.base.values() if v == "good")
+    assert summary.get("skipped_unknown_issuance") == n_good_unknown, summary
+    assert summary["commits"] >= 2, summary
+    assert state == post
     run_trials(tr, env.tmpl_c, tmp_path, env.ca, pre, post, args, one_revoke(),
-               "--issued-after", dur)
+               "--issued-after", tl)
