@@ -14,7 +14,6 @@ import os
 import random
 import shutil
 import tempfile
-import time
 from pathlib import Path
 
 import pytest
@@ -23,7 +22,6 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
 import pki
-from conftest import binary
 from store_util import (Store, expected_from_revfield, kill_at, norm_serial, parse_summary,
                         store_cmd, synth_index, timeline)
 

@@ -15,7 +15,7 @@ import datetime
 
 import pki
 from store_util import (RFC5280_REASONS, Store, expect_error, expected_from_index,
-                        issue_dated, norm_serial, parse_summary, summary_of, to_der, whoami)
+                        issue_dated, norm_serial, summary_of, to_der, whoami)
 
 T1 = "2026-01-01T00:00:00Z"
 T2 = "2026-02-01T00:00:00Z"
@@ -552,6 +552,21 @@ def bad_cases(ca_serial):
         (["revoke", "rsa1", "--serials", "{dir}"], None),
         (["add", "rsa1", "{missing}"], "No such file"),
         (["add", "rsa1", "{leaf}", "{dir}"], None),
+        (["revoke", "rsa1", "--issued-after", T2, "--issued-before", T1], "later than"),
+        # usage errors: exit 2
+        (["revoke", "rsa1", s, "--bogus"], "unknown option", 2),
+        (["revoke", "rsa1", s, "--reason"], None, 2),
+        (["revoke", "rsa1", s, "--serials", "x.txt"], "exactly one", 2),
+        (["revoke", "rsa1", "--issued-before", T1], None, 2),
+        (["revoke", "rsa1"], None, 2),
+        (["import-index", "rsa1"], "usage", 2),
+        (["import-index", "rsa1", "{index}", "--bogus"], "unknown option", 2),
+        (["list", "rsa1", "--all"], "usage", 2),
+        (["status", "rsa1"], "usage", 2),
+        (["release", "rsa1"], "usage", 2),
+        (["freeze"], "usage", 2),
+        (["frobnicate"], "unknown command", 2),
+        (["-x", "stats"], "unknown option", 2),
     ]
 
 
@@ -561,12 +576,12 @@ def test_bad_input_changes_nothing(populated, pkienv, tmp_path, case):
     ca = pkienv["rsa1"]
     serial = norm_serial(ca.index_rows()[-2]["serial"])  # a good one (valid-2)
     assert st.status("rsa1", serial) == f"{serial} good"
-    args, contains = bad_cases(serial)[case]
+    args, contains, *code = bad_cases(serial)[case]
     (tmp_path / "adir").mkdir(exist_ok=True)
     subst = {"{index}": str(ca.index), "{leaf}": str(ca.leaves[serial]),
              "{missing}": str(tmp_path / "no-such-file"), "{dir}": str(tmp_path / "adir")}
     args = [subst.get(a, a) for a in args]
-    line = expect_error(st, *args, contains=contains)
+    line = expect_error(st, *args, contains=contains, exit_codes=tuple(code or [1]))
     if "{missing}" in bad_cases(serial)[case][0] or "{dir}" in bad_cases(serial)[case][0]:
         assert any(p in line for p in (subst["{missing}"], subst["{dir}"])), \
             f"message does not name the file: {line}"
