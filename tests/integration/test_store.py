@@ -681,3 +681,18 @@ def test_bad_config_changes_nothing(populated, tmp_path, name, edit, contains):
     populated.unchanged()
     expect_error(st, "stats", config=tmp_path / "missing.conf", exit_codes=(1,),
                  contains="missing.conf")
+
+
+def test_init_again_changes_nothing(populated):
+    st = populated.st
+    out = st.ok("init")
+    assert "already initialised" in out, out
+    populated.unchanged()
+
+
+def test_index_with_crlf_lines(pkienv, store, tmp_path):
+    ca = pkienv["ec1"]
+    crlf = tmp_path / "index-crlf.txt"
+    crlf.write_bytes(ca.index.read_bytes().replace(b"\n", b"\r\n"))
+    store.ok("import-index", "ec1", crlf)
+    assert store.list_map("ec1") == expected_from_index(ca.index)
