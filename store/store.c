@@ -1162,7 +1162,11 @@ static int revoke_fn(struct wtx *w, void *arg)
 			w->res.missing++;
 			rc = apply(w, &b->serials[i], &ni);
 		} else if (rc == 0) {
-			rc = apply(w, &b->serials[i], &want);
+			/* A revocation says nothing about issuance: a serial known
+			 * only from an earlier revocation stays flagged. */
+			struct vg_cert again = want;
+			again.flags |= have.flags & VG_CERT_NOT_ISSUED;
+			rc = apply(w, &b->serials[i], &again);
 		}
 		if (rc)
 			return rc;
