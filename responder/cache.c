@@ -3,7 +3,10 @@
  * The cache of signed answers, shared by all workers.
  *
  * One cache for the process, so that every worker serves the same bytes (and
- * the same ETag) for a CertID and each answer is signed once. Readers take no
+ * the same ETag) for a CertID and each answer is signed once. Entries are
+ * found by (CA id, serial) and CertID, and also by the exact bytes of the
+ * request that produced them, so that a repeated request (the common case:
+ * a client or a CDN asking again) is answered without parsing it. Readers take no
  * lock: entries are immutable once published, bucket chains are walked with
  * acquire loads, and an unlinked entry is freed only after every worker has
  * passed a quiescent point (its tick, between two callbacks) since the
@@ -29,6 +32,7 @@
 
 static struct {
 	_Atomic(struct centry *) *b;
+	_Atomic(struct centry *) *rb; /* by raw request bytes */
 	size_t nb; /* power of two */
 	size_t n, max;
 	struct centry *head, *tail; /* insertion order, oldest first (writers only) */
@@ -47,8 +51,9 @@ int cache_init(size_t max_entries, int nworkers)
 	while (C.nb < max_entries * 2)
 		C.nb <<= 1;
 	C.b = calloc(C.nb, sizeof(*C.b));
+	C.rb = calloc(C.nb, sizeof(*C.rb));
 	C.local = calloc((size_t)nworkers, sizeof(*C.local));
-	if (!C.b || !C.local)
+	if (!C.b || !C.rb || !C.local)
 		return -ENOMEM;
 	C.max = max_entries;
 	C.nworkers = nworkers;
@@ -72,8 +77,10 @@ void cache_destroy(void)
 	free_list(C.head);
 	free_list(C.limbo);
 	free(C.b);
+	free(C.rb);
 	free(C.local);
 	C.b = NULL;
+	C.rb = NULL;
 	C.local = NULL;
 	C.head = C.tail = C.limbo = NULL;
 	C.n = 0;
@@ -87,6 +94,16 @@ static uint32_t key_hash(uint32_t ca_id, const struct vg_serial *s)
 	h *= 16777619u;
 	for (unsigned i = 0; i < s->len; i++) {
 		h ^= s->b[i];
+		h *= 16777619u;
+	}
+	return h ^ (h >> 15);
+}
+
+static uint32_t bytes_hash(const uint8_t *b, size_t len)
+{
+	uint32_t h = 2166136261u;
+	for (size_t i = 0; i < len; i++) {
+		h ^= b[i];
 		h *= 16777619u;
 	}
 	return h ^ (h >> 15);
@@ -128,6 +145,14 @@ static void unlink_entry(struct centry *e)
 	if (cur)
 		atomic_store_explicit(pp, atomic_load_explicit(&e->hnext, memory_order_relaxed),
 				      memory_order_release);
+	if (e->req_len) {
+		pp = &C.rb[e->rhash & (C.nb - 1)];
+		while ((cur = atomic_load_explicit(pp, memory_order_relaxed)) && cur != e)
+			pp = &cur->rnext;
+		if (cur)
+			atomic_store_explicit(pp, atomic_load_explicit(&e->rnext, memory_order_relaxed),
+					      memory_order_release);
+	}
 	if (e->prev)
 		e->prev->next = e->next;
 	else
@@ -172,18 +197,34 @@ const struct centry *cache_get(uint32_t ca_id, const struct vg_serial *serial,
 	return NULL;
 }
 
+const struct centry *cache_get_raw(const uint8_t *req, size_t len, int64_t now)
+{
+	uint32_t h = bytes_hash(req, len);
+	struct centry *e = atomic_load_explicit(&C.rb[h & (C.nb - 1)], memory_order_acquire);
+	for (; e; e = atomic_load_explicit(&e->rnext, memory_order_acquire)) {
+		if (e->rhash != h || e->req_len != len ||
+		    memcmp(e->data + e->certid_len + e->der_len, req, len) != 0)
+			continue;
+		return now < e->refresh_at ? e : NULL;
+	}
+	return NULL;
+}
+
 void cache_put(uint64_t snapshot, const struct centry *tmpl, const uint8_t *certid,
-	       const uint8_t *der)
+	       const uint8_t *der, const uint8_t *req)
 {
 	if (C.max == 0)
 		return;
-	struct centry *e = malloc(sizeof(*e) + tmpl->certid_len + tmpl->der_len);
+	struct centry *e = malloc(sizeof(*e) + tmpl->certid_len + tmpl->der_len + tmpl->req_len);
 	if (!e)
 		return;
 	*e = *tmpl;
 	e->hash = key_hash(e->ca_id, &e->serial);
+	e->rhash = e->req_len ? bytes_hash(req, e->req_len) : 0;
 	memcpy(e->data, certid, e->certid_len);
 	memcpy(e->data + e->certid_len, der, e->der_len);
+	if (e->req_len)
+		memcpy(e->data + e->certid_len + e->der_len, req, e->req_len);
 	pthread_mutex_lock(&C.lock);
 	if (!C.have_applied || snapshot < C.applied) {
 		/* Read from a snapshot older than changes already applied. */
@@ -214,6 +255,15 @@ void cache_put(uint64_t snapshot, const struct centry *tmpl, const uint8_t *cert
 	atomic_store_explicit(&e->hnext, atomic_load_explicit(bucket, memory_order_relaxed),
 			      memory_order_relaxed);
 	atomic_store_explicit(bucket, e, memory_order_release);
+	if (e->req_len) {
+		/* An older entry for the same request bytes (another CertID cannot
+		 * come from the same bytes) was replaced above. */
+		_Atomic(struct centry *) *rbucket = &C.rb[e->rhash & (C.nb - 1)];
+		atomic_store_explicit(&e->rnext,
+				      atomic_load_explicit(rbucket, memory_order_relaxed),
+				      memory_order_relaxed);
+		atomic_store_explicit(rbucket, e, memory_order_release);
+	}
 	pthread_mutex_unlock(&C.lock);
 }
 

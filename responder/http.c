@@ -673,17 +673,12 @@ static void send_ocsp(struct conn *c, const uint8_t *der, size_t len, bool get)
 	ocsp_answer(c->w, der, len, &a);
 	char extra[512];
 	if (get && a.cacheable) {
-		char lm[40], ex[40];
-		int64_t now = (int64_t)time(NULL);
-		int64_t max_age = a.next_update - now;
+		int64_t max_age = a.next_update - (int64_t)c->w->date_t;
 		if (max_age < 0)
 			max_age = 0;
-		http_date((time_t)a.this_update, lm, sizeof(lm));
-		http_date((time_t)a.next_update, ex, sizeof(ex));
 		snprintf(extra, sizeof(extra),
-			 "Cache-Control: max-age=%lld, public, no-transform, must-revalidate\r\n"
-			 "Last-Modified: %s\r\nExpires: %s\r\nETag: %s\r\n",
-			 (long long)max_age, lm, ex, a.etag);
+			 "Cache-Control: max-age=%lld, public, no-transform, must-revalidate\r\n%s",
+			 (long long)max_age, a.hdrs);
 		if (c->inm_len && etag_match(c->inm, a.etag)) {
 			respond(c, 304, NULL, extra, NULL, 0, NULL);
 			answer_release(&a);

@@ -34,56 +34,97 @@ static const char *conf_path;
 static uv_signal_t sig_hup, sig_term, sig_int;
 
 static const char usage[] =
-	"Usage: vigil-responder -c FILE [--listen ADDR:PORT] [--check] [--verbose]\n"
+	"NAME\n"
+	"    vigil-responder - OCSP responder and CRL server over HTTP/1.1, answering from\n"
+	"    the Vigil status store\n"
 	"\n"
-	"Answer OCSP requests (RFC 6960, RFC 5019) over HTTP/1.1 for every CA of the\n"
-	"configuration, from the Vigil status store (read-only), and serve the CRLs that\n"
-	"vigil-crlgen publishes.\n"
+	"SYNOPSIS\n"
+	"    vigil-responder -c FILE [--listen ADDR:PORT] [--check] [--verbose]\n"
+	"    vigil-responder --help | --version\n"
 	"\n"
-	"Options:\n"
-	"  -c, --config FILE      configuration file (INI, shared with vigil-store and\n"
-	"                         vigil-crlgen); required\n"
-	"  -l, --listen ADDR:PORT listen here instead of [responder] listen; ADDR is an\n"
-	"                         IPv4 address, [IPv6] or * ; PORT 0 picks a free port,\n"
-	"                         reported in the event=listening log line\n"
-	"  -t, --check            load the configuration, certificates and keys, open the\n"
-	"                         store, then exit 0 (or 1 with the reason)\n"
-	"  -v, --verbose          log debug events too\n"
-	"  -h, --help             show this help and exit\n"
-	"  -V, --version          show the version and exit\n"
+	"DESCRIPTION\n"
+	"    Answers OCSP requests (RFC 6960, RFC 5019) for every [ca NAME] of the\n"
+	"    configuration from the store (opened read-only), and serves the CRLs that\n"
+	"    vigil-crlgen publishes. A revocation committed with vigil-store shows in the\n"
+	"    next answer, within 100 ms, without a restart.\n"
 	"\n"
-	"HTTP surface:\n"
-	"  POST {base_path}               body: DER OCSPRequest (application/ocsp-request)\n"
-	"  GET  {base_path}{base64 DER}   URL-encoded base64 request; answers are cacheable:\n"
-	"                                 Cache-Control max-age, Expires, Last-Modified, ETag;\n"
-	"                                 If-None-Match gives 304\n"
-	"  GET  /crl/{CA}.crl             newest CRL published by vigil-crlgen ([crlgen] out)\n"
-	"  GET  /healthz                  200 when the store is readable and signers are loaded\n"
-	"  GET  /metrics                  Prometheus text format\n"
+	"OPTIONS\n"
+	"    -c, --config FILE       configuration file (INI, shared with vigil-store and\n"
+	"                            vigil-crlgen); required\n"
+	"    -l, --listen ADDR:PORT  listen here instead of [responder] listen. ADDR is an\n"
+	"                            IPv4 address, [IPv6] or *; PORT 0 picks a free port,\n"
+	"                            logged as event=listening addr=ADDR:PORT\n"
+	"    -t, --check             load the configuration, certificates and keys, open\n"
+	"                            the store, print ok and exit 0 (or 1 with the reason)\n"
+	"    -v, --verbose           log debug events too\n"
+	"    -h, --help              show this help and exit\n"
+	"    -V, --version           show the version and exit\n"
 	"\n"
-	"Answers: good or revoked (time, reason) as the store says; a serial absent from the\n"
-	"store is unknown, or revoked (certificateHold, 1970-01-01, extended-revoke extension)\n"
-	"when its CA is frozen and has not_issued = revoked. An issuer not configured gets\n"
-	"unauthorized, undecodable DER malformedRequest. Responses are signed by the CA's\n"
-	"ocsp_cert/ocsp_key (included in the response) or by the CA key, responderID by key\n"
-	"hash, valid for the CA's ocsp_validity (8h to 10d). Answers without a nonce are\n"
-	"cached per CA, serial and CertID and re-signed after refresh_percent of their\n"
-	"validity; a change committed to the store drops the answers it touches within 50 ms.\n"
+	"HTTP\n"
+	"    POST {base_path}              body: DER OCSPRequest (application/ocsp-request);\n"
+	"                                  answer: Cache-Control: no-store\n"
+	"    GET  {base_path}{base64 DER}  URL-encoded base64 request ('+', '/', '=' raw or\n"
+	"                                  %-encoded; '//' and a client prefix accepted);\n"
+	"                                  cacheable: Cache-Control max-age, public,\n"
+	"                                  no-transform, must-revalidate; Expires (=\n"
+	"                                  nextUpdate), Last-Modified (= thisUpdate), ETag;\n"
+	"                                  If-None-Match gives 304\n"
+	"    GET  /crl/{CA}.crl            newest CRL in [crlgen] out (application/pkix-crl)\n"
+	"    GET  /healthz                 200 when the store is readable, 503 otherwise\n"
+	"    GET  /metrics                 Prometheus text format\n"
+	"    HEAD works wherever GET does. Refused requests: 400 bad request or base64,\n"
+	"    404, 405 other methods, 408 header_timeout/body_timeout, 413 body over\n"
+	"    max_request_bytes, 414 URI and 431 headers over max_header_bytes, 503 over\n"
+	"    max_connections; each with a log line.\n"
 	"\n"
-	"[responder] keys: listen, workers (0 = one per CPU), user, access_log, base_path,\n"
-	"max_connections, max_request_bytes, max_header_bytes, max_certids, idle_timeout,\n"
-	"header_timeout, body_timeout, refresh_percent.\n"
+	"ANSWERS\n"
+	"    good or revoked (time, reason, invalidity date) as the store says. A serial\n"
+	"    absent from the store is unknown, or, when its CA is frozen and has\n"
+	"    not_issued = revoked, revoked with certificateHold at 1970-01-01 and the\n"
+	"    extended-revoke extension (RFC 6960 4.4.8). An issuer not configured gets\n"
+	"    unauthorized, undecodable DER or a nonce over 128 octets malformedRequest, a\n"
+	"    store failure tryLater, a signing failure internalError. CertIDs may use\n"
+	"    SHA-1, SHA-256, SHA-384 or SHA-512; up to max_certids per request. Answers\n"
+	"    are signed by ocsp_cert/ocsp_key (the certificate is included) or by the CA\n"
+	"    key (RSA, ECDSA, Ed25519), responderID by key hash, valid ocsp_validity.\n"
+	"    Answers without a nonce are cached (shared by the workers, read without\n"
+	"    locks) per CA, serial and CertID, re-signed after refresh_percent of their\n"
+	"    validity, and dropped when the store's change log names them.\n"
 	"\n"
-	"Workers are threads, each with its own event loop and SO_REUSEPORT listener, its own\n"
-	"read transaction on the store; the answer cache is shared, read without locks.\n"
+	"CONFIGURATION\n"
+	"    [responder] listen, workers (0 = one per CPU), user (drop root after binding),\n"
+	"    access_log, base_path (default /), max_connections (10000),\n"
+	"    max_request_bytes (16384), max_header_bytes (8192), max_certids (32),\n"
+	"    idle_timeout (30s), header_timeout (10s), body_timeout (10s),\n"
+	"    refresh_percent (50). [ca NAME] cert, ocsp_cert, ocsp_key (or crl_key),\n"
+	"    not_issued, ocsp_validity (8h to 10d, default 4d), digest.\n"
 	"\n"
-	"Signals: SIGHUP reloads the configuration, certificates and keys (a bad new\n"
-	"configuration is logged and the old one keeps serving; listen, workers and the store\n"
-	"path need a restart); SIGTERM and SIGINT stop accepting, finish the requests in\n"
-	"flight (at most 10 s) and exit 0.\n"
+	"    Workers are threads, each with its own event loop, its own SO_REUSEPORT\n"
+	"    listener and its own read transaction on the store. A port another process\n"
+	"    already listens on is refused.\n"
 	"\n"
-	"Logs: one key=value line per event on stderr; access log lines to access_log.\n"
-	"Exit status: 0 after a clean stop, 1 on a start-up error, 2 on a usage error.\n";
+	"SIGNALS\n"
+	"    SIGHUP   reload the configuration, CA certificates and keys; connections stay\n"
+	"             open. A bad new configuration is logged (event=reload_failed) and the\n"
+	"             old one keeps serving. listen, workers and the store path need a\n"
+	"             restart; after dropping root (user) keys must stay readable.\n"
+	"    SIGTERM, SIGINT  stop accepting, finish the requests in flight (at most\n"
+	"             10 s), exit 0.\n"
+	"\n"
+	"LOGS\n"
+	"    One key=value line per event on stderr (event=listening, reloaded,\n"
+	"    reload_failed, http_refused, timeout, conn_refused, stopping, stopped, ...);\n"
+	"    one line per request in access_log when set.\n"
+	"\n"
+	"EXIT STATUS\n"
+	"    0 after a clean stop or --check, 1 on a start-up error (one line on stderr),\n"
+	"    2 on a usage error.\n"
+	"\n"
+	"EXAMPLES\n"
+	"    vigil-responder -c /etc/vigil/vigil.conf --listen 127.0.0.1:8080 &\n"
+	"    openssl ocsp -issuer ca.pem -cert leaf.pem -CAfile ca.pem \\\n"
+	"        -url http://127.0.0.1:8080/\n"
+	"    curl -s http://127.0.0.1:8080/metrics | grep vigil_cache\n";
 
 static void die_usage(const char *what, const char *arg)
 {
@@ -289,6 +330,7 @@ int main(int argc, char **argv)
 	char err[512];
 	struct sockaddr_storage ss;
 	struct rctx *ctx;
+	int *fds = NULL;
 	int rc = ocsp_init();
 	if (rc < 0) {
 		fprintf(stderr, "vigil-responder: OpenSSL initialisation failed\n");
@@ -327,10 +369,10 @@ int main(int argc, char **argv)
 		g_nworkers = n > 0 ? (int)n : 1;
 	}
 	g_workers = calloc((size_t)g_nworkers, sizeof(*g_workers));
-	int *fds = calloc((size_t)g_nworkers, sizeof(int));
+	fds = calloc((size_t)g_nworkers, sizeof(int));
 	if (!g_workers || !fds) {
 		fprintf(stderr, "vigil-responder: out of memory\n");
-		return 1;
+		goto fail;
 	}
 	/* SO_REUSEPORT would let us join the port of another running responder
 	 * (same user) and share its clients. Probe with a plain bind first. */
@@ -338,14 +380,14 @@ int main(int argc, char **argv)
 	if (rc < 0) {
 		char a[80];
 		fprintf(stderr, "vigil-responder: %s: %s\n", addr_str(&ss, a, sizeof(a)), err);
-		return 1;
+		goto fail;
 	}
 	for (int i = 0; i < g_nworkers; i++) {
 		rc = bind_one(&ss, &fds[i], err, sizeof(err));
 		if (rc < 0) {
 			char a[80];
 			fprintf(stderr, "vigil-responder: %s: %s\n", addr_str(&ss, a, sizeof(a)), err);
-			return 1;
+			goto fail;
 		}
 		if (i == 0) {
 			/* Port 0: the others join the port the kernel chose. */
@@ -358,25 +400,26 @@ int main(int argc, char **argv)
 		if (g_access_fd < 0) {
 			fprintf(stderr, "vigil-responder: access_log %s: %s\n", ctx->conf.access_log,
 				strerror(errno));
-			return 1;
+			goto fail;
 		}
 	}
 	if (drop_privileges(ctx->conf.user, err, sizeof(err)) < 0) {
 		fprintf(stderr, "vigil-responder: %s\n", err);
-		return 1;
+		goto fail;
 	}
 	if (cache_init(CACHE_ENTRIES, g_nworkers) < 0) {
 		fprintf(stderr, "vigil-responder: out of memory\n");
-		return 1;
+		goto fail;
 	}
 	for (int i = 0; i < g_nworkers; i++) {
 		rc = worker_init(&g_workers[i], i, fds[i]);
 		if (rc < 0) {
 			fprintf(stderr, "vigil-responder: worker %d: %s\n", i, uv_strerror(rc));
-			return 1;
+			goto fail;
 		}
 	}
 	free(fds);
+	fds = NULL;
 
 	uv_loop_t *loop = uv_default_loop();
 	uv_signal_init(loop, &sig_hup);
@@ -415,4 +458,15 @@ int main(int argc, char **argv)
 		close(g_access_fd);
 	log_info("event=stopped");
 	return 0;
+fail:
+	/* Start-up failed: release what was taken (sockets go with the process). */
+	free(fds);
+	if (g_workers)
+		for (int i = 0; i < g_nworkers; i++)
+			ctx_unref(g_workers[i].ctx);
+	free(g_workers);
+	cache_destroy();
+	ctx_publish_clear();
+	vg_store_close(g_store);
+	return 1;
 }

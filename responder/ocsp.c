@@ -24,6 +24,7 @@
 
 #define NONCE_MAX 128 /* RFC 9654 */
 #define CERTID_MAX 512
+#define REQ_CACHE_MAX 1024 /* requests indexed by their bytes up to this size */
 
 /* ---- Static pieces ----------------------------------------------------------- */
 
@@ -316,6 +317,31 @@ static void make_etag(const uint8_t *der, size_t len, char *out)
 	out[34] = '\0';
 }
 
+/* make_hdrs writes the GET cache headers that do not change until nextUpdate. */
+static void make_hdrs(struct answer *a)
+{
+	char lm[40], ex[40];
+	http_date((time_t)a->this_update, lm, sizeof(lm));
+	http_date((time_t)a->next_update, ex, sizeof(ex));
+	snprintf(a->hdrs, sizeof(a->hdrs), "Last-Modified: %s\r\nExpires: %s\r\nETag: %s\r\n", lm, ex,
+		 a->etag);
+}
+
+static void answer_from_entry(struct worker *w, const struct centry *e, struct answer *out)
+{
+	m_add(&w->m.cache_hit, 1);
+	m_add(&w->m.ocsp[OR_SUCCESSFUL], 1);
+	m_add(&w->m.certs[e->slot][e->cr], 1);
+	out->der = (uint8_t *)e->data + e->certid_len;
+	out->len = e->der_len;
+	out->owned = false;
+	out->cacheable = true;
+	out->this_update = e->this_update;
+	out->next_update = e->next_update;
+	memcpy(out->etag, e->etag, sizeof(out->etag));
+	memcpy(out->hdrs, e->hdrs, sizeof(out->hdrs));
+}
+
 void ocsp_answer(struct worker *w, const uint8_t *req_der, size_t len, struct answer *out)
 {
 	memset(out, 0, sizeof(*out));
@@ -325,6 +351,13 @@ void ocsp_answer(struct worker *w, const uint8_t *req_der, size_t len, struct an
 	const unsigned char *p = req_der;
 	int64_t now = (int64_t)time(NULL);
 
+	if (len > 0 && len <= REQ_CACHE_MAX) {
+		const struct centry *e = cache_get_raw(req_der, len, now);
+		if (e) {
+			answer_from_entry(w, e, out);
+			return;
+		}
+	}
 	if (len > 0 && len < 0x7fffffff)
 		req = d2i_OCSP_REQUEST(NULL, &p, (long)len);
 	if (!req || p != req_der + len) {
@@ -374,15 +407,7 @@ void ocsp_answer(struct worker *w, const uint8_t *req_der, size_t len, struct an
 			use_cache ? cache_get(ca->id, &items[0].serial, certid, certid_len, now)
 				  : NULL;
 		if (e) {
-			m_add(&w->m.cache_hit, 1);
-			m_add(&w->m.ocsp[OR_SUCCESSFUL], 1);
-			m_add(&w->m.certs[e->slot][e->cr], 1);
-			out->der = (uint8_t *)e->data + e->certid_len;
-			out->len = e->der_len;
-			out->cacheable = true;
-			out->this_update = e->this_update;
-			out->next_update = e->next_update;
-			memcpy(out->etag, e->etag, sizeof(out->etag));
+			answer_from_entry(w, e, out);
 			goto done;
 		}
 		m_add(&w->m.cache_miss, 1);
@@ -420,6 +445,7 @@ void ocsp_answer(struct worker *w, const uint8_t *req_der, size_t len, struct an
 	out->this_update = now;
 	out->next_update = now + validity;
 	make_etag(der, dlen, out->etag);
+	make_hdrs(out);
 	if (use_cache) {
 		struct centry t;
 		memset(&t, 0, sizeof(t));
@@ -431,9 +457,11 @@ void ocsp_answer(struct worker *w, const uint8_t *req_der, size_t len, struct an
 		t.next_update = out->next_update;
 		t.refresh_at = now + validity * w->ctx->conf.refresh_percent / 100;
 		memcpy(t.etag, out->etag, sizeof(t.etag));
+		memcpy(t.hdrs, out->hdrs, sizeof(t.hdrs));
 		t.certid_len = (uint32_t)certid_len;
 		t.der_len = (uint32_t)dlen;
-		cache_put(w->counter, &t, certid, der);
+		t.req_len = len <= REQ_CACHE_MAX ? (uint32_t)len : 0;
+		cache_put(w->counter, &t, certid, der, req_der);
 	}
 done:
 	if (items != stack_items)

@@ -127,6 +127,8 @@ char *metrics_render(size_t *len);
 
 /* ---- OCSP (ocsp.c) -------------------------------------------------------- */
 
+#define ANSWER_HDRS_MAX 160
+
 struct answer {
 	uint8_t *der; /* owned when |owned|, else borrowed from the cache until the next call */
 	size_t len;
@@ -134,6 +136,7 @@ struct answer {
 	bool cacheable;  /* a GET answer that may carry cache headers */
 	int64_t this_update, next_update;
 	char etag[40]; /* quoted */
+	char hdrs[ANSWER_HDRS_MAX]; /* Last-Modified, Expires, ETag lines */
 };
 
 struct worker;
@@ -145,18 +148,21 @@ void answer_release(struct answer *a);
 /* ---- The shared cache of signed answers (cache.c) -------------------------- */
 
 struct centry {
-	_Atomic(struct centry *) hnext; /* bucket chain, read without lock */
+	_Atomic(struct centry *) hnext; /* (CA, serial) chain, read without lock */
+	_Atomic(struct centry *) rnext; /* raw request chain, read without lock */
 	struct centry *prev, *next;      /* insertion order; the limbo list once retired */
 	uint64_t retired;                /* epoch of unlinking */
-	uint32_t hash;
+	uint32_t hash, rhash;
 	uint32_t ca_id;
 	struct vg_serial serial;
 	uint8_t cr; /* enum cert_result */
 	int slot;
 	int64_t this_update, next_update, refresh_at;
 	char etag[40];
-	uint32_t certid_len, der_len;
-	uint8_t data[]; /* certid || der */
+	/* "Last-Modified: ..\r\nExpires: ..\r\nETag: ..\r\n", for GET answers */
+	char hdrs[ANSWER_HDRS_MAX];
+	uint32_t certid_len, der_len, req_len;
+	uint8_t data[]; /* certid || der || request */
 };
 
 int cache_init(size_t max_entries, int nworkers);
@@ -165,11 +171,14 @@ void cache_destroy(void);
  * until the calling worker's next cache_quiescent. */
 const struct centry *cache_get(uint32_t ca_id, const struct vg_serial *serial,
 			       const uint8_t *certid, size_t certid_len, int64_t now);
-/* cache_put publishes a copy of |tmpl| with |certid| and |der|, unless
- * |snapshot| (the store counter the status was read at) is older than the
- * changes already applied. */
+/* cache_get_raw finds the answer to the exact request bytes |req|, without
+ * lock and without parsing them (the same lifetime as cache_get). */
+const struct centry *cache_get_raw(const uint8_t *req, size_t len, int64_t now);
+/* cache_put publishes a copy of |tmpl| with |certid|, |der| and the request
+ * |req| (tmpl->req_len bytes, may be 0), unless |snapshot| (the store counter
+ * the status was read at) is older than the changes already applied. */
 void cache_put(uint64_t snapshot, const struct centry *tmpl, const uint8_t *certid,
-	       const uint8_t *der);
+	       const uint8_t *der, const uint8_t *req);
 /* cache_quiescent marks that |worker| holds no entry; cache_offline that it
  * never will again. */
 void cache_quiescent(int worker);

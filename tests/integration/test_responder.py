@@ -735,7 +735,8 @@ def run_resp(*args):
 
 def test_cli(env, tmp_path):
     r = run_resp("--help")
-    assert r.returncode == 0 and "Usage: vigil-responder" in r.stdout and "SIGHUP" in r.stdout
+    assert r.returncode == 0 and "SYNOPSIS" in r.stdout and "SIGHUP" in r.stdout
+    assert "vigil-responder -c FILE" in r.stdout and "EXIT STATUS" in r.stdout
     for args, code in [((), 2), (("--bogus",), 2), (("-c",), 2), (("-c", "x", "extra"), 2),
                        (("-c", tmp_path / "missing.conf"), 1),
                        (("-c", env.config, "--listen", "nonsense"), 2)]:

@@ -39,7 +39,23 @@ static void put(uint64_t snap, uint32_t ca, unsigned serial, const char *certid,
 	t.next_update = refresh_at + 100;
 	t.certid_len = (uint32_t)strlen(certid);
 	t.der_len = (uint32_t)strlen(der);
-	cache_put(snap, &t, (const uint8_t *)certid, (const uint8_t *)der);
+	/* The request bytes: "req:" and the CertID. */
+	char req[64];
+	snprintf(req, sizeof(req), "req:%u:%u:%s", ca, serial, certid);
+	t.req_len = (uint32_t)strlen(req);
+	cache_put(snap, &t, (const uint8_t *)certid, (const uint8_t *)der, (const uint8_t *)req);
+}
+
+static const char *get_raw(uint32_t ca, unsigned serial, const char *certid, int64_t now)
+{
+	static char buf[256];
+	char req[64];
+	snprintf(req, sizeof(req), "req:%u:%u:%s", ca, serial, certid);
+	const struct centry *e = cache_get_raw((const uint8_t *)req, strlen(req), now);
+	if (!e)
+		return NULL;
+	snprintf(buf, sizeof(buf), "%.*s", (int)e->der_len, (const char *)e->data + e->certid_len);
+	return buf;
 }
 
 static const char *get(uint32_t ca, unsigned serial, const char *certid, int64_t now)
@@ -76,13 +92,20 @@ static void test_put_get_evict(void **state)
 	assert_null(get(7, 3, "cid-c", 10));
 	/* Past its refresh point an answer is not served. */
 	assert_null(get(7, 1, "cid-a", 1000));
+	/* Found by the request bytes too. */
+	assert_string_equal(get_raw(7, 1, "cid-a", 10), "answer-a");
+	assert_string_equal(get_raw(7, 1, "cid-b", 10), "answer-b");
+	assert_null(get_raw(7, 2, "cid-a", 10));
+	assert_null(get_raw(7, 1, "cid-a", 1000));
 	/* A newer answer for the same CertID replaces the older. */
 	put(5, 7, 1, "cid-a", "answer-a2", 1000);
 	assert_string_equal(get(7, 1, "cid-a", 10), "answer-a2");
+	assert_string_equal(get_raw(7, 1, "cid-a", 10), "answer-a2");
 	/* At most 3 entries: the oldest goes. */
 	put(5, 7, 4, "cid-d", "answer-d", 1000);
 	put(5, 7, 5, "cid-e", "answer-e", 1000);
 	assert_null(get(7, 1, "cid-b", 10));
+	assert_null(get_raw(7, 1, "cid-b", 10));
 	assert_string_equal(get(7, 5, "cid-e", 10), "answer-e");
 	size_t n;
 	int64_t oldest = cache_sweep(10, &n);
@@ -152,6 +175,8 @@ static void test_invalidation_from_change_log(void **state)
 	assert_int_equal(cache_apply_changes(txn, cnt2), 0);
 	put(cnt, id, 0x101, "cid", "stale-good", 1000);
 	assert_null(get(id, 0x101, "cid", 10));
+	assert_null(get_raw(id, 0x101, "cid", 10));
+	assert_string_equal(get_raw(id, 0x100, "cid", 10), "good");
 	assert_string_equal(get(id, 0x100, "cid", 10), "good");
 	assert_string_equal(get(id, 0x102, "cid", 10), "good");
 
@@ -162,6 +187,7 @@ static void test_invalidation_from_change_log(void **state)
 	assert_int_equal(cache_apply_changes(txn, cnt), 0);
 	assert_null(get(id, 0x100, "cid", 10));
 	assert_null(get(id, 0x102, "cid", 10));
+	assert_null(get_raw(id, 0x100, "cid", 10));
 	assert_string_equal(get(id + 1, 0x100, "cid", 10), "other-ca");
 
 	vg_txn_end(txn);
