@@ -341,7 +341,14 @@ static void set_defaults(struct vg_conf *c)
 	c->crl_keep = 5;
 }
 
-/* conf_parse parses |text| (or the file |abs| when |text| is NULL), |abs|
+#define INI_LINE_MAX 199
+
+static const char *ferror_text(size_t n)
+{
+	return n >= (1 << 20) - 1 ? "larger than 1 MiB" : "read error";
+}
+
+/* conf_parse parses |text|, |abs|
  * naming the file in messages and anchoring relative paths. */
 static int conf_parse(const char *abs, const char *text, struct vg_conf *out, char *err,
 		      size_t errlen)
@@ -356,9 +363,25 @@ static int conf_parse(const char *abs, const char *text, struct vg_conf *out, ch
 		return -ENOMEM;
 	}
 
+	/* libinih (Debian: INI_MAX_LINE 200) splits longer lines, and the rest
+	 * then reads as a syntax error on the next line: say so instead. */
+	int lineno = 1;
+	size_t col = 0;
+	for (const char *q = text; *q; q++) {
+		if (*q == '\n') {
+			lineno++;
+			col = 0;
+		} else if (++col > INI_LINE_MAX) {
+			snprintf(err, errlen, "%s:%d: line longer than %d characters", abs, lineno,
+				 INI_LINE_MAX);
+			vg_conf_free(out);
+			return -EINVAL;
+		}
+	}
+
 	struct parse_ctx p = {.c = out};
 	errno = 0;
-	int line = text ? ini_parse_string(text, handler, &p) : ini_parse(abs, handler, &p);
+	int line = ini_parse_string(text, handler, &p);
 	for (size_t i = 0; i < p.n_seen; i++)
 		free(p.seen[i]);
 	free(p.seen);
@@ -440,14 +463,41 @@ void vg_conf_free(struct vg_conf *c)
 
 int vg_conf_load(const char *path, struct vg_conf *out, char *err, size_t errlen)
 {
+	memset(out, 0, sizeof(*out));
 	char *abs = realpath(path, NULL);
 	if (!abs) {
 		int e = errno;
-		memset(out, 0, sizeof(*out));
 		snprintf(err, errlen, "%s: %s", path, strerror(e));
 		return -e;
 	}
-	int rc = conf_parse(abs, NULL, out, err, errlen);
+	FILE *f = fopen(abs, "r");
+	if (!f) {
+		int e = errno;
+		snprintf(err, errlen, "%s: %s", abs, strerror(e));
+		free(abs);
+		return -e;
+	}
+	/* A configuration is small; more than 1 MiB is not one. */
+	char *text = malloc(1 << 20);
+	size_t n = text ? fread(text, 1, (1 << 20) - 1, f) : 0;
+	bool bad = !text || ferror(f) || !feof(f);
+	fclose(f);
+	if (bad) {
+		snprintf(err, errlen, "%s: %s", abs,
+			 !text ? "out of memory" : ferror_text(n));
+		free(text);
+		free(abs);
+		return -EINVAL;
+	}
+	text[n] = '\0';
+	if (memchr(text, '\0', n)) {
+		snprintf(err, errlen, "%s: not a text file (NUL byte)", abs);
+		free(text);
+		free(abs);
+		return -EINVAL;
+	}
+	int rc = conf_parse(abs, text, out, err, errlen);
+	free(text);
 	free(abs);
 	return rc;
 }
