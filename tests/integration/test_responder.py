@@ -274,6 +274,26 @@ def test_several_certids(env):
     assert len(list(r.responses)) == 3
 
 
+def test_mixed_issuers_and_unsupported_hash(env):
+    """CertIDs of two served CAs in one request: the first one's signer answers,
+    the other CA's certificate is unknown to it (RFC 6960 2.2)."""
+    req = env.root / "mixed.req"
+    rc, out = openssl_ocsp("-issuer", env.rsa.cert, "-serial", "0x" + env.good["rsa1"][0],
+                           "-issuer", env.ec.cert, "-serial", "0x" + env.good["ec1"][0],
+                           "-no_nonce", "-reqout", req)
+    assert rc == 0, out
+    status, _, body = env.resp.post(req.read_bytes())
+    r = check_response(body, env.ca_cert["rsa1"])
+    got = [(s.issuer_key_hash, s.certificate_status) for s in r.responses]
+    rsa_req = ocsp.load_der_ocsp_request(make_request(*leaf(env, env.rsa, env.good["rsa1"])))
+    assert got[0] == (rsa_req.issuer_key_hash, ocsp.OCSPCertStatus.GOOD)
+    assert got[1][1] == ocsp.OCSPCertStatus.UNKNOWN
+    # SHA-224 CertIDs name no issuer we can match: unauthorized.
+    cert, issuer = leaf(env, env.rsa, env.good["rsa1"])
+    status, _, body = env.resp.post(make_request(cert, issuer, alg=hashes.SHA224()))
+    assert status_of(body) == ocsp.OCSPResponseStatus.UNAUTHORIZED
+
+
 def test_frozen_ca_not_issued(env):
     absent = {n: fake_cert(0x0BADBEEF, env.ca_cert[n]) for n in ("frzunk", "frzrev")}
     for ca in (env.frz_unk, env.frz_rev):
@@ -605,7 +625,7 @@ def test_healthz_and_metrics(env):
     assert 3 * 86400 < left <= 4 * 86400
     # The access log got a line per request.
     log = (env.root / "access.log").read_text()
-    assert re.search(r'method=GET path="/metrics" status=200', log) or "/healthz" in log
+    assert re.search(r'peer=127\.0\.0\.1:\d+ method=GET path="/healthz" status=200 bytes=3 ', log)
 
 
 def test_crl_download(env):
