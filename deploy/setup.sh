@@ -23,8 +23,17 @@ deps() {
 		echo "setup: installing:$missing"
 		export DEBIAN_FRONTEND=noninteractive
 		apt-get update -qq
+		# Packages such as nginx start their service on install; the tests
+		# start their own on 127.0.0.1, so keep the packaged ones stopped.
+		policy=""
+		if [ ! -e /usr/sbin/policy-rc.d ]; then
+			printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d
+			chmod +x /usr/sbin/policy-rc.d
+			policy=1
+		fi
 		# shellcheck disable=SC2086
 		apt-get install -y -qq --no-install-recommends $missing
+		[ -z "$policy" ] || rm -f /usr/sbin/policy-rc.d
 	fi
 }
 
