@@ -31,9 +31,11 @@ deps() {
 			chmod +x /usr/sbin/policy-rc.d
 			policy=1
 		fi
+		rc=0
 		# shellcheck disable=SC2086
-		apt-get install -y -qq --no-install-recommends $missing
+		apt-get install -y -qq --no-install-recommends $missing || rc=$?
 		[ -z "$policy" ] || rm -f /usr/sbin/policy-rc.d
+		[ "$rc" -eq 0 ] || exit "$rc"
 	fi
 }
 
