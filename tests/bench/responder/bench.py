@@ -48,6 +48,7 @@ from cryptography.hazmat.primitives.asymmetric import ec  # noqa: E402
 from cryptography.x509 import ocsp  # noqa: E402
 from cryptography.x509.oid import NameOID  # noqa: E402
 
+resp_bin = None  # set by main()
 SERVER_CPU = "0"
 CLIENT_CPU = "1"
 
@@ -236,56 +237,8 @@ def rss_anon(pid):
     return 0.0
 
 
-def main():
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--build", default=str(ROOT / "build"))
-    ap.add_argument("--certs", type=int, default=1000)
-    ap.add_argument("--duration", type=int, default=10)
-    ap.add_argument("--conns", type=int, default=50)
-    ap.add_argument("--keytype", default="rsa", choices=["rsa", "ec"])
-    ap.add_argument("--mem-certs", type=int, default=0)
-    ap.add_argument("--work")
-    a = ap.parse_args()
-    build = Path(a.build).resolve()
-    store_bin = build / "store" / "vigil-store"
-    resp_bin = build / "responder" / "vigil-responder"
-    for tool in ("wrk", "nginx", "cfssl", "taskset"):
-        if not shutil.which(tool) and not Path("/usr/sbin/" + tool).exists():
-            sys.exit(f"bench: {tool} not found (apt-get install wrk nginx-light golang-cfssl)")
-    work = Path(a.work or tempfile.mkdtemp(prefix="vigil-bench-"))
-    work.mkdir(parents=True, exist_ok=True)
-    print(f"work dir {work}", file=sys.stderr)
-
-    ca = pki.CA(work, "bench", a.keytype)
-    leaves, ca_cert = make_leaves(ca, a.certs, work)
-    conf = work / "vigil.conf"
-    conf.write_text(f"""[store]
-path = {work}/store
-[responder]
-listen = 127.0.0.1:0
-workers = 1
-max_connections = 100000
-[crlgen]
-out = {work}/crl
-[ca bench]
-cert = {ca.cert}
-ocsp_cert = {ca.ocsp_cert}
-ocsp_key = {ca.ocsp_key}
-""")
-    subprocess.run([store_bin, "-c", conf, "init"], check=True, capture_output=True)
-    subprocess.run([store_bin, "-c", conf, "import-index", "bench", work / "index.txt"], check=True,
-                   capture_output=True)
-    reqs = [ocsp.OCSPRequestBuilder().add_certificate(c, ca_cert, hashes.SHA1()).build()
-            .public_bytes(serialization.Encoding.DER) for _, c in leaves]
-    marker = b"\xAB" * 16
-    nreq = (ocsp.OCSPRequestBuilder().add_certificate(leaves[0][1], ca_cert, hashes.SHA1())
-            .add_extension(x509.OCSPNonce(marker), critical=False).build()
-            .public_bytes(serialization.Encoding.DER))
-    paths = write_scripts(work, reqs, nreq, nreq.index(marker))
-
-    results = {}
-    sizes = []
-
+def run_servers(a, work, conf, ca, paths, results):
+    """The HTTP load of every server; returns the answers vigil gave (for cfssl)."""
     # ---- vigil ------------------------------------------------------------------------------------
     port = free_port()
     v = Server("vigil", [resp_bin, "-c", conf, "--listen", f"127.0.0.1:{port}"], port)
@@ -377,7 +330,64 @@ http {{
                                           c.proc.pid)
     c.stop()
 
-    speed = openssl_speed(a.keytype)
+    return sizes
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--build", default=str(ROOT / "build"))
+    ap.add_argument("--certs", type=int, default=1000)
+    ap.add_argument("--duration", type=int, default=10)
+    ap.add_argument("--conns", type=int, default=50)
+    ap.add_argument("--keytype", default="rsa", choices=["rsa", "ec"])
+    ap.add_argument("--mem-certs", type=int, default=0)
+    ap.add_argument("--mem-only", action="store_true", help="only the memory measurement")
+    ap.add_argument("--work")
+    a = ap.parse_args()
+    global resp_bin
+    build = Path(a.build).resolve()
+    store_bin = build / "store" / "vigil-store"
+    resp_bin = build / "responder" / "vigil-responder"
+    for tool in ("wrk", "nginx", "cfssl", "taskset"):
+        if not shutil.which(tool) and not Path("/usr/sbin/" + tool).exists():
+            sys.exit(f"bench: {tool} not found (apt-get install wrk nginx-light golang-cfssl)")
+    work = Path(a.work or tempfile.mkdtemp(prefix="vigil-bench-"))
+    work.mkdir(parents=True, exist_ok=True)
+    print(f"work dir {work}", file=sys.stderr)
+
+    ca = pki.CA(work, "bench", a.keytype)
+    leaves, ca_cert = make_leaves(ca, a.certs, work)
+    conf = work / "vigil.conf"
+    conf.write_text(f"""[store]
+path = {work}/store
+[responder]
+listen = 127.0.0.1:0
+workers = 1
+max_connections = 100000
+[crlgen]
+out = {work}/crl
+[ca bench]
+cert = {ca.cert}
+ocsp_cert = {ca.ocsp_cert}
+ocsp_key = {ca.ocsp_key}
+""")
+    subprocess.run([store_bin, "-c", conf, "init"], check=True, capture_output=True)
+    subprocess.run([store_bin, "-c", conf, "import-index", "bench", work / "index.txt"], check=True,
+                   capture_output=True)
+    reqs = [ocsp.OCSPRequestBuilder().add_certificate(c, ca_cert, hashes.SHA1()).build()
+            .public_bytes(serialization.Encoding.DER) for _, c in leaves]
+    marker = b"\xAB" * 16
+    nreq = (ocsp.OCSPRequestBuilder().add_certificate(leaves[0][1], ca_cert, hashes.SHA1())
+            .add_extension(x509.OCSPNonce(marker), critical=False).build()
+            .public_bytes(serialization.Encoding.DER))
+    paths = write_scripts(work, reqs, nreq, nreq.index(marker))
+
+    results = {}
+    sizes = []
+    speed = 0
+    if not a.mem_only:
+        sizes = run_servers(a, work, conf, ca, paths, results)
+        speed = openssl_speed(a.keytype)
 
     # ---- memory with a large store ----------------------------------------------------------
     mem = None
@@ -420,6 +430,9 @@ http {{
                "signs": val.get("vigil_signatures_total", 0)}
 
     # ---- report -----------------------------------------------------------------------------------
+    if a.mem_only:
+        print_mem(mem)
+        return
     ref = {"GET": results["nginx GET (static file)"]["rps"],
            "POST": results["nginx POST (static file)"]["rps"]}
     print(f"\n{a.certs} certificates ({a.keytype} CA, delegated {a.keytype} signer), answers "
@@ -442,6 +455,10 @@ http {{
           f"responder, against `openssl speed` {'rsa2048' if a.keytype == 'rsa' else 'ecdsap256'} "
           f"{speed:.0f} signs/s on the same core: {fr['rps'] / speed:.2f}x (wall), "
           f"{fr['per_cpu'] / speed:.2f}x (per CPU second)")
+    print_mem(mem)
+
+
+def print_mem(mem):
     if mem:
         print(f"\nMemory: store of {mem['certs']} certificates (import {mem['import_s']:.0f} s), "
               f"2 workers, {mem['distinct']} distinct GET queries at {mem['rps']:.0f} req/s "
