@@ -386,6 +386,28 @@ def test_revoke_twice_keeps_not_issued(synth, tmp_path):
     assert st.status("rsa1", "DEADBEEF") == want
 
 
+def test_release_never_makes_a_not_issued_serial_good(synth):
+    """A serial never seen as issued, put on hold by serial and then released,
+    must not become good: a serial the CA's records lack is never good
+    (design: Baseline Requirements 4.9.9). Either release refuses it, or the
+    serial is unknown again."""
+    st = synth
+    st.ok("revoke", "rsa1", "BADC0DE", "--reason", "certificateHold", "--time", T1)
+    assert st.status("rsa1", "BADC0DE") == f"0BADC0DE revoked certificateHold {T1} not_issued"
+    r = st.run("release", "rsa1", "BADC0DE", check=False)
+    status = st.status("rsa1", "BADC0DE")
+    assert status != "0BADC0DE good", (
+        "release of a hold on a serial never seen as issued left it good (store.c release_fn "
+        f"keeps the record, status good, flag not_issued; the responder answers good); "
+        f"release exited {r.returncode}")
+    if r.returncode != 0:
+        assert len(r.stderr.splitlines()) == 1
+        assert status == f"0BADC0DE revoked certificateHold {T1} not_issued"
+    else:
+        assert status == "0BADC0DE unknown"
+    st.check_consistent("rsa1")
+
+
 def test_revoke_serials_file(synth, tmp_path):
     st = synth
     f = tmp_path / "serials.txt"
