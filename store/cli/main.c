@@ -98,10 +98,22 @@ static const char usage_text[] =
 	"Exit status: 0 on success, 1 on failure with one line on stderr, 2 on a usage\n"
 	"error.\n";
 
+/* A progress line on a terminal ends in no newline until the next one
+ * replaces it; whatever else goes to stderr starts on a line of its own. */
+static bool progress_open;
+
+static void end_progress(void)
+{
+	if (progress_open)
+		fputc('\n', stderr);
+	progress_open = false;
+}
+
 static void die(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));
 static void die(const char *fmt, ...)
 {
 	va_list ap;
+	end_progress();
 	fprintf(stderr, "%s: ", progname);
 	va_start(ap, fmt);
 	vfprintf(stderr, fmt, ap);
@@ -114,6 +126,7 @@ static void usage_die(const char *fmt, ...) __attribute__((format(printf, 1, 2),
 static void usage_die(const char *fmt, ...)
 {
 	va_list ap;
+	end_progress();
 	fprintf(stderr, "%s: ", progname);
 	va_start(ap, fmt);
 	vfprintf(stderr, fmt, ap);
@@ -192,11 +205,13 @@ static void progress(uint64_t done, uint64_t total, void *arg)
 	else
 		fprintf(stderr, "%s%s: %s %" PRIu64 " scanned%s", c->tty ? "\r" : "", progname,
 			c->progress_what, done, c->tty ? "" : "\n");
+	progress_open = c->tty && !last;
 	fflush(stderr);
 }
 
 static void print_result(const char *what, const struct vg_write_result *r)
 {
+	end_progress();
 	printf("%s: added=%" PRIu64 " revoked=%" PRIu64 " released=%" PRIu64 " updated=%" PRIu64
 	       " unchanged=%" PRIu64 " kept_revoked=%" PRIu64,
 	       what, r->added, r->revoked, r->released, r->updated, r->unchanged, r->kept);
@@ -877,6 +892,7 @@ int main(int argc, char **argv)
 		rc = cmd_audit(&c, sub_argc, sub_argv);
 	else
 		usage_die("unknown command '%s'", cmd);
+	end_progress();
 	vg_store_close(c.st);
 	vg_conf_free(&c.conf);
 	free(cmdline);

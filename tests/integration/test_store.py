@@ -718,3 +718,39 @@ def test_index_with_crlf_lines(pkienv, store, tmp_path):
     crlf.write_bytes(ca.index.read_bytes().replace(b"\n", b"\r\n"))
     store.ok("import-index", "ec1", crlf)
     assert store.list_map("ec1") == expected_from_index(ca.index)
+
+
+def test_malformed_line_in_large_index(populated, tmp_path):
+    """A large index shows progress while read; a malformed line near its end
+    still imports nothing, gives the one error line (with -q, the only line;
+    on a terminal, on a line of its own after the progress line)."""
+    import random
+    import pty
+    import subprocess
+    from store_util import store_cmd, synth_index
+    st = populated.st
+    text, _ = synth_index(random.Random(7), 150_000)
+    idx = tmp_path / "large-index.txt"
+    idx.write_text(text + "V\t301231235959Z\t\tZZ\tunknown\t/CN=bad\n")
+    line = expect_error(st, "-q", "import-index", "ec1", idx, exit_codes=(1,))
+    assert f"{idx}:150001:" in line and "nothing imported" in line, line
+    populated.unchanged()
+    master, slave = pty.openpty()
+    p = subprocess.run(store_cmd(st.config, "import-index", "ec1", idx, quiet=False),
+                       stdout=subprocess.PIPE, stderr=slave, timeout=120)
+    os.close(slave)
+    out = b""
+    while True:
+        try:
+            d = os.read(master, 65536)
+        except OSError:
+            break
+        if not d:
+            break
+        out += d
+    os.close(master)
+    assert p.returncode == 1 and p.stdout == b""
+    lines = [ln.split(b"\r")[-1] for ln in out.split(b"\r\n") if ln]
+    assert lines[-1].decode().startswith(f"vigil-store: {idx}:150001:"), out
+    assert all(b"vigil-store: reading " in ln for ln in lines[:-1]), out
+    populated.unchanged()
