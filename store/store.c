@@ -1337,6 +1337,24 @@ static int release_fn(struct wtx *w, void *arg)
 		return rc;
 	if (!is_hold(&have))
 		return -EPERM;
+	if (have.flags & VG_CERT_NOT_ISSUED) {
+		/* Known only from the hold: lifting it leaves a serial the CA
+		 * never issued, which is absent, never good. */
+		uint8_t kb[CERT_KEY_MAX];
+		MDB_val key = {cert_key(w->ca_state.id, a->s, kb), kb};
+		rc = mdb_del(w->txn, w->st->certs, &key, NULL);
+		if (!rc)
+			rc = mdb_del(w->txn, w->st->revoked, &key, NULL);
+		if (rc)
+			return lmdb_err(rc, "del");
+		w->ca_state.n_certs--;
+		w->ca_state.n_revoked--;
+		w->ca_state.n_hold--;
+		w->ca_dirty = true;
+		w->changed++;
+		w->res.released++;
+		return log_put(w, w->ca_state.id, VG_CHANGE_RELEASE, a->s);
+	}
 	struct vg_cert c = have;
 	c.status = VG_STATUS_GOOD;
 	c.reason = VG_REASON_NONE;

@@ -249,8 +249,10 @@ int vg_store_revoke_window(struct vg_store *st, const char *ca, int64_t after, i
 			   const struct vg_revocation *rev, const struct vg_audit *who,
 			   struct vg_write_result *res, vg_progress_fn progress, void *parg);
 
-/* vg_store_release lifts certificateHold from |serial|. It returns -ENOENT if
- * the serial is unknown and -EPERM if it is not on hold. */
+/* vg_store_release lifts certificateHold from |serial|: it is good again,
+ * or, when it was known only from the hold (VG_CERT_NOT_ISSUED), absent
+ * again. It returns -ENOENT if the serial is unknown and -EPERM if it is not
+ * on hold. */
 int vg_store_release(struct vg_store *st, const char *ca, const struct vg_serial *serial,
 		     const struct vg_audit *who);
 
