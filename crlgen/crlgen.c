@@ -485,10 +485,12 @@ static int publish_one(struct crlgen *g, struct crlgen_ca *ca, bool delta,
                        const struct delta_set *ds, uint64_t counter, struct pub_state *ps)
 {
 	const char *name = ca->conf->name;
-	char fname[300], pemname[310], numname[320], err[512], q[600];
+	char fname[300], pemname[310], numname[320], err[1024], q[1200], werr[256];
 	struct timespec t0, now;
-	struct pub_file der = {.fd = -1}, pem = {.fd = -1};
+	struct pub_file der = {.fd = -1}, pem = {.fd = -1}, state = {.fd = -1};
 	struct crl_result res = {0};
+	const char *dir = g->conf.crl_out;
+	bool linked = false, committed = false;
 	int rc;
 
 	clock_gettime(CLOCK_MONOTONIC, &t0);
@@ -511,7 +513,7 @@ static int publish_one(struct crlgen *g, struct crlgen_ca *ca, bool delta,
 	 * used twice whatever happens next. */
 	ps->last_number = p.number;
 	if ((rc = pub_state_save(g->dirfd, name, ps)) < 0) {
-		snprintf(err, sizeof(err), "saving %s.state: %s", name, strerror(-rc));
+		snprintf(err, sizeof(err), "saving %s/%s.state: %s", dir, name, strerror(-rc));
 		goto fail;
 	}
 
@@ -519,8 +521,7 @@ static int publish_one(struct crlgen *g, struct crlgen_ca *ca, bool delta,
 	snprintf(pemname, sizeof(pemname), "%s.pem", fname);
 	if ((rc = pub_begin(&der, g->dirfd, fname)) < 0 ||
 	    (rc = pub_begin(&pem, g->dirfd, pemname)) < 0) {
-		snprintf(err, sizeof(err), "%s: cannot create a file: %s", g->conf.crl_out,
-		         strerror(-rc));
+		snprintf(err, sizeof(err), "%s: cannot create a file: %s", dir, strerror(-rc));
 		goto fail;
 	}
 
@@ -534,42 +535,61 @@ static int publish_one(struct crlgen *g, struct crlgen_ca *ca, bool delta,
 			fs.cutoff = now.tv_sec;
 		src = (struct crl_source){full_begin, full_next, &fs};
 	}
-	rc = crl_write(der.fd, &p, &ca->signer, &src, &res, err, sizeof(err));
+	rc = crl_write(der.fd, &p, &ca->signer, &src, &res, werr, sizeof(werr));
 	if (fs.it)
 		vg_iter_close(fs.it);
 	vg_txn_trim(g->txn);
-	if (rc < 0)
+	if (rc < 0) {
+		snprintf(err, sizeof(err), "%s/%s: %s", dir, fname, werr);
 		goto fail;
+	}
 	/* Both files are written before either is fsynced, so that the disk
 	 * writes the DER while the PEM is being encoded. */
-	if ((rc = pub_write_pem(&pem, &der, res.bytes, "X509 CRL")) < 0 ||
-	    (rc = pub_sync(&der)) < 0 || (rc = pub_sync(&pem)) < 0) {
-		snprintf(err, sizeof(err), "writing %s: %s", g->conf.crl_out, strerror(-rc));
+	if ((rc = pub_write_pem(&pem, &der, res.bytes, "X509 CRL")) < 0) {
+		snprintf(err, sizeof(err), "%s/%s: writing: %s", dir, pemname, strerror(-rc));
 		goto fail;
+	}
+	if ((rc = pub_sync(&der)) < 0 || (rc = pub_sync(&pem)) < 0) {
+		snprintf(err, sizeof(err), "%s: fsync: %s", dir, strerror(-rc));
+		goto fail;
+	}
+	/* The state that goes with a new full CRL is written now, before the
+	 * CRL is renamed into place: once it is, nothing can fail for want of
+	 * space. */
+	struct pub_state next = *ps;
+	if (!delta) {
+		next.full_number = p.number;
+		next.full_this_update = p.this_update;
+		next.full_counter = counter;
+		if ((rc = pub_state_prepare(&state, g->dirfd, name, &next)) < 0) {
+			snprintf(err, sizeof(err), "saving %s/%s.state: %s", dir, name,
+			         strerror(-rc));
+			goto fail;
+		}
 	}
 	if (!delta && g->conf.crl_keep > 0) {
 		snprintf(numname, sizeof(numname), "%s-%" PRIu64 ".crl", name, p.number);
 		if ((rc = pub_link_copy(&der, numname)) < 0) {
-			snprintf(err, sizeof(err), "%s: %s", numname, strerror(-rc));
+			snprintf(err, sizeof(err), "%s/%s: %s", dir, numname, strerror(-rc));
 			goto fail;
 		}
+		linked = true;
 	}
-	if ((rc = pub_commit(&der)) < 0 || (rc = pub_commit(&pem)) < 0 ||
-	    (rc = pub_sync_dir(g->dirfd)) < 0) {
-		snprintf(err, sizeof(err), "publishing %s: %s", fname, strerror(-rc));
+	/* DER, PEM, then the state: a crlgen killed in between leaves each file
+	 * either old or new, and an old state only holds an older delta base. */
+	if ((rc = pub_commit(&der)) < 0) {
+		snprintf(err, sizeof(err), "publishing %s/%s: %s", dir, fname, strerror(-rc));
 		goto fail;
 	}
-	if (!delta) {
-		ps->full_number = p.number;
-		ps->full_this_update = p.this_update;
-		ps->full_counter = counter;
-		if ((rc = pub_state_save(g->dirfd, name, ps)) < 0) {
-			snprintf(err, sizeof(err), "saving %s.state: %s", name, strerror(-rc));
-			goto fail;
-		}
-		if ((rc = pub_prune(g->dirfd, name, g->conf.crl_keep)) < 0)
-			log_warn("event=prune_failed ca=%s error=\"%s\"", name, strerror(-rc));
+	committed = true;
+	if ((rc = pub_commit(&pem)) < 0 || (!delta && (rc = pub_commit(&state)) < 0) ||
+	    (rc = pub_sync_dir(g->dirfd)) < 0) {
+		snprintf(err, sizeof(err), "publishing %s/%s: %s", dir, fname, strerror(-rc));
+		goto fail;
 	}
+	*ps = next;
+	if (!delta && (rc = pub_prune(g->dirfd, name, g->conf.crl_keep)) < 0)
+		log_warn("event=prune_failed ca=%s error=\"%s\"", name, strerror(-rc));
 
 	struct timespec t1;
 	clock_gettime(CLOCK_MONOTONIC, &t1);
@@ -592,6 +612,10 @@ static int publish_one(struct crlgen *g, struct crlgen_ca *ca, bool delta,
 fail:
 	pub_abort(&der);
 	pub_abort(&pem);
+	pub_abort(&state);
+	/* A numbered copy of a CRL that was not published goes too. */
+	if (linked && !committed)
+		unlinkat(g->dirfd, numname, 0);
 	log_err("event=crl_failed ca=%s kind=%s error=%s", name, kind_name(delta),
 	        vg_log_quote(err, q, sizeof(q)));
 	return rc;

@@ -304,7 +304,7 @@ int pub_state_load(int dirfd, const char *ca, struct pub_state *st)
 	return rc;
 }
 
-int pub_state_save(int dirfd, const char *ca, const struct pub_state *st)
+int pub_state_prepare(struct pub_file *f, int dirfd, const char *ca, const struct pub_state *st)
 {
 	char name[320], buf[512];
 	snprintf(name, sizeof(name), "%s.state", ca);
@@ -314,12 +314,23 @@ int pub_state_save(int dirfd, const char *ca, const struct pub_state *st)
 	             "last_number=%" PRIu64 "\nfull_number=%" PRIu64 "\nfull_this_update=%" PRId64
 	             "\nfull_counter=%" PRIu64 "\n",
 	             ca, st->last_number, st->full_number, st->full_this_update, st->full_counter);
-	struct pub_file f;
-	int rc = pub_begin(&f, dirfd, name);
+	int rc = pub_begin(f, dirfd, name);
 	if (rc < 0)
 		return rc;
-	if ((rc = write_all(f.fd, buf, (size_t)n)) < 0 || (rc = pub_sync(&f)) < 0 ||
-	    (rc = pub_commit(&f)) < 0 || (rc = pub_sync_dir(dirfd)) < 0) {
+	if ((rc = write_all(f->fd, buf, (size_t)n)) < 0 || (rc = pub_sync(f)) < 0) {
+		pub_abort(f);
+		return rc;
+	}
+	return 0;
+}
+
+int pub_state_save(int dirfd, const char *ca, const struct pub_state *st)
+{
+	struct pub_file f;
+	int rc = pub_state_prepare(&f, dirfd, ca, st);
+	if (rc < 0)
+		return rc;
+	if ((rc = pub_commit(&f)) < 0 || (rc = pub_sync_dir(dirfd)) < 0) {
 		pub_abort(&f);
 		return rc;
 	}

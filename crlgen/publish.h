@@ -81,6 +81,12 @@ int pub_commit(struct pub_file *f);
 
 int pub_sync_dir(int dirfd);
 
+/* pub_state_prepare writes |st| into a temporary file, fsynced, that
+ * pub_commit puts in place as NAME.state. The disk space it needs is taken
+ * then, so that a full disk fails a publication before its CRL is renamed
+ * into place, never after. */
+int pub_state_prepare(struct pub_file *f, int dirfd, const char *ca, const struct pub_state *st);
+
 /* pub_clean_stale removes the temporary files (.*.tmp-PID-N) left by
  * crlgen processes that are gone (killed while publishing). Returns how
  * many it removed. */
