@@ -278,10 +278,12 @@ def kill_at(cmd, delay, after_line=None):
         seen.set()  # EOF: the command ended
 
     th = threading.Thread(target=reader, daemon=True)
-    th.start()
     t0 = time.monotonic()
+    th.start()
+    t_seen = 0.0
     if after_line:
         seen.wait(timeout=120)
+        t_seen = time.monotonic()
     killed = False
     try:
         p.wait(timeout=max(0.0, delay - (time.monotonic() - t0)) if not after_line else delay)
@@ -289,8 +291,11 @@ def kill_at(cmd, delay, after_line=None):
         p.kill()
         p.wait()
         killed = True
+    t_end = time.monotonic()
     th.join(10)
-    return p.returncode, killed, "".join(lines)
+    # How long the command ran (from the trigger line, with after_line).
+    ran = t_end - (t_seen if after_line else t0)
+    return p.returncode, killed, "".join(lines), ran
 
 
 def timeline(cmd, marker):

@@ -141,6 +141,7 @@ def run_trials(tr, template, tmp, ca, pre, post, args, prior, marker, tl):
     at a random time, odd ones at a random time after the first batch was
     committed (its progress line), so that kills land between commits."""
     dur, first, progress = tl
+    tail = dur - first
     for i in range(TRIALS):
         d = tmp / f"{tr.name}-{i}"
         d.mkdir()
@@ -156,17 +157,23 @@ def run_trials(tr, template, tmp, ca, pre, post, args, prior, marker, tl):
         final = dict(post, **prior_ok)
         targeted = i % 2 == 1
         if targeted:
-            delay = tr.rng.uniform(0, (dur - first) * 1.1)
+            delay = tr.rng.uniform(0, tail * 1.1)
             what = tr.ctx(i, delay) + " (after the first commit)"
-            rc, killed, err = kill_at(store_cmd(st.config, *args, quiet=False), delay,
-                                      after_line=progress)
+            rc, killed, err, ran = kill_at(store_cmd(st.config, *args, quiet=False), delay,
+                                           after_line=progress)
         else:
             delay = tr.rng.uniform(0, dur * 1.15)
             what = tr.ctx(i, delay)
-            rc, killed, err = kill_at(store_cmd(st.config, *args), delay)
+            rc, killed, err, ran = kill_at(store_cmd(st.config, *args), delay)
         if killed:
             tr.killed += 1
         else:
+            # It ended before the kill: the clock run was slower than this
+            # machine is now; aim the next kills within what it took.
+            if targeted:
+                tail = min(tail, ran)
+            else:
+                dur = min(dur, ran)
             assert rc == 0 and "Sanitizer" not in err and "runtime error" not in err, \
                 f"{what}: {args} exited {rc}: {err}"
         got, changed = after_crash(st, base, final, prior_ok, marker, what)
