@@ -620,8 +620,10 @@ def test_unreadable_file_changes_nothing(populated, pkienv, tmp_path):
         f = tmp_path / "secret.txt"
         f.write_text(pkienv["rsa1"].index.read_text())
         f.chmod(0)
-    expect_error(st, "import-index", "ec1", f, exit_codes=(1,), contains=[str(f), "nothing imported"])
-    expect_error(st, "revoke", "ec1", "--serials", f, exit_codes=(1,), contains=[str(f), "nothing revoked"])
+    expect_error(st, "import-index", "ec1", f, exit_codes=(1,),
+                 contains=[str(f), "nothing imported"])
+    expect_error(st, "revoke", "ec1", "--serials", f, exit_codes=(1,),
+                 contains=[str(f), "nothing revoked"])
     expect_error(st, "add", "ec1", f, exit_codes=(1,), contains=[str(f), "nothing added"])
     populated.unchanged()
 
