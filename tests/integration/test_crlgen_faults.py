@@ -610,3 +610,35 @@ def test_full_disk_watch_retries(tmp_path, small_out):
     finally:
         rc = d.stop()
     assert rc == 0, d.text()
+
+
+def test_full_disk_watch_delta_is_retried(tmp_path, small_out):
+    """A revocation whose delta CRL cannot be written for want of space is
+    published once space is back, not only at the next scheduled full CRL."""
+    ca = pki.CA(tmp_path, "ca1", "ec")
+    env = Env(tmp_path, [ca], ca_extra={"ca1": ["delta_crl = on"]})
+    write_index(ca.index, synthetic_revoked(100))
+    env.import_index(ca)
+    remount(small_out, "8m")
+    d = Daemon(env)
+    try:
+        assert d.wait_log(r"event=watching", timeout=20), d.text()
+        filler = fill(small_out, 0)
+        serial = "ABCDEF01"
+        env.runner.store("revoke", "ca1", serial, "--reason", "keyCompromise")
+        assert d.wait_log(r"event=crl_failed ca=ca1[^\n]*No space left", timeout=20), d.text()
+        assert not [p for p in env.out.iterdir() if p.name.startswith(".")]
+        filler.unlink()
+
+        def listed():
+            try:
+                return serial in {"%X" % r.serial_number for r in env.crl("ca1")} or \
+                    serial in {"%X" % r.serial_number for r in env.crl("ca1", delta=True)}
+            except (ValueError, FileNotFoundError):
+                return False
+        assert wait_for(listed, timeout=20, step=0.1) is not None, d.text()
+        ok, out = openssl_crl_verify(env.crl_path("ca1", delta=True), ca.cert)
+        assert ok, out
+    finally:
+        rc = d.stop()
+    assert rc == 0, d.text()
