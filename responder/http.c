@@ -48,7 +48,6 @@ struct conn {
 	bool shutting;   /* uv_shutdown issued */
 	bool eof;
 	bool reading;
-	bool first;      /* no request yet on this connection */
 	int err;         /* HTTP status to answer when a callback refused the request */
 	const char *err_reason;
 	unsigned writes; /* pending */
@@ -67,7 +66,6 @@ struct conn {
 	size_t inm_len;
 	char expect[32];
 	size_t expect_len;
-	bool continue_sent;
 };
 
 struct wreq {
@@ -89,8 +87,6 @@ struct crl_file {
 	int64_t this_update, next_update;
 	char etag[40];
 };
-
-static void crl_file_free(struct crl_file *f);
 
 static const char *status_text(int s)
 {
@@ -451,7 +447,6 @@ static void req_reset(struct conn *c)
 	c->cur = H_OTHER;
 	c->inm_len = 0;
 	c->expect_len = 0;
-	c->continue_sent = false;
 	c->err = 0;
 	c->err_reason = NULL;
 }
@@ -590,7 +585,6 @@ static int on_headers_complete(http_parser *p)
 		set_timer(c, cf->body_timeout_ms);
 		if (c->expect_len && !strncasecmp(c->expect, "100-continue", 12)) {
 			send_continue(c);
-			c->continue_sent = true;
 		}
 	}
 	return 0;
@@ -1006,9 +1000,6 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
 	}
 	if (c->phase == PH_CLOSING || c->closing)
 		return; /* lingering: drop */
-	if (c->phase == PH_IDLE && c->first) {
-		c->first = false;
-	}
 	size_t done = http_parser_execute(&c->parser, &settings, buf->base, (size_t)nread);
 	(void)done;
 	enum http_errno e = HTTP_PARSER_ERRNO(&c->parser);
@@ -1061,7 +1052,6 @@ void http_on_connection(uv_stream_t *server, int status)
 	if (!c)
 		return;
 	c->w = w;
-	c->first = true;
 	if (uv_tcp_init(&w->loop, &c->tcp) < 0) {
 		free(c);
 		return;

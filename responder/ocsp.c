@@ -158,14 +158,17 @@ static bool serial_of(const ASN1_INTEGER *ai, struct vg_serial *s)
 {
 	if (!ai || ASN1_STRING_type(ai) == V_ASN1_NEG_INTEGER)
 		return false;
-	static const uint8_t zero = 0;
+	/* OpenSSL keeps the magnitude; the store wants DER INTEGER content,
+	 * where a set top bit needs a leading zero octet to stay positive. */
+	uint8_t buf[VG_SERIAL_MAX + 2];
 	const uint8_t *b = ASN1_STRING_get0_data(ai);
 	size_t len = (size_t)ASN1_STRING_length(ai);
-	if (len == 0) {
-		b = &zero;
-		len = 1;
-	}
-	return vg_serial_from_bytes(b, len, s) == 0;
+	if (len > VG_SERIAL_MAX + 1)
+		return false;
+	buf[0] = 0;
+	if (len)
+		memcpy(buf + 1, b, len);
+	return vg_serial_from_bytes(buf, len + 1, s) == 0;
 }
 
 /* lookup reads the status of |serial| (NULL: not a possible serial) of |ca|. */

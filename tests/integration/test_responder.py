@@ -17,7 +17,9 @@ from pathlib import Path
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509 import ocsp
+from cryptography.x509.oid import NameOID
 
 import pki
 from conftest import Runner, binary
@@ -272,6 +274,37 @@ def test_several_certids(env):
     status, headers, body = env.resp.get(req.read_bytes())
     r = check_response(body, env.ca_cert["rsa1"])
     assert len(list(r.responses)) == 3
+
+
+def test_serials_with_top_bit_set(env, tmp_path):
+    """Serials whose first octet has its top bit set (DER adds a 0x00) are
+    found in the store: good when added, revoked when revoked by serial only
+    (never issued: with the extended-revoke extension)."""
+    ca_key = serialization.load_pem_private_key(Path(env.rsa.key).read_bytes(), None)
+    issuer = env.ca_cert["rsa1"]
+    now = datetime.datetime.utcnow()
+    leaf_key = ec.generate_private_key(ec.SECP256R1())
+    cert = (x509.CertificateBuilder()
+            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "high.example")]))
+            .issuer_name(issuer.subject).public_key(leaf_key.public_key())
+            .serial_number(0x80AABBCCDDEEFF).not_valid_before(now - datetime.timedelta(days=1))
+            .not_valid_after(now + datetime.timedelta(days=30)).sign(ca_key, hashes.SHA256()))
+    # Recorded through an index.txt line (hexadecimal serial).
+    idx = tmp_path / "index.txt"
+    idx.write_text("V\t351231235959Z\t\t80AABBCCDDEEFF\tunknown\t/CN=high.example\n")
+    env.store.store("import-index", "rsa1", idx)
+    env.store.store("revoke", "rsa1", "FF00112233", "--reason", "keyCompromise")
+    time.sleep(0.12)
+    r = ask(env, cert, issuer)
+    assert r.certificate_status == ocsp.OCSPCertStatus.GOOD
+    r = ask(env, fake_cert(0xFF00112233, issuer), issuer)
+    assert r.certificate_status == ocsp.OCSPCertStatus.REVOKED
+    assert r.revocation_reason == x509.ReasonFlags.key_compromise
+    r.extensions.get_extension_for_oid(EXT_REVOKE_OID)
+    rc, out = openssl_ocsp("-issuer", env.rsa.cert, "-CAfile", env.rsa.cert, "-url",
+                           f"http://127.0.0.1:{env.resp.port}/", "-serial", "0x80AABBCCDDEEFF",
+                           "-serial", "0xFF00112233")
+    assert "0x80AABBCCDDEEFF: good" in out and "0xFF00112233: revoked" in out, out
 
 
 def test_mixed_issuers_and_unsupported_hash(env):
