@@ -39,7 +39,6 @@ struct crlgen {
 	struct vg_store *st;
 	struct vg_txn *txn;
 	int dirfd;
-	bool cleaned; /* stale temporary files removed (once, under the lock) */
 };
 
 static void ca_deinit(struct crlgen_ca *ca)
@@ -691,12 +690,11 @@ int crlgen_publish(struct crlgen *g, int i, enum crlgen_kind kind)
 			return -e;
 		}
 	}
-	if (!g->cleaned) {
-		int n = pub_clean_stale(g->dirfd);
-		if (n > 0)
-			log_info("event=stale_files_removed dir=%s count=%d", g->conf.crl_out, n);
-		g->cleaned = true;
-	}
+	/* What a crlgen killed while publishing left (any time, not only before
+	 * this one started: an operator's --once beside the daemon) goes now. */
+	int n = pub_clean_stale(g->dirfd);
+	if (n > 0)
+		log_info("event=stale_files_removed dir=%s count=%d", g->conf.crl_out, n);
 	int rc = publish_locked(g, i, kind);
 	flock(g->dirfd, LOCK_UN);
 	return rc;

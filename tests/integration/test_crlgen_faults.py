@@ -406,17 +406,27 @@ int unlinkat(int dirfd, const char *path, int flags)
 """
 
 
-def test_kill_9_at_every_step(tmp_path, capsys):
-    """kill -9 just before each step of a publication in turn (file created,
-    fsync, numbered copy linked, rename, old copy pruned), for a full CRL and
-    its delta, each followed by a restart: the same checks as above, at the
-    points a random kill rarely hits."""
+def build_shim(tmp_path):
     shim = tmp_path / "killshim.so"
     src = tmp_path / "killshim.c"
     src.write_text(SHIM)
     r = subprocess.run(["cc", "-shared", "-fPIC", "-O1", "-o", str(shim), str(src), "-ldl"],
                        capture_output=True, text=True, timeout=60)
     assert r.returncode == 0, r.stderr
+    return shim
+
+
+def shim_env(shim, **kw):
+    return dict(os.environ, LD_PRELOAD=str(shim), **kw,
+                ASAN_OPTIONS="verify_asan_link_order=0:" + os.environ.get("ASAN_OPTIONS", ""))
+
+
+def test_kill_9_at_every_step(tmp_path, capsys):
+    """kill -9 just before each step of a publication in turn (file created,
+    fsync, numbered copy linked, rename, old copy pruned), for a full CRL and
+    its delta, each followed by a restart: the same checks as above, at the
+    points a random kill rarely hits."""
+    shim = build_shim(tmp_path)
     pubs = Publications(tmp_path, 20000)
     # Past `keep` numbered copies, so that every run prunes one: the same
     # steps each time.
@@ -426,8 +436,7 @@ def test_kill_9_at_every_step(tmp_path, capsys):
 
     # The steps of one publication, in order.
     trace = tmp_path / "steps.txt"
-    env = dict(os.environ, LD_PRELOAD=str(shim), SHIM_TRACE=str(trace),
-               ASAN_OPTIONS="verify_asan_link_order=0:" + os.environ.get("ASAN_OPTIONS", ""))
+    env = shim_env(shim, SHIM_TRACE=str(trace))
     r = subprocess.run(pubs.cmd + ["--once"], env=env, capture_output=True, text=True,
                        timeout=60)
     assert r.returncode == 0, r.stderr
@@ -460,6 +469,40 @@ def test_kill_9_at_every_step(tmp_path, capsys):
     with capsys.disabled():
         print("\n" + summary)
     assert not pubs.lost, "\n".join(pubs.lost[:20])
+
+
+def test_watch_removes_what_a_killed_run_left(tmp_path):
+    """A crlgen --once killed with its CRL written but not renamed, while
+    the daemon runs: the daemon's next publication removes its files."""
+    shim = build_shim(tmp_path)
+    ca = pki.CA(tmp_path, "ca1", "ec")
+    env = Env(tmp_path, [ca])
+    write_index(ca.index, synthetic_revoked(1000))
+    env.import_index(ca)
+    d = Daemon(env)
+    try:
+        assert d.wait_log(r"event=watching", timeout=20), d.text()
+        trace = tmp_path / "steps.txt"
+        r = subprocess.run([str(binary("vigil-crlgen")), "-c", str(env.config), "--once"],
+                           env=shim_env(shim, SHIM_TRACE=str(trace)), capture_output=True,
+                           timeout=60)
+        assert r.returncode == 0
+        # Killed just before the rename of its DER file.
+        at = next(int(l.split()[0]) for l in trace.read_text().splitlines()
+                  if " rename .ca1.crl.tmp-" in l)
+        r = subprocess.run([str(binary("vigil-crlgen")), "-c", str(env.config), "--once"],
+                           env=shim_env(shim, SHIM_KILL_AT=str(at)), capture_output=True,
+                           timeout=60)
+        assert r.returncode == -signal.SIGKILL
+        left = [p.name for p in env.out.iterdir() if p.name.startswith(".")]
+        assert len(left) >= 2, left
+        env.runner.store("revoke", "ca1", "ABCDEF01", "--reason", "keyCompromise")
+        assert d.wait_log(r"event=stale_files_removed", timeout=10), d.text()
+        assert wait_for(lambda: not [p for p in env.out.iterdir() if p.name.startswith(".")],
+                        timeout=5) is not None
+    finally:
+        rc = d.stop()
+    assert rc == 0, d.text()
 
 
 # ---- A full disk -----------------------------------------------------------
