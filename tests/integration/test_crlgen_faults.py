@@ -557,9 +557,9 @@ def published_state(out):
             if p.name not in ("filler", "ca1.state")}
 
 
-def one_ca_env(tmp_path, small):
+def one_ca_env(tmp_path, small, keytype="ec"):
     """CA ca1 with |small| revoked certificates, and its first CRL published."""
-    ca = pki.CA(tmp_path, "ca1", "ec")
+    ca = pki.CA(tmp_path, "ca1", keytype)
     env = Env(tmp_path, [ca])
     write_index(ca.index, synthetic_revoked(small))
     env.import_index(ca)
@@ -591,8 +591,9 @@ def assert_failed_cleanly(env, ca, r, before):
     return line
 
 
-def test_full_disk_once(tmp_path, small_out):
-    ca, env = one_ca_env(tmp_path, 2000)
+@pytest.mark.parametrize("keytype", ["ec", "ed25519"])  # Ed25519 signs from a map of the file
+def test_full_disk_once(tmp_path, small_out, keytype):
+    ca, env = one_ca_env(tmp_path, 2000, keytype)
     old = env.crl("ca1")
     before = published_state(env.out)
     grow(env, ca, 60000)  # a CRL of ~1.9 MB DER and ~2.6 MB PEM: cannot fit in 1 MiB
