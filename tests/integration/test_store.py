@@ -485,8 +485,8 @@ def test_audit_lines(store, tmp_path, pkienv):
 def test_list_in_integer_serial_order(store, tmp_path):
     st = store
     serials = ["01", "7F", "80", "FF", "0100", "0101", "FFFF", "010000", "1000",
-               "0FFFFFFF", "10000000", "7FFFFFFFFFFFFFFFFFFF", "0102030405060708090A0B0C0D0E0F1011121314",
-               "00", "02"]
+               "0FFFFFFF", "10000000", "7FFFFFFFFFFFFFFFFFFF",
+               "0102030405060708090A0B0C0D0E0F1011121314", "00", "02"]
     good = serials[::2]
     rev = serials[1::2]
     st.ok("import-index", "rsa1", small_index(tmp_path / "o.txt", good))
