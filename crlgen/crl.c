@@ -44,7 +44,9 @@
 
 #include <openssl/core_names.h>
 #include <openssl/err.h>
+#include <openssl/objects.h>
 #include <openssl/rsa.h>
+#include <openssl/x509.h>
 
 #include "store/common/pki.h"
 
@@ -58,6 +60,33 @@ static const uint8_t oid_crl_number[] = {0x55, 0x1d, 0x14};      /* 2.5.29.20 cR
 static const uint8_t oid_delta_indicator[] = {0x55, 0x1d, 0x1b}; /* 2.5.29.27 */
 static const uint8_t oid_akid[] = {0x55, 0x1d, 0x23};            /* 2.5.29.35 */
 static const uint8_t oid_freshest[] = {0x55, 0x1d, 0x2e};        /* 2.5.29.46 freshestCRL */
+
+/* alg_id_legacy encodes the AlgorithmIdentifier of an RSA or ECDSA key that
+ * OpenSSL 3.0 signs with through its legacy path, a key held by an ENGINE
+ * (pkcs11: keys): those do not answer OSSL_SIGNATURE_PARAM_ALGORITHM_ID.
+ * Parameters as RFC 4055 and RFC 5758 want them: NULL for RSA, absent for
+ * ECDSA, as OpenSSL encodes them for its own keys. */
+static int alg_id_legacy(struct crl_signer *s, EVP_PKEY *key)
+{
+	bool rsa = EVP_PKEY_is_a(key, "RSA");
+	int sig_nid, n = -1;
+	if (!s->md || !OBJ_find_sigid_by_algs(&sig_nid, EVP_MD_get_type(s->md),
+	                                      rsa ? EVP_PKEY_RSA : EVP_PKEY_EC))
+		return -1;
+	X509_ALGOR *a = X509_ALGOR_new();
+	if (a && X509_ALGOR_set0(a, OBJ_nid2obj(sig_nid), rsa ? V_ASN1_NULL : V_ASN1_UNDEF, NULL) &&
+	    (n = i2d_X509_ALGOR(a, NULL)) > 0 && (size_t)n <= sizeof(s->alg)) {
+		unsigned char *q = s->alg;
+		n = i2d_X509_ALGOR(a, &q);
+	} else {
+		n = -1;
+	}
+	X509_ALGOR_free(a);
+	if (n <= 0)
+		return -1;
+	s->alg_len = (size_t)n;
+	return 0;
+}
 
 int crl_signer_init(struct crl_signer *s, EVP_PKEY *key, const char *digest, char *err,
                     size_t errlen)
@@ -107,10 +136,11 @@ int crl_signer_init(struct crl_signer *s, EVP_PKEY *key, const char *digest, cha
 	    OSSL_PARAM_octet_string(OSSL_SIGNATURE_PARAM_ALGORITHM_ID, s->alg, sizeof(s->alg)),
 	    OSSL_PARAM_END,
 	};
-	if (EVP_PKEY_CTX_get_params(pctx, params) != 1 || params[0].return_size == 0 ||
-	    params[0].return_size > sizeof(s->alg))
+	if (EVP_PKEY_CTX_get_params(pctx, params) == 1 && params[0].return_size > 0 &&
+	    params[0].return_size <= sizeof(s->alg))
+		s->alg_len = params[0].return_size;
+	else if (alg_id_legacy(s, key) < 0)
 		goto ssl_error;
-	s->alg_len = params[0].return_size;
 	rc = 0;
 	goto out;
 ssl_error:;
