@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 #include "store/common/pki.h"
+#include "store/common/pkcs11.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -133,10 +134,8 @@ int vg_pki_load_cert(const char *path, X509 **out, char *err, size_t errlen)
 
 int vg_pki_load_key(const char *uri, EVP_PKEY **out, char *err, size_t errlen)
 {
-	if (strncasecmp(uri, "pkcs11:", 7) == 0) {
-		snprintf(err, errlen, "%s: pkcs11 keys are not supported by this build", uri);
-		return -ENOTSUP;
-	}
+	if (vg_pkcs11_is_uri(uri))
+		return vg_pkcs11_load_key(uri, out, err, errlen);
 	struct stat sb;
 	if (stat(uri, &sb) < 0) {
 		int e = errno;

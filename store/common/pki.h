@@ -18,9 +18,10 @@ int vg_pki_load_cert(const char *path, X509 **out, char *err, size_t errlen);
  * blocks, or one DER) into a new stack. */
 int vg_pki_load_certs(const char *path, STACK_OF(X509) **out, char *err, size_t errlen);
 
-/* vg_pki_load_key reads a private key from |uri|: a PEM or DER file path.
- * pkcs11: URIs are reported as unsupported until HSM support lands. The key
- * file must not be readable or writable by others (-EPERM otherwise). */
+/* vg_pki_load_key reads a private key from |uri|: a PEM or DER file path, or
+ * an RFC 7512 pkcs11: URI naming a key that stays in its token (pkcs11.h says
+ * where the module and the PIN come from). The key file must not be readable
+ * or writable by others (-EPERM otherwise). */
 int vg_pki_load_key(const char *uri, EVP_PKEY **out, char *err, size_t errlen);
 
 /* vg_pki_ssl_error appends OpenSSL's first queued error to |buf| (or
