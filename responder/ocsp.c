@@ -254,7 +254,7 @@ out:
 }
 
 /* build signs a response for |items| with |ca|'s signer. On success the DER
- * is in |*der| (OPENSSL_malloc'd). */
+ * is in |*der| (OPENSSL_malloc'd); -EAGAIN when the signer failed. */
 static int build(struct worker *w, const struct rca *ca, struct item *items, int n,
 		 OCSP_REQUEST *nonce_req, int64_t now, uint8_t **der, size_t *len)
 {
@@ -288,7 +288,9 @@ static int build(struct worker *w, const struct rca *ca, struct item *items, int
 		char e[256];
 		log_err("event=sign_failed ca=%s error=\"%s\"", ca->name,
 			(ERR_error_string_n(ERR_peek_error(), e, sizeof(e)), e));
-		rc = -EIO;
+		/* The signer failed, not the request: a token gone or its
+		 * session lost (pkcs11: keys). The client may try later. */
+		rc = -EAGAIN;
 		goto out;
 	}
 	resp = OCSP_response_create(OCSP_RESPONSE_STATUS_SUCCESSFUL, bs);
@@ -432,8 +434,12 @@ void ocsp_answer(struct worker *w, const uint8_t *req_der, size_t len, struct an
 	}
 	uint8_t *der;
 	size_t dlen;
-	if (build(w, ca, items, n, nonce ? req : NULL, now, &der, &dlen) < 0) {
-		set_error(w, out, OCSP_RESPONSE_STATUS_INTERNALERROR, OR_INTERNAL);
+	int brc = build(w, ca, items, n, nonce ? req : NULL, now, &der, &dlen);
+	if (brc < 0) {
+		if (brc == -EAGAIN)
+			set_error(w, out, OCSP_RESPONSE_STATUS_TRYLATER, OR_TRYLATER);
+		else
+			set_error(w, out, OCSP_RESPONSE_STATUS_INTERNALERROR, OR_INTERNAL);
 		goto done;
 	}
 	m_add(&w->m.ocsp[OR_SUCCESSFUL], 1);
