@@ -378,11 +378,16 @@ static void respond(struct conn *c, int status, const char *ctype, const char *e
 	bool head = c->parser.method == HTTP_HEAD && c->url;
 	if (w->draining)
 		c->closing = true;
-	char hdr[1024];
+	char hdr[1024], clen[48] = "";
+	/* A 304 carries no Content-Length: RFC 9110 8.6 allows only the 200's
+	 * length there, and a cache that copied "0" onto its stored answer would
+	 * truncate it. */
+	if (status != 304)
+		snprintf(clen, sizeof(clen), "Content-Length: %zu\r\n", blen);
 	int n = snprintf(hdr, sizeof(hdr),
-			 "HTTP/1.1 %d %s\r\nServer: vigil\r\nDate: %s\r\nContent-Length: %zu\r\n"
+			 "HTTP/1.1 %d %s\r\nServer: vigil\r\nDate: %s\r\n%s"
 			 "%s%s%s%s%s\r\n",
-			 status, status_text(status), w->date, blen, ctype ? "Content-Type: " : "",
+			 status, status_text(status), w->date, clen, ctype ? "Content-Type: " : "",
 			 ctype ? ctype : "", ctype ? "\r\n" : "", extra ? extra : "",
 			 c->closing ? "Connection: close\r\n"
 				    : (c->url && c->parser.http_major == 1 && c->parser.http_minor == 0)
