@@ -133,14 +133,14 @@ static int p11_uri_parse(const char *uri, struct p11_uri *u, char *err, size_t e
 		if (dst) {
 			if (*dst || !eq) {
 				snprintf(err, errlen, "pkcs11 URI: %.*s %s", (int)nlen, s,
-					 *dst ? "given twice" : "without a value");
+				         *dst ? "given twice" : "without a value");
 				rc = -EINVAL;
 				goto out;
 			}
 			*dst = pct_decode(eq + 1, n - nlen - 1);
 			if (!*dst) {
-				snprintf(err, errlen, "pkcs11 URI: bad %%-escape in %.*s", (int)nlen,
-					 s);
+				snprintf(err, errlen, "pkcs11 URI: bad %%-escape in %.*s",
+				         (int)nlen, s);
 				rc = -EINVAL;
 				goto out;
 			}
@@ -188,10 +188,15 @@ static int read_pin(const char *source, char *pin, size_t pinlen, char *err, siz
 		return -e;
 	}
 	struct stat sb;
-	if (fstat(fileno(f), &sb) < 0 || !S_ISREG(sb.st_mode) || (sb.st_mode & (S_IROTH | S_IWOTH))) {
-		snprintf(err, errlen, "pin-source %s: %s", path,
-			 S_ISREG(sb.st_mode) ? "PIN file is accessible by others; chmod o-rwx it"
-					     : "not a regular file");
+	const char *bad = NULL;
+	if (fstat(fileno(f), &sb) < 0)
+		bad = strerror(errno);
+	else if (!S_ISREG(sb.st_mode))
+		bad = "not a regular file";
+	else if (sb.st_mode & (S_IROTH | S_IWOTH))
+		bad = "PIN file is accessible by others; chmod o-rwx it";
+	if (bad) {
+		snprintf(err, errlen, "pin-source %s: %s", path, bad);
 		fclose(f);
 		return -EPERM;
 	}
@@ -206,7 +211,7 @@ static int read_pin(const char *source, char *pin, size_t pinlen, char *err, siz
 	if (more || n == 0 || memchr(pin, '\n', n) || memchr(pin, '\0', n)) {
 		OPENSSL_cleanse(pin, pinlen);
 		snprintf(err, errlen, "pin-source %s: %s", path,
-			 n == 0 && !more ? "empty" : "expected one line, the PIN");
+		         n == 0 && !more ? "empty" : "expected one line, the PIN");
 		return -EINVAL;
 	}
 	return 0;
@@ -238,9 +243,9 @@ static ENGINE *engine_get(const char *module, char *err, size_t errlen)
 	if (p11_engine) {
 		if (strcmp(module, p11_module) != 0) {
 			snprintf(err, errlen,
-				 "PKCS#11 module %s: this process already uses %s (one module per "
-				 "process)",
-				 module, p11_module);
+			         "PKCS#11 module %s: this process already uses %s (one module per "
+			         "process)",
+			         module, p11_module);
 			return NULL;
 		}
 		return p11_engine;
@@ -260,9 +265,9 @@ static ENGINE *engine_get(const char *module, char *err, size_t errlen)
 	ENGINE *e = ENGINE_by_id("pkcs11");
 	if (!e) {
 		snprintf(err, errlen,
-			 "the OpenSSL engine \"pkcs11\" is not available (install "
-			 "libengine-pkcs11-openssl): %s",
-			 engine_reason(r, sizeof(r), "not found"));
+		         "the OpenSSL engine \"pkcs11\" is not available (install "
+		         "libengine-pkcs11-openssl): %s",
+		         engine_reason(r, sizeof(r), "not found"));
 		return NULL;
 	}
 	/* QUIET: libp11 would print its own diagnostics on stderr; the reason
@@ -271,7 +276,7 @@ static ENGINE *engine_get(const char *module, char *err, size_t errlen)
 	ERR_clear_error();
 	if (!ENGINE_ctrl_cmd_string(e, "MODULE_PATH", module, 0) || !ENGINE_init(e)) {
 		snprintf(err, errlen, "PKCS#11 module %s: cannot initialise: %s", module,
-			 engine_reason(r, sizeof(r), "unknown error"));
+		         engine_reason(r, sizeof(r), "unknown error"));
 		ENGINE_free(e);
 		return NULL;
 	}
@@ -284,6 +289,31 @@ static ENGINE *engine_get(const char *module, char *err, size_t errlen)
 	}
 	p11_engine = e;
 	return e;
+}
+
+/* load_error says why ENGINE_load_private_key failed, completing libp11's
+ * terse reasons. */
+static void load_error(const char *uri, const char *module, char *err, size_t errlen)
+{
+	char r[200];
+	engine_reason(r, sizeof(r), "object not found");
+	if (!strcmp(r, "object not found"))
+		snprintf(err, errlen,
+		         "%s: no token holds a private key that matches the URI "
+		         "(module %s)",
+		         uri, module);
+	/* libp11 loads the module lazily and says this for a failing
+	 * C_Initialize too, e.g. SoftHSM2 without its token directory. */
+	else if (!strcmp(r, "could not load the shared library"))
+		snprintf(err, errlen, "%s: PKCS#11 module %s could not be loaded or initialised%s",
+		         uri, module,
+		         strstr(module, "softhsm") ? " (check SOFTHSM2_CONF and its "
+		                                     "directories.tokendir)"
+		                                   : "");
+	else
+		snprintf(err, errlen,
+		         "%s: cannot load the private key from the token: %s (module %s)", uri, r,
+		         module);
 }
 
 int vg_pkcs11_load_key(const char *uri, EVP_PKEY **out, char *err, size_t errlen)
@@ -299,9 +329,9 @@ int vg_pkcs11_load_key(const char *uri, EVP_PKEY **out, char *err, size_t errlen
 	/* From here on messages name u.engine_uri: it holds no PIN. */
 	if (u.pin_value) {
 		snprintf(err, errlen,
-			 "%s: pin-value in the URI would keep the PIN in the configuration "
-			 "file; use pin-source=file:/path or VIGIL_PKCS11_PIN",
-			 u.engine_uri);
+		         "%s: pin-value in the URI would keep the PIN in the configuration "
+		         "file; use pin-source=file:/path or VIGIL_PKCS11_PIN",
+		         u.engine_uri);
 		rc = -EINVAL;
 		goto out;
 	}
@@ -315,9 +345,9 @@ int vg_pkcs11_load_key(const char *uri, EVP_PKEY **out, char *err, size_t errlen
 		const char *env = getenv("VIGIL_PKCS11_PIN");
 		if (!env || !*env) {
 			snprintf(err, errlen,
-				 "%s: no PIN: add pin-source=file:/path to the URI or set "
-				 "VIGIL_PKCS11_PIN",
-				 u.engine_uri);
+			         "%s: no PIN: add pin-source=file:/path to the URI or set "
+			         "VIGIL_PKCS11_PIN",
+			         u.engine_uri);
 			rc = -EINVAL;
 			goto out;
 		}
@@ -344,12 +374,10 @@ int vg_pkcs11_load_key(const char *uri, EVP_PKEY **out, char *err, size_t errlen
 		 * when it has to open a new session. */
 		if (!ENGINE_ctrl_cmd_string(eng, "PIN", pin, 0)) {
 			snprintf(err, errlen, "%s: cannot pass the PIN to the engine: %s",
-				 u.engine_uri, engine_reason(r, sizeof(r), "unknown error"));
+			         u.engine_uri, engine_reason(r, sizeof(r), "unknown error"));
 			rc = -EIO;
 		} else if (!(k = ENGINE_load_private_key(eng, u.engine_uri, p11_no_ui, NULL))) {
-			snprintf(err, errlen, "%s: cannot load the private key from the token: %s",
-				 u.engine_uri,
-				 engine_reason(r, sizeof(r), "no such token or key"));
+			load_error(u.engine_uri, module, err, errlen);
 			rc = -ENOENT;
 		}
 	}
