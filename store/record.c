@@ -6,7 +6,7 @@
 
 #define KNOWN_FLAGS                                                                               \
 	(VG_CERT_HAS_INVALIDITY | VG_CERT_HAS_NOT_BEFORE | VG_CERT_HAS_NOT_AFTER |                \
-	 VG_CERT_NOT_ISSUED)
+	 VG_CERT_NOT_ISSUED | VG_CERT_RELEASED)
 
 size_t rec_encode(const struct vg_cert *c, uint8_t *buf)
 {

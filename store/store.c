@@ -887,11 +887,12 @@ static bool is_hold(const struct vg_cert *c)
 /* merge decides what (|have|, present or not) becomes when |want| arrives,
  * under the rules of vg_store_add and vg_store_revoke. It writes the result
  * to |out| and returns the change op (VG_CHANGE_*), or 0 when nothing changes. */
-static int merge(const struct vg_cert *have, const struct vg_cert *want, struct vg_cert *out,
-		 struct vg_write_result *r)
+static int merge(const struct vg_cert *have, const struct vg_cert *want, bool sync,
+		 struct vg_cert *out, struct vg_write_result *r)
 {
 	if (!have) {
 		*out = *want;
+		out->flags &= (uint8_t)~VG_CERT_LIFT_HOLD;
 		if (want->status == VG_STATUS_REVOKED) {
 			r->revoked++;
 			return VG_CHANGE_REVOKE;
@@ -921,6 +922,18 @@ static int merge(const struct vg_cert *have, const struct vg_cert *want, struct 
 	}
 
 	if (want->status == VG_STATUS_GOOD) {
+		if ((want->flags & VG_CERT_LIFT_HOLD) && is_hold(have) &&
+		    !(have->flags & VG_CERT_NOT_ISSUED)) {
+			/* The CA's database lifted the hold (removeFromCRL). */
+			out->status = VG_STATUS_GOOD;
+			out->reason = VG_REASON_NONE;
+			out->revoked_at = 0;
+			out->invalidity_date = 0;
+			out->flags &= (uint8_t)~VG_CERT_HAS_INVALIDITY;
+			out->flags |= VG_CERT_RELEASED;
+			r->released++;
+			return VG_CHANGE_RELEASE;
+		}
 		if (have->status == VG_STATUS_REVOKED)
 			r->kept++; /* a revoked certificate stays revoked */
 		if (dates) {
@@ -934,6 +947,17 @@ static int merge(const struct vg_cert *have, const struct vg_cert *want, struct 
 
 	/* want revoked */
 	bool change = false;
+	if (sync && have->status == VG_STATUS_GOOD && (have->flags & VG_CERT_RELEASED) &&
+	    want->reason == VG_REASON_CERTIFICATE_HOLD) {
+		/* The hold the CA's database still records was lifted here since:
+		 * a sync must not put it back. */
+		if (dates) {
+			r->updated++;
+			return VG_CHANGE_UPDATE;
+		}
+		r->unchanged++;
+		return 0;
+	}
 	if (have->status == VG_STATUS_GOOD) {
 		change = true;
 		out->status = VG_STATUS_REVOKED;
@@ -1018,15 +1042,16 @@ static int put_cert(struct wtx *w, const struct vg_serial *s, const struct vg_ce
 	return 0;
 }
 
-/* apply merges |want| into the store for serial |s|. */
-static int apply(struct wtx *w, const struct vg_serial *s, const struct vg_cert *want)
+/* apply merges |want| into the store for serial |s|; |sync| when it comes
+ * from the CA's records (vg_store_add) rather than an operator's revoke. */
+static int apply(struct wtx *w, const struct vg_serial *s, const struct vg_cert *want, bool sync)
 {
 	struct vg_cert have, out;
 	int rc = get_cert(w->st, w->txn, w->ca_state.id, s, &have);
 	if (rc && rc != -ENOENT)
 		return rc;
 	bool exists = rc == 0;
-	int op = merge(exists ? &have : NULL, want, &out, &w->res);
+	int op = merge(exists ? &have : NULL, want, sync, &out, &w->res);
 	if (!op)
 		return 0;
 	rc = put_cert(w, s, exists ? &have : NULL, &out);
@@ -1093,7 +1118,7 @@ static int add_fn(struct wtx *w, void *arg)
 {
 	struct add_batch *b = arg;
 	for (size_t i = 0; i < b->n; i++) {
-		int rc = apply(w, &b->items[i].serial, &b->items[i].cert);
+		int rc = apply(w, &b->items[i].serial, &b->items[i].cert, true);
 		if (rc)
 			return rc;
 	}
@@ -1160,13 +1185,13 @@ static int revoke_fn(struct wtx *w, void *arg)
 			struct vg_cert ni = want;
 			ni.flags |= VG_CERT_NOT_ISSUED;
 			w->res.missing++;
-			rc = apply(w, &b->serials[i], &ni);
+			rc = apply(w, &b->serials[i], &ni, false);
 		} else if (rc == 0) {
 			/* A revocation says nothing about issuance: a serial known
 			 * only from an earlier revocation stays flagged. */
 			struct vg_cert again = want;
 			again.flags |= have.flags & VG_CERT_NOT_ISSUED;
-			rc = apply(w, &b->serials[i], &again);
+			rc = apply(w, &b->serials[i], &again, false);
 		}
 		if (rc)
 			return rc;
@@ -1285,7 +1310,7 @@ static int window_fn(struct wtx *w, void *arg)
 	cur = NULL;
 	rc = 0;
 	for (size_t i = 0; i < nh && !rc; i++)
-		rc = apply(w, &hits[i], &want);
+		rc = apply(w, &hits[i], &want, false);
 	if (!rc) {
 		w->res.skipped += skipped;
 		b->next_last = nh ? hits[nh - 1] : b->last;
@@ -1360,6 +1385,7 @@ static int release_fn(struct wtx *w, void *arg)
 	c.reason = VG_REASON_NONE;
 	c.revoked_at = 0;
 	c.flags &= (uint8_t)~VG_CERT_HAS_INVALIDITY;
+	c.flags |= VG_CERT_RELEASED;
 	c.invalidity_date = 0;
 	rc = put_cert(w, a->s, &have, &c);
 	if (rc)

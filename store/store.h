@@ -59,6 +59,10 @@ enum vg_status {
 #define VG_CERT_HAS_NOT_BEFORE 0x02u /* not_before is set (issuance time known) */
 #define VG_CERT_HAS_NOT_AFTER 0x04u  /* not_after is set */
 #define VG_CERT_NOT_ISSUED 0x08u     /* revoked by serial only: never seen as issued */
+#define VG_CERT_RELEASED 0x10u       /* a certificateHold on it was lifted */
+/* In a vg_store_add item only, never stored: lift a hold (an index.txt
+ * removeFromCRL line, openssl ca's record of a lifted hold). */
+#define VG_CERT_LIFT_HOLD 0x80u
 
 /* Status of one certificate. Times are seconds since the Unix epoch, UTC. */
 struct vg_cert {

@@ -130,7 +130,9 @@ int index_parse_line(char *line, size_t len, struct vg_add_item *out, const char
 		if (parse_revinfo(f[2], c, err, errlen) < 0)
 			return -EINVAL;
 		if (c->reason == VG_REASON_REMOVE_FROM_CRL) {
-			/* openssl ca's way of lifting a hold: the certificate is valid. */
+			/* openssl ca's record of a lifted hold: the certificate is
+			 * valid, and a hold the store holds for it is lifted. */
+			c->flags |= VG_CERT_LIFT_HOLD;
 			c->status = VG_STATUS_GOOD;
 			c->reason = VG_REASON_NONE;
 			c->revoked_at = 0;

@@ -311,6 +311,51 @@ static void test_revocation_rules(void **state)
 	assert_int_equal(status_of(f->st, "other", "01", &c), -ENOENT);
 }
 
+static void test_hold_sync(void **state)
+{
+	struct fx *f = *state;
+	/* The CA's database puts 01 and 02 on hold. */
+	struct vg_add_item held[2] = {good_item("01", 0), good_item("02", 0)};
+	for (int i = 0; i < 2; i++) {
+		held[i].cert.status = VG_STATUS_REVOKED;
+		held[i].cert.reason = VG_REASON_CERTIFICATE_HOLD;
+		held[i].cert.revoked_at = 10;
+	}
+	struct vg_add_item again[2] = {held[0], held[1]};
+	assert_int_equal(vg_store_add(f->st, "ca1", held, 2, &who, NULL, NULL, NULL), 0);
+	/* The operator lifts 01's hold in Vigil: a later sync of the same
+	 * database must not put it back. */
+	struct vg_serial s1 = ser("01");
+	assert_int_equal(vg_store_release(f->st, "ca1", &s1, &who), 0);
+	struct vg_write_result r;
+	assert_int_equal(vg_store_add(f->st, "ca1", again, 2, &who, &r, NULL, NULL), 0);
+	assert_int_equal(r.revoked, 0);
+	struct vg_cert c;
+	assert_int_equal(status_of(f->st, "ca1", "01", &c), 0);
+	assert_int_equal(c.status, VG_STATUS_GOOD);
+	assert_true(c.flags & VG_CERT_RELEASED);
+	/* The database lifts 02's hold (removeFromCRL): the sync lifts it. */
+	struct vg_add_item lift = good_item("02", 0);
+	lift.cert.flags |= VG_CERT_LIFT_HOLD;
+	assert_int_equal(vg_store_add(f->st, "ca1", &lift, 1, &who, &r, NULL, NULL), 0);
+	assert_int_equal(r.released, 1);
+	assert_int_equal(status_of(f->st, "ca1", "02", &c), 0);
+	assert_int_equal(c.status, VG_STATUS_GOOD);
+	/* An operator's explicit hold still applies to a released certificate. */
+	struct vg_revocation rev = {.revoked_at = 20, .reason = VG_REASON_CERTIFICATE_HOLD};
+	assert_int_equal(vg_store_revoke(f->st, "ca1", &s1, 1, &rev, &who, &r, NULL, NULL), 0);
+	assert_int_equal(r.revoked, 1);
+	/* A lift never touches a final revocation. */
+	struct vg_serial s3 = ser("03");
+	rev = (struct vg_revocation){.revoked_at = 30, .reason = VG_REASON_KEY_COMPROMISE};
+	assert_int_equal(vg_store_revoke(f->st, "ca1", &s3, 1, &rev, &who, &r, NULL, NULL), 0);
+	lift = good_item("03", 0);
+	lift.cert.flags |= VG_CERT_LIFT_HOLD;
+	assert_int_equal(vg_store_add(f->st, "ca1", &lift, 1, &who, &r, NULL, NULL), 0);
+	assert_int_equal(status_of(f->st, "ca1", "03", &c), 0);
+	assert_int_equal(c.status, VG_STATUS_REVOKED);
+}
+
 static void test_revoke_window(void **state)
 {
 	struct fx *f = *state;
@@ -482,6 +527,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_counter_and_log, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_large_add_collapses_log, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_revocation_rules, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_hold_sync, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_revoke_window, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_durable_reopen, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_not_initialised_and_schema, setup, teardown),
