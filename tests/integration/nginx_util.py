@@ -169,7 +169,12 @@ class Nginx:
         try:
             c.request(method, path, body=body, headers=headers or {})
             r = c.getresponse()
-            return r.status, {k.lower(): v for k, v in r.getheaders()}, r.read()
+            # A repeated header is one list (RFC 9110 5.3): a Cache-Control sent
+            # twice must show both values.
+            h = {}
+            for k, v in r.getheaders():
+                h[k.lower()] = f"{h[k.lower()]}, {v}" if k.lower() in h else v
+            return r.status, h, r.read()
         finally:
             c.close()
 
