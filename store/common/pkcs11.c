@@ -291,6 +291,37 @@ static ENGINE *engine_get(const char *module, char *err, size_t errlen)
 	return e;
 }
 
+/* probe_sign makes and verifies one signature with |k|: a token that lets
+ * the key be found but cannot sign with it (CKA_SIGN false, stale object
+ * handles, a private key that does not match the public key the token
+ * shows) fails here, at start or reload, and not on the first request. */
+static int probe_sign(EVP_PKEY *k, char *r, size_t rlen)
+{
+	static const unsigned char msg[] = "vigil: pkcs11 key check";
+	const EVP_MD *md =
+	    EVP_PKEY_is_a(k, "ED25519") || EVP_PKEY_is_a(k, "ED448") ? NULL : EVP_sha256();
+	unsigned char *sig = NULL;
+	size_t siglen = 0;
+	EVP_MD_CTX *c = EVP_MD_CTX_new();
+	int ok = c && EVP_DigestSignInit(c, NULL, md, NULL, k) == 1 &&
+	         EVP_DigestSign(c, NULL, &siglen, msg, sizeof(msg)) == 1 &&
+	         (sig = OPENSSL_malloc(siglen)) != NULL &&
+	         EVP_DigestSign(c, sig, &siglen, msg, sizeof(msg)) == 1;
+	if (!ok) {
+		engine_reason(r, rlen, "signing failed");
+	} else {
+		EVP_MD_CTX_reset(c);
+		ok = EVP_DigestVerifyInit(c, NULL, md, NULL, k) == 1 &&
+		     EVP_DigestVerify(c, sig, siglen, msg, sizeof(msg)) == 1;
+		if (!ok)
+			snprintf(r, rlen, "its signature does not verify with the public key");
+		ERR_clear_error();
+	}
+	OPENSSL_free(sig);
+	EVP_MD_CTX_free(c);
+	return ok ? 0 : -EIO;
+}
+
 /* load_error says why ENGINE_load_private_key failed, completing libp11's
  * terse reasons. */
 static void load_error(const char *uri, const char *module, char *err, size_t errlen)
@@ -380,6 +411,15 @@ int vg_pkcs11_load_key(const char *uri, EVP_PKEY **out, char *err, size_t errlen
 			load_error(u.engine_uri, module, err, errlen);
 			rc = -ENOENT;
 		}
+	}
+	if (k && probe_sign(k, r, sizeof(r)) < 0) {
+		snprintf(err, errlen,
+		         "%s: the token does not sign with this key: %s (after a token failure, "
+		         "restart: the engine keeps the token's old object handles)",
+		         u.engine_uri, r);
+		EVP_PKEY_free(k);
+		k = NULL;
+		rc = -EIO;
 	}
 	pthread_mutex_unlock(&p11_lock);
 	ERR_clear_error();
