@@ -670,6 +670,14 @@ static void send_ocsp(struct conn *c, const uint8_t *der, size_t len, bool get)
 {
 	struct answer a;
 	ocsp_answer(c->w, der, len, &a);
+	/* The worker's Date moves on at its tick; an answer signed in a second it
+	 * has not reached yet would get Last-Modified (thisUpdate) after Date
+	 * (RFC 9110 8.8.2.1) and max-age = nextUpdate - Date one second too long,
+	 * so that a cache keeps it past nextUpdate. Move Date to that second. */
+	if (a.this_update > (int64_t)c->w->date_t) {
+		c->w->date_t = (time_t)a.this_update;
+		http_date(c->w->date_t, c->w->date, sizeof(c->w->date));
+	}
 	char extra[512];
 	if (get && a.cacheable) {
 		int64_t max_age = a.next_update - (int64_t)c->w->date_t;

@@ -453,8 +453,11 @@ void ocsp_answer(struct worker *w, const uint8_t *req_der, size_t len, struct an
 	out->cacheable = nonce == 0;
 	out->this_update = now;
 	out->next_update = now + validity;
-	make_etag(der, dlen, out->etag);
-	make_hdrs(out);
+	if (out->cacheable) {
+		/* Only answers that may be cached need their HTTP validators. */
+		make_etag(der, dlen, out->etag);
+		make_hdrs(out);
+	}
 	if (use_cache) {
 		struct centry t;
 		memset(&t, 0, sizeof(t));
