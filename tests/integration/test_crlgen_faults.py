@@ -520,6 +520,89 @@ def test_watch_removes_what_a_killed_run_left(tmp_path):
     assert rc == 0, d.text()
 
 
+def test_store_killed_while_crlgen_watches(tmp_path, capsys):
+    """kill -9 of vigil-store during bulk revocations (several commits of
+    50,000 each) while crlgen --watch publishes: every CRL crlgen published
+    (all kept as numbered copies) lists exactly the revocations of a prefix
+    of the committed transactions, never part of one."""
+    rnd = random.Random(SEED + 1)
+    ca = pki.CA(tmp_path, "ca1", "ec")
+    env = Env(tmp_path, [ca], extra="keep = 1000")
+    pub = x509.load_pem_x509_certificate(ca.cert.read_bytes()).public_key()
+    per_trial, trials = 60000, 10
+
+    def serials_file(k):
+        path = tmp_path / f"serials-{k}.txt"
+        path.write_text("".join("%X\n" % (0x10000000 * (k + 1) + i) for i in range(per_trial)))
+        return path
+
+    def revoked_in_store():
+        out = env.runner.store("list", "ca1", "--revoked").stdout
+        return sum(1 for line in out.splitlines() if line.strip())
+
+    d = Daemon(env)
+    killed = completed = between = 0
+    try:
+        assert d.wait_log(r"event=watching", timeout=20), d.text()
+        # One uninterrupted run, to know how long one takes; the kills fall
+        # before, between and after the two commits of each run.
+        store = [str(binary("vigil-store")), "-c", str(env.config), "-q"]
+        t = time.monotonic()
+        env.runner.store("revoke", "ca1", "--serials", serials_file(0), "--reason", "keyCompromise")
+        window = time.monotonic() - t
+        completed += 1
+        before = revoked_in_store()
+        for k in range(1, trials + 1):
+            p = subprocess.Popen(store + ["revoke", "ca1", "--serials", str(serials_file(k)),
+                                          "--reason", "keyCompromise"],
+                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            try:
+                time.sleep(rnd.uniform(0.6, 1.0) * window)
+            finally:
+                p.kill()
+                rc = p.wait(timeout=10)
+            killed += rc == -signal.SIGKILL
+            completed += rc == 0
+            n = revoked_in_store()
+            between += 0 < n - before < per_trial
+            # Aim at the commits: later when nothing was committed, earlier
+            # when everything was.
+            window *= 1.25 if n == before else 0.85 if rc == 0 else 1
+            before = n
+            # crlgen catches up with whatever was committed.
+            assert wait_for(lambda: len(env.crl("ca1")) == n, timeout=20, step=0.1) \
+                is not None, (n, d.text())
+    finally:
+        rc = d.stop()
+    assert rc == 0, d.text()
+
+    # What the store committed: the revoked count after each transaction.
+    totals, total = {0}, 0
+    for line in env.runner.store("audit").stdout.splitlines():
+        m = re.search(r"action=revoke count=(\d+)", line)
+        if m:
+            total += int(m.group(1))
+            totals.add(total)
+    assert total == revoked_in_store()
+    crls = sorted(env.out.glob("ca1-*.crl"))
+    assert len(crls) >= 2, [c.name for c in crls]
+    bad = []
+    for path in crls:
+        crl = x509.load_der_x509_crl(path.read_bytes())
+        try:
+            pub.verify(crl.signature, crl.tbs_certlist_bytes,
+                       ec.ECDSA(crl.signature_hash_algorithm))
+        except InvalidSignature:
+            bad.append(f"{path.name}: bad signature")
+        if len(crl) not in totals:
+            bad.append(f"{path.name}: {len(crl)} entries, not a committed state {sorted(totals)}")
+    with capsys.disabled():
+        print(f"\nvigil-store kill -9 under crlgen --watch: {trials} trials ({killed} killed, "
+              f"{between} of them between two commits, {completed - 1} completed), {len(totals) - 1} commits, {len(crls)} CRLs "
+              f"published, {len(bad)} with part of a commit")
+    assert not bad, bad[:5]
+
+
 # ---- A full disk -----------------------------------------------------------
 
 PAGE = os.sysconf("SC_PAGE_SIZE")
