@@ -555,6 +555,61 @@ def test_bad_der_malformed(env, kind):
     assert_alive(env)
 
 
+def test_mutated_requests(env):
+    """Bit flips, truncations and splices of valid requests, by POST and GET:
+    every answer is a parseable OCSP response (successful, malformedRequest or
+    unauthorized) with HTTP 200 or a 4xx, and the responder keeps answering."""
+    rnd = random.Random(1234)
+    cert, issuer = leaf(env, env.rsa, env.good["rsa1"])
+    seeds = [make_request(cert, issuer), make_request(cert, issuer, nonce=b"n" * 16),
+             make_request(cert, issuer, alg=hashes.SHA512())]
+    c = env.resp.conn()
+    try:
+        for i in range(300):
+            der = bytearray(rnd.choice(seeds))
+            for _ in range(rnd.randint(1, 4)):
+                op = rnd.random()
+                if op < 0.5:
+                    pos = rnd.randrange(len(der))
+                    der[pos] ^= 1 << rnd.randrange(8)
+                elif op < 0.7:
+                    der = der[:rnd.randrange(len(der))]
+                elif op < 0.85:
+                    pos = rnd.randrange(len(der) + 1)
+                    der[pos:pos] = os.urandom(rnd.randint(1, 8))
+                else:
+                    der[rnd.randrange(len(der))] = rnd.choice([0x00, 0x7f, 0x80, 0xff])
+                if not der:
+                    der = bytearray(b"\x30")
+            if i % 2:
+                c.request("POST", "/", body=bytes(der),
+                          headers={"Content-Type": "application/ocsp-request"})
+            else:
+                c.request("GET", "/" + urllib.parse.quote(base64.b64encode(der).decode(), safe=""))
+            r = c.getresponse()
+            body = r.read()
+            assert r.status in (200, 400), r.status
+            if r.status == 200:
+                resp = ocsp.load_der_ocsp_response(body)
+                assert resp.response_status in (ocsp.OCSPResponseStatus.SUCCESSFUL,
+                                                ocsp.OCSPResponseStatus.MALFORMED_REQUEST,
+                                                ocsp.OCSPResponseStatus.UNAUTHORIZED)
+                if resp.response_status == ocsp.OCSPResponseStatus.SUCCESSFUL:
+                    check_response(body, issuer)
+            if r.will_close:
+                c.close()
+                c = env.resp.conn()
+    finally:
+        c.close()
+    # Random bytes as HTTP: an answer or a close, never a crash.
+    for _ in range(100):
+        junk = os.urandom(rnd.randint(1, 300))
+        if rnd.random() < 0.5:
+            junk = b"POST / HTTP/1.1\r\nContent-Length: %d\r\n\r\n" % len(junk) + junk
+        env.resp.raw(junk, timeout=2, shutdown=True)
+    assert_alive(env)
+
+
 def test_bad_base64(env):
     for path in ["/M!!!notbase64", "/Ma%ZZ", "/M"]:
         status, _, _ = env.resp.request("GET", path)
@@ -755,7 +810,9 @@ def test_max_connections_503(env, tmp_path):
 
 
 def test_sigterm_drains(env, tmp_path):
-    conf = write_conf(tmp_path / "t.conf", env.root / "store", [(env.rsa, {})])
+    # workers = 0: one per CPU.
+    conf = write_conf(tmp_path / "t.conf", env.root / "store", [(env.rsa, {})],
+                      responder={"workers": "0"})
     r = Responder(conf)
     with r:
         idle = socket.create_connection(("127.0.0.1", r.port), timeout=5)
@@ -767,6 +824,7 @@ def test_sigterm_drains(env, tmp_path):
         assert idle.recv(10) == b""  # closed by the server
         idle.close()
         r.wait_log(r"event=stopped")
+        assert re.search(rf"workers={os.cpu_count()} ", r.wait_log(r"event=listening"))
     with pytest.raises(OSError):
         socket.create_connection(("127.0.0.1", r.port), timeout=1).close()
 
