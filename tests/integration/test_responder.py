@@ -745,6 +745,15 @@ def test_crl_download(env):
     assert env.resp.request("GET", "/crl/ec1.crl")[0] == 404  # not published
     assert env.resp.request("GET", "/crl/nosuch.crl")[0] == 404
     assert env.resp.request("GET", "/crl/../vigil.conf")[0] == 404
+    # What vigil-crlgen publishes is served as it lands.
+    r = subprocess.run([str(binary("vigil-crlgen")), "-c", str(env.config), "--once", "--ca", "ec1"],
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    status, h, body = env.resp.request("GET", "/crl/ec1.crl")
+    assert status == 200 and body == (env.crl_dir / "ec1.crl").read_bytes()
+    crl = x509.load_der_x509_crl(body)
+    assert crl.is_signature_valid(env.ca_cert["ec1"].public_key())
+    assert http_date(h["expires"]) == crl.next_update
 
 
 # ---- separate responders: reload, limits, stop ----------------------------------------------
