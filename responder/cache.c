@@ -33,7 +33,7 @@
 static struct {
 	_Atomic(struct centry *) *b;
 	_Atomic(struct centry *) *rb; /* by raw request bytes */
-	size_t nb; /* power of two */
+	size_t nb;                    /* power of two */
 	size_t n, max;
 	struct centry *head, *tail; /* insertion order, oldest first (writers only) */
 	pthread_mutex_t lock;
@@ -144,14 +144,15 @@ static void unlink_entry(struct centry *e)
 		pp = &cur->hnext;
 	if (cur)
 		atomic_store_explicit(pp, atomic_load_explicit(&e->hnext, memory_order_relaxed),
-				      memory_order_release);
+		                      memory_order_release);
 	if (e->req_len) {
 		pp = &C.rb[e->rhash & (C.nb - 1)];
 		while ((cur = atomic_load_explicit(pp, memory_order_relaxed)) && cur != e)
 			pp = &cur->rnext;
 		if (cur)
-			atomic_store_explicit(pp, atomic_load_explicit(&e->rnext, memory_order_relaxed),
-					      memory_order_release);
+			atomic_store_explicit(pp,
+			                      atomic_load_explicit(&e->rnext, memory_order_relaxed),
+			                      memory_order_release);
 	}
 	if (e->prev)
 		e->prev->next = e->next;
@@ -184,7 +185,7 @@ void cache_offline(int worker)
 }
 
 const struct centry *cache_get(uint32_t ca_id, const struct vg_serial *serial,
-			       const uint8_t *certid, size_t certid_len, int64_t now)
+                               const uint8_t *certid, size_t certid_len, int64_t now)
 {
 	uint32_t h = key_hash(ca_id, serial);
 	struct centry *e = atomic_load_explicit(&C.b[h & (C.nb - 1)], memory_order_acquire);
@@ -211,7 +212,7 @@ const struct centry *cache_get_raw(const uint8_t *req, size_t len, int64_t now)
 }
 
 void cache_put(uint64_t snapshot, const struct centry *tmpl, const uint8_t *certid,
-	       const uint8_t *der, const uint8_t *req)
+               const uint8_t *der, const uint8_t *req)
 {
 	if (C.max == 0)
 		return;
@@ -253,15 +254,15 @@ void cache_put(uint64_t snapshot, const struct centry *tmpl, const uint8_t *cert
 	C.tail = e;
 	C.n++;
 	atomic_store_explicit(&e->hnext, atomic_load_explicit(bucket, memory_order_relaxed),
-			      memory_order_relaxed);
+	                      memory_order_relaxed);
 	atomic_store_explicit(bucket, e, memory_order_release);
 	if (e->req_len) {
 		/* An older entry for the same request bytes (another CertID cannot
 		 * come from the same bytes) was replaced above. */
 		_Atomic(struct centry *) *rbucket = &C.rb[e->rhash & (C.nb - 1)];
 		atomic_store_explicit(&e->rnext,
-				      atomic_load_explicit(rbucket, memory_order_relaxed),
-				      memory_order_relaxed);
+		                      atomic_load_explicit(rbucket, memory_order_relaxed),
+		                      memory_order_relaxed);
 		atomic_store_explicit(rbucket, e, memory_order_release);
 	}
 	pthread_mutex_unlock(&C.lock);

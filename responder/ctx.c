@@ -55,11 +55,13 @@ static int rca_hashes(struct rca *ca, char *err, size_t errlen)
 	for (int i = 0; i < RH_N; i++) {
 		EVP_MD *md = EVP_MD_fetch(NULL, rh_names[i], NULL);
 		unsigned n1 = 0, n2 = 0;
-		if (!md || !EVP_Digest(name_der, (size_t)name_len, ca->name_hash[i], &n1, md, NULL) ||
+		if (!md ||
+		    !EVP_Digest(name_der, (size_t)name_len, ca->name_hash[i], &n1, md, NULL) ||
 		    !EVP_Digest(ASN1_STRING_get0_data(key), (size_t)ASN1_STRING_length(key),
-				ca->key_hash[i], &n2, md, NULL)) {
+		                ca->key_hash[i], &n2, md, NULL)) {
 			EVP_MD_free(md);
-			snprintf(err, errlen, "[ca %s] %s digest unavailable", ca->name, rh_names[i]);
+			snprintf(err, errlen, "[ca %s] %s digest unavailable", ca->name,
+			         rh_names[i]);
 			rc = -EIO;
 			goto out;
 		}
@@ -73,7 +75,7 @@ out:
 }
 
 static int rca_load(struct rctx *c, struct rca *ca, const struct vg_conf_ca *cc, char *err,
-		    size_t errlen)
+                    size_t errlen)
 {
 	char e[256];
 	int rc;
@@ -92,7 +94,8 @@ static int rca_load(struct rctx *c, struct rca *ca, const struct vg_conf_ca *cc,
 		return rc;
 	}
 	if (!cc->ocsp_key) {
-		snprintf(err, errlen, "[ca %s] no signing key: set ocsp_key (or crl_key)", cc->name);
+		snprintf(err, errlen, "[ca %s] no signing key: set ocsp_key (or crl_key)",
+		         cc->name);
 		return -EINVAL;
 	}
 	rc = vg_pki_load_key(cc->ocsp_key, &ca->key, e, sizeof(e));
@@ -109,13 +112,14 @@ static int rca_load(struct rctx *c, struct rca *ca, const struct vg_conf_ca *cc,
 		ca->delegated = true;
 		if (X509_check_issued(ca->cert, ca->signer) != X509_V_OK) {
 			snprintf(err, errlen, "[ca %s] ocsp_cert %s is not issued by the CA cert",
-				 cc->name, cc->ocsp_cert);
+			         cc->name, cc->ocsp_cert);
 			return -EINVAL;
 		}
 		if (!(X509_get_extension_flags(ca->signer) & EXFLAG_XKUSAGE) ||
 		    !(X509_get_extended_key_usage(ca->signer) & XKU_OCSP_SIGN)) {
-			snprintf(err, errlen, "[ca %s] ocsp_cert %s lacks extendedKeyUsage OCSPSigning",
-				 cc->name, cc->ocsp_cert);
+			snprintf(err, errlen,
+			         "[ca %s] ocsp_cert %s lacks extendedKeyUsage OCSPSigning",
+			         cc->name, cc->ocsp_cert);
 			return -EINVAL;
 		}
 	} else {
@@ -123,25 +127,27 @@ static int rca_load(struct rctx *c, struct rca *ca, const struct vg_conf_ca *cc,
 	}
 	if (X509_check_private_key(ca->signer, ca->key) != 1) {
 		ERR_clear_error();
-		snprintf(err, errlen, "[ca %s] ocsp_key %s does not match %s", cc->name, cc->ocsp_key,
-			 ca->delegated ? "ocsp_cert" : "the CA cert");
+		snprintf(err, errlen, "[ca %s] ocsp_key %s does not match %s", cc->name,
+		         cc->ocsp_key, ca->delegated ? "ocsp_cert" : "the CA cert");
 		return -EINVAL;
 	}
 	/* Answers signed by an expired responder certificate are refused by
 	 * clients; serve anyway (the store is still right) and say so. */
 	if (X509_cmp_current_time(X509_get0_notAfter(ca->signer)) <= 0)
 		log_err("event=signer_expired ca=%s cert=%s", cc->name,
-			ca->delegated ? cc->ocsp_cert : cc->cert);
-	else if (X509_cmp_time(X509_get0_notAfter(ca->signer), &(time_t){time(NULL) + ca->validity}) <= 0)
-		log_warn("event=signer_expires_soon ca=%s cert=%s reason=before_next_update", cc->name,
-			 ca->delegated ? cc->ocsp_cert : cc->cert);
+		        ca->delegated ? cc->ocsp_cert : cc->cert);
+	else if (X509_cmp_time(X509_get0_notAfter(ca->signer),
+	                       &(time_t){time(NULL) + ca->validity}) <= 0)
+		log_warn("event=signer_expires_soon ca=%s cert=%s reason=before_next_update",
+		         cc->name, ca->delegated ? cc->ocsp_cert : cc->cert);
 	int kid = EVP_PKEY_get_base_id(ca->key);
 	if (kid == EVP_PKEY_ED25519 || kid == EVP_PKEY_ED448) {
 		ca->md = NULL;
 	} else {
 		ca->md = EVP_get_digestbyname(cc->digest ? cc->digest : "sha256");
 		if (!ca->md) {
-			snprintf(err, errlen, "[ca %s] digest %s unavailable", cc->name, cc->digest);
+			snprintf(err, errlen, "[ca %s] digest %s unavailable", cc->name,
+			         cc->digest);
 			return -EINVAL;
 		}
 	}
@@ -177,7 +183,8 @@ int ctx_load(const char *path, struct rctx **out, char *err, size_t errlen)
 		return rc;
 	}
 	if (c->conf.n_cas == 0) {
-		snprintf(err, errlen, "%s: no [ca NAME] section: nothing to answer for", c->conf.file);
+		snprintf(err, errlen, "%s: no [ca NAME] section: nothing to answer for",
+		         c->conf.file);
 		rc = -EINVAL;
 		goto fail;
 	}

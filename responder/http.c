@@ -43,12 +43,12 @@ struct conn {
 	http_parser parser;
 	enum phase phase;
 	int handles;
-	bool closed;     /* uv_close called */
-	bool closing;    /* answer no further request */
-	bool shutting;   /* uv_shutdown issued */
+	bool closed;   /* uv_close called */
+	bool closing;  /* answer no further request */
+	bool shutting; /* uv_shutdown issued */
 	bool eof;
 	bool reading;
-	int err;         /* HTTP status to answer when a callback refused the request */
+	int err; /* HTTP status to answer when a callback refused the request */
 	const char *err_reason;
 	unsigned writes; /* pending */
 	uint64_t t_start;
@@ -91,19 +91,32 @@ struct crl_file {
 static const char *status_text(int s)
 {
 	switch (s) {
-	case 100: return "Continue";
-	case 200: return "OK";
-	case 304: return "Not Modified";
-	case 400: return "Bad Request";
-	case 404: return "Not Found";
-	case 405: return "Method Not Allowed";
-	case 408: return "Request Timeout";
-	case 413: return "Content Too Large";
-	case 414: return "URI Too Long";
-	case 431: return "Request Header Fields Too Large";
-	case 500: return "Internal Server Error";
-	case 503: return "Service Unavailable";
-	default: return "Unknown";
+	case 100:
+		return "Continue";
+	case 200:
+		return "OK";
+	case 304:
+		return "Not Modified";
+	case 400:
+		return "Bad Request";
+	case 404:
+		return "Not Found";
+	case 405:
+		return "Method Not Allowed";
+	case 408:
+		return "Request Timeout";
+	case 413:
+		return "Content Too Large";
+	case 414:
+		return "URI Too Long";
+	case 431:
+		return "Request Header Fields Too Large";
+	case 500:
+		return "Internal Server Error";
+	case 503:
+		return "Service Unavailable";
+	default:
+		return "Unknown";
 	}
 }
 
@@ -114,10 +127,10 @@ void http_date(time_t t, char *buf, size_t len)
 	struct tm tm;
 	static const char *const days[] = {"Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"};
 	static const char *const mons[] = {"Jan", "Feb", "Mar", "Apr", "May", "Jun",
-					   "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"};
+	                                   "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"};
 	gmtime_r(&t, &tm);
 	snprintf(buf, len, "%s, %02d %s %04d %02d:%02d:%02d GMT", days[tm.tm_wday], tm.tm_mday,
-		 mons[tm.tm_mon], tm.tm_year + 1900, tm.tm_hour, tm.tm_min, tm.tm_sec);
+	         mons[tm.tm_mon], tm.tm_year + 1900, tm.tm_hour, tm.tm_min, tm.tm_sec);
 }
 
 static int b64_val(unsigned char ch)
@@ -199,10 +212,12 @@ static const char *peer(struct conn *c, char *buf, size_t len)
 		char ip[64];
 		if (ss.ss_family == AF_INET6) {
 			uv_ip6_name((struct sockaddr_in6 *)&ss, ip, sizeof(ip));
-			snprintf(buf, len, "[%s]:%d", ip, ntohs(((struct sockaddr_in6 *)&ss)->sin6_port));
+			snprintf(buf, len, "[%s]:%d", ip,
+			         ntohs(((struct sockaddr_in6 *)&ss)->sin6_port));
 		} else if (ss.ss_family == AF_INET) {
 			uv_ip4_name((struct sockaddr_in *)&ss, ip, sizeof(ip));
-			snprintf(buf, len, "%s:%d", ip, ntohs(((struct sockaddr_in *)&ss)->sin_port));
+			snprintf(buf, len, "%s:%d", ip,
+			         ntohs(((struct sockaddr_in *)&ss)->sin_port));
 		}
 	}
 	return buf;
@@ -360,10 +375,10 @@ static void access_log(struct conn *c, int status, size_t blen)
 	}
 	path[ul] = '\0';
 	int n = snprintf(line, sizeof(line),
-			 "ts=%lld peer=%s method=%s path=\"%s\" status=%d bytes=%zu dur_us=%llu\n",
-			 (long long)time(NULL), peer(c, p, sizeof(p)), c->url ? m : "-", path,
-			 status, blen,
-			 (unsigned long long)(c->t_start ? (uv_hrtime() - c->t_start) / 1000 : 0));
+	                 "ts=%lld peer=%s method=%s path=\"%s\" status=%d bytes=%zu dur_us=%llu\n",
+	                 (long long)time(NULL), peer(c, p, sizeof(p)), c->url ? m : "-", path,
+	                 status, blen,
+	                 (unsigned long long)(c->t_start ? (uv_hrtime() - c->t_start) / 1000 : 0));
 	if (n > 0 && write(g_access_fd, line, (size_t)n) < 0) {
 		/* nothing to do: the access log is best effort */
 	}
@@ -372,7 +387,7 @@ static void access_log(struct conn *c, int status, size_t blen)
 /* respond queues one response. |extra| holds extra header lines (each ending in
  * CRLF) or is NULL; |ref| is a CRL the body points into. */
 static void respond(struct conn *c, int status, const char *ctype, const char *extra,
-		    const void *body, size_t blen, struct crl_file *ref)
+                    const void *body, size_t blen, struct crl_file *ref)
 {
 	struct worker *w = c->w;
 	bool head = c->parser.method == HTTP_HEAD && c->url;
@@ -385,14 +400,14 @@ static void respond(struct conn *c, int status, const char *ctype, const char *e
 	if (status != 304)
 		snprintf(clen, sizeof(clen), "Content-Length: %zu\r\n", blen);
 	int n = snprintf(hdr, sizeof(hdr),
-			 "HTTP/1.1 %d %s\r\nServer: vigil\r\nDate: %s\r\n%s"
-			 "%s%s%s%s%s\r\n",
-			 status, status_text(status), w->date, clen, ctype ? "Content-Type: " : "",
-			 ctype ? ctype : "", ctype ? "\r\n" : "", extra ? extra : "",
-			 c->closing ? "Connection: close\r\n"
-				    : (c->url && c->parser.http_major == 1 && c->parser.http_minor == 0)
-					      ? "Connection: keep-alive\r\n"
-					      : "");
+	                 "HTTP/1.1 %d %s\r\nServer: vigil\r\nDate: %s\r\n%s"
+	                 "%s%s%s%s%s\r\n",
+	                 status, status_text(status), w->date, clen, ctype ? "Content-Type: " : "",
+	                 ctype ? ctype : "", ctype ? "\r\n" : "", extra ? extra : "",
+	                 c->closing ? "Connection: close\r\n"
+	                 : (c->url && c->parser.http_major == 1 && c->parser.http_minor == 0)
+	                     ? "Connection: keep-alive\r\n"
+	                     : "");
 	if (n < 0 || (size_t)n >= sizeof(hdr)) {
 		conn_close(c);
 		return;
@@ -432,7 +447,7 @@ static void fail(struct conn *c, int status, const char *reason)
 {
 	char p[80];
 	log_info("event=http_refused status=%d reason=%s peer=%s", status, reason,
-		 peer(c, p, sizeof(p)));
+	         peer(c, p, sizeof(p)));
 	c->closing = true;
 	char text[128];
 	snprintf(text, sizeof(text), "%d %s\n", status, status_text(status));
@@ -626,13 +641,13 @@ static int on_message_complete(http_parser *p)
 }
 
 static const http_parser_settings settings = {
-	.on_message_begin = on_message_begin,
-	.on_url = on_url,
-	.on_header_field = on_header_field,
-	.on_header_value = on_header_value,
-	.on_headers_complete = on_headers_complete,
-	.on_body = on_body,
-	.on_message_complete = on_message_complete,
+    .on_message_begin = on_message_begin,
+    .on_url = on_url,
+    .on_header_field = on_header_field,
+    .on_header_value = on_header_value,
+    .on_headers_complete = on_headers_complete,
+    .on_body = on_body,
+    .on_message_complete = on_message_complete,
 };
 
 /* ---- Routes ---------------------------------------------------------------------------- */
@@ -684,8 +699,8 @@ static void send_ocsp(struct conn *c, const uint8_t *der, size_t len, bool get)
 		if (max_age < 0)
 			max_age = 0;
 		snprintf(extra, sizeof(extra),
-			 "Cache-Control: max-age=%lld, public, no-transform, must-revalidate\r\n%s",
-			 (long long)max_age, a.hdrs);
+		         "Cache-Control: max-age=%lld, public, no-transform, must-revalidate\r\n%s",
+		         (long long)max_age, a.hdrs);
 		if (c->inm_len && etag_match(c->inm, a.etag)) {
 			respond(c, 304, NULL, extra, NULL, 0, NULL);
 			answer_release(&a);
@@ -859,8 +874,8 @@ static void serve_crl(struct conn *c, const char *name, size_t nlen)
 		struct crl_file *nf = NULL;
 		int rc = crl_load(path, &st, &nf);
 		if (rc < 0) {
-			log_err("event=crl_unreadable ca=%s path=%s error=%d", w->ctx->cas[idx].name,
-				path, rc);
+			log_err("event=crl_unreadable ca=%s path=%s error=%d",
+			        w->ctx->cas[idx].name, path, rc);
 			respond_text(c, 503, "CRL unreadable\n", "Retry-After: 10\r\n");
 			return;
 		}
@@ -877,9 +892,9 @@ static void serve_crl(struct conn *c, const char *name, size_t nlen)
 		int64_t max_age = f->next_update - (int64_t)time(NULL);
 		http_date((time_t)f->next_update, ex, sizeof(ex));
 		snprintf(extra + n, sizeof(extra) - (size_t)n,
-			 "Expires: %s\r\nCache-Control: max-age=%lld, public, no-transform, "
-			 "must-revalidate\r\n",
-			 ex, (long long)(max_age > 0 ? max_age : 0));
+		         "Expires: %s\r\nCache-Control: max-age=%lld, public, no-transform, "
+		         "must-revalidate\r\n",
+		         ex, (long long)(max_age > 0 ? max_age : 0));
 	}
 	if (c->inm_len && etag_match(c->inm, f->etag)) {
 		respond(c, 304, NULL, extra, NULL, 0, NULL);
@@ -897,7 +912,7 @@ static void serve_metrics(struct conn *c)
 		return;
 	}
 	respond(c, 200, "text/plain; version=0.0.4; charset=utf-8", "Cache-Control: no-store\r\n",
-		text, len, NULL);
+	        text, len, NULL);
 	free(text);
 }
 
@@ -934,7 +949,8 @@ static void dispatch(struct conn *c)
 		plen = (size_t)(q - path);
 	bool get = m == HTTP_GET || m == HTTP_HEAD;
 
-	if ((plen == 8 && !memcmp(path, "/healthz", 8)) || (plen == 8 && !memcmp(path, "/metrics", 8)) ||
+	if ((plen == 8 && !memcmp(path, "/healthz", 8)) ||
+	    (plen == 8 && !memcmp(path, "/metrics", 8)) ||
 	    (plen > 5 && !memcmp(path, "/crl/", 5))) {
 		if (!get) {
 			fail(c, 405, "method_not_allowed");
@@ -945,7 +961,7 @@ static void dispatch(struct conn *c)
 		else if (path[1] == 'm')
 			serve_metrics(c);
 		else if (plen > 9 && !memcmp(path + plen - 4, ".crl", 4) &&
-			 !memchr(path + 5, '/', plen - 9))
+		         !memchr(path + 5, '/', plen - 9))
 			serve_crl(c, path + 5, plen - 9);
 		else
 			respond_text(c, 404, "not found\n", NULL);
@@ -971,7 +987,8 @@ static void dispatch(struct conn *c)
 	while (i < rlen && rem[i] == '/')
 		i++;
 	if (i == rlen) {
-		respond_text(c, 404, "OCSP responder: POST a request or GET /{base64 request}\n", NULL);
+		respond_text(c, 404, "OCSP responder: POST a request or GET /{base64 request}\n",
+		             NULL);
 		return;
 	}
 	ocsp_get(c, rem, rlen);
@@ -1042,8 +1059,8 @@ static void on_timer(uv_timer_t *t)
 	case PH_HEADERS:
 	case PH_BODY:
 		m_add(&c->w->m.timeouts, 1);
-		log_info("event=timeout phase=%s peer=%s", c->phase == PH_HEADERS ? "headers" : "body",
-			 peer(c, p, sizeof(p)));
+		log_info("event=timeout phase=%s peer=%s",
+		         c->phase == PH_HEADERS ? "headers" : "body", peer(c, p, sizeof(p)));
 		c->closing = true;
 		respond_text(c, 408, "408 Request Timeout\n", NULL);
 		begin_close(c);
@@ -1090,11 +1107,11 @@ void http_on_connection(uv_stream_t *server, int status)
 		m_add(&w->m.conns_refused, 1);
 		char p[80];
 		log_warn("event=conn_refused reason=%s peer=%s max_connections=%d",
-			 w->draining ? "draining" : "max_connections", peer(c, p, sizeof(p)),
-			 w->ctx->conf.max_connections);
+		         w->draining ? "draining" : "max_connections", peer(c, p, sizeof(p)),
+		         w->ctx->conf.max_connections);
 		c->closing = true;
 		respond_text(c, 503, "503 Service Unavailable: too many connections\n",
-			     "Retry-After: 1\r\n");
+		             "Retry-After: 1\r\n");
 		begin_close(c);
 		return;
 	}

@@ -34,97 +34,97 @@ static const char *conf_path;
 static uv_signal_t sig_hup, sig_term, sig_int;
 
 static const char usage[] =
-	"NAME\n"
-	"    vigil-responder - OCSP responder and CRL server over HTTP/1.1, answering from\n"
-	"    the Vigil status store\n"
-	"\n"
-	"SYNOPSIS\n"
-	"    vigil-responder -c FILE [--listen ADDR:PORT] [--check] [--verbose]\n"
-	"    vigil-responder --help | --version\n"
-	"\n"
-	"DESCRIPTION\n"
-	"    Answers OCSP requests (RFC 6960, RFC 5019) for every [ca NAME] of the\n"
-	"    configuration from the store (opened read-only), and serves the CRLs that\n"
-	"    vigil-crlgen publishes. A revocation committed with vigil-store shows in the\n"
-	"    next answer, within 100 ms, without a restart.\n"
-	"\n"
-	"OPTIONS\n"
-	"    -c, --config FILE       configuration file (INI, shared with vigil-store and\n"
-	"                            vigil-crlgen); required\n"
-	"    -l, --listen ADDR:PORT  listen here instead of [responder] listen. ADDR is an\n"
-	"                            IPv4 address, [IPv6] or *; PORT 0 picks a free port,\n"
-	"                            logged as event=listening addr=ADDR:PORT\n"
-	"    -t, --check             load the configuration, certificates and keys, open\n"
-	"                            the store, print ok and exit 0 (or 1 with the reason)\n"
-	"    -v, --verbose           log debug events too\n"
-	"    -h, --help              show this help and exit\n"
-	"    -V, --version           show the version and exit\n"
-	"\n"
-	"HTTP\n"
-	"    POST {base_path}              body: DER OCSPRequest (application/ocsp-request);\n"
-	"                                  answer: Cache-Control: no-store\n"
-	"    GET  {base_path}{base64 DER}  URL-encoded base64 request ('+', '/', '=' raw or\n"
-	"                                  %-encoded; '//' and a client prefix accepted);\n"
-	"                                  cacheable: Cache-Control max-age, public,\n"
-	"                                  no-transform, must-revalidate; Expires (=\n"
-	"                                  nextUpdate), Last-Modified (= thisUpdate), ETag;\n"
-	"                                  If-None-Match gives 304\n"
-	"    GET  /crl/{CA}.crl            newest CRL in [crlgen] out (application/pkix-crl)\n"
-	"    GET  /healthz                 200 when the store is readable, 503 otherwise\n"
-	"    GET  /metrics                 Prometheus text format\n"
-	"    HEAD works wherever GET does. Refused requests: 400 bad request or base64,\n"
-	"    404, 405 other methods, 408 header_timeout/body_timeout, 413 body over\n"
-	"    max_request_bytes, 414 URI and 431 headers over max_header_bytes, 503 over\n"
-	"    max_connections; each with a log line.\n"
-	"\n"
-	"ANSWERS\n"
-	"    good or revoked (time, reason, invalidity date) as the store says. A serial\n"
-	"    absent from the store is unknown, or, when its CA is frozen and has\n"
-	"    not_issued = revoked, revoked with certificateHold at 1970-01-01 and the\n"
-	"    extended-revoke extension (RFC 6960 4.4.8). An issuer not configured gets\n"
-	"    unauthorized, undecodable DER or a nonce over 128 octets malformedRequest, a\n"
-	"    store failure tryLater, a signing failure internalError. CertIDs may use\n"
-	"    SHA-1, SHA-256, SHA-384 or SHA-512; up to max_certids per request. Answers\n"
-	"    are signed by ocsp_cert/ocsp_key (the certificate is included) or by the CA\n"
-	"    key (RSA, ECDSA, Ed25519), responderID by key hash, valid ocsp_validity.\n"
-	"    Answers without a nonce are cached (shared by the workers, read without\n"
-	"    locks) per CA, serial and CertID, re-signed after refresh_percent of their\n"
-	"    validity, and dropped when the store's change log names them.\n"
-	"\n"
-	"CONFIGURATION\n"
-	"    [responder] listen, workers (0 = one per CPU), user (drop root after binding),\n"
-	"    access_log, base_path (default /), max_connections (10000),\n"
-	"    max_request_bytes (16384), max_header_bytes (8192), max_certids (32),\n"
-	"    idle_timeout (30s), header_timeout (10s), body_timeout (10s),\n"
-	"    refresh_percent (50). [ca NAME] cert, ocsp_cert, ocsp_key (or crl_key),\n"
-	"    not_issued, ocsp_validity (8h to 10d, default 4d), digest.\n"
-	"\n"
-	"    Workers are threads, each with its own event loop, its own SO_REUSEPORT\n"
-	"    listener and its own read transaction on the store. A port another process\n"
-	"    already listens on is refused.\n"
-	"\n"
-	"SIGNALS\n"
-	"    SIGHUP   reload the configuration, CA certificates and keys; connections stay\n"
-	"             open. A bad new configuration is logged (event=reload_failed) and the\n"
-	"             old one keeps serving. listen, workers and the store path need a\n"
-	"             restart; after dropping root (user) keys must stay readable.\n"
-	"    SIGTERM, SIGINT  stop accepting, finish the requests in flight (at most\n"
-	"             10 s), exit 0.\n"
-	"\n"
-	"LOGS\n"
-	"    One key=value line per event on stderr (event=listening, reloaded,\n"
-	"    reload_failed, http_refused, timeout, conn_refused, stopping, stopped, ...);\n"
-	"    one line per request in access_log when set.\n"
-	"\n"
-	"EXIT STATUS\n"
-	"    0 after a clean stop or --check, 1 on a start-up error (one line on stderr),\n"
-	"    2 on a usage error.\n"
-	"\n"
-	"EXAMPLES\n"
-	"    vigil-responder -c /etc/vigil/vigil.conf --listen 127.0.0.1:8080 &\n"
-	"    openssl ocsp -issuer ca.pem -cert leaf.pem -CAfile ca.pem \\\n"
-	"        -url http://127.0.0.1:8080/\n"
-	"    curl -s http://127.0.0.1:8080/metrics | grep vigil_cache\n";
+    "NAME\n"
+    "    vigil-responder - OCSP responder and CRL server over HTTP/1.1, answering from\n"
+    "    the Vigil status store\n"
+    "\n"
+    "SYNOPSIS\n"
+    "    vigil-responder -c FILE [--listen ADDR:PORT] [--check] [--verbose]\n"
+    "    vigil-responder --help | --version\n"
+    "\n"
+    "DESCRIPTION\n"
+    "    Answers OCSP requests (RFC 6960, RFC 5019) for every [ca NAME] of the\n"
+    "    configuration from the store (opened read-only), and serves the CRLs that\n"
+    "    vigil-crlgen publishes. A revocation committed with vigil-store shows in the\n"
+    "    next answer, within 100 ms, without a restart.\n"
+    "\n"
+    "OPTIONS\n"
+    "    -c, --config FILE       configuration file (INI, shared with vigil-store and\n"
+    "                            vigil-crlgen); required\n"
+    "    -l, --listen ADDR:PORT  listen here instead of [responder] listen. ADDR is an\n"
+    "                            IPv4 address, [IPv6] or *; PORT 0 picks a free port,\n"
+    "                            logged as event=listening addr=ADDR:PORT\n"
+    "    -t, --check             load the configuration, certificates and keys, open\n"
+    "                            the store, print ok and exit 0 (or 1 with the reason)\n"
+    "    -v, --verbose           log debug events too\n"
+    "    -h, --help              show this help and exit\n"
+    "    -V, --version           show the version and exit\n"
+    "\n"
+    "HTTP\n"
+    "    POST {base_path}              body: DER OCSPRequest (application/ocsp-request);\n"
+    "                                  answer: Cache-Control: no-store\n"
+    "    GET  {base_path}{base64 DER}  URL-encoded base64 request ('+', '/', '=' raw or\n"
+    "                                  %-encoded; '//' and a client prefix accepted);\n"
+    "                                  cacheable: Cache-Control max-age, public,\n"
+    "                                  no-transform, must-revalidate; Expires (=\n"
+    "                                  nextUpdate), Last-Modified (= thisUpdate), ETag;\n"
+    "                                  If-None-Match gives 304\n"
+    "    GET  /crl/{CA}.crl            newest CRL in [crlgen] out (application/pkix-crl)\n"
+    "    GET  /healthz                 200 when the store is readable, 503 otherwise\n"
+    "    GET  /metrics                 Prometheus text format\n"
+    "    HEAD works wherever GET does. Refused requests: 400 bad request or base64,\n"
+    "    404, 405 other methods, 408 header_timeout/body_timeout, 413 body over\n"
+    "    max_request_bytes, 414 URI and 431 headers over max_header_bytes, 503 over\n"
+    "    max_connections; each with a log line.\n"
+    "\n"
+    "ANSWERS\n"
+    "    good or revoked (time, reason, invalidity date) as the store says. A serial\n"
+    "    absent from the store is unknown, or, when its CA is frozen and has\n"
+    "    not_issued = revoked, revoked with certificateHold at 1970-01-01 and the\n"
+    "    extended-revoke extension (RFC 6960 4.4.8). An issuer not configured gets\n"
+    "    unauthorized, undecodable DER or a nonce over 128 octets malformedRequest, a\n"
+    "    store failure tryLater, a signing failure internalError. CertIDs may use\n"
+    "    SHA-1, SHA-256, SHA-384 or SHA-512; up to max_certids per request. Answers\n"
+    "    are signed by ocsp_cert/ocsp_key (the certificate is included) or by the CA\n"
+    "    key (RSA, ECDSA, Ed25519), responderID by key hash, valid ocsp_validity.\n"
+    "    Answers without a nonce are cached (shared by the workers, read without\n"
+    "    locks) per CA, serial and CertID, re-signed after refresh_percent of their\n"
+    "    validity, and dropped when the store's change log names them.\n"
+    "\n"
+    "CONFIGURATION\n"
+    "    [responder] listen, workers (0 = one per CPU), user (drop root after binding),\n"
+    "    access_log, base_path (default /), max_connections (10000),\n"
+    "    max_request_bytes (16384), max_header_bytes (8192), max_certids (32),\n"
+    "    idle_timeout (30s), header_timeout (10s), body_timeout (10s),\n"
+    "    refresh_percent (50). [ca NAME] cert, ocsp_cert, ocsp_key (or crl_key),\n"
+    "    not_issued, ocsp_validity (8h to 10d, default 4d), digest.\n"
+    "\n"
+    "    Workers are threads, each with its own event loop, its own SO_REUSEPORT\n"
+    "    listener and its own read transaction on the store. A port another process\n"
+    "    already listens on is refused.\n"
+    "\n"
+    "SIGNALS\n"
+    "    SIGHUP   reload the configuration, CA certificates and keys; connections stay\n"
+    "             open. A bad new configuration is logged (event=reload_failed) and the\n"
+    "             old one keeps serving. listen, workers and the store path need a\n"
+    "             restart; after dropping root (user) keys must stay readable.\n"
+    "    SIGTERM, SIGINT  stop accepting, finish the requests in flight (at most\n"
+    "             10 s), exit 0.\n"
+    "\n"
+    "LOGS\n"
+    "    One key=value line per event on stderr (event=listening, reloaded,\n"
+    "    reload_failed, http_refused, timeout, conn_refused, stopping, stopped, ...);\n"
+    "    one line per request in access_log when set.\n"
+    "\n"
+    "EXIT STATUS\n"
+    "    0 after a clean stop or --check, 1 on a start-up error (one line on stderr),\n"
+    "    2 on a usage error.\n"
+    "\n"
+    "EXAMPLES\n"
+    "    vigil-responder -c /etc/vigil/vigil.conf --listen 127.0.0.1:8080 &\n"
+    "    openssl ocsp -issuer ca.pem -cert leaf.pem -CAfile ca.pem \\\n"
+    "        -url http://127.0.0.1:8080/\n"
+    "    curl -s http://127.0.0.1:8080/metrics | grep vigil_cache\n";
 
 static void die_usage(const char *what, const char *arg)
 {
@@ -150,7 +150,8 @@ static int parse_listen(const char *s, struct sockaddr_storage *ss)
 	memset(ss, 0, sizeof(*ss));
 	if (host[0] == '[' && hl > 2 && host[hl - 1] == ']') {
 		host[hl - 1] = '\0';
-		return uv_ip6_addr(host + 1, (int)port, (struct sockaddr_in6 *)ss) == 0 ? 0 : -EINVAL;
+		return uv_ip6_addr(host + 1, (int)port, (struct sockaddr_in6 *)ss) == 0 ? 0
+		                                                                        : -EINVAL;
 	}
 	if (!strcmp(host, "*"))
 		strcpy(host, "0.0.0.0");
@@ -165,8 +166,8 @@ static int bind_one(const struct sockaddr_storage *ss, int *out, char *err, size
 		snprintf(err, errlen, "socket: %s", strerror(errno));
 		return -errno;
 	}
-	socklen_t sl = ss->ss_family == AF_INET6 ? sizeof(struct sockaddr_in6)
-						  : sizeof(struct sockaddr_in);
+	socklen_t sl =
+	    ss->ss_family == AF_INET6 ? sizeof(struct sockaddr_in6) : sizeof(struct sockaddr_in);
 	if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) < 0 ||
 	    setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)) < 0 ||
 	    bind(fd, (const struct sockaddr *)ss, sl) < 0 || listen(fd, 1024) < 0) {
@@ -189,13 +190,13 @@ static int probe_port(struct sockaddr_storage *ss, char *err, size_t errlen)
 		snprintf(err, errlen, "socket: %s", strerror(errno));
 		return -errno;
 	}
-	socklen_t sl = ss->ss_family == AF_INET6 ? sizeof(struct sockaddr_in6)
-						  : sizeof(struct sockaddr_in);
+	socklen_t sl =
+	    ss->ss_family == AF_INET6 ? sizeof(struct sockaddr_in6) : sizeof(struct sockaddr_in);
 	if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) < 0 ||
 	    bind(fd, (const struct sockaddr *)ss, sl) < 0) {
 		int e = errno;
 		snprintf(err, errlen, "cannot listen: %s%s", strerror(e),
-			 e == EADDRINUSE ? " (is another responder running?)" : "");
+		         e == EADDRINUSE ? " (is another responder running?)" : "");
 		close(fd);
 		return -e;
 	}
@@ -249,7 +250,7 @@ static void on_hup(uv_signal_t *h, int sig)
 	int rc = ctx_load(conf_path, &c, err, sizeof(err));
 	if (rc < 0) {
 		log_err("event=reload_failed error=%s action=keep_old_config",
-			vg_log_quote(err, q, sizeof(q)));
+		        vg_log_quote(err, q, sizeof(q)));
 		ctx_unref(old);
 		return;
 	}
@@ -277,11 +278,13 @@ static void on_term(uv_signal_t *h, int sig)
 
 int main(int argc, char **argv)
 {
-	static const struct option opts[] = {
-		{"config", required_argument, NULL, 'c'}, {"listen", required_argument, NULL, 'l'},
-		{"check", no_argument, NULL, 't'},        {"verbose", no_argument, NULL, 'v'},
-		{"help", no_argument, NULL, 'h'},         {"version", no_argument, NULL, 'V'},
-		{NULL, 0, NULL, 0}};
+	static const struct option opts[] = {{"config", required_argument, NULL, 'c'},
+	                                     {"listen", required_argument, NULL, 'l'},
+	                                     {"check", no_argument, NULL, 't'},
+	                                     {"verbose", no_argument, NULL, 'v'},
+	                                     {"help", no_argument, NULL, 'h'},
+	                                     {"version", no_argument, NULL, 'V'},
+	                                     {NULL, 0, NULL, 0}};
 	const char *listen_arg = NULL;
 	bool check = false, verbose = false;
 	int ch;
@@ -343,15 +346,16 @@ int main(int argc, char **argv)
 	}
 	const char *listen_s = listen_arg ? listen_arg : ctx->conf.listen;
 	if (parse_listen(listen_s, &ss) < 0) {
-		fprintf(stderr, "vigil-responder: listen %s: expected ADDR:PORT, [IPv6]:PORT or *:PORT\n",
-			listen_s);
+		fprintf(stderr,
+		        "vigil-responder: listen %s: expected ADDR:PORT, [IPv6]:PORT or *:PORT\n",
+		        listen_s);
 		ctx_unref(ctx);
 		return listen_arg ? 2 : 1;
 	}
 	rc = vg_store_open(&g_store, ctx->conf.store_path, VG_STORE_RDONLY);
 	if (rc < 0) {
 		fprintf(stderr, "vigil-responder: store %s: %s%s\n", ctx->conf.store_path,
-			strerror(-rc), rc == -ENODATA ? " (run vigil-store init)" : "");
+		        strerror(-rc), rc == -ENODATA ? " (run vigil-store init)" : "");
 		ctx_unref(ctx);
 		return 1;
 	}
@@ -386,7 +390,8 @@ int main(int argc, char **argv)
 		rc = bind_one(&ss, &fds[i], err, sizeof(err));
 		if (rc < 0) {
 			char a[80];
-			fprintf(stderr, "vigil-responder: %s: %s\n", addr_str(&ss, a, sizeof(a)), err);
+			fprintf(stderr, "vigil-responder: %s: %s\n", addr_str(&ss, a, sizeof(a)),
+			        err);
 			goto fail;
 		}
 		if (i == 0) {
@@ -396,10 +401,11 @@ int main(int argc, char **argv)
 		}
 	}
 	if (ctx->conf.access_log) {
-		g_access_fd = open(ctx->conf.access_log, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0640);
+		g_access_fd =
+		    open(ctx->conf.access_log, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0640);
 		if (g_access_fd < 0) {
-			fprintf(stderr, "vigil-responder: access_log %s: %s\n", ctx->conf.access_log,
-				strerror(errno));
+			fprintf(stderr, "vigil-responder: access_log %s: %s\n",
+			        ctx->conf.access_log, strerror(errno));
 			goto fail;
 		}
 	}
@@ -432,14 +438,15 @@ int main(int argc, char **argv)
 	for (int i = 0; i < g_nworkers; i++) {
 		rc = pthread_create(&g_workers[i].thread, NULL, worker_main, &g_workers[i]);
 		if (rc != 0) {
-			fprintf(stderr, "vigil-responder: cannot start worker %d: %s\n", i, strerror(rc));
+			fprintf(stderr, "vigil-responder: cannot start worker %d: %s\n", i,
+			        strerror(rc));
 			return 1;
 		}
 	}
 	char a[80];
 	log_info("event=listening addr=%s workers=%d cas=%d store=%s version=%s",
-		 addr_str(&ss, a, sizeof(a)), g_nworkers, ctx->n_cas, ctx->conf.store_path,
-		 VG_VERSION);
+	         addr_str(&ss, a, sizeof(a)), g_nworkers, ctx->n_cas, ctx->conf.store_path,
+	         VG_VERSION);
 
 	uv_run(loop, UV_RUN_DEFAULT);
 

@@ -9,7 +9,7 @@
 #include <string.h>
 
 const double lat_bounds[LAT_BUCKETS] = {0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005,
-					0.01,   0.025,   0.05,   0.1,   1.0,    0};
+                                        0.01,   0.025,   0.05,   0.1,   1.0,    0};
 
 static pthread_mutex_t slot_lock = PTHREAD_MUTEX_INITIALIZER;
 static char *slot_names[METRIC_SLOTS];
@@ -93,7 +93,7 @@ static uint64_t sum(size_t off)
 char *metrics_render(size_t *len)
 {
 	static const char *const ocsp_names[OR_N] = {"successful", "malformedRequest",
-						     "internalError", "tryLater", "unauthorized"};
+	                                             "internalError", "tryLater", "unauthorized"};
 	static const char *const cert_names[CR_N] = {"good", "revoked", "unknown"};
 	struct sbuf s = {.cap = 8192};
 	s.b = malloc(s.cap);
@@ -102,57 +102,61 @@ char *metrics_render(size_t *len)
 	s.b[0] = '\0';
 
 	sb_printf(&s, "# HELP vigil_http_responses_total HTTP responses by status code.\n"
-		      "# TYPE vigil_http_responses_total counter\n");
+	              "# TYPE vigil_http_responses_total counter\n");
 	for (int code = 100; code < 600; code++) {
 		uint64_t v = SUM(http[code]);
 		if (v)
 			sb_printf(&s, "vigil_http_responses_total{code=\"%d\"} %llu\n", code,
-				  (unsigned long long)v);
+			          (unsigned long long)v);
 	}
 	sb_printf(&s, "# HELP vigil_ocsp_responses_total OCSP responses by responseStatus.\n"
-		      "# TYPE vigil_ocsp_responses_total counter\n");
+	              "# TYPE vigil_ocsp_responses_total counter\n");
 	for (int r = 0; r < OR_N; r++)
 		sb_printf(&s, "vigil_ocsp_responses_total{result=\"%s\"} %llu\n", ocsp_names[r],
-			  (unsigned long long)SUM(ocsp[r]));
+		          (unsigned long long)SUM(ocsp[r]));
 	sb_printf(&s, "# HELP vigil_ocsp_certificates_total Certificate statuses answered, by CA.\n"
-		      "# TYPE vigil_ocsp_certificates_total counter\n");
+	              "# TYPE vigil_ocsp_certificates_total counter\n");
 	pthread_mutex_lock(&slot_lock);
 	for (int slot = 0; slot < n_slots; slot++)
 		for (int r = 0; r < CR_N; r++)
-			sb_printf(&s, "vigil_ocsp_certificates_total{ca=\"%s\",status=\"%s\"} %llu\n",
-				  slot_names[slot], cert_names[r],
-				  (unsigned long long)SUM(certs[slot][r]));
+			sb_printf(&s,
+			          "vigil_ocsp_certificates_total{ca=\"%s\",status=\"%s\"} %llu\n",
+			          slot_names[slot], cert_names[r],
+			          (unsigned long long)SUM(certs[slot][r]));
 	pthread_mutex_unlock(&slot_lock);
 	sb_printf(&s,
-		  "# HELP vigil_cache_hits_total Answers served from the cache of signed answers.\n"
-		  "# TYPE vigil_cache_hits_total counter\nvigil_cache_hits_total %llu\n"
-		  "# HELP vigil_cache_misses_total Cacheable requests that needed a signature.\n"
-		  "# TYPE vigil_cache_misses_total counter\nvigil_cache_misses_total %llu\n"
-		  "# HELP vigil_cache_entries Signed answers held in the caches.\n"
-		  "# TYPE vigil_cache_entries gauge\nvigil_cache_entries %llu\n",
-		  (unsigned long long)SUM(cache_hit), (unsigned long long)SUM(cache_miss),
-		  (unsigned long long)SUM(cache_entries));
+	          "# HELP vigil_cache_hits_total Answers served from the cache of signed answers.\n"
+	          "# TYPE vigil_cache_hits_total counter\nvigil_cache_hits_total %llu\n"
+	          "# HELP vigil_cache_misses_total Cacheable requests that needed a signature.\n"
+	          "# TYPE vigil_cache_misses_total counter\nvigil_cache_misses_total %llu\n"
+	          "# HELP vigil_cache_entries Signed answers held in the caches.\n"
+	          "# TYPE vigil_cache_entries gauge\nvigil_cache_entries %llu\n",
+	          (unsigned long long)SUM(cache_hit), (unsigned long long)SUM(cache_miss),
+	          (unsigned long long)SUM(cache_entries));
 	sb_printf(&s,
-		  "# HELP vigil_signatures_total OCSP responses signed.\n"
-		  "# TYPE vigil_signatures_total counter\nvigil_signatures_total %llu\n"
-		  "# HELP vigil_signing_seconds_total Time spent signing.\n"
-		  "# TYPE vigil_signing_seconds_total counter\nvigil_signing_seconds_total %.6f\n",
-		  (unsigned long long)SUM(signs), (double)SUM(sign_ns) / 1e9);
-	sb_printf(&s, "# HELP vigil_request_duration_seconds Time from the first byte of a request to "
-		      "its response being queued.\n"
-		      "# TYPE vigil_request_duration_seconds histogram\n");
+	          "# HELP vigil_signatures_total OCSP responses signed.\n"
+	          "# TYPE vigil_signatures_total counter\nvigil_signatures_total %llu\n"
+	          "# HELP vigil_signing_seconds_total Time spent signing.\n"
+	          "# TYPE vigil_signing_seconds_total counter\nvigil_signing_seconds_total %.6f\n",
+	          (unsigned long long)SUM(signs), (double)SUM(sign_ns) / 1e9);
+	sb_printf(&s,
+	          "# HELP vigil_request_duration_seconds Time from the first byte of a request to "
+	          "its response being queued.\n"
+	          "# TYPE vigil_request_duration_seconds histogram\n");
 	uint64_t cum = 0;
 	for (int i = 0; i < LAT_BUCKETS; i++) {
 		cum += SUM(lat[i]);
 		if (i == LAT_BUCKETS - 1)
 			sb_printf(&s, "vigil_request_duration_seconds_bucket{le=\"+Inf\"} %llu\n",
-				  (unsigned long long)cum);
+			          (unsigned long long)cum);
 		else
 			sb_printf(&s, "vigil_request_duration_seconds_bucket{le=\"%g\"} %llu\n",
-				  lat_bounds[i], (unsigned long long)cum);
+			          lat_bounds[i], (unsigned long long)cum);
 	}
-	sb_printf(&s, "vigil_request_duration_seconds_sum %.6f\nvigil_request_duration_seconds_count %llu\n",
-		  (double)SUM(lat_ns) / 1e9, (unsigned long long)SUM(lat_count));
+	sb_printf(
+	    &s,
+	    "vigil_request_duration_seconds_sum %.6f\nvigil_request_duration_seconds_count %llu\n",
+	    (double)SUM(lat_ns) / 1e9, (unsigned long long)SUM(lat_count));
 	int64_t open = 0, oldest = 0;
 	for (int i = 0; i < g_nworkers; i++) {
 		open += LD(g_workers[i].m.conns_open);
@@ -160,23 +164,27 @@ char *metrics_render(size_t *len)
 		if (o && (!oldest || o < oldest))
 			oldest = o;
 	}
+	sb_printf(
+	    &s,
+	    "# HELP vigil_connections_open Open client connections.\n"
+	    "# TYPE vigil_connections_open gauge\nvigil_connections_open %lld\n"
+	    "# HELP vigil_connections_accepted_total Connections accepted.\n"
+	    "# TYPE vigil_connections_accepted_total counter\nvigil_connections_accepted_total "
+	    "%llu\n"
+	    "# HELP vigil_connections_refused_total Connections refused with 503 "
+	    "(max_connections).\n"
+	    "# TYPE vigil_connections_refused_total counter\nvigil_connections_refused_total %llu\n"
+	    "# HELP vigil_timeouts_total Connections closed by a timeout.\n"
+	    "# TYPE vigil_timeouts_total counter\nvigil_timeouts_total %llu\n",
+	    (long long)open, (unsigned long long)SUM(conns_accepted),
+	    (unsigned long long)SUM(conns_refused), (unsigned long long)SUM(timeouts));
 	sb_printf(&s,
-		  "# HELP vigil_connections_open Open client connections.\n"
-		  "# TYPE vigil_connections_open gauge\nvigil_connections_open %lld\n"
-		  "# HELP vigil_connections_accepted_total Connections accepted.\n"
-		  "# TYPE vigil_connections_accepted_total counter\nvigil_connections_accepted_total %llu\n"
-		  "# HELP vigil_connections_refused_total Connections refused with 503 (max_connections).\n"
-		  "# TYPE vigil_connections_refused_total counter\nvigil_connections_refused_total %llu\n"
-		  "# HELP vigil_timeouts_total Connections closed by a timeout.\n"
-		  "# TYPE vigil_timeouts_total counter\nvigil_timeouts_total %llu\n",
-		  (long long)open, (unsigned long long)SUM(conns_accepted),
-		  (unsigned long long)SUM(conns_refused), (unsigned long long)SUM(timeouts));
-	sb_printf(&s, "# HELP vigil_cache_oldest_next_update_seconds Seconds until the nextUpdate of "
-		      "the oldest cached answer (absent when the cache is empty).\n"
-		      "# TYPE vigil_cache_oldest_next_update_seconds gauge\n");
+	          "# HELP vigil_cache_oldest_next_update_seconds Seconds until the nextUpdate of "
+	          "the oldest cached answer (absent when the cache is empty).\n"
+	          "# TYPE vigil_cache_oldest_next_update_seconds gauge\n");
 	if (oldest)
 		sb_printf(&s, "vigil_cache_oldest_next_update_seconds %lld\n",
-			  (long long)(oldest - (int64_t)time(NULL)));
+		          (long long)(oldest - (int64_t)time(NULL)));
 	if (s.oom) {
 		free(s.b);
 		return NULL;

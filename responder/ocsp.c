@@ -173,7 +173,7 @@ static bool serial_of(const ASN1_INTEGER *ai, struct vg_serial *s)
 
 /* lookup reads the status of |serial| (NULL: not a possible serial) of |ca|. */
 static int lookup(struct worker *w, const struct rca *ca, const struct vg_serial *serial,
-		  struct status *st)
+                  struct status *st)
 {
 	memset(st, 0, sizeof(*st));
 	st->cr = CR_UNKNOWN;
@@ -187,7 +187,8 @@ static int lookup(struct worker *w, const struct rca *ca, const struct vg_serial
 		if (rc == 0) {
 			if (cert.status == VG_STATUS_REVOKED) {
 				st->cr = CR_REVOKED;
-				st->reason = cert.reason < 0 ? OCSP_REVOKED_STATUS_NOSTATUS : cert.reason;
+				st->reason =
+				    cert.reason < 0 ? OCSP_REVOKED_STATUS_NOSTATUS : cert.reason;
 				st->revoked_at = cert.revoked_at;
 				st->has_invalidity = cert.flags & VG_CERT_HAS_INVALIDITY;
 				st->invalidity = cert.invalidity_date;
@@ -227,22 +228,25 @@ struct item {
 };
 
 static int add_single(OCSP_BASICRESP *bs, const struct item *it, ASN1_GENERALIZEDTIME *thisupd,
-		      ASN1_GENERALIZEDTIME *nextupd)
+                      ASN1_GENERALIZEDTIME *nextupd)
 {
 	static const int vstatus[CR_N] = {V_OCSP_CERTSTATUS_GOOD, V_OCSP_CERTSTATUS_REVOKED,
-					  V_OCSP_CERTSTATUS_UNKNOWN};
+	                                  V_OCSP_CERTSTATUS_UNKNOWN};
 	ASN1_GENERALIZEDTIME *rt = NULL;
 	int rc = -ENOMEM;
-	if (it->st.cr == CR_REVOKED && !(rt = ASN1_GENERALIZEDTIME_set(NULL, (time_t)it->st.revoked_at)))
+	if (it->st.cr == CR_REVOKED &&
+	    !(rt = ASN1_GENERALIZEDTIME_set(NULL, (time_t)it->st.revoked_at)))
 		return -ENOMEM;
-	OCSP_SINGLERESP *single = OCSP_basic_add1_status(bs, it->cid, vstatus[it->st.cr],
-							 it->st.cr == CR_REVOKED ? it->st.reason : 0,
-							 rt, thisupd, nextupd);
+	OCSP_SINGLERESP *single = OCSP_basic_add1_status(
+	    bs, it->cid, vstatus[it->st.cr], it->st.cr == CR_REVOKED ? it->st.reason : 0, rt,
+	    thisupd, nextupd);
 	if (!single)
 		goto out;
 	if (it->st.cr == CR_REVOKED && it->st.has_invalidity) {
-		ASN1_GENERALIZEDTIME *inv = ASN1_GENERALIZEDTIME_set(NULL, (time_t)it->st.invalidity);
-		int ok = inv && OCSP_SINGLERESP_add1_ext_i2d(single, NID_invalidity_date, inv, 0, 0);
+		ASN1_GENERALIZEDTIME *inv =
+		    ASN1_GENERALIZEDTIME_set(NULL, (time_t)it->st.invalidity);
+		int ok =
+		    inv && OCSP_SINGLERESP_add1_ext_i2d(single, NID_invalidity_date, inv, 0, 0);
 		ASN1_GENERALIZEDTIME_free(inv);
 		if (!ok)
 			goto out;
@@ -256,7 +260,7 @@ out:
 /* build signs a response for |items| with |ca|'s signer. On success the DER
  * is in |*der| (OPENSSL_malloc'd); -EAGAIN when the signer failed. */
 static int build(struct worker *w, const struct rca *ca, struct item *items, int n,
-		 OCSP_REQUEST *nonce_req, int64_t now, uint8_t **der, size_t *len)
+                 OCSP_REQUEST *nonce_req, int64_t now, uint8_t **der, size_t *len)
 {
 	int rc = -ENOMEM;
 	bool ext = false;
@@ -287,7 +291,7 @@ static int build(struct worker *w, const struct rca *ca, struct item *items, int
 	if (!ok) {
 		char e[256];
 		log_err("event=sign_failed ca=%s error=\"%s\"", ca->name,
-			(ERR_error_string_n(ERR_peek_error(), e, sizeof(e)), e));
+		        (ERR_error_string_n(ERR_peek_error(), e, sizeof(e)), e));
 		/* The signer failed, not the request: a token gone or its
 		 * session lost (pkcs11: keys). The client may try later. */
 		rc = -EAGAIN;
@@ -328,8 +332,8 @@ static void make_hdrs(struct answer *a)
 	char lm[40], ex[40];
 	http_date((time_t)a->this_update, lm, sizeof(lm));
 	http_date((time_t)a->next_update, ex, sizeof(ex));
-	snprintf(a->hdrs, sizeof(a->hdrs), "Last-Modified: %s\r\nExpires: %s\r\nETag: %s\r\n", lm, ex,
-		 a->etag);
+	snprintf(a->hdrs, sizeof(a->hdrs), "Last-Modified: %s\r\nExpires: %s\r\nETag: %s\r\n", lm,
+	         ex, a->etag);
 }
 
 static void answer_from_entry(struct worker *w, const struct centry *e, struct answer *out)
@@ -409,8 +413,7 @@ void ocsp_answer(struct worker *w, const uint8_t *req_der, size_t len, struct an
 			use_cache = false;
 		}
 		const struct centry *e =
-			use_cache ? cache_get(ca->id, &items[0].serial, certid, certid_len, now)
-				  : NULL;
+		    use_cache ? cache_get(ca->id, &items[0].serial, certid, certid_len, now) : NULL;
 		if (e) {
 			answer_from_entry(w, e, out);
 			goto done;

@@ -42,10 +42,11 @@ struct rca {
 	uint32_t id;
 	int slot; /* metrics slot, stable across reloads */
 	X509 *cert;
-	X509 *signer;        /* delegated responder cert, or |cert| (borrowed then) */
+	X509 *signer; /* delegated responder cert, or |cert| (borrowed then) */
 	EVP_PKEY *key;
-	const EVP_MD *md;    /* NULL for Ed25519/Ed448 */
-	STACK_OF(X509) *include; /* extra certificates for the response (OpenSSL adds the signer), or NULL */
+	const EVP_MD *md; /* NULL for Ed25519/Ed448 */
+	STACK_OF(X509) *
+	    include; /* extra certificates for the response (OpenSSL adds the signer), or NULL */
 	bool delegated;
 	enum vg_not_issued not_issued;
 	int64_t validity; /* seconds */
@@ -78,14 +79,7 @@ void ctx_publish_clear(void);
 
 /* ---- Metrics (metrics.c) ----------------------------------------------- */
 
-enum ocsp_result {
-	OR_SUCCESSFUL,
-	OR_MALFORMED,
-	OR_INTERNAL,
-	OR_TRYLATER,
-	OR_UNAUTHORIZED,
-	OR_N
-};
+enum ocsp_result { OR_SUCCESSFUL, OR_MALFORMED, OR_INTERNAL, OR_TRYLATER, OR_UNAUTHORIZED, OR_N };
 enum cert_result { CR_GOOD, CR_REVOKED, CR_UNKNOWN, CR_N };
 #define METRIC_SLOTS 256 /* CA names ever configured in this process */
 #define LAT_BUCKETS 12
@@ -133,9 +127,9 @@ struct answer {
 	uint8_t *der; /* owned when |owned|, else borrowed from the cache until the next call */
 	size_t len;
 	bool owned;
-	bool cacheable;  /* a GET answer that may carry cache headers */
+	bool cacheable; /* a GET answer that may carry cache headers */
 	int64_t this_update, next_update;
-	char etag[40]; /* quoted */
+	char etag[40];              /* quoted */
 	char hdrs[ANSWER_HDRS_MAX]; /* Last-Modified, Expires, ETag lines */
 };
 
@@ -150,8 +144,8 @@ void answer_release(struct answer *a);
 struct centry {
 	_Atomic(struct centry *) hnext; /* (CA, serial) chain, read without lock */
 	_Atomic(struct centry *) rnext; /* raw request chain, read without lock */
-	struct centry *prev, *next;      /* insertion order; the limbo list once retired */
-	uint64_t retired;                /* epoch of unlinking */
+	struct centry *prev, *next;     /* insertion order; the limbo list once retired */
+	uint64_t retired;               /* epoch of unlinking */
 	uint32_t hash, rhash;
 	uint32_t ca_id;
 	struct vg_serial serial;
@@ -170,7 +164,7 @@ void cache_destroy(void);
 /* cache_get finds the answer for a CertID, without lock. The entry stays valid
  * until the calling worker's next cache_quiescent. */
 const struct centry *cache_get(uint32_t ca_id, const struct vg_serial *serial,
-			       const uint8_t *certid, size_t certid_len, int64_t now);
+                               const uint8_t *certid, size_t certid_len, int64_t now);
 /* cache_get_raw finds the answer to the exact request bytes |req|, without
  * lock and without parsing them (the same lifetime as cache_get). */
 const struct centry *cache_get_raw(const uint8_t *req, size_t len, int64_t now);
@@ -178,7 +172,7 @@ const struct centry *cache_get_raw(const uint8_t *req, size_t len, int64_t now);
  * |req| (tmpl->req_len bytes, may be 0), unless |snapshot| (the store counter
  * the status was read at) is older than the changes already applied. */
 void cache_put(uint64_t snapshot, const struct centry *tmpl, const uint8_t *certid,
-	       const uint8_t *der, const uint8_t *req);
+               const uint8_t *der, const uint8_t *req);
 /* cache_quiescent marks that |worker| holds no entry; cache_offline that it
  * never will again. */
 void cache_quiescent(int worker);

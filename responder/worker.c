@@ -43,7 +43,7 @@ static void store_refresh(struct worker *w)
 	}
 	if (!was_ok && w->counter)
 		log_info("event=store_readable worker=%d counter=%llu", w->idx,
-			 (unsigned long long)cnt);
+		         (unsigned long long)cnt);
 	w->txn_ok = true;
 	w->counter = cnt;
 	cache_apply_changes(w->txn, cnt);

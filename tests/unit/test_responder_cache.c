@@ -29,7 +29,7 @@ static struct vg_serial serial_of(unsigned v)
 }
 
 static void put(uint64_t snap, uint32_t ca, unsigned serial, const char *certid, const char *der,
-		int64_t refresh_at)
+                int64_t refresh_at)
 {
 	struct centry t;
 	memset(&t, 0, sizeof(t));
@@ -219,9 +219,9 @@ static void test_b64(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_put_get_evict),
-		cmocka_unit_test(test_invalidation_from_change_log),
-		cmocka_unit_test(test_b64),
+	    cmocka_unit_test(test_put_get_evict),
+	    cmocka_unit_test(test_invalidation_from_change_log),
+	    cmocka_unit_test(test_b64),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
