@@ -154,6 +154,16 @@ def test_openssl_nonce_checked(env):
     assert "OCSP Nonce" in out and "WARNING" not in out, out
 
 
+def test_openssl_signed_request(env):
+    """A signed request (requestorName and signature, RFC 6960 4.1.2) is answered."""
+    url = f"http://127.0.0.1:{env.resp.port}/"
+    rc, out = openssl_ocsp("-issuer", env.ec.cert, "-cert", env.good["ec1"][1], "-CAfile",
+                           env.ec.cert, "-url", url, "-signer", env.ec.ocsp_cert, "-signkey",
+                           env.ec.ocsp_key, "-req_text")
+    assert rc == 0 and "Response verify OK" in out and ": good" in out, out
+    assert "Requestor Name" in out and "Signature Algorithm" in out, out
+
+
 def test_openssl_too_many_certids(env):
     url = f"http://127.0.0.1:{env.resp.port}/"
     args = ["-issuer", env.rsa.cert, "-CAfile", env.rsa.cert, "-url", url]
