@@ -442,7 +442,7 @@ def test_kill_9_at_every_step(tmp_path, capsys):
     its delta, each followed by a restart: the same checks as above, at the
     points a random kill rarely hits."""
     shim = build_shim(tmp_path)
-    pubs = Publications(tmp_path, 20000)
+    pubs = Publications(tmp_path, 5000)
     # Past `keep` numbered copies, so that every run prunes one: the same
     # steps each time.
     for _ in range(4):
