@@ -173,8 +173,9 @@ static void unlink_entry(struct centry *e)
 void cache_quiescent(int worker)
 {
 	atomic_store_explicit(&C.local[worker], atomic_load(&C.epoch), memory_order_release);
-	if (C.limbo && pthread_mutex_trylock(&C.lock) == 0) {
-		reclaim();
+	if (pthread_mutex_trylock(&C.lock) == 0) {
+		if (C.limbo)
+			reclaim();
 		pthread_mutex_unlock(&C.lock);
 	}
 }
