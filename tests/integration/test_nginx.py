@@ -228,9 +228,10 @@ def test_cache_headers_never_outlast_next_update(edge):
 
 def test_revocation_reaches_the_edge_no_later_than_max_age(edge):
     """max-age is what the operator configured: ocsp_validity = 8h gives a fresh
-    answer max-age 28800 = nextUpdate - Date. The edge keeps the good answer
-    for exactly that long after a revocation (HIT, and its entry expires at the
-    answer's nextUpdate); once that time has come, the next request brings the
+    answer max-age 28800 = nextUpdate - Date. After a revocation the edge keeps
+    serving the good answer it holds (HIT) until that answer's max-age runs out:
+    its entry expires at the answer's nextUpdate, at most ocsp_validity after
+    it was signed. Once that time has come, the next request brings the
     revoked answer."""
     e, ng = edge, edge.nginx
     uri = ocsp_uri(e, "rev")
