@@ -829,15 +829,19 @@ def test_max_connections_503(env, tmp_path):
     with Responder(conf) as r:
         held = [socket.create_connection(("127.0.0.1", r.port), timeout=5) for _ in range(2)]
         try:
-            time.sleep(0.2)
+            for s in held:  # both accepted and kept open (keep-alive)
+                s.sendall(b"GET /healthz HTTP/1.1\r\n\r\n")
+                assert parse_responses(recv_all_until(s, b"ok\n"))[0][0] == 200
             data = r.raw(b"GET /healthz HTTP/1.1\r\n\r\n", timeout=5)
             assert parse_responses(data)[0][0] == 503
             r.wait_log(r"event=conn_refused reason=max_connections")
         finally:
             for s in held:
                 s.close()
-        time.sleep(0.2)
-        assert r.request("GET", "/healthz")[0] == 200
+        deadline = time.monotonic() + 5
+        while r.request("GET", "/healthz")[0] != 200:  # once the server saw the closes
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
         assert r.stop() == 0
 
 
