@@ -84,6 +84,31 @@ static void test_state_roundtrip(void **state)
 	assert_int_equal(pub_state_load(dirfd_, "ca2", &got), -EBADMSG);
 }
 
+static void test_state_prepare_then_commit(void **state)
+{
+	(void)state;
+	struct pub_state old = {.last_number = 10, .full_number = 9}, next = old, got;
+	assert_int_equal(pub_state_save(dirfd_, "ca3", &old), 0);
+	next.full_number = 10;
+	struct pub_file f;
+	assert_int_equal(pub_state_prepare(&f, dirfd_, "ca3", &next), 0);
+	/* Written and fsynced aside: the published state is still the old one. */
+	assert_true(f.fd >= 0 && exists(f.tmp));
+	assert_int_equal(pub_state_load(dirfd_, "ca3", &got), 0);
+	assert_true(got.full_number == 9);
+	assert_int_equal(pub_commit(&f), 0);
+	assert_int_equal(pub_state_load(dirfd_, "ca3", &got), 0);
+	assert_memory_equal(&next, &got, sizeof(next));
+	/* An aborted one leaves nothing. */
+	assert_int_equal(pub_state_prepare(&f, dirfd_, "ca3", &old), 0);
+	char tmp[sizeof(f.tmp)];
+	strcpy(tmp, f.tmp);
+	pub_abort(&f);
+	assert_false(exists(tmp));
+	assert_int_equal(pub_state_load(dirfd_, "ca3", &got), 0);
+	assert_true(got.full_number == 10);
+}
+
 static void test_numbers(void **state)
 {
 	(void)state;
@@ -187,6 +212,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_state_roundtrip),
+	    cmocka_unit_test(test_state_prepare_then_commit),
 	    cmocka_unit_test(test_numbers),
 	    cmocka_unit_test(test_prune),
 	    cmocka_unit_test(test_commit_and_pem),
