@@ -412,6 +412,17 @@ def test_revocation_seen_within_100ms(env):
     assert "revoked" in out and "keyCompromise" in out, out
 
 
+def test_invalidity_date(env):
+    serial, path = env.spare[2]
+    cert, issuer = load_cert(path), env.ca_cert["rsa1"]
+    env.store.store("revoke", "rsa1", serial, "--reason", "keyCompromise", "--time",
+                    "2026-01-02T03:04:05Z", "--invalidity-date", "2025-12-31T00:00:00Z")
+    r = wait_status(env, cert, issuer, ocsp.OCSPCertStatus.REVOKED)
+    assert r.revocation_time == datetime.datetime(2026, 1, 2, 3, 4, 5)
+    inv = r.single_extensions.get_extension_for_class(x509.InvalidityDate).value
+    assert inv.invalidity_date == datetime.datetime(2025, 12, 31)
+
+
 def test_release_hold_seen(env):
     serial, path = env.spare[1]
     cert, issuer = load_cert(path), env.ca_cert["rsa1"]
