@@ -598,8 +598,9 @@ def test_store_killed_while_crlgen_watches(tmp_path, capsys):
             bad.append(f"{path.name}: {len(crl)} entries, not a committed state {sorted(totals)}")
     with capsys.disabled():
         print(f"\nvigil-store kill -9 under crlgen --watch: {trials} trials ({killed} killed, "
-              f"{between} of them between two commits, {completed - 1} completed), {len(totals) - 1} commits, {len(crls)} CRLs "
-              f"published, {len(bad)} with part of a commit")
+              f"{between} of them between two commits, {completed - 1} completed), "
+              f"{len(totals) - 1} commits, {len(crls)} CRLs published, "
+              f"{len(bad)} with part of a commit")
     assert not bad, bad[:5]
 
 
@@ -691,6 +692,9 @@ def assert_failed_cleanly(env, ca, r, before):
 
 @pytest.mark.parametrize("keytype", ["ec", "ed25519"])  # Ed25519 signs from a map of the file
 def test_full_disk_once(tmp_path, small_out, keytype):
+    """--once with no room for the new CRL: exit status 1, one line naming
+    the file and the reason, the previous CRL in place and verifying, no
+    temporary file; whichever step runs out of space."""
     ca, env = one_ca_env(tmp_path, 2000, keytype)
     old = env.crl("ca1")
     before = published_state(env.out)
@@ -727,6 +731,8 @@ def test_full_disk_once(tmp_path, small_out, keytype):
 
 
 def test_full_disk_watch_retries(tmp_path, small_out):
+    """--watch with no room: it logs, keeps running and the previous CRL,
+    and publishes once space is back."""
     ca, env = one_ca_env(tmp_path, 2000)
     before = published_state(env.out)
     grow(env, ca, 60000)
