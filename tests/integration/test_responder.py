@@ -876,6 +876,29 @@ def test_sigterm_drains(env, tmp_path):
         socket.create_connection(("127.0.0.1", r.port), timeout=1).close()
 
 
+def test_sigterm_finishes_requests_in_flight(env, tmp_path):
+    """A request half received when SIGTERM arrives is still answered (with
+    Connection: close) before the responder exits."""
+    conf = write_conf(tmp_path / "d.conf", env.root / "store", [(env.rsa, {})],
+                      responder={"workers": "1"})
+    cert, issuer = leaf(env, env.rsa, env.good["rsa1"])
+    der = make_request(cert, issuer)
+    with Responder(conf) as r:
+        s = socket.create_connection(("127.0.0.1", r.port), timeout=5)
+        s.sendall(b"POST / HTTP/1.1\r\nContent-Length: %d\r\n\r\n" % len(der) + der[:10])
+        time.sleep(0.1)
+        n = r.n_lines()
+        r.signal(signal.SIGTERM)
+        r.wait_log(r"event=stopping", start=n)
+        s.sendall(der[10:])
+        (status, h, body), = parse_responses(recv_all(s, 5))
+        s.close()
+        assert status == 200 and h["connection"] == "close"
+        check_response(body, issuer)
+        assert r.proc.wait(10) == 0
+        r.check_sanitizers()
+
+
 def recv_all_until(s, marker, timeout=5):
     data = b""
     deadline = time.monotonic() + timeout
