@@ -529,6 +529,20 @@ def test_keepalive_and_pipelining(env):
         c.close()
 
 
+def test_keepalive_outlives_header_timeout(env):
+    """A keep-alive connection that keeps asking lives past header_timeout
+    (1 s here): each request re-arms its timers."""
+    s = socket.create_connection(("127.0.0.1", env.resp.port), timeout=5)
+    try:
+        for _ in range(5):
+            s.sendall(b"GET /healthz HTTP/1.1\r\n\r\n")
+            (status, h, body), = parse_responses(recv_all_until(s, b"ok\n"))
+            assert status == 200 and "connection" not in h
+            time.sleep(0.6)
+    finally:
+        s.close()
+
+
 def test_connection_close_and_http10(env):
     for req in (b"GET /healthz HTTP/1.1\r\nConnection: close\r\n\r\n",
                 b"GET /healthz HTTP/1.0\r\n\r\n"):
