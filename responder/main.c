@@ -240,6 +240,28 @@ static int drop_privileges(const char *user, char *err, size_t errlen)
 	return 0;
 }
 
+/* reopen_access_log points the access log at |path| again (after logrotate
+ * moved it), in place: dup2 swaps the descriptor the workers write to. */
+static void reopen_access_log(const char *path)
+{
+	if (!path || g_access_fd < 0) {
+		if (!!path != (g_access_fd >= 0))
+			log_warn(
+			    "event=reload_ignored key=responder.access_log reason=needs_restart");
+		return;
+	}
+	int fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0640);
+	if (fd < 0) {
+		log_err("event=access_log_failed path=%s error=\"%s\" action=keep_old", path,
+		        strerror(errno));
+		return;
+	}
+	if (dup3(fd, g_access_fd, O_CLOEXEC) < 0)
+		log_err("event=access_log_failed path=%s error=\"%s\" action=keep_old", path,
+		        strerror(errno));
+	close(fd);
+}
+
 static void on_hup(uv_signal_t *h, int sig)
 {
 	(void)h;
@@ -260,6 +282,7 @@ static void on_hup(uv_signal_t *h, int sig)
 		log_warn("event=reload_ignored key=responder.listen reason=needs_restart");
 	if (old->conf.workers != c->conf.workers)
 		log_warn("event=reload_ignored key=responder.workers reason=needs_restart");
+	reopen_access_log(c->conf.access_log);
 	ctx_unref(old);
 	ctx_publish(c);
 	for (int i = 0; i < g_nworkers; i++)

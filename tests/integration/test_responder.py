@@ -807,8 +807,9 @@ def test_crl_download(env):
 # ---- separate responders: reload, limits, stop ----------------------------------------------
 
 def test_sighup_reload(env, tmp_path):
+    alog = tmp_path / "access.log"
     conf = write_conf(tmp_path / "r.conf", env.root / "store", [(env.rsa, {})],
-                      responder={"workers": "1"})
+                      responder={"workers": "1", "access_log": alog})
     ec_cert, ec_issuer = leaf(env, env.ec, env.good["ec1"])
     with Responder(conf) as r:
         status, _, body = r.post(make_request(ec_cert, ec_issuer))
@@ -818,7 +819,8 @@ def test_sighup_reload(env, tmp_path):
         assert keep.getresponse().read() == b"ok\n"
         # Add a CA and a base path, then SIGHUP.
         write_conf(conf, env.root / "store", [(env.rsa, {}), (env.ec, {"ocsp_validity": "1d"})],
-                   responder={"workers": "1", "base_path": "/ocsp"})
+                   responder={"workers": "1", "base_path": "/ocsp", "access_log": alog})
+        os.rename(alog, tmp_path / "access.log.1")  # as logrotate does
         n = r.n_lines()
         r.signal(signal.SIGHUP)
         r.wait_log(r"event=reloaded", start=n)
@@ -826,6 +828,9 @@ def test_sighup_reload(env, tmp_path):
         resp = check_response(body, ec_issuer)
         assert resp.certificate_status == ocsp.OCSPCertStatus.GOOD
         assert resp.next_update - resp.this_update == datetime.timedelta(days=1)
+        # The access log was reopened: new lines go to the new file.
+        assert 'path="/ocsp/' in alog.read_text()
+        assert "/ocsp/" not in (tmp_path / "access.log.1").read_text()
         # The connection opened before the reload still works.
         keep.request("GET", "/healthz")
         assert keep.getresponse().read() == b"ok\n"
