@@ -89,13 +89,15 @@ int main(int argc, char **argv)
 		pthread_join(t[i], NULL);
 	double wall = now(CLOCK_MONOTONIC) - w0, cpu = now(CLOCK_PROCESS_CPUTIME_ID) - c0;
 	if (atomic_load(&failed)) {
-		fprintf(stderr, "bench-sign: signing failed: %s\n", vg_pki_ssl_error(err, sizeof(err)));
+		fprintf(stderr, "bench-sign: signing failed: %s\n",
+		        vg_pki_ssl_error(err, sizeof(err)));
 		return 1;
 	}
 	unsigned long n = atomic_load(&total);
 	printf("key=%s type=%s bits=%d threads=%d signs=%lu wall_s=%.2f signs_per_s=%.0f "
 	       "cpu_s=%.2f signs_per_cpu_s=%.0f\n",
-	       strncmp(argv[1], "pkcs11:", 7) ? "file" : "pkcs11", EVP_PKEY_get0_type_name(key) ? EVP_PKEY_get0_type_name(key) : "?",
+	       strncmp(argv[1], "pkcs11:", 7) ? "file" : "pkcs11",
+	       EVP_PKEY_get0_type_name(key) ? EVP_PKEY_get0_type_name(key) : "?",
 	       EVP_PKEY_get_bits(key), threads, n, wall, (double)n / wall, cpu, (double)n / cpu);
 	EVP_PKEY_free(key);
 	return 0;
