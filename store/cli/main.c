@@ -269,8 +269,15 @@ static bool cert_serial(X509 *x, struct vg_serial *out)
 	const ASN1_INTEGER *ai = X509_get0_serialNumber(x);
 	if (ASN1_STRING_type(ai) == V_ASN1_NEG_INTEGER)
 		return false;
-	return vg_serial_from_bytes(ASN1_STRING_get0_data(ai), (size_t)ASN1_STRING_length(ai),
-				    out) == 0;
+	/* OpenSSL keeps the magnitude without DER's leading 0x00 (a serial of
+	 * 0x80... is positive); vg_serial_from_bytes takes DER content. */
+	int len = ASN1_STRING_length(ai);
+	if (len <= 0 || len > VG_SERIAL_MAX + 1)
+		return false;
+	uint8_t der[VG_SERIAL_MAX + 2];
+	der[0] = 0;
+	memcpy(der + 1, ASN1_STRING_get0_data(ai), (size_t)len);
+	return vg_serial_from_bytes(der, (size_t)len + 1, out) == 0;
 }
 
 static bool load_not_before(const char *dir, const char *file, const struct vg_serial *s,

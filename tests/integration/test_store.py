@@ -250,6 +250,22 @@ def test_add_pem_and_der(pkienv, store, tmp_path):
     store.check_consistent("rsa1")
 
 
+def test_add_and_import_serial_with_top_bit_set(tmp_path):
+    """A serial whose first octet is 0x80 or more is positive (DER adds a 0x00
+    octet); `add` once refused it as negative."""
+    ca, st = own_ca(tmp_path)
+    (ca.dir / "serial").write_text("8A0102030405\n")
+    serial, pem = ca.issue("top.example")
+    assert serial == "8A0102030405"
+    summary_of(st.ok("add", "own1", pem), added=1, commits=1)
+    assert st.status("own1", serial) == "8A0102030405 good"
+    ca.revoke(pem, "keyCompromise")
+    # The index also holds the CA's OCSP signer (serial 1000), new to the store.
+    summary_of(st.ok("import-index", "own1", ca.index, "--certs", ca.dir / "newcerts"),
+               added=1, revoked=1, commits=1)
+    assert st.status("own1", serial).startswith("8A0102030405 revoked keyCompromise")
+
+
 @pytest.mark.parametrize("kind", ["other-ca", "forged", "not-a-cert", "ec-ca-der"])
 def test_add_refuses_foreign_certificate(pkienv, store, tmp_path, kind):
     rsa, ecca = pkienv["rsa1"], pkienv["ec1"]
