@@ -95,7 +95,7 @@ run_tests() {
 	# Sanitizers: every error aborts, leaks included.
 	ASAN_OPTIONS=abort_on_error=1:detect_leaks=1 \
 	UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
-		meson test -C build-asan --print-errorlogs --num-processes 2 || status=1
+		meson test -C build-asan --print-errorlogs --num-processes 2 --no-suite slow || status=1
 	meson test -C build-fuzz --print-errorlogs --num-processes 2 --suite fuzz || status=1
 	summary build/meson-logs/testlog.json build-asan/meson-logs/testlog.json \
 		build-fuzz/meson-logs/testlog.json
