@@ -199,6 +199,20 @@ const struct centry *cache_get(uint32_t ca_id, const struct vg_serial *serial,
 	return NULL;
 }
 
+const struct centry *cache_get_stale(uint32_t ca_id, const struct vg_serial *serial,
+                                     const uint8_t *certid, size_t certid_len, int64_t now)
+{
+	uint32_t h = key_hash(ca_id, serial);
+	struct centry *e = atomic_load_explicit(&C.b[h & (C.nb - 1)], memory_order_acquire);
+	for (; e; e = atomic_load_explicit(&e->hnext, memory_order_acquire)) {
+		if (e->hash != h || e->ca_id != ca_id || e->certid_len != certid_len ||
+		    !serial_eq(&e->serial, serial) || memcmp(e->data, certid, certid_len) != 0)
+			continue;
+		return now < e->next_update ? e : NULL;
+	}
+	return NULL;
+}
+
 const struct centry *cache_get_raw(const uint8_t *req, size_t len, int64_t now)
 {
 	uint32_t h = bytes_hash(req, len);
@@ -341,7 +355,9 @@ int64_t cache_sweep(int64_t now, size_t *count)
 	struct centry *e = C.head, *next;
 	for (; e; e = next) {
 		next = e->next;
-		if (now >= e->refresh_at) {
+		/* Kept past the refresh point until nextUpdate: the answer to
+		 * serve while the signer fails (cache_get_stale). */
+		if (now >= e->next_update) {
 			unlink_entry(e);
 			continue;
 		}

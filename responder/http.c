@@ -923,6 +923,11 @@ static void serve_health(struct conn *c)
 		respond_text(c, 503, "store unreadable\n", "Cache-Control: no-store\r\n");
 		return;
 	}
+	char reason[160];
+	if (!ocsp_signers_healthy(w->ctx, reason, sizeof(reason))) {
+		respond_text(c, 503, reason, "Cache-Control: no-store\r\n");
+		return;
+	}
 	respond_text(c, 200, "ok\n", "Cache-Control: no-store\r\n");
 }
 

@@ -137,8 +137,14 @@ char *metrics_render(size_t *len)
 	          "# HELP vigil_signatures_total OCSP responses signed.\n"
 	          "# TYPE vigil_signatures_total counter\nvigil_signatures_total %llu\n"
 	          "# HELP vigil_signing_seconds_total Time spent signing.\n"
-	          "# TYPE vigil_signing_seconds_total counter\nvigil_signing_seconds_total %.6f\n",
-	          (unsigned long long)SUM(signs), (double)SUM(sign_ns) / 1e9);
+	          "# TYPE vigil_signing_seconds_total counter\nvigil_signing_seconds_total %.6f\n"
+	          "# HELP vigil_signing_failures_total Signatures the signer failed to make.\n"
+	          "# TYPE vigil_signing_failures_total counter\nvigil_signing_failures_total %llu\n"
+	          "# HELP vigil_stale_answers_total Cached answers past their refresh point "
+	          "(before nextUpdate) served because a new signature failed.\n"
+	          "# TYPE vigil_stale_answers_total counter\nvigil_stale_answers_total %llu\n",
+	          (unsigned long long)SUM(signs), (double)SUM(sign_ns) / 1e9,
+	          (unsigned long long)SUM(sign_failures), (unsigned long long)SUM(stale_served));
 	sb_printf(&s,
 	          "# HELP vigil_request_duration_seconds Time from the first byte of a request to "
 	          "its response being queued.\n"

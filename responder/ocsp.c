@@ -83,6 +83,44 @@ static void set_error(struct worker *w, struct answer *out, int status, enum ocs
 	m_add(&w->m.ocsp[r], 1);
 }
 
+/* ---- Signer health ----------------------------------------------------------- */
+
+/* Signatures failed in a row per CA (by its stable metrics slot), shared by
+ * the workers; reset by the next success. /healthz reads them. */
+static _Atomic uint32_t sign_fails[METRIC_SLOTS];
+
+static void signer_failed(const struct rca *ca)
+{
+	uint32_t n = atomic_fetch_add_explicit(&sign_fails[ca->slot], 1, memory_order_relaxed) + 1;
+	if (n == SIGNER_UNHEALTHY_AFTER)
+		log_err("event=signer_unhealthy ca=%s failures=%u healthz=503", ca->name, n);
+}
+
+static void signer_succeeded(const struct rca *ca)
+{
+	/* Read first: the common case writes nothing shared. */
+	if (atomic_load_explicit(&sign_fails[ca->slot], memory_order_relaxed) == 0)
+		return;
+	uint32_t n = atomic_exchange_explicit(&sign_fails[ca->slot], 0, memory_order_relaxed);
+	if (n >= SIGNER_UNHEALTHY_AFTER)
+		log_info("event=signer_recovered ca=%s failures=%u", ca->name, n);
+}
+
+bool ocsp_signers_healthy(const struct rctx *ctx, char *reason, size_t len)
+{
+	for (int i = 0; i < ctx->n_cas; i++) {
+		const struct rca *ca = &ctx->cas[i];
+		uint32_t n = atomic_load_explicit(&sign_fails[ca->slot], memory_order_relaxed);
+		if (n >= SIGNER_UNHEALTHY_AFTER) {
+			snprintf(reason, len,
+			         "signer of ca %s failing: %u signatures failed, none since\n",
+			         ca->name, n);
+			return false;
+		}
+	}
+	return true;
+}
+
 /* ---- Request analysis -------------------------------------------------------- */
 
 /* check_nonce returns 1 with a valid nonce, 0 without one, -1 when it is
@@ -289,6 +327,8 @@ static int build(struct worker *w, const struct rca *ca, struct item *items, int
 	m_add(&w->m.sign_ns, uv_hrtime() - t0);
 	m_add(&w->m.signs, 1);
 	if (!ok) {
+		m_add(&w->m.sign_failures, 1);
+		signer_failed(ca);
 		char e[256];
 		log_err("event=sign_failed ca=%s error=\"%s\"", ca->name,
 		        (ERR_error_string_n(ERR_peek_error(), e, sizeof(e)), e));
@@ -297,6 +337,7 @@ static int build(struct worker *w, const struct rca *ca, struct item *items, int
 		rc = -EAGAIN;
 		goto out;
 	}
+	signer_succeeded(ca);
 	resp = OCSP_response_create(OCSP_RESPONSE_STATUS_SUCCESSFUL, bs);
 	unsigned char *p = NULL;
 	int l = resp ? i2d_OCSP_RESPONSE(resp, &p) : -1;
@@ -438,6 +479,19 @@ void ocsp_answer(struct worker *w, const uint8_t *req_der, size_t len, struct an
 	uint8_t *der;
 	size_t dlen;
 	int brc = build(w, ca, items, n, nonce ? req : NULL, now, &der, &dlen);
+	if (brc == -EAGAIN && use_cache) {
+		/* The signer failed: an answer signed before, past its refresh
+		 * point but still valid, beats tryLater. The store's change log
+		 * drops cached answers whose status changed; the status just read
+		 * must still agree. */
+		const struct centry *e =
+		    cache_get_stale(ca->id, &items[0].serial, certid, certid_len, now);
+		if (e && e->cr == (uint8_t)items[0].st.cr) {
+			m_add(&w->m.stale_served, 1);
+			answer_from_entry(w, e, out);
+			goto done;
+		}
+	}
 	if (brc < 0) {
 		if (brc == -EAGAIN)
 			set_error(w, out, OCSP_RESPONSE_STATUS_TRYLATER, OR_TRYLATER);

@@ -93,6 +93,8 @@ struct metrics {
 	uint64_t certs[METRIC_SLOTS][CR_N];
 	uint64_t cache_hit, cache_miss;
 	uint64_t signs;
+	uint64_t sign_failures;
+	uint64_t stale_served; /* cached answers past refresh, served because signing failed */
 	uint64_t sign_ns;
 	uint64_t lat[LAT_BUCKETS];
 	uint64_t lat_ns;
@@ -165,6 +167,10 @@ void cache_destroy(void);
  * until the calling worker's next cache_quiescent. */
 const struct centry *cache_get(uint32_t ca_id, const struct vg_serial *serial,
                                const uint8_t *certid, size_t certid_len, int64_t now);
+/* cache_get_stale is cache_get past the refresh point: the answer while it is
+ * still valid (before its nextUpdate), for when a new signature fails. */
+const struct centry *cache_get_stale(uint32_t ca_id, const struct vg_serial *serial,
+                                     const uint8_t *certid, size_t certid_len, int64_t now);
 /* cache_get_raw finds the answer to the exact request bytes |req|, without
  * lock and without parsing them (the same lifetime as cache_get). */
 const struct centry *cache_get_raw(const uint8_t *req, size_t len, int64_t now);
@@ -181,11 +187,16 @@ void cache_offline(int worker);
  * |counter| (read through |txn|). */
 int cache_apply_changes(struct vg_txn *txn, uint64_t counter);
 void cache_clear(void);
-/* cache_sweep drops entries past their refresh point and returns the earliest
+/* cache_sweep drops entries past their nextUpdate and returns the earliest
  * nextUpdate of the rest (0 when empty). */
 int64_t cache_sweep(int64_t now, size_t *count);
 
 int ocsp_init(void);
+/* ocsp_signers_healthy returns false, with the reason in |reason|, when a CA
+ * of |ctx| has failed SIGNER_UNHEALTHY_AFTER signatures in a row with no
+ * success since. */
+#define SIGNER_UNHEALTHY_AFTER 3
+bool ocsp_signers_healthy(const struct rctx *ctx, char *reason, size_t len);
 /* ocsp_error_der returns a static unsigned OCSPResponse with |status|. */
 const uint8_t *ocsp_error_der(int status, size_t *len);
 

@@ -58,6 +58,18 @@ static const char *get_raw(uint32_t ca, unsigned serial, const char *certid, int
 	return buf;
 }
 
+static const char *get_stale(uint32_t ca, unsigned serial, const char *certid, int64_t now)
+{
+	static char buf[256];
+	struct vg_serial s = serial_of(serial);
+	const struct centry *e =
+	    cache_get_stale(ca, &s, (const uint8_t *)certid, strlen(certid), now);
+	if (!e)
+		return NULL;
+	snprintf(buf, sizeof(buf), "%.*s", (int)e->der_len, (const char *)e->data + e->certid_len);
+	return buf;
+}
+
 static const char *get(uint32_t ca, unsigned serial, const char *certid, int64_t now)
 {
 	static char buf[256];
@@ -111,10 +123,20 @@ static void test_put_get_evict(void **state)
 	int64_t oldest = cache_sweep(10, &n);
 	assert_int_equal(n, 3);
 	assert_int_equal(oldest, 1100);
-	/* The sweep drops what is past its refresh point. */
+	/* Past its refresh point an answer is no longer found, except as the
+	 * stale answer for when signing fails, until its nextUpdate; the sweep
+	 * drops it at nextUpdate. */
 	put(5, 7, 6, "cid-f", "answer-f", 20);
+	assert_null(get(7, 6, "cid-f", 30));
+	assert_null(get_raw(7, 6, "cid-f", 30));
+	assert_string_equal(get_stale(7, 6, "cid-f", 30), "answer-f");
+	assert_null(get_stale(7, 6, "cid-f", 120));
 	oldest = cache_sweep(30, &n);
+	assert_int_equal(n, 3);
+	assert_int_equal(oldest, 120);
+	oldest = cache_sweep(120, &n);
 	assert_int_equal(n, 2);
+	assert_null(get_stale(7, 6, "cid-f", 30));
 	cache_quiescent(0);
 	cache_quiescent(1);
 	cache_clear();
