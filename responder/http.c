@@ -329,7 +329,9 @@ static void send_raw(struct conn *c, struct wreq *wr)
 				free(wr);
 				return;
 			}
-			for (unsigned i = 0; i < 2; i++) {
+			/* Stop when done: bufs[1] may be (NULL, 0), and NULL + 0 is
+			 * undefined in C. */
+			for (unsigned i = 0; i < 2 && done; i++) {
 				size_t skip = done < wr->bufs[i].len ? done : wr->bufs[i].len;
 				wr->bufs[i].base += skip;
 				wr->bufs[i].len -= skip;
