@@ -44,7 +44,8 @@ def test_layout(installed):
     for f in ["usr/bin/vigil-store", "usr/bin/vigil-responder", "usr/bin/vigil-crlgen",
               "usr/lib/tmpfiles.d/vigil.conf", "usr/lib/sysusers.d/vigil.conf",
               "etc/vigil/vigil.conf.example",
-              "usr/share/man/man8/vigil-store.8", "usr/share/man/man5/vigil.conf.5"]:
+              "usr/share/man/man8/vigil-store.8", "usr/share/man/man8/vigil-responder.8",
+              "usr/share/man/man8/vigil-crlgen.8", "usr/share/man/man5/vigil.conf.5"]:
         assert (installed / f).exists(), f
     unit = unit_path(installed, "vigil-responder").read_text()
     assert "ExecStart=/usr/bin/vigil-responder -c /etc/vigil/vigil.conf" in unit
