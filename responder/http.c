@@ -115,6 +115,8 @@ static const char *status_text(int s)
 		return "Internal Server Error";
 	case 503:
 		return "Service Unavailable";
+	case 505:
+		return "HTTP Version Not Supported";
 	default:
 		return "Unknown";
 	}
@@ -596,6 +598,9 @@ static int on_headers_complete(http_parser *p)
 	const struct vg_conf *cf = &c->w->ctx->conf;
 	if (!c->url)
 		return refuse(c, 400, "no_url");
+	/* http-parser takes any digit pair ("HTTP/9.9"); only 1.x is spoken here. */
+	if (p->http_major != 1)
+		return refuse(c, 505, "http_version");
 	if (p->method != HTTP_GET && p->method != HTTP_HEAD && p->method != HTTP_POST)
 		return refuse(c, 405, "method_not_allowed");
 	bool chunked = p->flags & F_CHUNKED;
