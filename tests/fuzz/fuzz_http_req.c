@@ -239,11 +239,19 @@ static void pump(void)
 
 struct rsp {
 	bool ocsp;
+	bool conn_field, close, after_close;
 	uint8_t *body;
 	size_t len, cap;
 	int count;
 	bool bad;
 };
+
+static int rsp_header_field(http_parser *p, const char *at, size_t len)
+{
+	struct rsp *r = p->data;
+	r->conn_field = len == 10 && !memcmp(at, "Connection", 10);
+	return 0;
+}
 
 static int rsp_header_value(http_parser *p, const char *at, size_t len)
 {
@@ -251,6 +259,8 @@ static int rsp_header_value(http_parser *p, const char *at, size_t len)
 	static const char ct[] = "application/ocsp-response";
 	if (len == sizeof(ct) - 1 && !memcmp(at, ct, len))
 		r->ocsp = true;
+	if (r->conn_field && len == 5 && !memcmp(at, "close", 5))
+		r->close = true;
 	return 0;
 }
 
@@ -270,7 +280,10 @@ static int rsp_body(http_parser *p, const char *at, size_t len)
 static int rsp_begin(http_parser *p)
 {
 	struct rsp *r = p->data;
+	/* Nothing is sent after an answer that said "Connection: close". */
+	FZ_CHECK(!r->after_close);
 	r->ocsp = false;
+	r->close = false;
 	r->len = 0;
 	return 0;
 }
@@ -280,6 +293,8 @@ static int rsp_complete(http_parser *p)
 	struct rsp *r = p->data;
 	r->count++;
 	FZ_CHECK(p->http_major == 1 && p->http_minor == 1);
+	FZ_CHECK(strcmp(status_text((int)p->status_code), "Unknown") != 0);
+	r->after_close = r->close;
 	if (r->ocsp && r->len) {
 		const unsigned char *d = r->body;
 		OCSP_RESPONSE *o = d2i_OCSP_RESPONSE(NULL, &d, (long)r->len);
@@ -301,6 +316,7 @@ static void check_output(bool head)
 		return;
 	static const http_parser_settings rs = {
 	    .on_message_begin = rsp_begin,
+	    .on_header_field = rsp_header_field,
 	    .on_header_value = rsp_header_value,
 	    .on_body = rsp_body,
 	    .on_message_complete = rsp_complete,
@@ -384,7 +400,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			                       c->phase == PH_IDLE))
 				on_timer(&c->timer);
 			else if (F.reading)
-				on_read((uv_stream_t *)&c->tcp, UV_EOF, NULL);
+				on_read((uv_stream_t *)&c->tcp, (h >> 21) & 1 ? UV_ECONNRESET : UV_EOF,
+				        NULL);
 			pump();
 		}
 		if (!c->closed && c->phase == PH_CLOSING)
