@@ -16,10 +16,10 @@ steady rate that leaves the machine some room; 0 is as fast as it goes.
 
 Every --interval seconds: VmRSS (/proc/PID/status) and Rss, Pss, Pss_Anon,
 Private_Clean, Private_Dirty (/proc/PID/smaps_rollup), cache entries and
-requests served (/metrics). Prints the samples, the first and the last, and
-the least-squares slope of VmRSS and Private_Dirty in KiB per minute, over the
-whole run and over its second half (after the cache has filled). The goal is
-flat. Exit 1 if wrk saw errors or non-2xx answers.
+requests served (/metrics). Prints the samples, the figures before the load,
+after the warm-up (--warmup, default 60 s, while the cache fills) and at the
+end, and the least-squares slope of VmRSS, Pss and Private_Dirty in KiB per
+minute after the warm-up and over the second half. The goal is flat. Exit 1 if wrk saw errors or non-2xx answers.
 """
 import argparse
 import base64
@@ -157,6 +157,8 @@ def main():
     ap.add_argument("--delay-ms", type=int, default=0)
     ap.add_argument("--nonce-percent", type=int, default=5)
     ap.add_argument("--interval", type=float, default=10)
+    ap.add_argument("--warmup", type=float, default=60,
+                    help="seconds until the cache is full, left out of the slope")
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--work")
     a = ap.parse_args()
@@ -252,15 +254,18 @@ ocsp_key = {ca.ocsp_key}
         rc = proc.wait(30)
         log.close()
     print(out)
-    first, last = samples[1][1] if len(samples) > 1 else samples[0][1], samples[-1][1]
-    half = [p for p in samples[1:] if p[0] >= duration / 2]
+    start, last = samples[0][1], samples[-1][1]
+    steady = [p for p in samples[1:] if p[0] >= a.warmup] or samples[1:]
+    first = steady[0]
+    half = [p for p in steady if p[0] >= duration / 2]
     print(f"responder exit {rc}; {len(samples)} samples every {a.interval:.0f} s over "
-          f"{duration} s; {last['requests']} requests served")
+          f"{duration} s; {last['requests']} requests served; cache {last['entries']} answers")
     for k in ("VmRSS", "Pss", "Private_Dirty"):
-        pts = [(t, s[k]) for t, s in samples[1:]]
-        print(f"{k}: first {first[k]} KiB, last {last[k]} KiB, change {last[k] - first[k]:+d} "
-              f"KiB; slope {slope(pts):+.1f} KiB/min (whole run), "
-              f"{slope([(t, s[k]) for t, s in half]):+.1f} KiB/min (second half)")
+        pts = [(t, s[k]) for t, s in steady]
+        print(f"{k}: {start[k]} KiB before the load, {first[1][k]} KiB at {first[0]:.0f} s "
+              f"(after the warm-up), {last[k]} KiB at the end: {last[k] - first[1][k]:+d} KiB; "
+              f"slope {slope(pts):+.1f} KiB/min after the warm-up, "
+              f"{slope([(t, s[k]) for t, s in half]):+.1f} KiB/min over the second half")
     errs = re.search(r"ERRORS status=(\d+) connect=(\d+) read=(\d+) write=(\d+) timeout=(\d+)",
                      out)
     non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
