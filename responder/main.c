@@ -76,7 +76,7 @@ static const char usage[] =
     "    HEAD works wherever GET does. Refused requests: 400 bad request or base64,\n"
     "    404, 405 other methods, 408 header_timeout/body_timeout, 413 body over\n"
     "    max_request_bytes, 414 URI and 431 headers over max_header_bytes, 503 over\n"
-    "    max_connections; each with a log line.\n"
+    "    max_connections, 505 HTTP versions other than 1.x; each with a log line.\n"
     "\n"
     "ANSWERS\n"
     "    good or revoked (time, reason, invalidity date) as the store says. A serial\n"
