@@ -1083,6 +1083,14 @@ static void on_timer(uv_timer_t *t)
 	}
 }
 
+/* Connections accepted per loop turn. libuv accepts every pending connection
+ * in one go; a flood of thousands would hold up the answers to the
+ * connections already open for as long. Past the budget the connection is
+ * left with libuv, which pauses the listener until the next turn takes it. */
+#define ACCEPT_BATCH 64
+
+static void accept_one(struct worker *w);
+
 void http_on_connection(uv_stream_t *server, int status)
 {
 	struct worker *w = container_of((uv_tcp_t *)server, struct worker, listener);
@@ -1090,14 +1098,41 @@ void http_on_connection(uv_stream_t *server, int status)
 		log_warn("event=accept_failed error=%s", uv_strerror(status));
 		return;
 	}
-	struct conn *c = calloc(1, sizeof(*c));
-	if (!c)
-		return;
-	c->w = w;
-	if (uv_tcp_init(&w->loop, &c->tcp) < 0) {
-		free(c);
+	/* The budget holds while the turn handle runs (not in the fuzz harness,
+	 * which drives this function without a loop). */
+	if (w->accepted_turn >= ACCEPT_BATCH && uv_is_active((uv_handle_t *)&w->accept_prep)) {
+		w->accept_deferred = true;
 		return;
 	}
+	w->accepted_turn++;
+	accept_one(w);
+}
+
+void http_accept_turn(struct worker *w)
+{
+	w->accepted_turn = 0;
+	if (!w->accept_deferred)
+		return;
+	w->accept_deferred = false;
+	/* Closing the listener (drain) closed the connection libuv held. */
+	if (uv_is_closing((uv_handle_t *)&w->listener))
+		return;
+	w->accepted_turn++;
+	accept_one(w);
+}
+
+static void accept_one(struct worker *w)
+{
+	uv_stream_t *server = (uv_stream_t *)&w->listener;
+	struct conn *c = calloc(1, sizeof(*c));
+	if (!c || uv_tcp_init(&w->loop, &c->tcp) < 0) {
+		/* Out of memory: the connection stays with libuv (its listener
+		 * paused) and the next turn tries again. */
+		free(c);
+		w->accept_deferred = true;
+		return;
+	}
+	c->w = w;
 	uv_timer_init(&w->loop, &c->timer);
 	c->tcp.data = c;
 	c->timer.data = c;

@@ -210,6 +210,9 @@ struct worker {
 	uv_loop_t loop;
 	uv_tcp_t listener;
 	int listen_fd;
+	uv_prepare_t accept_prep; /* once per loop turn: resets accepted_turn */
+	int accepted_turn;        /* connections accepted in this loop turn */
+	bool accept_deferred;     /* libuv holds one not yet accepted, its listener paused */
 	uv_timer_t tick;
 	uv_async_t async;
 	struct rctx *ctx;
@@ -240,6 +243,10 @@ void *worker_main(void *arg);
 void worker_sync_ctx(struct worker *w);
 
 void http_on_connection(uv_stream_t *server, int status);
+/* http_accept_turn starts a loop turn (from w->accept_prep): it resets the
+ * count of connections accepted and accepts the one deferred in the last
+ * turn, if any. */
+void http_accept_turn(struct worker *w);
 void http_drain(struct worker *w);
 void http_close_all(struct worker *w);
 void crl_file_unref(struct crl_file *f);

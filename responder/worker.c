@@ -66,6 +66,13 @@ static void worker_stop_handles(struct worker *w)
 		uv_close((uv_handle_t *)&w->tick, NULL);
 	if (!uv_is_closing((uv_handle_t *)&w->async))
 		uv_close((uv_handle_t *)&w->async, NULL);
+	if (!uv_is_closing((uv_handle_t *)&w->accept_prep))
+		uv_close((uv_handle_t *)&w->accept_prep, NULL);
+}
+
+static void on_prepare(uv_prepare_t *p)
+{
+	http_accept_turn(container_of(p, struct worker, accept_prep));
 }
 
 static void on_tick(uv_timer_t *t)
@@ -145,6 +152,8 @@ int worker_init(struct worker *w, int idx, int fd)
 		return rc;
 	uv_timer_init(&w->loop, &w->tick);
 	uv_async_init(&w->loop, &w->async, on_async);
+	uv_prepare_init(&w->loop, &w->accept_prep);
+	uv_prepare_start(&w->accept_prep, on_prepare);
 	update_date(w);
 	return 0;
 }
