@@ -1086,8 +1086,9 @@ static void on_timer(uv_timer_t *t)
 /* Connections accepted per loop turn. libuv accepts every pending connection
  * in one go; a flood of thousands would hold up the answers to the
  * connections already open for as long. Past the budget the connection is
- * left with libuv, which pauses the listener until the next turn takes it. */
-#define ACCEPT_BATCH 64
+ * left with libuv, which pauses the listener until the next turn takes it
+ * (one more epoll_wait per 16 accepts, a small price). */
+#define ACCEPT_BATCH 16
 
 static void accept_one(struct worker *w);
 

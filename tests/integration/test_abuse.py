@@ -10,7 +10,8 @@ connection, every 10 ms, by GET and POST, for a good, a revoked and an unknown
 serial, and checks each answer (status and signature, python3-cryptography).
 It must get every answer right, and within its normal latency:
 
-  p99 during the abuse <= max(5 x p99 before it, 50 ms), and no answer over 1 s.
+  p99 during the abuse <= max(5 x p99 before it, 50 ms), and no answer over 1 s
+  (100 ms under ASan and UBSan, which make the responder 2-3 times slower).
 
 Why these bounds: on 127.0.0.1 an answer from the cache takes well under a
 millisecond in the responder; what the client sees is mostly Python and the
@@ -56,9 +57,24 @@ from responder_util import (Responder, check_response, fake_cert, load_cert,  # 
                             make_request, parse_responses, recv_all, status_of, write_conf)
 
 PROBE_EVERY = 0.010  # seconds between two questions of the well-behaved client
-LAT_FLOOR = 0.050
 LAT_FACTOR = 5
 LAT_CAP = 1.0
+
+
+def sanitized():
+    """True for a build with -Db_sanitize (ASan, UBSan)."""
+    from conftest import BUILD
+    try:
+        opts = json.loads((BUILD / "meson-info" / "intro-buildoptions.json").read_text())
+    except (OSError, ValueError):
+        return False
+    return any(o["name"] == "b_sanitize" and o["value"] not in ("none", "")
+               for o in opts)
+
+
+# ASan and UBSan make every allocation and memory access of the responder
+# slower (2-3x); the floor doubles with them.
+LAT_FLOOR = 0.100 if sanitized() else 0.050
 
 
 # ---- the well-behaved client (a separate process) -------------------------------------------
@@ -369,7 +385,7 @@ def test_thousands_of_idle_connections(pkienv, tmp_path):
             if len(refused) >= total - (maxc - 1) and \
                     count_log(r, r"event=conn_refused reason=max_connections", n0) >= len(refused):
                 break
-        time.sleep(1.0)  # held a while longer, the client still asking
+        time.sleep(2.0)  # held a while longer, the client still asking
         during = (t_start, time.monotonic())
         assert len(refused) == total - (maxc - 1), f"{len(refused)} refused"
         for data in refused.values():
