@@ -185,32 +185,32 @@ void cache_offline(int worker)
 	atomic_store_explicit(&C.local[worker], EPOCH_IDLE, memory_order_release);
 }
 
-const struct centry *cache_get(uint32_t ca_id, const struct vg_serial *serial,
-                               const uint8_t *certid, size_t certid_len, int64_t now)
+/* find returns the entry for (|ca_id|, |serial|, |certid|), fresh or not. */
+static const struct centry *find(uint32_t ca_id, const struct vg_serial *serial,
+                                 const uint8_t *certid, size_t certid_len)
 {
 	uint32_t h = key_hash(ca_id, serial);
 	struct centry *e = atomic_load_explicit(&C.b[h & (C.nb - 1)], memory_order_acquire);
 	for (; e; e = atomic_load_explicit(&e->hnext, memory_order_acquire)) {
-		if (e->hash != h || e->ca_id != ca_id || e->certid_len != certid_len ||
-		    !serial_eq(&e->serial, serial) || memcmp(e->data, certid, certid_len) != 0)
-			continue;
-		return now < e->refresh_at ? e : NULL;
+		if (e->hash == h && e->ca_id == ca_id && e->certid_len == certid_len &&
+		    serial_eq(&e->serial, serial) && memcmp(e->data, certid, certid_len) == 0)
+			return e;
 	}
 	return NULL;
+}
+
+const struct centry *cache_get(uint32_t ca_id, const struct vg_serial *serial,
+                               const uint8_t *certid, size_t certid_len, int64_t now)
+{
+	const struct centry *e = find(ca_id, serial, certid, certid_len);
+	return e && now < e->refresh_at ? e : NULL;
 }
 
 const struct centry *cache_get_stale(uint32_t ca_id, const struct vg_serial *serial,
                                      const uint8_t *certid, size_t certid_len, int64_t now)
 {
-	uint32_t h = key_hash(ca_id, serial);
-	struct centry *e = atomic_load_explicit(&C.b[h & (C.nb - 1)], memory_order_acquire);
-	for (; e; e = atomic_load_explicit(&e->hnext, memory_order_acquire)) {
-		if (e->hash != h || e->ca_id != ca_id || e->certid_len != certid_len ||
-		    !serial_eq(&e->serial, serial) || memcmp(e->data, certid, certid_len) != 0)
-			continue;
-		return now < e->next_update ? e : NULL;
-	}
-	return NULL;
+	const struct centry *e = find(ca_id, serial, certid, certid_len);
+	return e && now < e->next_update ? e : NULL;
 }
 
 const struct centry *cache_get_raw(const uint8_t *req, size_t len, int64_t now)
