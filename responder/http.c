@@ -1142,7 +1142,9 @@ static void accept_one(struct worker *w)
 	if (w->conns)
 		w->conns->prev = c;
 	w->conns = c;
-	atomic_fetch_add(&g_open_conns, 1);
+	/* This connection's own count: two workers accepting at once must not
+	 * both see the other's increment and both refuse the last free slot. */
+	int open = atomic_fetch_add(&g_open_conns, 1) + 1;
 	m_set(&w->m.conns_open, w->m.conns_open + 1);
 	http_parser_init(&c->parser, HTTP_REQUEST);
 	c->parser.data = c;
@@ -1151,7 +1153,7 @@ static void accept_one(struct worker *w)
 		return;
 	}
 	uv_tcp_nodelay(&c->tcp, 1);
-	if (atomic_load(&g_open_conns) > w->ctx->conf.max_connections || w->draining) {
+	if (open > w->ctx->conf.max_connections || w->draining) {
 		m_add(&w->m.conns_refused, 1);
 		char p[80];
 		log_warn("event=conn_refused reason=%s peer=%s max_connections=%d",

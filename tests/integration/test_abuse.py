@@ -393,8 +393,7 @@ def test_thousands_of_idle_connections(pkienv, tmp_path):
         assert count_log(r, r"event=conn_refused reason=max_connections", n0) == len(refused)
         # While full, a newcomer is refused too (the client's kept connection is not).
         assert r.raw(b"GET /healthz HTTP/1.1\r\n\r\n", timeout=5).startswith(b"HTTP/1.1 503")
-        line = judge(prober, base, during, f"{total} idle connections")
-        assert "idle" in line
+        judge(prober, base, during, f"{total} idle connections")
     finally:
         for s in socks:
             s.close()
