@@ -129,9 +129,15 @@ if [ -x "$responder" ] && "$responder" --help >/dev/null 2>&1; then
 	trap 'kill $rpid 2>/dev/null || true' EXIT
 	i=0
 	until grep -q "event=listening" responder.log 2>/dev/null || [ $i -ge 50 ]; do
+		kill -0 $rpid 2>/dev/null || break
 		sleep 0.1
 		i=$((i + 1))
 	done
+	if ! grep -q "event=listening" responder.log; then
+		echo "demo: vigil-responder did not start:" >&2
+		cat responder.log >&2
+		exit 1
+	fi
 	for f in www mail vpn; do
 		run openssl ocsp -issuer ca/ca.pem -cert "ca/$f.pem" -CAfile ca/ca.pem \
 			-url "http://127.0.0.1:$port/" -resp_text -noverify 2>&1 |
