@@ -366,13 +366,20 @@ def verify(pub, sig, data, h):
 
 # ---- processes ------------------------------------------------------------------------
 
+def die_with_parent():
+    """Runs in the child: SIGTERM it when the drill dies, however it dies
+    (Linux prctl PR_SET_PDEATHSIG), so no server outlives the drill."""
+    import ctypes
+    ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM, 0, 0, 0)
+
+
 class Proc:
     def __init__(self, name, cmd, logpath):
         self.name = name
         self.logpath = logpath
         self.log = open(logpath, "wb")
         self.p = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=self.log,
-                                  stderr=subprocess.STDOUT)
+                                  stderr=subprocess.STDOUT, preexec_fn=die_with_parent)
 
     def text(self):
         return Path(self.logpath).read_text(errors="replace")

@@ -109,7 +109,7 @@ def test_map_growth_under_running_responder(tmp_path, ca):
         assert status == 200
         return check_response(body, issuer).certificate_status
 
-    with Responder(conf).start() as resp:
+    with Responder(conf) as resp:
         assert ask(first[0], resp) == ocsp.OCSPCertStatus.GOOD
         more, text = index_lines(60000, 5)
         (tmp_path / "b.txt").write_text(text)
