@@ -493,16 +493,11 @@ crl_key = {ca2.key_path}
                 model.set((ca.name, s), "revoked:superseded")
 
         log("   responder and crlgen --watch")
-        resp = Proc("responder", [os.environ.get("DRILL_RESP", str(resp_bin)), "-c", str(conf)] +
+        resp = Proc("responder", [str(resp_bin), "-c", str(conf)] +
                     (["-v"] if os.environ.get("DRILL_VERBOSE") else []), work / "responder.log")
         procs.append(resp)
         m = resp.wait_for(r"event=listening addr=127\.0\.0\.1:(\d+)")
         port = int(m.group(1))
-        if os.environ.get("DRILL_STRACE"):
-            procs.append(Proc("strace", ["strace", "-f", "-tt", "-e", "trace=close,shutdown,epoll_ctl",
-                                         "-p", str(resp.p.pid), "-o", os.environ["DRILL_STRACE"]],
-                              work / "strace.log"))
-            time.sleep(1)
         crlgen = Proc("crlgen", [str(crlgen_bin), "-c", str(conf), "--watch"], work / "crlgen.log")
         procs.append(crlgen)
         crlgen.wait_for(r"event=watching|event=crl_published.*ca=ca2", timeout=30)
@@ -646,20 +641,17 @@ crl_key = {ca2.key_path}
         time.sleep(1)
         log("   ca2's key made unreadable (moved away), SIGHUP again: old keys keep serving")
         hidden = ca2.key_path.with_suffix(".hidden")
-        if not os.environ.get("DRILL_NO_HIDE"):
-            ca2.key_path.rename(hidden)
+        ca2.key_path.rename(hidden)
         rl, cl = len(resp.text()), len(crlgen.text())
         resp.p.send_signal(signal.SIGHUP)
         crlgen.p.send_signal(signal.SIGHUP)
-        pat = "reloaded" if os.environ.get("DRILL_NO_HIDE") else "reload_failed"
-        m1 = resp.wait_for(r"event=" + pat + r"[^\n]*", after=rl)
-        m2 = crlgen.wait_for(r"event=" + pat + r"[^\n]*", after=cl)
+        m1 = resp.wait_for(r"event=reload_failed[^\n]*", after=rl)
+        m2 = crlgen.wait_for(r"event=reload_failed[^\n]*", after=cl)
         log(f"   responder: {m1.group(0)[:140]}")
         log(f"   crlgen:    {m2.group(0)[:140]}")
         # ca2 still answered and signed by the old key (checkers verify).
         time.sleep(2)
-        if not os.environ.get("DRILL_NO_HIDE"):
-            hidden.rename(ca2.key_path)
+        hidden.rename(ca2.key_path)
 
         stop.set()
         for c in checkers:
