@@ -396,12 +396,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 				break;
 		}
 		if (!c->closed) {
-			if (timeout_at_end && (c->phase == PH_HEADERS || c->phase == PH_BODY ||
-			                       c->phase == PH_IDLE))
+			if (timeout_at_end &&
+			    (c->phase == PH_HEADERS || c->phase == PH_BODY || c->phase == PH_IDLE))
 				on_timer(&c->timer);
 			else if (F.reading)
-				on_read((uv_stream_t *)&c->tcp, (h >> 21) & 1 ? UV_ECONNRESET : UV_EOF,
-				        NULL);
+				on_read((uv_stream_t *)&c->tcp,
+				        (h >> 21) & 1 ? UV_ECONNRESET : UV_EOF, NULL);
 			pump();
 		}
 		if (!c->closed && c->phase == PH_CLOSING)
@@ -421,8 +421,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	for (size_t i = 0; i + 4 < size && !head; i++)
 		head = !memcmp(data + i, "HEAD", 4);
 	if (getenv("VIGIL_FUZZ_DUMP"))
-		fprintf(stderr, "---- mode=%d chunk=%zu ctx=%d out=%zu lost=%d\n%.*s\n----\n", F.mode,
-		        chunk, w->ctx == fz_ctx[1], F.out_len, F.lost, (int)F.out_len,
+		fprintf(stderr, "---- mode=%d chunk=%zu ctx=%d out=%zu lost=%d\n%.*s\n----\n",
+		        F.mode, chunk, w->ctx == fz_ctx[1], F.out_len, F.lost, (int)F.out_len,
 		        (const char *)F.out);
 	if (!F.lost)
 		check_output(head);

@@ -38,12 +38,12 @@ atomic_int g_open_conns;
 int g_access_fd = -1;
 atomic_bool g_drain;
 
-#define FZ_CHECK(cond)                                                                            \
-	do {                                                                                      \
-		if (!(cond)) {                                                                    \
-			fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, __LINE__, #cond); \
-			abort();                                                                  \
-		}                                                                                 \
+#define FZ_CHECK(cond)                                                                             \
+	do {                                                                                       \
+		if (!(cond)) {                                                                     \
+			fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, __LINE__, #cond);   \
+			abort();                                                                   \
+		}                                                                                  \
 	} while (0)
 
 static char fz_dir[64];
@@ -106,8 +106,8 @@ static void fz_store(void)
 	                            .invalidity_date = 1739000000};
 	FZ_CHECK(vg_store_revoke(st, "alpha", &s, 1, &rev, &who, NULL, NULL, NULL) == 0);
 	s = fz_serial("03");
-	rev = (struct vg_revocation){.revoked_at = 1740000001,
-	                             .reason = VG_REASON_CERTIFICATE_HOLD};
+	rev =
+	    (struct vg_revocation){.revoked_at = 1740000001, .reason = VG_REASON_CERTIFICATE_HOLD};
 	FZ_CHECK(vg_store_revoke(st, "alpha", &s, 1, &rev, &who, NULL, NULL, NULL) == 0);
 	a[0].serial = fz_serial("10");
 	a[1].serial = fz_serial("11");
@@ -141,8 +141,10 @@ static const char fz_conf_cas[] = "[ca alpha]\n"
 static struct rctx *fz_load(const char *name, const char *responder)
 {
 	char text[2048], path[256], err[512];
-	int n = snprintf(text, sizeof(text), "[store]\npath = store\n\n[responder]\n%s\n"
-	                 "[crlgen]\nout = crl\n\n%s", responder, fz_conf_cas);
+	int n = snprintf(text, sizeof(text),
+	                 "[store]\npath = store\n\n[responder]\n%s\n"
+	                 "[crlgen]\nout = crl\n\n%s",
+	                 responder, fz_conf_cas);
 	fz_write(name, text, (size_t)n, 0600);
 	snprintf(path, sizeof(path), "%s/%s", fz_dir, name);
 	struct rctx *c = NULL;
