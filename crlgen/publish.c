@@ -169,19 +169,31 @@ static bool numbered(const char *fname, const char *ca, uint64_t *num)
 	return true;
 }
 
-/* scan_numbered calls |cb| for each numbered CRL of |ca|. */
-static int scan_numbered(int dirfd, const char *ca, void (*cb)(uint64_t n, void *arg), void *arg)
+/* open_dir returns a stream over the directory |dirfd| from its start, on
+ * a descriptor of its own (closedir leaves |dirfd| open), or NULL with errno
+ * set. */
+static DIR *open_dir(int dirfd)
 {
 	int fd = dup(dirfd);
 	if (fd < 0)
-		return -errno;
+		return NULL;
 	DIR *d = fdopendir(fd);
 	if (!d) {
 		int e = errno;
 		close(fd);
-		return -e;
+		errno = e;
+		return NULL;
 	}
 	rewinddir(d);
+	return d;
+}
+
+/* scan_numbered calls |cb| for each numbered CRL of |ca|. */
+static int scan_numbered(int dirfd, const char *ca, void (*cb)(uint64_t n, void *arg), void *arg)
+{
+	DIR *d = open_dir(dirfd);
+	if (!d)
+		return -errno;
 	struct dirent *de;
 	uint64_t n;
 	while ((de = readdir(d)) != NULL)
@@ -339,16 +351,9 @@ int pub_state_save(int dirfd, const char *ca, const struct pub_state *st)
 
 int pub_clean_stale(int dirfd)
 {
-	int fd = dup(dirfd);
-	if (fd < 0)
+	DIR *d = open_dir(dirfd);
+	if (!d)
 		return -errno;
-	DIR *d = fdopendir(fd);
-	if (!d) {
-		int e = errno;
-		close(fd);
-		return -e;
-	}
-	rewinddir(d);
 	int n = 0;
 	struct dirent *de;
 	while ((de = readdir(d)) != NULL) {

@@ -1,5 +1,6 @@
 # SPDX-License-Identifier: Apache-2.0
 """Shared fixtures: paths to the build-dir binaries and a runner for them."""
+import contextlib
 import os
 import subprocess
 import sys
@@ -36,3 +37,20 @@ class Runner:
 @pytest.fixture
 def vigil_bin():
     return binary
+
+
+@contextlib.contextmanager
+def tmpfs(path, size="1m", mode=None):
+    """Mount a small tmpfs on |path| (created) for full-disk tests and unmount
+    it at the end; skips the test when mounting is refused (needs root, as CI
+    runs)."""
+    path.mkdir(exist_ok=True)
+    opts = f"size={size}" + (f",mode={mode}" if mode else "")
+    r = subprocess.run(["mount", "-t", "tmpfs", "-o", opts, "tmpfs", str(path)],
+                       capture_output=True, text=True)
+    if r.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {r.stderr.strip()}")
+    try:
+        yield path
+    finally:
+        subprocess.run(["umount", "-l", str(path)], check=False)

@@ -23,7 +23,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtensionOID
 
 import pki
-from conftest import binary
+from conftest import binary, tmpfs
 from crlgen_util import (Daemon, Env, crl_number, openssl_crl_verify, synthetic_revoked,
                          wait_for, write_index)
 
@@ -612,16 +612,8 @@ PAGE = os.sysconf("SC_PAGE_SIZE")
 @pytest.fixture
 def small_out(tmp_path):
     """The out directory on a 1 MiB tmpfs, unmounted at the end."""
-    mnt = tmp_path / "crl"
-    mnt.mkdir()
-    r = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m,mode=0755", "tmpfs", str(mnt)],
-                       capture_output=True, text=True)
-    if r.returncode != 0:
-        pytest.skip(f"mount -t tmpfs refused: {r.stderr.strip()}")
-    try:
+    with tmpfs(tmp_path / "crl", mode="0755") as mnt:
         yield mnt
-    finally:
-        subprocess.run(["umount", "-l", str(mnt)], check=False)
 
 
 def remount(mnt, size):

@@ -6,12 +6,11 @@ import os
 import random
 import subprocess
 import time
-from pathlib import Path
 
 import pytest
 from cryptography.x509 import ocsp
 
-from conftest import Runner, binary
+from conftest import Runner, binary, tmpfs
 from pki import CA
 from responder_util import Responder, check_response, fake_cert, load_cert, make_request, write_conf
 
@@ -26,16 +25,8 @@ def index_lines(n, seed, status="V"):
 @pytest.fixture
 def small_fs(tmp_path):
     """A 1 MiB tmpfs, unmounted at the end (needs root, as CI runs)."""
-    mnt = tmp_path / "fs"
-    mnt.mkdir()
-    r = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mnt)],
-                       capture_output=True, text=True)
-    if r.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here: {r.stderr.strip()}")
-    try:
+    with tmpfs(tmp_path / "fs") as mnt:
         yield mnt
-    finally:
-        subprocess.run(["umount", "-l", str(mnt)], check=False)
 
 
 @pytest.fixture(scope="module")

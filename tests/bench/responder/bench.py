@@ -185,14 +185,14 @@ end
 def cpu_seconds(pid):
     """CPU time (user + system) of |pid| and its descendants, in seconds."""
     total = 0
-    todo = [pid]
-    while todo:
-        p = todo.pop()
+    pending = [pid]
+    while pending:
+        p = pending.pop()
         try:
             stat = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
             total += int(stat[11]) + int(stat[12])
             for task in Path(f"/proc/{p}/task").iterdir():
-                todo += [int(c) for c in (task / "children").read_text().split()]
+                pending += [int(c) for c in (task / "children").read_text().split()]
         except (FileNotFoundError, ProcessLookupError):
             pass
     return total / os.sysconf("SC_CLK_TCK")
@@ -333,6 +333,29 @@ http {{
     return sizes
 
 
+def make_store(store_bin, work, ca, name, workers):
+    """Write work/vigil.conf for one CA |name| served by |workers| workers,
+    and import work/index.txt into a new store. Returns the config path."""
+    conf = work / "vigil.conf"
+    conf.write_text(f"""[store]
+path = {work}/store
+[responder]
+listen = 127.0.0.1:0
+workers = {workers}
+max_connections = 100000
+[crlgen]
+out = {work}/crl
+[ca {name}]
+cert = {ca.cert}
+ocsp_cert = {ca.ocsp_cert}
+ocsp_key = {ca.ocsp_key}
+""")
+    subprocess.run([store_bin, "-c", conf, "init"], check=True, capture_output=True)
+    subprocess.run([store_bin, "-c", conf, "import-index", name, work / "index.txt"], check=True,
+                   capture_output=True)
+    return conf
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--build", default=str(ROOT / "build"))
@@ -357,23 +380,7 @@ def main():
 
     ca = pki.CA(work, "bench", a.keytype)
     leaves, ca_cert = make_leaves(ca, a.certs, work)
-    conf = work / "vigil.conf"
-    conf.write_text(f"""[store]
-path = {work}/store
-[responder]
-listen = 127.0.0.1:0
-workers = 1
-max_connections = 100000
-[crlgen]
-out = {work}/crl
-[ca bench]
-cert = {ca.cert}
-ocsp_cert = {ca.ocsp_cert}
-ocsp_key = {ca.ocsp_key}
-""")
-    subprocess.run([store_bin, "-c", conf, "init"], check=True, capture_output=True)
-    subprocess.run([store_bin, "-c", conf, "import-index", "bench", work / "index.txt"], check=True,
-                   capture_output=True)
+    conf = make_store(store_bin, work, ca, "bench", 1)
     reqs = [ocsp.OCSPRequestBuilder().add_certificate(c, ca_cert, hashes.SHA1()).build()
             .public_bytes(serialization.Encoding.DER) for _, c in leaves]
     marker = b"\xAB" * 16

@@ -39,6 +39,7 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[2]
 sys.path.insert(0, str(ROOT / "tests" / "integration"))
 import pki  # noqa: E402
+from bench import make_store  # noqa: E402
 from cryptography import x509  # noqa: E402
 from cryptography.hazmat.primitives import hashes, serialization  # noqa: E402
 from cryptography.hazmat.primitives.asymmetric import ec  # noqa: E402
@@ -183,23 +184,7 @@ def main():
         rev = "260101000000Z,keyCompromise" if i % 10 == 9 else ""
         lines.append(f"{'R' if rev else 'V'}\t351231235959Z\t{rev}\t{hexs}\tunknown\t/CN=s{i}\n")
     (work / "index.txt").write_text("".join(lines))
-    conf = work / "vigil.conf"
-    conf.write_text(f"""[store]
-path = {work}/store
-[responder]
-listen = 127.0.0.1:0
-workers = {a.workers}
-max_connections = 100000
-[crlgen]
-out = {work}/crl
-[ca soak]
-cert = {ca.cert}
-ocsp_cert = {ca.ocsp_cert}
-ocsp_key = {ca.ocsp_key}
-""")
-    subprocess.run([store_bin, "-c", conf, "init"], check=True, capture_output=True)
-    subprocess.run([store_bin, "-c", conf, "import-index", "soak", work / "index.txt"],
-                   check=True, capture_output=True)
+    conf = make_store(store_bin, work, ca, "soak", a.workers)
     key = ec.generate_private_key(ec.SECP256R1())
     reqs = [request_der(fake_cert(s, ca_cert, key), ca_cert) for s in serials]
     marker = b"\xAB" * 16
