@@ -885,14 +885,22 @@ static bool is_hold(const struct vg_cert *c)
 }
 
 /* merge decides what (|have|, present or not) becomes when |want| arrives,
- * under the rules of vg_store_add and vg_store_revoke. It writes the result
- * to |out| and returns the change op (VG_CHANGE_*), or 0 when nothing changes. */
+ * under the rules of vg_store_add (|sync|: a record of the CA's issuance) and
+ * vg_store_revoke (an operator's revocation, which says nothing about
+ * issuance). It writes the result to |out| and returns the change op
+ * (VG_CHANGE_*), or 0 when nothing changes. */
 static int merge(const struct vg_cert *have, const struct vg_cert *want, bool sync,
 		 struct vg_cert *out, struct vg_write_result *r)
 {
 	if (!have) {
 		*out = *want;
 		out->flags &= (uint8_t)~VG_CERT_LIFT_HOLD;
+		if (!sync) {
+			/* Revoked by serial, never seen as issued (an investigation
+			 * may name certificates the CA's records missed). */
+			out->flags |= VG_CERT_NOT_ISSUED;
+			r->missing++;
+		}
 		if (want->status == VG_STATUS_REVOKED) {
 			r->revoked++;
 			return VG_CHANGE_REVOKE;
@@ -915,8 +923,10 @@ static int merge(const struct vg_cert *have, const struct vg_cert *want, bool sy
 		out->not_after = want->not_after;
 		dates = true;
 	}
-	/* Seen as issued now: no longer a serial known only from a revocation. */
-	if ((have->flags & VG_CERT_NOT_ISSUED) && !(want->flags & VG_CERT_NOT_ISSUED)) {
+	/* Seen as issued now (a record from the CA's side, not a revocation,
+	 * which says nothing about issuance): no longer a serial known only
+	 * from a revocation. */
+	if (sync && (have->flags & VG_CERT_NOT_ISSUED)) {
 		out->flags &= (uint8_t)~VG_CERT_NOT_ISSUED;
 		dates = true;
 	}
@@ -1178,21 +1188,7 @@ static int revoke_fn(struct wtx *w, void *arg)
 	struct vg_cert want;
 	want_revoked(b->rev, &want);
 	for (size_t i = 0; i < b->n; i++) {
-		struct vg_cert have;
-		int rc = get_cert(w->st, w->txn, w->ca_state.id, &b->serials[i], &have);
-		if (rc == -ENOENT) {
-			/* Not known as issued: record it revoked, flagged. */
-			struct vg_cert ni = want;
-			ni.flags |= VG_CERT_NOT_ISSUED;
-			w->res.missing++;
-			rc = apply(w, &b->serials[i], &ni, false);
-		} else if (rc == 0) {
-			/* A revocation says nothing about issuance: a serial known
-			 * only from an earlier revocation stays flagged. */
-			struct vg_cert again = want;
-			again.flags |= have.flags & VG_CERT_NOT_ISSUED;
-			rc = apply(w, &b->serials[i], &again, false);
-		}
+		int rc = apply(w, &b->serials[i], &want, false);
 		if (rc)
 			return rc;
 	}
