@@ -3,39 +3,60 @@
 """vigil-responder against nginx, `openssl ocsp -index` and cfssl ocspserve (run on demand).
 
     tests/bench/responder/bench.py [--build DIR] [--certs N] [--duration S] [--conns C]
-                                   [--keytype rsa|ec] [--mem-certs M] [--work DIR]
+                                   [--keytype rsa|ec] [--rounds R] [--only-cached]
+                                   [--mem-certs M] [--mem-only] [--work DIR]
 
-One run, same pinning and same wrk load for every server: the server on CPU 0
-(one worker / one process / GOMAXPROCS=1), wrk on CPU 1 (-t1 -cC, keep-alive),
+Same pinning and same wrk load for every server: the server on CPU 0 (one
+worker / one process / GOMAXPROCS=1), wrk on CPU 1 (-t1 -cC, keep-alive),
 cycling through N different requests (one CertID each, SHA-1, no nonce) by
 POST and by GET. Servers:
 
   * vigil-responder, workers = 1, answers cached (warmed up first)
   * nginx serving a static file of the size of one answer (the ceiling for
-    sending a stored answer over HTTP/1.1); POST is served the same file
+    sending a stored answer over HTTP/1.1); POST is served the same number of
+    bytes from memory
   * openssl ocsp -index index.txt (signs every answer)
   * cfssl ocspserve with a responses file of pre-signed answers (taken from
     vigil, one per certificate)
 
-Then: vigil with a fresh nonce in every request (every answer signed) against
-`openssl speed` for the signer's key on one core; and, with --mem-certs M, the
+Cached answers, vigil against nginx, are measured in R rounds (default 3):
+in each round vigil and nginx take the same GET load, then the same POST load,
+one right after the other (which one first alternates between rounds), both
+servers up and pinned to CPU 0 all along. The machine may be shared with
+other work, which lowers the wall rate of whichever run it hits (and, less,
+its rate per CPU second): a round compares two runs seconds apart, and the
+median over the rounds drops a round hit by a burst. "per CPU" is requests
+divided by the CPU time (user + system) of the server process during the run.
+Before each vigil run one pass over every request checks that the answers are
+cached (repeated until a pass causes no cache miss); /metrics before and after
+the run gives the run's own hit ratio (cache hits / successful OCSP answers).
+
+Then: vigil with a fresh nonce in every request (every answer signed), R
+runs, against `openssl speed` for the signer's key on one core, with the
+ceiling that the HTTP exchange leaves: a fresh answer costs at least one
+signature (1 / openssl speed) plus what a cached POST answer costs (1 / vigil's
+cached POST rate per CPU second), so it cannot beat
+cached / (speed + cached) x openssl speed. With --mem-certs M, the
 responder's private memory (RssAnon) serving a store of M certificates after
-a load of random queries. Needs wrk, nginx-light, golang-cfssl (Debian).
-Prints a Markdown table.
+a load of random queries. --only-cached skips openssl ocsp and cfssl.
+Needs wrk, nginx-light, golang-cfssl (Debian). Prints Markdown tables.
 """
 import argparse
 import base64
 import datetime
+import http.client
 import os
 import re
 import shutil
 import signal
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
 import time
 import urllib.parse
+import urllib.request
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
@@ -49,6 +70,7 @@ from cryptography.x509 import ocsp  # noqa: E402
 from cryptography.x509.oid import NameOID  # noqa: E402
 
 resp_bin = None  # set by main()
+LOGDIR = Path(tempfile.gettempdir())  # main() uses the work directory
 SERVER_CPU = "0"
 CLIENT_CPU = "1"
 
@@ -76,7 +98,7 @@ class Server:
 
     def __init__(self, name, cmd, port, env=None, ready_log=None):
         self.name, self.port = name, port
-        self.logpath = Path(tempfile.gettempdir()) / f"bench-{name}.log"
+        self.logpath = LOGDIR / f"bench-{name}.log"
         self.log = open(self.logpath, "w")
         self.proc = subprocess.Popen(["taskset", "-c", SERVER_CPU] + [str(c) for c in cmd],
                                      stdout=self.log, stderr=subprocess.STDOUT,
@@ -214,14 +236,15 @@ def wrk(url, script, duration, conns, pid=None):
     errs = re.search(r"ERRORS status=(\d+) connect=(\d+) read=(\d+) write=(\d+) timeout=(\d+)", out)
     non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
     bad = int(non2xx.group(1)) if non2xx else 0
-    return {"rps": rps, "p50": lat(50), "p99": lat(99), "non2xx": bad, "cpu": cpu,
+    return {"rps": rps, "p50": lat(50), "p99": lat(99), "non2xx": bad, "cpu": cpu, "n": nreq,
             "per_cpu": nreq / cpu if cpu else 0,
             "errors": sum(int(x) for x in errs.groups()[1:]) if errs else 0, "raw": out}
 
 
 def openssl_speed(keytype):
+    """Signatures per CPU second (openssl speed divides by user CPU time)."""
     alg = "rsa2048" if keytype == "rsa" else "ecdsap256"
-    out = subprocess.run(["taskset", "-c", SERVER_CPU, "openssl", "speed", "-seconds", "5", alg],
+    out = subprocess.run(["taskset", "-c", SERVER_CPU, "openssl", "speed", "-seconds", "3", alg],
                          capture_output=True, text=True, timeout=120).stdout
     if keytype == "rsa":
         m = re.search(r"rsa\s+2048 bits\s+[\d.]+s\s+[\d.]+s\s+([\d.]+)", out)
@@ -237,36 +260,50 @@ def rss_anon(pid):
     return 0.0
 
 
-def run_servers(a, work, conf, ca, paths, results):
-    """The HTTP load of every server; returns the answers vigil gave (for cfssl)."""
-    # ---- vigil ------------------------------------------------------------------------------------
-    port = free_port()
-    v = Server("vigil", [resp_bin, "-c", conf, "--listen", f"127.0.0.1:{port}"], port)
-    url = f"http://127.0.0.1:{port}"
-    # Warm up: every answer signed once and cached; keep them for cfssl.
-    import http.client
+def scrape(port):
+    """vigil's /metrics as {name or name{labels}: value}."""
+    text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10).read().decode()
+    return {k: float(v) for k, v in re.findall(r"^(vigil_\w+(?:\{[^}]*\})?) ([\d.e+]+)$", text, re.M)}
+
+
+HITS, MISSES = "vigil_cache_hits_total", "vigil_cache_misses_total"
+ANSWERS = 'vigil_ocsp_responses_total{result="successful"}'
+
+
+def one_pass(port, method, paths, reqs):
+    """Every request once over one connection; returns (answers, cache misses caused)."""
+    before = scrape(port)
     hc = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
     answers = []
-    for p in paths:
-        hc.request("GET", p)
-        r = hc.getresponse()
-        body = r.read()
-        assert r.status == 200 and ocsp.load_der_ocsp_response(body).response_status == \
+    for p, r in zip(paths, reqs):
+        if method == "GET":
+            hc.request("GET", p)
+        else:
+            hc.request("POST", "/", r, {"Content-Type": "application/ocsp-request"})
+        resp = hc.getresponse()
+        body = resp.read()
+        assert resp.status == 200 and ocsp.load_der_ocsp_response(body).response_status == \
             ocsp.OCSPResponseStatus.SUCCESSFUL
         answers.append(body)
     hc.close()
-    sizes = [len(b) for b in answers]
-    pid = v.proc.pid  # taskset execs the server: same pid
-    results["vigil GET"] = wrk(url, work / "get.lua", a.duration, a.conns, pid)
-    results["vigil POST"] = wrk(url, work / "post.lua", a.duration, a.conns, pid)
-    results["vigil POST, nonce (signed fresh)"] = wrk(url, work / "nonce.lua", a.duration,
-                                                      a.conns, pid)
-    v.stop()
+    return answers, scrape(port)[MISSES] - before[MISSES]
 
-    # ---- nginx --------------------------------------------------------------------------------
+
+def ensure_warm(port, method, paths, reqs):
+    """Passes until one causes no cache miss (every answer cached, none past
+    its refresh point); returns the misses of the passes before it."""
+    warmed = 0
+    for _ in range(5):
+        _, misses = one_pass(port, method, paths, reqs)
+        if misses == 0:
+            return warmed
+        warmed += misses
+    raise RuntimeError(f"vigil: answers do not stay cached ({misses:.0f} misses in the last pass)")
+
+
+def start_nginx(work, size):
     www = work / "www"
-    www.mkdir()
-    size = sorted(sizes)[len(sizes) // 2]
+    www.mkdir(exist_ok=True)
     (www / "answer").write_bytes(os.urandom(size))
     port = free_port()
     (work / "nginx.conf").write_text(f"""user root;
@@ -293,15 +330,72 @@ http {{
   }}
 }}
 """)
-    n = Server("nginx", ["nginx", "-c", work / "nginx.conf"], port)
-    url = f"http://127.0.0.1:{port}"
-    results["nginx GET (static file)"] = wrk(url, work / "get.lua", a.duration, a.conns,
-                                             n.proc.pid)
-    results["nginx POST (static file)"] = wrk(url, work / "post.lua", a.duration, a.conns,
-                                              n.proc.pid)
-    n.stop()
+    return Server("nginx", ["nginx", "-c", work / "nginx.conf"], port)
 
-    # ---- openssl ocsp -index ------------------------------------------------------------------
+
+def median(xs):
+    return statistics.median(xs) if xs else 0
+
+
+def summarise(runs):
+    """The median of each figure over the runs of one server and method."""
+    out = {k: median([r[k] for r in runs]) for k in ("rps", "p50", "p99", "cpu", "per_cpu")}
+    out["non2xx"] = sum(r["non2xx"] for r in runs)
+    out["errors"] = sum(r["errors"] for r in runs)
+    out["runs"] = len(runs)
+    return out
+
+
+def run_cached_rounds(a, work, v, port, paths, reqs):
+    """vigil (|v|, on |port|) and nginx, cached answers, a.rounds rounds;
+    returns (answers, {method: {"vigil": [run], "nginx": [run]}}), each vigil
+    run with its hit ratio."""
+    n = None
+    try:
+        # Warm up: every answer signed once and cached; keep them for cfssl.
+        answers, _ = one_pass(port, "GET", paths, reqs)
+        sizes = sorted(len(b) for b in answers)
+        n = start_nginx(work, sizes[len(sizes) // 2])
+        vurl, nurl = f"http://127.0.0.1:{port}", f"http://127.0.0.1:{n.port}"
+        pid = v.proc.pid  # taskset execs the server: same pid
+        runs = {"GET": {"vigil": [], "nginx": []}, "POST": {"vigil": [], "nginx": []}}
+        for rnd in range(a.rounds):
+            for method in ("GET", "POST"):
+                script = work / f"{method.lower()}.lua"
+                order = ("vigil", "nginx") if rnd % 2 == 0 else ("nginx", "vigil")
+                for server in order:
+                    if server == "nginx":
+                        runs[method]["nginx"].append(wrk(nurl, script, a.duration, a.conns,
+                                                         n.proc.pid))
+                        continue
+                    warmed = ensure_warm(port, method, paths, reqs)
+                    before = scrape(port)
+                    r = wrk(vurl, script, a.duration, a.conns, pid)
+                    after = scrape(port)
+                    answered = after[ANSWERS] - before[ANSWERS]
+                    r["hits"] = after[HITS] - before[HITS]
+                    r["misses"] = after[MISSES] - before[MISSES]
+                    r["hit_ratio"] = r["hits"] / answered if answered else 0
+                    r["warmed"] = warmed
+                    runs[method]["vigil"].append(r)
+                vr, nr = runs[method]["vigil"][-1], runs[method]["nginx"][-1]
+                print(f"round {rnd + 1} {method}: vigil {vr['per_cpu']:.0f}/CPU s "
+                      f"{vr['rps']:.0f}/s (hits {vr['hit_ratio']:.4f}), nginx "
+                      f"{nr['per_cpu']:.0f}/CPU s {nr['rps']:.0f}/s", file=sys.stderr)
+        return answers, runs
+    finally:
+        if n:
+            n.stop()
+
+
+def run_fresh(a, work, v, port):
+    """vigil, a fresh nonce in every request, a.rounds runs."""
+    return [wrk(f"http://127.0.0.1:{port}", work / "nonce.lua", a.duration, a.conns, v.proc.pid)
+            for _ in range(a.rounds)]
+
+
+def run_others(a, work, ca, answers, results):
+    """openssl ocsp and cfssl ocspserve, one run each."""
     # openssl ocsp (3.0) may spin forever on a connection wrk leaves half-done
     # at the end of a run: a fresh process for each run.
     for method in ("GET", "POST"):
@@ -310,12 +404,13 @@ http {{
                                "-rsigner", ca.ocsp_cert, "-rkey", ca.ocsp_key, "-CA", ca.cert,
                                "-nmin", "60", "-ignore_err"], port,
                    ready_log="waiting for OCSP client connections")
-        results["openssl ocsp " + method] = wrk(f"http://127.0.0.1:{port}",
-                                                work / f"{method.lower()}.lua", a.duration,
-                                                a.conns, o.proc.pid)
-        o.stop()
+        try:
+            results["openssl ocsp " + method] = wrk(f"http://127.0.0.1:{port}",
+                                                    work / f"{method.lower()}.lua", a.duration,
+                                                    a.conns, o.proc.pid)
+        finally:
+            o.stop()
 
-    # ---- cfssl ocspserve ------------------------------------------------------------------------
     (work / "responses.txt").write_text("".join(base64.b64encode(b).decode() + "\n"
                                                 for b in answers))
     port = free_port()
@@ -323,14 +418,13 @@ http {{
     c = Server("cfssl", ["cfssl", "ocspserve", "-address", "127.0.0.1", "-port", port,
                          "-responses", work / "responses.txt", "-loglevel", "1"], port, env=env,
                ready_log="Now listening")
-    url = f"http://127.0.0.1:{port}"
     # Debian's cfssl (1.2.0+git2016) base64-decodes the GET path with its leading
     # '/', so it cannot answer GET requests at all: POST only.
-    results["cfssl ocspserve POST"] = wrk(url, work / "post.lua", a.duration, a.conns,
-                                          c.proc.pid)
-    c.stop()
-
-    return sizes
+    try:
+        results["cfssl ocspserve POST"] = wrk(f"http://127.0.0.1:{port}", work / "post.lua",
+                                              a.duration, a.conns, c.proc.pid)
+    finally:
+        c.stop()
 
 
 def make_store(store_bin, work, ca, name, workers):
@@ -363,11 +457,17 @@ def main():
     ap.add_argument("--duration", type=int, default=10)
     ap.add_argument("--conns", type=int, default=50)
     ap.add_argument("--keytype", default="rsa", choices=["rsa", "ec"])
+    ap.add_argument("--rounds", type=int, default=3,
+                    help="rounds of vigil and nginx (cached) and of fresh signatures")
+    ap.add_argument("--only-cached", action="store_true",
+                    help="skip openssl ocsp and cfssl")
     ap.add_argument("--mem-certs", type=int, default=0)
     ap.add_argument("--mem-only", action="store_true", help="only the memory measurement")
     ap.add_argument("--work")
     a = ap.parse_args()
-    global resp_bin
+    if a.rounds < 1:
+        ap.error("--rounds must be at least 1")
+    global resp_bin, LOGDIR
     build = Path(a.build).resolve()
     store_bin = build / "store" / "vigil-store"
     resp_bin = build / "responder" / "vigil-responder"
@@ -376,6 +476,7 @@ def main():
             sys.exit(f"bench: {tool} not found (apt-get install wrk nginx-light golang-cfssl)")
     work = Path(a.work or tempfile.mkdtemp(prefix="vigil-bench-"))
     work.mkdir(parents=True, exist_ok=True)
+    LOGDIR = work
     print(f"work dir {work}", file=sys.stderr)
 
     ca = pki.CA(work, "bench", a.keytype)
@@ -390,11 +491,26 @@ def main():
     paths = write_scripts(work, reqs, nreq, nreq.index(marker))
 
     results = {}
+    rounds = fresh = None
     sizes = []
     speed = 0
     if not a.mem_only:
-        sizes = run_servers(a, work, conf, ca, paths, results)
-        speed = openssl_speed(a.keytype)
+        port = free_port()
+        v = Server("vigil", [resp_bin, "-c", conf, "--listen", f"127.0.0.1:{port}"], port)
+        try:
+            answers, rounds = run_cached_rounds(a, work, v, port, paths, reqs)
+            fresh = run_fresh(a, work, v, port)
+        finally:
+            v.stop()
+        sizes = sorted(len(b) for b in answers)
+        for method in ("GET", "POST"):
+            results["vigil " + method] = summarise(rounds[method]["vigil"])
+        results["vigil POST, nonce (signed fresh)"] = summarise(fresh)
+        for method in ("GET", "POST"):
+            results[f"nginx {method} (static file)"] = summarise(rounds[method]["nginx"])
+        if not a.only_cached:
+            run_others(a, work, ca, answers, results)
+        speed = median([openssl_speed(a.keytype) for _ in range(a.rounds)])
 
     # ---- memory with a large store ----------------------------------------------------------
     mem = None
@@ -418,19 +534,19 @@ def main():
         mpaths = write_scripts(mwork, mreqs, nreq, nreq.index(marker))
         port = free_port()
         m = Server("vigil-mem", [resp_bin, "-c", mconf, "--listen", f"127.0.0.1:{port}"], port)
-        base = rss_anon(m.proc.pid)
-        # taskset wraps the responder: its pid is the responder's after exec.
-        r = wrk(f"http://127.0.0.1:{port}", mwork / "get.lua", max(a.duration, 20), a.conns)
-        time.sleep(1.2)  # the cache gauge is refreshed every second
-        peak = rss_anon(m.proc.pid)
-        priv = 0
-        for line in Path(f"/proc/{m.proc.pid}/smaps_rollup").read_text().splitlines():
-            if line.startswith("Private_Dirty:"):
-                priv = int(line.split()[1]) / 1024.0
-        import urllib.request
-        metrics = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10).read().decode()
-        val = {k: float(v) for k, v in re.findall(r"^(vigil_\w+) ([\d.e+]+)$", metrics, re.M)}
-        m.stop()
+        try:
+            base = rss_anon(m.proc.pid)
+            # taskset wraps the responder: its pid is the responder's after exec.
+            r = wrk(f"http://127.0.0.1:{port}", mwork / "get.lua", max(a.duration, 20), a.conns)
+            time.sleep(1.2)  # the cache gauge is refreshed every second
+            peak = rss_anon(m.proc.pid)
+            priv = 0
+            for line in Path(f"/proc/{m.proc.pid}/smaps_rollup").read_text().splitlines():
+                if line.startswith("Private_Dirty:"):
+                    priv = int(line.split()[1]) / 1024.0
+            val = scrape(port)
+        finally:
+            m.stop()
         mem = {"certs": a.mem_certs, "import_s": import_s, "distinct": len(mpaths),
                "rss_start": base, "rss_after": peak, "priv_dirty": priv, "rps": r["rps"],
                "entries": val.get("vigil_cache_entries", 0),
@@ -440,28 +556,63 @@ def main():
     if a.mem_only:
         print_mem(mem)
         return
-    ref = {"GET": results["nginx GET (static file)"]["rps"],
-           "POST": results["nginx POST (static file)"]["rps"]}
+    ref = {m: results[f"nginx {m} (static file)"] for m in ("GET", "POST")}
     print(f"\n{a.certs} certificates ({a.keytype} CA, delegated {a.keytype} signer), answers "
-          f"{min(sizes)}-{max(sizes)} bytes; wrk -t1 -c{a.conns} -d{a.duration}s on CPU "
-          f"{CLIENT_CPU}, each server on CPU {SERVER_CPU}; {datetime.datetime.utcnow():%Y-%m-%d %H:%M} UTC\n")
-    print("| server | req/s | p50 ms | p99 ms | x nginx | vigil x this | server CPU s | req per CPU s "
-          "| per CPU: x nginx | errors |")
-    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+          f"{sizes[0]}-{sizes[-1]} bytes; wrk -t1 -c{a.conns} -d{a.duration}s on CPU "
+          f"{CLIENT_CPU}, each server on CPU {SERVER_CPU}; vigil and nginx: median of "
+          f"{a.rounds} rounds; {datetime.datetime.utcnow():%Y-%m-%d %H:%M} UTC\n")
+    print("| server | runs | req/s | p50 ms | p99 ms | x nginx | vigil x this | server CPU s "
+          "| req per CPU s | per CPU: x nginx | errors |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for name, r in results.items():
         method = "POST" if "POST" in name else "GET"
         vig = results["vigil " + method]["rps"]
-        ngx = results[f"nginx {method} (static file)"]
+        ngx = ref[method]
         ratio = f"{vig / r['rps']:.1f}" if r["rps"] else "-"
         pc = f"{r['per_cpu'] / ngx['per_cpu']:.2f}" if ngx["per_cpu"] else "-"
-        print(f"| {name} | {r['rps']:.0f} | {r['p50']:.2f} | {r['p99']:.2f} | "
-              f"{r['rps'] / ref[method]:.2f} | {ratio} | {r['cpu']:.1f} | {r['per_cpu']:.0f} | {pc} "
+        print(f"| {name} | {r.get('runs', 1)} | {r['rps']:.0f} | {r['p50']:.2f} | {r['p99']:.2f} | "
+              f"{r['rps'] / ngx['rps']:.2f} | {ratio} | {r['cpu']:.1f} | {r['per_cpu']:.0f} | {pc} "
               f"| {r['non2xx'] + r['errors']} |")
+
+    print("\nCached answers, round by round (the ratios are vigil / nginx within the round):\n")
+    print("| round | method | vigil req per CPU s | nginx req per CPU s | per CPU: x nginx "
+          "| vigil req/s | nginx req/s | wall: x nginx | vigil hit ratio | misses |")
+    print("|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+    summary = {}
+    for method in ("GET", "POST"):
+        pcr, wr = [], []
+        for i, (v_, n_) in enumerate(zip(rounds[method]["vigil"], rounds[method]["nginx"])):
+            pcr.append(v_["per_cpu"] / n_["per_cpu"] if n_["per_cpu"] else 0)
+            wr.append(v_["rps"] / n_["rps"] if n_["rps"] else 0)
+            print(f"| {i + 1} | {method} | {v_['per_cpu']:.0f} | {n_['per_cpu']:.0f} | {pcr[-1]:.2f} "
+                  f"| {v_['rps']:.0f} | {n_['rps']:.0f} | {wr[-1]:.2f} | {v_['hit_ratio']:.4f} "
+                  f"| {v_['misses']:.0f} |")
+        summary[method] = (pcr, wr)
+    print()
+    for method, (pcr, wr) in summary.items():
+        hits = sum(r["hits"] for r in rounds[method]["vigil"])
+        reqs_ = sum(r["n"] for r in rounds[method]["vigil"])
+        print(f"Cached {method}: vigil / nginx per CPU second **{median(pcr):.2f}x** (median; "
+              f"rounds {min(pcr):.2f}-{max(pcr):.2f}), wall {median(wr):.2f}x (rounds "
+              f"{min(wr):.2f}-{max(wr):.2f}); cache hits {hits:.0f} for {reqs_} requests wrk "
+              f"counted ({hits / reqs_ if reqs_ else 0:.4f})")
+
     fr = results["vigil POST, nonce (signed fresh)"]
+    alg = "rsa2048" if a.keytype == "rsa" else "ecdsap256"
     print(f"\nFresh signatures: {fr['rps']:.0f} answers/s, {fr['per_cpu']:.0f} per CPU second of the "
-          f"responder, against `openssl speed` {'rsa2048' if a.keytype == 'rsa' else 'ecdsap256'} "
-          f"{speed:.0f} signs/s on the same core: {fr['rps'] / speed:.2f}x (wall), "
+          f"responder (median of {fr['runs']}), against `openssl speed` {alg} "
+          f"{speed:.0f} signs per CPU second on the same core: {fr['rps'] / speed:.2f}x (wall), "
           f"{fr['per_cpu'] / speed:.2f}x (per CPU second)")
+    # A fresh answer costs a signature plus at least what a cached answer
+    # to the same POST costs (the HTTP exchange, the request's framing).
+    cached = results["vigil POST"]["per_cpu"]
+    if cached and speed:
+        ceiling = cached / (speed + cached)
+        print(f"Ceiling: a fresh answer costs at least 1/{speed:.0f} s (the signature) + "
+              f"1/{cached:.0f} s (a cached POST answer, HTTP included) of CPU, so at most "
+              f"{speed * ceiling:.0f} answers per CPU second: **{ceiling:.2f}x** `openssl speed`; "
+              f"measured {fr['per_cpu'] / speed:.2f}x, {fr['per_cpu'] / (speed * ceiling):.2f} "
+              f"of the ceiling")
     print_mem(mem)
 
 
