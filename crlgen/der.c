@@ -98,6 +98,27 @@ bool der_add_bytes(struct der_buf *b, const void *data, size_t len)
 	return true;
 }
 
+uint8_t *der_reserve(struct der_buf *b, size_t len)
+{
+	if (!room(b, len))
+		return NULL;
+	uint8_t *at = b->p + b->len;
+	b->len += len;
+	return at;
+}
+
+bool der_unreserve(struct der_buf *b, size_t len)
+{
+	if (b->err)
+		return false;
+	/* Never into the header of an open element. */
+	size_t floor = b->depth ? b->open[b->depth - 1] + 1 : 0;
+	if (len > b->len - floor)
+		return fail(b);
+	b->len -= len;
+	return true;
+}
+
 bool der_add_tlv(struct der_buf *b, unsigned tag, const void *data, size_t len)
 {
 	uint8_t hdr[9];

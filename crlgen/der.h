@@ -2,9 +2,11 @@
 #pragma once
 
 /*
- * A small, bounded DER writer in the style of BoringSSL's CBB, for the one
- * place Vigil writes DER itself: CRLs of millions of entries, which are
- * streamed rather than built as OpenSSL objects.
+ * A small, bounded DER writer in the style of BoringSSL's CBB, for the two
+ * places Vigil writes DER itself: CRLs of millions of entries, which are
+ * streamed rather than built as OpenSSL objects, and the responder's signed
+ * OCSP answers (responder/ocsp.c), built per request without the cost of
+ * OpenSSL's ASN.1 objects.
  *
  * Two pieces:
  *
@@ -44,8 +46,9 @@
 #define DER_CTX(n) (0x80u | (unsigned)(n))
 #define DER_CTX_CONS(n) (0xa0u | (unsigned)(n))
 
-/* Nesting depth a der_buf supports; CRL entries need 4. */
-#define DER_MAX_DEPTH 8
+/* Nesting depth a der_buf supports; CRL entries need 4, an OCSPResponse
+ * (responder/ocsp.c) 12. */
+#define DER_MAX_DEPTH 16
 
 struct der_buf {
 	uint8_t *p;
@@ -71,6 +74,14 @@ bool der_close(struct der_buf *b);
 
 /* der_add_bytes appends |len| raw bytes (already DER) to |b|. */
 bool der_add_bytes(struct der_buf *b, const void *data, size_t len);
+
+/* der_reserve appends |len| bytes for the caller to fill in (a signature, an
+ * i2d encoding) and returns where they start, or NULL. */
+uint8_t *der_reserve(struct der_buf *b, size_t len);
+
+/* der_unreserve drops the last |len| bytes of the innermost open element:
+ * what der_reserve took but the caller did not use. */
+bool der_unreserve(struct der_buf *b, size_t len);
 
 /* der_add_tlv appends a primitive element |tag| with |len| content bytes. */
 bool der_add_tlv(struct der_buf *b, unsigned tag, const void *data, size_t len);

@@ -3,6 +3,7 @@
 #include "responder/resp.h"
 #include "store/common/log.h"
 #include "store/common/pki.h"
+#include "crlgen/der.h"
 
 #include <errno.h>
 #include <pthread.h>
@@ -10,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <openssl/core_names.h>
 #include <openssl/err.h>
 #include <openssl/x509v3.h>
 
@@ -28,6 +30,9 @@ static void rca_deinit(struct rca *ca)
 	X509_free(ca->cert);
 	EVP_PKEY_free(ca->key);
 	sk_X509_pop_free(ca->include, X509_free);
+	ocsp_rca_free(ca);
+	free(ca->certs_der);
+	EVP_MD_free(ca->sign_md);
 	memset(ca, 0, sizeof(*ca));
 }
 
@@ -72,6 +77,111 @@ out:
 	OPENSSL_free(name_der);
 	ERR_clear_error();
 	return rc;
+}
+
+/* rca_sigalg writes the signatureAlgorithm that OCSP_basic_sign
+ * (ASN1_item_sign_ctx) writes for |ca|'s key and digest. */
+static int rca_sigalg(struct rca *ca)
+{
+	int kid = EVP_PKEY_get_base_id(ca->key);
+	int rc = -EINVAL;
+	if (EVP_PKEY_get0_provider(ca->key)) {
+		/* A provider key: the provider says, as it does to OpenSSL. */
+		EVP_MD_CTX *m = EVP_MD_CTX_new();
+		EVP_PKEY_CTX *pctx = NULL;
+		OSSL_PARAM p[2] = {
+		    OSSL_PARAM_construct_octet_string(OSSL_SIGNATURE_PARAM_ALGORITHM_ID,
+		                                      ca->sigalg_der, sizeof(ca->sigalg_der)),
+		    OSSL_PARAM_construct_end()};
+		if (m &&
+		    EVP_DigestSignInit_ex(m, &pctx, ca->md ? EVP_MD_get0_name(ca->md) : NULL,
+		                          NULL, NULL, ca->key, NULL) > 0 &&
+		    EVP_PKEY_CTX_get_params(pctx, p) > 0 && p[0].return_size > 0 &&
+		    p[0].return_size <= sizeof(ca->sigalg_der)) {
+			ca->sigalg_len = p[0].return_size;
+			rc = 0;
+		}
+		EVP_MD_CTX_free(m);
+		return rc;
+	}
+	/* An engine key (pkcs11): OpenSSL's table, with the NULL parameters
+	 * RSA's PKCS#1 v1.5 signatures carry (ASN1_PKEY_SIGPARAM_NULL). */
+	int signid = NID_undef;
+	if (!ca->md || !OBJ_find_sigid_by_algs(&signid, EVP_MD_get_type(ca->md), kid))
+		return -EINVAL;
+	X509_ALGOR *alg = X509_ALGOR_new();
+	if (alg && X509_ALGOR_set0(alg, OBJ_nid2obj(signid),
+	                           kid == EVP_PKEY_RSA ? V_ASN1_NULL : V_ASN1_UNDEF, NULL)) {
+		int l = i2d_X509_ALGOR(alg, NULL);
+		unsigned char *q = ca->sigalg_der;
+		if (l > 0 && (size_t)l <= sizeof(ca->sigalg_der) && i2d_X509_ALGOR(alg, &q) == l) {
+			ca->sigalg_len = (size_t)l;
+			rc = 0;
+		}
+	}
+	X509_ALGOR_free(alg);
+	return rc;
+}
+
+/* rca_signing precomputes what every answer of |ca| carries (responderID,
+ * signatureAlgorithm, certs) and how it is signed. */
+static int rca_signing(struct rca *ca, char *err, size_t errlen)
+{
+	unsigned char kh[EVP_MAX_MD_SIZE];
+	unsigned khlen = 0;
+	/* byKey: SHA-1 of the signer's subjectPublicKey BIT STRING contents,
+	 * as OCSP_RESPID_set_by_key. */
+	if (!X509_pubkey_digest(ca->signer, EVP_sha1(), kh, &khlen) || khlen != 20) {
+		snprintf(err, errlen, "[ca %s] cannot hash the signer's key", ca->name);
+		return -EIO;
+	}
+	static const uint8_t hdr[] = {DER_CTX_CONS(2), 22, DER_OCTET_STRING, 20};
+	memcpy(ca->respid_der, hdr, sizeof(hdr));
+	memcpy(ca->respid_der + sizeof(hdr), kh, 20);
+	if (rca_sigalg(ca) < 0) {
+		snprintf(err, errlen, "[ca %s] no signature algorithm for this key and digest",
+		         ca->name);
+		return -EINVAL;
+	}
+	if (ca->delegated) {
+		/* certs [0] EXPLICIT SEQUENCE OF Certificate: the signer, as
+		 * OCSP_basic_sign adds it without OCSP_NOCERTS. */
+		int l = i2d_X509(ca->signer, NULL);
+		if (l <= 0)
+			return -ENOMEM;
+		size_t seq = der_hdr_len((size_t)l) + (size_t)l;
+		size_t total = der_hdr_len(seq) + seq;
+		ca->certs_der = malloc(total);
+		if (!ca->certs_der)
+			return -ENOMEM;
+		size_t o = der_put_hdr(ca->certs_der, DER_CTX_CONS(0), seq);
+		o += der_put_hdr(ca->certs_der + o, DER_SEQUENCE, (size_t)l);
+		unsigned char *q = ca->certs_der + o;
+		if (i2d_X509(ca->signer, &q) != l)
+			return -ENOMEM;
+		ca->certs_len = total;
+	}
+	int sz = EVP_PKEY_get_size(ca->key);
+	if (sz <= 0) {
+		snprintf(err, errlen, "[ca %s] ocsp_key: unknown signature size", ca->name);
+		return -EINVAL;
+	}
+	ca->sig_max = (size_t)sz;
+	int kid = EVP_PKEY_get_base_id(ca->key);
+	ca->sign_mode = SIGN_PERCALL;
+	if (EVP_PKEY_get0_provider(ca->key)) {
+		if ((kid == EVP_PKEY_RSA || kid == EVP_PKEY_EC) && ca->md) {
+			ca->sign_md = EVP_MD_fetch(NULL, EVP_MD_get0_name(ca->md), NULL);
+			if (!ca->sign_md) {
+				snprintf(err, errlen, "[ca %s] digest unavailable", ca->name);
+				return -EINVAL;
+			}
+			ca->sign_mode = SIGN_DIGEST;
+		} else if (kid == EVP_PKEY_ED25519 || kid == EVP_PKEY_ED448) {
+			ca->sign_mode = SIGN_ONESHOT;
+		}
+	}
+	return 0;
 }
 
 static int rca_load(struct rctx *c, struct rca *ca, const struct vg_conf_ca *cc, char *err,
@@ -151,6 +261,10 @@ static int rca_load(struct rctx *c, struct rca *ca, const struct vg_conf_ca *cc,
 			return -EINVAL;
 		}
 	}
+	rc = rca_signing(ca, err, errlen);
+	ERR_clear_error();
+	if (rc < 0)
+		return rc;
 	return rca_hashes(ca, err, errlen);
 }
 

@@ -3,8 +3,15 @@
  * OCSP: request -> CertIDs -> store -> signed BasicOCSPResponse, with a
  * per-worker cache of signed single answers.
  *
- * Incoming DER is parsed by OpenSSL (d2i_OCSP_REQUEST) and answers are built
- * and signed with the OCSP_* API. A request with one CertID and no nonce is
+ * Incoming DER is parsed by OpenSSL (d2i_OCSP_REQUEST). Answers are written
+ * by hand with the bounded DER writer of crlgen/der.c (RFC 6960 §4.2.1),
+ * from pieces ctx.c precomputed per CA, and signed with a context each worker
+ * set up once per CA: a fresh signature then costs little more than the
+ * signature itself (OCSP_basic_sign set up a signing context, checked the
+ * key against the certificate and encoded the response twice, per answer).
+ * tests/unit/test_responder_encode.c checks the answers against OpenSSL's
+ * own OCSP_* builder, byte for byte where the signature is deterministic.
+ * A request with one CertID and no nonce is
  * answered from the cache (cache.c) when it can be: the cache is keyed by
  * (CA id, serial) so a change of the store can drop every answer it touches,
  * and the variants under one key are told apart by the exact DER of the
@@ -12,6 +19,7 @@
  * its parameters encoding included).
  */
 #include "responder/resp.h"
+#include "crlgen/der.h"
 #include "store/common/log.h"
 
 #include <errno.h>
@@ -30,7 +38,14 @@
 
 static uint8_t *err_der[7];
 static size_t err_len[7];
-static X509_EXTENSION *ext_revoke; /* RFC 6960 §4.4.8, id-pkix-ocsp-extended-revoke */
+
+/* responseBytes' responseType: id-pkix-ocsp-basic */
+static const uint8_t oid_basic[] = {DER_OID, 9, 0x2b, 6, 1, 5, 5, 7, 48, 1, 1};
+/* The extension id-pkix-ocsp-extended-revoke (RFC 6960 §4.4.8): NULL, not critical. */
+static const uint8_t ext_revoke_der[] = {DER_SEQUENCE, 15, DER_OID, 9, 0x2b, 6, 1, 5, 5, 7,
+                                         48, 1, 9, DER_OCTET_STRING, 2, DER_NULL, 0};
+static const uint8_t oid_nonce[] = {DER_OID, 9, 0x2b, 6, 1, 5, 5, 7, 48, 1, 2};
+static const uint8_t oid_invalidity[] = {DER_OID, 3, 0x55, 0x1d, 0x18};
 
 int ocsp_init(void)
 {
@@ -46,17 +61,6 @@ int ocsp_init(void)
 		err_der[s] = p;
 		err_len[s] = (size_t)n;
 	}
-	ASN1_OBJECT *obj = OBJ_txt2obj("1.3.6.1.5.5.7.48.1.9", 1);
-	ASN1_OCTET_STRING *val = ASN1_OCTET_STRING_new();
-	static const unsigned char null_der[] = {0x05, 0x00};
-	if (!obj || !val || !ASN1_OCTET_STRING_set(val, null_der, sizeof(null_der)) ||
-	    !(ext_revoke = X509_EXTENSION_create_by_OBJ(NULL, obj, 0, val))) {
-		ASN1_OBJECT_free(obj);
-		ASN1_OCTET_STRING_free(val);
-		return -ENOMEM;
-	}
-	ASN1_OBJECT_free(obj);
-	ASN1_OCTET_STRING_free(val);
 	return 0;
 }
 
@@ -182,14 +186,6 @@ static int match_ca(const struct rctx *ctx, OCSP_CERTID *cid, ASN1_INTEGER **ser
 	return -1;
 }
 
-struct status {
-	enum cert_result cr;
-	int reason;
-	int64_t revoked_at;
-	bool has_invalidity;
-	int64_t invalidity;
-	bool ext_revoke;
-};
 
 /* serial_of converts a CertID serial; false when it cannot be in the store. */
 static bool serial_of(const ASN1_INTEGER *ai, struct vg_serial *s)
@@ -211,7 +207,7 @@ static bool serial_of(const ASN1_INTEGER *ai, struct vg_serial *s)
 
 /* lookup reads the status of |serial| (NULL: not a possible serial) of |ca|. */
 static int lookup(struct worker *w, const struct rca *ca, const struct vg_serial *serial,
-                  struct status *st)
+                  struct ocsp_status *st)
 {
 	memset(st, 0, sizeof(*st));
 	st->cr = CR_UNKNOWN;
@@ -255,75 +251,267 @@ static int lookup(struct worker *w, const struct rca *ca, const struct vg_serial
 	return 0;
 }
 
-/* ---- Building and signing ------------------------------------------------------- */
+/* ---- Signing ----------------------------------------------------------------- */
+
+/* One worker's signing context for one CA, set up on first use: the key, the
+ * padding and the digest are fixed once instead of per answer. OpenSSL's
+ * contexts are not for concurrent use, so each worker has its own. */
+struct rsign {
+	EVP_MD_CTX *mctx;   /* SIGN_DIGEST: the digest; SIGN_ONESHOT: EVP_DigestSign's */
+	EVP_PKEY_CTX *pctx; /* SIGN_DIGEST: after EVP_PKEY_sign_init, with the digest set */
+};
+
+struct rsigns {
+	int n;
+	struct rsign *v[]; /* by worker index; slot i is only touched by worker i */
+};
+
+static void rsign_free(struct rsign *s)
+{
+	if (!s)
+		return;
+	EVP_MD_CTX_free(s->mctx);
+	EVP_PKEY_CTX_free(s->pctx);
+	free(s);
+}
+
+void ocsp_rca_free(struct rca *ca)
+{
+	/* The snapshot is gone: no worker uses its contexts any more. */
+	struct rsigns *t = atomic_load_explicit(&ca->signs, memory_order_acquire);
+	if (!t)
+		return;
+	for (int i = 0; i < t->n; i++)
+		rsign_free(t->v[i]);
+	free(t);
+	atomic_store_explicit(&ca->signs, NULL, memory_order_relaxed);
+}
+
+static struct rsign *rsign_new(const struct rca *ca)
+{
+	struct rsign *s = calloc(1, sizeof(*s));
+	if (!s || !(s->mctx = EVP_MD_CTX_new()))
+		goto fail;
+	if (ca->sign_mode == SIGN_ONESHOT) {
+		if (EVP_DigestSignInit_ex(s->mctx, NULL, NULL, NULL, NULL, ca->key, NULL) <= 0)
+			goto fail;
+		return s;
+	}
+	if (!(s->pctx = EVP_PKEY_CTX_new_from_pkey(NULL, ca->key, NULL)) ||
+	    EVP_PKEY_sign_init(s->pctx) <= 0 ||
+	    EVP_PKEY_CTX_set_signature_md(s->pctx, ca->sign_md) <= 0)
+		goto fail;
+	return s;
+fail:
+	rsign_free(s);
+	return NULL;
+}
+
+/* rsign_slot returns where |w|'s context for |ca| lives, or NULL when the
+ * answer is to be signed the slow way (SIGN_PERCALL, out of memory). */
+static struct rsign **rsign_slot(struct worker *w, struct rca *ca)
+{
+	if (ca->sign_mode == SIGN_PERCALL)
+		return NULL;
+	struct rsigns *t = atomic_load_explicit(&ca->signs, memory_order_acquire);
+	if (!t) {
+		int n = g_nworkers > w->idx ? g_nworkers : w->idx + 1;
+		struct rsigns *nt = calloc(1, sizeof(*nt) + (size_t)n * sizeof(nt->v[0]));
+		if (!nt)
+			return NULL;
+		nt->n = n;
+		struct rsigns *expected = NULL;
+		if (atomic_compare_exchange_strong_explicit(&ca->signs, &expected, nt,
+		                                            memory_order_acq_rel,
+		                                            memory_order_acquire)) {
+			t = nt;
+		} else {
+			free(nt);
+			t = expected;
+		}
+	}
+	if (w->idx < 0 || w->idx >= t->n)
+		return NULL;
+	return &t->v[w->idx];
+}
+
+/* sign_tbs signs |tbs| with |ca|'s key into |sig| (|*siglen| bytes of room;
+ * the signature's length on return). */
+static bool sign_tbs(struct worker *w, struct rca *ca, const uint8_t *tbs, size_t len,
+                     uint8_t *sig, size_t *siglen)
+{
+	struct rsign **slot = rsign_slot(w, ca);
+	if (slot && !*slot)
+		*slot = rsign_new(ca);
+	struct rsign *s = slot ? *slot : NULL;
+	if (!s) {
+		/* An engine key (pkcs11), whose contexts we do not keep across
+		 * a token's failures, or no context: as OCSP_basic_sign did. */
+		EVP_MD_CTX *m = EVP_MD_CTX_new();
+		bool ok = m && EVP_DigestSignInit(m, NULL, ca->md, NULL, ca->key) > 0 &&
+		          EVP_DigestSign(m, sig, siglen, tbs, len) > 0;
+		EVP_MD_CTX_free(m);
+		return ok;
+	}
+	bool ok;
+	if (ca->sign_mode == SIGN_ONESHOT) {
+		ok = EVP_DigestSign(s->mctx, sig, siglen, tbs, len) > 0;
+	} else {
+		unsigned char md[EVP_MAX_MD_SIZE];
+		unsigned mdlen = 0;
+		ok = EVP_DigestInit_ex2(s->mctx, ca->sign_md, NULL) &&
+		     EVP_DigestUpdate(s->mctx, tbs, len) &&
+		     EVP_DigestFinal_ex(s->mctx, md, &mdlen) &&
+		     EVP_PKEY_sign(s->pctx, sig, siglen, md, mdlen) > 0;
+	}
+	if (!ok) {
+		/* Start afresh next time rather than trust a context that failed. */
+		rsign_free(s);
+		*slot = NULL;
+	}
+	return ok;
+}
+
+/* ---- Building ----------------------------------------------------------------- */
 
 struct item {
-	OCSP_CERTID *cid;
 	int ca; /* index, -1 for a foreign issuer */
 	bool serial_ok;
 	struct vg_serial serial;
-	struct status st;
 };
 
-static int add_single(OCSP_BASICRESP *bs, const struct item *it, ASN1_GENERALIZEDTIME *thisupd,
-                      ASN1_GENERALIZEDTIME *nextupd)
+/* single_size bounds what add_single writes for |s| (without the CertID). */
+#define SINGLE_MAX 160
+
+static bool add_single(struct der_buf *b, const struct ocsp_single *s, size_t cid_len,
+                       int64_t thisupd, int64_t nextupd)
 {
-	static const int vstatus[CR_N] = {V_OCSP_CERTSTATUS_GOOD, V_OCSP_CERTSTATUS_REVOKED,
-	                                  V_OCSP_CERTSTATUS_UNKNOWN};
-	ASN1_GENERALIZEDTIME *rt = NULL;
-	int rc = -ENOMEM;
-	if (it->st.cr == CR_REVOKED &&
-	    !(rt = ASN1_GENERALIZEDTIME_set(NULL, (time_t)it->st.revoked_at)))
-		return -ENOMEM;
-	OCSP_SINGLERESP *single = OCSP_basic_add1_status(
-	    bs, it->cid, vstatus[it->st.cr], it->st.cr == CR_REVOKED ? it->st.reason : 0, rt,
-	    thisupd, nextupd);
-	if (!single)
-		goto out;
-	if (it->st.cr == CR_REVOKED && it->st.has_invalidity) {
-		ASN1_GENERALIZEDTIME *inv =
-		    ASN1_GENERALIZEDTIME_set(NULL, (time_t)it->st.invalidity);
-		int ok =
-		    inv && OCSP_SINGLERESP_add1_ext_i2d(single, NID_invalidity_date, inv, 0, 0);
-		ASN1_GENERALIZEDTIME_free(inv);
-		if (!ok)
-			goto out;
+	der_open(b, DER_SEQUENCE);
+	/* The CertID as the client sent it (as OpenSSL parsed it: hash
+	 * algorithm parameters, NULL or absent, included), so it matches. */
+	if (s->cid_der) {
+		der_add_bytes(b, s->cid_der, s->cid_len);
+	} else {
+		unsigned char *q = der_reserve(b, cid_len);
+		if (!q || i2d_OCSP_CERTID(s->cid, &q) != (int)cid_len)
+			return false;
 	}
-	rc = 0;
-out:
-	ASN1_GENERALIZEDTIME_free(rt);
-	return rc;
+	switch (s->st.cr) {
+	case CR_GOOD:
+		der_add_tlv(b, DER_CTX(0), NULL, 0); /* good [0] IMPLICIT NULL */
+		break;
+	case CR_REVOKED:
+		der_open(b, DER_CTX_CONS(1)); /* revoked [1] IMPLICIT RevokedInfo */
+		der_add_time(b, s->st.revoked_at, true);
+		if (s->st.reason != OCSP_REVOKED_STATUS_NOSTATUS) {
+			der_open(b, DER_CTX_CONS(0));
+			der_add_uint(b, DER_ENUMERATED, (uint64_t)s->st.reason);
+			der_close(b);
+		}
+		der_close(b);
+		break;
+	default:
+		der_add_tlv(b, DER_CTX(2), NULL, 0); /* unknown [2] IMPLICIT NULL */
+		break;
+	}
+	der_add_time(b, thisupd, true);
+	der_open(b, DER_CTX_CONS(0));
+	der_add_time(b, nextupd, true);
+	der_close(b);
+	if (s->st.cr == CR_REVOKED && s->st.has_invalidity) {
+		der_open(b, DER_CTX_CONS(1)); /* singleExtensions */
+		der_open(b, DER_SEQUENCE);
+		der_open(b, DER_SEQUENCE);
+		der_add_bytes(b, oid_invalidity, sizeof(oid_invalidity));
+		der_open(b, DER_OCTET_STRING);
+		der_add_time(b, s->st.invalidity, true);
+		der_close(b);
+		der_close(b);
+		der_close(b);
+		der_close(b);
+	}
+	return der_close(b);
 }
 
-/* build signs a response for |items| with |ca|'s signer. On success the DER
- * is in |*der| (OPENSSL_malloc'd); -EAGAIN when the signer failed. */
-static int build(struct worker *w, const struct rca *ca, struct item *items, int n,
-                 OCSP_REQUEST *nonce_req, int64_t now, uint8_t **der, size_t *len)
+int ocsp_build(struct worker *w, struct rca *ca, const struct ocsp_single *s, int n,
+               const X509_EXTENSION *nonce, int64_t now, uint8_t **der, size_t *len)
 {
-	int rc = -ENOMEM;
-	bool ext = false;
 	int64_t validity = ca->validity;
 	/* The inclusive validity interval may not exceed ten days (BR 4.9.10). */
 	if (validity > 10 * 86400 - 1)
 		validity = 10 * 86400 - 1;
-	OCSP_BASICRESP *bs = OCSP_BASICRESP_new();
-	OCSP_RESPONSE *resp = NULL;
-	ASN1_GENERALIZEDTIME *thisupd = ASN1_GENERALIZEDTIME_set(NULL, (time_t)now);
-	ASN1_GENERALIZEDTIME *nextupd = ASN1_GENERALIZEDTIME_set(NULL, (time_t)(now + validity));
-	if (!bs || !thisupd || !nextupd)
-		goto out;
+	/* Room: the outer structure, each single, the extensions, the
+	 * signature and the certificates; der_buf checks every write. */
+	size_t cap = 128 + sizeof(ca->respid_der) + ca->sigalg_len + ca->sig_max + ca->certs_len;
+	bool ext = false;
 	for (int i = 0; i < n; i++) {
-		if (add_single(bs, &items[i], thisupd, nextupd) < 0)
-			goto out;
-		ext |= items[i].st.ext_revoke;
+		int l = s[i].cid_der ? (int)s[i].cid_len : i2d_OCSP_CERTID(s[i].cid, NULL);
+		if (l <= 0)
+			return -ENOMEM;
+		cap += (size_t)l + SINGLE_MAX;
+		ext |= s[i].st.ext_revoke;
 	}
-	if (ext && !OCSP_BASICRESP_add_ext(bs, ext_revoke, -1))
-		goto out;
-	if (nonce_req && OCSP_copy_nonce(bs, nonce_req) <= 0)
-		goto out;
-	unsigned long flags = OCSP_RESPID_KEY | (ca->delegated ? 0 : OCSP_NOCERTS);
+	const ASN1_OCTET_STRING *nv = NULL;
+	if (nonce) {
+		nv = X509_EXTENSION_get_data((X509_EXTENSION *)nonce);
+		cap += 32 + (size_t)ASN1_STRING_length(nv);
+	}
+	cap += sizeof(ext_revoke_der) + 16;
+	uint8_t *mem = OPENSSL_malloc(cap);
+	if (!mem)
+		return -ENOMEM;
+	struct der_buf b;
+	der_init(&b, mem, cap);
+	der_open(&b, DER_SEQUENCE); /* OCSPResponse */
+	der_add_tlv(&b, DER_ENUMERATED, "\0", 1); /* successful */
+	der_open(&b, DER_CTX_CONS(0)); /* responseBytes */
+	der_open(&b, DER_SEQUENCE);
+	der_add_bytes(&b, oid_basic, sizeof(oid_basic));
+	der_open(&b, DER_OCTET_STRING);
+	der_open(&b, DER_SEQUENCE); /* BasicOCSPResponse */
+	size_t tbs_at = b.len;
+	der_open(&b, DER_SEQUENCE); /* tbsResponseData; version v1 is the default */
+	der_add_bytes(&b, ca->respid_der, sizeof(ca->respid_der));
+	der_add_time(&b, now, true); /* producedAt */
+	der_open(&b, DER_SEQUENCE);
+	for (int i = 0; i < n; i++) {
+		size_t l = s[i].cid_der ? s[i].cid_len : (size_t)i2d_OCSP_CERTID(s[i].cid, NULL);
+		if (!add_single(&b, &s[i], l, now, now + validity))
+			goto nomem;
+	}
+	der_close(&b);
+	if (ext || nonce) {
+		/* As OCSP_basic_sign had them: extended-revoke, then the nonce. */
+		der_open(&b, DER_CTX_CONS(1));
+		der_open(&b, DER_SEQUENCE);
+		if (ext)
+			der_add_bytes(&b, ext_revoke_der, sizeof(ext_revoke_der));
+		if (nonce) {
+			/* The request's extension, as OCSP_copy_nonce copies it. */
+			der_open(&b, DER_SEQUENCE);
+			der_add_bytes(&b, oid_nonce, sizeof(oid_nonce));
+			if (X509_EXTENSION_get_critical(nonce))
+				der_add_tlv(&b, DER_BOOLEAN, "\xff", 1);
+			der_add_tlv(&b, DER_OCTET_STRING, ASN1_STRING_get0_data(nv),
+			            (size_t)ASN1_STRING_length(nv));
+			der_close(&b);
+		}
+		der_close(&b);
+		der_close(&b);
+	}
+	if (!der_close(&b)) /* tbsResponseData */
+		goto nomem;
+	const uint8_t *tbs = mem + tbs_at;
+	size_t tbs_len = b.len - tbs_at;
+	der_add_bytes(&b, ca->sigalg_der, ca->sigalg_len);
+	der_open(&b, DER_BIT_STRING);
+	der_add_bytes(&b, "\0", 1); /* no unused bits */
+	uint8_t *sig = der_reserve(&b, ca->sig_max);
+	if (!sig)
+		goto nomem;
+	size_t siglen = ca->sig_max;
 	uint64_t t0 = uv_hrtime();
-	int ok = OCSP_basic_sign(bs, ca->signer, ca->key, ca->md, ca->include, flags);
+	bool ok = sign_tbs(w, ca, tbs, tbs_len, sig, &siglen);
 	m_add(&w->m.sign_ns, uv_hrtime() - t0);
 	m_add(&w->m.signs, 1);
 	if (!ok) {
@@ -332,27 +520,29 @@ static int build(struct worker *w, const struct rca *ca, struct item *items, int
 		char e[256];
 		log_err("event=sign_failed ca=%s error=\"%s\"", ca->name,
 		        (ERR_error_string_n(ERR_peek_error(), e, sizeof(e)), e));
+		ERR_clear_error();
+		OPENSSL_free(mem);
 		/* The signer failed, not the request: a token gone or its
 		 * session lost (pkcs11: keys). The client may try later. */
-		rc = -EAGAIN;
-		goto out;
+		return -EAGAIN;
 	}
 	signer_succeeded(ca);
-	resp = OCSP_response_create(OCSP_RESPONSE_STATUS_SUCCESSFUL, bs);
-	unsigned char *p = NULL;
-	int l = resp ? i2d_OCSP_RESPONSE(resp, &p) : -1;
-	if (l <= 0)
-		goto out;
-	*der = p;
-	*len = (size_t)l;
-	rc = 0;
-out:
+	der_unreserve(&b, ca->sig_max - siglen);
+	der_close(&b);
+	if (ca->certs_der)
+		der_add_bytes(&b, ca->certs_der, ca->certs_len);
+	for (int i = 0; i < 5; i++)
+		der_close(&b);
+	if (!der_ok(&b))
+		goto nomem;
+	*der = mem;
+	*len = b.len;
+	return 0;
+nomem:
+	log_err("event=encode_failed ca=%s", ca->name);
+	OPENSSL_free(mem);
 	ERR_clear_error();
-	ASN1_GENERALIZEDTIME_free(thisupd);
-	ASN1_GENERALIZEDTIME_free(nextupd);
-	OCSP_BASICRESP_free(bs);
-	OCSP_RESPONSE_free(resp);
-	return rc;
+	return -ENOMEM;
 }
 
 static void make_etag(const uint8_t *der, size_t len, char *out)
@@ -395,8 +585,9 @@ static void answer_from_entry(struct worker *w, const struct centry *e, struct a
 void ocsp_answer(struct worker *w, const uint8_t *req_der, size_t len, struct answer *out)
 {
 	memset(out, 0, sizeof(*out));
-	const struct rctx *ctx = w->ctx;
+	struct rctx *ctx = w->ctx;
 	struct item stack_items[8], *items = stack_items;
+	struct ocsp_single stack_singles[8], *singles = stack_singles;
 	OCSP_REQUEST *req = NULL;
 	const unsigned char *p = req_der;
 	int64_t now = (int64_t)time(NULL);
@@ -422,8 +613,12 @@ void ocsp_answer(struct worker *w, const uint8_t *req_der, size_t len, struct an
 	}
 	if (n > (int)(sizeof(stack_items) / sizeof(stack_items[0]))) {
 		items = calloc((size_t)n, sizeof(*items));
-		if (!items) {
+		singles = calloc((size_t)n, sizeof(*singles));
+		if (!items || !singles) {
+			free(items);
+			free(singles);
 			items = stack_items;
+			singles = stack_singles;
 			set_error(w, out, OCSP_RESPONSE_STATUS_INTERNALERROR, OR_INTERNAL);
 			goto done;
 		}
@@ -431,8 +626,9 @@ void ocsp_answer(struct worker *w, const uint8_t *req_der, size_t len, struct an
 	int signer = -1;
 	for (int i = 0; i < n; i++) {
 		ASN1_INTEGER *ai = NULL;
-		items[i].cid = OCSP_onereq_get0_id(OCSP_request_onereq_get0(req, i));
-		items[i].ca = match_ca(ctx, items[i].cid, &ai);
+		singles[i].cid = OCSP_onereq_get0_id(OCSP_request_onereq_get0(req, i));
+		singles[i].cid_der = NULL;
+		items[i].ca = match_ca(ctx, singles[i].cid, &ai);
 		items[i].serial_ok = items[i].ca >= 0 && serial_of(ai, &items[i].serial);
 		if (signer < 0 && items[i].ca >= 0)
 			signer = items[i].ca;
@@ -441,15 +637,17 @@ void ocsp_answer(struct worker *w, const uint8_t *req_der, size_t len, struct an
 		set_error(w, out, OCSP_RESPONSE_STATUS_UNAUTHORIZED, OR_UNAUTHORIZED);
 		goto done;
 	}
-	const struct rca *ca = &ctx->cas[signer];
+	struct rca *ca = &ctx->cas[signer];
 	uint8_t certid[CERTID_MAX];
 	size_t certid_len = 0;
 	bool use_cache = n == 1 && nonce == 0 && items[0].serial_ok;
 	if (use_cache) {
-		int l = i2d_OCSP_CERTID(items[0].cid, NULL);
+		int l = i2d_OCSP_CERTID(singles[0].cid, NULL);
 		if (l > 0 && l <= CERTID_MAX) {
 			unsigned char *q = certid;
-			certid_len = (size_t)i2d_OCSP_CERTID(items[0].cid, &q);
+			certid_len = (size_t)i2d_OCSP_CERTID(singles[0].cid, &q);
+			singles[0].cid_der = certid;
+			singles[0].cid_len = certid_len;
 		} else {
 			use_cache = false;
 		}
@@ -463,13 +661,15 @@ void ocsp_answer(struct worker *w, const uint8_t *req_der, size_t len, struct an
 	}
 	for (int i = 0; i < n; i++) {
 		struct item *it = &items[i];
+		struct ocsp_status *st = &singles[i].st;
 		if (it->ca != signer) {
 			/* A foreign issuer next to ours: "unknown" (RFC 6960 §2.2). */
-			memset(&it->st, 0, sizeof(it->st));
-			it->st.cr = CR_UNKNOWN;
+			memset(st, 0, sizeof(*st));
+			st->cr = CR_UNKNOWN;
+			st->reason = OCSP_REVOKED_STATUS_NOSTATUS;
 			continue;
 		}
-		int rc = lookup(w, ca, it->serial_ok ? &it->serial : NULL, &it->st);
+		int rc = lookup(w, ca, it->serial_ok ? &it->serial : NULL, st);
 		if (rc < 0) {
 			log_err("event=store_read_failed ca=%s error=%d", ca->name, rc);
 			set_error(w, out, OCSP_RESPONSE_STATUS_TRYLATER, OR_TRYLATER);
@@ -478,7 +678,11 @@ void ocsp_answer(struct worker *w, const uint8_t *req_der, size_t len, struct an
 	}
 	uint8_t *der;
 	size_t dlen;
-	int brc = build(w, ca, items, n, nonce ? req : NULL, now, &der, &dlen);
+	X509_EXTENSION *next = NULL;
+	if (nonce)
+		next = OCSP_REQUEST_get_ext(
+		    req, OCSP_REQUEST_get_ext_by_NID(req, NID_id_pkix_OCSP_Nonce, -1));
+	int brc = ocsp_build(w, ca, singles, n, next, now, &der, &dlen);
 	if (brc == -EAGAIN && use_cache) {
 		/* The signer failed: an answer signed before, past its refresh
 		 * point but still valid, beats tryLater. The store's change log
@@ -486,7 +690,7 @@ void ocsp_answer(struct worker *w, const uint8_t *req_der, size_t len, struct an
 		 * must still agree. */
 		const struct centry *e =
 		    cache_get_stale(ca->id, &items[0].serial, certid, certid_len, now);
-		if (e && e->cr == (uint8_t)items[0].st.cr) {
+		if (e && e->cr == (uint8_t)singles[0].st.cr) {
 			m_add(&w->m.stale_served, 1);
 			answer_from_entry(w, e, out);
 			goto done;
@@ -502,7 +706,7 @@ void ocsp_answer(struct worker *w, const uint8_t *req_der, size_t len, struct an
 	m_add(&w->m.ocsp[OR_SUCCESSFUL], 1);
 	for (int i = 0; i < n; i++)
 		if (items[i].ca >= 0)
-			m_add(&w->m.certs[ctx->cas[items[i].ca].slot][items[i].st.cr], 1);
+			m_add(&w->m.certs[ctx->cas[items[i].ca].slot][singles[i].st.cr], 1);
 	int64_t validity = ca->validity > 10 * 86400 - 1 ? 10 * 86400 - 1 : ca->validity;
 	out->der = der;
 	out->len = dlen;
@@ -520,7 +724,7 @@ void ocsp_answer(struct worker *w, const uint8_t *req_der, size_t len, struct an
 		memset(&t, 0, sizeof(t));
 		t.ca_id = ca->id;
 		t.serial = items[0].serial;
-		t.cr = (uint8_t)items[0].st.cr;
+		t.cr = (uint8_t)singles[0].st.cr;
 		t.slot = ca->slot;
 		t.this_update = out->this_update;
 		t.next_update = out->next_update;
@@ -533,8 +737,10 @@ void ocsp_answer(struct worker *w, const uint8_t *req_der, size_t len, struct an
 		cache_put(w->counter, &t, certid, der, req_der);
 	}
 done:
-	if (items != stack_items)
+	if (items != stack_items) {
 		free(items);
+		free(singles);
+	}
 	OCSP_REQUEST_free(req);
 	ERR_clear_error();
 }

@@ -37,6 +37,14 @@
 /* CertID hash algorithms we precompute issuer hashes for. */
 enum { RH_SHA1, RH_SHA256, RH_SHA384, RH_SHA512, RH_N };
 
+/* How a CA's answers are signed (ctx.c decides, ocsp.c signs). */
+enum sign_mode {
+	SIGN_DIGEST,  /* provider RSA or EC key: digest, then EVP_PKEY_sign on a context set up once */
+	SIGN_ONESHOT, /* provider Ed25519/Ed448 key: EVP_DigestSign on a context set up once */
+	SIGN_PERCALL, /* engine (pkcs11) or other keys: EVP_DigestSignInit + EVP_DigestSign per answer */
+};
+struct rsigns;
+
 struct rca {
 	char *name;
 	uint32_t id;
@@ -48,6 +56,18 @@ struct rca {
 	STACK_OF(X509) *
 	    include; /* extra certificates for the response (OpenSSL adds the signer), or NULL */
 	bool delegated;
+	/* Precomputed parts of every answer (ctx.c), which ocsp.c encodes by
+	 * hand (RFC 6960 §4.2.1): */
+	uint8_t respid_der[24]; /* responderID byKey: [2] { OCTET STRING SHA-1(signer key) } */
+	uint8_t sigalg_der[128]; /* signatureAlgorithm, as OCSP_basic_sign wrote it */
+	size_t sigalg_len;
+	uint8_t *certs_der; /* certs [0] { SEQUENCE { signer } } when delegated, else NULL */
+	size_t certs_len;
+	size_t sig_max; /* EVP_PKEY_get_size */
+	enum sign_mode sign_mode;
+	EVP_MD *sign_md; /* SIGN_DIGEST: the digest, fetched once */
+	/* Per-worker signing contexts, made on first use (ocsp.c). */
+	_Atomic(struct rsigns *) signs;
 	enum vg_not_issued not_issued;
 	int64_t validity; /* seconds */
 	unsigned hlen[RH_N];
@@ -192,6 +212,34 @@ void cache_clear(void);
 int64_t cache_sweep(int64_t now, size_t *count);
 
 int ocsp_init(void);
+/* ocsp_rca_free frees the per-worker signing contexts of |ca| (ctx.c, when
+ * the snapshot goes). */
+void ocsp_rca_free(struct rca *ca);
+
+/* The status of one certificate, as an answer gives it. */
+struct ocsp_status {
+	enum cert_result cr;
+	int reason; /* CRLReason, or OCSP_REVOKED_STATUS_NOSTATUS */
+	int64_t revoked_at;
+	bool has_invalidity;
+	int64_t invalidity;
+	bool ext_revoke; /* the extended-revoke extension (RFC 6960 §4.4.8) */
+};
+/* One SingleResponse to write: the client's CertID (its DER when the caller
+ * has it already, else it is encoded from |cid|) and its status. */
+struct ocsp_single {
+	OCSP_CERTID *cid;
+	const uint8_t *cid_der;
+	size_t cid_len;
+	struct ocsp_status st;
+};
+/* ocsp_build writes and signs the OCSPResponse (successful, a
+ * BasicOCSPResponse) for |n| singles with |ca|'s signer, echoing the request
+ * nonce extension |nonce| (or NULL), with producedAt and thisUpdate |now|.
+ * The DER is in |*der| (OPENSSL_malloc'd). -EAGAIN when the signer failed
+ * (counted in |w|'s metrics and the signer's health), -ENOMEM otherwise. */
+int ocsp_build(struct worker *w, struct rca *ca, const struct ocsp_single *s, int n,
+               const X509_EXTENSION *nonce, int64_t now, uint8_t **der, size_t *len);
 /* ocsp_signers_healthy returns false, with the reason in |reason|, when a CA
  * of |ctx| has failed SIGNER_UNHEALTHY_AFTER signatures in a row with no
  * success since. */
