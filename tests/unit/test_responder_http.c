@@ -1,7 +1,37 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* Unit tests: the responder's HTTP helpers (http.c is included to reach its statics). */
+/* Unit tests: the responder's HTTP helpers and its connections (http.c is
+ * included to reach its statics). A connection runs on a real libuv loop
+ * (timers, handles) over a fake stream: the few stream calls http.c makes are
+ * redirected to fakes that collect what would be written and that can take
+ * everything, nothing (EAGAIN, so every answer is queued) or a few bytes at
+ * a time. */
+#include <uv.h>
+
+static int fk_try_write(uv_stream_t *s, const uv_buf_t bufs[], unsigned n);
+static int fk_write(uv_write_t *req, uv_stream_t *s, const uv_buf_t bufs[], unsigned n,
+                    uv_write_cb cb);
+static int fk_read_start(uv_stream_t *s, uv_alloc_cb alloc_cb, uv_read_cb read_cb);
+static int fk_read_stop(uv_stream_t *s);
+static int fk_shutdown(uv_shutdown_t *req, uv_stream_t *s, uv_shutdown_cb cb);
+static size_t fk_queue_size(const uv_stream_t *s);
+static int fk_accept(uv_stream_t *server, uv_stream_t *client);
+
+#define uv_try_write fk_try_write
+#define uv_write fk_write
+#define uv_read_start fk_read_start
+#define uv_read_stop fk_read_stop
+#define uv_shutdown fk_shutdown
+#define uv_stream_get_write_queue_size fk_queue_size
+#define uv_accept fk_accept
 /* Before cmocka.h, whose fail() macro would rename http.c's fail(). */
 #include "../../responder/http.c"
+#undef uv_try_write
+#undef uv_write
+#undef uv_read_start
+#undef uv_read_stop
+#undef uv_shutdown
+#undef uv_stream_get_write_queue_size
+#undef uv_accept
 
 #include <setjmp.h>
 #include <stdarg.h>
@@ -60,12 +90,508 @@ static void test_http_date(void **state)
 	assert_string_equal(buf, "Sun, 06 Nov 1994 08:49:37 GMT");
 }
 
+/* ---- The fake stream ------------------------------------------------------------------ */
+
+enum wmode { WM_FULL, WM_EAGAIN, WM_PARTIAL, WM_N };
+
+#define FK_QMAX 64
+static struct {
+	enum wmode mode;
+	char *out; /* what the client received */
+	size_t out_len, out_cap;
+	struct {
+		uv_write_t *req;
+		uv_write_cb cb;
+		uv_buf_t bufs[2];
+		unsigned n;
+	} q[FK_QMAX];
+	unsigned qn;
+	size_t qbytes;
+	uv_shutdown_t *shut;
+	uv_shutdown_cb shut_cb;
+	bool reading;
+	unsigned try_writes, writes;
+} F;
+
+static void out_add(const void *p, size_t len)
+{
+	if (F.out_len + len > F.out_cap) {
+		size_t nc = F.out_cap ? F.out_cap : 4096;
+		while (nc < F.out_len + len)
+			nc *= 2;
+		F.out = realloc(F.out, nc);
+		assert_non_null(F.out);
+		F.out_cap = nc;
+	}
+	memcpy(F.out + F.out_len, p, len);
+	F.out_len += len;
+}
+
+static int fk_try_write(uv_stream_t *s, const uv_buf_t bufs[], unsigned n)
+{
+	(void)s;
+	assert_int_equal(F.qn, 0); /* libuv refuses try_write with writes queued */
+	assert_true(n >= 1 && n <= 2);
+	F.try_writes++;
+	size_t total = 0;
+	for (unsigned i = 0; i < n; i++)
+		total += bufs[i].len;
+	size_t take = F.mode == WM_FULL ? total : F.mode == WM_EAGAIN ? 0 : total < 7 ? total : 7;
+	size_t left = take;
+	for (unsigned i = 0; i < n && left; i++) {
+		size_t k = bufs[i].len < left ? bufs[i].len : left;
+		out_add(bufs[i].base, k);
+		left -= k;
+	}
+	return take ? (int)take : UV_EAGAIN;
+}
+
+static int fk_write(uv_write_t *req, uv_stream_t *s, const uv_buf_t bufs[], unsigned n,
+                    uv_write_cb cb)
+{
+	assert_true(F.qn < FK_QMAX);
+	assert_true(n >= 1 && n <= 2);
+	F.writes++;
+	F.q[F.qn].req = req;
+	F.q[F.qn].cb = cb;
+	F.q[F.qn].n = n;
+	for (unsigned i = 0; i < n; i++) {
+		assert_true(bufs[i].len > 0);
+		F.q[F.qn].bufs[i] = bufs[i];
+		F.qbytes += bufs[i].len;
+	}
+	F.qn++;
+	req->handle = s;
+	return 0;
+}
+
+static int fk_read_start(uv_stream_t *s, uv_alloc_cb alloc_cb, uv_read_cb read_cb)
+{
+	(void)s;
+	(void)alloc_cb;
+	(void)read_cb;
+	F.reading = true;
+	return 0;
+}
+
+static int fk_read_stop(uv_stream_t *s)
+{
+	(void)s;
+	F.reading = false;
+	return 0;
+}
+
+static int fk_shutdown(uv_shutdown_t *req, uv_stream_t *s, uv_shutdown_cb cb)
+{
+	assert_null(F.shut);
+	req->handle = s;
+	F.shut = req;
+	F.shut_cb = cb;
+	return 0;
+}
+
+static size_t fk_queue_size(const uv_stream_t *s)
+{
+	(void)s;
+	return F.qbytes;
+}
+
+static int fk_accept(uv_stream_t *server, uv_stream_t *client)
+{
+	(void)server;
+	(void)client;
+	return 0;
+}
+
+/* complete_writes finishes the queued writes as libuv would: in order, the
+ * bytes read only now (so they must still be valid), or cancelled. */
+static void complete_writes(int status)
+{
+	while (F.qn) {
+		uv_write_t *req = F.q[0].req;
+		uv_write_cb cb = F.q[0].cb;
+		for (unsigned i = 0; i < F.q[0].n; i++) {
+			if (status == 0)
+				out_add(F.q[0].bufs[i].base, F.q[0].bufs[i].len);
+			F.qbytes -= F.q[0].bufs[i].len;
+		}
+		memmove(&F.q[0], &F.q[1], (F.qn - 1) * sizeof(F.q[0]));
+		F.qn--;
+		cb(req, status);
+	}
+}
+
+static void pump(void)
+{
+	complete_writes(0);
+	if (F.shut) {
+		uv_shutdown_t *req = F.shut;
+		uv_shutdown_cb cb = F.shut_cb;
+		F.shut = NULL;
+		cb(req, 0);
+	}
+}
+
+/* ---- A worker and its cached answers ------------------------------------------------------- */
+
+static struct worker W;
+static struct rctx R;
+#define DATE_T 1700000000 /* Tue, 14 Nov 2023 22:13:20 GMT */
+
+/* Two answers in the cache, found by their request bytes: a small one and one
+ * larger than a response buffer's inline body. */
+static uint8_t REQ_A[] = {0x30, 0x42, 0x30, 0x40, 0x30, 0x3e, 0x30, 0x3c, 0x30, 0x3a, 0x30, 0x09,
+                          0x06, 0x05, 0x2b, 0x0e, 0x03, 0x02, 0x1a, 0x05, 0x00, 0x04, 0x14, 0xaa,
+                          0xbb, 0xcc, 0xdd, 0xee, 0xff, 0x00, 0x11, 0x22, 0x33, 0x44, 0x55, 0x66,
+                          0x77, 0x88, 0x99, 0xaa, 0xbb, 0xcc, 0xdd, 0x04, 0x14, 0x01, 0x02, 0x03};
+static uint8_t REQ_B[] = {0x30, 0x42, 0x30, 0x40, 0x30, 0x3e, 0x30, 0x3c, 0x30, 0x3a, 0x30, 0x09,
+                          0x06, 0x05, 0x2b, 0x0e, 0x03, 0x02, 0x1a, 0x05, 0x00, 0x04, 0x14, 0xaa,
+                          0xbb, 0xcc, 0xdd, 0xee, 0xff, 0x00, 0x11, 0x22, 0x33, 0x44, 0x55, 0x66,
+                          0x77, 0x88, 0x99, 0xaa, 0xbb, 0xcc, 0xdd, 0x04, 0x14, 0x01, 0x02, 0x04};
+static uint8_t DER_A[700], DER_B[INLINE_BODY_MAX + 500];
+#define ETAG_A "\"00112233445566778899aabbccddeeff\""
+#define HDRS_A                                                                                     \
+	"Last-Modified: Tue, 14 Nov 2023 22:00:00 GMT\r\nExpires: Sat, 18 Nov 2023 22:00:00 "    \
+	"GMT\r\nETag: " ETAG_A "\r\n"
+
+static void put_answer(const uint8_t *req, size_t rlen, uint8_t *der, size_t dlen, uint8_t fill)
+{
+	for (size_t i = 0; i < dlen; i++)
+		der[i] = (uint8_t)(fill + i * 7);
+	struct centry t;
+	memset(&t, 0, sizeof(t));
+	t.ca_id = 1;
+	t.serial.len = 1;
+	t.serial.b[0] = fill;
+	t.cr = CR_GOOD;
+	t.this_update = DATE_T - 800;
+	t.next_update = DATE_T - 800 + 4 * 86400;
+	t.refresh_at = INT64_MAX; /* fresh whatever the clock says */
+	memcpy(t.etag, ETAG_A, sizeof(ETAG_A));
+	snprintf(t.hdrs, sizeof(t.hdrs), "%s", HDRS_A);
+	t.certid_len = 1;
+	t.der_len = (uint32_t)dlen;
+	t.req_len = (uint32_t)rlen;
+	uint8_t certid = fill;
+	cache_put(1, &t, &certid, der, req);
+}
+
+static int world_setup(void **state)
+{
+	(void)state;
+	assert_int_equal(uv_loop_init(&W.loop), 0);
+	assert_int_equal(uv_tcp_init(&W.loop, &W.listener), 0);
+	R.conf.max_connections = 100;
+	R.conf.max_request_bytes = 16384;
+	R.conf.max_header_bytes = 8192;
+	R.conf.max_certids = 32;
+	R.conf.idle_timeout_ms = 30000;
+	R.conf.header_timeout_ms = 10000;
+	R.conf.body_timeout_ms = 10000;
+	R.conf.refresh_percent = 50;
+	R.base_path = (char *)"/";
+	W.ctx = &R;
+	W.txn_ok = true;
+	W.date_t = DATE_T;
+	http_date(W.date_t, W.date, sizeof(W.date));
+	static bool ocsp_ready; /* its static answers are made once */
+	if (!ocsp_ready) {
+		assert_int_equal(ocsp_init(), 0);
+		ocsp_ready = true;
+	}
+	assert_int_equal(cache_init(64, 1), 0);
+	cache_quiescent(0);
+	/* Nothing to apply: the first call only records the counter. */
+	assert_int_equal(cache_apply_changes(NULL, 1), 0);
+	put_answer(REQ_A, sizeof(REQ_A), DER_A, sizeof(DER_A), 0x11);
+	put_answer(REQ_B, sizeof(REQ_B), DER_B, sizeof(DER_B), 0x22);
+	return 0;
+}
+
+static int world_teardown(void **state)
+{
+	(void)state;
+	uv_close((uv_handle_t *)&W.listener, NULL);
+	while (uv_run(&W.loop, UV_RUN_NOWAIT))
+		;
+	assert_int_equal(uv_loop_close(&W.loop), 0);
+	cache_offline(0);
+	cache_destroy();
+	free(F.out);
+	F.out = NULL;
+	F.out_cap = 0;
+	return 0;
+}
+
+/* serve runs one connection through the input |in|, delivered in reads that
+ * end at |cuts| (ascending), with writes in |mode|, and returns what the
+ * client received (F.out, F.out_len). */
+static void serve(const char *in, size_t len, const size_t *cuts, size_t ncuts, enum wmode mode)
+{
+	F.mode = mode;
+	F.out_len = 0;
+	F.reading = false;
+	http_on_connection((uv_stream_t *)&W.listener, 0);
+	struct conn *c = W.conns;
+	assert_non_null(c);
+	pump();
+	size_t off = 0;
+	for (size_t i = 0; i <= ncuts && off < len && !c->closed; i++) {
+		size_t end = i < ncuts ? cuts[i] : len;
+		if (end <= off)
+			continue;
+		assert_true(F.reading);
+		uv_buf_t buf;
+		on_alloc((uv_handle_t *)&c->tcp, end - off, &buf);
+		memcpy(buf.base, in + off, end - off);
+		/* What is left of the read buffer is garbage, as after a real read. */
+		memset(buf.base + (end - off), 'X', 64);
+		on_read((uv_stream_t *)&c->tcp, (ssize_t)(end - off), &buf);
+		off = end;
+		pump();
+	}
+	if (!c->closed)
+		conn_close(c);
+	complete_writes(UV_ECANCELED);
+	while (uv_run(&W.loop, UV_RUN_NOWAIT))
+		;
+	assert_null(W.conns);
+	assert_int_equal(F.qn, 0);
+	assert_int_equal(F.qbytes, 0);
+}
+
+struct sb {
+	char b[32768];
+	size_t len;
+};
+
+static void sb_add(struct sb *s, const void *p, size_t n)
+{
+	assert_true(s->len + n <= sizeof(s->b));
+	memcpy(s->b + s->len, p, n);
+	s->len += n;
+}
+
+static void sb_fmt(struct sb *s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void sb_fmt(struct sb *s, const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	int n = vsnprintf(s->b + s->len, sizeof(s->b) - s->len, fmt, ap);
+	va_end(ap);
+	assert_true(n > 0 && (size_t)n < sizeof(s->b) - s->len);
+	s->len += (size_t)n;
+}
+
+static void b64url(const uint8_t *in, size_t len, char *out)
+{
+	static const char a[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+	size_t o = 0;
+	for (size_t i = 0; i < len; i += 3) {
+		uint32_t v = (uint32_t)in[i] << 16 | (i + 1 < len ? (uint32_t)in[i + 1] << 8 : 0) |
+		             (i + 2 < len ? in[i + 2] : 0);
+		out[o++] = a[v >> 18 & 63];
+		out[o++] = a[v >> 12 & 63];
+		if (i + 1 < len)
+			out[o++] = a[v >> 6 & 63];
+		if (i + 2 < len)
+			out[o++] = a[v & 63];
+	}
+	out[o] = '\0';
+}
+
+/* The pipelined requests and the answers they must get, byte for byte, in
+ * the format the responder has always written. */
+static void pipeline(struct sb *in, struct sb *want)
+{
+	char path[128];
+	b64url(REQ_A, sizeof(REQ_A), path);
+	const char *date = W.date;
+	size_t err_len;
+	const uint8_t *malformed = ocsp_error_der(OCSP_RESPONSE_STATUS_MALFORMEDREQUEST, &err_len);
+	const char *cache_get = "Cache-Control: max-age=344800, public, no-transform, "
+	                        "must-revalidate\r\n" HDRS_A;
+
+	/* POST of a cached request: its body in place or across reads. */
+	sb_fmt(in, "POST / HTTP/1.1\r\nHost: x\r\nContent-Type: application/ocsp-request\r\n"
+	           "Content-Length: %zu\r\n\r\n", sizeof(REQ_A));
+	sb_add(in, REQ_A, sizeof(REQ_A));
+	sb_fmt(want, "HTTP/1.1 200 OK\r\nServer: vigil\r\nDate: %s\r\nContent-Length: %zu\r\n"
+	             "Content-Type: application/ocsp-response\r\nCache-Control: no-store\r\n\r\n",
+	       date, sizeof(DER_A));
+	sb_add(want, DER_A, sizeof(DER_A));
+	/* GET of the same: the cache headers. */
+	sb_fmt(in, "GET /%s HTTP/1.1\r\nHost: x\r\n\r\n", path);
+	sb_fmt(want, "HTTP/1.1 200 OK\r\nServer: vigil\r\nDate: %s\r\nContent-Length: %zu\r\n"
+	             "Content-Type: application/ocsp-response\r\n%s\r\n",
+	       date, sizeof(DER_A), cache_get);
+	sb_add(want, DER_A, sizeof(DER_A));
+	/* Health and a 404. */
+	sb_fmt(in, "GET /healthz HTTP/1.1\r\n\r\n");
+	sb_fmt(want, "HTTP/1.1 200 OK\r\nServer: vigil\r\nDate: %s\r\nContent-Length: 3\r\n"
+	             "Content-Type: text/plain; charset=utf-8\r\nCache-Control: no-store\r\n\r\nok\n",
+	       date);
+	sb_fmt(in, "GET /crl/none.crl HTTP/1.1\r\n\r\n");
+	sb_fmt(want, "HTTP/1.1 404 Not Found\r\nServer: vigil\r\nDate: %s\r\nContent-Length: 11\r\n"
+	             "Content-Type: text/plain; charset=utf-8\r\n\r\nno such CA\n",
+	       date);
+	/* HEAD: the length of the body, not the body. */
+	sb_fmt(in, "HEAD /%s HTTP/1.1\r\n\r\n", path);
+	sb_fmt(want, "HTTP/1.1 200 OK\r\nServer: vigil\r\nDate: %s\r\nContent-Length: %zu\r\n"
+	             "Content-Type: application/ocsp-response\r\n%s\r\n",
+	       date, sizeof(DER_A), cache_get);
+	/* 100-continue, then a body that is no OCSP request. */
+	sb_fmt(in, "POST / HTTP/1.1\r\nExpect: 100-continue\r\nContent-Length: 5\r\n\r\nhello");
+	sb_fmt(want, "HTTP/1.1 100 Continue\r\n\r\n");
+	sb_fmt(want, "HTTP/1.1 200 OK\r\nServer: vigil\r\nDate: %s\r\nContent-Length: %zu\r\n"
+	             "Content-Type: application/ocsp-response\r\nCache-Control: no-store\r\n\r\n",
+	       date, err_len);
+	sb_add(want, malformed, err_len);
+	/* A conditional GET. */
+	sb_fmt(in, "GET /%s HTTP/1.1\r\nIf-None-Match: \"x\", %s\r\n\r\n", path, ETAG_A);
+	sb_fmt(want, "HTTP/1.1 304 Not Modified\r\nServer: vigil\r\nDate: %s\r\n%s\r\n", date,
+	       cache_get);
+	/* HTTP/1.0 keep-alive. */
+	sb_fmt(in, "GET /healthz HTTP/1.0\r\nConnection: keep-alive\r\n\r\n");
+	sb_fmt(want, "HTTP/1.1 200 OK\r\nServer: vigil\r\nDate: %s\r\nContent-Length: 3\r\n"
+	             "Content-Type: text/plain; charset=utf-8\r\nCache-Control: no-store\r\n"
+	             "Connection: keep-alive\r\n\r\nok\n",
+	       date);
+	/* The large answer (head and body written from two buffers), chunked
+	 * request body, and the last request. */
+	sb_fmt(in, "POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n"
+	           "%zx\r\n", sizeof(REQ_B) - 10);
+	sb_add(in, REQ_B, sizeof(REQ_B) - 10);
+	sb_fmt(in, "\r\na\r\n");
+	sb_add(in, REQ_B + sizeof(REQ_B) - 10, 10);
+	sb_fmt(in, "\r\n0\r\n\r\n");
+	sb_fmt(want, "HTTP/1.1 200 OK\r\nServer: vigil\r\nDate: %s\r\nContent-Length: %zu\r\n"
+	             "Content-Type: application/ocsp-response\r\nCache-Control: no-store\r\n"
+	             "Connection: close\r\n\r\n",
+	       date, sizeof(DER_B));
+	sb_add(want, DER_B, sizeof(DER_B));
+	/* Nothing is answered after "Connection: close". */
+	sb_fmt(in, "GET /healthz HTTP/1.1\r\n\r\n");
+}
+
+static void check_out(const struct sb *want, const char *what, size_t cut, enum wmode mode)
+{
+	if (F.out_len == want->len && !memcmp(F.out, want->b, want->len))
+		return;
+	size_t i = 0;
+	while (i < F.out_len && i < want->len && F.out[i] == want->b[i])
+		i++;
+	print_error("%s: cut %zu, write mode %d: output differs at byte %zu (got %zu bytes, want "
+	            "%zu)\ngot:  %.*s\nwant: %.*s\n",
+	            what, cut, mode, i, F.out_len, want->len, (int)(F.out_len - i > 80 ? 80 : F.out_len - i),
+	            F.out + i, (int)(want->len - i > 80 ? 80 : want->len - i), want->b + i);
+	fail_msg("output differs");
+}
+
+static struct sb g_in, g_want;
+
+static void test_pipeline_whole(void **state)
+{
+	(void)state;
+	g_in.len = g_want.len = 0;
+	pipeline(&g_in, &g_want);
+	for (int m = 0; m < WM_N; m++) {
+		uint64_t hits = W.m.cache_hit;
+		F.try_writes = F.writes = 0;
+		serve(g_in.b, g_in.len, NULL, 0, (enum wmode)m);
+		check_out(&g_want, "whole", 0, (enum wmode)m);
+		assert_int_equal(W.m.cache_hit - hits, 5); /* POST, GET, HEAD, 304, POST */
+		if (m == WM_FULL)
+			assert_int_equal(F.writes, 0); /* nothing queued: no heap block */
+	}
+}
+
+/* Pipelined requests split into two reads at every byte boundary, and in
+ * reads of one byte: answered in order, with the right bodies, whatever the
+ * socket takes at a time. */
+static void test_pipeline_split(void **state)
+{
+	(void)state;
+	g_in.len = g_want.len = 0;
+	pipeline(&g_in, &g_want);
+	for (int m = 0; m < WM_N; m++) {
+		for (size_t cut = 1; cut < g_in.len; cut++) {
+			serve(g_in.b, g_in.len, &cut, 1, (enum wmode)m);
+			check_out(&g_want, "two reads", cut, (enum wmode)m);
+		}
+		static size_t cuts[32768];
+		for (size_t i = 0; i < g_in.len; i++)
+			cuts[i] = i + 1;
+		serve(g_in.b, g_in.len, cuts, g_in.len, (enum wmode)m);
+		check_out(&g_want, "one-byte reads", 1, (enum wmode)m);
+	}
+}
+
+/* The timer is moved only when a deadline comes earlier; when it fires
+ * before the phase's deadline it is re-armed, and at the deadline the
+ * phase's timeout acts. */
+static void test_lazy_timer(void **state)
+{
+	(void)state;
+	F.mode = WM_FULL;
+	F.out_len = 0;
+	http_on_connection((uv_stream_t *)&W.listener, 0);
+	struct conn *c = W.conns;
+	assert_non_null(c);
+	uint64_t now = uv_now(&W.loop);
+	assert_int_equal(c->phase, PH_IDLE);
+	assert_int_equal(c->deadline, now + R.conf.header_timeout_ms);
+	assert_int_equal(c->armed, c->deadline);
+	assert_true(uv_is_active((uv_handle_t *)&c->timer));
+
+	static const char req[] = "GET /healthz HTTP/1.1\r\n\r\n";
+	uv_buf_t buf;
+	on_alloc((uv_handle_t *)&c->tcp, sizeof(req) - 1, &buf);
+	memcpy(buf.base, req, sizeof(req) - 1);
+	on_read((uv_stream_t *)&c->tcp, sizeof(req) - 1, &buf);
+	/* Idle again: the deadline moved later, the timer stayed. */
+	assert_int_equal(c->phase, PH_IDLE);
+	assert_int_equal(c->deadline, now + R.conf.idle_timeout_ms);
+	assert_int_equal(c->armed, now + R.conf.header_timeout_ms);
+
+	/* A request begun: its header deadline is earlier than the idle one. */
+	on_alloc((uv_handle_t *)&c->tcp, 4, &buf);
+	memcpy(buf.base, "GET ", 4);
+	on_read((uv_stream_t *)&c->tcp, 4, &buf);
+	assert_int_equal(c->phase, PH_HEADERS);
+	assert_int_equal(c->deadline, now + R.conf.header_timeout_ms);
+	assert_int_equal(c->armed, c->deadline);
+
+	/* Fired early (the deadline moved on since): re-armed, nothing done. */
+	c->deadline = now + 5000;
+	c->armed = now + 10;
+	on_timer_due(&c->timer);
+	assert_false(c->closed);
+	assert_int_equal(c->armed, now + 5000);
+	assert_int_equal(W.m.timeouts, 0);
+	/* At the deadline: the headers' timeout, a 408 and the close. */
+	c->deadline = now;
+	on_timer_due(&c->timer);
+	assert_int_equal(W.m.timeouts, 1);
+	assert_non_null(memmem(F.out, F.out_len, "HTTP/1.1 408 Request Timeout", 28));
+	pump();
+	if (!c->closed)
+		conn_close(c);
+	complete_writes(UV_ECANCELED);
+	while (uv_run(&W.loop, UV_RUN_NOWAIT))
+		;
+	assert_null(W.conns);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_etag_match),
 	    cmocka_unit_test(test_pct_decode),
 	    cmocka_unit_test(test_http_date),
+	    cmocka_unit_test_setup_teardown(test_pipeline_whole, world_setup, world_teardown),
+	    cmocka_unit_test_setup_teardown(test_pipeline_split, world_setup, world_teardown),
+	    cmocka_unit_test_setup_teardown(test_lazy_timer, world_setup, world_teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
