@@ -278,6 +278,28 @@ def test_nonce_answers_signed_fresh(env):
     assert rb.extensions.get_extension_for_class(x509.OCSPNonce).value.nonce == b"B" * 16
 
 
+@pytest.mark.parametrize("caname", ["rsa1", "ec1", "ed1"])
+def test_nonce_answers_each_key_type(env, caname):
+    """Freshly signed answers (a nonce each) from an RSA and an ECDSA delegated
+    responder and an Ed25519 CA key, checked by openssl and by cryptography."""
+    ca = {"rsa1": env.rsa, "ec1": env.ec, "ed1": env.ed}[caname]
+    url = f"http://127.0.0.1:{env.resp.port}/"
+    rc, out = openssl_ocsp("-issuer", ca.cert, "-cert", env.good[caname][1], "-CAfile", ca.cert,
+                           "-url", url, "-resp_text")
+    assert rc == 0 and "Response verify OK" in out and ": good" in out, out
+    assert "OCSP Nonce" in out and "WARNING" not in out, out
+    cert, issuer = leaf(env, ca, env.good[caname])
+    unknown = fake_cert(0x6B6B6B6B, issuer)
+    for alg in (hashes.SHA1(), hashes.SHA256()):
+        for c, want in ((cert, ocsp.OCSPCertStatus.GOOD), (unknown, ocsp.OCSPCertStatus.UNKNOWN)):
+            nonce = os.urandom(20)
+            r = ask(env, c, issuer, alg=alg, nonce=nonce)  # signature checked
+            assert r.certificate_status == want
+            assert r.hash_algorithm.name == alg.name and r.serial_number == c.serial_number
+            assert r.extensions.get_extension_for_class(x509.OCSPNonce).value.nonce == nonce
+            assert bool(r.certificates) == (caname != "ed1")  # delegated: the signer included
+
+
 def test_several_certids(env):
     """openssl ocsp builds the multi-CertID request; cryptography checks every answer."""
     req = env.root / "multi.req"
