@@ -149,19 +149,23 @@ void http_date(time_t t, char *buf, size_t len)
 	         mons[tm.tm_mon], tm.tm_year + 1900, tm.tm_hour, tm.tm_min, tm.tm_sec);
 }
 
-static int b64_val(unsigned char ch)
+/* Standard and URL-safe base64 digits, plus one (0: not a digit). A table:
+ * every GET decodes a hundred-odd digits. */
+static const uint8_t b64_digit[256] = {
+    ['A'] = 1,  ['B'] = 2,  ['C'] = 3,  ['D'] = 4,  ['E'] = 5,  ['F'] = 6,  ['G'] = 7,  ['H'] = 8,
+    ['I'] = 9,  ['J'] = 10, ['K'] = 11, ['L'] = 12, ['M'] = 13, ['N'] = 14, ['O'] = 15, ['P'] = 16,
+    ['Q'] = 17, ['R'] = 18, ['S'] = 19, ['T'] = 20, ['U'] = 21, ['V'] = 22, ['W'] = 23, ['X'] = 24,
+    ['Y'] = 25, ['Z'] = 26, ['a'] = 27, ['b'] = 28, ['c'] = 29, ['d'] = 30, ['e'] = 31, ['f'] = 32,
+    ['g'] = 33, ['h'] = 34, ['i'] = 35, ['j'] = 36, ['k'] = 37, ['l'] = 38, ['m'] = 39, ['n'] = 40,
+    ['o'] = 41, ['p'] = 42, ['q'] = 43, ['r'] = 44, ['s'] = 45, ['t'] = 46, ['u'] = 47, ['v'] = 48,
+    ['w'] = 49, ['x'] = 50, ['y'] = 51, ['z'] = 52, ['0'] = 53, ['1'] = 54, ['2'] = 55, ['3'] = 56,
+    ['4'] = 57, ['5'] = 58, ['6'] = 59, ['7'] = 60, ['8'] = 61, ['9'] = 62, ['+'] = 63, ['-'] = 63,
+    ['/'] = 64, ['_'] = 64,
+};
+
+static inline int b64_val(unsigned char ch)
 {
-	if (ch >= 'A' && ch <= 'Z')
-		return ch - 'A';
-	if (ch >= 'a' && ch <= 'z')
-		return ch - 'a' + 26;
-	if (ch >= '0' && ch <= '9')
-		return ch - '0' + 52;
-	if (ch == '+' || ch == '-')
-		return 62;
-	if (ch == '/' || ch == '_')
-		return 63;
-	return -1;
+	return b64_digit[ch] - 1;
 }
 
 ssize_t b64_decode(const char *in, size_t len, uint8_t *out)
@@ -170,11 +174,23 @@ ssize_t b64_decode(const char *in, size_t len, uint8_t *out)
 		len--;
 	if (len % 4 == 1)
 		return -1;
+	const unsigned char *u = (const unsigned char *)in;
+	size_t o = 0, i = 0;
+	/* Four digits, three octets at a time; then what is left, bit by bit. */
+	for (; i + 4 <= len; i += 4) {
+		int a = b64_val(u[i]), b = b64_val(u[i + 1]), c = b64_val(u[i + 2]),
+		    d = b64_val(u[i + 3]);
+		if ((a | b | c | d) < 0)
+			return -1;
+		uint32_t v = (uint32_t)a << 18 | (uint32_t)b << 12 | (uint32_t)c << 6 | (uint32_t)d;
+		out[o++] = (uint8_t)(v >> 16);
+		out[o++] = (uint8_t)(v >> 8);
+		out[o++] = (uint8_t)v;
+	}
 	uint32_t acc = 0;
 	int bits = 0;
-	size_t o = 0;
-	for (size_t i = 0; i < len; i++) {
-		int v = b64_val((unsigned char)in[i]);
+	for (; i < len; i++) {
+		int v = b64_val(u[i]);
 		if (v < 0)
 			return -1;
 		acc = (acc << 6) | (uint32_t)v;
@@ -202,8 +218,16 @@ static int hexval(char ch)
  * bytes). Returns the length or -1 on a bad escape. */
 static ssize_t pct_decode(const char *in, size_t len, char *out)
 {
-	size_t o = 0;
-	for (size_t i = 0; i < len; i++) {
+	const char *pct = memchr(in, '%', len);
+	if (!pct) {
+		/* Most clients send base64 with no escapes (or only in places). */
+		memcpy(out, in, len);
+		out[len] = '\0';
+		return (ssize_t)len;
+	}
+	size_t o = (size_t)(pct - in);
+	memcpy(out, in, o);
+	for (size_t i = o; i < len; i++) {
 		if (in[i] == '%') {
 			int h, l;
 			if (i + 2 >= len || (h = hexval(in[i + 1])) < 0 ||
@@ -487,8 +511,8 @@ static void hb_u64(struct hb *b, uint64_t v)
 
 /* respond queues one response. |extra| holds extra header lines (each ending in
  * CRLF), |elen| bytes; |ref| is a CRL the body points into. */
-static void respond_n(struct conn *c, int status, const char *ctype, const char *extra,
-                      size_t elen, const void *body, size_t blen, struct crl_file *ref)
+static void respond_n(struct conn *c, int status, const char *ctype, const char *extra, size_t elen,
+                      const void *body, size_t blen, struct crl_file *ref)
 {
 	struct worker *w = c->w;
 	bool head = c->parser.method == HTTP_HEAD && c->url;
@@ -849,20 +873,29 @@ static void send_ocsp(struct conn *c, const uint8_t *der, size_t len, bool get)
 /* ocsp_get decodes the OCSP request in a GET path remainder: URL-encoded
  * base64, where '/' may appear raw (so the remainder may look like several
  * segments) and clients may have put their own prefix or doubled slashes. */
+#define GET_STACK_MAX 2048 /* paths up to this are decoded on the stack */
+
 static void ocsp_get(struct conn *c, const char *rem, size_t len)
 {
-	char *dec = malloc(len + 1);
-	uint8_t *der = malloc(len + 4);
+	char dec_s[GET_STACK_MAX + 1];
+	uint8_t der_s[GET_STACK_MAX + 4];
+	bool heap = len > GET_STACK_MAX;
+	char *dec = heap ? malloc(len + 1) : dec_s;
+	uint8_t *der = heap ? malloc(len + 4) : der_s;
 	if (!dec || !der) {
-		free(dec);
-		free(der);
+		if (heap) {
+			free(dec);
+			free(der);
+		}
 		fail(c, 503, "out_of_memory");
 		return;
 	}
 	ssize_t dl = pct_decode(rem, len, dec);
 	if (dl < 0) {
-		free(dec);
-		free(der);
+		if (heap) {
+			free(dec);
+			free(der);
+		}
 		fail(c, 400, "bad_percent_encoding");
 		return;
 	}
@@ -893,8 +926,10 @@ static void ocsp_get(struct conn *c, const char *rem, size_t len)
 		n = b64_decode(s, strlen(s), der);
 	}
 	if (n <= 0) {
-		free(dec);
-		free(der);
+		if (heap) {
+			free(dec);
+			free(der);
+		}
 		if (candidate) {
 			fail(c, 400, "bad_base64");
 		} else {
@@ -903,8 +938,10 @@ static void ocsp_get(struct conn *c, const char *rem, size_t len)
 		return;
 	}
 	send_ocsp(c, der, (size_t)n, true);
-	free(dec);
-	free(der);
+	if (heap) {
+		free(dec);
+		free(der);
+	}
 }
 
 static void crl_file_free(struct crl_file *f)
@@ -1071,7 +1108,8 @@ static void dispatch(struct conn *c)
 	const char *path = c->url;
 	size_t plen = c->url_len;
 	/* absolute-form (proxies): drop scheme and authority */
-	if (plen > 7 && (!strncasecmp(path, "http://", 7) || !strncasecmp(path, "https://", 8))) {
+	if (plen > 7 && (path[0] | 0x20) == 'h' &&
+	    (!strncasecmp(path, "http://", 7) || !strncasecmp(path, "https://", 8))) {
 		const char *s = strstr(path, "://") + 3;
 		const char *slash = memchr(s, '/', plen - (size_t)(s - path));
 		if (!slash) {

@@ -78,6 +78,62 @@ static void test_pct_decode(void **state)
 	assert_int_equal(pct_decode("bad%", 4, out), -1);
 	assert_int_equal(pct_decode("bad%zz", 6, out), -1);
 	assert_int_equal(pct_decode("", 0, out), 0);
+	assert_int_equal(pct_decode("%41", 3, out), 1);
+	assert_string_equal(out, "A");
+	assert_int_equal(pct_decode("abc%41def%42", 12, out), 8);
+	assert_string_equal(out, "abcAdefB");
+}
+
+/* b64_decode against a bit-by-bit reference, for every length up to 3 x 17
+ * octets, both alphabets, with and without padding; and what it refuses. */
+static void test_b64_decode(void **state)
+{
+	(void)state;
+	static const char std[] =
+	    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+	static const char url[] =
+	    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+	uint8_t in[51], out[80];
+	char enc[80];
+	for (size_t n = 0; n <= sizeof(in); n++) {
+		for (size_t i = 0; i < n; i++)
+			in[i] = (uint8_t)(i * 89 + n * 7 + 0xf0);
+		for (int alpha = 0; alpha < 2; alpha++) {
+			const char *a = alpha ? url : std;
+			size_t o = 0;
+			uint32_t acc = 0;
+			int bits = 0;
+			for (size_t i = 0; i < n; i++) {
+				acc = acc << 8 | in[i];
+				bits += 8;
+				while (bits >= 6) {
+					bits -= 6;
+					enc[o++] = a[(acc >> bits) & 63];
+				}
+			}
+			if (bits)
+				enc[o++] = a[(acc << (6 - bits)) & 63];
+			for (int pad = 0; pad < 2; pad++) {
+				size_t el = o;
+				while (pad && el % 4)
+					enc[el++] = '=';
+				memset(out, 0, sizeof(out));
+				assert_int_equal(b64_decode(enc, el, out), (ssize_t)n);
+				assert_memory_equal(out, in, n);
+			}
+		}
+	}
+	assert_int_equal(b64_decode("QUJD", 4, out), 3);
+	assert_memory_equal(out, "ABC", 3);
+	assert_int_equal(b64_decode("QUJDR", 5, out), -1); /* one digit left over */
+	assert_int_equal(b64_decode("QU.D", 4, out), -1);
+	assert_int_equal(b64_decode("QUJD\x80"
+	                            "AAA",
+	                            8, out),
+	                 -1);
+	assert_int_equal(b64_decode("QUJDRA%3D", 9, out), -1);
+	assert_int_equal(b64_decode("QUJDRA", 6, out), 4);
+	assert_memory_equal(out, "ABCD", 4);
 }
 
 static void test_http_date(void **state)
@@ -251,7 +307,7 @@ static uint8_t REQ_B[] = {0x30, 0x42, 0x30, 0x40, 0x30, 0x3e, 0x30, 0x3c, 0x30, 
 static uint8_t DER_A[700], DER_B[INLINE_BODY_MAX + 500];
 #define ETAG_A "\"00112233445566778899aabbccddeeff\""
 #define HDRS_A                                                                                     \
-	"Last-Modified: Tue, 14 Nov 2023 22:00:00 GMT\r\nExpires: Sat, 18 Nov 2023 22:00:00 "    \
+	"Last-Modified: Tue, 14 Nov 2023 22:00:00 GMT\r\nExpires: Sat, 18 Nov 2023 22:00:00 "      \
 	"GMT\r\nETag: " ETAG_A "\r\n"
 
 static void put_answer(const uint8_t *req, size_t rlen, uint8_t *der, size_t dlen, uint8_t fill)
@@ -413,38 +469,46 @@ static void pipeline(struct sb *in, struct sb *want)
 	                        "must-revalidate\r\n" HDRS_A;
 
 	/* POST of a cached request: its body in place or across reads. */
-	sb_fmt(in, "POST / HTTP/1.1\r\nHost: x\r\nContent-Type: application/ocsp-request\r\n"
-	           "Content-Length: %zu\r\n\r\n", sizeof(REQ_A));
+	sb_fmt(in,
+	       "POST / HTTP/1.1\r\nHost: x\r\nContent-Type: application/ocsp-request\r\n"
+	       "Content-Length: %zu\r\n\r\n",
+	       sizeof(REQ_A));
 	sb_add(in, REQ_A, sizeof(REQ_A));
-	sb_fmt(want, "HTTP/1.1 200 OK\r\nServer: vigil\r\nDate: %s\r\nContent-Length: %zu\r\n"
-	             "Content-Type: application/ocsp-response\r\nCache-Control: no-store\r\n\r\n",
+	sb_fmt(want,
+	       "HTTP/1.1 200 OK\r\nServer: vigil\r\nDate: %s\r\nContent-Length: %zu\r\n"
+	       "Content-Type: application/ocsp-response\r\nCache-Control: no-store\r\n\r\n",
 	       date, sizeof(DER_A));
 	sb_add(want, DER_A, sizeof(DER_A));
 	/* GET of the same: the cache headers. */
 	sb_fmt(in, "GET /%s HTTP/1.1\r\nHost: x\r\n\r\n", path);
-	sb_fmt(want, "HTTP/1.1 200 OK\r\nServer: vigil\r\nDate: %s\r\nContent-Length: %zu\r\n"
-	             "Content-Type: application/ocsp-response\r\n%s\r\n",
+	sb_fmt(want,
+	       "HTTP/1.1 200 OK\r\nServer: vigil\r\nDate: %s\r\nContent-Length: %zu\r\n"
+	       "Content-Type: application/ocsp-response\r\n%s\r\n",
 	       date, sizeof(DER_A), cache_get);
 	sb_add(want, DER_A, sizeof(DER_A));
 	/* Health and a 404. */
 	sb_fmt(in, "GET /healthz HTTP/1.1\r\n\r\n");
-	sb_fmt(want, "HTTP/1.1 200 OK\r\nServer: vigil\r\nDate: %s\r\nContent-Length: 3\r\n"
-	             "Content-Type: text/plain; charset=utf-8\r\nCache-Control: no-store\r\n\r\nok\n",
+	sb_fmt(want,
+	       "HTTP/1.1 200 OK\r\nServer: vigil\r\nDate: %s\r\nContent-Length: 3\r\n"
+	       "Content-Type: text/plain; charset=utf-8\r\nCache-Control: no-store\r\n\r\nok\n",
 	       date);
 	sb_fmt(in, "GET /crl/none.crl HTTP/1.1\r\n\r\n");
-	sb_fmt(want, "HTTP/1.1 404 Not Found\r\nServer: vigil\r\nDate: %s\r\nContent-Length: 11\r\n"
-	             "Content-Type: text/plain; charset=utf-8\r\n\r\nno such CA\n",
+	sb_fmt(want,
+	       "HTTP/1.1 404 Not Found\r\nServer: vigil\r\nDate: %s\r\nContent-Length: 11\r\n"
+	       "Content-Type: text/plain; charset=utf-8\r\n\r\nno such CA\n",
 	       date);
 	/* HEAD: the length of the body, not the body. */
 	sb_fmt(in, "HEAD /%s HTTP/1.1\r\n\r\n", path);
-	sb_fmt(want, "HTTP/1.1 200 OK\r\nServer: vigil\r\nDate: %s\r\nContent-Length: %zu\r\n"
-	             "Content-Type: application/ocsp-response\r\n%s\r\n",
+	sb_fmt(want,
+	       "HTTP/1.1 200 OK\r\nServer: vigil\r\nDate: %s\r\nContent-Length: %zu\r\n"
+	       "Content-Type: application/ocsp-response\r\n%s\r\n",
 	       date, sizeof(DER_A), cache_get);
 	/* 100-continue, then a body that is no OCSP request. */
 	sb_fmt(in, "POST / HTTP/1.1\r\nExpect: 100-continue\r\nContent-Length: 5\r\n\r\nhello");
 	sb_fmt(want, "HTTP/1.1 100 Continue\r\n\r\n");
-	sb_fmt(want, "HTTP/1.1 200 OK\r\nServer: vigil\r\nDate: %s\r\nContent-Length: %zu\r\n"
-	             "Content-Type: application/ocsp-response\r\nCache-Control: no-store\r\n\r\n",
+	sb_fmt(want,
+	       "HTTP/1.1 200 OK\r\nServer: vigil\r\nDate: %s\r\nContent-Length: %zu\r\n"
+	       "Content-Type: application/ocsp-response\r\nCache-Control: no-store\r\n\r\n",
 	       date, err_len);
 	sb_add(want, malformed, err_len);
 	/* A conditional GET. */
@@ -453,21 +517,25 @@ static void pipeline(struct sb *in, struct sb *want)
 	       cache_get);
 	/* HTTP/1.0 keep-alive. */
 	sb_fmt(in, "GET /healthz HTTP/1.0\r\nConnection: keep-alive\r\n\r\n");
-	sb_fmt(want, "HTTP/1.1 200 OK\r\nServer: vigil\r\nDate: %s\r\nContent-Length: 3\r\n"
-	             "Content-Type: text/plain; charset=utf-8\r\nCache-Control: no-store\r\n"
-	             "Connection: keep-alive\r\n\r\nok\n",
+	sb_fmt(want,
+	       "HTTP/1.1 200 OK\r\nServer: vigil\r\nDate: %s\r\nContent-Length: 3\r\n"
+	       "Content-Type: text/plain; charset=utf-8\r\nCache-Control: no-store\r\n"
+	       "Connection: keep-alive\r\n\r\nok\n",
 	       date);
 	/* The large answer (head and body written from two buffers), chunked
 	 * request body, and the last request. */
-	sb_fmt(in, "POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n"
-	           "%zx\r\n", sizeof(REQ_B) - 10);
+	sb_fmt(in,
+	       "POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n"
+	       "%zx\r\n",
+	       sizeof(REQ_B) - 10);
 	sb_add(in, REQ_B, sizeof(REQ_B) - 10);
 	sb_fmt(in, "\r\na\r\n");
 	sb_add(in, REQ_B + sizeof(REQ_B) - 10, 10);
 	sb_fmt(in, "\r\n0\r\n\r\n");
-	sb_fmt(want, "HTTP/1.1 200 OK\r\nServer: vigil\r\nDate: %s\r\nContent-Length: %zu\r\n"
-	             "Content-Type: application/ocsp-response\r\nCache-Control: no-store\r\n"
-	             "Connection: close\r\n\r\n",
+	sb_fmt(want,
+	       "HTTP/1.1 200 OK\r\nServer: vigil\r\nDate: %s\r\nContent-Length: %zu\r\n"
+	       "Content-Type: application/ocsp-response\r\nCache-Control: no-store\r\n"
+	       "Connection: close\r\n\r\n",
 	       date, sizeof(DER_B));
 	sb_add(want, DER_B, sizeof(DER_B));
 	/* Nothing is answered after "Connection: close". */
@@ -483,8 +551,9 @@ static void check_out(const struct sb *want, const char *what, size_t cut, enum 
 		i++;
 	print_error("%s: cut %zu, write mode %d: output differs at byte %zu (got %zu bytes, want "
 	            "%zu)\ngot:  %.*s\nwant: %.*s\n",
-	            what, cut, mode, i, F.out_len, want->len, (int)(F.out_len - i > 80 ? 80 : F.out_len - i),
-	            F.out + i, (int)(want->len - i > 80 ? 80 : want->len - i), want->b + i);
+	            what, cut, mode, i, F.out_len, want->len,
+	            (int)(F.out_len - i > 80 ? 80 : F.out_len - i), F.out + i,
+	            (int)(want->len - i > 80 ? 80 : want->len - i), want->b + i);
 	fail_msg("output differs");
 }
 
@@ -588,6 +657,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_etag_match),
 	    cmocka_unit_test(test_pct_decode),
+	    cmocka_unit_test(test_b64_decode),
 	    cmocka_unit_test(test_http_date),
 	    cmocka_unit_test_setup_teardown(test_pipeline_whole, world_setup, world_teardown),
 	    cmocka_unit_test_setup_teardown(test_pipeline_split, world_setup, world_teardown),
