@@ -3,18 +3,21 @@
  * The status store on LMDB. This file is the only one that includes lmdb.h.
  *
  * Sub-databases:
- *   meta     "schema" -> u32, "counter" -> u64, "created" -> i64
+ *   meta     "schema" -> u32, "counter" -> u64, "created" -> i64,
+ *            "points" -> u32 (1: the point index is complete, 0: stale)
  *   cas      CA name -> CA record (see ca_encode)
  *   certs    cert key -> record          (every certificate)
  *   revoked  cert key -> record          (revoked ones only: CRLs cost O(revoked))
  *   log      counter u64 | seq u32 -> ca_id u32 | op u8 | len u8 | serial
  *   audit    counter u64 -> time i64 | count u64 | user\0 ca\0 action\0 command
+ *   points   segment u16 -> hashed copy of certs for point lookups (points.h)
  *
  * Durability: LMDB's default sync (no NOSYNC, MAPASYNC or WRITEMAP), so a
  * committed transaction survives kill -9 and power loss, and the B-tree is
  * never half-written. Writes go in bounded transactions.
  */
 #include "store/store.h"
+#include "store/points.h"
 #include "store/record.h"
 #include "store/common/log.h"
 
@@ -29,15 +32,20 @@
 #include <sys/statvfs.h>
 #include <unistd.h>
 
-#define SCHEMA_VERSION 1u
+/* 2: the point index (store/points.h). A version-1 store is upgraded by the
+ * first read-write open; until then readers use the certs B-tree. */
+#define SCHEMA_VERSION 2u
 #define MAP_INITIAL (1ull << 30)
 /* More than this many additions in one commit are logged as one CA-wide change. */
 #define LOG_ADD_DETAIL_MAX 1024
 
 struct vg_store {
 	MDB_env *env;
-	MDB_dbi meta, cas, certs, revoked, log, audit;
+	MDB_dbi meta, cas, certs, revoked, log, audit, points;
 	bool rdonly;
+	bool has_points;   /* schema 2: the point index exists */
+	bool bulk;         /* an operation of several commits is running */
+	bool points_stale; /* ... and it marked the point index stale */
 	char *path;
 	/* Readers hold this shared while their snapshot is active; growing the
 	 * map of a read-only process (another process grew the file) needs it
@@ -49,6 +57,14 @@ struct vg_txn {
 	struct vg_store *st;
 	MDB_txn *txn;
 	bool locked;
+	int8_t points; /* in this snapshot: 1 the point index is valid, -1 not, 0 unknown */
+	/* Segments of the point index opened in this snapshot (gen == this
+	 * snapshot's): a lookup then reads two cache lines of the map. */
+	struct segref {
+		struct pt_seg s;
+		uint32_t gen;
+	} *segs;
+	uint32_t gen;
 };
 
 struct vg_iter {
@@ -140,6 +156,38 @@ static int meta_put_u64(struct vg_store *st, MDB_txn *txn, const char *k, uint64
 		put_u64(b, v);
 	MDB_val key = {strlen(k), (void *)k}, val = {width, b};
 	return lmdb_err(mdb_put(txn, st->meta, &key, &val, 0), "meta_put");
+}
+
+static int pt_rebuild_all(struct vg_store *st);
+
+/* open_points opens the point index. A read-write open of a version-1
+ * store creates it, stale, in the same transaction that raises the schema
+ * (an older writer can then no longer open the store and leave the index
+ * behind); the caller rebuilds it after the commit. A read-only open of a
+ * version-1 store reads the B-tree. */
+static int open_points(struct vg_store *st, MDB_txn *txn, uint64_t schema, bool create)
+{
+	if (schema == 1 && st->rdonly)
+		return 0;
+	int rc = mdb_dbi_open(txn, "points", st->rdonly ? 0 : MDB_CREATE, &st->points);
+	if (rc)
+		return rc == MDB_NOTFOUND ? -EBADMSG : lmdb_err(rc, "dbi_open");
+	st->has_points = true;
+	if (schema == 1) {
+		rc = meta_put_u64(st, txn, "schema", SCHEMA_VERSION, 4);
+		if (!rc)
+			rc = meta_put_u64(st, txn, "points", 0, 4);
+	} else if (create) {
+		rc = meta_put_u64(st, txn, "points", 1, 4);
+	}
+	return rc;
+}
+
+/* points_valid tells whether the point index of |txn|'s snapshot is complete. */
+static bool points_valid(struct vg_store *st, MDB_txn *txn)
+{
+	uint64_t v = 0;
+	return st->has_points && meta_get_u64(st, txn, "points", &v) == 0 && v == 1;
 }
 
 int vg_store_open(struct vg_store **out, const char *path, unsigned flags)
@@ -238,18 +286,31 @@ int vg_store_open(struct vg_store **out, const char *path, unsigned flags)
 	} else if (rc) {
 		goto fail;
 	}
-	if (schema != SCHEMA_VERSION) {
+	if (schema != SCHEMA_VERSION && schema != 1) {
 		log_err("event=store_schema_mismatch path=%s found=%llu expected=%u", path,
 			(unsigned long long)schema, SCHEMA_VERSION);
 		rc = -EPROTO;
 		goto fail;
 	}
+	rc = open_points(st, txn, schema, create && schema == SCHEMA_VERSION);
+	if (rc)
+		goto fail;
+	bool rebuild = !rdonly && !points_valid(st, txn);
 	/* Committing also makes the DBI handles usable by later transactions. */
 	rc = mdb_txn_commit(txn);
 	txn = NULL;
 	if (rc) {
 		rc = lmdb_err(rc, "txn_commit");
 		goto fail;
+	}
+	if (rebuild) {
+		/* Upgraded, or a large write stopped before it rebuilt the index:
+		 * readers use the B-tree until this finishes. */
+		log_info("event=store_points_rebuild path=%s", path);
+		rc = pt_rebuild_all(st);
+		if (rc)
+			log_warn("event=store_points_rebuild_failed path=%s error=%d", path, rc);
+		rc = 0;
 	}
 	*out = st;
 	return 0;
@@ -294,6 +355,7 @@ int vg_txn_begin(struct vg_store *st, struct vg_txn **out)
 	if (!t)
 		return -ENOMEM;
 	t->st = st;
+	t->gen = 1; /* segs start at 0: none is open */
 	for (int tries = 0;; tries++) {
 		pthread_rwlock_rdlock(&st->maplock);
 		int rc = mdb_txn_begin(st->env, NULL, MDB_RDONLY, &t->txn);
@@ -324,6 +386,12 @@ int vg_txn_renew(struct vg_txn *t)
 				: mdb_txn_begin(t->st->env, NULL, MDB_RDONLY, &t->txn);
 		if (rc == 0) {
 			t->locked = true;
+			t->points = 0;
+			if (++t->gen == 0 && t->segs) {
+				/* Wrapped: no segment may look opened. */
+				memset(t->segs, 0, PT_SEGMENTS * sizeof(*t->segs));
+				t->gen = 1;
+			}
 			return 0;
 		}
 		pthread_rwlock_unlock(&t->st->maplock);
@@ -358,6 +426,7 @@ void vg_txn_end(struct vg_txn *t)
 		mdb_txn_abort(t->txn);
 	if (t->locked)
 		pthread_rwlock_unlock(&t->st->maplock);
+	free(t->segs);
 	free(t);
 }
 
@@ -382,7 +451,44 @@ int vg_get(struct vg_txn *t, uint32_t ca_id, const struct vg_serial *serial, str
 		return -EINVAL;
 	if (serial->len == 0 || serial->len > VG_SERIAL_MAX)
 		return -EINVAL;
-	return get_cert(t->st, t->txn, ca_id, serial, out);
+	if (!t->points) {
+		t->points = points_valid(t->st, t->txn) ? 1 : -1;
+		if (t->points > 0 && !t->segs && !(t->segs = calloc(PT_SEGMENTS, sizeof(*t->segs))))
+			t->points = -1;
+	}
+	if (t->points < 0)
+		return get_cert(t->st, t->txn, ca_id, serial, out);
+	uint8_t kb[CERT_KEY_MAX];
+	size_t klen = cert_key(ca_id, serial, kb);
+	uint64_t h = pt_hash(kb, klen);
+	uint16_t seg = pt_segment(h);
+	struct segref *r = &t->segs[seg];
+	int rc;
+	if (r->gen != t->gen) {
+		uint8_t sk[2] = {(uint8_t)(seg >> 8), (uint8_t)seg};
+		MDB_val key = {sizeof(sk), sk}, val;
+		rc = mdb_get(t->txn, t->st->points, &key, &val);
+		if (rc == MDB_NOTFOUND)
+			memset(&r->s, 0, sizeof(r->s));
+		else if (rc)
+			return lmdb_err(rc, "get_point");
+		else if (pt_open(val.mv_data, val.mv_size, &r->s) < 0)
+			goto corrupt;
+		r->gen = t->gen;
+	}
+	if (!r->s.p)
+		return -ENOENT;
+	const uint8_t *rec;
+	size_t rlen;
+	rc = pt_lookup(&r->s, kb, klen, h, &rec, &rlen);
+	if (rc == 0)
+		return -ENOENT;
+	if (rc < 0 || rec_decode(rec, rlen, out) < 0)
+		goto corrupt;
+	return 0;
+corrupt:
+	log_err("event=store_corrupt_record ca_id=%08x index=points", ca_id);
+	return -EBADMSG;
 }
 
 /* CA record: version u8 | flags u8 | reserved u16 | id u32 | frozen_at i64 |
@@ -647,6 +753,9 @@ int vg_ca_foreach(struct vg_txn *t,
  * and the batch run again from scratch.
  */
 
+static int pt_flush(struct vg_store *st, MDB_txn *txn, struct pt_pending *p, bool replace);
+static int grow_map(struct vg_store *st);
+
 struct wtx {
 	struct vg_store *st;
 	MDB_txn *txn;
@@ -660,6 +769,7 @@ struct wtx {
 	bool adds_collapsed;
 	struct vg_serial *pending_adds; /* first LOG_ADD_DETAIL_MAX additions */
 	uint8_t *pending_ops;
+	struct pt_pending points; /* certs changes, for the point index */
 	struct vg_write_result res; /* this batch's share */
 };
 
@@ -707,6 +817,7 @@ static void wtx_abort(struct wtx *w)
 	free(w->pending_ops);
 	w->pending_adds = NULL;
 	w->pending_ops = NULL;
+	pt_pending_free(&w->points);
 }
 
 static int log_put(struct wtx *w, uint32_t ca_id, uint8_t op, const struct vg_serial *s)
@@ -796,6 +907,17 @@ static int wtx_commit(struct wtx *w, const char *action, const struct vg_audit *
 		if (rc)
 			goto fail;
 	}
+	if (st->bulk && w->points.n) {
+		/* One of many commits: every one says the index is stale, in case
+		 * another writer rebuilt it in between; the operation rebuilds it
+		 * once at its end. */
+		rc = meta_put_u64(st, w->txn, "points", 0, 4);
+		st->points_stale = true;
+	} else {
+		rc = pt_flush(st, w->txn, &w->points, false);
+	}
+	if (rc)
+		goto fail;
 	rc = meta_put_u64(st, w->txn, "counter", w->counter, 8);
 	if (rc)
 		goto fail;
@@ -850,6 +972,147 @@ static int wtx_commit(struct wtx *w, const char *action, const struct vg_audit *
 	return 0;
 fail:
 	wtx_abort(w);
+	return rc;
+}
+
+/* pt_flush rewrites each segment of the point index that |p| touches, once;
+ * with |replace| the segments hold only what |p| has. */
+static int pt_flush(struct vg_store *st, MDB_txn *txn, struct pt_pending *p, bool replace)
+{
+	pt_sort(p);
+	for (size_t i = 0, j; i < p->n; i = j) {
+		uint16_t seg = pt_segment(p->v[i].h);
+		for (j = i + 1; j < p->n && pt_segment(p->v[j].h) == seg; j++)
+			;
+		uint8_t sk[2] = {(uint8_t)(seg >> 8), (uint8_t)seg};
+		MDB_val key = {sizeof(sk), sk}, val = {0, NULL};
+		int rc = replace ? MDB_NOTFOUND : mdb_get(txn, st->points, &key, &val);
+		if (rc && rc != MDB_NOTFOUND)
+			return lmdb_err(rc, "get_point");
+		uint8_t *nv;
+		size_t nlen;
+		rc = pt_rebuild(val.mv_data, val.mv_size, &p->v[i], j - i, &nv, &nlen);
+		if (rc) {
+			if (rc == -EBADMSG)
+				log_err("event=store_corrupt_record segment=%u index=points", seg);
+			return rc;
+		}
+		if (nv) {
+			MDB_val v = {nlen, nv};
+			rc = mdb_put(txn, st->points, &key, &v, 0);
+			free(nv);
+		} else if (val.mv_size) {
+			rc = mdb_del(txn, st->points, &key, NULL);
+		}
+		if (rc)
+			return lmdb_err(rc, "put_point");
+	}
+	p->n = 0;
+	return 0;
+}
+
+#define PT_CHUNK 1024u /* segments rebuilt per transaction */
+
+/* rebuild_chunk replaces segments [lo, lo + PT_CHUNK) from certs in |txn|. */
+static int rebuild_chunk(struct vg_store *st, MDB_txn *txn, unsigned lo)
+{
+	uint8_t lk[2] = {(uint8_t)(lo >> 8), (uint8_t)lo};
+	MDB_val k = {sizeof(lk), lk}, v;
+	MDB_cursor *cur;
+	int rc = mdb_cursor_open(txn, st->points, &cur);
+	if (rc)
+		return lmdb_err(rc, "cursor_open");
+	for (rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE); rc == 0;
+	     rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
+		const uint8_t *b = k.mv_data;
+		if (k.mv_size != 2 || (unsigned)(b[0] << 8 | b[1]) >= lo + PT_CHUNK)
+			break;
+		rc = mdb_cursor_del(cur, 0);
+		if (rc)
+			break;
+	}
+	mdb_cursor_close(cur);
+	if (rc && rc != MDB_NOTFOUND)
+		return lmdb_err(rc, "del_point");
+	struct pt_pending p = {0};
+	rc = mdb_cursor_open(txn, st->certs, &cur);
+	if (rc)
+		return lmdb_err(rc, "cursor_open");
+	int nrc = 0;
+	for (rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST); rc == 0 && !nrc;
+	     rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
+		unsigned seg = pt_segment(pt_hash(k.mv_data, k.mv_size));
+		if (seg >= lo && seg < lo + PT_CHUNK)
+			nrc = pt_note(&p, k.mv_data, k.mv_size, v.mv_data, v.mv_size);
+	}
+	mdb_cursor_close(cur);
+	if (nrc)
+		rc = nrc;
+	else if (rc == MDB_NOTFOUND)
+		rc = pt_flush(st, txn, &p, true);
+	else
+		rc = lmdb_err(rc, "cursor_get");
+	pt_pending_free(&p);
+	return rc;
+}
+
+/* pt_rebuild_all builds the point index afresh from certs, PT_CHUNK
+ * segments a transaction, and marks it valid in the last one. A write by
+ * another process in between (the change counter moved) starts it over. */
+static int pt_rebuild_all(struct vg_store *st)
+{
+	uint64_t start = 0;
+	int restarts = 0, grows = 0;
+	for (unsigned lo = 0; lo < PT_SEGMENTS;) {
+		MDB_txn *txn;
+		int rc = mdb_txn_begin(st->env, NULL, 0, &txn);
+		if (rc)
+			return lmdb_err(rc, "txn_begin");
+		uint64_t counter;
+		rc = meta_get_u64(st, txn, "counter", &counter);
+		if (!rc && lo > 0 && counter != start) {
+			mdb_txn_abort(txn);
+			if (++restarts > 3)
+				return -EBUSY;
+			lo = 0;
+			continue;
+		}
+		start = counter;
+		if (!rc)
+			rc = rebuild_chunk(st, txn, lo);
+		if (!rc && lo + PT_CHUNK >= PT_SEGMENTS)
+			rc = meta_put_u64(st, txn, "points", 1, 4);
+		if (!rc)
+			rc = lmdb_err(mdb_txn_commit(txn), "txn_commit");
+		else
+			mdb_txn_abort(txn);
+		if (rc == -ENOSPC && map_full_seen && grows++ < 16) {
+			map_full_seen = false;
+			if (grow_map(st) == 0)
+				continue;
+		}
+		if (rc)
+			return rc;
+		lo += PT_CHUNK;
+	}
+	st->points_stale = false;
+	return 0;
+}
+
+/* bulk_end rebuilds the point index after an operation of several commits. */
+static int bulk_end(struct vg_store *st, int rc)
+{
+	st->bulk = false;
+	if (!st->points_stale)
+		return rc;
+	int prc = pt_rebuild_all(st);
+	if (prc) {
+		/* The data is committed; lookups use the B-tree until the next
+		 * read-write open rebuilds the index. */
+		log_warn("event=store_points_rebuild_failed path=%s error=%d", st->path, prc);
+		if (!rc)
+			rc = prc;
+	}
 	return rc;
 }
 
@@ -1026,6 +1289,9 @@ static int put_cert(struct wtx *w, const struct vg_serial *s, const struct vg_ce
 	int rc = mdb_put(w->txn, st->certs, &key, &val, 0);
 	if (rc)
 		return lmdb_err(rc, "put");
+	rc = pt_note(&w->points, kb, key.mv_size, vb, val.mv_size);
+	if (rc)
+		return rc;
 	if (c->status == VG_STATUS_REVOKED) {
 		rc = mdb_put(w->txn, st->revoked, &key, &val, 0);
 		if (rc)
@@ -1108,7 +1374,7 @@ static int run_batch(struct vg_store *st, const char *ca, const char *action,
 			wtx_abort(&w);
 		}
 		/* Only a full map is cured by growing it; a full disk is not. */
-		if (rc == -ENOSPC && map_full_seen && tries < 8) {
+		if (rc == -ENOSPC && map_full_seen && tries < 16) {
 			map_full_seen = false;
 			if (grow_map(st) == 0)
 				continue;
@@ -1150,6 +1416,7 @@ int vg_store_add(struct vg_store *st, const char *ca, struct vg_add_item *items,
 	 * and the file size of a large import down. */
 	qsort(items, n, sizeof(*items), cmp_items);
 	int rc = 0;
+	st->bulk = n > VG_TXN_MAX_CHANGES;
 	for (size_t off = 0; off < n; off += VG_TXN_MAX_CHANGES) {
 		size_t cnt = n - off < VG_TXN_MAX_CHANGES ? n - off : VG_TXN_MAX_CHANGES;
 		struct add_batch b = {items + off, cnt};
@@ -1159,6 +1426,7 @@ int vg_store_add(struct vg_store *st, const char *ca, struct vg_add_item *items,
 		if (progress)
 			progress(off + cnt, n, parg);
 	}
+	rc = bulk_end(st, rc);
 	if (res)
 		*res = total;
 	return rc;
@@ -1212,6 +1480,7 @@ int vg_store_revoke(struct vg_store *st, const char *ca, const struct vg_serial 
 	memcpy(sorted, serials, n * sizeof(*sorted));
 	qsort(sorted, n, sizeof(*sorted), cmp_serials);
 	int rc = 0;
+	st->bulk = n > VG_TXN_MAX_CHANGES;
 	for (size_t off = 0; off < n; off += VG_TXN_MAX_CHANGES) {
 		size_t cnt = n - off < VG_TXN_MAX_CHANGES ? n - off : VG_TXN_MAX_CHANGES;
 		struct revoke_batch b = {sorted + off, cnt, rev};
@@ -1221,6 +1490,7 @@ int vg_store_revoke(struct vg_store *st, const char *ca, const struct vg_serial 
 		if (progress)
 			progress(off + cnt, n, parg);
 	}
+	rc = bulk_end(st, rc);
 	free(sorted);
 	if (res)
 		*res = total;
@@ -1339,7 +1609,10 @@ int vg_store_revoke_window(struct vg_store *st, const char *ca, int64_t after, i
 		b.scanned = b.next_scanned;
 		if (progress)
 			progress(b.scanned, 0, parg);
+		/* More than one commit: the rest mark the point index stale. */
+		st->bulk = true;
 	}
+	rc = bulk_end(st, rc);
 	if (res)
 		*res = total;
 	return rc;
@@ -1368,6 +1641,9 @@ static int release_fn(struct wtx *w, void *arg)
 			rc = mdb_del(w->txn, w->st->revoked, &key, NULL);
 		if (rc)
 			return lmdb_err(rc, "del");
+		rc = pt_note(&w->points, kb, key.mv_size, NULL, 0);
+		if (rc)
+			return rc;
 		w->ca_state.n_certs--;
 		w->ca_state.n_revoked--;
 		w->ca_state.n_hold--;

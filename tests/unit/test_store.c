@@ -8,6 +8,7 @@
 #include <lmdb.h>
 #include <setjmp.h>
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -519,6 +520,161 @@ static void test_window_batches_with_map_growth(void **state)
 	free(items);
 }
 
+/* every_cert_agrees checks each certificate of |ca| that the B-tree lists
+ * (vg_iter) against vg_get, which reads the point index when it is valid,
+ * and that |gone| (NULL or a serial) is absent. Returns how many it saw. */
+static size_t every_cert_agrees(struct vg_store *st, const char *ca, const char *gone)
+{
+	struct vg_txn *t;
+	assert_int_equal(vg_txn_begin(st, &t), 0);
+	struct vg_iter *it;
+	assert_int_equal(vg_iter_open(t, vg_ca_id(ca), 0, &it), 0);
+	struct vg_serial s;
+	struct vg_cert a, b;
+	size_t n = 0;
+	while (vg_iter_next(it, &s, &a) == 1) {
+		assert_int_equal(vg_get(t, vg_ca_id(ca), &s, &b), 0);
+		assert_int_equal(a.status, b.status);
+		assert_int_equal(a.reason, b.reason);
+		assert_int_equal(a.revoked_at, b.revoked_at);
+		assert_int_equal(a.flags, b.flags);
+		assert_int_equal(a.not_before, b.not_before);
+		n++;
+	}
+	vg_iter_close(it);
+	if (gone) {
+		struct vg_serial g = ser(gone);
+		assert_int_equal(vg_get(t, vg_ca_id(ca), &g, &b), -ENOENT);
+	}
+	vg_txn_end(t);
+	return n;
+}
+
+/* raw_meta sets (|v| >= 0) or deletes (|v| < 0) a meta key of a closed store,
+ * and with |drop_points| removes the point index, as a version-1 store has. */
+static void raw_meta(const char *dir, const char *k, int64_t v, bool drop_points)
+{
+	MDB_env *env;
+	MDB_txn *txn;
+	MDB_dbi dbi;
+	assert_int_equal(mdb_env_create(&env), 0);
+	mdb_env_set_maxdbs(env, 8);
+	assert_int_equal(mdb_env_open(env, dir, 0, 0640), 0);
+	assert_int_equal(mdb_txn_begin(env, NULL, 0, &txn), 0);
+	assert_int_equal(mdb_dbi_open(txn, "meta", 0, &dbi), 0);
+	uint8_t b[4] = {0, 0, 0, (uint8_t)v};
+	MDB_val key = {strlen(k), (void *)k}, val = {4, b};
+	if (v >= 0)
+		assert_int_equal(mdb_put(txn, dbi, &key, &val, 0), 0);
+	else
+		assert_int_equal(mdb_del(txn, dbi, &key, NULL), 0);
+	if (drop_points) {
+		assert_int_equal(mdb_dbi_open(txn, "points", 0, &dbi), 0);
+		assert_int_equal(mdb_drop(txn, dbi, 1), 0);
+	}
+	assert_int_equal(mdb_txn_commit(txn), 0);
+	mdb_env_close(env);
+}
+
+static uint32_t raw_meta_get(const char *dir, const char *k)
+{
+	MDB_env *env;
+	MDB_txn *txn;
+	MDB_dbi dbi;
+	assert_int_equal(mdb_env_create(&env), 0);
+	mdb_env_set_maxdbs(env, 8);
+	assert_int_equal(mdb_env_open(env, dir, MDB_RDONLY, 0640), 0);
+	assert_int_equal(mdb_txn_begin(env, NULL, MDB_RDONLY, &txn), 0);
+	assert_int_equal(mdb_dbi_open(txn, "meta", 0, &dbi), 0);
+	MDB_val key = {strlen(k), (void *)k}, val;
+	uint32_t v = 0xffffffffu;
+	if (mdb_get(txn, dbi, &key, &val) == 0 && val.mv_size == 4) {
+		const uint8_t *p = val.mv_data;
+		v = (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
+	}
+	mdb_txn_abort(txn);
+	mdb_env_close(env);
+	return v;
+}
+
+/* Many certificates, in one commit and in several (the bulk path marks the
+ * point index stale and rebuilds it), then revocations, releases and the
+ * removal of a never-issued serial: the point index agrees with the B-tree
+ * after each step. */
+static void test_points_agree(void **state)
+{
+	struct fx *f = *state;
+	size_t n = VG_TXN_MAX_CHANGES + 5000;
+	struct vg_add_item *items = calloc(n, sizeof(*items));
+	for (size_t i = 0; i < n; i++) {
+		char hex[40];
+		snprintf(hex, sizeof(hex), "%zx%016llx", i % 13 + 1,
+			 (unsigned long long)i * 0x9e3779b97f4a7c15ull);
+		items[i] = good_item(hex, (int64_t)i);
+	}
+	assert_int_equal(vg_store_add(f->st, "ca1", items, 3000, &who, NULL, NULL, NULL), 0);
+	assert_int_equal(raw_meta_get(f->dir, "points"), 1);
+	assert_int_equal(every_cert_agrees(f->st, "ca1", NULL), 3000);
+	assert_int_equal(vg_store_add(f->st, "ca1", items, n, &who, NULL, NULL, NULL), 0);
+	assert_int_equal(raw_meta_get(f->dir, "points"), 1);
+	assert_int_equal(every_cert_agrees(f->st, "ca1", NULL), n);
+
+	struct vg_revocation rev = {.revoked_at = 7, .reason = VG_REASON_KEY_COMPROMISE};
+	struct vg_serial *some = calloc(n, sizeof(*some));
+	size_t k = 0;
+	for (size_t i = 0; i < n; i += 3)
+		some[k++] = items[i].serial;
+	assert_int_equal(vg_store_revoke(f->st, "ca1", some, k, &rev, &who, NULL, NULL, NULL), 0);
+	assert_int_equal(every_cert_agrees(f->st, "ca1", NULL), n);
+
+	struct vg_revocation hold = {.revoked_at = 8, .reason = VG_REASON_CERTIFICATE_HOLD};
+	struct vg_serial rogue = ser("7e57");
+	assert_int_equal(vg_store_revoke(f->st, "ca1", &rogue, 1, &hold, &who, NULL, NULL, NULL), 0);
+	assert_int_equal(every_cert_agrees(f->st, "ca1", NULL), n + 1);
+	assert_int_equal(vg_store_release(f->st, "ca1", &rogue, &who), 0);
+	assert_int_equal(every_cert_agrees(f->st, "ca1", "7e57"), n);
+	free(some);
+	free(items);
+}
+
+/* A store whose point index is stale (a large write stopped before it
+ * rebuilt it) or absent (schema 1): readers answer from the B-tree, and the
+ * next read-write open rebuilds the index. */
+static void test_points_stale_and_upgrade(void **state)
+{
+	struct fx *f = *state;
+	struct vg_add_item items[300];
+	for (int i = 0; i < 300; i++) {
+		char hex[16];
+		snprintf(hex, sizeof(hex), "%x", 0x1000 + i * 37);
+		items[i] = good_item(hex, i);
+	}
+	assert_int_equal(vg_store_add(f->st, "ca1", items, 300, &who, NULL, NULL, NULL), 0);
+	vg_store_close(f->st);
+	f->st = NULL;
+
+	for (int round = 0; round < 2; round++) {
+		if (round == 0) {
+			raw_meta(f->dir, "points", 0, false);
+		} else {
+			raw_meta(f->dir, "points", -1, true);
+			raw_meta(f->dir, "schema", 1, false);
+		}
+		struct vg_store *ro;
+		assert_int_equal(vg_store_open(&ro, f->dir, VG_STORE_RDONLY), 0);
+		assert_int_equal(every_cert_agrees(ro, "ca1", "2"), 300);
+		assert_int_equal(vg_store_open(&f->st, f->dir, 0), 0);
+		assert_int_equal(raw_meta_get(f->dir, "points"), 1);
+		assert_int_equal(raw_meta_get(f->dir, "schema"), 2);
+		/* The reader's next snapshot uses the rebuilt index. */
+		assert_int_equal(every_cert_agrees(ro, "ca1", "2"), 300);
+		vg_store_close(ro);
+		vg_store_close(f->st);
+		f->st = NULL;
+	}
+	assert_int_equal(vg_store_open(&f->st, f->dir, 0), 0);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -533,6 +689,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_not_initialised_and_schema, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_map_growth_under_reader, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_window_batches_with_map_growth, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_points_agree, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_points_stale_and_upgrade, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
