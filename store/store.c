@@ -43,9 +43,14 @@ struct vg_store {
 	MDB_env *env;
 	MDB_dbi meta, cas, certs, revoked, log, audit, points;
 	bool rdonly;
-	bool has_points;   /* schema 2: the point index exists */
-	bool bulk;         /* an operation of several commits is running */
-	bool points_stale; /* ... and it marked the point index stale */
+	bool has_points; /* schema 2: the point index exists */
+	/* An operation of several commits (bulk) marks the point index stale
+	 * in each and brings it up to date at its end: by merging the changes
+	 * it made (acc), when the index was valid at its start and nobody else
+	 * wrote in between (acc_ok), else by rebuilding it from certs. */
+	bool bulk, bulk_started, points_stale, acc_ok;
+	uint64_t bulk_counter; /* the counter of the operation's last commit */
+	struct pt_pending acc;
 	char *path;
 	/* Readers hold this shared while their snapshot is active; growing the
 	 * map of a read-only process (another process grew the file) needs it
@@ -755,6 +760,8 @@ int vg_ca_foreach(struct vg_txn *t,
 
 static int pt_flush(struct vg_store *st, MDB_txn *txn, struct pt_pending *p, bool replace);
 static int grow_map(struct vg_store *st);
+struct wtx;
+static void bulk_committed(struct vg_store *st, struct wtx *w, bool deferred, bool valid_before);
 
 struct wtx {
 	struct vg_store *st;
@@ -907,12 +914,14 @@ static int wtx_commit(struct wtx *w, const char *action, const struct vg_audit *
 		if (rc)
 			goto fail;
 	}
-	if (st->bulk && w->points.n) {
+	bool deferred = st->bulk && w->points.n;
+	bool valid_before = false;
+	if (deferred) {
 		/* One of many commits: every one says the index is stale, in case
-		 * another writer rebuilt it in between; the operation rebuilds it
-		 * once at its end. */
+		 * another writer rebuilt it in between; the operation brings it up
+		 * to date once, at its end (bulk_end). */
+		valid_before = points_valid(st, w->txn);
 		rc = meta_put_u64(st, w->txn, "points", 0, 4);
-		st->points_stale = true;
 	} else {
 		rc = pt_flush(st, w->txn, &w->points, false);
 	}
@@ -968,6 +977,8 @@ static int wtx_commit(struct wtx *w, const char *action, const struct vg_audit *
 		goto fail;
 	}
 	w->res.commits++;
+	if (st->bulk)
+		bulk_committed(st, w, deferred, valid_before);
 	wtx_abort(w); /* frees the pending arrays */
 	return 0;
 fail:
@@ -975,14 +986,14 @@ fail:
 	return rc;
 }
 
-/* pt_flush rewrites each segment of the point index that |p| touches, once;
- * with |replace| the segments hold only what |p| has. */
-static int pt_flush(struct vg_store *st, MDB_txn *txn, struct pt_pending *p, bool replace)
+/* flush_sorted merges changes sorted by pt_sort into their segments, each
+ * rewritten once; with |replace| the segments hold only what |v| has. */
+static int flush_sorted(struct vg_store *st, MDB_txn *txn, const struct pt_change *v, size_t n,
+			bool replace)
 {
-	pt_sort(p);
-	for (size_t i = 0, j; i < p->n; i = j) {
-		uint16_t seg = pt_segment(p->v[i].h);
-		for (j = i + 1; j < p->n && pt_segment(p->v[j].h) == seg; j++)
+	for (size_t i = 0, j; i < n; i = j) {
+		uint16_t seg = pt_segment(v[i].h);
+		for (j = i + 1; j < n && pt_segment(v[j].h) == seg; j++)
 			;
 		uint8_t sk[2] = {(uint8_t)(seg >> 8), (uint8_t)seg};
 		MDB_val key = {sizeof(sk), sk}, val = {0, NULL};
@@ -991,15 +1002,15 @@ static int pt_flush(struct vg_store *st, MDB_txn *txn, struct pt_pending *p, boo
 			return lmdb_err(rc, "get_point");
 		uint8_t *nv;
 		size_t nlen;
-		rc = pt_rebuild(val.mv_data, val.mv_size, &p->v[i], j - i, &nv, &nlen);
+		rc = pt_rebuild(val.mv_data, val.mv_size, &v[i], j - i, &nv, &nlen);
 		if (rc) {
 			if (rc == -EBADMSG)
 				log_err("event=store_corrupt_record segment=%u index=points", seg);
 			return rc;
 		}
 		if (nv) {
-			MDB_val v = {nlen, nv};
-			rc = mdb_put(txn, st->points, &key, &v, 0);
+			MDB_val nval = {nlen, nv};
+			rc = mdb_put(txn, st->points, &key, &nval, 0);
 			free(nv);
 		} else if (val.mv_size) {
 			rc = mdb_del(txn, st->points, &key, NULL);
@@ -1007,8 +1018,17 @@ static int pt_flush(struct vg_store *st, MDB_txn *txn, struct pt_pending *p, boo
 		if (rc)
 			return lmdb_err(rc, "put_point");
 	}
-	p->n = 0;
 	return 0;
+}
+
+/* pt_flush rewrites each segment of the point index that |p| touches, once;
+ * with |replace| the segments hold only what |p| has. */
+static int pt_flush(struct vg_store *st, MDB_txn *txn, struct pt_pending *p, bool replace)
+{
+	pt_sort(p);
+	int rc = flush_sorted(st, txn, p->v, p->n, replace);
+	p->n = 0;
+	return rc;
 }
 
 #define PT_CHUNK 1024u /* segments rebuilt per transaction */
@@ -1099,13 +1119,99 @@ static int pt_rebuild_all(struct vg_store *st)
 	return 0;
 }
 
-/* bulk_end rebuilds the point index after an operation of several commits. */
+/* Changes merged at the end of a bulk operation, at most: beyond, the
+ * index is rebuilt from certs instead of holding them all in memory. */
+#define PT_ACC_MAX (2u * 1000 * 1000)
+
+static void bulk_begin(struct vg_store *st)
+{
+	st->bulk = true;
+	st->bulk_started = false;
+	st->acc_ok = false;
+}
+
+/* bulk_committed follows the commits of a bulk operation: whether every one
+ * came right after the one before, and the changes they kept out of the
+ * index. */
+static void bulk_committed(struct vg_store *st, struct wtx *w, bool deferred, bool valid_before)
+{
+	if (!st->bulk_started) {
+		st->bulk_started = true;
+		st->acc_ok = true;
+	} else if (w->counter != st->bulk_counter + 1) {
+		st->acc_ok = false; /* another writer in between */
+	}
+	st->bulk_counter = w->counter;
+	if (!deferred)
+		return;
+	if (!st->points_stale && !valid_before)
+		st->acc_ok = false; /* stale before the operation began */
+	st->points_stale = true;
+	if (st->acc_ok && st->acc.n + w->points.n > PT_ACC_MAX)
+		st->acc_ok = false;
+	for (size_t i = 0; st->acc_ok && i < w->points.n; i++) {
+		const struct pt_change *c = &w->points.v[i];
+		if (pt_note(&st->acc, c->key, c->klen, c->rec, c->rlen) < 0)
+			st->acc_ok = false;
+	}
+	if (!st->acc_ok)
+		pt_pending_free(&st->acc);
+}
+
+/* pt_merge_acc merges the operation's changes into the index, PT_CHUNK
+ * segments a transaction, and marks it valid in the last one; -EAGAIN when
+ * another writer committed since the operation's last commit. */
+static int pt_merge_acc(struct vg_store *st)
+{
+	pt_sort(&st->acc);
+	const struct pt_change *v = st->acc.v, *end = v + st->acc.n;
+	int grows = 0;
+	for (unsigned lo = 0; lo < PT_SEGMENTS;) {
+		const struct pt_change *e = v;
+		while (e < end && pt_segment(e->h) < lo + PT_CHUNK)
+			e++;
+		MDB_txn *txn;
+		int rc = mdb_txn_begin(st->env, NULL, 0, &txn);
+		if (rc)
+			return lmdb_err(rc, "txn_begin");
+		uint64_t counter;
+		rc = meta_get_u64(st, txn, "counter", &counter);
+		if (!rc && counter != st->bulk_counter)
+			rc = -EAGAIN;
+		if (!rc)
+			rc = flush_sorted(st, txn, v, (size_t)(e - v), false);
+		if (!rc && lo + PT_CHUNK >= PT_SEGMENTS)
+			rc = meta_put_u64(st, txn, "points", 1, 4);
+		if (!rc)
+			rc = lmdb_err(mdb_txn_commit(txn), "txn_commit");
+		else
+			mdb_txn_abort(txn);
+		if (rc == -ENOSPC && map_full_seen && grows++ < 16) {
+			map_full_seen = false;
+			if (grow_map(st) == 0)
+				continue;
+		}
+		if (rc)
+			return rc;
+		v = e;
+		lo += PT_CHUNK;
+	}
+	return 0;
+}
+
+/* bulk_end brings the point index up to date after a bulk operation. */
 static int bulk_end(struct vg_store *st, int rc)
 {
 	st->bulk = false;
 	if (!st->points_stale)
 		return rc;
-	int prc = pt_rebuild_all(st);
+	int prc = st->acc_ok ? pt_merge_acc(st) : -EAGAIN;
+	pt_pending_free(&st->acc);
+	if (prc == 0) {
+		st->points_stale = false;
+		return rc;
+	}
+	prc = pt_rebuild_all(st);
 	if (prc) {
 		/* The data is committed; lookups use the B-tree until the next
 		 * read-write open rebuilds the index. */
@@ -1416,7 +1522,8 @@ int vg_store_add(struct vg_store *st, const char *ca, struct vg_add_item *items,
 	 * and the file size of a large import down. */
 	qsort(items, n, sizeof(*items), cmp_items);
 	int rc = 0;
-	st->bulk = n > VG_TXN_MAX_CHANGES;
+	if (n > VG_TXN_MAX_CHANGES)
+		bulk_begin(st);
 	for (size_t off = 0; off < n; off += VG_TXN_MAX_CHANGES) {
 		size_t cnt = n - off < VG_TXN_MAX_CHANGES ? n - off : VG_TXN_MAX_CHANGES;
 		struct add_batch b = {items + off, cnt};
@@ -1480,7 +1587,8 @@ int vg_store_revoke(struct vg_store *st, const char *ca, const struct vg_serial 
 	memcpy(sorted, serials, n * sizeof(*sorted));
 	qsort(sorted, n, sizeof(*sorted), cmp_serials);
 	int rc = 0;
-	st->bulk = n > VG_TXN_MAX_CHANGES;
+	if (n > VG_TXN_MAX_CHANGES)
+		bulk_begin(st);
 	for (size_t off = 0; off < n; off += VG_TXN_MAX_CHANGES) {
 		size_t cnt = n - off < VG_TXN_MAX_CHANGES ? n - off : VG_TXN_MAX_CHANGES;
 		struct revoke_batch b = {sorted + off, cnt, rev};
@@ -1600,6 +1708,9 @@ int vg_store_revoke_window(struct vg_store *st, const char *ca, int64_t after, i
 		return -EINVAL;
 	struct window_batch b = {.after = after, .before = before, .rev = rev};
 	int rc = 0;
+	/* How many commits it takes is known only at the end: bulk from the
+	 * start, which costs a single commit nothing more. */
+	bulk_begin(st);
 	while (!b.done) {
 		rc = run_batch(st, ca, "revoke-window", who, window_fn, &b, &total);
 		if (rc)
@@ -1609,8 +1720,6 @@ int vg_store_revoke_window(struct vg_store *st, const char *ca, int64_t after, i
 		b.scanned = b.next_scanned;
 		if (progress)
 			progress(b.scanned, 0, parg);
-		/* More than one commit: the rest mark the point index stale. */
-		st->bulk = true;
 	}
 	rc = bulk_end(st, rc);
 	if (res)

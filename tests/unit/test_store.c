@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -675,6 +676,64 @@ static void test_points_stale_and_upgrade(void **state)
 	assert_int_equal(vg_store_open(&f->st, f->dir, 0), 0);
 }
 
+struct interleave {
+	const char *dir;
+	const struct vg_serial *victim;
+	int calls;
+};
+
+/* After the first commit of a bulk add, another process revokes a serial
+ * that commit added: the add must not merge its own (older) view of that
+ * serial into the point index at its end, but rebuild the index from certs. */
+static void interleave_progress(uint64_t done, uint64_t total, void *arg)
+{
+	(void)done;
+	(void)total;
+	struct interleave *in = arg;
+	if (in->calls++ != 0)
+		return;
+	pid_t pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		struct vg_store *st;
+		struct vg_revocation rev = {.revoked_at = 9, .reason = VG_REASON_SUPERSEDED};
+		int rc = vg_store_open(&st, in->dir, 0);
+		if (rc == 0)
+			rc = vg_store_revoke(st, "ca1", in->victim, 1, &rev, &who, NULL, NULL, NULL);
+		vg_store_close(st);
+		_exit(rc == 0 ? 0 : 1);
+	}
+	int status;
+	assert_int_equal(waitpid(pid, &status, 0), pid);
+	assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+}
+
+static void test_points_bulk_with_interleaved_writer(void **state)
+{
+	struct fx *f = *state;
+	size_t n = VG_TXN_MAX_CHANGES + 10;
+	struct vg_add_item *items = calloc(n, sizeof(*items));
+	for (size_t i = 0; i < n; i++) {
+		char hex[40];
+		snprintf(hex, sizeof(hex), "5%015zx", i * 7 + 1);
+		items[i] = good_item(hex, (int64_t)i);
+	}
+	/* Items are applied in serial order: i = 0 is in the first commit. */
+	struct vg_serial victim = items[0].serial;
+	struct interleave in = {f->dir, &victim, 0};
+	assert_int_equal(vg_store_add(f->st, "ca1", items, n, &who, NULL, interleave_progress, &in),
+			 0);
+	assert_int_equal(raw_meta_get(f->dir, "points"), 1);
+	assert_int_equal(every_cert_agrees(f->st, "ca1", NULL), n);
+	struct vg_cert c;
+	char hex[2 * VG_SERIAL_MAX + 1];
+	vg_serial_format(&victim, hex, sizeof(hex));
+	assert_int_equal(status_of(f->st, "ca1", hex, &c), 0);
+	assert_int_equal(c.status, VG_STATUS_REVOKED);
+	assert_int_equal(c.reason, VG_REASON_SUPERSEDED);
+	free(items);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -691,6 +750,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_window_batches_with_map_growth, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_points_agree, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_points_stale_and_upgrade, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_points_bulk_with_interleaved_writer, setup,
+						teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
