@@ -30,6 +30,7 @@
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
+#include <sys/sysmacros.h>
 #include <unistd.h>
 
 /* 2: the point index (store/points.h). A version-1 store is upgraded by the
@@ -56,6 +57,10 @@ struct vg_store {
 	 * map of a read-only process (another process grew the file) needs it
 	 * exclusive, since mdb_env_set_mapsize remaps. */
 	pthread_rwlock_t maplock;
+	/* Where the data file is mapped (for vg_txn_trim); LMDB tells only
+	 * with MDB_FIXEDMAP. Updated under maplock when the map moves. */
+	void *map_addr;
+	size_t map_len;
 };
 
 struct vg_txn {
@@ -164,6 +169,7 @@ static int meta_put_u64(struct vg_store *st, MDB_txn *txn, const char *k, uint64
 }
 
 static int pt_rebuild_all(struct vg_store *st);
+static void map_locate(struct vg_store *st);
 
 /* open_points opens the point index. A read-write open of a version-1
  * store creates it, stale, in the same transaction that raises the schema
@@ -308,6 +314,8 @@ int vg_store_open(struct vg_store **out, const char *path, unsigned flags)
 		rc = lmdb_err(rc, "txn_commit");
 		goto fail;
 	}
+	if (rdonly)
+		map_locate(st);
 	if (rebuild) {
 		/* Upgraded, or a large write stopped before it rebuilt the index:
 		 * readers use the B-tree until this finishes. */
@@ -344,10 +352,40 @@ void vg_store_close(struct vg_store *st)
 
 /* follow_map adopts the map size another process grew the store to. It is
  * called without the shared lock held. */
+/* map_locate finds this process's mapping of the data file in
+ * /proc/self/maps, by device and inode. Without /proc, trimming is off. */
+static void map_locate(struct vg_store *st)
+{
+	st->map_addr = NULL;
+	st->map_len = 0;
+	mdb_filehandle_t fd;
+	struct stat sb;
+	if (mdb_env_get_fd(st->env, &fd) != 0 || fstat(fd, &sb) < 0)
+		return;
+	FILE *f = fopen("/proc/self/maps", "re");
+	if (!f)
+		return;
+	char line[512];
+	while (fgets(line, sizeof(line), f)) {
+		unsigned long lo, hi, ino;
+		unsigned maj, min;
+		if (sscanf(line, "%lx-%lx %*s %*s %x:%x %lu", &lo, &hi, &maj, &min, &ino) != 5 ||
+		    ino != (unsigned long)sb.st_ino || makedev(maj, min) != sb.st_dev)
+			continue;
+		if (hi - lo > st->map_len) {
+			st->map_addr = (void *)lo;
+			st->map_len = hi - lo;
+		}
+	}
+	fclose(f);
+}
+
 static int follow_map(struct vg_store *st)
 {
 	pthread_rwlock_wrlock(&st->maplock);
 	int rc = mdb_env_set_mapsize(st->env, 0);
+	if (rc == 0 && st->rdonly)
+		map_locate(st);
 	pthread_rwlock_unlock(&st->maplock);
 	if (rc == 0)
 		log_info("event=store_map_followed path=%s", st->path);
@@ -415,12 +453,11 @@ int vg_txn_renew(struct vg_txn *t)
 
 void vg_txn_trim(struct vg_txn *t)
 {
-	MDB_envinfo ei;
-	if (!t->st->rdonly || mdb_env_info(t->st->env, &ei) != 0 || !ei.me_mapaddr)
-		return;
 	/* Only read-only maps: a writer's dirty pages are never in the map
-	 * (no MDB_WRITEMAP), but there is no reason for a writer to trim. */
-	madvise(ei.me_mapaddr, ei.me_mapsize, MADV_DONTNEED);
+	 * (no MDB_WRITEMAP), but there is no reason for a writer to trim. The
+	 * caller's snapshot holds maplock shared, so the map cannot move. */
+	if (t->st->rdonly && t->st->map_addr)
+		madvise(t->st->map_addr, t->st->map_len, MADV_DONTNEED);
 }
 
 void vg_txn_end(struct vg_txn *t)
