@@ -168,9 +168,8 @@ static int key_cmp(const uint8_t *a, size_t al, const uint8_t *b, size_t bl)
 static int change_cmp(const void *x, const void *y)
 {
 	const struct pt_change *a = x, *b = y;
-	uint16_t sa = pt_segment(a->h), sb = pt_segment(b->h);
-	if (sa != sb)
-		return sa < sb ? -1 : 1;
+	if (a->h != b->h)
+		return a->h < b->h ? -1 : 1;
 	int c = key_cmp(a->key, a->klen, b->key, b->klen);
 	if (c)
 		return c;
@@ -192,13 +191,15 @@ void pt_sort(struct pt_pending *p)
 	p->n = o;
 }
 
-/* changed tells whether |key| is among the sorted changes |c|. */
-static bool changed(const struct pt_change *c, size_t n, const uint8_t *key, size_t klen)
+/* changed tells whether |key| (hash |h|) is among the sorted changes |c|. */
+static bool changed(const struct pt_change *c, size_t n, uint64_t h, const uint8_t *key,
+		    size_t klen)
 {
 	size_t lo = 0, hi = n;
 	while (lo < hi) {
 		size_t mid = lo + (hi - lo) / 2;
-		int r = key_cmp(c[mid].key, c[mid].klen, key, klen);
+		int r = c[mid].h != h ? (c[mid].h < h ? -1 : 1)
+				      : key_cmp(c[mid].key, c[mid].klen, key, klen);
 		if (r == 0)
 			return true;
 		if (r < 0)
@@ -211,6 +212,7 @@ static bool changed(const struct pt_change *c, size_t n, const uint8_t *key, siz
 
 struct ent {
 	const uint8_t *key, *rec;
+	uint64_t h;
 	uint8_t klen, rlen;
 	uint32_t bucket;
 };
@@ -237,8 +239,9 @@ int pt_rebuild(const uint8_t *old, size_t olen, const struct pt_change *c, size_
 		size_t kl = oent[off], rl = oent[off + 1];
 		if (kl == 0 || oelen - off - 2 < kl + rl)
 			goto bad;
-		if (!changed(c, n, oent + off + 2, kl)) {
-			v[count++] = (struct ent){oent + off + 2, oent + off + 2 + kl, (uint8_t)kl,
+		uint64_t h = pt_hash(oent + off + 2, kl);
+		if (!changed(c, n, h, oent + off + 2, kl)) {
+			v[count++] = (struct ent){oent + off + 2, oent + off + 2 + kl, h, (uint8_t)kl,
 						  (uint8_t)rl, 0};
 			bytes += 2 + kl + rl;
 		}
@@ -246,7 +249,7 @@ int pt_rebuild(const uint8_t *old, size_t olen, const struct pt_change *c, size_
 	}
 	for (size_t k = 0; k < n; k++) {
 		if (c[k].rlen) {
-			v[count++] = (struct ent){c[k].key, c[k].rec, c[k].klen, c[k].rlen, 0};
+			v[count++] = (struct ent){c[k].key, c[k].rec, c[k].h, c[k].klen, c[k].rlen, 0};
 			bytes += 2u + c[k].klen + c[k].rlen;
 		}
 	}
@@ -274,7 +277,7 @@ int pt_rebuild(const uint8_t *old, size_t olen, const struct pt_change *c, size_
 	}
 	/* A counting sort by bucket: sizes, then starts, then placement. */
 	for (size_t k = 0; k < count; k++) {
-		v[k].bucket = (uint32_t)bucket_of(pt_hash(v[k].key, v[k].klen), nb);
+		v[k].bucket = (uint32_t)bucket_of(v[k].h, nb);
 		at[v[k].bucket + 1] += 2u + v[k].klen + v[k].rlen;
 	}
 	for (size_t b = 0; b < nb; b++)

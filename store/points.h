@@ -9,8 +9,10 @@
  * and window revocation need; but a point lookup in it descends three pages
  * and binary-searches each, a chain of a dozen dependent cache misses once
  * the store outgrows the CPU caches. The point index answers the same
- * question in about two: the key's 64-bit hash picks one of PT_SEGMENTS
- * segments, and the segment is a small open-addressing table.
+ * question in about two: the top |lg| bits of the key's 64-bit hash pick one
+ * of 2^lg segments, and the segment is a small hash table. The store keeps
+ * lg such that segments hold at most PT_SEG_TARGET entries on average,
+ * rebuilding the index with twice as many segments when it grows past that.
  *
  * Each segment is one LMDB value (key: the segment number, u16 big-endian),
  * written in the same transaction as the certs it indexes. Writers collect
@@ -40,15 +42,25 @@
 
 #include "store/record.h"
 
-#define PT_SEGMENTS 4096u
+#define PT_MAX_LG 16u
+#define PT_SEG_TARGET 1024u
 #define PT_HDR 8u
 #define PT_MIN_VALUE 2048u
 
 uint64_t pt_hash(const uint8_t *key, size_t len);
 
-static inline uint16_t pt_segment(uint64_t h)
+static inline uint32_t pt_segment(uint64_t h, unsigned lg)
 {
-	return (uint16_t)(h >> 52); /* the top 12 bits: PT_SEGMENTS */
+	return lg ? (uint32_t)(h >> (64 - lg)) : 0;
+}
+
+/* pt_lg_for is the segment count (log2) for |n| certificates. */
+static inline unsigned pt_lg_for(uint64_t n)
+{
+	unsigned lg = 0;
+	while (lg < PT_MAX_LG && n > (uint64_t)PT_SEG_TARGET << lg)
+		lg++;
+	return lg;
 }
 
 /* A segment whose header was checked: what pt_lookup needs. */
@@ -87,8 +99,9 @@ int pt_note(struct pt_pending *p, const uint8_t *key, size_t klen, const uint8_t
 	    size_t rlen);
 void pt_pending_free(struct pt_pending *p);
 
-/* pt_sort orders |p| by segment and key, and drops every change but the last
- * of each key. Segments then run in groups: pt_rebuild takes one group. */
+/* pt_sort orders |p| by hash and key, and drops every change but the last
+ * of each key: for any lg, segments then run in groups, and pt_rebuild takes
+ * one group. */
 void pt_sort(struct pt_pending *p);
 
 /* pt_rebuild merges |n| changes of one segment (sorted by pt_sort) into the

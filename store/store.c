@@ -4,7 +4,8 @@
  *
  * Sub-databases:
  *   meta     "schema" -> u32, "counter" -> u64, "created" -> i64,
- *            "points" -> u32 (1: the point index is complete, 0: stale)
+ *            "points" -> u32 (1: the point index is complete, 0: stale),
+ *            "points_lg" -> u32 (log2 of its segment count)
  *   cas      CA name -> CA record (see ca_encode)
  *   certs    cert key -> record          (every certificate)
  *   revoked  cert key -> record          (revoked ones only: CRLs cost O(revoked))
@@ -68,12 +69,14 @@ struct vg_txn {
 	MDB_txn *txn;
 	bool locked;
 	int8_t points; /* in this snapshot: 1 the point index is valid, -1 not, 0 unknown */
+	unsigned lg;   /* ... and its segment count (log2) */
 	/* Segments of the point index opened in this snapshot (gen == this
 	 * snapshot's): a lookup then reads two cache lines of the map. */
 	struct segref {
 		struct pt_seg s;
 		uint32_t gen;
 	} *segs;
+	size_t nsegs; /* allocated */
 	uint32_t gen;
 };
 
@@ -169,6 +172,7 @@ static int meta_put_u64(struct vg_store *st, MDB_txn *txn, const char *k, uint64
 }
 
 static int pt_rebuild_all(struct vg_store *st);
+static int points_grow(struct vg_store *st);
 static void map_locate(struct vg_store *st);
 
 /* open_points opens the point index. A read-write open of a version-1
@@ -190,15 +194,22 @@ static int open_points(struct vg_store *st, MDB_txn *txn, uint64_t schema, bool 
 			rc = meta_put_u64(st, txn, "points", 0, 4);
 	} else if (create) {
 		rc = meta_put_u64(st, txn, "points", 1, 4);
+		if (!rc)
+			rc = meta_put_u64(st, txn, "points_lg", 0, 4);
 	}
 	return rc;
 }
 
-/* points_valid tells whether the point index of |txn|'s snapshot is complete. */
-static bool points_valid(struct vg_store *st, MDB_txn *txn)
+/* points_valid tells whether the point index of |txn|'s snapshot is
+ * complete, and its segment count (log2) in |lg|. */
+static bool points_valid(struct vg_store *st, MDB_txn *txn, unsigned *lg)
 {
-	uint64_t v = 0;
-	return st->has_points && meta_get_u64(st, txn, "points", &v) == 0 && v == 1;
+	uint64_t v = 0, l = 0;
+	if (!st->has_points || meta_get_u64(st, txn, "points", &v) != 0 || v != 1 ||
+	    meta_get_u64(st, txn, "points_lg", &l) != 0 || l > PT_MAX_LG)
+		return false;
+	*lg = (unsigned)l;
+	return true;
 }
 
 int vg_store_open(struct vg_store **out, const char *path, unsigned flags)
@@ -306,7 +317,8 @@ int vg_store_open(struct vg_store **out, const char *path, unsigned flags)
 	rc = open_points(st, txn, schema, create && schema == SCHEMA_VERSION);
 	if (rc)
 		goto fail;
-	bool rebuild = !rdonly && !points_valid(st, txn);
+	unsigned lg;
+	bool rebuild = !rdonly && !points_valid(st, txn, &lg);
 	/* Committing also makes the DBI handles usable by later transactions. */
 	rc = mdb_txn_commit(txn);
 	txn = NULL;
@@ -432,7 +444,7 @@ int vg_txn_renew(struct vg_txn *t)
 			t->points = 0;
 			if (++t->gen == 0 && t->segs) {
 				/* Wrapped: no segment may look opened. */
-				memset(t->segs, 0, PT_SEGMENTS * sizeof(*t->segs));
+				memset(t->segs, 0, t->nsegs * sizeof(*t->segs));
 				t->gen = 1;
 			}
 			return 0;
@@ -494,16 +506,23 @@ int vg_get(struct vg_txn *t, uint32_t ca_id, const struct vg_serial *serial, str
 	if (serial->len == 0 || serial->len > VG_SERIAL_MAX)
 		return -EINVAL;
 	if (!t->points) {
-		t->points = points_valid(t->st, t->txn) ? 1 : -1;
-		if (t->points > 0 && !t->segs && !(t->segs = calloc(PT_SEGMENTS, sizeof(*t->segs))))
-			t->points = -1;
+		t->points = points_valid(t->st, t->txn, &t->lg) ? 1 : -1;
+		size_t n = (size_t)1 << t->lg;
+		if (t->points > 0 && t->nsegs < n) {
+			free(t->segs);
+			t->nsegs = 0;
+			if (!(t->segs = calloc(n, sizeof(*t->segs))))
+				t->points = -1;
+			else
+				t->nsegs = n;
+		}
 	}
 	if (t->points < 0)
 		return get_cert(t->st, t->txn, ca_id, serial, out);
 	uint8_t kb[CERT_KEY_MAX];
 	size_t klen = cert_key(ca_id, serial, kb);
 	uint64_t h = pt_hash(kb, klen);
-	uint16_t seg = pt_segment(h);
+	uint32_t seg = pt_segment(h, t->lg);
 	struct segref *r = &t->segs[seg];
 	int rc;
 	if (r->gen != t->gen) {
@@ -795,7 +814,8 @@ int vg_ca_foreach(struct vg_txn *t,
  * and the batch run again from scratch.
  */
 
-static int pt_flush(struct vg_store *st, MDB_txn *txn, struct pt_pending *p, bool replace);
+static int pt_flush(struct vg_store *st, MDB_txn *txn, struct pt_pending *p, bool replace,
+		    unsigned lg);
 static int grow_map(struct vg_store *st);
 struct wtx;
 static void bulk_committed(struct vg_store *st, struct wtx *w, bool deferred, bool valid_before);
@@ -957,10 +977,19 @@ static int wtx_commit(struct wtx *w, const char *action, const struct vg_audit *
 		/* One of many commits: every one says the index is stale, in case
 		 * another writer rebuilt it in between; the operation brings it up
 		 * to date once, at its end (bulk_end). */
-		valid_before = points_valid(st, w->txn);
+		unsigned lg;
+		valid_before = points_valid(st, w->txn, &lg);
 		rc = meta_put_u64(st, w->txn, "points", 0, 4);
-	} else {
-		rc = pt_flush(st, w->txn, &w->points, false);
+	} else if (w->points.n) {
+		uint64_t lg = 0;
+		rc = meta_get_u64(st, w->txn, "points_lg", &lg);
+		if (rc == -ENOENT || lg > PT_MAX_LG) {
+			/* Not usable: the next read-write open rebuilds it. */
+			lg = 0;
+			rc = meta_put_u64(st, w->txn, "points", 0, 4);
+		}
+		if (!rc)
+			rc = pt_flush(st, w->txn, &w->points, false, (unsigned)lg);
 	}
 	if (rc)
 		goto fail;
@@ -1026,11 +1055,11 @@ fail:
 /* flush_sorted merges changes sorted by pt_sort into their segments, each
  * rewritten once; with |replace| the segments hold only what |v| has. */
 static int flush_sorted(struct vg_store *st, MDB_txn *txn, const struct pt_change *v, size_t n,
-			bool replace)
+			bool replace, unsigned lg)
 {
 	for (size_t i = 0, j; i < n; i = j) {
-		uint16_t seg = pt_segment(v[i].h);
-		for (j = i + 1; j < n && pt_segment(v[j].h) == seg; j++)
+		uint32_t seg = pt_segment(v[i].h, lg);
+		for (j = i + 1; j < n && pt_segment(v[j].h, lg) == seg; j++)
 			;
 		uint8_t sk[2] = {(uint8_t)(seg >> 8), (uint8_t)seg};
 		MDB_val key = {sizeof(sk), sk}, val = {0, NULL};
@@ -1060,19 +1089,24 @@ static int flush_sorted(struct vg_store *st, MDB_txn *txn, const struct pt_chang
 
 /* pt_flush rewrites each segment of the point index that |p| touches, once;
  * with |replace| the segments hold only what |p| has. */
-static int pt_flush(struct vg_store *st, MDB_txn *txn, struct pt_pending *p, bool replace)
+static int pt_flush(struct vg_store *st, MDB_txn *txn, struct pt_pending *p, bool replace,
+		    unsigned lg)
 {
 	pt_sort(p);
-	int rc = flush_sorted(st, txn, p->v, p->n, replace);
+	int rc = flush_sorted(st, txn, p->v, p->n, replace, lg);
 	p->n = 0;
 	return rc;
 }
 
-#define PT_CHUNK 1024u /* segments rebuilt per transaction */
+#define PT_CHUNK 1024u /* segments rebuilt or merged per transaction */
 
-/* rebuild_chunk replaces segments [lo, lo + PT_CHUNK) from certs in |txn|. */
-static int rebuild_chunk(struct vg_store *st, MDB_txn *txn, unsigned lo)
+/* rebuild_chunk replaces segments [lo, lo + PT_CHUNK) of 2^lg from certs in
+ * |txn|; the last chunk also deletes every segment beyond (a smaller lg). */
+static int rebuild_chunk(struct vg_store *st, MDB_txn *txn, uint32_t lo, unsigned lg)
 {
+	uint32_t hi = lo + PT_CHUNK, nseg = (uint32_t)1 << lg;
+	if (hi >= nseg)
+		hi = UINT32_MAX;
 	uint8_t lk[2] = {(uint8_t)(lo >> 8), (uint8_t)lo};
 	MDB_val k = {sizeof(lk), lk}, v;
 	MDB_cursor *cur;
@@ -1082,7 +1116,7 @@ static int rebuild_chunk(struct vg_store *st, MDB_txn *txn, unsigned lo)
 	for (rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE); rc == 0;
 	     rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
 		const uint8_t *b = k.mv_data;
-		if (k.mv_size != 2 || (unsigned)(b[0] << 8 | b[1]) >= lo + PT_CHUNK)
+		if (k.mv_size != 2 || (uint32_t)(b[0] << 8 | b[1]) >= hi)
 			break;
 		rc = mdb_cursor_del(cur, 0);
 		if (rc)
@@ -1098,29 +1132,37 @@ static int rebuild_chunk(struct vg_store *st, MDB_txn *txn, unsigned lo)
 	int nrc = 0;
 	for (rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST); rc == 0 && !nrc;
 	     rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
-		unsigned seg = pt_segment(pt_hash(k.mv_data, k.mv_size));
-		if (seg >= lo && seg < lo + PT_CHUNK)
+		uint32_t seg = pt_segment(pt_hash(k.mv_data, k.mv_size), lg);
+		if (seg >= lo && seg < hi)
 			nrc = pt_note(&p, k.mv_data, k.mv_size, v.mv_data, v.mv_size);
 	}
 	mdb_cursor_close(cur);
 	if (nrc)
 		rc = nrc;
 	else if (rc == MDB_NOTFOUND)
-		rc = pt_flush(st, txn, &p, true);
+		rc = pt_flush(st, txn, &p, true, lg);
 	else
 		rc = lmdb_err(rc, "cursor_get");
 	pt_pending_free(&p);
 	return rc;
 }
 
-/* pt_rebuild_all builds the point index afresh from certs, PT_CHUNK
- * segments a transaction, and marks it valid in the last one. A write by
- * another process in between (the change counter moved) starts it over. */
+static uint64_t cert_count(struct vg_store *st, MDB_txn *txn)
+{
+	MDB_stat ms;
+	return mdb_stat(txn, st->certs, &ms) == 0 ? ms.ms_entries : 0;
+}
+
+/* pt_rebuild_all builds the point index afresh from certs, with a segment
+ * count for the number of certificates, PT_CHUNK segments a transaction,
+ * and marks it valid in the last one. A write by another process in
+ * between (the change counter moved) starts it over. */
 static int pt_rebuild_all(struct vg_store *st)
 {
 	uint64_t start = 0;
+	unsigned lg = 0;
 	int restarts = 0, grows = 0;
-	for (unsigned lo = 0; lo < PT_SEGMENTS;) {
+	for (uint32_t lo = 0;;) {
 		MDB_txn *txn;
 		int rc = mdb_txn_begin(st->env, NULL, 0, &txn);
 		if (rc)
@@ -1134,10 +1176,16 @@ static int pt_rebuild_all(struct vg_store *st)
 			lo = 0;
 			continue;
 		}
-		start = counter;
+		if (lo == 0) {
+			start = counter;
+			lg = pt_lg_for(cert_count(st, txn));
+		}
+		bool last = lo + PT_CHUNK >= ((uint32_t)1 << lg);
 		if (!rc)
-			rc = rebuild_chunk(st, txn, lo);
-		if (!rc && lo + PT_CHUNK >= PT_SEGMENTS)
+			rc = rebuild_chunk(st, txn, lo, lg);
+		if (!rc && last)
+			rc = meta_put_u64(st, txn, "points_lg", lg, 4);
+		if (!rc && last)
 			rc = meta_put_u64(st, txn, "points", 1, 4);
 		if (!rc)
 			rc = lmdb_err(mdb_txn_commit(txn), "txn_commit");
@@ -1150,10 +1198,30 @@ static int pt_rebuild_all(struct vg_store *st)
 		}
 		if (rc)
 			return rc;
+		if (last)
+			break;
 		lo += PT_CHUNK;
 	}
 	st->points_stale = false;
 	return 0;
+}
+
+/* points_grow rebuilds the point index with more segments once the store
+ * outgrew its count; a check costs one read of two values. */
+static int points_grow(struct vg_store *st)
+{
+	MDB_txn *txn;
+	if (mdb_txn_begin(st->env, NULL, MDB_RDONLY, &txn) != 0)
+		return 0;
+	unsigned lg;
+	bool grow = points_valid(st, txn, &lg) && pt_lg_for(cert_count(st, txn)) > lg;
+	mdb_txn_abort(txn);
+	if (!grow)
+		return 0;
+	int rc = pt_rebuild_all(st);
+	if (rc)
+		log_warn("event=store_points_rebuild_failed path=%s error=%d", st->path, rc);
+	return rc;
 }
 
 /* Changes merged at the end of a bulk operation, at most: beyond, the
@@ -1203,21 +1271,34 @@ static int pt_merge_acc(struct vg_store *st)
 	pt_sort(&st->acc);
 	const struct pt_change *v = st->acc.v, *end = v + st->acc.n;
 	int grows = 0;
-	for (unsigned lo = 0; lo < PT_SEGMENTS;) {
-		const struct pt_change *e = v;
-		while (e < end && pt_segment(e->h) < lo + PT_CHUNK)
-			e++;
+	unsigned lg = 0;
+	for (uint32_t lo = 0;;) {
 		MDB_txn *txn;
 		int rc = mdb_txn_begin(st->env, NULL, 0, &txn);
 		if (rc)
 			return lmdb_err(rc, "txn_begin");
-		uint64_t counter;
+		uint64_t counter, l = 0;
 		rc = meta_get_u64(st, txn, "counter", &counter);
 		if (!rc && counter != st->bulk_counter)
 			rc = -EAGAIN;
 		if (!rc)
-			rc = flush_sorted(st, txn, v, (size_t)(e - v), false);
-		if (!rc && lo + PT_CHUNK >= PT_SEGMENTS)
+			rc = meta_get_u64(st, txn, "points_lg", &l);
+		/* The segment count stays, or the index is rebuilt instead: when
+		 * it changed under us, and when the store outgrew it. */
+		if (!rc && lo == 0) {
+			lg = (unsigned)l;
+			if (lg > PT_MAX_LG || pt_lg_for(cert_count(st, txn)) > lg)
+				rc = -EAGAIN;
+		} else if (!rc && l != lg) {
+			rc = -EAGAIN;
+		}
+		bool last = lo + PT_CHUNK >= ((uint32_t)1 << lg);
+		const struct pt_change *e = v;
+		while (e < end && (last || pt_segment(e->h, lg) < lo + PT_CHUNK))
+			e++;
+		if (!rc)
+			rc = flush_sorted(st, txn, v, (size_t)(e - v), false, lg);
+		if (!rc && last)
 			rc = meta_put_u64(st, txn, "points", 1, 4);
 		if (!rc)
 			rc = lmdb_err(mdb_txn_commit(txn), "txn_commit");
@@ -1230,10 +1311,11 @@ static int pt_merge_acc(struct vg_store *st)
 		}
 		if (rc)
 			return rc;
+		if (last)
+			return 0;
 		v = e;
 		lo += PT_CHUNK;
 	}
-	return 0;
 }
 
 /* bulk_end brings the point index up to date after a bulk operation. */
@@ -1524,6 +1606,8 @@ static int run_batch(struct vg_store *st, const char *ca, const char *action,
 		}
 		if (rc == 0)
 			res_add(total, &w.res);
+		if (rc == 0 && w.res.commits && !st->bulk)
+			(void)points_grow(st); /* logs its own failure; the data is in */
 		return rc;
 	}
 }

@@ -19,14 +19,19 @@
 
 #include "store/points.h"
 
+/* The model's segment count: 2^MODEL_LG, as the store uses for about four
+ * million certificates. */
+#define MODEL_LG 12u
+#define MODEL_SEGS (1u << MODEL_LG)
+
 struct model {
-	uint8_t *seg[PT_SEGMENTS];
-	size_t len[PT_SEGMENTS];
+	uint8_t *seg[MODEL_SEGS];
+	size_t len[MODEL_SEGS];
 };
 
 static void model_free(struct model *m)
 {
-	for (size_t i = 0; i < PT_SEGMENTS; i++)
+	for (size_t i = 0; i < MODEL_SEGS; i++)
 		free(m->seg[i]);
 	memset(m, 0, sizeof(*m));
 }
@@ -36,8 +41,8 @@ static void flush(struct model *m, struct pt_pending *p)
 {
 	pt_sort(p);
 	for (size_t i = 0, j; i < p->n; i = j) {
-		uint16_t s = pt_segment(p->v[i].h);
-		for (j = i + 1; j < p->n && pt_segment(p->v[j].h) == s; j++)
+		uint32_t s = pt_segment(p->v[i].h, MODEL_LG);
+		for (j = i + 1; j < p->n && pt_segment(p->v[j].h, MODEL_LG) == s; j++)
 			;
 		uint8_t *nv;
 		size_t nlen;
@@ -55,7 +60,7 @@ static int find(const struct model *m, const uint8_t *key, size_t klen, const ui
 		size_t *rlen)
 {
 	uint64_t h = pt_hash(key, klen);
-	uint16_t s = pt_segment(h);
+	uint32_t s = pt_segment(h, MODEL_LG);
 	if (!m->seg[s])
 		return 0;
 	return pt_find(m->seg[s], m->len[s], key, klen, h, rec, rlen);
@@ -178,7 +183,7 @@ static void test_model(void **state)
 		kv[i].rlen = 0;
 	}
 	flush(&m, &p);
-	for (size_t s = 0; s < PT_SEGMENTS; s++)
+	for (size_t s = 0; s < MODEL_SEGS; s++)
 		assert_null(m.seg[s]);
 	check_all(&m, kv, NKEYS);
 	pt_pending_free(&p);
@@ -241,6 +246,19 @@ static void test_bad_input(void **state)
 	pt_pending_free(&p);
 }
 
+static void test_segment_count(void **state)
+{
+	(void)state;
+	assert_int_equal(pt_lg_for(0), 0);
+	assert_int_equal(pt_lg_for(PT_SEG_TARGET), 0);
+	assert_int_equal(pt_lg_for(PT_SEG_TARGET + 1), 1);
+	assert_int_equal(pt_lg_for(1000000), 10);
+	assert_int_equal(pt_lg_for(UINT64_MAX), PT_MAX_LG);
+	assert_int_equal(pt_segment(UINT64_MAX, 0), 0);
+	assert_int_equal(pt_segment(UINT64_MAX, 1), 1);
+	assert_int_equal(pt_segment(0x8000000000000000ull, 16), 0x8000);
+}
+
 static void test_hash_is_stable(void **state)
 {
 	(void)state;
@@ -261,6 +279,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_model),
 		cmocka_unit_test(test_bad_input),
+		cmocka_unit_test(test_segment_count),
 		cmocka_unit_test(test_hash_is_stable),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);

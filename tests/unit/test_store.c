@@ -613,11 +613,16 @@ static void test_points_agree(void **state)
 			 (unsigned long long)i * 0x9e3779b97f4a7c15ull);
 		items[i] = good_item(hex, (int64_t)i);
 	}
+	/* A new store's index has one segment; 3,000 certificates in one
+	 * commit need four (at most 1,024 each), 55,000 in several need 64. */
+	assert_int_equal(raw_meta_get(f->dir, "points_lg"), 0);
 	assert_int_equal(vg_store_add(f->st, "ca1", items, 3000, &who, NULL, NULL, NULL), 0);
 	assert_int_equal(raw_meta_get(f->dir, "points"), 1);
+	assert_int_equal(raw_meta_get(f->dir, "points_lg"), 2);
 	assert_int_equal(every_cert_agrees(f->st, "ca1", NULL), 3000);
 	assert_int_equal(vg_store_add(f->st, "ca1", items, n, &who, NULL, NULL, NULL), 0);
 	assert_int_equal(raw_meta_get(f->dir, "points"), 1);
+	assert_int_equal(raw_meta_get(f->dir, "points_lg"), 6);
 	assert_int_equal(every_cert_agrees(f->st, "ca1", NULL), n);
 
 	struct vg_revocation rev = {.revoked_at = 7, .reason = VG_REASON_KEY_COMPROMISE};
