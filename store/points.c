@@ -191,6 +191,31 @@ void pt_sort(struct pt_pending *p)
 	p->n = o;
 }
 
+int pt_group(struct pt_pending *p, unsigned lg)
+{
+	if (p->n < 2)
+		return 0;
+	size_t nseg = (size_t)1 << lg;
+	size_t *at = calloc(nseg + 1, sizeof(*at));
+	struct pt_change *v = malloc(p->n * sizeof(*v));
+	if (!at || !v) {
+		free(at);
+		free(v);
+		return -ENOMEM;
+	}
+	for (size_t i = 0; i < p->n; i++)
+		at[pt_segment(p->v[i].h, lg) + 1]++;
+	for (size_t s = 0; s < nseg; s++)
+		at[s + 1] += at[s];
+	for (size_t i = 0; i < p->n; i++)
+		v[at[pt_segment(p->v[i].h, lg)]++] = p->v[i];
+	free(at);
+	free(p->v);
+	p->v = v;
+	p->cap = p->n;
+	return 0;
+}
+
 /* changed tells whether |key| (hash |h|) is among the sorted changes |c|. */
 static bool changed(const struct pt_change *c, size_t n, uint64_t h, const uint8_t *key,
 		    size_t klen)

@@ -104,6 +104,11 @@ void pt_pending_free(struct pt_pending *p);
  * one group. */
 void pt_sort(struct pt_pending *p);
 
+/* pt_group orders |p| by segment of 2^lg only (a counting sort, O(n)), for
+ * pt_rebuild without an old segment: the changes must then be of distinct
+ * keys, as a walk of the certs database gives them. Returns 0 or -ENOMEM. */
+int pt_group(struct pt_pending *p, unsigned lg);
+
 /* pt_rebuild merges |n| changes of one segment (sorted by pt_sort) into the
  * segment's old value |old| (|olen| bytes, 0 when absent) and returns the new
  * value in |*out| (malloc'd; NULL with *outlen 0 when the segment is now

@@ -173,6 +173,7 @@ static int meta_put_u64(struct vg_store *st, MDB_txn *txn, const char *k, uint64
 
 static int pt_rebuild_all(struct vg_store *st);
 static int points_grow(struct vg_store *st);
+static uint64_t cert_count(struct vg_store *st, MDB_txn *txn);
 static void map_locate(struct vg_store *st);
 
 /* open_points opens the point index. A read-write open of a version-1
@@ -818,7 +819,8 @@ static int pt_flush(struct vg_store *st, MDB_txn *txn, struct pt_pending *p, boo
 		    unsigned lg);
 static int grow_map(struct vg_store *st);
 struct wtx;
-static void bulk_committed(struct vg_store *st, struct wtx *w, bool deferred, bool valid_before);
+static void bulk_committed(struct vg_store *st, struct wtx *w, bool deferred, bool valid_before,
+			   bool outgrown);
 
 struct wtx {
 	struct vg_store *st;
@@ -972,13 +974,19 @@ static int wtx_commit(struct wtx *w, const char *action, const struct vg_audit *
 			goto fail;
 	}
 	bool deferred = st->bulk && w->points.n;
-	bool valid_before = false;
+	bool valid_before = false, outgrown = false;
 	if (deferred) {
 		/* One of many commits: every one says the index is stale, in case
 		 * another writer rebuilt it in between; the operation brings it up
-		 * to date once, at its end (bulk_end). */
-		unsigned lg;
+		 * to date once, at its end (bulk_end). Once the store has outgrown
+		 * the index's segment count, that will be a rebuild: then there is
+		 * nothing to merge, and "valid before" is moot. */
+		unsigned lg = 0;
+		uint64_t l = 0;
 		valid_before = points_valid(st, w->txn, &lg);
+		if (!valid_before && meta_get_u64(st, w->txn, "points_lg", &l) == 0)
+			lg = (unsigned)l;
+		outgrown = pt_lg_for(cert_count(st, w->txn)) > lg;
 		rc = meta_put_u64(st, w->txn, "points", 0, 4);
 	} else if (w->points.n) {
 		uint64_t lg = 0;
@@ -1044,7 +1052,7 @@ static int wtx_commit(struct wtx *w, const char *action, const struct vg_audit *
 	}
 	w->res.commits++;
 	if (st->bulk)
-		bulk_committed(st, w, deferred, valid_before);
+		bulk_committed(st, w, deferred, valid_before && !outgrown, outgrown);
 	wtx_abort(w); /* frees the pending arrays */
 	return 0;
 fail:
@@ -1088,12 +1096,18 @@ static int flush_sorted(struct vg_store *st, MDB_txn *txn, const struct pt_chang
 }
 
 /* pt_flush rewrites each segment of the point index that |p| touches, once;
- * with |replace| the segments hold only what |p| has. */
+ * with |replace| the segments hold only what |p| has, whose keys must then
+ * be distinct. */
 static int pt_flush(struct vg_store *st, MDB_txn *txn, struct pt_pending *p, bool replace,
 		    unsigned lg)
 {
-	pt_sort(p);
-	int rc = flush_sorted(st, txn, p->v, p->n, replace, lg);
+	int rc = 0;
+	if (replace)
+		rc = pt_group(p, lg); /* distinct keys from certs: no merging */
+	else
+		pt_sort(p);
+	if (!rc)
+		rc = flush_sorted(st, txn, p->v, p->n, replace, lg);
 	p->n = 0;
 	return rc;
 }
@@ -1237,8 +1251,10 @@ static void bulk_begin(struct vg_store *st)
 
 /* bulk_committed follows the commits of a bulk operation: whether every one
  * came right after the one before, and the changes they kept out of the
- * index. */
-static void bulk_committed(struct vg_store *st, struct wtx *w, bool deferred, bool valid_before)
+ * index; |valid_before|: the index was complete before this commit and big
+ * enough; |outgrown|: the store has outgrown its segment count. */
+static void bulk_committed(struct vg_store *st, struct wtx *w, bool deferred, bool valid_before,
+			   bool outgrown)
 {
 	if (!st->bulk_started) {
 		st->bulk_started = true;
@@ -1251,6 +1267,8 @@ static void bulk_committed(struct vg_store *st, struct wtx *w, bool deferred, bo
 		return;
 	if (!st->points_stale && !valid_before)
 		st->acc_ok = false; /* stale before the operation began */
+	if (outgrown)
+		st->acc_ok = false; /* the end will rebuild with more segments */
 	st->points_stale = true;
 	if (st->acc_ok && st->acc.n + w->points.n > PT_ACC_MAX)
 		st->acc_ok = false;
