@@ -785,6 +785,7 @@ static int on_message_complete(http_parser *p)
 		c->closing = true;
 	dispatch(c);
 	c->t_start = 0;
+	c->body_at = NULL; /* answered: nothing to keep */
 	if (c->closing) {
 		http_parser_pause(p, 1);
 		return 0;

@@ -596,6 +596,56 @@ static void test_pipeline_split(void **state)
 	}
 }
 
+static void feed(struct conn *c, const void *p, size_t n)
+{
+	uv_buf_t buf;
+	on_alloc((uv_handle_t *)&c->tcp, n, &buf);
+	memcpy(buf.base, p, n);
+	on_read((uv_stream_t *)&c->tcp, (ssize_t)n, &buf);
+	pump();
+}
+
+static void end_conn(struct conn *c)
+{
+	if (!c->closed)
+		conn_close(c);
+	complete_writes(UV_ECANCELED);
+	while (uv_run(&W.loop, UV_RUN_NOWAIT))
+		;
+	assert_null(W.conns);
+}
+
+/* A POST body that came in one read is answered from the read buffer; one
+ * cut by the end of a read is copied before the buffer is reused. */
+static void test_body_in_place(void **state)
+{
+	(void)state;
+	F.mode = WM_FULL;
+	F.out_len = 0;
+	http_on_connection((uv_stream_t *)&W.listener, 0);
+	struct conn *c = W.conns;
+	struct sb req = {.len = 0};
+	sb_fmt(&req, "POST / HTTP/1.1\r\nContent-Length: %zu\r\n\r\n", sizeof(REQ_A));
+	sb_add(&req, REQ_A, sizeof(REQ_A));
+	feed(c, req.b, req.len);
+	assert_null(c->body); /* never copied */
+	assert_null(c->body_at);
+	assert_true(F.out_len > sizeof(DER_A) && !memcmp(F.out, "HTTP/1.1 200 OK\r\n", 17));
+	assert_memory_equal(F.out + F.out_len - sizeof(DER_A), DER_A, sizeof(DER_A));
+	size_t first = F.out_len;
+	/* The same, cut in the body: the first part is kept, the read buffer
+	 * overwritten before the rest comes. */
+	F.out_len = 0;
+	feed(c, req.b, req.len - 5);
+	assert_non_null(c->body);
+	assert_null(c->body_at);
+	memset(W.rbuf, 'X', 4096);
+	feed(c, req.b + req.len - 5, 5);
+	assert_int_equal(F.out_len, first);
+	assert_memory_equal(F.out + F.out_len - sizeof(DER_A), DER_A, sizeof(DER_A));
+	end_conn(c);
+}
+
 /* The timer is moved only when a deadline comes earlier; when it fires
  * before the phase's deadline it is re-armed, and at the deadline the
  * phase's timeout acts. */
@@ -661,6 +711,7 @@ int main(void)
 	    cmocka_unit_test(test_http_date),
 	    cmocka_unit_test_setup_teardown(test_pipeline_whole, world_setup, world_teardown),
 	    cmocka_unit_test_setup_teardown(test_pipeline_split, world_setup, world_teardown),
+	    cmocka_unit_test_setup_teardown(test_body_in_place, world_setup, world_teardown),
 	    cmocka_unit_test_setup_teardown(test_lazy_timer, world_setup, world_teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
