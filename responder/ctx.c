@@ -29,7 +29,6 @@ static void rca_deinit(struct rca *ca)
 		X509_free(ca->signer);
 	X509_free(ca->cert);
 	EVP_PKEY_free(ca->key);
-	sk_X509_pop_free(ca->include, X509_free);
 	ocsp_rca_free(ca);
 	free(ca->certs_der);
 	EVP_MD_free(ca->sign_md);

@@ -11,12 +11,13 @@
  * key against the certificate and encoded the response twice, per answer).
  * tests/unit/test_responder_encode.c checks the answers against OpenSSL's
  * own OCSP_* builder, byte for byte where the signature is deterministic.
- * A request with one CertID and no nonce is
- * answered from the cache (cache.c) when it can be: the cache is keyed by
- * (CA id, serial) so a change of the store can drop every answer it touches,
- * and the variants under one key are told apart by the exact DER of the
- * CertID, so the answer echoes the CertID the client sent (hash algorithm and
- * its parameters encoding included).
+ *
+ * A request with one CertID and no nonce is answered from the cache
+ * (cache.c) when it can be: the cache is keyed by (CA id, serial) so a change
+ * of the store can drop every answer it touches, and the variants under one
+ * key are told apart by the exact DER of the CertID, so the answer echoes the
+ * CertID the client sent (hash algorithm and its parameters encoding
+ * included).
  */
 #include "responder/resp.h"
 #include "crlgen/der.h"
@@ -380,7 +381,7 @@ struct item {
 	struct vg_serial serial;
 };
 
-/* single_size bounds what add_single writes for |s| (without the CertID). */
+/* SINGLE_MAX bounds what add_single writes besides the CertID. */
 #define SINGLE_MAX 160
 
 static bool add_single(struct der_buf *b, const struct ocsp_single *s, size_t cid_len,

@@ -53,8 +53,6 @@ struct rca {
 	X509 *signer; /* delegated responder cert, or |cert| (borrowed then) */
 	EVP_PKEY *key;
 	const EVP_MD *md; /* NULL for Ed25519/Ed448 */
-	STACK_OF(X509) *
-	    include; /* extra certificates for the response (OpenSSL adds the signer), or NULL */
 	bool delegated;
 	/* Precomputed parts of every answer (ctx.c), which ocsp.c encodes by
 	 * hand (RFC 6960 §4.2.1): */
