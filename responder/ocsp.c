@@ -384,6 +384,32 @@ struct item {
 /* SINGLE_MAX bounds what add_single writes besides the CertID. */
 #define SINGLE_MAX 160
 
+/* certid_reparses tells whether OpenSSL reads back the CertID it wrote,
+ * |der|. It does unless the hash algorithm has parameters other than NULL
+ * that it re-encodes oddly (a request's empty constructed [UNIVERSAL 0]
+ * comes back as an end-of-contents octet pair, which d2i refuses): those
+ * are parsed to make sure, as OCSP_basic_add1_status's OCSP_CERTID_dup did. */
+static bool certid_reparses(const uint8_t *der, size_t len)
+{
+	/* SEQUENCE { SEQUENCE { OID [NULL] } ...: short lengths but the outer. */
+	size_t o = 2;
+	if (len > 2 && der[1] > 0x80)
+		o += der[1] & 0x7f;
+	if (len >= o + 4 && der[o] == DER_SEQUENCE && der[o + 1] < 0x80 &&
+	    der[o + 2] == DER_OID && der[o + 3] < 0x80) {
+		size_t alg = der[o + 1], oid = der[o + 3];
+		if (alg >= 2 + oid && o + 2 + alg <= len) {
+			size_t at = o + 4 + oid, rest = alg - 2 - oid;
+			if (rest == 0 || (rest == 2 && der[at] == DER_NULL && der[at + 1] == 0))
+				return true;
+		}
+	}
+	const unsigned char *q = der;
+	OCSP_CERTID *id = d2i_OCSP_CERTID(NULL, &q, (long)len);
+	OCSP_CERTID_free(id);
+	return id && q == der + len;
+}
+
 static bool add_single(struct der_buf *b, const struct ocsp_single *s, size_t cid_len,
                        int64_t thisupd, int64_t nextupd)
 {
@@ -391,10 +417,13 @@ static bool add_single(struct der_buf *b, const struct ocsp_single *s, size_t ci
 	/* The CertID as the client sent it (as OpenSSL parsed it: hash
 	 * algorithm parameters, NULL or absent, included), so it matches. */
 	if (s->cid_der) {
+		if (!certid_reparses(s->cid_der, s->cid_len))
+			return false;
 		der_add_bytes(b, s->cid_der, s->cid_len);
 	} else {
-		unsigned char *q = der_reserve(b, cid_len);
-		if (!q || i2d_OCSP_CERTID(s->cid, &q) != (int)cid_len)
+		unsigned char *q = der_reserve(b, cid_len), *at = q;
+		if (!q || i2d_OCSP_CERTID(s->cid, &q) != (int)cid_len ||
+		    !certid_reparses(at, cid_len))
 			return false;
 	}
 	switch (s->st.cr) {
@@ -478,7 +507,7 @@ int ocsp_build(struct worker *w, struct rca *ca, const struct ocsp_single *s, in
 	for (int i = 0; i < n; i++) {
 		size_t l = s[i].cid_der ? s[i].cid_len : (size_t)i2d_OCSP_CERTID(s[i].cid, NULL);
 		if (!add_single(&b, &s[i], l, now, now + validity))
-			goto nomem;
+			goto fail;
 	}
 	der_close(&b);
 	if (ext || nonce) {
@@ -501,7 +530,7 @@ int ocsp_build(struct worker *w, struct rca *ca, const struct ocsp_single *s, in
 		der_close(&b);
 	}
 	if (!der_close(&b)) /* tbsResponseData */
-		goto nomem;
+		goto fail;
 	const uint8_t *tbs = mem + tbs_at;
 	size_t tbs_len = b.len - tbs_at;
 	der_add_bytes(&b, ca->sigalg_der, ca->sigalg_len);
@@ -509,7 +538,7 @@ int ocsp_build(struct worker *w, struct rca *ca, const struct ocsp_single *s, in
 	der_add_bytes(&b, "\0", 1); /* no unused bits */
 	uint8_t *sig = der_reserve(&b, ca->sig_max);
 	if (!sig)
-		goto nomem;
+		goto fail;
 	size_t siglen = ca->sig_max;
 	uint64_t t0 = uv_hrtime();
 	bool ok = sign_tbs(w, ca, tbs, tbs_len, sig, &siglen);
@@ -535,12 +564,12 @@ int ocsp_build(struct worker *w, struct rca *ca, const struct ocsp_single *s, in
 	for (int i = 0; i < 5; i++)
 		der_close(&b);
 	if (!der_ok(&b))
-		goto nomem;
+		goto fail;
 	*der = mem;
 	*len = b.len;
 	return 0;
-nomem:
-	log_err("event=encode_failed ca=%s", ca->name);
+fail:
+	/* A CertID OpenSSL cannot write back, or a bug in the size bound. */
 	OPENSSL_free(mem);
 	ERR_clear_error();
 	return -ENOMEM;
