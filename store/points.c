@@ -127,10 +127,33 @@ int pt_find(const uint8_t *seg, size_t len, const uint8_t *key, size_t klen, uin
 	return pt_lookup(&s, key, klen, h, rec, rlen);
 }
 
-int pt_note(struct pt_pending *p, const uint8_t *key, size_t klen, const uint8_t *rec,
-	    size_t rlen)
+#define PT_BLOCK 65536u
+
+struct pt_block {
+	struct pt_block *next;
+	size_t used;
+	uint8_t b[PT_BLOCK];
+};
+
+static uint8_t *arena_alloc(struct pt_pending *p, size_t n)
 {
-	if (klen == 0 || klen > sizeof(p->v->key) || rlen > sizeof(p->v->rec))
+	struct pt_block *a = p->arena;
+	if (!a || PT_BLOCK - a->used < n) {
+		if (!(a = malloc(sizeof(*a))))
+			return NULL;
+		a->next = p->arena;
+		a->used = 0;
+		p->arena = a;
+	}
+	uint8_t *r = a->b + a->used;
+	a->used += n;
+	return r;
+}
+
+int pt_note_ref(struct pt_pending *p, const uint8_t *key, size_t klen, const uint8_t *rec,
+		size_t rlen)
+{
+	if (klen == 0 || klen > CERT_KEY_MAX || rlen > REC_MAX)
 		return -EINVAL;
 	if (p->n == p->cap) {
 		size_t cap = p->cap ? p->cap * 2 : 256;
@@ -142,18 +165,36 @@ int pt_note(struct pt_pending *p, const uint8_t *key, size_t klen, const uint8_t
 	}
 	struct pt_change *c = &p->v[p->n];
 	c->h = pt_hash(key, klen);
+	c->key = key;
+	c->rec = rec;
 	c->order = (uint32_t)p->n;
 	c->klen = (uint8_t)klen;
 	c->rlen = (uint8_t)rlen;
-	memcpy(c->key, key, klen);
-	if (rlen)
-		memcpy(c->rec, rec, rlen);
 	p->n++;
 	return 0;
 }
 
+int pt_note(struct pt_pending *p, const uint8_t *key, size_t klen, const uint8_t *rec,
+	    size_t rlen)
+{
+	if (klen == 0 || klen > CERT_KEY_MAX || rlen > REC_MAX)
+		return -EINVAL;
+	uint8_t *b = arena_alloc(p, klen + rlen);
+	if (!b)
+		return -ENOMEM;
+	memcpy(b, key, klen);
+	if (rlen)
+		memcpy(b + klen, rec, rlen);
+	return pt_note_ref(p, b, klen, b + klen, rlen);
+}
+
 void pt_pending_free(struct pt_pending *p)
 {
+	while (p->arena) {
+		struct pt_block *a = p->arena;
+		p->arena = a->next;
+		free(a);
+	}
 	free(p->v);
 	memset(p, 0, sizeof(*p));
 }

@@ -82,21 +82,29 @@ int pt_lookup(const struct pt_seg *s, const uint8_t *key, size_t klen, uint64_t 
 int pt_find(const uint8_t *seg, size_t len, const uint8_t *key, size_t klen, uint64_t h,
 	    const uint8_t **rec, size_t *rlen);
 
-/* One change of a write transaction: |rlen| == 0 deletes the key. */
+/* One change of a write transaction: |rlen| == 0 deletes the key. The key
+ * and record live in the pending set's arena (pt_note), or in the map for
+ * as long as the transaction that read them (pt_note_ref). */
 struct pt_change {
 	uint64_t h;
+	const uint8_t *key, *rec;
 	uint32_t order; /* later changes of the same key win */
 	uint8_t klen, rlen;
-	uint8_t key[CERT_KEY_MAX], rec[REC_MAX];
 };
 
 struct pt_pending {
 	struct pt_change *v;
 	size_t n, cap;
+	struct pt_block *arena; /* copies made by pt_note */
 };
 
+/* pt_note records a change, copying |key| and |rec|; pt_note_ref records
+ * one whose bytes stay valid until the pending set is flushed. Both return
+ * 0, -EINVAL (a key or record too long), or -ENOMEM. */
 int pt_note(struct pt_pending *p, const uint8_t *key, size_t klen, const uint8_t *rec,
 	    size_t rlen);
+int pt_note_ref(struct pt_pending *p, const uint8_t *key, size_t klen, const uint8_t *rec,
+		size_t rlen);
 void pt_pending_free(struct pt_pending *p);
 
 /* pt_sort orders |p| by hash and key, and drops every change but the last

@@ -1139,6 +1139,8 @@ static int rebuild_chunk(struct vg_store *st, MDB_txn *txn, uint32_t lo, unsigne
 	mdb_cursor_close(cur);
 	if (rc && rc != MDB_NOTFOUND)
 		return lmdb_err(rc, "del_point");
+	/* The certs pages are not written in this transaction: the walk's
+	 * pointers into the map stay valid until the flush. */
 	struct pt_pending p = {0};
 	rc = mdb_cursor_open(txn, st->certs, &cur);
 	if (rc)
@@ -1148,7 +1150,7 @@ static int rebuild_chunk(struct vg_store *st, MDB_txn *txn, uint32_t lo, unsigne
 	     rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
 		uint32_t seg = pt_segment(pt_hash(k.mv_data, k.mv_size), lg);
 		if (seg >= lo && seg < hi)
-			nrc = pt_note(&p, k.mv_data, k.mv_size, v.mv_data, v.mv_size);
+			nrc = pt_note_ref(&p, k.mv_data, k.mv_size, v.mv_data, v.mv_size);
 	}
 	mdb_cursor_close(cur);
 	if (nrc)
