@@ -19,7 +19,7 @@ POST and by GET. Servers:
   * cfssl ocspserve with a responses file of pre-signed answers (taken from
     vigil, one per certificate)
 
-Cached answers, vigil against nginx, are measured in R rounds (default 3):
+Cached answers, vigil against nginx, are measured in R rounds (default 5):
 in each round vigil and nginx take the same GET load, then the same POST load,
 one right after the other (which one first alternates between rounds), both
 servers up and pinned to CPU 0 all along. The machine may be shared with
@@ -32,10 +32,11 @@ cached (repeated until a pass causes no cache miss); /metrics before and after
 the run gives the run's own hit ratio (cache hits / successful OCSP answers).
 
 Then: vigil with a fresh nonce in every request (every answer signed), R
-runs, against `openssl speed` for the signer's key on one core, with the
-ceiling that the HTTP exchange leaves: a fresh answer costs at least one
-signature (1 / openssl speed) plus what a cached POST answer costs (1 / vigil's
-cached POST rate per CPU second), so it cannot beat
+runs, each right after `openssl speed` for the signer's key on the same core
+(a pair close in time, as for the cached rounds), with the ceiling that the
+HTTP exchange leaves: a fresh answer costs at least one signature
+(1 / openssl speed) plus what a cached POST answer costs (1 / vigil's cached
+POST rate per CPU second, the median of the rounds), so it cannot beat
 cached / (speed + cached) x openssl speed. With --mem-certs M, the
 responder's private memory (RssAnon) serving a store of M certificates after
 a load of random queries. --only-cached skips openssl ocsp and cfssl.
@@ -389,9 +390,15 @@ def run_cached_rounds(a, work, v, port, paths, reqs):
 
 
 def run_fresh(a, work, v, port):
-    """vigil, a fresh nonce in every request, a.rounds runs."""
-    return [wrk(f"http://127.0.0.1:{port}", work / "nonce.lua", a.duration, a.conns, v.proc.pid)
-            for _ in range(a.rounds)]
+    """vigil, a fresh nonce in every request, a.rounds runs, each after an
+    `openssl speed` run (its rate in the run's "speed")."""
+    runs = []
+    for _ in range(a.rounds):
+        speed = openssl_speed(a.keytype)
+        r = wrk(f"http://127.0.0.1:{port}", work / "nonce.lua", a.duration, a.conns, v.proc.pid)
+        r["speed"] = speed
+        runs.append(r)
+    return runs
 
 
 def run_others(a, work, ca, answers, results):
@@ -457,7 +464,7 @@ def main():
     ap.add_argument("--duration", type=int, default=10)
     ap.add_argument("--conns", type=int, default=50)
     ap.add_argument("--keytype", default="rsa", choices=["rsa", "ec"])
-    ap.add_argument("--rounds", type=int, default=3,
+    ap.add_argument("--rounds", type=int, default=5,
                     help="rounds of vigil and nginx (cached) and of fresh signatures")
     ap.add_argument("--only-cached", action="store_true",
                     help="skip openssl ocsp and cfssl")
@@ -510,7 +517,7 @@ def main():
             results[f"nginx {method} (static file)"] = summarise(rounds[method]["nginx"])
         if not a.only_cached:
             run_others(a, work, ca, answers, results)
-        speed = median([openssl_speed(a.keytype) for _ in range(a.rounds)])
+        speed = median([r["speed"] for r in fresh])
 
     # ---- memory with a large store ----------------------------------------------------------
     mem = None
@@ -599,20 +606,32 @@ def main():
 
     fr = results["vigil POST, nonce (signed fresh)"]
     alg = "rsa2048" if a.keytype == "rsa" else "ecdsap256"
-    print(f"\nFresh signatures: {fr['rps']:.0f} answers/s, {fr['per_cpu']:.0f} per CPU second of the "
-          f"responder (median of {fr['runs']}), against `openssl speed` {alg} "
-          f"{speed:.0f} signs per CPU second on the same core: {fr['rps'] / speed:.2f}x (wall), "
-          f"{fr['per_cpu'] / speed:.2f}x (per CPU second)")
     # A fresh answer costs a signature plus at least what a cached answer
     # to the same POST costs (the HTTP exchange, the request's framing).
     cached = results["vigil POST"]["per_cpu"]
+    print("\nFresh signatures, run by run (`openssl speed` right before each run):\n")
+    print(f"| run | openssl speed {alg}, signs per CPU s | vigil answers/s | vigil answers per CPU s "
+          "| wall: x speed | per CPU: x speed | ceiling: x speed | per CPU: x ceiling |")
+    print("|---:|---:|---:|---:|---:|---:|---:|---:|")
+    wall_r, pc_r, ceil_r = [], [], []
+    for i, r in enumerate(fresh):
+        sp = r["speed"]
+        wall_r.append(r["rps"] / sp)
+        pc_r.append(r["per_cpu"] / sp)
+        ceil_r.append(cached / (sp + cached) if cached else 0)
+        print(f"| {i + 1} | {sp:.0f} | {r['rps']:.0f} | {r['per_cpu']:.0f} | {wall_r[-1]:.2f} "
+              f"| {pc_r[-1]:.2f} | {ceil_r[-1]:.2f} | {pc_r[-1] / ceil_r[-1] if ceil_r[-1] else 0:.2f} |")
+    print(f"\nFresh signatures: {fr['rps']:.0f} answers/s, {fr['per_cpu']:.0f} per CPU second of the "
+          f"responder (medians of {fr['runs']}), against `openssl speed` {alg} "
+          f"{speed:.0f} signs per CPU second on the same core (median): **{median(pc_r):.2f}x** per "
+          f"CPU second (median of the runs' ratios; {min(pc_r):.2f}-{max(pc_r):.2f}), "
+          f"{median(wall_r):.2f}x wall")
     if cached and speed:
         ceiling = cached / (speed + cached)
         print(f"Ceiling: a fresh answer costs at least 1/{speed:.0f} s (the signature) + "
               f"1/{cached:.0f} s (a cached POST answer, HTTP included) of CPU, so at most "
               f"{speed * ceiling:.0f} answers per CPU second: **{ceiling:.2f}x** `openssl speed`; "
-              f"measured {fr['per_cpu'] / speed:.2f}x, {fr['per_cpu'] / (speed * ceiling):.2f} "
-              f"of the ceiling")
+              f"measured {median(pc_r):.2f}x, {median(pc_r) / ceiling:.2f} of the ceiling")
     print_mem(mem)
 
 
