@@ -5,7 +5,9 @@
  * Sub-databases:
  *   meta     "schema" -> u32, "counter" -> u64, "created" -> i64,
  *            "points" -> u32 (1: the point index is complete, 0: stale),
- *            "points_lg" -> u32 (log2 of its segment count)
+ *            "points_lg" -> u32 (log2 of its segment count),
+ *            "points_epoch" -> u64 (bumped by every transaction of a rebuild
+ *            or merge of the index: a lock for work spread over several)
  *   cas      CA name -> CA record (see ca_encode)
  *   certs    cert key -> record          (every certificate)
  *   revoked  cert key -> record          (revoked ones only: CRLs cost O(revoked))
@@ -50,8 +52,9 @@ struct vg_store {
 	 * in each and brings it up to date at its end: by merging the changes
 	 * it made (acc), when the index was valid at its start and nobody else
 	 * wrote in between (acc_ok), else by rebuilding it from certs. */
-	bool bulk, bulk_started, points_stale, acc_ok;
+	bool bulk, bulk_started, deferred, acc_ok;
 	uint64_t bulk_counter; /* the counter of the operation's last commit */
+	uint64_t bulk_epoch;   /* "points_epoch" as its first deferral saw it */
 	struct pt_pending acc;
 	char *path;
 	/* Readers hold this shared while their snapshot is active; growing the
@@ -75,6 +78,7 @@ struct vg_txn {
 	struct segref {
 		struct pt_seg s;
 		uint32_t gen;
+		bool bad; /* corrupt: read the B-tree instead */
 	} *segs;
 	size_t nsegs; /* allocated */
 	uint32_t gen;
@@ -294,7 +298,9 @@ int vg_store_open(struct vg_store **out, const char *path, unsigned flags)
 		goto fail;
 	uint64_t schema;
 	rc = meta_get_u64(st, txn, "schema", &schema);
+	bool fresh = false; /* initialised by this open */
 	if (rc == -ENOENT && create) {
+		fresh = true;
 		rc = meta_put_u64(st, txn, "schema", SCHEMA_VERSION, 4);
 		if (!rc)
 			rc = meta_put_u64(st, txn, "counter", 0, 8);
@@ -315,7 +321,7 @@ int vg_store_open(struct vg_store **out, const char *path, unsigned flags)
 		rc = -EPROTO;
 		goto fail;
 	}
-	rc = open_points(st, txn, schema, create && schema == SCHEMA_VERSION);
+	rc = open_points(st, txn, schema, fresh);
 	if (rc)
 		goto fail;
 	unsigned lg;
@@ -443,9 +449,10 @@ int vg_txn_renew(struct vg_txn *t)
 		if (rc == 0) {
 			t->locked = true;
 			t->points = 0;
-			if (++t->gen == 0 && t->segs) {
+			if (++t->gen == 0) {
 				/* Wrapped: no segment may look opened. */
-				memset(t->segs, 0, t->nsegs * sizeof(*t->segs));
+				if (t->segs)
+					memset(t->segs, 0, t->nsegs * sizeof(*t->segs));
 				t->gen = 1;
 			}
 			return 0;
@@ -469,7 +476,7 @@ void vg_txn_trim(struct vg_txn *t)
 	/* Only read-only maps: a writer's dirty pages are never in the map
 	 * (no MDB_WRITEMAP), but there is no reason for a writer to trim. The
 	 * caller's snapshot holds maplock shared, so the map cannot move. */
-	if (t->st->rdonly && t->st->map_addr)
+	if (t->st->rdonly && t->locked && t->st->map_addr)
 		madvise(t->st->map_addr, t->st->map_len, MADV_DONTNEED);
 }
 
@@ -530,14 +537,16 @@ int vg_get(struct vg_txn *t, uint32_t ca_id, const struct vg_serial *serial, str
 		uint8_t sk[2] = {(uint8_t)(seg >> 8), (uint8_t)seg};
 		MDB_val key = {sizeof(sk), sk}, val;
 		rc = mdb_get(t->txn, t->st->points, &key, &val);
-		if (rc == MDB_NOTFOUND)
-			memset(&r->s, 0, sizeof(r->s));
-		else if (rc)
+		if (rc && rc != MDB_NOTFOUND)
 			return lmdb_err(rc, "get_point");
-		else if (pt_open(val.mv_data, val.mv_size, &r->s) < 0)
-			goto corrupt;
+		memset(&r->s, 0, sizeof(r->s));
+		r->bad = rc == 0 && pt_open(val.mv_data, val.mv_size, &r->s) < 0;
 		r->gen = t->gen;
+		if (r->bad)
+			goto corrupt;
 	}
+	if (r->bad)
+		return get_cert(t->st, t->txn, ca_id, serial, out);
 	if (!r->s.p)
 		return -ENOENT;
 	const uint8_t *rec;
@@ -549,8 +558,9 @@ int vg_get(struct vg_txn *t, uint32_t ca_id, const struct vg_serial *serial, str
 		goto corrupt;
 	return 0;
 corrupt:
-	log_err("event=store_corrupt_record ca_id=%08x index=points", ca_id);
-	return -EBADMSG;
+	/* The index is a copy: answer from the B-tree, and say so. */
+	log_err("event=store_corrupt_record ca_id=%08x index=points segment=%u", ca_id, seg);
+	return get_cert(t->st, t->txn, ca_id, serial, out);
 }
 
 /* CA record: version u8 | flags u8 | reserved u16 | id u32 | frozen_at i64 |
@@ -820,7 +830,7 @@ static int pt_flush(struct vg_store *st, MDB_txn *txn, struct pt_pending *p, boo
 static int grow_map(struct vg_store *st);
 struct wtx;
 static void bulk_committed(struct vg_store *st, struct wtx *w, bool deferred, bool valid_before,
-			   bool outgrown);
+			   bool outgrown, uint64_t epoch);
 
 struct wtx {
 	struct vg_store *st;
@@ -975,6 +985,7 @@ static int wtx_commit(struct wtx *w, const char *action, const struct vg_audit *
 	}
 	bool deferred = st->bulk && w->points.n;
 	bool valid_before = false, outgrown = false;
+	uint64_t epoch = 0;
 	if (deferred) {
 		/* One of many commits: every one says the index is stale, in case
 		 * another writer rebuilt it in between; the operation brings it up
@@ -983,6 +994,8 @@ static int wtx_commit(struct wtx *w, const char *action, const struct vg_audit *
 		 * nothing to merge, and "valid before" is moot. */
 		unsigned lg = 0;
 		uint64_t l = 0;
+		if (meta_get_u64(st, w->txn, "points_epoch", &epoch) == -ENOENT)
+			epoch = 0;
 		valid_before = points_valid(st, w->txn, &lg);
 		if (!valid_before && meta_get_u64(st, w->txn, "points_lg", &l) == 0)
 			lg = (unsigned)l;
@@ -998,6 +1011,12 @@ static int wtx_commit(struct wtx *w, const char *action, const struct vg_audit *
 		}
 		if (!rc)
 			rc = pt_flush(st, w->txn, &w->points, false, (unsigned)lg);
+		if (rc == -EBADMSG) {
+			/* A corrupt segment must not block writes: the index is
+			 * a copy, marked stale here and rebuilt by the next
+			 * read-write open. */
+			rc = meta_put_u64(st, w->txn, "points", 0, 4);
+		}
 	}
 	if (rc)
 		goto fail;
@@ -1052,7 +1071,7 @@ static int wtx_commit(struct wtx *w, const char *action, const struct vg_audit *
 	}
 	w->res.commits++;
 	if (st->bulk)
-		bulk_committed(st, w, deferred, valid_before && !outgrown, outgrown);
+		bulk_committed(st, w, deferred, valid_before && !outgrown, outgrown, epoch);
 	wtx_abort(w); /* frees the pending arrays */
 	return 0;
 fail:
@@ -1169,13 +1188,25 @@ static uint64_t cert_count(struct vg_store *st, MDB_txn *txn)
 	return mdb_stat(txn, st->certs, &ms) == 0 ? ms.ms_entries : 0;
 }
 
+static int epoch_get(struct vg_store *st, MDB_txn *txn, uint64_t *e)
+{
+	int rc = meta_get_u64(st, txn, "points_epoch", e);
+	if (rc == -ENOENT) {
+		*e = 0;
+		rc = 0;
+	}
+	return rc;
+}
+
 /* pt_rebuild_all builds the point index afresh from certs, with a segment
- * count for the number of certificates, PT_CHUNK segments a transaction,
- * and marks it valid in the last one. A write by another process in
- * between (the change counter moved) starts it over. */
+ * count for the number of certificates, PT_CHUNK segments a transaction.
+ * The first marks the index stale, the last marks it valid; each bumps the
+ * epoch and checks that nobody else did, nor committed a write (the change
+ * counter), since the one before: else it starts over, at most three times
+ * (-EBUSY; the index stays stale, which readers see). */
 static int pt_rebuild_all(struct vg_store *st)
 {
-	uint64_t start = 0;
+	uint64_t start = 0, epoch = 0;
 	unsigned lg = 0;
 	int restarts = 0, grows = 0;
 	for (uint32_t lo = 0;;) {
@@ -1183,20 +1214,25 @@ static int pt_rebuild_all(struct vg_store *st)
 		int rc = mdb_txn_begin(st->env, NULL, 0, &txn);
 		if (rc)
 			return lmdb_err(rc, "txn_begin");
-		uint64_t counter;
+		uint64_t counter, e;
 		rc = meta_get_u64(st, txn, "counter", &counter);
-		if (!rc && lo > 0 && counter != start) {
+		if (!rc)
+			rc = epoch_get(st, txn, &e);
+		if (!rc && lo > 0 && (counter != start || e != epoch)) {
 			mdb_txn_abort(txn);
 			if (++restarts > 3)
 				return -EBUSY;
 			lo = 0;
 			continue;
 		}
-		if (lo == 0) {
+		if (!rc && lo == 0) {
 			start = counter;
 			lg = pt_lg_for(cert_count(st, txn));
+			rc = meta_put_u64(st, txn, "points", 0, 4);
 		}
 		bool last = lo + PT_CHUNK >= ((uint32_t)1 << lg);
+		if (!rc)
+			rc = meta_put_u64(st, txn, "points_epoch", e + 1, 8);
 		if (!rc)
 			rc = rebuild_chunk(st, txn, lo, lg);
 		if (!rc && last)
@@ -1214,12 +1250,11 @@ static int pt_rebuild_all(struct vg_store *st)
 		}
 		if (rc)
 			return rc;
+		epoch = e + 1;
 		if (last)
-			break;
+			return 0;
 		lo += PT_CHUNK;
 	}
-	st->points_stale = false;
-	return 0;
 }
 
 /* points_grow rebuilds the point index with more segments once the store
@@ -1248,15 +1283,18 @@ static void bulk_begin(struct vg_store *st)
 {
 	st->bulk = true;
 	st->bulk_started = false;
+	st->deferred = false;
 	st->acc_ok = false;
+	pt_pending_free(&st->acc);
 }
 
 /* bulk_committed follows the commits of a bulk operation: whether every one
  * came right after the one before, and the changes they kept out of the
  * index; |valid_before|: the index was complete before this commit and big
- * enough; |outgrown|: the store has outgrown its segment count. */
+ * enough; |outgrown|: the store has outgrown its segment count; |epoch|:
+ * the index's epoch this commit saw. */
 static void bulk_committed(struct vg_store *st, struct wtx *w, bool deferred, bool valid_before,
-			   bool outgrown)
+			   bool outgrown, uint64_t epoch)
 {
 	if (!st->bulk_started) {
 		st->bulk_started = true;
@@ -1267,11 +1305,16 @@ static void bulk_committed(struct vg_store *st, struct wtx *w, bool deferred, bo
 	st->bulk_counter = w->counter;
 	if (!deferred)
 		return;
-	if (!st->points_stale && !valid_before)
-		st->acc_ok = false; /* stale before the operation began */
+	if (!st->deferred) {
+		st->deferred = true;
+		st->bulk_epoch = epoch;
+		if (!valid_before)
+			st->acc_ok = false; /* stale before the operation began */
+	} else if (epoch != st->bulk_epoch) {
+		st->acc_ok = false; /* a rebuild or merge in between */
+	}
 	if (outgrown)
 		st->acc_ok = false; /* the end will rebuild with more segments */
-	st->points_stale = true;
 	if (st->acc_ok && st->acc.n + w->points.n > PT_ACC_MAX)
 		st->acc_ok = false;
 	for (size_t i = 0; st->acc_ok && i < w->points.n; i++) {
@@ -1284,8 +1327,10 @@ static void bulk_committed(struct vg_store *st, struct wtx *w, bool deferred, bo
 }
 
 /* pt_merge_acc merges the operation's changes into the index, PT_CHUNK
- * segments a transaction, and marks it valid in the last one; -EAGAIN when
- * another writer committed since the operation's last commit. */
+ * segments a transaction, and marks it valid in the last one. Each bumps
+ * the epoch; -EAGAIN when another writer committed since the operation's
+ * last commit, or another rebuild or merge ran, or the segment count
+ * changed or no longer fits. */
 static int pt_merge_acc(struct vg_store *st)
 {
 	pt_sort(&st->acc);
@@ -1297,14 +1342,14 @@ static int pt_merge_acc(struct vg_store *st)
 		int rc = mdb_txn_begin(st->env, NULL, 0, &txn);
 		if (rc)
 			return lmdb_err(rc, "txn_begin");
-		uint64_t counter, l = 0;
+		uint64_t counter, e = 0, l = 0;
 		rc = meta_get_u64(st, txn, "counter", &counter);
-		if (!rc && counter != st->bulk_counter)
+		if (!rc)
+			rc = epoch_get(st, txn, &e);
+		if (!rc && (counter != st->bulk_counter || e != st->bulk_epoch))
 			rc = -EAGAIN;
 		if (!rc)
 			rc = meta_get_u64(st, txn, "points_lg", &l);
-		/* The segment count stays, or the index is rebuilt instead: when
-		 * it changed under us, and when the store outgrew it. */
 		if (!rc && lo == 0) {
 			lg = (unsigned)l;
 			if (lg > PT_MAX_LG || pt_lg_for(cert_count(st, txn)) > lg)
@@ -1313,11 +1358,13 @@ static int pt_merge_acc(struct vg_store *st)
 			rc = -EAGAIN;
 		}
 		bool last = lo + PT_CHUNK >= ((uint32_t)1 << lg);
-		const struct pt_change *e = v;
-		while (e < end && (last || pt_segment(e->h, lg) < lo + PT_CHUNK))
-			e++;
+		const struct pt_change *x = v;
+		while (x < end && (last || pt_segment(x->h, lg) < lo + PT_CHUNK))
+			x++;
 		if (!rc)
-			rc = flush_sorted(st, txn, v, (size_t)(e - v), false, lg);
+			rc = meta_put_u64(st, txn, "points_epoch", e + 1, 8);
+		if (!rc)
+			rc = flush_sorted(st, txn, v, (size_t)(x - v), false, lg);
 		if (!rc && last)
 			rc = meta_put_u64(st, txn, "points", 1, 4);
 		if (!rc)
@@ -1331,9 +1378,10 @@ static int pt_merge_acc(struct vg_store *st)
 		}
 		if (rc)
 			return rc;
+		st->bulk_epoch = e + 1;
 		if (last)
 			return 0;
-		v = e;
+		v = x;
 		lo += PT_CHUNK;
 	}
 }
@@ -1342,14 +1390,13 @@ static int pt_merge_acc(struct vg_store *st)
 static int bulk_end(struct vg_store *st, int rc)
 {
 	st->bulk = false;
-	if (!st->points_stale)
+	if (!st->deferred)
 		return rc;
+	st->deferred = false;
 	int prc = st->acc_ok ? pt_merge_acc(st) : -EAGAIN;
 	pt_pending_free(&st->acc);
-	if (prc == 0) {
-		st->points_stale = false;
+	if (prc == 0)
 		return rc;
-	}
 	prc = pt_rebuild_all(st);
 	if (prc) {
 		/* The data is committed; lookups use the B-tree until the next

@@ -649,15 +649,25 @@ static void test_points_agree(void **state)
 static void test_points_stale_and_upgrade(void **state)
 {
 	struct fx *f = *state;
-	struct vg_add_item items[300];
-	for (int i = 0; i < 300; i++) {
+	static struct vg_add_item items[3000];
+	for (int i = 0; i < 3000; i++) {
 		char hex[16];
-		snprintf(hex, sizeof(hex), "%x", 0x1000 + i * 37);
+		snprintf(hex, sizeof(hex), "%x", 0x10000 + i * 37);
 		items[i] = good_item(hex, i);
 	}
-	assert_int_equal(vg_store_add(f->st, "ca1", items, 300, &who, NULL, NULL, NULL), 0);
+	assert_int_equal(vg_store_add(f->st, "ca1", items, 3000, &who, NULL, NULL, NULL), 0);
 	vg_store_close(f->st);
 	f->st = NULL;
+
+	/* Opening with VG_STORE_CREATE again (vigil-store init is idempotent)
+	 * leaves the index as it is. */
+	assert_int_equal(raw_meta_get(f->dir, "points_lg"), 2);
+	assert_int_equal(vg_store_open(&f->st, f->dir, VG_STORE_CREATE), 0);
+	assert_int_equal(every_cert_agrees(f->st, "ca1", "2"), 3000);
+	vg_store_close(f->st);
+	f->st = NULL;
+	assert_int_equal(raw_meta_get(f->dir, "points"), 1);
+	assert_int_equal(raw_meta_get(f->dir, "points_lg"), 2);
 
 	for (int round = 0; round < 2; round++) {
 		if (round == 0) {
@@ -668,12 +678,13 @@ static void test_points_stale_and_upgrade(void **state)
 		}
 		struct vg_store *ro;
 		assert_int_equal(vg_store_open(&ro, f->dir, VG_STORE_RDONLY), 0);
-		assert_int_equal(every_cert_agrees(ro, "ca1", "2"), 300);
+		assert_int_equal(every_cert_agrees(ro, "ca1", "2"), 3000);
 		assert_int_equal(vg_store_open(&f->st, f->dir, 0), 0);
 		assert_int_equal(raw_meta_get(f->dir, "points"), 1);
+		assert_int_equal(raw_meta_get(f->dir, "points_lg"), 2);
 		assert_int_equal(raw_meta_get(f->dir, "schema"), 2);
 		/* The reader's next snapshot uses the rebuilt index. */
-		assert_int_equal(every_cert_agrees(ro, "ca1", "2"), 300);
+		assert_int_equal(every_cert_agrees(ro, "ca1", "2"), 3000);
 		vg_store_close(ro);
 		vg_store_close(f->st);
 		f->st = NULL;
