@@ -783,6 +783,9 @@ int vg_store_info(struct vg_txn *t, struct vg_store_info *out)
 		out->log_entries = ms.ms_entries;
 	if (mdb_stat(t->txn, st->audit, &ms) == 0)
 		out->audit_entries = ms.ms_entries;
+	unsigned lg;
+	out->points_valid = points_valid(st, t->txn, &lg);
+	out->points_segments = out->points_valid ? 1u << lg : 0;
 	return 0;
 }
 

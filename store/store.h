@@ -288,6 +288,8 @@ struct vg_store_info {
 	uint32_t schema;
 	uint64_t log_entries;
 	uint64_t audit_entries;
+	bool points_valid;       /* the point index is complete (else lookups use the B-tree) */
+	uint32_t points_segments; /* its segment count */
 };
 int vg_store_info(struct vg_txn *t, struct vg_store_info *out);
 

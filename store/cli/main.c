@@ -739,6 +739,11 @@ static int cmd_stats(struct ctx *c, int argc, char **argv)
 	printf("  Map bytes: %" PRIu64 "\n", in.map_bytes);
 	printf("  Change log entries: %" PRIu64 "\n", in.log_entries);
 	printf("  Audit records: %" PRIu64 "\n", in.audit_entries);
+	if (in.points_valid)
+		printf("  Point index: complete, %u segment%s\n", in.points_segments,
+		       in.points_segments == 1 ? "" : "s");
+	else
+		printf("  Point index: being rebuilt (lookups read the ordered records)\n");
 	for (int i = 0; i < c->conf.n_cas; i++) {
 		struct vg_ca_state s;
 		vg_ca_get(t, c->conf.cas[i].name, &s);

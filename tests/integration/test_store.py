@@ -451,6 +451,11 @@ def test_revoke_serials_file(synth, tmp_path):
     st.check_consistent("rsa1")
 
 
+def test_point_index_in_stats(store):
+    """stats shows the point index complete, with one segment for a small store."""
+    assert store.stats()["store"]["Point index"] == "complete, 1 segment"
+
+
 def test_freeze_thaw_in_stats(store):
     st = store
     assert st.stats()["rsa1"]["Frozen"] == "no"
