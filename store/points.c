@@ -298,7 +298,7 @@ int pt_rebuild(const uint8_t *old, size_t olen, const struct pt_change *c, size_
 	if (!v)
 		return -ENOMEM;
 	size_t count = 0, bytes = 0, off = 0;
-	const uint8_t *oent = old + oeoff;
+	const uint8_t *oent = old ? old + oeoff : NULL; /* no offset on NULL (UB) */
 	for (uint32_t k = 0; k < ocount; k++) {
 		if (oelen - off < 2)
 			goto bad;
