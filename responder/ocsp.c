@@ -356,7 +356,12 @@ static bool sign_tbs(struct worker *w, struct rca *ca, const uint8_t *tbs, size_
 	}
 	bool ok;
 	if (ca->sign_mode == SIGN_ONESHOT) {
-		ok = EVP_DigestSign(s->mctx, sig, siglen, tbs, len) > 0;
+		/* EdDSA: OpenSSL 3.2 and later refuse a second EVP_DigestSign on
+		 * one context (openssl/openssl#23075), so it is set up again for
+		 * each answer: a fetch, small beside an Ed25519 signature. */
+		ok = EVP_MD_CTX_reset(s->mctx) &&
+		     EVP_DigestSignInit_ex(s->mctx, NULL, NULL, NULL, NULL, ca->key, NULL) > 0 &&
+		     EVP_DigestSign(s->mctx, sig, siglen, tbs, len) > 0;
 	} else {
 		unsigned char md[EVP_MAX_MD_SIZE];
 		unsigned mdlen = 0;
