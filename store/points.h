@@ -26,11 +26,12 @@
  *   offsets: u32 for each bucket and one past the last |
  *   entries, grouped by bucket: key length u8 | record length u8 | key | record |
  *   zero padding up to PT_MIN_VALUE octets
- * A key's bucket is bits 20.. of its hash; there are about two entries per
- * bucket, so a lookup reads one offset and then one or two entries, which
- * are adjacent. Offsets count from the first entry. The padding keeps every
- * segment in LMDB's overflow pages, so that the B-tree above the segments
- * stays a few dense pages.
+ * A key's bucket is bits 20.. of its hash; there are two to four entries
+ * per bucket (fewer buckets measured faster: their offsets stay in the CPU
+ * caches), so a lookup reads one offset and then a run of adjacent entries.
+ * Offsets count from the first entry. The padding keeps every segment in
+ * LMDB's overflow pages, so that the B-tree above the segments stays a few
+ * dense pages.
  *
  * The hash (pt_hash) is part of the on-disk format: changing it needs a new
  * schema version.
