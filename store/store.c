@@ -1201,6 +1201,23 @@ static int epoch_get(struct vg_store *st, MDB_txn *txn, uint64_t *e)
 	return rc;
 }
 
+/* chunk_end ends one transaction of a rebuild or merge: commits it when
+ * |rc| is 0, else aborts it. Returns 1 when the map was full and has grown
+ * (the chunk is to be run again), else the outcome. */
+static int chunk_end(struct vg_store *st, MDB_txn *txn, int rc, int *grows)
+{
+	if (!rc)
+		rc = lmdb_err(mdb_txn_commit(txn), "txn_commit");
+	else
+		mdb_txn_abort(txn);
+	if (rc == -ENOSPC && map_full_seen && (*grows)++ < 16) {
+		map_full_seen = false;
+		if (grow_map(st) == 0)
+			return 1;
+	}
+	return rc;
+}
+
 /* pt_rebuild_all builds the point index afresh from certs, with a segment
  * count for the number of certificates, PT_CHUNK segments a transaction.
  * The first marks the index stale, the last marks it valid; each bumps the
@@ -1242,15 +1259,9 @@ static int pt_rebuild_all(struct vg_store *st)
 			rc = meta_put_u64(st, txn, "points_lg", lg, 4);
 		if (!rc && last)
 			rc = meta_put_u64(st, txn, "points", 1, 4);
-		if (!rc)
-			rc = lmdb_err(mdb_txn_commit(txn), "txn_commit");
-		else
-			mdb_txn_abort(txn);
-		if (rc == -ENOSPC && map_full_seen && grows++ < 16) {
-			map_full_seen = false;
-			if (grow_map(st) == 0)
-				continue;
-		}
+		rc = chunk_end(st, txn, rc, &grows);
+		if (rc == 1)
+			continue; /* the map grew: this chunk again */
 		if (rc)
 			return rc;
 		epoch = e + 1;
@@ -1370,15 +1381,9 @@ static int pt_merge_acc(struct vg_store *st)
 			rc = flush_sorted(st, txn, v, (size_t)(x - v), false, lg);
 		if (!rc && last)
 			rc = meta_put_u64(st, txn, "points", 1, 4);
-		if (!rc)
-			rc = lmdb_err(mdb_txn_commit(txn), "txn_commit");
-		else
-			mdb_txn_abort(txn);
-		if (rc == -ENOSPC && map_full_seen && grows++ < 16) {
-			map_full_seen = false;
-			if (grow_map(st) == 0)
-				continue;
-		}
+		rc = chunk_end(st, txn, rc, &grows);
+		if (rc == 1)
+			continue; /* the map grew: this chunk again */
 		if (rc)
 			return rc;
 		st->bulk_epoch = e + 1;
