@@ -20,12 +20,6 @@
 
 #include <openssl/crypto.h>
 
-struct worker *g_workers;
-int g_nworkers;
-struct vg_store *g_store;
-atomic_int g_open_conns;
-int g_access_fd = -1;
-atomic_bool g_drain;
 
 /* Signed answers kept (about 2 KiB each with a delegated RSA signer). */
 #define CACHE_ENTRIES 16384

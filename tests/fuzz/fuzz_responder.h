@@ -30,13 +30,6 @@
 
 #include <openssl/err.h>
 
-/* The globals main.c defines. */
-struct worker *g_workers;
-int g_nworkers;
-struct vg_store *g_store;
-atomic_int g_open_conns;
-int g_access_fd = -1;
-atomic_bool g_drain;
 
 #define FZ_CHECK(cond)                                                                             \
 	do {                                                                                       \

@@ -14,13 +14,6 @@
 
 #include "responder/resp.h"
 
-/* The globals main.c defines. */
-struct worker *g_workers;
-int g_nworkers;
-struct vg_store *g_store;
-atomic_int g_open_conns;
-int g_access_fd = -1;
-atomic_bool g_drain;
 
 static struct vg_serial serial_of(unsigned v)
 {

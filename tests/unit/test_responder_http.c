@@ -40,13 +40,6 @@ static int fk_accept(uv_stream_t *server, uv_stream_t *client);
 
 #include <cmocka.h>
 
-/* The globals main.c defines. */
-struct worker *g_workers;
-int g_nworkers;
-struct vg_store *g_store;
-atomic_int g_open_conns;
-int g_access_fd = -1;
-atomic_bool g_drain;
 
 static void test_etag_match(void **state)
 {
