@@ -20,7 +20,6 @@
 
 #include <openssl/crypto.h>
 
-
 /* Signed answers kept (about 2 KiB each with a delegated RSA signer). */
 #define CACHE_ENTRIES 16384
 

@@ -30,7 +30,6 @@
 
 #include <openssl/err.h>
 
-
 #define FZ_CHECK(cond)                                                                             \
 	do {                                                                                       \
 		if (!(cond)) {                                                                     \

@@ -14,7 +14,6 @@
 
 #include "responder/resp.h"
 
-
 static struct vg_serial serial_of(unsigned v)
 {
 	struct vg_serial s = {.len = 2, .b = {(uint8_t)(v >> 8), (uint8_t)v}};

@@ -33,7 +33,6 @@
 #include "crlgen/der.h"
 #include "responder/resp.h"
 
-
 static char dir[] = "/tmp/vigil-encode-XXXXXX";
 static struct rctx *ctx;
 static struct worker w;

@@ -40,7 +40,6 @@ static int fk_accept(uv_stream_t *server, uv_stream_t *client);
 
 #include <cmocka.h>
 
-
 static void test_etag_match(void **state)
 {
 	(void)state;
