@@ -2,7 +2,9 @@
 """Manual pages (issue 6) stay consistent with the programs: every long option
 a program's --help prints is in its man page, every configuration key and
 section the parser accepts (store/common/conf.c) is in vigil.conf(5), and the
-scdoc sources render without error (nor fall into scdoc's silent pitfalls)."""
+scdoc sources render without error (nor fall into scdoc's silent pitfalls).
+Every script the READMEs and RESULTS files tell the reader to run exists and
+can be run as written."""
 import re
 import shutil
 import subprocess
@@ -19,7 +21,7 @@ PROGRAMS = ["vigil-store", "vigil-responder", "vigil-crlgen"]
 PAGES = {"vigil-store": "vigil-store.8", "vigil-responder": "vigil-responder.8",
          "vigil-crlgen": "vigil-crlgen.8"}
 
-pytestmark = pytest.mark.skipif(shutil.which("scdoc") is None, reason="scdoc not installed")
+needs_scdoc = pytest.mark.skipif(shutil.which("scdoc") is None, reason="scdoc not installed")
 
 
 def page_source(page):
@@ -36,6 +38,7 @@ def long_options(text):
     return sorted(set(re.findall(r"(?<![\w-])--[a-z][a-z0-9-]*", text)))
 
 
+@needs_scdoc
 @pytest.mark.parametrize("prog", PROGRAMS)
 def test_help_options_in_man_page(prog):
     r = subprocess.run([str(binary(prog)), "--help"], capture_output=True, text=True,
@@ -56,6 +59,7 @@ def conf_keys():
     return keys, sections
 
 
+@needs_scdoc
 def test_conf_keys_in_vigil_conf_5():
     keys, sections = conf_keys()
     # The handler has keys in every section; a regex that found few is broken.
@@ -72,6 +76,7 @@ def test_conf_keys_in_vigil_conf_5():
             f"vigil.conf.5.scd has no '# [{s}...]' section (sections: {heads})"
 
 
+@needs_scdoc
 def test_every_page_is_built():
     build = (DOC / "meson.build").read_text()
     for page in ["vigil-store.8", "vigil-responder.8", "vigil-crlgen.8", "vigil.conf.5"]:
@@ -79,6 +84,7 @@ def test_every_page_is_built():
         assert f"'{page}'" in build, f"doc/meson.build does not build {page}"
 
 
+@needs_scdoc
 @pytest.mark.parametrize("page", all_pages())
 def test_page_renders(page, tmp_path):
     src = page_source(page)
@@ -107,3 +113,30 @@ def test_page_renders(page, tmp_path):
         assert m.returncode == 0 and not m.stderr.strip(), f"man -l {page}: {m.stderr}"
         text = re.sub(r".\x08", "", m.stdout)  # overstrike bold and underline
         assert "NAME" in text and "SEE ALSO" in text, text[:500]
+
+
+# A command as the documents write it: a script's path at the start of a code
+# span or of a line, e.g. `tests/bench/store/run.sh` or "deploy/setup.sh demo"
+# (the tests under tests/integration are named, not run, so they are left out).
+SCRIPT = re.compile(r"(?:^ *|`)((?:tests/(?:bench|drill|fuzz)|deploy)/[\w./-]+\.(?:py|sh)|\.ci/run)\b",
+                    re.M)
+
+
+def test_documented_scripts_run_as_written():
+    docs = [SRC / "README.md", *SRC.glob("*/README.md"), *SRC.glob("tests/**/RESULTS.md"),
+            *SRC.glob("tests/**/README.md")]
+    seen = {}
+    for doc in docs:
+        for m in SCRIPT.finditer(doc.read_text()):
+            seen.setdefault(m.group(1), doc.relative_to(SRC))
+    assert "deploy/setup.sh" in seen, "the README's set-up command was not found"
+    bad = []
+    for script, doc in sorted(seen.items()):
+        path = SRC / script
+        if not path.is_file():
+            bad.append(f"{doc}: {script} does not exist")
+        elif not path.stat().st_mode & 0o111:
+            bad.append(f"{doc}: {script} is not executable")
+        elif not path.read_bytes().startswith(b"#!"):
+            bad.append(f"{doc}: {script} has no #! line")
+    assert not bad, "\n".join(bad)
