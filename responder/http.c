@@ -583,8 +583,9 @@ static void respond_text(struct conn *c, int status, const char *text, const cha
 static void fail(struct conn *c, int status, const char *reason)
 {
 	char p[80];
-	log_info("event=http_refused status=%d reason=%s peer=%s", status, reason,
-	         peer(c, p, sizeof(p)));
+	if (worker_log_ok(c->w, log_kind_refused(status)))
+		log_info("event=http_refused status=%d reason=%s peer=%s", status, reason,
+		         peer(c, p, sizeof(p)));
 	c->closing = true;
 	char text[128];
 	snprintf(text, sizeof(text), "%d %s\n", status, status_text(status));
@@ -1250,8 +1251,9 @@ static void on_timer(uv_timer_t *t)
 	case PH_HEADERS:
 	case PH_BODY:
 		m_add(&c->w->m.timeouts, 1);
-		log_info("event=timeout phase=%s peer=%s",
-		         c->phase == PH_HEADERS ? "headers" : "body", peer(c, p, sizeof(p)));
+		if (worker_log_ok(c->w, c->phase == PH_HEADERS ? LK_TIMEOUT_HEADERS : LK_TIMEOUT_BODY))
+			log_info("event=timeout phase=%s peer=%s",
+			         c->phase == PH_HEADERS ? "headers" : "body", peer(c, p, sizeof(p)));
 		c->closing = true;
 		respond_text(c, 408, "408 Request Timeout\n", NULL);
 		begin_close(c);
@@ -1335,9 +1337,10 @@ static void accept_one(struct worker *w)
 	if (open > w->ctx->conf.max_connections || w->draining) {
 		m_add(&w->m.conns_refused, 1);
 		char p[80];
-		log_warn("event=conn_refused reason=%s peer=%s max_connections=%d",
-		         w->draining ? "draining" : "max_connections", peer(c, p, sizeof(p)),
-		         w->ctx->conf.max_connections);
+		if (worker_log_ok(w, w->draining ? LK_CONN_DRAINING : LK_CONN_FULL))
+			log_warn("event=conn_refused reason=%s peer=%s max_connections=%d",
+			         w->draining ? "draining" : "max_connections",
+			         peer(c, p, sizeof(p)), w->ctx->conf.max_connections);
 		c->closing = true;
 		respond_text(c, 503, "503 Service Unavailable: too many connections\n",
 		             "Retry-After: 1\r\n");

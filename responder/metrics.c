@@ -31,6 +31,88 @@ out:
 	return r;
 }
 
+/* What each kind's event=log_suppressed line names, and its level. */
+static const struct {
+	const char *what;
+	int level;
+} log_kinds[LK_N] = {
+    [LK_REFUSED_400] = {"http_refused status=400", LOG_INFO},
+    [LK_REFUSED_405] = {"http_refused status=405", LOG_INFO},
+    [LK_REFUSED_413] = {"http_refused status=413", LOG_INFO},
+    [LK_REFUSED_414] = {"http_refused status=414", LOG_INFO},
+    [LK_REFUSED_431] = {"http_refused status=431", LOG_INFO},
+    [LK_REFUSED_503] = {"http_refused status=503", LOG_INFO},
+    [LK_REFUSED_505] = {"http_refused status=505", LOG_INFO},
+    [LK_REFUSED_OTHER] = {"http_refused status=other", LOG_INFO},
+    [LK_TIMEOUT_HEADERS] = {"timeout phase=headers", LOG_INFO},
+    [LK_TIMEOUT_BODY] = {"timeout phase=body", LOG_INFO},
+    [LK_CONN_FULL] = {"conn_refused reason=max_connections", LOG_WARNING},
+    [LK_CONN_DRAINING] = {"conn_refused reason=draining", LOG_WARNING},
+    [LK_STORE_READ_FAILED] = {"store_read_failed", LOG_ERR},
+};
+
+enum log_kind log_kind_refused(int status)
+{
+	switch (status) {
+	case 400:
+		return LK_REFUSED_400;
+	case 405:
+		return LK_REFUSED_405;
+	case 413:
+		return LK_REFUSED_413;
+	case 414:
+		return LK_REFUSED_414;
+	case 431:
+		return LK_REFUSED_431;
+	case 503:
+		return LK_REFUSED_503;
+	case 505:
+		return LK_REFUSED_505;
+	default:
+		return LK_REFUSED_OTHER;
+	}
+}
+
+bool worker_log_ok(struct worker *w, enum log_kind k)
+{
+	return vg_log_budget_take(&w->logb[k], uv_now(&w->loop), log_kinds[k].level,
+	                          log_kinds[k].what);
+}
+
+/* sign_what writes the log_suppressed "what" of the CA in |slot|. */
+static const char *sign_what(int slot, char *buf, size_t len)
+{
+	char q[160];
+	pthread_mutex_lock(&slot_lock);
+	const char *name = slot < n_slots ? slot_names[slot] : "other";
+	snprintf(buf, len, "sign_failed ca=%s", vg_log_quote(name, q, sizeof(q)));
+	pthread_mutex_unlock(&slot_lock);
+	return buf;
+}
+
+bool worker_log_sign_ok(struct worker *w, int slot)
+{
+	struct vg_log_budget *b = &w->sign_logb[slot];
+	uint64_t now = uv_now(&w->loop);
+	/* The name is written only for a report, which is rare. */
+	char what[200];
+	if (b->suppressed && now - b->window_start >= VG_LOG_WINDOW_MS)
+		vg_log_budget_flush(b, now, false, LOG_ERR, sign_what(slot, what, sizeof(what)));
+	return vg_log_budget_take(b, now, LOG_ERR, "sign_failed");
+}
+
+void worker_log_flush(struct worker *w, bool force)
+{
+	uint64_t now = uv_now(&w->loop);
+	for (int k = 0; k < LK_N; k++)
+		vg_log_budget_flush(&w->logb[k], now, force, log_kinds[k].level, log_kinds[k].what);
+	char what[200];
+	for (int i = 0; i < METRIC_SLOTS; i++)
+		if (w->sign_logb[i].suppressed)
+			vg_log_budget_flush(&w->sign_logb[i], now, force, LOG_ERR,
+			                    sign_what(i, what, sizeof(what)));
+}
+
 void metrics_observe_latency(struct metrics *m, uint64_t ns)
 {
 	double s = (double)ns / 1e9;

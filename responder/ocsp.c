@@ -553,8 +553,9 @@ int ocsp_build(struct worker *w, struct rca *ca, const struct ocsp_single *s, in
 		m_add(&w->m.sign_failures, 1);
 		signer_failed(ca);
 		char e[256];
-		log_err("event=sign_failed ca=%s error=\"%s\"", ca->name,
-		        (ERR_error_string_n(ERR_peek_error(), e, sizeof(e)), e));
+		if (worker_log_sign_ok(w, ca->slot))
+			log_err("event=sign_failed ca=%s error=\"%s\"", ca->name,
+			        (ERR_error_string_n(ERR_peek_error(), e, sizeof(e)), e));
 		ERR_clear_error();
 		OPENSSL_free(mem);
 		/* The signer failed, not the request: a token gone or its
@@ -706,7 +707,8 @@ void ocsp_answer(struct worker *w, const uint8_t *req_der, size_t len, struct an
 		}
 		int rc = lookup(w, ca, it->serial_ok ? &it->serial : NULL, st);
 		if (rc < 0) {
-			log_err("event=store_read_failed ca=%s error=%d", ca->name, rc);
+			if (worker_log_ok(w, LK_STORE_READ_FAILED))
+				log_err("event=store_read_failed ca=%s error=%d", ca->name, rc);
 			set_error(w, out, OCSP_RESPONSE_STATUS_TRYLATER, OR_TRYLATER);
 			goto done;
 		}

@@ -28,6 +28,7 @@
 #include <uv.h>
 
 #include "store/common/conf.h"
+#include "store/common/log.h"
 #include "store/store.h"
 
 #define container_of(ptr, type, member) ((type *)((char *)(ptr)-offsetof(type, member)))
@@ -132,6 +133,40 @@ static inline void m_set(int64_t *p, int64_t v)
 {
 	__atomic_store_n(p, v, __ATOMIC_RELAXED);
 }
+
+/* Log lines that a client can cause at will, or that repeat while something
+ * stays broken, go through a per-worker budget (vg_log_budget in
+ * store/common/log.h): at most VG_LOG_BURST a second of each kind, the rest
+ * counted in one event=log_suppressed line. /metrics counts every event. */
+enum log_kind {
+	LK_REFUSED_400,
+	LK_REFUSED_405,
+	LK_REFUSED_413,
+	LK_REFUSED_414,
+	LK_REFUSED_431,
+	LK_REFUSED_503,
+	LK_REFUSED_505,
+	LK_REFUSED_OTHER,
+	LK_TIMEOUT_HEADERS,
+	LK_TIMEOUT_BODY,
+	LK_CONN_FULL,
+	LK_CONN_DRAINING,
+	LK_STORE_READ_FAILED,
+	LK_N
+};
+
+struct worker;
+/* log_kind_refused returns the kind of an http_refused line with |status|. */
+enum log_kind log_kind_refused(int status);
+/* worker_log_ok tells whether |w| may write a line of kind |k| now. */
+bool worker_log_ok(struct worker *w, enum log_kind k);
+/* worker_log_sign_ok is worker_log_ok for the sign_failed lines of the CA in
+ * metrics slot |slot|: a budget per CA, so that one failing token does not
+ * hide another CA's failures. */
+bool worker_log_sign_ok(struct worker *w, int slot);
+/* worker_log_flush reports the lines |w| suppressed, those whose window is
+ * over or, with |force|, all of them. */
+void worker_log_flush(struct worker *w, bool force);
 
 /* metrics_slot returns the stable slot of CA |name| (registered on first use). */
 int metrics_slot(const char *name);
@@ -275,6 +310,8 @@ struct worker {
 	char date[40]; /* IMF-fixdate of date_t */
 	char rbuf[65536];
 	struct crl_file *crls[VG_CONF_MAX_CAS];
+	struct vg_log_budget logb[LK_N];
+	struct vg_log_budget sign_logb[METRIC_SLOTS];
 };
 
 extern struct worker *g_workers;

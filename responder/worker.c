@@ -80,6 +80,7 @@ static void on_tick(uv_timer_t *t)
 	struct worker *w = container_of(t, struct worker, tick);
 	cache_quiescent(w->idx);
 	update_date(w);
+	worker_log_flush(w, false);
 	if (w->draining) {
 		if (!w->conns || uv_now(&w->loop) >= w->drain_deadline) {
 			http_close_all(w);
@@ -170,6 +171,7 @@ void *worker_main(void *arg)
 	if (atomic_load(&g_drain))
 		uv_async_send(&w->async);
 	uv_run(&w->loop, UV_RUN_DEFAULT);
+	worker_log_flush(w, true);
 	int rc = uv_loop_close(&w->loop);
 	if (rc < 0)
 		log_warn("event=loop_close_failed worker=%d error=%s", w->idx, uv_strerror(rc));

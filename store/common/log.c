@@ -76,6 +76,33 @@ void vg_log(int level, const char *fmt, ...)
 	va_end(ap);
 }
 
+uint32_t vg_log_budget_flush(struct vg_log_budget *b, uint64_t now_ms, bool force, int level,
+                             const char *what)
+{
+	if (b->suppressed == 0 || (!force && now_ms - b->window_start < VG_LOG_WINDOW_MS))
+		return 0;
+	uint32_t n = b->suppressed;
+	vg_log(level, "event=log_suppressed what=%s count=%u", what, n);
+	b->suppressed = 0;
+	return n;
+}
+
+bool vg_log_budget_take(struct vg_log_budget *b, uint64_t now_ms, int level, const char *what)
+{
+	if (b->lines == 0 || now_ms - b->window_start >= VG_LOG_WINDOW_MS) {
+		vg_log_budget_flush(b, now_ms, true, level, what);
+		b->window_start = now_ms;
+		b->lines = 0;
+	}
+	if (b->lines < VG_LOG_BURST) {
+		b->lines++;
+		return true;
+	}
+	if (b->suppressed < UINT32_MAX)
+		b->suppressed++;
+	return false;
+}
+
 const char *vg_log_quote(const char *s, char *buf, size_t buflen)
 {
 	if (buflen == 0)

@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* Unit tests: serials, times, reasons, on-disk records, index.txt lines. */
+/* Unit tests: serials, times, reasons, on-disk records, index.txt lines, log
+ * line budgets. */
 #include <errno.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -9,8 +10,10 @@
 #include <string.h>
 
 #include <cmocka.h>
+#include <unistd.h>
 
 #include "store/cli/index.h"
+#include "store/common/log.h"
 #include "store/record.h"
 #include "store/store.h"
 
@@ -255,6 +258,86 @@ static void test_index_line(void **state)
 			 -EINVAL);
 }
 
+/* stderr sent to a file for a while, to read what was logged. */
+struct capture {
+	FILE *f;
+	int saved;
+};
+
+static void capture_start(struct capture *c)
+{
+	c->f = tmpfile();
+	assert_non_null(c->f);
+	fflush(stderr);
+	c->saved = dup(2);
+	assert_true(c->saved >= 0);
+	assert_int_equal(dup2(fileno(c->f), 2), 2);
+}
+
+static size_t capture_end(struct capture *c, char *out, size_t cap)
+{
+	fflush(stderr);
+	assert_int_equal(dup2(c->saved, 2), 2);
+	close(c->saved);
+	rewind(c->f);
+	size_t n = fread(out, 1, cap - 1, c->f);
+	out[n] = '\0';
+	fclose(c->f);
+	return n;
+}
+
+static int count_of(const char *s, const char *needle)
+{
+	int n = 0;
+	for (const char *p = s; (p = strstr(p, needle)) != NULL; p += strlen(needle))
+		n++;
+	return n;
+}
+
+static void test_log_budget(void **state)
+{
+	(void)state;
+	struct vg_log_budget b = {0};
+	const char *what = "http_refused status=400";
+	struct capture cap;
+	char out[4096];
+	capture_start(&cap);
+	/* A burst at t=5 s: the first VG_LOG_BURST pass, the next 5 are counted. */
+	int passed = 0, total = 0;
+	for (int i = 0; i < VG_LOG_BURST + 5; i++, total++)
+		passed += vg_log_budget_take(&b, 5000, LOG_INFO, what);
+	assert_int_equal(passed, VG_LOG_BURST);
+	/* Nothing is reported inside the window... */
+	assert_int_equal(vg_log_budget_flush(&b, 5000 + VG_LOG_WINDOW_MS - 1, false, LOG_INFO, what), 0);
+	/* ...and all of it once the window is over, once. */
+	assert_int_equal(vg_log_budget_flush(&b, 5000 + VG_LOG_WINDOW_MS, false, LOG_INFO, what), 5);
+	assert_int_equal(vg_log_budget_flush(&b, 5000 + VG_LOG_WINDOW_MS, true, LOG_INFO, what), 0);
+	/* A new window lets a burst through again. */
+	int before = passed;
+	for (int i = 0; i < VG_LOG_BURST + 3; i++, total++)
+		passed += vg_log_budget_take(&b, 6500, LOG_INFO, what);
+	assert_int_equal(passed - before, VG_LOG_BURST);
+	/* The next line after the window reports the 3 first, with no timer. */
+	assert_true(vg_log_budget_take(&b, 7600, LOG_INFO, what));
+	passed++, total++;
+	/* Forced, a partial window's count goes out (a worker stopping). */
+	for (int i = 0; i < VG_LOG_BURST + 1; i++, total++)
+		passed += vg_log_budget_take(&b, 7700, LOG_INFO, what);
+	assert_int_equal(vg_log_budget_flush(&b, 7701, true, LOG_INFO, what), 2);
+	size_t n = capture_end(&cap, out, sizeof(out));
+	assert_true(n > 0);
+	/* Three reports, in order, and lines + counts account for every event. */
+	assert_int_equal(count_of(out, "event=log_suppressed what=http_refused status=400 count="), 3);
+	const char *r1 = strstr(out, "count=5\n"), *r2 = strstr(out, "count=3\n"),
+		   *r3 = strstr(out, "count=2\n");
+	assert_non_null(r1);
+	assert_non_null(r2);
+	assert_non_null(r3);
+	assert_true(r1 < r2 && r2 < r3);
+	assert_int_equal(passed + 5 + 3 + 2, total);
+	assert_int_equal(count_of(out, "level=info"), 3);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -262,6 +345,7 @@ int main(void)
 		cmocka_unit_test(test_time),	     cmocka_unit_test(test_generalized_far),
 		cmocka_unit_test(test_reason),	     cmocka_unit_test(test_record),
 		cmocka_unit_test(test_cert_key),     cmocka_unit_test(test_index_line),
+		cmocka_unit_test(test_log_budget),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
