@@ -101,14 +101,14 @@ static void signer_failed(const struct rca *ca)
 		log_err("event=signer_unhealthy ca=%s failures=%u healthz=503", ca->name, n);
 }
 
-static void signer_succeeded(const struct rca *ca)
+static void signer_succeeded(const struct rca *ca, const char *by)
 {
 	/* Read first: the common case writes nothing shared. */
 	if (atomic_load_explicit(&sign_fails[ca->slot], memory_order_relaxed) == 0)
 		return;
 	uint32_t n = atomic_exchange_explicit(&sign_fails[ca->slot], 0, memory_order_relaxed);
 	if (n >= SIGNER_UNHEALTHY_AFTER)
-		log_info("event=signer_recovered ca=%s failures=%u", ca->name, n);
+		log_info("event=signer_recovered ca=%s failures=%u by=%s", ca->name, n, by);
 }
 
 bool ocsp_signers_healthy(const struct rctx *ctx, char *reason, size_t len)
@@ -378,6 +378,24 @@ static bool sign_tbs(struct worker *w, struct rca *ca, const uint8_t *tbs, size_
 	return ok;
 }
 
+void ocsp_probe_signers(struct worker *w)
+{
+	static const uint8_t probe[] = "vigil-responder signer probe";
+	for (int i = 0; w->ctx && i < w->ctx->n_cas; i++) {
+		struct rca *ca = &w->ctx->cas[i];
+		if (atomic_load_explicit(&sign_fails[ca->slot], memory_order_relaxed) <
+		    SIGNER_UNHEALTHY_AFTER)
+			continue;
+		uint8_t *sig = OPENSSL_malloc(ca->sig_max);
+		size_t siglen = ca->sig_max;
+		/* Not in the metrics, which count answers' signatures. */
+		if (sig && sign_tbs(w, ca, probe, sizeof(probe), sig, &siglen))
+			signer_succeeded(ca, "probe");
+		OPENSSL_free(sig);
+		ERR_clear_error();
+	}
+}
+
 /* ---- Building ----------------------------------------------------------------- */
 
 struct item {
@@ -562,7 +580,7 @@ int ocsp_build(struct worker *w, struct rca *ca, const struct ocsp_single *s, in
 		 * session lost (pkcs11: keys). The client may try later. */
 		return -EAGAIN;
 	}
-	signer_succeeded(ca);
+	signer_succeeded(ca, "answer");
 	der_unreserve(&b, ca->sig_max - siglen);
 	der_close(&b);
 	if (ca->certs_der)

@@ -278,6 +278,16 @@ int ocsp_build(struct worker *w, struct rca *ca, const struct ocsp_single *s, in
  * success since. */
 #define SIGNER_UNHEALTHY_AFTER 3
 bool ocsp_signers_healthy(const struct rctx *ctx, char *reason, size_t len);
+/* ocsp_probe_signers signs a fixed text with the signer of each CA that
+ * ocsp_signers_healthy calls failing, and calls it healthy again when that
+ * works: a token that comes back, or a reload onto a working key, clears a
+ * 503 on /healthz without waiting for a client's request (which a load
+ * balancer that obeys /healthz would no longer send). Worker 0 calls it
+ * every SIGNER_PROBE_MS. (A pkcs11 key whose token failed and came back
+ * keeps failing here: libp11 keeps the old session and object handles, and
+ * only a restart opens new ones.) */
+#define SIGNER_PROBE_MS 2000
+void ocsp_probe_signers(struct worker *w);
 /* ocsp_error_der returns a static unsigned OCSPResponse with |status|. */
 const uint8_t *ocsp_error_der(int status, size_t *len);
 
@@ -302,6 +312,7 @@ struct worker {
 	bool txn_ok;
 	uint64_t counter;
 	uint64_t last_sweep_ms;
+	uint64_t last_probe_ms;
 	struct metrics m;
 	bool draining;
 	uint64_t drain_deadline;

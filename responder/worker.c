@@ -91,6 +91,10 @@ static void on_tick(uv_timer_t *t)
 	}
 	store_refresh(w);
 	uint64_t now = uv_now(&w->loop);
+	if (w->idx == 0 && now - w->last_probe_ms >= SIGNER_PROBE_MS) {
+		w->last_probe_ms = now;
+		ocsp_probe_signers(w);
+	}
 	if (w->idx == 0 && now - w->last_sweep_ms >= SWEEP_MS) {
 		w->last_sweep_ms = now;
 		size_t n;
