@@ -150,6 +150,26 @@ static int check_nonce(OCSP_REQUEST *req)
 	return (n >= 1 && n <= NONCE_MAX) ? 1 : -1;
 }
 
+/* unknown_critical tells whether the request or one of its n Requests has a
+ * critical extension other than the nonce: RFC 6960 §4.4 lets a responder
+ * ignore only the unrecognised extensions that are not critical. */
+static bool unknown_critical(OCSP_REQUEST *req, int n)
+{
+	for (int i = 0; i < OCSP_REQUEST_get_ext_count(req); i++) {
+		X509_EXTENSION *e = OCSP_REQUEST_get_ext(req, i);
+		if (X509_EXTENSION_get_critical(e) &&
+		    OBJ_obj2nid(X509_EXTENSION_get_object(e)) != NID_id_pkix_OCSP_Nonce)
+			return true;
+	}
+	for (int i = 0; i < n; i++) {
+		OCSP_ONEREQ *one = OCSP_request_onereq_get0(req, i);
+		for (int j = 0; j < OCSP_ONEREQ_get_ext_count(one); j++)
+			if (X509_EXTENSION_get_critical(OCSP_ONEREQ_get_ext(one, j)))
+				return true;
+	}
+	return false;
+}
+
 static int rh_of(int nid)
 {
 	switch (nid) {
@@ -222,8 +242,12 @@ static int lookup(struct worker *w, const struct rca *ca, const struct vg_serial
 		if (rc == 0) {
 			if (cert.status == VG_STATUS_REVOKED) {
 				st->cr = CR_REVOKED;
-				st->reason =
-				    cert.reason < 0 ? OCSP_REVOKED_STATUS_NOSTATUS : cert.reason;
+				/* unspecified (0) is left out, as crlgen leaves it out of
+				 * CRLs (RFC 5280 §5.3.1: "SHOULD be absent instead";
+				 * Baseline Requirements §7.2.2, §7.3.2). */
+				st->reason = cert.reason <= OCSP_REVOKED_STATUS_UNSPECIFIED
+				                 ? OCSP_REVOKED_STATUS_NOSTATUS
+				                 : cert.reason;
 				st->revoked_at = cert.revoked_at;
 				st->has_invalidity = cert.flags & VG_CERT_HAS_INVALIDITY;
 				st->invalidity = cert.invalidity_date;
@@ -433,21 +457,24 @@ static bool certid_reparses(const uint8_t *der, size_t len)
 	return id && q == der + len;
 }
 
-static bool add_single(struct der_buf *b, const struct ocsp_single *s, size_t cid_len,
-                       int64_t thisupd, int64_t nextupd)
+/* add_single returns 0, -EBADMSG for a CertID that would not parse back
+ * (the client's mistake) or -ENOMEM. */
+static int add_single(struct der_buf *b, const struct ocsp_single *s, size_t cid_len,
+                      int64_t thisupd, int64_t nextupd)
 {
 	der_open(b, DER_SEQUENCE);
 	/* The CertID as the client sent it (as OpenSSL parsed it: hash
 	 * algorithm parameters, NULL or absent, included), so it matches. */
 	if (s->cid_der) {
 		if (!certid_reparses(s->cid_der, s->cid_len))
-			return false;
+			return -EBADMSG;
 		der_add_bytes(b, s->cid_der, s->cid_len);
 	} else {
 		unsigned char *q = der_reserve(b, cid_len), *at = q;
-		if (!q || i2d_OCSP_CERTID(s->cid, &q) != (int)cid_len ||
-		    !certid_reparses(at, cid_len))
-			return false;
+		if (!q || i2d_OCSP_CERTID(s->cid, &q) != (int)cid_len)
+			return -ENOMEM;
+		if (!certid_reparses(at, cid_len))
+			return -EBADMSG;
 	}
 	switch (s->st.cr) {
 	case CR_GOOD:
@@ -483,7 +510,7 @@ static bool add_single(struct der_buf *b, const struct ocsp_single *s, size_t ci
 		der_close(b);
 		der_close(b);
 	}
-	return der_close(b);
+	return der_close(b) ? 0 : -ENOMEM;
 }
 
 int ocsp_build(struct worker *w, struct rca *ca, const struct ocsp_single *s, int n,
@@ -527,11 +554,13 @@ int ocsp_build(struct worker *w, struct rca *ca, const struct ocsp_single *s, in
 	der_add_bytes(&b, ca->respid_der, sizeof(ca->respid_der));
 	der_add_time(&b, now, true); /* producedAt */
 	der_open(&b, DER_SEQUENCE);
+	int rc = -ENOMEM;
 	for (int i = 0; i < n; i++) {
 		size_t l = s[i].cid_der ? s[i].cid_len : (size_t)i2d_OCSP_CERTID(s[i].cid, NULL);
-		if (!add_single(&b, &s[i], l, now, now + validity))
+		if ((rc = add_single(&b, &s[i], l, now, now + validity)) < 0)
 			goto fail;
 	}
+	rc = -ENOMEM;
 	der_close(&b);
 	if (ext || nonce) {
 		/* As OCSP_basic_sign had them: extended-revoke, then the nonce. */
@@ -593,10 +622,11 @@ int ocsp_build(struct worker *w, struct rca *ca, const struct ocsp_single *s, in
 	*len = b.len;
 	return 0;
 fail:
-	/* A CertID OpenSSL cannot write back, or a bug in the size bound. */
+	/* A CertID OpenSSL cannot write back (-EBADMSG), or a bug in the size
+	 * bound. */
 	OPENSSL_free(mem);
 	ERR_clear_error();
-	return -ENOMEM;
+	return rc;
 }
 
 static void make_etag(const uint8_t *der, size_t len, char *out)
@@ -661,7 +691,7 @@ void ocsp_answer(struct worker *w, const uint8_t *req_der, size_t len, struct an
 	}
 	int n = OCSP_request_onereq_count(req);
 	int nonce = check_nonce(req);
-	if (n <= 0 || n > ctx->conf.max_certids || nonce < 0) {
+	if (n <= 0 || n > ctx->conf.max_certids || nonce < 0 || unknown_critical(req, n)) {
 		set_error(w, out, OCSP_RESPONSE_STATUS_MALFORMEDREQUEST, OR_MALFORMED);
 		goto done;
 	}
@@ -754,6 +784,8 @@ void ocsp_answer(struct worker *w, const uint8_t *req_der, size_t len, struct an
 	if (brc < 0) {
 		if (brc == -EAGAIN)
 			set_error(w, out, OCSP_RESPONSE_STATUS_TRYLATER, OR_TRYLATER);
+		else if (brc == -EBADMSG)
+			set_error(w, out, OCSP_RESPONSE_STATUS_MALFORMEDREQUEST, OR_MALFORMED);
 		else
 			set_error(w, out, OCSP_RESPONSE_STATUS_INTERNALERROR, OR_INTERNAL);
 		goto done;

@@ -29,8 +29,10 @@ from responder_util import (EXT_REVOKE_OID, Responder, check_response, fake_cert
 
 REASONS = ["unspecified", "keyCompromise", "cACompromise", "affiliationChanged", "superseded",
            "cessationOfOperation", "certificateHold", "privilegeWithdrawn", "aACompromise"]
+# unspecified (0) is left out of the answer, as out of CRLs (RFC 5280 §5.3.1,
+# Baseline Requirements §7.2.2 and §7.3.2).
 OCSP_REASON = {
-    "unspecified": x509.ReasonFlags.unspecified,
+    "unspecified": None,
     "keyCompromise": x509.ReasonFlags.key_compromise,
     "cACompromise": x509.ReasonFlags.ca_compromise,
     "affiliationChanged": x509.ReasonFlags.affiliation_changed,
@@ -266,6 +268,56 @@ def test_nonce_echo_and_limits(env):
         status, headers, body = env.resp.post(make_request(cert, issuer, nonce=os.urandom(n)))
         assert status == 200
         assert status_of(body) == ocsp.OCSPResponseStatus.MALFORMED_REQUEST
+
+
+NONCE_OID = bytes.fromhex("06092b0601050507300102")   # id-pkix-ocsp-nonce
+OTHER_OID = bytes.fromhex("06092b0601050507300163")   # id-pkix-ocsp 99, unknown
+
+
+def request_with_extension(cert, issuer, critical, oid=NONCE_OID):
+    """A request with one extension (python3-cryptography writes a nonce;
+    its OID is then swapped for |oid|, the same length)."""
+    b = ocsp.OCSPRequestBuilder().add_certificate(cert, issuer, hashes.SHA1())
+    der = b.add_extension(x509.OCSPNonce(b"N" * 16), critical=critical).build() \
+        .public_bytes(serialization.Encoding.DER)
+    assert der.count(NONCE_OID) == 1
+    return der.replace(NONCE_OID, oid)
+
+
+def test_request_extensions(env):
+    """RFC 6960 §4.4: an unknown extension is ignored unless it is critical;
+    a critical one gets malformedRequest. A critical nonce is understood."""
+    cert, issuer = leaf(env, env.rsa, env.good["rsa1"])
+    for method in ("post", "get"):
+        send = getattr(env.resp, method)
+        r = check_response(send(request_with_extension(cert, issuer, False, OTHER_OID))[2], issuer)
+        assert r.certificate_status == ocsp.OCSPCertStatus.GOOD
+        with pytest.raises(x509.ExtensionNotFound):
+            r.extensions.get_extension_for_class(x509.OCSPNonce)
+        status, _, body = send(request_with_extension(cert, issuer, True, OTHER_OID))
+        assert status == 200
+        assert status_of(body) == ocsp.OCSPResponseStatus.MALFORMED_REQUEST
+        r = check_response(send(request_with_extension(cert, issuer, True))[2], issuer)
+        assert r.extensions.get_extension_for_class(x509.OCSPNonce).value.nonce == b"N" * 16
+    # The answers to the critical one were not cached: the plain request is answered.
+    assert check_response(env.resp.get(make_request(cert, issuer))[2], issuer) \
+        .certificate_status == ocsp.OCSPCertStatus.GOOD
+
+
+def test_certid_hash_parameters_malformed(env):
+    """A CertID whose SHA-1 AlgorithmIdentifier has an empty constructed
+    [UNIVERSAL 0] for parameters (which OpenSSL reads but cannot write back):
+    the client's mistake, malformedRequest, not internalError."""
+    cert, issuer = leaf(env, env.rsa, env.good["rsa1"])
+    good = make_request(cert, issuer)
+    sha1_null = bytes.fromhex("06052b0e03021a0500")
+    assert good.count(sha1_null) == 1
+    bad = good.replace(sha1_null, bytes.fromhex("06052b0e03021a2000"))
+    for method in ("post", "get"):
+        status, _, body = getattr(env.resp, method)(bad)
+        assert status == 200
+        assert status_of(body) == ocsp.OCSPResponseStatus.MALFORMED_REQUEST
+    assert_alive(env)
 
 
 def test_nonce_answers_signed_fresh(env):

@@ -585,20 +585,20 @@ static void test_odd_hash_parameters(void **state)
 	check_answer(ca, der, len, s, 1, NULL, now);
 	OPENSSL_free(der);
 	/* An empty constructed [UNIVERSAL 0], which OpenSSL accepts but writes
-	 * back as 00 00 and then refuses: no answer (internalError), as with
-	 * OCSP_basic_add1_status, never one that does not parse. Also when the
-	 * caller has the (unparseable) DER already. */
+	 * back as 00 00 and then refuses: no answer (-EBADMSG: the client's
+	 * mistake, malformedRequest), never one that does not parse. Also when
+	 * the caller has the (unparseable) DER already. */
 	static const uint8_t eoc[] = {0x20, 0x00};
 	s[1] = s[0];
 	s[1].cid = certid_params(ca, EVP_sha1(), 0x78, eoc, sizeof(eoc));
 	assert_non_null(s[1].cid);
-	assert_int_equal(ocsp_build(&w, ca, s, 2, NULL, now, &der, &len), -ENOMEM);
+	assert_int_equal(ocsp_build(&w, ca, s, 2, NULL, now, &der, &len), -EBADMSG);
 	unsigned char *cd = NULL;
 	int cl = i2d_OCSP_CERTID(s[1].cid, &cd);
 	assert_true(cl > 0);
 	s[1].cid_der = cd;
 	s[1].cid_len = (size_t)cl;
-	assert_int_equal(ocsp_build(&w, ca, &s[1], 1, NULL, now, &der, &len), -ENOMEM);
+	assert_int_equal(ocsp_build(&w, ca, &s[1], 1, NULL, now, &der, &len), -EBADMSG);
 	OPENSSL_free(cd);
 	free_singles(s, 2);
 }
