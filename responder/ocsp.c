@@ -629,6 +629,22 @@ fail:
 	return rc;
 }
 
+int64_t ocsp_refresh_at(int64_t this_update, int64_t validity, int percent)
+{
+	int64_t at = this_update + validity * percent / 100;
+	int64_t limit;
+	if (validity >= 16 * 3600) {
+		/* At least 8 hours before nextUpdate, at most 4 days after thisUpdate. */
+		limit = this_update + validity - 8 * 3600;
+		if (limit > this_update + 4 * 86400)
+			limit = this_update + 4 * 86400;
+	} else {
+		/* Before half the validity is left. */
+		limit = this_update + validity / 2;
+	}
+	return at < limit ? at : limit;
+}
+
 static void make_etag(const uint8_t *der, size_t len, char *out)
 {
 	unsigned char md[32];
@@ -815,7 +831,7 @@ void ocsp_answer(struct worker *w, const uint8_t *req_der, size_t len, struct an
 		t.slot = ca->slot;
 		t.this_update = out->this_update;
 		t.next_update = out->next_update;
-		t.refresh_at = now + validity * w->ctx->conf.refresh_percent / 100;
+		t.refresh_at = ocsp_refresh_at(now, validity, w->ctx->conf.refresh_percent);
 		memcpy(t.etag, out->etag, sizeof(t.etag));
 		memcpy(t.hdrs, out->hdrs, sizeof(t.hdrs));
 		t.certid_len = (uint32_t)certid_len;

@@ -288,6 +288,12 @@ bool ocsp_signers_healthy(const struct rctx *ctx, char *reason, size_t len);
  * only a restart opens new ones.) */
 #define SIGNER_PROBE_MS 2000
 void ocsp_probe_signers(struct worker *w);
+/* ocsp_refresh_at is when a cached answer with |this_update| and |validity|
+ * (seconds) is signed again: after |percent| of its validity, but never later
+ * than the Baseline Requirements §4.9.10 allow for updating OCSP information
+ * (validity of 16 hours or more: at least 8 hours before nextUpdate and at
+ * most 4 days after thisUpdate; shorter: before half the validity is left). */
+int64_t ocsp_refresh_at(int64_t this_update, int64_t validity, int percent);
 /* ocsp_error_der returns a static unsigned OCSPResponse with |status|. */
 const uint8_t *ocsp_error_der(int status, size_t *len);
 

@@ -566,6 +566,24 @@ static void test_many_singles(void **state)
 	free(s);
 }
 
+static void test_refresh_point(void **state)
+{
+	(void)state;
+	const int64_t t = 1700000000, h = 3600, d = 86400;
+	/* The default, 4 days at 50 %: after 2 days. */
+	assert_int_equal(ocsp_refresh_at(t, 4 * d, 50), t + 2 * d);
+	/* 10 days at 50 % would be 5 days: at most 4 days after thisUpdate. */
+	assert_int_equal(ocsp_refresh_at(t, 10 * d - 1, 50), t + 4 * d);
+	assert_int_equal(ocsp_refresh_at(t, 10 * d - 1, 30), t + (10 * d - 1) * 30 / 100);
+	/* 1 day at 90 %: at least 8 hours before nextUpdate. */
+	assert_int_equal(ocsp_refresh_at(t, d, 90), t + 16 * h);
+	assert_int_equal(ocsp_refresh_at(t, 16 * h, 90), t + 8 * h);
+	/* Under 16 hours: before half the validity is left. */
+	assert_int_equal(ocsp_refresh_at(t, 8 * h, 90), t + 4 * h);
+	assert_int_equal(ocsp_refresh_at(t, 8 * h, 25), t + 2 * h);
+	assert_int_equal(ocsp_refresh_at(t, 16 * h - 1, 60), t + (16 * h - 1) / 2);
+}
+
 static void test_odd_hash_parameters(void **state)
 {
 	(void)state;
@@ -623,6 +641,7 @@ int main(void)
 	    cmocka_unit_test(test_nonce_copied_as_received),
 	    cmocka_unit_test(test_many_singles),
 	    cmocka_unit_test(test_odd_hash_parameters),
+	    cmocka_unit_test(test_refresh_point),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
 }
