@@ -219,11 +219,26 @@ static int rca_load(struct rctx *c, struct rca *ca, const struct vg_conf_ca *cc,
 			return rc;
 		}
 		ca->delegated = true;
-		if (X509_check_issued(ca->cert, ca->signer) != X509_V_OK) {
+		/* Issued by the CA: names and key identifiers (X509_check_issued)
+		 * and the CA's signature, which clients check (RFC 6960 §4.2.2.2). */
+		EVP_PKEY *capub = X509_get0_pubkey(ca->cert);
+		if (X509_check_issued(ca->cert, ca->signer) != X509_V_OK || !capub ||
+		    X509_verify(ca->signer, capub) != 1) {
+			ERR_clear_error();
 			snprintf(err, errlen, "[ca %s] ocsp_cert %s is not issued by the CA cert",
 			         cc->name, cc->ocsp_cert);
 			return -EINVAL;
 		}
+		if (X509_cmp_current_time(X509_get0_notBefore(ca->signer)) > 0) {
+			snprintf(err, errlen,
+			         "[ca %s] ocsp_cert %s is not valid yet (notBefore in the future)",
+			         cc->name, cc->ocsp_cert);
+			return -EINVAL;
+		}
+		/* Baseline Requirements §4.9.9: "MUST contain ... id-pkix-ocsp-nocheck".
+		 * Clients do not insist, so it is said, not refused. */
+		if (X509_get_ext_by_NID(ca->signer, NID_id_pkix_OCSP_noCheck, -1) < 0)
+			log_warn("event=signer_lacks_nocheck ca=%s cert=%s", cc->name, cc->ocsp_cert);
 		if (!(X509_get_extension_flags(ca->signer) & EXFLAG_XKUSAGE) ||
 		    !(X509_get_extended_key_usage(ca->signer) & XKU_OCSP_SIGN)) {
 			snprintf(err, errlen,

@@ -1014,6 +1014,56 @@ def run_resp(*args):
                           capture_output=True, text=True, timeout=20)
 
 
+def test_delegated_signer_checked(env, tmp_path):
+    """ocsp_cert must carry the CA's signature, not only its name: one issued
+    by another CA of the same name (with no authority key identifier to tell
+    them apart) is refused at start in one line, and so is one that is not
+    valid yet. (Clients would refuse every answer it signs.)"""
+    ext = tmp_path / "ext.cnf"
+    ext.write_text("[e]\nbasicConstraints = CA:false\nkeyUsage = critical, digitalSignature\n"
+                   "extendedKeyUsage = critical, OCSPSigning\nnoCheck = ignored\n")
+    good_conf = write_conf(tmp_path / "good.conf", env.root / "store", [(env.rsa, {})])
+
+    def signed_by(ca, name, *extra):
+        csr, out = tmp_path / f"{name}.csr", tmp_path / f"{name}.pem"
+        pki.run("openssl", "req", "-new", "-config", ca.cnf, "-key", env.rsa.ocsp_key,
+                "-subj", f"/CN={name}", "-out", csr)
+        pki.run("openssl", "x509", "-req", "-in", csr, "-CA", ca.cert, "-CAkey", ca.key,
+                "-set_serial", "77", "-days", "30", "-extfile", ext, "-extensions", "e",
+                "-out", out, *extra)
+        conf = tmp_path / f"{name}.conf"
+        conf.write_text(good_conf.read_text().replace(str(env.rsa.ocsp_cert), str(out)))
+        return conf
+
+    assert run_resp("-c", signed_by(env.rsa, "real"), "--check").returncode == 0
+    impostor = pki.CA(tmp_path / "impostor", env.rsa.name, env.rsa.keytype)
+    r = run_resp("-c", signed_by(impostor, "fake"), "--check")
+    assert r.returncode == 1 and "is not issued by the CA cert" in r.stderr, r.stderr
+    assert r.stderr.count("\n") == 1, r.stderr
+    # Not valid yet: the CA's own signature, notBefore a day ahead
+    # (python3-cryptography, so that the CA's openssl index is left alone).
+    ca_key = serialization.load_pem_private_key(env.rsa.key.read_bytes(), None)
+    ca_cert = load_cert(env.rsa.cert)
+    signer_key = serialization.load_pem_private_key(env.rsa.ocsp_key.read_bytes(), None)
+    now = datetime.datetime.utcnow()
+    cert = (x509.CertificateBuilder()
+            .subject_name(x509.Name.from_rfc4514_string("CN=future OCSP"))
+            .issuer_name(ca_cert.subject).public_key(signer_key.public_key())
+            .serial_number(78).not_valid_before(now + datetime.timedelta(days=1))
+            .not_valid_after(now + datetime.timedelta(days=30))
+            .add_extension(x509.ExtendedKeyUsage([x509.ExtendedKeyUsageOID.OCSP_SIGNING]), True)
+            .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(
+                ca_key.public_key()), False)
+            .sign(ca_key, hashes.SHA256()))
+    fut = tmp_path / "fut.pem"
+    fut.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    conf = tmp_path / "fut.conf"
+    conf.write_text(good_conf.read_text().replace(str(env.rsa.ocsp_cert), str(fut)))
+    r = run_resp("-c", conf, "--check")
+    assert r.returncode == 1 and "not valid yet" in r.stderr and r.stderr.count("\n") == 1, \
+        r.stderr
+
+
 def test_cli(env, tmp_path):
     r = run_resp("--help")
     assert r.returncode == 0 and "SYNOPSIS" in r.stdout and "SIGHUP" in r.stdout
