@@ -70,7 +70,8 @@ static const char usage_text[] =
 	"      anyway (an investigation may find certificates the records missed).\n"
 	"      A revoked certificate stays revoked: only certificateHold can be\n"
 	"      replaced, and any reason can be raised to keyCompromise.\n"
-	"      --time defaults to now; --reason to no reason code.\n"
+	"      --time defaults to now and may not be in the future; --invalidity-date\n"
+	"      may not be later than it; --reason defaults to no reason code.\n"
 	"  release CA SERIAL\n"
 	"      Lift certificateHold: the certificate is good again.\n"
 	"  freeze CA | thaw CA\n"
@@ -558,6 +559,15 @@ static int cmd_revoke(struct ctx *c, int argc, char **argv)
 			usage_die("revoke: unknown option");
 		}
 	}
+	/* A revocation takes effect when it is recorded: a time ahead of the
+	 * clock (5 minutes of skew aside) would be answered as already revoked,
+	 * with a revocationTime after the answer's producedAt. The invalidity
+	 * date is when the key was compromised or the certificate became invalid,
+	 * which a revocation records after the fact (RFC 5280 §5.3.2). */
+	if (rev.revoked_at > (int64_t)time(NULL) + 300)
+		die("--time is in the future: a revocation takes effect when it is recorded");
+	if (rev.has_invalidity && rev.invalidity_date > rev.revoked_at)
+		die("--invalidity-date is later than the revocation time (--time, default now)");
 	int npos = argc - optind;
 	char **pos = argv + optind;
 	if (npos < 1)

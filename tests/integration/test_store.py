@@ -587,6 +587,12 @@ def bad_cases(ca_serial):
         (["revoke", "rsa1", s, "--invalidity-date", "2026-11-27"], "bad time"),
         (["revoke", "rsa1", "--issued-after", "2026-11-27T25:00:00Z"], "bad time"),
         (["revoke", "rsa1", "--issued-after", T1, "--issued-before", "soon"], "bad time"),
+        # a revocation in the future, an invalidity date after the revocation
+        (["revoke", "rsa1", s, "--time", "2099-01-01T00:00:00Z"], "in the future"),
+        (["revoke", "rsa1", "--issued-after", T1, "--time", "2099-01-01T00:00:00Z"],
+         "in the future"),
+        (["revoke", "rsa1", s, "--invalidity-date", "2099-01-01T00:00:00Z"], "later than"),
+        (["revoke", "rsa1", s, "--time", T1, "--invalidity-date", T2], "later than"),
         # missing or unreadable files
         (["import-index", "rsa1", "{missing}"], "No such file"),
         (["import-index", "rsa1", "{dir}"], None),
