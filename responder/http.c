@@ -56,9 +56,11 @@ struct conn {
 	bool shutting; /* uv_shutdown issued */
 	bool eof;
 	bool reading;
+	bool get_only; /* the route refused a POST: 405 allows GET and HEAD only */
 	int err; /* HTTP status to answer when a callback refused the request */
 	const char *err_reason;
-	unsigned writes; /* pending */
+	unsigned writes;   /* pending */
+	size_t queue_mark; /* bytes queued when a deadline last looked (write_progress) */
 	uint64_t t_start;
 	uint64_t deadline; /* loop time (ms) at which the phase times out */
 	uint64_t armed;    /* loop time the libuv timer is due at, 0 when stopped */
@@ -589,7 +591,8 @@ static void fail(struct conn *c, int status, const char *reason)
 	c->closing = true;
 	char text[128];
 	snprintf(text, sizeof(text), "%d %s\n", status, status_text(status));
-	respond_text(c, status, text, status == 405 ? "Allow: GET, HEAD, POST\r\n" : NULL);
+	respond_text(c, status, text, status != 405 ? NULL : c->get_only ? "Allow: GET, HEAD\r\n"
+	                                                                    : "Allow: GET, HEAD, POST\r\n");
 	begin_close(c);
 }
 
@@ -668,6 +671,11 @@ static int on_header_field(http_parser *p, const char *at, size_t len)
 	struct conn *c = p->data;
 	if (count_header(c, len + 4) < 0)
 		return -1;
+	/* "Content-Length : 3": http-parser takes the space as part of the name
+	 * and still frames the body by it, where a proxy in front may not; RFC
+	 * 9112 §5.1 asks for 400. */
+	if (memchr(at, ' ', len) || memchr(at, '\t', len))
+		return refuse(c, 400, "space_in_field_name");
 	if (c->in_value) {
 		c->in_value = false;
 		c->field_len = 0;
@@ -724,6 +732,10 @@ static int on_headers_complete(http_parser *p)
 {
 	struct conn *c = p->data;
 	const struct vg_conf *cf = &c->w->ctx->conf;
+	/* No protocol is upgraded to here: without this, http-parser would
+	 * stop after this request and the rest of the read (pipelined
+	 * requests) would be dropped. */
+	p->upgrade = 0;
 	if (!c->url)
 		return refuse(c, 400, "no_url");
 	/* http-parser takes any digit pair ("HTTP/9.9"); only 1.x is spoken here. */
@@ -735,6 +747,10 @@ static int on_headers_complete(http_parser *p)
 	bool has_len = p->content_length != ULLONG_MAX && p->content_length > 0;
 	if (has_len && p->content_length > (uint64_t)cf->max_request_bytes)
 		return refuse(c, 413, "body_too_large");
+	/* Transfer-Encoding in HTTP/1.0: the framing may be faulty, so the
+	 * connection closes after the answer (RFC 9112 §6.1). */
+	if (chunked && p->http_minor == 0)
+		c->closing = true;
 	if (has_len || chunked) {
 		c->phase = PH_BODY;
 		set_timer(c, cf->body_timeout_ms);
@@ -958,16 +974,24 @@ void crl_file_unref(struct crl_file *f)
 		crl_file_free(f);
 }
 
-/* crl_load reads and parses |path| for serving. */
-static int crl_load(const char *path, const struct stat *st, struct crl_file **out)
+/* crl_load reads and parses |path| for serving. Its identity is the file it
+ * opened (fstat), not the one the caller saw: crlgen may rename a new one in
+ * between. */
+static int crl_load(const char *path, struct crl_file **out)
 {
 	int fd = open(path, O_RDONLY | O_CLOEXEC);
 	if (fd < 0)
 		return -errno;
-	struct crl_file *f = calloc(1, sizeof(*f));
-	uint8_t *data = malloc(st->st_size > 0 ? (size_t)st->st_size : 1);
+	struct stat sb, *st = &sb;
+	struct crl_file *f = NULL;
+	uint8_t *data = NULL;
 	size_t got = 0;
-	int rc = -ENOMEM;
+	int rc = -errno;
+	if (fstat(fd, st) < 0)
+		goto fail;
+	f = calloc(1, sizeof(*f));
+	data = malloc(st->st_size > 0 ? (size_t)st->st_size : 1);
+	rc = -ENOMEM;
 	if (!f || !data)
 		goto fail;
 	while (got < (size_t)st->st_size) {
@@ -1044,7 +1068,7 @@ static void serve_crl(struct conn *c, const char *name, size_t nlen)
 	if (!f || f->dev != st.st_dev || f->ino != st.st_ino || f->size != st.st_size ||
 	    f->mtime.tv_sec != st.st_mtim.tv_sec || f->mtime.tv_nsec != st.st_mtim.tv_nsec) {
 		struct crl_file *nf = NULL;
-		int rc = crl_load(path, &st, &nf);
+		int rc = crl_load(path, &nf);
 		if (rc < 0) {
 			log_err("event=crl_unreadable ca=%s path=%s error=%d",
 			        w->ctx->cas[idx].name, path, rc);
@@ -1061,7 +1085,8 @@ static void serve_crl(struct conn *c, const char *name, size_t nlen)
 		n += snprintf(extra + n, sizeof(extra) - (size_t)n, "Last-Modified: %s\r\n", lm);
 	}
 	if (f->next_update) {
-		int64_t max_age = f->next_update - (int64_t)time(NULL);
+		/* Counted from the Date this response carries. */
+		int64_t max_age = f->next_update - (int64_t)w->date_t;
 		http_date((time_t)f->next_update, ex, sizeof(ex));
 		snprintf(extra + n, sizeof(extra) - (size_t)n,
 		         "Expires: %s\r\nCache-Control: max-age=%lld, public, no-transform, "
@@ -1131,6 +1156,7 @@ static void dispatch(struct conn *c)
 	    (plen == 8 && !memcmp(path, "/metrics", 8)) ||
 	    (plen > 5 && !memcmp(path, "/crl/", 5))) {
 		if (!get) {
+			c->get_only = true;
 			fail(c, 405, "method_not_allowed");
 			return;
 		}
@@ -1240,10 +1266,28 @@ static void read_data(struct conn *c, uv_stream_t *s, ssize_t nread, const uv_bu
 		fail(c, 400, http_errno_name(e));
 }
 
+/* write_progress tells whether the answers still queued on |c| have moved
+ * since the last look. A client that reads a large answer (a CRL) slowly is
+ * not idle, nor is one whose request we stopped reading while it read its
+ * answers: its deadline moves on by idle_timeout, as long as it reads. */
+static bool write_progress(struct conn *c)
+{
+	if (c->writes == 0)
+		return false;
+	size_t q = uv_stream_get_write_queue_size((uv_stream_t *)&c->tcp);
+	bool moved = q == 0 || q != c->queue_mark;
+	c->queue_mark = q;
+	return moved;
+}
+
 static void on_timer(uv_timer_t *t)
 {
 	struct conn *c = t->data;
 	char p[80];
+	if ((c->phase == PH_IDLE || c->phase == PH_CLOSING || !c->reading) && write_progress(c)) {
+		set_timer(c, (uint64_t)c->w->ctx->conf.idle_timeout_ms);
+		return;
+	}
 	switch (c->phase) {
 	case PH_IDLE:
 		conn_close(c);

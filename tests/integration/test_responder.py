@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric import ec, padding
 from cryptography.x509 import ocsp
 from cryptography.x509.oid import NameOID
 
@@ -886,6 +886,125 @@ def test_crl_download(env):
 
 
 # ---- separate responders: reload, limits, stop ----------------------------------------------
+
+def test_http_framing_edges(env):
+    """Requests a front proxy might frame differently from us (RFC 9112):
+    whitespace before a header's colon is refused (400, connection closed);
+    an Upgrade request is answered as plain HTTP and the requests pipelined
+    after it are answered too, in order; Transfer-Encoding in HTTP/1.0 closes
+    the connection after the answer; a 405 names the methods the route allows."""
+    cert, issuer = leaf(env, env.rsa, env.good["rsa1"])
+    req = make_request(cert, issuer)
+    for field in (b"Content-Length : 3", b"Transfer-Encoding\t: chunked"):
+        data = env.resp.raw(b"POST / HTTP/1.1\r\nHost: x\r\n" + field + b"\r\n\r\nabc"
+                            b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        resp = parse_responses(data)
+        assert [x[0] for x in resp] == [400], data[:300]
+    data = env.resp.raw(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\n"
+                        b"Upgrade: websocket\r\n\r\n"
+                        b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n"
+                        b"POST / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
+                        b"Content-Type: application/ocsp-request\r\nContent-Length: %d\r\n\r\n"
+                        % len(req) + req)
+    resp = parse_responses(data)
+    assert [x[0] for x in resp] == [200, 200, 200], data[:300]
+    assert resp[0][2] == b"ok\n" and b"vigil_" in resp[1][2]
+    assert check_response(resp[2][2], issuer).certificate_status == ocsp.OCSPCertStatus.GOOD
+    chunk = b"%x\r\n" % len(req) + req + b"\r\n0\r\n\r\n"
+    data = env.resp.raw(b"POST / HTTP/1.0\r\nConnection: keep-alive\r\n"
+                        b"Transfer-Encoding: chunked\r\n\r\n" + chunk +
+                        b"GET /healthz HTTP/1.0\r\n\r\n")
+    resp = parse_responses(data)
+    assert len(resp) == 1 and resp[0][0] == 200, data[:300]
+    assert resp[0][1].get("connection") == "close"
+    check_response(resp[0][2], issuer)
+    for path, allow in (("/healthz", "GET, HEAD"), ("/metrics", "GET, HEAD"),
+                        ("/crl/rsa1.crl", "GET, HEAD"), ("/", "GET, HEAD, POST")):
+        method = "POST" if path != "/" else "PUT"
+        resp = parse_responses(env.resp.raw(f"{method} {path} HTTP/1.1\r\nHost: x\r\n"
+                                            "Content-Length: 0\r\n\r\n".encode()))
+        assert resp[0][0] == 405 and resp[0][1]["allow"] == allow, (path, resp)
+    assert_alive(env)
+
+
+def der_tlv(tag, body):
+    n = len(body)
+    if n < 0x80:
+        return bytes([tag, n]) + body
+    ln = n.to_bytes((n.bit_length() + 7) // 8, "big")
+    return bytes([tag, 0x80 | len(ln)]) + ln + body
+
+
+def big_crl(ca, path, entries):
+    """A CRL of |entries| revoked serials signed by |ca| (RSA), DER, written
+    by hand: python3-cryptography's builder takes minutes for 200,000."""
+    cert = load_cert(ca.cert)
+    key = serialization.load_pem_private_key(ca.key.read_bytes(), None)
+    now = datetime.datetime.utcnow()
+
+    def utc(t):
+        return der_tlv(0x17, t.strftime("%y%m%d%H%M%SZ").encode())
+    alg = der_tlv(0x30, der_tlv(0x06, bytes.fromhex("2a864886f70d01010b")) + b"\x05\x00")
+    when = utc(now)
+    revoked = b"".join(der_tlv(0x30, der_tlv(0x02, (10**12 + i).to_bytes(6, "big")) + when)
+                       for i in range(entries))
+    tbs = der_tlv(0x30, der_tlv(0x02, b"\x01") + alg + cert.subject.public_bytes() + when +
+                  utc(now + datetime.timedelta(days=1)) + der_tlv(0x30, revoked))
+    sig = key.sign(tbs, padding.PKCS1v15(), hashes.SHA256())
+    der = der_tlv(0x30, tbs + alg + der_tlv(0x03, b"\x00" + sig))
+    crl = x509.load_der_x509_crl(der)
+    assert crl.is_signature_valid(cert.public_key()) and len(crl) == entries
+    path.write_bytes(der)
+    return der
+
+
+def test_slow_reader_gets_the_whole_crl(env, tmp_path):
+    """A client that reads a large answer (a 4.6 MB CRL, more than the kernel's
+    socket buffers take) more slowly than idle_timeout (here 0.5 s) allows
+    for the whole of it still gets all of it,
+    with keep-alive and with Connection: close: a deadline moves on while the
+    answer is being read (and only then: no more than one idle_timeout
+    without progress)."""
+    crl_dir = tmp_path / "crl"
+    crl_dir.mkdir()
+    want = big_crl(env.rsa, crl_dir / "rsa1.crl", 200_000)
+    assert len(want) > 4_500_000
+    conf = write_conf(tmp_path / "v.conf", env.root / "store", [(env.rsa, {})],
+                      responder={"idle_timeout": "500ms", "workers": "1"}, crl_out=crl_dir)
+
+    def slow_get(port, close):
+        s = socket.socket()
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 65536)
+        s.settimeout(10)
+        s.connect(("127.0.0.1", port))
+        s.sendall(b"GET /crl/rsa1.crl HTTP/1.1\r\nHost: x\r\n" +
+                  (b"Connection: close\r\n" if close else b"") + b"\r\n")
+        data, t0 = b"", time.monotonic()
+        try:
+            while time.monotonic() - t0 < 30:  # bounded
+                chunk = s.recv(65536)
+                if not chunk:
+                    break
+                data += chunk
+                if b"\r\n\r\n" in data:
+                    head, body = data.split(b"\r\n\r\n", 1)
+                    n = int(re.search(rb"Content-Length: (\d+)", head).group(1))
+                    if len(body) >= n:
+                        break
+                time.sleep(0.03)  # at most about 2 MB/s: 2 s or more for the whole
+        finally:
+            s.close()
+        return data, time.monotonic() - t0
+
+    with Responder(conf) as r:
+        for close in (False, True):
+            data, took = slow_get(r.port, close)
+            head, body = data.split(b"\r\n\r\n", 1)
+            assert head.startswith(b"HTTP/1.1 200"), head
+            assert took > 1, took  # slower than idle_timeout
+            assert body == want, (len(body), len(want), close)
+        assert r.request("GET", "/healthz")[0] == 200
+
 
 def test_sighup_reload(env, tmp_path):
     alog = tmp_path / "access.log"
