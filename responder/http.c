@@ -27,6 +27,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <linux/sockios.h>
+#include <sys/ioctl.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -37,6 +39,11 @@
 #define LINGER_MS 2000
 #define WRITE_HIGH (1u << 20) /* stop reading a client that does not read its answers */
 #define WRITE_LOW (256u << 10)
+/* Requests answered from one read (or one resumption) before the others'
+ * turn: 300 pipelined nonce requests would otherwise hold the worker for as
+ * many signatures, and 64 KiB of small pipelined requests would pile up
+ * megabytes of answers that the client may never read. */
+#define PIPELINE_BATCH 32
 
 enum phase { PH_IDLE, PH_HEADERS, PH_BODY, PH_CLOSING };
 enum hdr { H_OTHER, H_INM, H_EXPECT };
@@ -44,6 +51,7 @@ enum hdr { H_OTHER, H_INM, H_EXPECT };
 struct conn {
 	uv_tcp_t tcp;
 	uv_timer_t timer;
+	uv_idle_t resume; /* parses |tail| on a later loop turn */
 	uv_shutdown_t shut;
 	struct worker *w;
 	struct conn *prev, *next;
@@ -60,6 +68,9 @@ struct conn {
 	int err; /* HTTP status to answer when a callback refused the request */
 	const char *err_reason;
 	unsigned writes;   /* pending */
+	unsigned batch;    /* requests answered since the parser last started */
+	uint8_t *tail;     /* what a read held past the request the parser paused at */
+	size_t tail_len;
 	size_t queue_mark; /* bytes queued when a deadline last looked (write_progress) */
 	uint64_t t_start;
 	uint64_t deadline; /* loop time (ms) at which the phase times out */
@@ -274,6 +285,7 @@ static void conn_free_cb(uv_handle_t *h)
 		return;
 	free(c->url);
 	free(c->body);
+	free(c->tail);
 	free(c);
 }
 
@@ -292,6 +304,7 @@ static void conn_close(struct conn *c)
 	atomic_fetch_sub(&g_open_conns, 1);
 	m_set(&w->m.conns_open, w->m.conns_open - 1);
 	uv_close((uv_handle_t *)&c->timer, conn_free_cb);
+	uv_close((uv_handle_t *)&c->resume, conn_free_cb);
 	uv_close((uv_handle_t *)&c->tcp, conn_free_cb);
 }
 
@@ -332,6 +345,8 @@ static void on_timer_due(uv_timer_t *t)
 static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf);
 
 static void start_reading(struct conn *c);
+
+static void on_resume(uv_idle_t *h);
 
 static void on_shutdown(uv_shutdown_t *req, int status)
 {
@@ -377,8 +392,12 @@ static void on_write(uv_write_t *req, int status)
 		return;
 	}
 	if (!c->reading && !c->closing && !c->eof &&
-	    uv_stream_get_write_queue_size((uv_stream_t *)&c->tcp) < WRITE_LOW)
-		start_reading(c);
+	    uv_stream_get_write_queue_size((uv_stream_t *)&c->tcp) < WRITE_LOW) {
+		if (c->tail)
+			uv_idle_start(&c->resume, on_resume);
+		else
+			start_reading(c);
+	}
 }
 
 /* send_bufs writes |head| then |body| (|blen| may be 0), after what is
@@ -809,6 +828,9 @@ static int on_message_complete(http_parser *p)
 	}
 	c->phase = PH_IDLE;
 	set_timer(c, c->w->ctx->conf.idle_timeout_ms);
+	if (++c->batch >= PIPELINE_BATCH ||
+	    uv_stream_get_write_queue_size((uv_stream_t *)&c->tcp) > WRITE_HIGH)
+		http_parser_pause(p, 1);
 	return 0;
 }
 
@@ -1217,6 +1239,31 @@ static void start_reading(struct conn *c)
 }
 
 static void read_data(struct conn *c, uv_stream_t *s, ssize_t nread, const uv_buf_t *buf);
+static void parse(struct conn *c, const char *data, size_t len);
+
+static void on_resume(uv_idle_t *h)
+{
+	struct conn *c = h->data;
+	uv_idle_stop(h);
+	if (c->closed || !c->tail)
+		return;
+	uint8_t *t = c->tail;
+	size_t n = c->tail_len;
+	c->tail = NULL;
+	c->tail_len = 0;
+	c->in_read = true;
+	parse(c, (const char *)t, n);
+	c->in_read = false;
+	/* A body parsed in place in |t| whose request is not complete yet. */
+	if (c->body_at && keep_body(c) < 0 && !c->closed)
+		fail(c, 503, "out_of_memory");
+	free(t);
+	if (!c->closed && !c->tail && !c->closing &&
+	    uv_stream_get_write_queue_size((uv_stream_t *)&c->tcp) < WRITE_LOW)
+		start_reading(c);
+	if (!c->closed)
+		sync_timer(c);
+}
 
 static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
 {
@@ -1248,14 +1295,44 @@ static void read_data(struct conn *c, uv_stream_t *s, ssize_t nread, const uv_bu
 	}
 	if (c->phase == PH_CLOSING || c->closing)
 		return; /* lingering: drop */
-	size_t done = http_parser_execute(&c->parser, &settings, buf->base, (size_t)nread);
-	(void)done;
+	parse(c, buf->base, (size_t)nread);
+}
+
+/* parse runs the parser over |len| bytes at |data|. When it pauses after a
+ * batch of requests (on_message_complete), the rest of the bytes is kept in
+ * |tail|, reading stops, and on_resume parses the rest on a later loop turn
+ * (or, when the answers queued pass WRITE_HIGH, once they drain). */
+static void parse(struct conn *c, const char *data, size_t len)
+{
+	http_parser_pause(&c->parser, 0);
+	c->batch = 0;
+	size_t done = http_parser_execute(&c->parser, &settings, data, len);
 	enum http_errno e = HTTP_PARSER_ERRNO(&c->parser);
 	if (c->closed)
 		return;
-	if (e == HPE_OK || e == HPE_PAUSED) {
+	if (e == HPE_OK || (e == HPE_PAUSED && c->closing)) {
 		if (c->closing)
 			begin_close(c);
+		return;
+	}
+	if (e == HPE_PAUSED) {
+		if (done >= len)
+			return;
+		uint8_t *t = malloc(len - done);
+		if (!t) {
+			fail(c, 503, "out_of_memory");
+			return;
+		}
+		memcpy(t, data + done, len - done);
+		free(c->tail);
+		c->tail = t;
+		c->tail_len = len - done;
+		if (c->reading) {
+			uv_read_stop((uv_stream_t *)&c->tcp);
+			c->reading = false;
+		}
+		if (uv_stream_get_write_queue_size((uv_stream_t *)&c->tcp) <= WRITE_HIGH)
+			uv_idle_start(&c->resume, on_resume);
 		return;
 	}
 	if (c->err)
@@ -1274,9 +1351,17 @@ static bool write_progress(struct conn *c)
 {
 	if (c->writes == 0)
 		return false;
+	/* What libuv still holds and what the kernel has not had acknowledged
+	 * (SIOCOUTQ): libuv's part moves only in steps, when a third of the
+	 * socket's buffer is free again, the kernel's with every ACK. */
 	size_t q = uv_stream_get_write_queue_size((uv_stream_t *)&c->tcp);
-	bool moved = q == 0 || q != c->queue_mark;
-	c->queue_mark = q;
+	uv_os_fd_t fd;
+	int out = 0;
+	if (uv_fileno((uv_handle_t *)&c->tcp, &fd) != 0 || ioctl(fd, SIOCOUTQ, &out) < 0)
+		out = 0;
+	size_t pending = q + (size_t)(out > 0 ? out : 0);
+	bool moved = q == 0 || pending != c->queue_mark;
+	c->queue_mark = pending;
 	return moved;
 }
 
@@ -1360,9 +1445,11 @@ static void accept_one(struct worker *w)
 	}
 	c->w = w;
 	uv_timer_init(&w->loop, &c->timer);
+	uv_idle_init(&w->loop, &c->resume);
+	c->resume.data = c;
 	c->tcp.data = c;
 	c->timer.data = c;
-	c->handles = 2;
+	c->handles = 3;
 	c->next = w->conns;
 	if (w->conns)
 		w->conns->prev = c;

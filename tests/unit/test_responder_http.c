@@ -607,6 +607,60 @@ static void end_conn(struct conn *c)
 	assert_null(W.conns);
 }
 
+static int count_answers(void)
+{
+	int n = 0;
+	for (size_t i = 0; i + 12 <= F.out_len; i++)
+		n += !memcmp(F.out + i, "HTTP/1.1 200", 12);
+	return n;
+}
+
+/* 100 pipelined requests in one read (and a POST cut by its end): the first
+ * PIPELINE_BATCH are answered at once and reading stops; the rest are
+ * parsed from the kept tail on the next loop turns, in order, the POST's
+ * body joined across the tail and the next read; then the connection reads
+ * again. One client's batch cannot hold the worker. */
+static void test_pipeline_batches(void **state)
+{
+	(void)state;
+	F.mode = WM_FULL;
+	F.out_len = 0;
+	F.reading = false;
+	http_on_connection((uv_stream_t *)&W.listener, 0);
+	struct conn *c = W.conns;
+	assert_non_null(c);
+	pump();
+	static char in[100 * 64];
+	size_t n = 0;
+	for (int i = 0; i < 100; i++)
+		n += (size_t)snprintf(in + n, sizeof(in) - n, "GET /healthz?%d HTTP/1.1\r\n\r\n", i);
+	char post[256];
+	int pl = snprintf(post, sizeof(post),
+	                  "POST / HTTP/1.1\r\nContent-Type: application/ocsp-request\r\n"
+	                  "Content-Length: %zu\r\n\r\n",
+	                  sizeof(REQ_A));
+	memcpy(in + n, post, (size_t)pl);
+	n += (size_t)pl;
+	memcpy(in + n, REQ_A, 10); /* the rest of the body comes in the next read */
+	n += 10;
+	feed(c, in, n);
+	assert_int_equal(count_answers(), PIPELINE_BATCH);
+	assert_false(F.reading);
+	assert_non_null(c->tail);
+	for (int turn = 0; turn < 10 && c->tail; turn++) {
+		uv_run(&W.loop, UV_RUN_NOWAIT);
+		pump();
+	}
+	assert_null(c->tail);
+	assert_int_equal(count_answers(), 100);
+	assert_true(F.reading);
+	/* In order: the answers' bodies are "ok\n", the last is the 100th. */
+	feed(c, REQ_A + 10, sizeof(REQ_A) - 10);
+	assert_int_equal(count_answers(), 101);
+	assert_non_null(memmem(F.out, F.out_len, DER_A, sizeof(DER_A)));
+	end_conn(c);
+}
+
 /* A POST body that came in one read is answered from the read buffer; one
  * cut by the end of a read is copied before the buffer is reused. */
 static void test_body_in_place(void **state)
@@ -703,6 +757,7 @@ int main(void)
 	    cmocka_unit_test(test_http_date),
 	    cmocka_unit_test_setup_teardown(test_pipeline_whole, world_setup, world_teardown),
 	    cmocka_unit_test_setup_teardown(test_pipeline_split, world_setup, world_teardown),
+	    cmocka_unit_test_setup_teardown(test_pipeline_batches, world_setup, world_teardown),
 	    cmocka_unit_test_setup_teardown(test_body_in_place, world_setup, world_teardown),
 	    cmocka_unit_test_setup_teardown(test_lazy_timer, world_setup, world_teardown),
 	};
