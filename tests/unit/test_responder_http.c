@@ -56,6 +56,61 @@ static void test_etag_match(void **state)
 	assert_false(etag_match("\"0123abcdX\"", tag));
 }
 
+static size_t tlv(uint8_t *out, uint8_t tag, const void *body, size_t len)
+{
+	size_t o = 0;
+	out[o++] = tag;
+	if (len < 0x80) {
+		out[o++] = (uint8_t)len;
+	} else {
+		out[o++] = 0x82;
+		out[o++] = (uint8_t)(len >> 8);
+		out[o++] = (uint8_t)len;
+	}
+	memmove(out + o, body, len);
+	return o + len;
+}
+
+/* A CRL's head: optional version, a UTCTime or GeneralizedTime thisUpdate,
+ * nextUpdate optional; anything cut short, or not filling the file exactly,
+ * is left to the full decoder (false). */
+static void test_crl_times(void **state)
+{
+	(void)state;
+	static const uint8_t alg[] = {0x30, 0x03, 0x06, 0x01, 0x2a}, issuer[] = {0x30, 0x00},
+	                     entries[300] = {0}, sig[] = {0x03, 0x01, 0x00};
+	for (int v = 0; v < 2; v++) {
+		for (int next = 0; next < 2; next++) {
+			uint8_t tbs[1024], crl[1100], tmp[1100];
+			size_t n = 0;
+			if (v)
+				n += tlv(tbs + n, 0x02, "\x01", 1);
+			memcpy(tbs + n, alg, sizeof(alg));
+			n += sizeof(alg);
+			memcpy(tbs + n, issuer, sizeof(issuer));
+			n += sizeof(issuer);
+			n += tlv(tbs + n, 0x17, "231114221320Z", 13);
+			if (next)
+				n += tlv(tbs + n, 0x18, "20231115221320Z", 15);
+			n += tlv(tbs + n, 0x30, entries, sizeof(entries)); /* a long length */
+			size_t m = tlv(tmp, 0x30, tbs, n);
+			memcpy(tmp + m, alg, sizeof(alg));
+			m += sizeof(alg);
+			memcpy(tmp + m, sig, sizeof(sig));
+			m += sizeof(sig);
+			size_t len = tlv(crl, 0x30, tmp, m);
+			int64_t t1 = -1, t2 = -1;
+			assert_true(crl_times(crl, len, &t1, &t2));
+			assert_int_equal(t1, 1700000000);
+			assert_int_equal(t2, next ? 1700000000 + 86400 : 0);
+			for (size_t cut = 0; cut < len; cut++)
+				assert_false(crl_times(crl, cut, &t1, &t2));
+			crl[len] = 0;
+			assert_false(crl_times(crl, len + 1, &t1, &t2)); /* trailing bytes */
+		}
+	}
+}
+
 static void test_pct_decode(void **state)
 {
 	(void)state;
@@ -753,6 +808,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_etag_match),
 	    cmocka_unit_test(test_pct_decode),
+	    cmocka_unit_test(test_crl_times),
 	    cmocka_unit_test(test_b64_decode),
 	    cmocka_unit_test(test_http_date),
 	    cmocka_unit_test_setup_teardown(test_pipeline_whole, world_setup, world_teardown),
