@@ -892,7 +892,8 @@ def test_http_framing_edges(env):
     whitespace before a header's colon is refused (400, connection closed);
     an Upgrade request is answered as plain HTTP and the requests pipelined
     after it are answered too, in order; Transfer-Encoding in HTTP/1.0 closes
-    the connection after the answer; a 405 names the methods the route allows."""
+    the connection after the answer; an HTTP/1.0 client gets no 100 Continue;
+    a 405 names the methods the route allows."""
     cert, issuer = leaf(env, env.rsa, env.good["rsa1"])
     req = make_request(cert, issuer)
     for field in (b"Content-Length : 3", b"Transfer-Encoding\t: chunked"):
@@ -918,6 +919,11 @@ def test_http_framing_edges(env):
     assert len(resp) == 1 and resp[0][0] == 200, data[:300]
     assert resp[0][1].get("connection") == "close"
     check_response(resp[0][2], issuer)
+    # 100 Continue only to HTTP/1.1 clients (RFC 9110 §10.1.1).
+    data = env.resp.raw(b"POST / HTTP/1.0\r\nExpect: 100-continue\r\n"
+                        b"Content-Type: application/ocsp-request\r\nContent-Length: %d\r\n\r\n"
+                        % len(req) + req)
+    assert data.startswith(b"HTTP/1.1 200 OK\r\n"), data[:100]
     for path, allow in (("/healthz", "GET, HEAD"), ("/metrics", "GET, HEAD"),
                         ("/crl/rsa1.crl", "GET, HEAD"), ("/", "GET, HEAD, POST")):
         method = "POST" if path != "/" else "PUT"
