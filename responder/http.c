@@ -44,6 +44,10 @@
  * many signatures, and 64 KiB of small pipelined requests would pile up
  * megabytes of answers that the client may never read. */
 #define PIPELINE_BATCH 32
+/* What all the connections of a worker may hold of answers their clients
+ * have not read (and of requests kept past a pause), whatever their number:
+ * WRITE_HIGH alone would let 10,000 connections that never read hold 10 GB. */
+#define WORKER_HOLD_MAX (64u << 20)
 
 enum phase { PH_IDLE, PH_HEADERS, PH_BODY, PH_CLOSING };
 enum hdr { H_OTHER, H_INM, H_EXPECT };
@@ -99,6 +103,7 @@ struct wreq {
 	uv_write_t req;
 	struct conn *c;
 	struct crl_file *ref;
+	size_t held; /* bytes copied into |data|, counted in the worker's held */
 	uv_buf_t bufs[2];
 	char data[];
 };
@@ -285,6 +290,8 @@ static void conn_free_cb(uv_handle_t *h)
 		return;
 	free(c->url);
 	free(c->body);
+	if (c->tail)
+		c->w->held -= c->tail_len;
 	free(c->tail);
 	free(c);
 }
@@ -378,11 +385,34 @@ static void begin_close(struct conn *c)
 		conn_close(c);
 }
 
+static size_t hold_max(const struct worker *w)
+{
+	return w->hold_max ? w->hold_max : WORKER_HOLD_MAX;
+}
+
+/* hold_back tells whether |c| should take no more requests for now: its
+ * client has not read 1 MiB of answers, or has not read some while the
+ * worker as a whole holds too much. */
+static bool hold_back(struct conn *c)
+{
+	size_t q = uv_stream_get_write_queue_size((uv_stream_t *)&c->tcp);
+	return q > WRITE_HIGH || (q > 0 && c->w->held > hold_max(c->w));
+}
+
+/* may_resume is its end: little queued, and nothing at all while the worker
+ * holds too much (so a connection whose client reads always gets back). */
+static bool may_resume(struct conn *c)
+{
+	size_t q = uv_stream_get_write_queue_size((uv_stream_t *)&c->tcp);
+	return q < WRITE_LOW && (q == 0 || c->w->held <= hold_max(c->w));
+}
+
 static void on_write(uv_write_t *req, int status)
 {
 	struct wreq *wr = container_of(req, struct wreq, req);
 	struct conn *c = wr->c;
 	crl_file_unref(wr->ref);
+	c->w->held -= wr->held;
 	free(wr);
 	c->writes--;
 	if (c->closed)
@@ -391,8 +421,7 @@ static void on_write(uv_write_t *req, int status)
 		conn_close(c);
 		return;
 	}
-	if (!c->reading && !c->closing && !c->eof &&
-	    uv_stream_get_write_queue_size((uv_stream_t *)&c->tcp) < WRITE_LOW) {
+	if (!c->reading && !c->closing && !c->eof && may_resume(c)) {
 		if (c->tail)
 			uv_idle_start(&c->resume, on_resume);
 		else
@@ -435,6 +464,8 @@ static void send_bufs(struct conn *c, const char *head, size_t hlen, const char 
 	}
 	wr->c = c;
 	wr->ref = NULL;
+	wr->held = copy;
+	c->w->held += copy;
 	/* Pointers are only offset when there are bytes left: a NULL body
 	 * plus 0 is undefined in C. */
 	if (hrest)
@@ -458,12 +489,13 @@ static void send_bufs(struct conn *c, const char *head, size_t hlen, const char 
 	c->writes++;
 	if (uv_write(&wr->req, st, wr->bufs, n, on_write) < 0) {
 		c->writes--;
+		c->w->held -= wr->held;
 		crl_file_unref(wr->ref);
 		free(wr);
 		conn_close(c);
 		return;
 	}
-	if (uv_stream_get_write_queue_size(st) > WRITE_HIGH && c->reading) {
+	if (hold_back(c) && c->reading) {
 		uv_read_stop(st);
 		c->reading = false;
 	}
@@ -831,8 +863,7 @@ static int on_message_complete(http_parser *p)
 	}
 	c->phase = PH_IDLE;
 	set_timer(c, c->w->ctx->conf.idle_timeout_ms);
-	if (++c->batch >= PIPELINE_BATCH ||
-	    uv_stream_get_write_queue_size((uv_stream_t *)&c->tcp) > WRITE_HIGH)
+	if (++c->batch >= PIPELINE_BATCH || hold_back(c))
 		http_parser_pause(p, 1);
 	return 0;
 }
@@ -1337,6 +1368,7 @@ static void on_resume(uv_idle_t *h)
 	size_t n = c->tail_len;
 	c->tail = NULL;
 	c->tail_len = 0;
+	c->w->held -= n;
 	c->in_read = true;
 	parse(c, (const char *)t, n);
 	c->in_read = false;
@@ -1344,8 +1376,7 @@ static void on_resume(uv_idle_t *h)
 	if (c->body_at && keep_body(c) < 0 && !c->closed)
 		fail(c, 503, "out_of_memory");
 	free(t);
-	if (!c->closed && !c->tail && !c->closing &&
-	    uv_stream_get_write_queue_size((uv_stream_t *)&c->tcp) < WRITE_LOW)
+	if (!c->closed && !c->tail && !c->closing && may_resume(c))
 		start_reading(c);
 	if (!c->closed)
 		sync_timer(c);
@@ -1387,7 +1418,7 @@ static void read_data(struct conn *c, uv_stream_t *s, ssize_t nread, const uv_bu
 /* parse runs the parser over |len| bytes at |data|. When it pauses after a
  * batch of requests (on_message_complete), the rest of the bytes is kept in
  * |tail|, reading stops, and on_resume parses the rest on a later loop turn
- * (or, when the answers queued pass WRITE_HIGH, once they drain). */
+ * (or, when hold_back says so, once the client has read its answers). */
 static void parse(struct conn *c, const char *data, size_t len)
 {
 	http_parser_pause(&c->parser, 0);
@@ -1410,6 +1441,9 @@ static void parse(struct conn *c, const char *data, size_t len)
 			return;
 		}
 		memcpy(t, data + done, len - done);
+		c->w->held += len - done;
+		if (c->tail)
+			c->w->held -= c->tail_len;
 		free(c->tail);
 		c->tail = t;
 		c->tail_len = len - done;
@@ -1417,7 +1451,7 @@ static void parse(struct conn *c, const char *data, size_t len)
 			uv_read_stop((uv_stream_t *)&c->tcp);
 			c->reading = false;
 		}
-		if (uv_stream_get_write_queue_size((uv_stream_t *)&c->tcp) <= WRITE_HIGH)
+		if (!hold_back(c))
 			uv_idle_start(&c->resume, on_resume);
 		return;
 	}

@@ -327,6 +327,11 @@ struct worker {
 	char date[40]; /* IMF-fixdate of date_t */
 	char rbuf[65536];
 	struct crl_file *crls[VG_CONF_MAX_CAS];
+	/* Bytes the connections hold in memory for clients that have not read
+	 * them: answers queued (copied) and pipelined requests kept (http.c);
+	 * past |hold_max| (0: WORKER_HOLD_MAX) a connection with anything
+	 * queued takes no more requests until its client reads. */
+	size_t held, hold_max;
 	struct vg_log_budget logb[LK_N];
 	struct vg_log_budget sign_logb[METRIC_SLOTS];
 };

@@ -387,6 +387,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			}
 			/* A client that is not read from waits for its answers. */
 			pump();
+			/* A pipelined batch paused: the rest of the read is parsed on
+			 * the next loop turns (each at most PIPELINE_BATCH requests). */
+			for (int turn = 0; turn < 4096 && !c->closed && c->tail && F.qn == 0;
+			     turn++) {
+				uv_run(&w->loop, UV_RUN_NOWAIT);
+				pump();
+			}
 			if (!F.reading && !c->closed && c->phase != PH_CLOSING && F.qn == 0 &&
 			    !F.shut) {
 				/* Nothing pending would restart reading: a stall would be a bug. */

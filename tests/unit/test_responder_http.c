@@ -716,6 +716,65 @@ static void test_pipeline_batches(void **state)
 	end_conn(c);
 }
 
+static void read_nopump(struct conn *c, const void *p, size_t n)
+{
+	uv_buf_t buf;
+	on_alloc((uv_handle_t *)&c->tcp, n, &buf);
+	memcpy(buf.base, p, n);
+	on_read((uv_stream_t *)&c->tcp, (ssize_t)n, &buf);
+}
+
+/* The worker's budget (here 20 KiB; the socket takes nothing, so every
+ * answer is queued): a connection whose client has not read its answers
+ * takes no more requests once the worker holds more than the budget (its
+ * pipelined rest kept, counted too); another connection still gets its
+ * request answered; when the clients read, everything is answered, in order,
+ * and the count of held bytes comes back to zero. */
+static void test_worker_hold_budget(void **state)
+{
+	(void)state;
+	W.hold_max = 20 << 10;
+	F.mode = WM_EAGAIN;
+	F.out_len = 0;
+	char path[128], in[40 * 200];
+	b64url(REQ_B, sizeof(REQ_B), path);
+	size_t n = 0;
+	for (int i = 0; i < 40; i++)
+		n += (size_t)snprintf(in + n, sizeof(in) - n, "GET /%s HTTP/1.1\r\n\r\n", path);
+	http_on_connection((uv_stream_t *)&W.listener, 0);
+	struct conn *a = W.conns;
+	read_nopump(a, in, n);
+	/* Answers queued until the budget was passed, then a pause. */
+	unsigned queued = F.qn;
+	assert_true(queued >= 4 && queued <= 6);
+	assert_non_null(a->tail);
+	assert_false(a->reading);
+	assert_true(W.held <= W.hold_max + sizeof(DER_B) + 1024 + a->tail_len);
+	assert_int_equal(W.held, F.qbytes + a->tail_len);
+	/* No loop turn resumes it while nothing was read. */
+	for (int turn = 0; turn < 5; turn++)
+		uv_run(&W.loop, UV_RUN_NOWAIT);
+	assert_int_equal(F.qn, queued);
+	/* A newcomer's request is answered all the same. */
+	http_on_connection((uv_stream_t *)&W.listener, 0);
+	struct conn *b = W.conns;
+	assert_ptr_not_equal(a, b);
+	read_nopump(b, "GET /healthz HTTP/1.1\r\n\r\n", 25);
+	assert_int_equal(F.qn, queued + 1);
+	/* The clients read: the rest follows, in order. */
+	for (int turn = 0; turn < 200 && (a->tail || F.qn); turn++) {
+		complete_writes(0);
+		uv_run(&W.loop, UV_RUN_NOWAIT);
+	}
+	complete_writes(0);
+	assert_null(a->tail);
+	assert_int_equal(count_answers(), 41);
+	assert_int_equal(W.held, 0);
+	conn_close(b);
+	end_conn(a);
+	W.hold_max = 0;
+}
+
 /* A POST body that came in one read is answered from the read buffer; one
  * cut by the end of a read is copied before the buffer is reused. */
 static void test_body_in_place(void **state)
@@ -814,6 +873,7 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_pipeline_whole, world_setup, world_teardown),
 	    cmocka_unit_test_setup_teardown(test_pipeline_split, world_setup, world_teardown),
 	    cmocka_unit_test_setup_teardown(test_pipeline_batches, world_setup, world_teardown),
+	    cmocka_unit_test_setup_teardown(test_worker_hold_budget, world_setup, world_teardown),
 	    cmocka_unit_test_setup_teardown(test_body_in_place, world_setup, world_teardown),
 	    cmocka_unit_test_setup_teardown(test_lazy_timer, world_setup, world_teardown),
 	};
