@@ -68,7 +68,8 @@ struct conn {
 	bool shutting; /* uv_shutdown issued */
 	bool eof;
 	bool reading;
-	bool get_only; /* the route refused a POST: 405 allows GET and HEAD only */
+	bool get_only;    /* the route refused a POST: 405 allows GET and HEAD only */
+	bool close_after; /* this request's framing asks to close after its answer */
 	int err; /* HTTP status to answer when a callback refused the request */
 	const char *err_reason;
 	unsigned writes;   /* pending */
@@ -429,6 +430,24 @@ static void on_write(uv_write_t *req, int status)
 	}
 }
 
+/* pending_bytes is what |c| has still to deliver: what libuv holds and what
+ * the kernel has not had acknowledged (SIOCOUTQ). libuv's part moves only in
+ * steps, when a third of the socket's buffer is free again; the kernel's
+ * with every ACK. */
+static size_t pending_bytes(struct conn *c)
+{
+	size_t q = uv_stream_get_write_queue_size((uv_stream_t *)&c->tcp);
+	uv_os_fd_t fd;
+	int out = 0;
+	if (uv_fileno((uv_handle_t *)&c->tcp, &fd) != 0 || ioctl(fd, SIOCOUTQ, &out) < 0)
+		out = 0;
+	return q + (size_t)(out > 0 ? out : 0);
+}
+
+/* A deadline moves on only for a client that read at least this much since
+ * the last look: one that takes a byte now and then is not reading. */
+#define PROGRESS_MIN 4096
+
 /* send_bufs writes |head| then |body| (|blen| may be 0), after what is
  * queued. What the socket does not take at once is copied into one heap block
  * and queued (a |ref| body, a CRL, is referenced instead of copied). */
@@ -495,6 +514,8 @@ static void send_bufs(struct conn *c, const char *head, size_t hlen, const char 
 		conn_close(c);
 		return;
 	}
+	/* Progress is measured from here (write_progress). */
+	c->queue_mark = pending_bytes(c);
 	if (hold_back(c) && c->reading) {
 		uv_read_stop(st);
 		c->reading = false;
@@ -662,6 +683,7 @@ static void req_reset(struct conn *c)
 	c->expect_len = 0;
 	c->err = 0;
 	c->err_reason = NULL;
+	c->close_after = false;
 }
 
 static int on_message_begin(http_parser *p)
@@ -792,8 +814,17 @@ static int on_headers_complete(http_parser *p)
 	/* http-parser takes any digit pair ("HTTP/9.9"); only 1.x is spoken here. */
 	if (p->http_major != 1)
 		return refuse(c, 505, "http_version");
-	if (p->method != HTTP_GET && p->method != HTTP_HEAD && p->method != HTTP_POST)
+	if (p->method != HTTP_GET && p->method != HTTP_HEAD && p->method != HTTP_POST) {
+		/* The routes other than OCSP's take GET and HEAD only. */
+		size_t ul = c->url_len;
+		const char *q = memchr(c->url, '?', ul);
+		if (q)
+			ul = (size_t)(q - c->url);
+		c->get_only = (ul >= 8 && (!memcmp(c->url + ul - 8, "/healthz", 8) ||
+		                           !memcmp(c->url + ul - 8, "/metrics", 8))) ||
+		              (ul >= 4 && !memcmp(c->url + ul - 4, ".crl", 4));
 		return refuse(c, 405, "method_not_allowed");
+	}
 	bool chunked = p->flags & F_CHUNKED;
 	bool has_len = p->content_length != ULLONG_MAX && p->content_length > 0;
 	if (has_len && p->content_length > (uint64_t)cf->max_request_bytes)
@@ -801,7 +832,7 @@ static int on_headers_complete(http_parser *p)
 	/* Transfer-Encoding in HTTP/1.0: the framing may be faulty, so the
 	 * connection closes after the answer (RFC 9112 §6.1). */
 	if (chunked && p->http_minor == 0)
-		c->closing = true;
+		c->close_after = true;
 	if (has_len || chunked) {
 		c->phase = PH_BODY;
 		set_timer(c, cf->body_timeout_ms);
@@ -852,7 +883,7 @@ static void dispatch(struct conn *c);
 static int on_message_complete(http_parser *p)
 {
 	struct conn *c = p->data;
-	if (!http_should_keep_alive(p) || c->w->draining)
+	if (!http_should_keep_alive(p) || c->w->draining || c->close_after)
 		c->closing = true;
 	dispatch(c);
 	c->t_start = 0;
@@ -1004,6 +1035,10 @@ static void ocsp_get(struct conn *c, const char *rem, size_t len)
 		while (*s == '/')
 			s++;
 		n = b64_decode(s, strlen(s), der);
+		/* Base64 that starts with '/' (a first byte of 0xfc to 0xff: no
+		 * OCSP request, but the client's to be told so). */
+		if (n <= 0 && s > dec)
+			n = b64_decode(s - 1, strlen(s - 1), der);
 	}
 	if (n <= 0) {
 		if (heap) {
@@ -1121,9 +1156,11 @@ static int crl_load(const char *path, struct crl_file **out)
 	struct crl_file *f = NULL;
 	uint8_t *data = NULL;
 	size_t got = 0;
-	int rc = -errno;
-	if (fstat(fd, st) < 0)
+	int rc;
+	if (fstat(fd, st) < 0) {
+		rc = -errno;
 		goto fail;
+	}
 	f = calloc(1, sizeof(*f));
 	data = malloc(st->st_size > 0 ? (size_t)st->st_size : 1);
 	rc = -ENOMEM;
@@ -1471,16 +1508,8 @@ static bool write_progress(struct conn *c)
 {
 	if (c->writes == 0)
 		return false;
-	/* What libuv still holds and what the kernel has not had acknowledged
-	 * (SIOCOUTQ): libuv's part moves only in steps, when a third of the
-	 * socket's buffer is free again, the kernel's with every ACK. */
-	size_t q = uv_stream_get_write_queue_size((uv_stream_t *)&c->tcp);
-	uv_os_fd_t fd;
-	int out = 0;
-	if (uv_fileno((uv_handle_t *)&c->tcp, &fd) != 0 || ioctl(fd, SIOCOUTQ, &out) < 0)
-		out = 0;
-	size_t pending = q + (size_t)(out > 0 ? out : 0);
-	bool moved = q == 0 || pending != c->queue_mark;
+	size_t pending = pending_bytes(c);
+	bool moved = pending + PROGRESS_MIN <= c->queue_mark;
 	c->queue_mark = pending;
 	return moved;
 }
