@@ -426,10 +426,8 @@ static int world_teardown(void **state)
 	return 0;
 }
 
-/* serve runs one connection through the input |in|, delivered in reads that
- * end at |cuts| (ascending), with writes in |mode|, and returns what the
- * client received (F.out, F.out_len). */
-static void serve(const char *in, size_t len, const size_t *cuts, size_t ncuts, enum wmode mode)
+/* open_conn accepts a connection whose writes go in |mode|, its output empty. */
+static struct conn *open_conn(enum wmode mode)
 {
 	F.mode = mode;
 	F.out_len = 0;
@@ -438,6 +436,15 @@ static void serve(const char *in, size_t len, const size_t *cuts, size_t ncuts, 
 	struct conn *c = W.conns;
 	assert_non_null(c);
 	pump();
+	return c;
+}
+
+/* serve runs one connection through the input |in|, delivered in reads that
+ * end at |cuts| (ascending), with writes in |mode|, and returns what the
+ * client received (F.out, F.out_len). */
+static void serve(const char *in, size_t len, const size_t *cuts, size_t ncuts, enum wmode mode)
+{
+	struct conn *c = open_conn(mode);
 	size_t off = 0;
 	for (size_t i = 0; i <= ncuts && off < len && !c->closed; i++) {
 		size_t end = i < ncuts ? cuts[i] : len;
@@ -678,13 +685,7 @@ static int count_answers(void)
 static void test_pipeline_batches(void **state)
 {
 	(void)state;
-	F.mode = WM_FULL;
-	F.out_len = 0;
-	F.reading = false;
-	http_on_connection((uv_stream_t *)&W.listener, 0);
-	struct conn *c = W.conns;
-	assert_non_null(c);
-	pump();
+	struct conn *c = open_conn(WM_FULL);
 	static char in[100 * 64];
 	size_t n = 0;
 	for (int i = 0; i < 100; i++)
