@@ -439,6 +439,18 @@ static struct conn *open_conn(enum wmode mode)
 	return c;
 }
 
+/* end_conn closes |c| as libuv would (its queued writes cancelled) and runs
+ * the loop until every connection is gone. */
+static void end_conn(struct conn *c)
+{
+	if (!c->closed)
+		conn_close(c);
+	complete_writes(UV_ECANCELED);
+	while (uv_run(&W.loop, UV_RUN_NOWAIT))
+		;
+	assert_null(W.conns);
+}
+
 /* serve runs one connection through the input |in|, delivered in reads that
  * end at |cuts| (ascending), with writes in |mode|, and returns what the
  * client received (F.out, F.out_len). */
@@ -460,12 +472,7 @@ static void serve(const char *in, size_t len, const size_t *cuts, size_t ncuts, 
 		off = end;
 		pump();
 	}
-	if (!c->closed)
-		conn_close(c);
-	complete_writes(UV_ECANCELED);
-	while (uv_run(&W.loop, UV_RUN_NOWAIT))
-		;
-	assert_null(W.conns);
+	end_conn(c);
 	assert_int_equal(F.qn, 0);
 	assert_int_equal(F.qbytes, 0);
 }
@@ -659,16 +666,6 @@ static void feed(struct conn *c, const void *p, size_t n)
 	pump();
 }
 
-static void end_conn(struct conn *c)
-{
-	if (!c->closed)
-		conn_close(c);
-	complete_writes(UV_ECANCELED);
-	while (uv_run(&W.loop, UV_RUN_NOWAIT))
-		;
-	assert_null(W.conns);
-}
-
 static int count_answers(void)
 {
 	int n = 0;
@@ -855,12 +852,7 @@ static void test_lazy_timer(void **state)
 	assert_int_equal(W.m.timeouts, 1);
 	assert_non_null(memmem(F.out, F.out_len, "HTTP/1.1 408 Request Timeout", 28));
 	pump();
-	if (!c->closed)
-		conn_close(c);
-	complete_writes(UV_ECANCELED);
-	while (uv_run(&W.loop, UV_RUN_NOWAIT))
-		;
-	assert_null(W.conns);
+	end_conn(c);
 }
 
 int main(void)
