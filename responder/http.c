@@ -68,7 +68,6 @@ struct conn {
 	bool shutting; /* uv_shutdown issued */
 	bool eof;
 	bool reading;
-	bool get_only;    /* the route refused a POST: 405 allows GET and HEAD only */
 	bool close_after; /* this request's framing asks to close after its answer */
 	int err; /* HTTP status to answer when a callback refused the request */
 	const char *err_reason;
@@ -653,6 +652,20 @@ static void respond_text(struct conn *c, int status, const char *text, const cha
 	respond(c, status, "text/plain; charset=utf-8", extra, text, strlen(text), NULL);
 }
 
+/* get_only_route tells whether the request's path is one of the routes
+ * other than OCSP's (/healthz, /metrics, /crl/...), which take GET and HEAD
+ * only: what a 405's Allow says. */
+static bool get_only_route(const struct conn *c)
+{
+	size_t ul = c->url ? c->url_len : 0;
+	const char *q = ul ? memchr(c->url, '?', ul) : NULL;
+	if (q)
+		ul = (size_t)(q - c->url);
+	return (ul >= 8 && (!memcmp(c->url + ul - 8, "/healthz", 8) ||
+	                    !memcmp(c->url + ul - 8, "/metrics", 8))) ||
+	       (ul >= 4 && !memcmp(c->url + ul - 4, ".crl", 4));
+}
+
 /* fail answers a refused request with |status| and closes the connection. */
 static void fail(struct conn *c, int status, const char *reason)
 {
@@ -663,8 +676,10 @@ static void fail(struct conn *c, int status, const char *reason)
 	c->closing = true;
 	char text[128];
 	snprintf(text, sizeof(text), "%d %s\n", status, status_text(status));
-	respond_text(c, status, text, status != 405 ? NULL : c->get_only ? "Allow: GET, HEAD\r\n"
-	                                                                    : "Allow: GET, HEAD, POST\r\n");
+	const char *allow = status != 405       ? NULL
+	                    : get_only_route(c) ? "Allow: GET, HEAD\r\n"
+	                                        : "Allow: GET, HEAD, POST\r\n";
+	respond_text(c, status, text, allow);
 	begin_close(c);
 }
 
@@ -814,17 +829,8 @@ static int on_headers_complete(http_parser *p)
 	/* http-parser takes any digit pair ("HTTP/9.9"); only 1.x is spoken here. */
 	if (p->http_major != 1)
 		return refuse(c, 505, "http_version");
-	if (p->method != HTTP_GET && p->method != HTTP_HEAD && p->method != HTTP_POST) {
-		/* The routes other than OCSP's take GET and HEAD only. */
-		size_t ul = c->url_len;
-		const char *q = memchr(c->url, '?', ul);
-		if (q)
-			ul = (size_t)(q - c->url);
-		c->get_only = (ul >= 8 && (!memcmp(c->url + ul - 8, "/healthz", 8) ||
-		                           !memcmp(c->url + ul - 8, "/metrics", 8))) ||
-		              (ul >= 4 && !memcmp(c->url + ul - 4, ".crl", 4));
+	if (p->method != HTTP_GET && p->method != HTTP_HEAD && p->method != HTTP_POST)
 		return refuse(c, 405, "method_not_allowed");
-	}
 	bool chunked = p->flags & F_CHUNKED;
 	bool has_len = p->content_length != ULLONG_MAX && p->content_length > 0;
 	if (has_len && p->content_length > (uint64_t)cf->max_request_bytes)
@@ -1332,7 +1338,6 @@ static void dispatch(struct conn *c)
 	    (plen == 8 && !memcmp(path, "/metrics", 8)) ||
 	    (plen > 5 && !memcmp(path, "/crl/", 5))) {
 		if (!get) {
-			c->get_only = true;
 			fail(c, 405, "method_not_allowed");
 			return;
 		}

@@ -92,13 +92,11 @@ static const char *sign_what(int slot, char *buf, size_t len)
 
 bool worker_log_sign_ok(struct worker *w, int slot)
 {
-	struct vg_log_budget *b = &w->sign_logb[slot];
-	uint64_t now = uv_now(&w->loop);
-	/* The name is written only for a report, which is rare. */
+	/* Only on a failed signature: naming the CA each time costs nothing
+	 * that matters. */
 	char what[200];
-	if (b->suppressed && now - b->window_start >= VG_LOG_WINDOW_MS)
-		vg_log_budget_flush(b, now, false, LOG_ERR, sign_what(slot, what, sizeof(what)));
-	return vg_log_budget_take(b, now, LOG_ERR, "sign_failed");
+	return vg_log_budget_take(&w->sign_logb[slot], uv_now(&w->loop), LOG_ERR,
+	                          sign_what(slot, what, sizeof(what)));
 }
 
 void worker_log_flush(struct worker *w, bool force)
