@@ -778,10 +778,7 @@ static void test_worker_hold_budget(void **state)
 static void test_body_in_place(void **state)
 {
 	(void)state;
-	F.mode = WM_FULL;
-	F.out_len = 0;
-	http_on_connection((uv_stream_t *)&W.listener, 0);
-	struct conn *c = W.conns;
+	struct conn *c = open_conn(WM_FULL);
 	struct sb req = {.len = 0};
 	sb_fmt(&req, "POST / HTTP/1.1\r\nContent-Length: %zu\r\n\r\n", sizeof(REQ_A));
 	sb_add(&req, REQ_A, sizeof(REQ_A));
@@ -810,11 +807,7 @@ static void test_body_in_place(void **state)
 static void test_lazy_timer(void **state)
 {
 	(void)state;
-	F.mode = WM_FULL;
-	F.out_len = 0;
-	http_on_connection((uv_stream_t *)&W.listener, 0);
-	struct conn *c = W.conns;
-	assert_non_null(c);
+	struct conn *c = open_conn(WM_FULL);
 	uint64_t now = uv_now(&W.loop);
 	assert_int_equal(c->phase, PH_IDLE);
 	assert_int_equal(c->deadline, now + R.conf.header_timeout_ms);
