@@ -448,11 +448,9 @@ static int delta_next(void *arg, struct crl_entry *e)
 		const struct delta_item *it = &s->d->v[s->i++];
 		struct vg_cert c;
 		int rc = vg_get(s->txn, s->d->ca_id, &it->serial, &c);
-		if (rc == -ENOENT)
-			continue;
-		if (rc < 0)
+		if (rc < 0 && rc != -ENOENT)
 			return rc;
-		if (c.status == VG_STATUS_REVOKED) {
+		if (rc == 0 && c.status == VG_STATUS_REVOKED) {
 			/* Newly revoked or its details changed; a date update
 			 * alone does not change the CRL entry. */
 			if (!(it->ops & ~OP_BIT(VG_CHANGE_UPDATE)))
@@ -460,6 +458,9 @@ static int delta_next(void *arg, struct crl_entry *e)
 			entry_from(e, &it->serial, &c);
 			return 1;
 		}
+		/* Good again, or absent again: a serial known only from its hold
+		 * (VG_CERT_NOT_ISSUED) leaves the store when the hold is lifted,
+		 * and the base may still list it. */
 		if (it->ops & OP_BIT(VG_CHANGE_RELEASE)) {
 			/* Hold lifted: RFC 5280 §5.3.1 removeFromCRL. */
 			e->serial = it->serial;

@@ -260,6 +260,59 @@ def test_delta_crl_lists_exactly_the_changes(tmp_path):
     assert certtool_info(env.crl_path("ca1", delta=True)).returncode == 0
 
 
+def apply_delta(base, delta):
+    """What a relying party holds after merging |delta| over |base| (both as
+    entries()): RFC 5280 §5.2.4, removeFromCRL takes a serial out."""
+    out = dict(base)
+    for serial, e in delta.items():
+        if e[0] == "removeFromCRL":
+            out.pop(serial, None)
+        else:
+            out[serial] = e
+    return out
+
+
+def test_delta_removes_a_released_hold_on_a_never_issued_serial(tmp_path):
+    """Issue 11 item 3: a serial the store never saw, put on hold and then
+    released, is absent again; the delta must still say removeFromCRL, or
+    base + delta keeps it on hold while the next full CRL does not list it."""
+    ca, leaves = make_ca_with_leaves(tmp_path, keytype="ec")
+    env = Env(tmp_path, [ca], ca_extra={"ca1": ["delta_crl = on"]})
+    env.import_index(ca)
+    ghost = "7E57AB1E0001"  # not issued by this CA: not in the store
+    issued = leaves["good"][0]
+    env.runner.store("revoke", "ca1", ghost, "--reason", "certificateHold")
+    env.runner.store("revoke", "ca1", issued, "--reason", "certificateHold")
+    line = env.runner.store("status", "ca1", ghost).stdout
+    assert "certificateHold" in line and "not_issued" in line, line
+    env.crlgen("--once")
+    base = entries(env.crl("ca1"))
+    issued_hex = "%X" % int(issued, 16)
+    assert base[ghost][0] == "certificateHold" and base[issued_hex][0] == "certificateHold"
+
+    env.runner.store("release", "ca1", ghost)
+    env.runner.store("release", "ca1", issued)
+    assert env.status("ca1", ghost)[0] == "unknown"  # absent again, never good
+    assert env.status("ca1", issued)[0] == "good"
+    env.crlgen("--once", "--delta")
+    path = env.crl_path("ca1", delta=True)
+    ok, out = openssl_crl_verify(path, ca.cert)
+    assert ok, out
+    delta = entries(env.crl("ca1", delta=True))
+    assert delta == {ghost: ("removeFromCRL", delta[ghost][1], None),
+                     issued_hex: ("removeFromCRL", delta[issued_hex][1], None)}
+    # openssl reads the same: the never-issued serial, reason Remove From CRL.
+    text = subprocess.run(["openssl", "crl", "-inform", "DER", "-in", str(path), "-noout",
+                           "-text"], capture_output=True, text=True, timeout=30).stdout
+    m = re.search(r"Serial Number: 0*%s\s.*?CRL Reason Code:\s*\n\s*([^\n]+)" % ghost, text, re.S)
+    assert m and m.group(1).strip() == "Remove From CRL", text
+    # Base + delta is what the next full CRL lists (RFC 5280 §5.2.4).
+    merged = apply_delta(base, delta)
+    env.crlgen("--once")
+    assert merged == entries(env.crl("ca1"))
+    assert ghost not in merged and issued_hex not in merged
+
+
 def test_reader_never_sees_a_partial_crl(tmp_path):
     ca = pki.CA(tmp_path, "big", "ec")
     env = Env(tmp_path, [ca])
