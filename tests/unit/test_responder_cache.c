@@ -138,6 +138,36 @@ static void test_put_get_evict(void **state)
 	cache_destroy();
 }
 
+/* The stale-snapshot guard of cache_put: an answer read from a snapshot
+ * older than the changes already applied may carry a status those changes
+ * replaced, so it is not kept; one read from that snapshot or a newer one is. */
+static void test_stale_snapshot_guard(void **state)
+{
+	(void)state;
+	assert_int_equal(cache_init(16, 2), 0);
+	cache_quiescent(0);
+	cache_quiescent(1);
+	/* No change applied yet: no snapshot is known to be current. */
+	put(0, 3, 1, "cid", "before", 1000);
+	put(UINT64_MAX, 3, 2, "cid", "before", 1000);
+	assert_null(get(3, 1, "cid", 10));
+	assert_null(get(3, 2, "cid", 10));
+	assert_int_equal(cache_apply_changes(NULL, 7), 0);
+	put(6, 3, 1, "cid", "older", 1000);
+	assert_null(get(3, 1, "cid", 10));
+	assert_null(get_raw(3, 1, "cid", 10));
+	put(7, 3, 2, "cid", "same", 1000);
+	assert_string_equal(get(3, 2, "cid", 10), "same");
+	put(8, 3, 3, "cid", "newer", 1000);
+	assert_string_equal(get(3, 3, "cid", 10), "newer");
+	/* An older snapshot does not replace the current answer either. */
+	put(6, 3, 2, "cid", "older", 1000);
+	assert_string_equal(get(3, 2, "cid", 10), "same");
+	cache_quiescent(0);
+	cache_quiescent(1);
+	cache_destroy();
+}
+
 static char store_dir[64];
 
 static void rmtree(const char *dir)
@@ -235,6 +265,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_put_get_evict),
 	    cmocka_unit_test(test_invalidation_from_change_log),
+	    cmocka_unit_test(test_stale_snapshot_guard),
 	    cmocka_unit_test(test_b64),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
