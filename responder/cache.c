@@ -14,6 +14,14 @@
  * sweep) take one mutex; they run on misses, on store changes and once a
  * second, never on a hit.
  *
+ * Floods: the (CA id, serial) hash is SipHash-2-4 under a key drawn at
+ * random when the cache is made, so which serials share a bucket cannot be
+ * worked out offline (an unkeyed FNV let 16,384 chosen serials pile into
+ * one bucket: a hit cost 15 times as much, and every miss walked the chain
+ * under the lock). Whatever the hash, no chain holds more than CACHE_CHAIN_MAX
+ * entries: an insert into a full chain evicts its oldest entry, and readers
+ * stop after that many.
+ *
  * Staleness: entries are keyed by (CA id, serial) and each change the store
  * logs drops the entries it names. The change log is applied once for the
  * process, by whichever worker sees the new counter first. A worker whose
@@ -23,6 +31,7 @@
 #include "responder/resp.h"
 #include "store/common/log.h"
 
+#include <endian.h>
 #include <errno.h>
 #include <pthread.h>
 #include <stdlib.h>
@@ -30,9 +39,14 @@
 #include <sys/random.h>
 #include <time.h>
 
+#include <openssl/rand.h>
+
 #define EPOCH_IDLE UINT64_MAX
 
-static uint64_t bytes_seed; /* see bytes_hash */
+/* Per-process random keys, set while no entry exists (a hash changes with
+ * them): SipHash's for key_hash, a seed for bytes_hash. */
+static uint64_t hash_k0, hash_k1;
+static uint64_t bytes_seed;
 
 static struct {
 	_Atomic(struct centry *) *b;
@@ -61,9 +75,14 @@ int cache_init(size_t max_entries, int nworkers)
 		return -ENOMEM;
 	C.max = max_entries;
 	C.nworkers = nworkers;
-	/* Set while no entry exists (its hash would change with it). */
-	if (getrandom(&bytes_seed, sizeof(bytes_seed), 0) != sizeof(bytes_seed))
-		bytes_seed = (uint64_t)time(NULL) ^ (uint64_t)(uintptr_t)&bytes_seed;
+	/* A new key for each cache, set while no entry exists. */
+	uint64_t k[3];
+	if (getrandom(k, sizeof(k), 0) != (ssize_t)sizeof(k) &&
+	    RAND_bytes((unsigned char *)k, (int)sizeof(k)) != 1)
+		return -EIO;
+	hash_k0 = k[0];
+	hash_k1 = k[1];
+	bytes_seed = k[2];
 	atomic_init(&C.epoch, 1);
 	for (int i = 0; i < nworkers; i++)
 		atomic_init(&C.local[i], EPOCH_IDLE);
@@ -95,15 +114,78 @@ void cache_destroy(void)
 	C.applied = 0;
 }
 
+#define ROTL(x, b) (((x) << (b)) | ((x) >> (64 - (b))))
+#define SIPROUND                                                                                   \
+	do {                                                                                       \
+		v0 += v1;                                                                          \
+		v1 = ROTL(v1, 13);                                                                 \
+		v1 ^= v0;                                                                          \
+		v0 = ROTL(v0, 32);                                                                 \
+		v2 += v3;                                                                          \
+		v3 = ROTL(v3, 16);                                                                 \
+		v3 ^= v2;                                                                          \
+		v0 += v3;                                                                          \
+		v3 = ROTL(v3, 21);                                                                 \
+		v3 ^= v0;                                                                          \
+		v2 += v1;                                                                          \
+		v1 = ROTL(v1, 17);                                                                 \
+		v1 ^= v2;                                                                          \
+		v2 = ROTL(v2, 32);                                                                 \
+	} while (0)
+
+/* siphash24 is SipHash-2-4 (Aumasson and Bernstein, 2012) of |in| under the
+ * key (|k0|, |k1|), the key's two halves read little-endian. */
+static uint64_t siphash24(uint64_t k0, uint64_t k1, const uint8_t *in, size_t len)
+{
+	uint64_t v0 = 0x736f6d6570736575ull ^ k0, v1 = 0x646f72616e646f6dull ^ k1;
+	uint64_t v2 = 0x6c7967656e657261ull ^ k0, v3 = 0x7465646279746573ull ^ k1;
+	uint64_t m, last = (uint64_t)len << 56;
+	for (; len >= 8; in += 8, len -= 8) {
+		memcpy(&m, in, 8);
+		m = le64toh(m);
+		v3 ^= m;
+		SIPROUND;
+		SIPROUND;
+		v0 ^= m;
+	}
+	for (size_t i = 0; i < len; i++)
+		last |= (uint64_t)in[i] << (8 * i);
+	v3 ^= last;
+	SIPROUND;
+	SIPROUND;
+	v0 ^= last;
+	v2 ^= 0xff;
+	SIPROUND;
+	SIPROUND;
+	SIPROUND;
+	SIPROUND;
+	return v0 ^ v1 ^ v2 ^ v3;
+}
+
+uint64_t cache_siphash24(const uint8_t key[16], const uint8_t *in, size_t len)
+{
+	uint64_t k0, k1;
+	memcpy(&k0, key, 8);
+	memcpy(&k1, key + 8, 8);
+	return siphash24(le64toh(k0), le64toh(k1), in, len);
+}
+
 static uint32_t key_hash(uint32_t ca_id, const struct vg_serial *s)
 {
-	uint32_t h = 2166136261u ^ ca_id;
-	h *= 16777619u;
-	for (unsigned i = 0; i < s->len; i++) {
-		h ^= s->b[i];
-		h *= 16777619u;
-	}
-	return h ^ (h >> 15);
+	uint8_t m[4 + sizeof(s->b)];
+	size_t n = s->len < sizeof(s->b) ? s->len : sizeof(s->b);
+	m[0] = (uint8_t)ca_id;
+	m[1] = (uint8_t)(ca_id >> 8);
+	m[2] = (uint8_t)(ca_id >> 16);
+	m[3] = (uint8_t)(ca_id >> 24);
+	memcpy(m + 4, s->b, n);
+	uint64_t h = siphash24(hash_k0, hash_k1, m, 4 + n);
+	return (uint32_t)h ^ (uint32_t)(h >> 32);
+}
+
+uint32_t cache_key_hash(uint32_t ca_id, const struct vg_serial *s)
+{
+	return key_hash(ca_id, s);
 }
 
 /* bytes_hash hashes request bytes eight at a time (every cached answer asked
@@ -209,7 +291,8 @@ static const struct centry *find(uint32_t ca_id, const struct vg_serial *serial,
 {
 	uint32_t h = key_hash(ca_id, serial);
 	struct centry *e = atomic_load_explicit(&C.b[h & (C.nb - 1)], memory_order_acquire);
-	for (; e; e = atomic_load_explicit(&e->hnext, memory_order_acquire)) {
+	for (int i = 0; e && i < CACHE_CHAIN_MAX;
+	     e = atomic_load_explicit(&e->hnext, memory_order_acquire), i++) {
 		if (e->hash == h && e->ca_id == ca_id && e->certid_len == certid_len &&
 		    serial_eq(&e->serial, serial) && memcmp(e->data, certid, certid_len) == 0)
 			return e;
@@ -235,13 +318,31 @@ const struct centry *cache_get_raw(const uint8_t *req, size_t len, int64_t now)
 {
 	uint32_t h = bytes_hash(req, len);
 	struct centry *e = atomic_load_explicit(&C.rb[h & (C.nb - 1)], memory_order_acquire);
-	for (; e; e = atomic_load_explicit(&e->rnext, memory_order_acquire)) {
+	for (int i = 0; e && i < CACHE_CHAIN_MAX;
+	     e = atomic_load_explicit(&e->rnext, memory_order_acquire), i++) {
 		if (e->rhash != h || e->req_len != len ||
 		    memcmp(e->data + e->certid_len + e->der_len, req, len) != 0)
 			continue;
 		return now < e->refresh_at ? e : NULL;
 	}
 	return NULL;
+}
+
+/* trim_chain unlinks the oldest entries of the chain at |bucket| (by request
+ * bytes when |raw|) until it has room for one more. Lock held. */
+static void trim_chain(_Atomic(struct centry *) *bucket, bool raw)
+{
+	for (;;) {
+		struct centry *e = atomic_load_explicit(bucket, memory_order_relaxed), *last = NULL;
+		int n = 0;
+		for (; e; n++) {
+			last = e;
+			e = atomic_load_explicit(raw ? &e->rnext : &e->hnext, memory_order_relaxed);
+		}
+		if (n < CACHE_CHAIN_MAX)
+			return;
+		unlink_entry(last); /* entries are pushed at the head: the last is the oldest */
+	}
 }
 
 void cache_put(uint64_t snapshot, const struct centry *tmpl, const uint8_t *certid,
@@ -276,6 +377,10 @@ void cache_put(uint64_t snapshot, const struct centry *tmpl, const uint8_t *cert
 		    !memcmp(cur->data, e->data, e->certid_len))
 			unlink_entry(cur);
 	}
+	/* However the keys fall, a chain stays short. */
+	trim_chain(bucket, false);
+	if (e->req_len)
+		trim_chain(&C.rb[e->rhash & (C.nb - 1)], true);
 	while (C.n >= C.max && C.head)
 		unlink_entry(C.head);
 	e->prev = C.tail;
@@ -364,6 +469,26 @@ int cache_apply_changes(struct vg_txn *txn, uint64_t counter)
 	}
 	pthread_mutex_unlock(&C.lock);
 	return rc;
+}
+
+size_t cache_chain_max(void)
+{
+	size_t max = 0;
+	pthread_mutex_lock(&C.lock);
+	for (size_t i = 0; C.b && i < C.nb; i++) {
+		for (int raw = 0; raw < 2; raw++) {
+			size_t n = 0;
+			struct centry *e =
+			    atomic_load_explicit(raw ? &C.rb[i] : &C.b[i], memory_order_relaxed);
+			for (; e; n++)
+				e = atomic_load_explicit(raw ? &e->rnext : &e->hnext,
+				                         memory_order_relaxed);
+			if (n > max)
+				max = n;
+		}
+	}
+	pthread_mutex_unlock(&C.lock);
+	return max;
 }
 
 int64_t cache_sweep(int64_t now, size_t *count)

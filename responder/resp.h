@@ -243,6 +243,14 @@ void cache_clear(void);
 /* cache_sweep drops entries past their nextUpdate and returns the earliest
  * nextUpdate of the rest (0 when empty). */
 int64_t cache_sweep(int64_t now, size_t *count);
+/* The most entries a bucket chain holds (by key or by request bytes): an
+ * insert into a full chain evicts its oldest entry, and readers stop there. */
+#define CACHE_CHAIN_MAX 8
+/* For tests: the longest chain now; the bucket hash of (|ca_id|, |serial|)
+ * under this cache's random key; SipHash-2-4 of |in| under |key|. */
+size_t cache_chain_max(void);
+uint32_t cache_key_hash(uint32_t ca_id, const struct vg_serial *serial);
+uint64_t cache_siphash24(const uint8_t key[16], const uint8_t *in, size_t len);
 
 int ocsp_init(void);
 /* ocsp_rca_free frees the per-worker signing contexts of |ca| (ctx.c, when

@@ -241,6 +241,152 @@ static void test_invalidation_from_change_log(void **state)
 	rmtree(store_dir);
 }
 
+/* ---- Floods: a keyed hash, short chains ---------------------------------- */
+
+static struct vg_serial serial4(uint32_t v)
+{
+	struct vg_serial s = {.len = 4,
+	                      .b = {0x01, (uint8_t)(v >> 16), (uint8_t)(v >> 8), (uint8_t)v}};
+	return s;
+}
+
+static void put4(uint64_t snap, uint32_t ca, uint32_t v)
+{
+	struct centry t;
+	memset(&t, 0, sizeof(t));
+	t.ca_id = ca;
+	t.serial = serial4(v);
+	t.refresh_at = 1000;
+	t.next_update = 1100;
+	char req[32];
+	snprintf(req, sizeof(req), "req4:%u:%u", ca, v);
+	t.certid_len = 3;
+	t.der_len = (uint32_t)strlen(req);
+	t.req_len = (uint32_t)strlen(req);
+	cache_put(snap, &t, (const uint8_t *)"cid", (const uint8_t *)req, (const uint8_t *)req);
+}
+
+static bool found4(uint32_t ca, uint32_t v)
+{
+	struct vg_serial s = serial4(v);
+	char req[32];
+	snprintf(req, sizeof(req), "req4:%u:%u", ca, v);
+	const struct centry *e = cache_get(ca, &s, (const uint8_t *)"cid", 3, 10);
+	const struct centry *r = cache_get_raw((const uint8_t *)req, strlen(req), 10);
+	assert_true(e == r);
+	return e != NULL;
+}
+
+/* The responder's hash before the fix: unkeyed FNV-1a over (CA, serial),
+ * folded, which anyone can search offline for serials sharing a bucket. */
+static uint32_t fnv_old(uint32_t ca_id, const struct vg_serial *s)
+{
+	uint32_t h = 2166136261u ^ ca_id;
+	h *= 16777619u;
+	for (unsigned i = 0; i < s->len; i++) {
+		h ^= s->b[i];
+		h *= 16777619u;
+	}
+	return h ^ (h >> 15);
+}
+
+static void test_siphash_vectors(void **state)
+{
+	(void)state;
+	/* The SipHash paper's Appendix A: key 00..0f, messages 00 01 .. (n-1). */
+	uint8_t key[16], msg[64];
+	for (int i = 0; i < 16; i++)
+		key[i] = (uint8_t)i;
+	for (int i = 0; i < 64; i++)
+		msg[i] = (uint8_t)i;
+	assert_true(cache_siphash24(key, msg, 0) == 0x726fdb47dd0e0e31ull);
+	assert_true(cache_siphash24(key, msg, 15) == 0xa129ca6149be45e5ull);
+	assert_true(cache_siphash24(key, msg, 8) == 0x93f5f5799a932462ull);
+	assert_true(cache_siphash24(key, msg, 63) == 0x958a324ceb064572ull);
+}
+
+static void test_hash_keyed_per_cache(void **state)
+{
+	(void)state;
+	/* Two caches (two processes) place the same serials differently. */
+	uint32_t h1[64];
+	int differ = 0;
+	assert_int_equal(cache_init(100, 1), 0);
+	for (uint32_t i = 0; i < 64; i++) {
+		struct vg_serial s = serial4(i);
+		h1[i] = cache_key_hash(7, &s);
+	}
+	cache_destroy();
+	assert_int_equal(cache_init(100, 1), 0);
+	for (uint32_t i = 0; i < 64; i++) {
+		struct vg_serial s = serial4(i);
+		differ += cache_key_hash(7, &s) != h1[i];
+	}
+	cache_destroy();
+	assert_true(differ >= 60);
+}
+
+static void test_fnv_collisions_spread(void **state)
+{
+	(void)state;
+	/* 200 serials that the old hash put into one of 1,024 buckets (the
+	 * table cache_init(500) makes), found offline as an attacker would. */
+	enum { N = 200 };
+	uint32_t v[N];
+	int n = 0;
+	for (uint32_t i = 0; n < N && i < (1u << 24); i++) {
+		struct vg_serial s = serial4(i);
+		if ((fnv_old(7, &s) & 1023) == 5)
+			v[n++] = i;
+	}
+	assert_int_equal(n, N);
+	assert_int_equal(cache_init(500, 1), 0);
+	cache_quiescent(0);
+	assert_int_equal(cache_apply_changes(NULL, 5), 0);
+	for (int i = 0; i < N; i++)
+		put4(5, 7, v[i]);
+	/* They spread: no chain is long, and none was evicted. */
+	size_t longest = cache_chain_max();
+	assert_true(longest <= CACHE_CHAIN_MAX);
+	int kept = 0;
+	for (int i = 0; i < N; i++)
+		kept += found4(7, v[i]);
+	assert_int_equal(kept, N);
+	cache_quiescent(0);
+	cache_destroy();
+}
+
+static void test_chain_walk_bounded(void **state)
+{
+	(void)state;
+	/* Whoever knows the key (here: the test) still cannot make a chain
+	 * longer than CACHE_CHAIN_MAX: the oldest entries of a full chain go. */
+	enum { N = 40 };
+	assert_int_equal(cache_init(500, 1), 0);
+	cache_quiescent(0);
+	assert_int_equal(cache_apply_changes(NULL, 5), 0);
+	uint32_t v[N];
+	int n = 0;
+	struct vg_serial s0 = serial4(0);
+	uint32_t bucket = cache_key_hash(7, &s0) & 1023;
+	for (uint32_t i = 0; n < N && i < (1u << 24); i++) {
+		struct vg_serial s = serial4(i);
+		if ((cache_key_hash(7, &s) & 1023) == bucket)
+			v[n++] = i;
+	}
+	assert_int_equal(n, N);
+	for (int i = 0; i < N; i++)
+		put4(5, 7, v[i]);
+	assert_true(cache_chain_max() <= CACHE_CHAIN_MAX);
+	for (int i = 0; i < N; i++)
+		assert_int_equal(found4(7, v[i]), i >= N - CACHE_CHAIN_MAX);
+	size_t count;
+	cache_sweep(10, &count);
+	assert_int_equal(count, CACHE_CHAIN_MAX);
+	cache_quiescent(0);
+	cache_destroy();
+}
+
 static void test_b64(void **state)
 {
 	(void)state;
@@ -266,6 +412,10 @@ int main(void)
 	    cmocka_unit_test(test_put_get_evict),
 	    cmocka_unit_test(test_invalidation_from_change_log),
 	    cmocka_unit_test(test_stale_snapshot_guard),
+	    cmocka_unit_test(test_siphash_vectors),
+	    cmocka_unit_test(test_hash_keyed_per_cache),
+	    cmocka_unit_test(test_fnv_collisions_spread),
+	    cmocka_unit_test(test_chain_walk_bounded),
 	    cmocka_unit_test(test_b64),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
