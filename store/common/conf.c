@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 #include "store/common/conf.h"
+#include "store/common/pki.h"
 #include "store/store.h"
 
 #include <errno.h>
@@ -11,6 +12,9 @@
 #include <string.h>
 #include <strings.h>
 #include <unistd.h>
+
+#include <openssl/err.h>
+#include <openssl/x509.h>
 
 #define DAY (24 * 3600)
 
@@ -348,6 +352,60 @@ static const char *ferror_text(size_t n)
 	return n >= (1 << 20) - 1 ? "larger than 1 MiB" : "read error";
 }
 
+/* same_key tells whether two certificates carry the same public key: the
+ * same subjectPublicKey bits (what an OCSP CertID hashes), or keys OpenSSL
+ * finds equal in another encoding (an EC point compressed in one). */
+static bool same_key(X509 *a, X509 *b)
+{
+	const ASN1_BIT_STRING *ka = X509_get0_pubkey_bitstr(a), *kb = X509_get0_pubkey_bitstr(b);
+	if (ka && kb && ASN1_STRING_cmp(ka, kb) == 0)
+		return true;
+	EVP_PKEY *pa = X509_get0_pubkey(a), *pb = X509_get0_pubkey(b);
+	bool eq = pa && pb && EVP_PKEY_eq(pa, pb) == 1;
+	ERR_clear_error();
+	return eq;
+}
+
+/* check_ca_identities refuses two sections whose certificates have the same
+ * subject and key: a re-issued CA certificate is the same CA, so every OCSP
+ * CertID names both (issuerNameHash, issuerKeyHash) and both would publish a
+ * CRL for one issuer. Same subject with different keys is allowed: a CA
+ * re-keyed under its name is told apart by issuerKeyHash and by its CRLs'
+ * signature. A certificate that cannot be read is left to the program that
+ * uses it, which says why. */
+static int check_ca_identities(const struct vg_conf *c, char *err, size_t errlen)
+{
+	X509 *x[VG_CONF_MAX_CAS] = {0};
+	int rc = 0;
+	for (int i = 0; i < c->n_cas; i++) {
+		char e[256];
+		if (vg_pki_load_cert(c->cas[i].cert, &x[i], e, sizeof(e)) < 0)
+			x[i] = NULL;
+	}
+	for (int i = 0; i < c->n_cas && rc == 0; i++) {
+		for (int j = i + 1; j < c->n_cas && rc == 0; j++) {
+			if (!x[i] || !x[j] ||
+			    X509_NAME_cmp(X509_get_subject_name(x[i]),
+			                  X509_get_subject_name(x[j])) != 0 ||
+			    !same_key(x[i], x[j]))
+				continue;
+			char subj[160];
+			X509_NAME_oneline(X509_get_subject_name(x[i]), subj, sizeof(subj));
+			snprintf(
+			    err, errlen,
+			    "%s: [ca %s] and [ca %s] have the same subject and key (%s): one CA, "
+			    "whose OCSP requests and CRLs cannot tell the two apart; keep one "
+			    "section (a re-issued certificate replaces the old one in it)",
+			    c->file, c->cas[i].name, c->cas[j].name, subj);
+			rc = -EINVAL;
+		}
+	}
+	for (int i = 0; i < c->n_cas; i++)
+		X509_free(x[i]);
+	ERR_clear_error();
+	return rc;
+}
+
 /* conf_parse parses |text|, |abs|
  * naming the file in messages and anchoring relative paths. */
 static int conf_parse(const char *abs, const char *text, struct vg_conf *out, char *err,
@@ -429,6 +487,8 @@ static int conf_parse(const char *abs, const char *text, struct vg_conf *out, ch
 		if (!ca->digest)
 			ca->digest = strdup("sha256");
 	}
+	if (check_ca_identities(out, err, errlen) < 0)
+		goto bad;
 	return 0;
 bad:
 	vg_conf_free(out);
@@ -499,6 +559,8 @@ int vg_conf_load(const char *path, struct vg_conf *out, char *err, size_t errlen
 	int rc = conf_parse(abs, text, out, err, errlen);
 	free(text);
 	free(abs);
+	if (rc == 0)
+		vg_pki_set_service_user(out->user);
 	return rc;
 }
 

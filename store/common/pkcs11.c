@@ -17,14 +17,15 @@
  */
 #define OPENSSL_SUPPRESS_DEPRECATED
 #include "store/common/pkcs11.h"
+#include "store/common/pki.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
 #include <openssl/engine.h>
@@ -181,24 +182,25 @@ static int read_pin(const char *source, char *pin, size_t pinlen, char *err, siz
 		snprintf(err, errlen, "pin-source %s: expected file:/absolute/path", source);
 		return -EINVAL;
 	}
-	FILE *f = fopen(path, "re");
-	if (!f) {
+	/* Checked on the opened descriptor, as key files are (O_NONBLOCK: a
+	 * FIFO in its place must not hang the start). */
+	int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
+	if (fd < 0) {
 		int e = errno;
 		snprintf(err, errlen, "pin-source %s: %s", path, strerror(e));
 		return -e;
 	}
-	struct stat sb;
-	const char *bad = NULL;
-	if (fstat(fileno(f), &sb) < 0)
-		bad = strerror(errno);
-	else if (!S_ISREG(sb.st_mode))
-		bad = "not a regular file";
-	else if (sb.st_mode & (S_IROTH | S_IWOTH))
-		bad = "PIN file is accessible by others; chmod o-rwx it";
-	if (bad) {
-		snprintf(err, errlen, "pin-source %s: %s", path, bad);
-		fclose(f);
-		return -EPERM;
+	int rc = vg_pki_check_secret_fd(fd, "PIN file", path, err, errlen);
+	if (rc < 0) {
+		close(fd);
+		return rc;
+	}
+	FILE *f = fdopen(fd, "r");
+	if (!f) {
+		int e = errno;
+		snprintf(err, errlen, "pin-source %s: %s", path, strerror(e));
+		close(fd);
+		return -e;
 	}
 	size_t n = fread(pin, 1, pinlen - 1, f);
 	bool more = fgetc(f) != EOF;

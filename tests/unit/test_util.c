@@ -1,8 +1,9 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* Unit tests: serials, times, reasons, on-disk records, index.txt lines, log
- * line budgets. */
+ * line budgets, the mode check of key and PIN files. */
 #include <errno.h>
 #include <setjmp.h>
+#include <stdbool.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -10,10 +11,15 @@
 #include <string.h>
 
 #include <cmocka.h>
+#include <fcntl.h>
+#include <pwd.h>
+#include <stdlib.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "store/cli/index.h"
 #include "store/common/log.h"
+#include "store/common/pki.h"
 #include "store/record.h"
 #include "store/store.h"
 
@@ -338,6 +344,96 @@ static void test_log_budget(void **state)
 	assert_int_equal(count_of(out, "level=info"), 3);
 }
 
+/* foreign_gid returns a group the process is not in, or (gid_t)-1. */
+static gid_t foreign_gid(void)
+{
+	gid_t own[256];
+	int n = getgroups(256, own);
+	const gid_t cand[] = {33, 34, 12345, 23456};
+	for (size_t i = 0; i < sizeof(cand) / sizeof(cand[0]); i++) {
+		bool mine = cand[i] == getegid();
+		for (int j = 0; j < n; j++)
+			mine = mine || own[j] == cand[i];
+		if (!mine)
+			return cand[i];
+	}
+	return (gid_t)-1;
+}
+
+/* check_mode sets |fd|'s mode and group (-1: unchanged) and checks it. */
+static int check_mode(int fd, mode_t mode, gid_t gid, char *err, size_t errlen)
+{
+	assert_int_equal(fchmod(fd, mode), 0);
+	if (gid != (gid_t)-1)
+		assert_int_equal(fchown(fd, (uid_t)-1, gid), 0);
+	err[0] = '\0';
+	return vg_pki_check_secret_fd(fd, "key file", "/k.pem", err, errlen);
+}
+
+static void test_secret_mode(void **state)
+{
+	(void)state;
+	char path[] = "/tmp/vigil-test-key-XXXXXX", err[512];
+	int fd = mkstemp(path);
+	assert_true(fd >= 0);
+	vg_pki_set_service_user(NULL);
+	/* The owner only; group bits with the process's own group. */
+	assert_int_equal(check_mode(fd, 0600, getegid(), err, sizeof(err)), 0);
+	assert_int_equal(check_mode(fd, 0400, -1, err, sizeof(err)), 0);
+	assert_int_equal(check_mode(fd, 0640, -1, err, sizeof(err)), 0);
+	assert_int_equal(check_mode(fd, 0660, -1, err, sizeof(err)), 0);
+	/* Others may neither read nor write, whatever the group. */
+	const mode_t others[] = {0604, 0602, 0644, 0666};
+	for (size_t i = 0; i < 4; i++) {
+		assert_int_equal(check_mode(fd, others[i], -1, err, sizeof(err)), -EPERM);
+		char m[32];
+		snprintf(m, sizeof(m), "(mode %04o)", (unsigned)others[i]);
+		assert_non_null(strstr(err, m));
+		assert_non_null(strstr(err, "/k.pem: key file is accessible by others"));
+	}
+	gid_t fg = geteuid() == 0 ? foreign_gid() : (gid_t)-1;
+	if (fg != (gid_t)-1) {
+		/* A foreign group may neither read nor write it... */
+		assert_int_equal(check_mode(fd, 0640, fg, err, sizeof(err)), -EPERM);
+		assert_non_null(strstr(err, "/k.pem: key file is accessible by group"));
+		assert_non_null(strstr(err, "(mode 0640)"));
+		assert_int_equal(check_mode(fd, 0620, fg, err, sizeof(err)), -EPERM);
+		assert_non_null(strstr(err, "(mode 0620)"));
+		/* ...but may own a file only its owner reads. */
+		assert_int_equal(check_mode(fd, 0600, fg, err, sizeof(err)), 0);
+		assert_int_equal(check_mode(fd, 0610, fg, err, sizeof(err)), 0);
+		/* The group of the user the service drops to may read it. */
+		struct passwd *pw = NULL;
+		setpwent();
+		while ((pw = getpwent()) != NULL && pw->pw_gid != fg)
+			;
+		char *user = pw ? strdup(pw->pw_name) : NULL;
+		endpwent();
+		if (user) {
+			vg_pki_set_service_user(user);
+			assert_int_equal(check_mode(fd, 0640, fg, err, sizeof(err)), 0);
+			vg_pki_set_service_user(NULL);
+			assert_int_equal(check_mode(fd, 0640, fg, err, sizeof(err)), -EPERM);
+			free(user);
+		}
+		/* An unknown user changes nothing. */
+		vg_pki_set_service_user("no-such-user-vigil");
+		assert_int_equal(check_mode(fd, 0640, fg, err, sizeof(err)), -EPERM);
+		vg_pki_set_service_user(NULL);
+	}
+	/* vg_pki_load_key checks the file before reading it: refused, not "cannot read". */
+	assert_int_equal(fchmod(fd, 0644), 0);
+	EVP_PKEY *k = NULL;
+	assert_int_equal(vg_pki_load_key(path, &k, err, sizeof(err)), -EPERM);
+	assert_null(k);
+	assert_non_null(strstr(err, "accessible by others (mode 0644)"));
+	close(fd);
+	unlink(path);
+	/* Not a regular file. */
+	assert_int_equal(vg_pki_load_key("/tmp", &k, err, sizeof(err)), -EPERM);
+	assert_non_null(strstr(err, "not a regular file"));
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -345,7 +441,7 @@ int main(void)
 		cmocka_unit_test(test_time),	     cmocka_unit_test(test_generalized_far),
 		cmocka_unit_test(test_reason),	     cmocka_unit_test(test_record),
 		cmocka_unit_test(test_cert_key),     cmocka_unit_test(test_index_line),
-		cmocka_unit_test(test_log_budget),
+		cmocka_unit_test(test_log_budget),   cmocka_unit_test(test_secret_mode),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
