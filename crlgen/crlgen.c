@@ -96,6 +96,10 @@ static int ca_init(struct crlgen_ca *ca, const struct vg_conf_ca *c, char *err, 
 		snprintf(err, errlen, "[ca %s] crl_key %s: %s", c->name, c->crl_key, e);
 		return rc;
 	}
+	if ((rc = crl_signer_set_cert(&ca->signer, ca->cert)) < 0) {
+		snprintf(err, errlen, "[ca %s] cert %s: unreadable notAfter", c->name, c->cert);
+		return rc;
+	}
 	int n = i2d_X509_NAME(X509_get_subject_name(ca->cert), &ca->issuer);
 	if (n <= 0) {
 		snprintf(err, errlen, "[ca %s] cert %s: cannot encode the subject", c->name,
@@ -480,6 +484,67 @@ static const char *kind_name(bool delta)
 	return delta ? "delta" : "full";
 }
 
+/* published_number writes the higher of the numbers of CA |name|'s
+ * published full and delta CRLs (they share one sequence, RFC 5280 §5.2.4)
+ * to |max|, naming its file in |file| and the number in decimal in |dec|.
+ * Returns 0, -ERANGE when a number needs more than 64 bits (|file| and |dec|
+ * name it), or another negative errno when a file cannot be read. A file
+ * that is not a CRL with a number is logged and left out: no client can
+ * have taken a number from it. */
+static int published_number(int dirfd, const char *name, uint64_t *max, char *file, size_t filelen,
+                            char *dec, size_t declen)
+{
+	static const char *const suffix[] = {".crl", "-delta.crl"};
+	*max = 0;
+	snprintf(file, filelen, "%s.crl", name);
+	snprintf(dec, declen, "0");
+	for (size_t i = 0; i < sizeof(suffix) / sizeof(suffix[0]); i++) {
+		char f[310], d[PUB_NUMBER_DEC];
+		uint64_t n;
+		snprintf(f, sizeof(f), "%s%s", name, suffix[i]);
+		int rc = pub_crl_number(dirfd, f, &n, d, sizeof(d));
+		if (rc == -ENOENT)
+			continue;
+		if (rc == -EBADMSG) {
+			log_warn("event=published_crl_unreadable ca=%s file=%s "
+			         "error=\"not a CRL with a number\" action=replace",
+			         name, f);
+			continue;
+		}
+		if (rc < 0 && rc != -ERANGE) {
+			snprintf(file, filelen, "%s", f);
+			return rc;
+		}
+		if (rc == -ERANGE || n > *max) {
+			*max = n;
+			snprintf(file, filelen, "%s", f);
+			snprintf(dec, declen, "%s", d);
+		}
+		if (rc == -ERANGE)
+			return rc;
+	}
+	return 0;
+}
+
+/* replaced_number_ok checks that |number| is above the number of the CRL
+ * published as |fname|, the one it is about to replace; if not, it writes
+ * the reason, naming both numbers, to |err| and returns -ERANGE. */
+static int replaced_number_ok(int dirfd, const char *fname, uint64_t number, char *err,
+                              size_t errlen)
+{
+	uint64_t cur;
+	char dec[PUB_NUMBER_DEC];
+	int rc = pub_crl_number(dirfd, fname, &cur, dec, sizeof(dec));
+	if (rc == -ERANGE || (rc == 0 && cur >= number)) {
+		snprintf(err, errlen,
+		         "CRL number %" PRIu64 " does not increase over %s, the number of the "
+		         "published %s: refused",
+		         number, dec, fname);
+		return -ERANGE;
+	}
+	return 0;
+}
+
 /* publish_one writes one CRL of CA |ca| from the current snapshot. */
 static int publish_one(struct crlgen *g, struct crlgen_ca *ca, bool delta,
                        const struct delta_set *ds, uint64_t counter, struct pub_state *ps)
@@ -496,6 +561,37 @@ static int publish_one(struct crlgen *g, struct crlgen_ca *ca, bool delta,
 	clock_gettime(CLOCK_MONOTONIC, &t0);
 	clock_gettime(CLOCK_REALTIME, &now);
 	uint64_t now_us = (uint64_t)now.tv_sec * 1000000u + (uint64_t)now.tv_nsec / 1000u;
+	snprintf(fname, sizeof(fname), "%s%s.crl", name, delta ? "-delta" : "");
+	snprintf(pemname, sizeof(pemname), "%s.pem", fname);
+
+	/* The number is above every number published under the CA's URLs
+	 * that this publisher can see: the state, the numbered copies, and
+	 * the CRLs in place, which another publisher (another host, with its
+	 * own clock and state) may have written into this directory. */
+	uint64_t published, number;
+	char pubfile[310], pubdec[PUB_NUMBER_DEC];
+	rc = published_number(g->dirfd, name, &published, pubfile, sizeof(pubfile), pubdec,
+	                      sizeof(pubdec));
+	if (rc == -ERANGE) {
+		snprintf(err, sizeof(err),
+		         "CRL number %" PRIu64 " (the highest a 64-bit number allows) does not "
+		         "increase over %s, the number of the published %s: refused",
+		         UINT64_MAX, pubdec, pubfile);
+		goto fail;
+	}
+	if (rc < 0) {
+		snprintf(err, sizeof(err), "reading the CRL number of %s/%s: %s", dir, pubfile,
+		         strerror(-rc));
+		goto fail;
+	}
+	if ((rc = pub_next_number(g->dirfd, name, ps, published, now_us, &number)) < 0) {
+		snprintf(err, sizeof(err),
+		         "CRL number %" PRIu64 " (the highest a 64-bit number allows) does not "
+		         "increase over %" PRIu64 ", the highest number used (in %s.state, "
+		         "%s-NUMBER.crl or %s): refused",
+		         UINT64_MAX, number, name, name, pubfile);
+		goto fail;
+	}
 
 	struct crl_params p = {
 	    .issuer = ca->issuer,
@@ -504,11 +600,15 @@ static int publish_one(struct crlgen *g, struct crlgen_ca *ca, bool delta,
 	    .akid_len = ca->akid_len,
 	    .this_update = now.tv_sec,
 	    .next_update = now.tv_sec + ca->conf->crl_validity,
-	    .number = pub_next_number(g->dirfd, name, ps, now_us),
+	    .number = number,
 	    .delta = delta,
 	    .base_number = ps->full_number,
 	    .freshest = !delta && ca->conf->delta_crl ? ca->conf->delta_crl_url : NULL,
 	};
+	/* nextUpdate no later than the CA certificate's notAfter; none signed past it. */
+	if ((rc = crl_signer_check(&ca->signer, name, ca->conf->cert, p.this_update, &p.next_update,
+	                           err, sizeof(err))) < 0)
+		goto fail;
 	/* Reserve the number before anything is published, so that it is never
 	 * used twice whatever happens next. */
 	ps->last_number = p.number;
@@ -517,8 +617,6 @@ static int publish_one(struct crlgen *g, struct crlgen_ca *ca, bool delta,
 		goto fail;
 	}
 
-	snprintf(fname, sizeof(fname), "%s%s.crl", name, delta ? "-delta" : "");
-	snprintf(pemname, sizeof(pemname), "%s.pem", fname);
 	if ((rc = pub_begin(&der, g->dirfd, fname)) < 0 ||
 	    (rc = pub_begin(&pem, g->dirfd, pemname)) < 0) {
 		snprintf(err, sizeof(err), "%s: cannot create a file: %s", dir, strerror(-rc));
@@ -575,6 +673,12 @@ static int publish_one(struct crlgen *g, struct crlgen_ca *ca, bool delta,
 		}
 		linked = true;
 	}
+	/* Never replace a CRL with one whose number is not higher: another
+	 * host writing into this directory, which our lock may not reach (a
+	 * network file system), may have published since the number was
+	 * chosen. */
+	if ((rc = replaced_number_ok(g->dirfd, fname, p.number, err, sizeof(err))) < 0)
+		goto fail;
 	/* DER, PEM, then the state: a crlgen killed in between leaves each file
 	 * either old or new, and an old state only holds an older delta base. */
 	if ((rc = pub_commit(&der)) < 0) {

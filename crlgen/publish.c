@@ -13,7 +13,10 @@
 
 #include <signal.h>
 
+#include <openssl/bn.h>
+#include <openssl/err.h>
 #include <openssl/evp.h>
+#include <openssl/x509v3.h>
 
 #define MIN_NUMBER_DIGITS 16
 
@@ -217,15 +220,148 @@ uint64_t pub_max_numbered(int dirfd, const char *ca)
 	return m;
 }
 
-uint64_t pub_next_number(int dirfd, const char *ca, const struct pub_state *st, uint64_t now_us)
+/* hdr_at reads the DER header at |off| of |fd|, whose element must end by
+ * |end|: its tag, and where its content starts and how long it is. */
+static int hdr_at(int fd, uint64_t off, uint64_t end, uint8_t *tag, uint64_t *coff, uint64_t *clen)
 {
-	uint64_t n = now_us;
-	if (st->last_number >= n)
-		n = st->last_number + 1;
+	uint8_t h[10];
+	if (off >= end)
+		return -EBADMSG;
+	size_t want = end - off < sizeof(h) ? (size_t)(end - off) : sizeof(h);
+	ssize_t got;
+	while ((got = pread(fd, h, want, (off_t)off)) < 0 && errno == EINTR)
+		;
+	if (got < 0)
+		return -errno;
+	/* High tag numbers and indefinite lengths are not DER of a CRL. */
+	if (got < 2 || (h[0] & 0x1f) == 0x1f || h[1] == 0x80)
+		return -EBADMSG;
+	uint64_t len = h[1];
+	size_t hl = 2;
+	if (h[1] & 0x80) {
+		size_t n = h[1] & 0x7f;
+		if (n > 8 || (size_t)got < 2 + n)
+			return -EBADMSG;
+		len = 0;
+		for (size_t i = 0; i < n; i++)
+			len = len << 8 | h[2 + i];
+		hl += n;
+	}
+	if (len > end - off - hl)
+		return -EBADMSG;
+	*tag = h[0];
+	*coff = off + hl;
+	*clen = len;
+	return 0;
+}
+
+/* The most bytes of crlExtensions read (ours are a few hundred). */
+#define MAX_CRL_EXTENSIONS 65536
+
+/* crl_number_at finds the cRLNumber of the DER CRL in |fd| of |size| bytes:
+ * the headers of the TBSCertList's elements are read and skipped, so a CRL
+ * of millions of entries costs a few reads, and only crlExtensions is
+ * parsed (by OpenSSL). */
+static int crl_number_at(int fd, uint64_t size, BIGNUM **out)
+{
+	uint8_t tag;
+	uint64_t off, len;
+	int rc = hdr_at(fd, 0, size, &tag, &off, &len);
+	if (rc < 0)
+		return rc;
+	if (tag != 0x30)
+		return -EBADMSG;
+	if ((rc = hdr_at(fd, off, off + len, &tag, &off, &len)) < 0)
+		return rc;
+	if (tag != 0x30)
+		return -EBADMSG;
+	uint64_t end = off + len;
+	while (off < end) {
+		uint64_t coff, clen;
+		if ((rc = hdr_at(fd, off, end, &tag, &coff, &clen)) < 0)
+			return rc;
+		off = coff + clen;
+		if (tag != 0xa0) /* crlExtensions [0] EXPLICIT */
+			continue;
+		if (clen > MAX_CRL_EXTENSIONS)
+			return -EBADMSG;
+		uint8_t *buf = malloc(clen ? (size_t)clen : 1);
+		if (!buf)
+			return -ENOMEM;
+		ssize_t got;
+		while ((got = pread(fd, buf, (size_t)clen, (off_t)coff)) < 0 && errno == EINTR)
+			;
+		rc = got < 0 ? -errno : (uint64_t)got != clen ? -EBADMSG : 0;
+		const unsigned char *p = buf;
+		STACK_OF(X509_EXTENSION) *exts =
+		    rc == 0 ? d2i_X509_EXTENSIONS(NULL, &p, (long)clen) : NULL;
+		free(buf);
+		if (rc < 0)
+			return rc;
+		int i = exts ? X509v3_get_ext_by_NID(exts, NID_crl_number, -1) : -1;
+		ASN1_INTEGER *num = i >= 0 ? X509V3_EXT_d2i(X509v3_get_ext(exts, i)) : NULL;
+		*out = num ? ASN1_INTEGER_to_BN(num, NULL) : NULL;
+		ASN1_INTEGER_free(num);
+		sk_X509_EXTENSION_pop_free(exts, X509_EXTENSION_free);
+		ERR_clear_error();
+		if (!*out)
+			return -EBADMSG;
+		if (BN_is_negative(*out)) {
+			BN_free(*out);
+			*out = NULL;
+			return -EBADMSG;
+		}
+		return 0;
+	}
+	return -EBADMSG; /* no crlExtensions: a v1 CRL, not ours */
+}
+
+int pub_crl_number(int dirfd, const char *name, uint64_t *num, char *dec, size_t declen)
+{
+	*num = 0;
+	if (declen)
+		dec[0] = '\0';
+	int fd = openat(dirfd, name, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	struct stat sb;
+	BIGNUM *bn = NULL;
+	int rc = fstat(fd, &sb) < 0 ? -errno : crl_number_at(fd, (uint64_t)sb.st_size, &bn);
+	close(fd);
+	if (rc < 0)
+		return rc;
+	char *d = BN_bn2dec(bn);
+	if (d && declen)
+		snprintf(dec, declen, "%s", d);
+	OPENSSL_free(d);
+	if (BN_num_bits(bn) > 64) {
+		rc = -ERANGE;
+	} else {
+		unsigned char b[8] = {0};
+		BN_bn2binpad(bn, b, sizeof(b));
+		for (size_t i = 0; i < sizeof(b); i++)
+			*num = *num << 8 | b[i];
+	}
+	BN_free(bn);
+	return rc;
+}
+
+int pub_next_number(int dirfd, const char *ca, const struct pub_state *st, uint64_t published,
+                    uint64_t now_us, uint64_t *out)
+{
+	/* The highest number seen, which the new one must exceed. */
+	uint64_t floor = st->last_number;
 	uint64_t m = pub_max_numbered(dirfd, ca);
-	if (m >= n)
-		n = m + 1;
-	return n;
+	if (m > floor)
+		floor = m;
+	if (published > floor)
+		floor = published;
+	if (floor == UINT64_MAX) {
+		*out = UINT64_MAX;
+		return -ERANGE;
+	}
+	*out = now_us > floor ? now_us : floor + 1;
+	return 0;
 }
 
 struct num_list {

@@ -44,9 +44,24 @@ int pub_state_save(int dirfd, const char *ca, const struct pub_state *st);
  * (0 if none). */
 uint64_t pub_max_numbered(int dirfd, const char *ca);
 
-/* pub_next_number returns the CRL number to use now: the current time in
- * microseconds, but at least one above every number used before. */
-uint64_t pub_next_number(int dirfd, const char *ca, const struct pub_state *st, uint64_t now_us);
+/* pub_crl_number reads the cRLNumber of the DER CRL |name| in |dirfd| (a
+ * published NAME.crl or NAME-delta.crl) without reading its entries, into
+ * |num|, and in decimal into |dec| (PUB_NUMBER_DEC bytes hold any). Returns
+ * 0; -ENOENT when there is no such file; -ERANGE when the number needs more
+ * than 64 bits (|dec| has it); -EBADMSG when the file is not a CRL with a
+ * number. */
+#define PUB_NUMBER_DEC 64
+int pub_crl_number(int dirfd, const char *name, uint64_t *num, char *dec, size_t declen);
+
+/* pub_next_number writes the CRL number to use now to |out|: the current
+ * time in microseconds, but above every number this publisher can see was
+ * used under the CA's URLs: the state's last number, the numbered copies,
+ * and |published|, the highest number of the CRLs now published (read with
+ * pub_crl_number). Returns 0, or -ERANGE when no 64-bit number is above them
+ * (|out| is then UINT64_MAX). Numbers are 64-bit, far below RFC 5280's
+ * 20 octets (2^159). */
+int pub_next_number(int dirfd, const char *ca, const struct pub_state *st, uint64_t published,
+                    uint64_t now_us, uint64_t *out);
 
 /* A file being published. */
 struct pub_file {

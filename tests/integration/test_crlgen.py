@@ -159,6 +159,141 @@ def test_numbers_increase_and_numbered_copies_kept(tmp_path):
     mine.unlink()
 
 
+def other_host_crl(ca, number, base=None):
+    """A CRL of |ca| numbered |number| as another publisher (another host,
+    its own clock and state) would have put it in place: DER, signed with the
+    CA's key by python3-cryptography."""
+    from cryptography.hazmat.primitives import hashes
+    key = serialization.load_pem_private_key(Path(ca.key).read_bytes(), None)
+    cert = x509.load_pem_x509_certificate(Path(ca.cert).read_bytes())
+    now = datetime.datetime.utcnow().replace(microsecond=0)
+    b = (x509.CertificateRevocationListBuilder().issuer_name(cert.subject)
+         .last_update(now).next_update(now + datetime.timedelta(days=1))
+         .add_extension(x509.CRLNumber(number), critical=False))
+    if base is not None:
+        b = b.add_extension(x509.DeltaCRLIndicator(base), critical=True)
+    return b.sign(key, hashes.SHA256()).public_bytes(serialization.Encoding.DER)
+
+
+def now_us():
+    return int(time.time() * 1_000_000)
+
+
+def test_numbers_above_another_publishers_crl_in_place(tmp_path):
+    """Issue 11 item 10: CRL numbers are the clock in microseconds; a second
+    publisher whose clock is ahead (or this one's behind) wrote the CRL in
+    place with a higher number. The next number is above it, above the delta
+    in place and above the state, and a number that cannot be above the CRL
+    it replaces is refused: non-zero exit, one line naming both numbers, the
+    CRL in place kept."""
+    ca = pki.CA(tmp_path, "ca1", "ec")
+    env = Env(tmp_path, [ca], ca_extra={"ca1": ["delta_crl = on"]})
+    env.crlgen("--once")
+    first = crl_number(env.crl("ca1"))
+
+    # The other host, 30 s ahead, published the full CRL into this directory
+    # (its own state file elsewhere): ours is above it, and so is our delta.
+    ahead = now_us() + 30_000_000
+    env.crl_path("ca1").write_bytes(other_host_crl(ca, ahead))
+    r = env.crlgen("--once")
+    full = crl_number(env.crl("ca1"))
+    assert full > ahead > first, r.stderr
+    assert crl_number(env.crl("ca1", delta=True)) > full
+    assert f"number={full} " in r.stderr
+
+    # Its delta is in place: numbers share one sequence (RFC 5280 §5.2.4).
+    ahead = now_us() + 60_000_000
+    env.crl_path("ca1", delta=True).write_bytes(other_host_crl(ca, ahead, base=full))
+    env.crlgen("--once", "--delta")
+    delta = env.crl("ca1", delta=True)
+    assert crl_number(delta) > ahead
+    assert delta.extensions.get_extension_for_oid(
+        ExtensionOID.DELTA_CRL_INDICATOR).value.crl_number == full
+    env.crlgen("--once")
+    assert crl_number(env.crl("ca1")) > ahead
+
+    # A shared state file with a higher last number counts too.
+    state = env.out / "ca1.state"
+    ahead = now_us() + 90_000_000
+    state.write_text(re.sub(r"last_number=\d+", f"last_number={ahead}", state.read_text()))
+    env.crlgen("--once")
+    assert crl_number(env.crl("ca1")) > ahead
+
+    # A damaged CRL in place holds no number: logged, and replaced.
+    env.crl_path("ca1").write_bytes(b"\x30\x03\x02\x01\x01")
+    r = env.crlgen("--once")
+    assert "event=published_crl_unreadable ca=ca1 file=ca1.crl" in r.stderr
+    assert crl_number(env.crl("ca1")) > ahead
+
+    # A number no 64-bit number exceeds (RFC 5280 allows up to 20 octets):
+    # refused, and the CRL in place stays.
+    for huge in (2**64, 2**159 - 1, 2**64 - 1):
+        placed = other_host_crl(ca, huge)
+        env.crl_path("ca1").write_bytes(placed)
+        r = env.crlgen("--once", check=False)
+        assert r.returncode == 1, r.stderr
+        lines = [l for l in r.stderr.splitlines() if "event=crl_failed" in l]
+        assert len(lines) == 1, r.stderr
+        assert str(huge) in lines[0] and str(2**64 - 1) in lines[0], lines[0]
+        assert "refused" in lines[0]
+        assert env.crl_path("ca1").read_bytes() == placed
+        assert not list(env.out.glob(".*"))
+    ok, out = openssl_crl_verify(env.crl_path("ca1"), ca.cert)
+    assert ok, out
+
+
+def test_crl_published_meanwhile_by_another_host_is_not_replaced(tmp_path):
+    """Issue 11 item 10: another host writing into the shared directory,
+    which crlgen's lock does not reach (a network file system), publishes a
+    higher number while crlgen builds its CRL: crlgen checks the number in
+    place again before its rename and refuses rather than go back. The
+    other CRL lands while crlgen's temporary file exists (a 100,000-entry CRL
+    takes tens of ms); a run where it lands too late is allowed, but never a
+    lower number in place, and at least one of five runs must be caught."""
+    ca = pki.CA(tmp_path, "ca1", "ec")
+    env = Env(tmp_path, [ca])
+    write_index(ca.index, synthetic_revoked(100000))
+    env.import_index(ca)
+    env.crlgen("--once")
+    refused = 0
+    for attempt in range(5):
+        number = now_us() + (attempt + 1) * 10**12
+        placed = other_host_crl(ca, number)
+        landed = threading.Event()
+        stop = threading.Event()
+
+        def other_host():
+            while not stop.is_set():
+                if any(n.startswith(".ca1.crl.tmp-") for n in os.listdir(env.out)):
+                    (env.out / "other.tmp").write_bytes(placed)
+                    os.rename(env.out / "other.tmp", env.crl_path("ca1"))
+                    landed.set()
+                    return
+                time.sleep(0.0005)
+
+        t = threading.Thread(target=other_host)
+        t.start()
+        try:
+            r = env.crlgen("--once", check=False)
+        finally:
+            stop.set()
+            t.join(timeout=10)
+        in_place = crl_number(env.crl("ca1"))
+        assert in_place >= number or not landed.is_set(), r.stderr
+        if r.returncode != 0:
+            lines = [l for l in r.stderr.splitlines() if "event=crl_failed" in l]
+            assert len(lines) == 1, r.stderr
+            assert f"over {number}, the number of the published ca1.crl: refused" in lines[0]
+            assert re.search(r"CRL number \d+ does not increase", lines[0]), lines[0]
+            assert env.crl_path("ca1").read_bytes() == placed
+            refused += 1
+            break
+    assert refused == 1
+    # The next run is above it.
+    env.crlgen("--once")
+    assert crl_number(env.crl("ca1")) > number
+
+
 def test_concurrent_runs_never_publish_a_lower_number(tmp_path):
     ca = pki.CA(tmp_path, "ca1", "ec")
     env = Env(tmp_path, [ca], extra="keep = 50")

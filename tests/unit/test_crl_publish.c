@@ -15,8 +15,11 @@
 #include <cmocka.h>
 
 #include <openssl/bio.h>
+#include <openssl/bn.h>
+#include <openssl/ec.h>
 #include <openssl/evp.h>
 #include <openssl/pem.h>
+#include <openssl/x509v3.h>
 
 #include "crlgen/publish.h"
 
@@ -57,6 +60,15 @@ static void touch(const char *name)
 	int fd = openat(dirfd_, name, O_WRONLY | O_CREAT | O_TRUNC, 0644);
 	assert_true(fd >= 0);
 	close(fd);
+}
+
+static int truncate_at(const char *name, off_t len)
+{
+	int fd = openat(dirfd_, name, O_WRONLY);
+	assert_true(fd >= 0);
+	int rc = ftruncate(fd, len);
+	close(fd);
+	return rc;
 }
 
 static bool exists(const char *name)
@@ -109,13 +121,21 @@ static void test_state_prepare_then_commit(void **state)
 	assert_true(got.full_number == 10);
 }
 
+/* next returns pub_next_number's number, which must succeed. */
+static uint64_t next(const char *ca, const struct pub_state *st, uint64_t published, uint64_t now)
+{
+	uint64_t n = 0;
+	assert_int_equal(pub_next_number(dirfd_, ca, st, published, now, &n), 0);
+	return n;
+}
+
 static void test_numbers(void **state)
 {
 	(void)state;
 	struct pub_state st = {0};
-	assert_true(pub_next_number(dirfd_, "a", &st, 1795000000000000ull) == 1795000000000000ull);
+	assert_true(next("a", &st, 0, 1795000000000000ull) == 1795000000000000ull);
 	st.last_number = 1795000000000000ull;
-	assert_true(pub_next_number(dirfd_, "a", &st, 1794000000000000ull) == 1795000000000001ull);
+	assert_true(next("a", &st, 0, 1794000000000000ull) == 1795000000000001ull);
 	/* Numbered copies count, but only this CA's, and only real numbers. */
 	touch("a-1795000000000009.crl");
 	touch("a-1-1796000000000000.crl"); /* CA "a-1" */
@@ -123,8 +143,104 @@ static void test_numbers(void **state)
 	touch("a-delta.crl");
 	touch("a-1799000000000000.crl.pem");
 	assert_true(pub_max_numbered(dirfd_, "a") == 1795000000000009ull);
-	assert_true(pub_next_number(dirfd_, "a", &st, 1795000000000000ull) == 1795000000000010ull);
+	assert_true(next("a", &st, 0, 1795000000000000ull) == 1795000000000010ull);
 	assert_true(pub_max_numbered(dirfd_, "a-1") == 1796000000000000ull);
+	/* The number of the CRL in place: another host 30 s ahead published it
+	 * (issue 11 item 10). */
+	assert_true(next("a", &st, 1795000030000000ull, 1795000000000000ull) ==
+	            1795000030000001ull);
+	assert_true(next("a", &st, 1795000030000000ull, 1795000040000000ull) ==
+	            1795000040000000ull);
+	/* Nothing above the highest 64-bit number: refused, never wrapped to 0. */
+	uint64_t n = 0;
+	assert_int_equal(pub_next_number(dirfd_, "a", &st, UINT64_MAX, 1, &n), -ERANGE);
+	st.last_number = UINT64_MAX;
+	assert_int_equal(pub_next_number(dirfd_, "a", &st, 0, 1, &n), -ERANGE);
+	st.last_number = UINT64_MAX - 1;
+	assert_true(next("a", &st, 0, 1) == UINT64_MAX);
+}
+
+/* write_crl writes a signed CRL numbered |dec| (decimal) with |entries|
+ * entries as |name|, or, with |dec| NULL, one without a cRLNumber. */
+static void write_crl(const char *name, const char *dec, int entries)
+{
+	EVP_PKEY *key = EVP_EC_gen("P-256");
+	X509_CRL *crl = X509_CRL_new();
+	X509_NAME *issuer = X509_NAME_new();
+	assert_non_null(key);
+	assert_int_equal(X509_CRL_set_version(crl, X509_CRL_VERSION_2), 1);
+	X509_NAME_add_entry_by_txt(issuer, "CN", MBSTRING_ASC, (const unsigned char *)"t", -1, -1,
+	                           0);
+	X509_CRL_set_issuer_name(crl, issuer);
+	ASN1_TIME *t = ASN1_TIME_set(NULL, 1795000000);
+	X509_CRL_set1_lastUpdate(crl, t);
+	X509_CRL_set1_nextUpdate(crl, t);
+	for (int i = 0; i < entries; i++) {
+		X509_REVOKED *r = X509_REVOKED_new();
+		ASN1_INTEGER *sn = ASN1_INTEGER_new();
+		ASN1_INTEGER_set_uint64(sn, 0x1000000u + (uint64_t)i);
+		X509_REVOKED_set_serialNumber(r, sn);
+		X509_REVOKED_set_revocationDate(r, t);
+		X509_CRL_add0_revoked(crl, r);
+		ASN1_INTEGER_free(sn);
+	}
+	if (dec) {
+		BIGNUM *bn = NULL;
+		assert_true(BN_dec2bn(&bn, dec) > 0);
+		ASN1_INTEGER *num = BN_to_ASN1_INTEGER(bn, NULL);
+		assert_int_equal(X509_CRL_add1_ext_i2d(crl, NID_crl_number, num, 0, 0), 1);
+		ASN1_INTEGER_free(num);
+		BN_free(bn);
+	}
+	assert_true(X509_CRL_sign(crl, key, EVP_sha256()) > 0);
+	unsigned char *der = NULL;
+	int len = i2d_X509_CRL(crl, &der);
+	assert_true(len > 0);
+	int fd = openat(dirfd_, name, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+	assert_true(fd >= 0);
+	assert_int_equal(write(fd, der, (size_t)len), len);
+	close(fd);
+	OPENSSL_free(der);
+	ASN1_TIME_free(t);
+	X509_NAME_free(issuer);
+	X509_CRL_free(crl);
+	EVP_PKEY_free(key);
+}
+
+static void test_crl_number(void **state)
+{
+	(void)state;
+	uint64_t n;
+	char dec[PUB_NUMBER_DEC];
+	assert_int_equal(pub_crl_number(dirfd_, "e.crl", &n, dec, sizeof(dec)), -ENOENT);
+	/* Read past 5,000 entries (long-form lengths) to the extensions. */
+	write_crl("e.crl", "1795000030000000", 5000);
+	assert_int_equal(pub_crl_number(dirfd_, "e.crl", &n, dec, sizeof(dec)), 0);
+	assert_true(n == 1795000030000000ull);
+	assert_string_equal(dec, "1795000030000000");
+	write_crl("e-delta.crl", "18446744073709551615", 0);
+	assert_int_equal(pub_crl_number(dirfd_, "e-delta.crl", &n, dec, sizeof(dec)), 0);
+	assert_true(n == UINT64_MAX);
+	/* 2^64 and 20 octets: named, but too big for a 64-bit number. */
+	write_crl("e-delta.crl", "18446744073709551616", 1);
+	assert_int_equal(pub_crl_number(dirfd_, "e-delta.crl", &n, dec, sizeof(dec)), -ERANGE);
+	assert_string_equal(dec, "18446744073709551616");
+	write_crl("e-delta.crl", "730750818665451459101842416358141509827966271487", 1);
+	assert_int_equal(pub_crl_number(dirfd_, "e-delta.crl", &n, dec, sizeof(dec)), -ERANGE);
+	assert_string_equal(dec, "730750818665451459101842416358141509827966271487");
+	/* Not a CRL with a number: no number, whatever the file holds. */
+	write_crl("f.crl", NULL, 3);
+	assert_int_equal(pub_crl_number(dirfd_, "f.crl", &n, dec, sizeof(dec)), -EBADMSG);
+	touch("g.crl");
+	assert_int_equal(pub_crl_number(dirfd_, "g.crl", &n, dec, sizeof(dec)), -EBADMSG);
+	/* A truncated CRL: the lengths run past the end of the file. */
+	write_crl("h.crl", "1795000030000000", 100);
+	assert_int_equal(truncate_at("h.crl", 500), 0);
+	assert_int_equal(pub_crl_number(dirfd_, "h.crl", &n, dec, sizeof(dec)), -EBADMSG);
+	int fd = openat(dirfd_, "i.crl", O_WRONLY | O_CREAT | O_TRUNC, 0644);
+	assert_int_equal(write(fd, "\x30\x84\xff\xff\xff\xff\x30\x00", 8), 8);
+	close(fd);
+	assert_int_equal(pub_crl_number(dirfd_, "i.crl", &n, dec, sizeof(dec)), -EBADMSG);
 }
 
 static void test_prune(void **state)
@@ -214,6 +330,7 @@ int main(void)
 	    cmocka_unit_test(test_state_roundtrip),
 	    cmocka_unit_test(test_state_prepare_then_commit),
 	    cmocka_unit_test(test_numbers),
+	    cmocka_unit_test(test_crl_number),
 	    cmocka_unit_test(test_prune),
 	    cmocka_unit_test(test_commit_and_pem),
 	};
