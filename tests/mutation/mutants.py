@@ -170,8 +170,8 @@ MUTANTS = [
     m("crl.unspecified_written", "crlgen/crl.c",
       "return e->reason > VG_REASON_UNSPECIFIED;", "return e->reason >= VG_REASON_UNSPECIFIED;",
       "reason unspecified written as an extension (RFC 5280 §5.3.1: SHOULD be absent)"),
-    m("crl.invalidity_dropped", "crlgen/crl.c",
-      "\t\tif (e->has_invalidity) {\n\t\t\tder_open", "\t\tif (0) {\n\t\t\tder_open",
+    m("crlgen.invalidity_dropped", "crlgen/crlgen.c",
+      "\te->has_invalidity = c->flags & VG_CERT_HAS_INVALIDITY;", "\te->has_invalidity = false;",
       "the invalidity date is left out of CRL entries"),
     # ---- store/store.c: the store's rules ---------------------------------------------------
     m("store.revoked_index_stale", "store/store.c",
