@@ -179,6 +179,7 @@ static int pt_rebuild_all(struct vg_store *st);
 static int points_grow(struct vg_store *st);
 static uint64_t cert_count(struct vg_store *st, MDB_txn *txn);
 static void map_locate(struct vg_store *st);
+static int txn_begin(struct vg_store *st, unsigned flags, MDB_txn **txn);
 
 /* open_points opens the point index. A read-write open of a version-1
  * store creates it, stale, in the same transaction that raises the schema
@@ -288,11 +289,11 @@ int vg_store_open(struct vg_store **out, const char *path, unsigned flags)
 	if (dead > 0)
 		log_warn("event=stale_readers_cleared count=%d", dead);
 
-	rc = mdb_txn_begin(st->env, NULL, rdonly ? MDB_RDONLY : 0, &txn);
-	if (rc) {
-		rc = lmdb_err(rc, "txn_begin");
+	/* A write transaction waits here while another vigil-store writes,
+	 * which may grow the store past the map this open set up. */
+	rc = txn_begin(st, rdonly ? MDB_RDONLY : 0, &txn);
+	if (rc)
 		goto fail;
-	}
 	rc = open_dbis(st, txn, create ? MDB_CREATE : 0);
 	if (rc)
 		goto fail;
@@ -369,8 +370,6 @@ void vg_store_close(struct vg_store *st)
 
 /* ---- Reading ------------------------------------------------------------ */
 
-/* follow_map adopts the map size another process grew the store to. It is
- * called without the shared lock held. */
 /* map_locate finds this process's mapping of the data file in
  * /proc/self/maps, by device and inode. Without /proc, trimming is off. */
 static void map_locate(struct vg_store *st)
@@ -399,16 +398,51 @@ static void map_locate(struct vg_store *st)
 	fclose(f);
 }
 
+/* Attempts at beginning a transaction that finds the map grown by another
+ * process: each adopts the size that process committed, and the next attempt
+ * waits for the writer lock (or a reader slot) again. Each failure means
+ * another writer grew the store in between, so the bound only guards against
+ * a file that no map size satisfies. */
+#define MAP_FOLLOW_TRIES 64
+
+/* follow_map adopts the map size another process grew the store to (its last
+ * commit recorded it in the meta page), never shrinking this process's own
+ * map: a writer may have grown it for a batch it is about to run again. No
+ * transaction of this process may be open; it is called without the shared
+ * lock held. */
 static int follow_map(struct vg_store *st)
 {
 	pthread_rwlock_wrlock(&st->maplock);
+	MDB_envinfo ei;
+	mdb_env_info(st->env, &ei);
+	size_t had = ei.me_mapsize;
 	int rc = mdb_env_set_mapsize(st->env, 0);
+	if (rc == 0) {
+		mdb_env_info(st->env, &ei);
+		if (ei.me_mapsize < had)
+			rc = mdb_env_set_mapsize(st->env, had);
+	}
 	if (rc == 0 && st->rdonly)
 		map_locate(st);
 	pthread_rwlock_unlock(&st->maplock);
 	if (rc == 0)
 		log_info("event=store_map_followed path=%s", st->path);
 	return lmdb_err(rc, "set_mapsize");
+}
+
+/* txn_begin begins an LMDB transaction (|flags| 0 for a write one, which
+ * waits for the writer lock) for this process's own use, not a vg_txn.
+ * MDB_MAP_RESIZED (another process grew the store past this process's map,
+ * which LMDB finds only once it holds the writer lock, or a reader slot) is
+ * not an error: the map is adopted and the transaction begun again. */
+static int txn_begin(struct vg_store *st, unsigned flags, MDB_txn **txn)
+{
+	for (int tries = 0;; tries++) {
+		int rc = mdb_txn_begin(st->env, NULL, flags, txn);
+		if (rc == MDB_MAP_RESIZED && tries < MAP_FOLLOW_TRIES && follow_map(st) == 0)
+			continue;
+		return rc ? lmdb_err(rc, "txn_begin") : 0;
+	}
 }
 
 int vg_txn_begin(struct vg_store *st, struct vg_txn **out)
@@ -424,7 +458,7 @@ int vg_txn_begin(struct vg_store *st, struct vg_txn **out)
 		if (rc == 0)
 			break;
 		pthread_rwlock_unlock(&st->maplock);
-		if (rc == MDB_MAP_RESIZED && tries < 3 && follow_map(st) == 0)
+		if (rc == MDB_MAP_RESIZED && tries < MAP_FOLLOW_TRIES && follow_map(st) == 0)
 			continue;
 		free(t);
 		return lmdb_err(rc, "txn_begin");
@@ -458,7 +492,7 @@ int vg_txn_renew(struct vg_txn *t)
 			return 0;
 		}
 		pthread_rwlock_unlock(&t->st->maplock);
-		if (rc == MDB_MAP_RESIZED && tries < 3) {
+		if (rc == MDB_MAP_RESIZED && tries < MAP_FOLLOW_TRIES) {
 			/* A reset transaction pins no pages; abort it so the remap
 			 * finds no transaction of ours. */
 			if (t->txn)
@@ -859,9 +893,9 @@ static int wtx_begin(struct vg_store *st, const char *ca, struct wtx *w)
 	w->ca = ca;
 	if (st->rdonly)
 		return -EROFS;
-	int rc = mdb_txn_begin(st->env, NULL, 0, &w->txn);
+	int rc = txn_begin(st, 0, &w->txn);
 	if (rc)
-		return lmdb_err(rc, "txn_begin");
+		return rc;
 	if (ca) {
 		rc = ca_read(st, w->txn, ca, &w->ca_state);
 		if (rc)
@@ -1231,9 +1265,9 @@ static int pt_rebuild_all(struct vg_store *st)
 	int restarts = 0, grows = 0;
 	for (uint32_t lo = 0;;) {
 		MDB_txn *txn;
-		int rc = mdb_txn_begin(st->env, NULL, 0, &txn);
+		int rc = txn_begin(st, 0, &txn);
 		if (rc)
-			return lmdb_err(rc, "txn_begin");
+			return rc;
 		uint64_t counter, e;
 		rc = meta_get_u64(st, txn, "counter", &counter);
 		if (!rc)
@@ -1276,7 +1310,7 @@ static int pt_rebuild_all(struct vg_store *st)
 static int points_grow(struct vg_store *st)
 {
 	MDB_txn *txn;
-	if (mdb_txn_begin(st->env, NULL, MDB_RDONLY, &txn) != 0)
+	if (txn_begin(st, MDB_RDONLY, &txn) != 0)
 		return 0;
 	unsigned lg;
 	bool grow = points_valid(st, txn, &lg) && pt_lg_for(cert_count(st, txn)) > lg;
@@ -1353,9 +1387,9 @@ static int pt_merge_acc(struct vg_store *st)
 	unsigned lg = 0;
 	for (uint32_t lo = 0;;) {
 		MDB_txn *txn;
-		int rc = mdb_txn_begin(st->env, NULL, 0, &txn);
+		int rc = txn_begin(st, 0, &txn);
 		if (rc)
-			return lmdb_err(rc, "txn_begin");
+			return rc;
 		uint64_t counter, e = 0, l = 0;
 		rc = meta_get_u64(st, txn, "counter", &counter);
 		if (!rc)
@@ -1408,9 +1442,11 @@ static int bulk_end(struct vg_store *st, int rc)
 	prc = pt_rebuild_all(st);
 	if (prc) {
 		/* The data is committed; lookups use the B-tree until the next
-		 * read-write open rebuilds the index. */
+		 * read-write open rebuilds the index. Other writers committing
+		 * all along (-EBUSY) is no failure of this command: its changes
+		 * are in, and the index is only a copy of them. */
 		log_warn("event=store_points_rebuild_failed path=%s error=%d", st->path, prc);
-		if (!rc)
+		if (!rc && prc != -EBUSY)
 			rc = prc;
 	}
 	return rc;
@@ -1766,8 +1802,8 @@ static int revoke_fn(struct wtx *w, void *arg)
 	return 0;
 }
 
-int vg_store_revoke(struct vg_store *st, const char *ca, const struct vg_serial *serials,
-		    size_t n, const struct vg_revocation *rev, const struct vg_audit *who,
+int vg_store_revoke(struct vg_store *st, const char *ca, const struct vg_serial *serials, size_t n,
+                    const struct vg_revocation *rev, const struct vg_audit *who,
 		    struct vg_write_result *res, vg_progress_fn progress, void *parg)
 {
 	struct vg_write_result total;

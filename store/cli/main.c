@@ -642,7 +642,7 @@ static int cmd_freeze(struct ctx *c, int argc, char **argv, bool frozen)
 	int rc = vg_store_freeze(c->st, ca->name, frozen, (int64_t)time(NULL), &c->who);
 	if (rc < 0)
 		write_failed(frozen ? "freeze" : "thaw", rc, NULL);
-	struct vg_txn *t;
+	struct vg_txn *t = NULL;
 	struct vg_ca_state s;
 	if (vg_txn_begin(c->st, &t) == 0 && vg_ca_get(t, ca->name, &s) == 0 && s.frozen) {
 		char ts[32];
