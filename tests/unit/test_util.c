@@ -11,6 +11,10 @@
 #include <string.h>
 
 #include <cmocka.h>
+#include <openssl/ec.h>
+#include <openssl/evp.h>
+#include <openssl/pem.h>
+#include <openssl/x509.h>
 #include <fcntl.h>
 #include <pwd.h>
 #include <stdlib.h>
@@ -18,6 +22,7 @@
 #include <unistd.h>
 
 #include "store/cli/index.h"
+#include "store/common/conf.h"
 #include "store/common/log.h"
 #include "store/common/pki.h"
 #include "store/record.h"
@@ -434,14 +439,109 @@ static void test_secret_mode(void **state)
 	assert_non_null(strstr(err, "not a regular file"));
 }
 
+/* write_ca writes a self-signed certificate for |key| named CN=|cn| (with
+ * |str_type| as the CN's string type) to |path|. */
+static void write_ca(const char *path, EVP_PKEY *key, const char *cn, int str_type, long serial)
+{
+	X509 *x = X509_new();
+	X509_NAME *n = X509_NAME_new();
+	assert_non_null(x);
+	assert_non_null(n);
+	assert_true(
+	    X509_NAME_add_entry_by_txt(n, "CN", str_type, (const unsigned char *)cn, -1, -1, 0));
+	assert_true(X509_set_version(x, 2));
+	assert_true(ASN1_INTEGER_set(X509_get_serialNumber(x), serial));
+	assert_true(X509_set_subject_name(x, n));
+	assert_true(X509_set_issuer_name(x, n));
+	assert_non_null(X509_gmtime_adj(X509_getm_notBefore(x), -3600 * serial));
+	assert_non_null(X509_gmtime_adj(X509_getm_notAfter(x), 86400 * serial));
+	assert_true(X509_set_pubkey(x, key));
+	assert_true(X509_sign(x, key, EVP_sha256()) > 0);
+	FILE *f = fopen(path, "w");
+	assert_non_null(f);
+	assert_true(PEM_write_X509(f, x));
+	fclose(f);
+	X509_NAME_free(n);
+	X509_free(x);
+}
+
+/* load_two writes a config with [ca a] |ca| and [ca b] |cb| and loads it. */
+static int load_two(const char *dir, const char *ca, const char *cb, char *err, size_t errlen)
+{
+	char conf[512];
+	snprintf(conf, sizeof(conf), "%s/vigil.conf", dir);
+	FILE *f = fopen(conf, "w");
+	assert_non_null(f);
+	fprintf(f, "[store]\npath = store\n[ca a]\ncert = %s\n[ca b]\ncert = %s\n", ca, cb);
+	fclose(f);
+	struct vg_conf c;
+	err[0] = '\0';
+	int rc = vg_conf_load(conf, &c, err, errlen);
+	if (rc == 0)
+		vg_conf_free(&c);
+	return rc;
+}
+
+static void test_conf_ca_identity(void **state)
+{
+	(void)state;
+	char dir[] = "/tmp/vigil-test-conf-XXXXXX", p[6][512], err[1024];
+	assert_non_null(mkdtemp(dir));
+	const char *names[6] = {"ca.pem",    "reissued.pem", "rekeyed.pem",
+	                        "other.pem", "utf8.pem",     "junk.pem"};
+	for (int i = 0; i < 6; i++)
+		snprintf(p[i], sizeof(p[i]), "%s/%s", dir, names[i]);
+	EVP_PKEY *k1 = EVP_EC_gen("P-256"), *k2 = EVP_EC_gen("P-256");
+	assert_non_null(k1);
+	assert_non_null(k2);
+	write_ca(p[0], k1, "Same CA", MBSTRING_ASC, 1);
+	write_ca(p[1], k1, "Same CA", MBSTRING_ASC, 2);      /* re-issued: serial, validity */
+	write_ca(p[2], k2, "Same CA", MBSTRING_ASC, 3);      /* re-keyed under its name */
+	write_ca(p[3], k1, "Other CA", MBSTRING_ASC, 4);     /* one key, two names */
+	write_ca(p[4], k1, "Same CA", V_ASN1_UTF8STRING, 5); /* the name in another string type */
+	FILE *f = fopen(p[5], "w");
+	assert_non_null(f);
+	fputs("not a certificate\n", f);
+	fclose(f);
+
+	/* One identity in two sections: refused, naming both. */
+	assert_int_equal(load_two(dir, p[0], p[1], err, sizeof(err)), -EINVAL);
+	assert_non_null(strstr(err, "[ca a] and [ca b] have the same subject and key"));
+	assert_non_null(strstr(err, "Same CA"));
+	assert_int_equal(load_two(dir, p[0], p[0], err, sizeof(err)), -EINVAL);
+	/* Names equal once canonicalised (RFC 5280 §7.1, as clients match a
+	 * CRL's issuer): the same CA too. */
+	assert_int_equal(load_two(dir, p[0], p[4], err, sizeof(err)), -EINVAL);
+	/* Another key, or another name: other CAs. */
+	assert_int_equal(load_two(dir, p[0], p[2], err, sizeof(err)), 0);
+	assert_int_equal(load_two(dir, p[0], p[3], err, sizeof(err)), 0);
+	/* A certificate that cannot be read is left to the program using it. */
+	assert_int_equal(load_two(dir, p[0], p[5], err, sizeof(err)), 0);
+
+	EVP_PKEY_free(k1);
+	EVP_PKEY_free(k2);
+	for (int i = 0; i < 6; i++)
+		unlink(p[i]);
+	char conf[600];
+	snprintf(conf, sizeof(conf), "%s/vigil.conf", dir);
+	unlink(conf);
+	rmdir(dir);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_serial_parse), cmocka_unit_test(test_serial_from_bytes),
-		cmocka_unit_test(test_time),	     cmocka_unit_test(test_generalized_far),
-		cmocka_unit_test(test_reason),	     cmocka_unit_test(test_record),
-		cmocka_unit_test(test_cert_key),     cmocka_unit_test(test_index_line),
-		cmocka_unit_test(test_log_budget),   cmocka_unit_test(test_secret_mode),
+	    cmocka_unit_test(test_serial_parse),
+	    cmocka_unit_test(test_serial_from_bytes),
+	    cmocka_unit_test(test_time),
+	    cmocka_unit_test(test_generalized_far),
+	    cmocka_unit_test(test_reason),
+	    cmocka_unit_test(test_record),
+	    cmocka_unit_test(test_cert_key),
+	    cmocka_unit_test(test_index_line),
+	    cmocka_unit_test(test_log_budget),
+	    cmocka_unit_test(test_secret_mode),
+	    cmocka_unit_test(test_conf_ca_identity),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
