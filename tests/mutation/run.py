@@ -102,8 +102,11 @@ class Tree:
         return sh(cmd, timeout=timeout, env=env)
 
 
+SKIP = set()
+
+
 def suites_of(area):
-    return [("unit", None)] + list(SUITES[area])
+    return [s for s in [("unit", None)] + list(SUITES[area]) if s[0] not in SKIP]
 
 
 def run_suites(tree, area, budget):
@@ -149,7 +152,11 @@ def main():
                     help="seconds the suites may take per mutant (180)")
     ap.add_argument("--no-baseline", action="store_true",
                     help="skip running the suites on the unmutated tree first")
+    ap.add_argument("--skip", action="append", default=[], metavar="SUITE",
+                    help="leave out a suite (unit, test_survivors.py, ...): what would "
+                         "survive without it")
     args = ap.parse_args()
+    SKIP.update(args.skip)
 
     muts = [x for x in MUTANTS if not args.only or any(x["id"].startswith(p) for p in args.only)]
     ids = [x["id"] for x in MUTANTS]
