@@ -40,6 +40,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <openssl/core_names.h>
@@ -48,6 +49,7 @@
 #include <openssl/rsa.h>
 #include <openssl/x509.h>
 
+#include "store/common/log.h"
 #include "store/common/pki.h"
 
 #define OUT_BUF (256u * 1024u)
@@ -150,6 +152,50 @@ ssl_error:;
 out:
 	EVP_MD_CTX_free(ctx);
 	return rc;
+}
+
+int crl_signer_set_cert(struct crl_signer *s, X509 *cert)
+{
+	struct tm tm;
+	if (!ASN1_TIME_to_tm(X509_get0_notAfter(cert), &tm)) {
+		ERR_clear_error();
+		return -EINVAL;
+	}
+	s->not_after = (int64_t)timegm(&tm);
+	return 0;
+}
+
+int crl_signer_check(struct crl_signer *s, const char *ca, const char *cert, int64_t now,
+                     int64_t *next_update, char *err, size_t errlen)
+{
+	if (!s->not_after)
+		return 0;
+	char na[32];
+	vg_time_format(s->not_after, na, sizeof(na));
+	/* notAfter is the last second the certificate is valid (RFC 5280
+	 * §4.1.2.5); a CRL made then would have no time before its nextUpdate. */
+	if (now >= s->not_after) {
+		if (!s->expired_said)
+			log_err(
+			    "event=crl_signer_expired ca=%s cert=%s not_after=%s action=not_signed",
+			    ca, cert, na);
+		s->expired_said = true;
+		snprintf(err, errlen,
+		         "the CA certificate %s expired at %s: no CRL is signed with it", cert, na);
+		return -EKEYEXPIRED;
+	}
+	int64_t left = s->not_after - now;
+	if (left <= (int64_t)CRL_SIGNER_WARN_DAYS * 86400 &&
+	    (!s->warned_at || now - s->warned_at >= 86400)) {
+		s->warned_at = now;
+		log_warn("event=crl_signer_expires_soon ca=%s cert=%s not_after=%s days_left=%lld "
+		         "seconds_left=%lld",
+		         ca, cert, na, (long long)(left / 86400), (long long)left);
+	}
+	/* A CRL is no good past its signer: no one may rely on it longer. */
+	if (*next_update > s->not_after)
+		*next_update = s->not_after;
+	return 0;
 }
 
 /*
@@ -386,6 +432,11 @@ int crl_write(int fd, const struct crl_params *p, const struct crl_signer *s,
 	struct der_buf pb, eb;
 	char e[256];
 
+	if (s->not_after && (p->this_update >= s->not_after || p->next_update > s->not_after)) {
+		snprintf(err, errlen,
+		         "the signer's certificate expires before the CRL's nextUpdate");
+		return -EKEYEXPIRED;
+	}
 	size_t url_len = p->freshest ? strlen(p->freshest) : 0;
 	size_t prefix_cap = 256 + s->alg_len + p->issuer_len;
 	size_t exts_cap = 256 + p->akid_len + url_len;

@@ -15,6 +15,7 @@
 #include <stdint.h>
 
 #include <openssl/evp.h>
+#include <openssl/x509.h>
 
 #include "store/store.h"
 
@@ -46,6 +47,12 @@ struct crl_signer {
 	uint8_t alg[64];  /* AlgorithmIdentifier, DER, as OpenSSL encodes it */
 	size_t alg_len;
 	size_t sig_max; /* largest signature the key makes */
+	/* The notAfter of the certificate that goes with the key (the CA
+	 * certificate; 0 until crl_signer_set_cert: no limit): no CRL's
+	 * nextUpdate is later, and none is signed from then on. */
+	int64_t not_after;
+	int64_t warned_at; /* last event=crl_signer_expires_soon line (crl_signer_check) */
+	bool expired_said; /* event=crl_signer_expired logged */
 };
 
 /* crl_signer_init checks that |key| may sign CRLs (RSA of 2048 bits or more
@@ -54,6 +61,22 @@ struct crl_signer {
  * returns a negative errno and a one-line reason in |err|. */
 int crl_signer_init(struct crl_signer *s, EVP_PKEY *key, const char *digest, char *err,
                     size_t errlen);
+
+/* crl_signer_set_cert records the notAfter of |cert|, the certificate of
+ * the signing key. -EINVAL when it cannot be read. */
+int crl_signer_set_cert(struct crl_signer *s, X509 *cert);
+
+/* The days before its notAfter from which a signer certificate is logged. */
+#define CRL_SIGNER_WARN_DAYS 30
+
+/* crl_signer_check is called before signing a CRL at |now|: it caps
+ * |*next_update| at the certificate's notAfter, logs one line (for CA |ca|,
+ * certificate file |cert|) when the certificate expires within
+ * CRL_SIGNER_WARN_DAYS (at most once a day per signer) or has expired (once),
+ * and returns -EKEYEXPIRED with a reason in |err| when it has: a CRL signed
+ * by an expired certificate fails every client's check, so nothing is signed. */
+int crl_signer_check(struct crl_signer *s, const char *ca, const char *cert, int64_t now,
+                     int64_t *next_update, char *err, size_t errlen);
 
 struct crl_params {
 	const uint8_t *issuer; /* issuer Name, DER: the CA certificate's subject */
@@ -75,7 +98,9 @@ struct crl_result {
 
 /* crl_write writes the signed CRL, DER, to |fd|, an empty regular file opened
  * for reading and writing, at offset 0. It returns 0, or a negative errno
- * with a one-line reason in |err| (the file content is then undefined). */
+ * with a one-line reason in |err| (the file content is then undefined):
+ * -EKEYEXPIRED, nothing written, when |s| has a notAfter that |p|'s
+ * thisUpdate has reached or its nextUpdate passes (crl_signer_check caps it). */
 int crl_write(int fd, const struct crl_params *p, const struct crl_signer *s,
               const struct crl_source *src, struct crl_result *res, char *err, size_t errlen);
 
