@@ -302,3 +302,41 @@ def test_key_fifo_refused_without_hanging(env):
     env.store_cmd(conf, "init")
     line = _one_line(env.run("vigil-crlgen", conf, "--once", timeout=20))
     assert str(fifo) in line and "not a regular file" in line, line
+
+
+def test_pin_file_readable_by_a_foreign_group_refused(tmp_path):
+    """The PIN file of a pkcs11: key is checked as key files are: 0640 with a
+    foreign group refused in one line naming it and its mode; 0640 with the
+    process's own group, and 0600, accepted."""
+    import hsm_util
+    if hsm_util.missing():
+        pytest.skip(hsm_util.missing())
+    _need_root()
+    token = hsm_util.Token(tmp_path)
+    ca = hsm_util.HsmCA(tmp_path, "hsm-ec", token, "ec")
+    pin = tmp_path / "vigil.pin"
+    pin.write_text(hsm_util.PIN + "\n")
+    conf = hsm_util.write_config(tmp_path / "vigil.conf", tmp_path / "store", [ca],
+                                 keys={ca.name: token.uri("ec", pin_file=pin)})
+    environ = dict(token.env)
+    environ.pop("VIGIL_PKCS11_PIN", None)
+    environ.pop("VIGIL_PKCS11_MODULE", None)
+
+    def crlgen():
+        return subprocess.run([str(binary("vigil-crlgen")), "-c", str(conf), "--once"],
+                              capture_output=True, text=True, env=environ, timeout=60)
+    r = subprocess.run([str(binary("vigil-store")), "-c", str(conf), "init"],
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    os.chmod(pin, 0o640)
+    os.chown(pin, -1, _foreign_gid())
+    line = _one_line(crlgen())
+    assert str(pin) in line and "PIN file" in line and "mode 0640" in line, line
+    assert hsm_util.PIN + "\n" not in line
+    os.chown(pin, -1, os.getegid())
+    r = crlgen()
+    assert r.returncode == 0, r.stderr
+    os.chmod(pin, 0o600)
+    os.chown(pin, -1, _foreign_gid())
+    r = crlgen()
+    assert r.returncode == 0, r.stderr
