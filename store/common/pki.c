@@ -41,6 +41,7 @@ static int read_fd(int fd, const char *path, unsigned char **out, size_t *outlen
 		if (len == cap) {
 			if (cap >= (64u << 20)) {
 				snprintf(err, errlen, "%s: file too large", path);
+				OPENSSL_cleanse(buf, len);
 				free(buf);
 				return -EFBIG;
 			}
