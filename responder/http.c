@@ -15,8 +15,17 @@
  *
  * A response is built on the stack and written at once (uv_try_write) when
  * nothing is queued; whatever the socket does not take is copied into one
- * heap block and queued, freed in its write callback; a CRL body is
- * referenced, not copied.
+ * heap block and queued, freed in its write callback. A CRL body is not held
+ * in memory at all: it goes from the file to the socket (sendfile), as fast
+ * as the client reads, and each version of a CRL file is opened and read
+ * (for its ETag and dates) once per process, shared by the workers
+ * (crl_get). So memory does not grow with CRL size, publications or slow
+ * readers.
+ *
+ * Connections are accepted here, not by libuv (whose answer to running out
+ * of descriptors is to accept and close every pending connection without a
+ * word): on EMFILE or ENFILE the worker gives up a reserve descriptor,
+ * accepts, answers 503 and closes, then takes the reserve back.
  */
 #include "responder/resp.h"
 #include "store/common/log.h"
@@ -27,8 +36,12 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <pthread.h>
 #include <linux/sockios.h>
 #include <sys/ioctl.h>
+#include <sys/resource.h>
+#include <sys/sendfile.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -69,13 +82,19 @@ struct conn {
 	bool eof;
 	bool reading;
 	bool close_after; /* this request's framing asks to close after its answer */
-	int err; /* HTTP status to answer when a callback refused the request */
+	int err;          /* HTTP status to answer when a callback refused the request */
 	const char *err_reason;
-	unsigned writes;   /* pending */
-	unsigned batch;    /* requests answered since the parser last started */
-	uint8_t *tail;     /* what a read held past the request the parser paused at */
+	unsigned writes; /* pending */
+	unsigned batch;  /* requests answered since the parser last started */
+	uint8_t *tail;   /* what a read held past the request the parser paused at */
 	size_t tail_len;
-	size_t queue_mark; /* bytes queued when a deadline last looked (write_progress) */
+	uint64_t sent;       /* bytes handed to libuv or the kernel */
+	uint64_t queue_mark; /* bytes delivered when a deadline last looked (write_progress) */
+	/* The CRL body being sent from its file (stream_pump): bytes
+	 * [soff, send_off) are still to go. */
+	struct crl_file *sfile;
+	uint64_t soff, send_off;
+	bool no_sendfile; /* the socket or the file cannot sendfile: chunks by libuv */
 	uint64_t t_start;
 	uint64_t deadline; /* loop time (ms) at which the phase times out */
 	uint64_t armed;    /* loop time the libuv timer is due at, 0 when stopped */
@@ -102,15 +121,22 @@ struct conn {
 struct wreq {
 	uv_write_t req;
 	struct conn *c;
-	struct crl_file *ref;
 	size_t held; /* bytes copied into |data|, counted in the worker's held */
 	uv_buf_t bufs[2];
 	char data[];
 };
 
+/* One version of a CRL file, shared by the workers: the file stays open
+ * while a worker serves it or a client is sent it, so a version replaced by
+ * a publication is still sent whole to whoever asked for it. A version that
+ * could not be read is one too (|err|), so that it is not read again for
+ * every request: only after CRL_RETRY_MS. */
 struct crl_file {
-	int refs;
-	uint8_t *data;
+	atomic_int refs;
+	struct crl_file *next; /* in the registry (crl_reg) */
+	int fd;                /* -1 when |err| */
+	int err;               /* 0, or why this version cannot be served (negative errno) */
+	uint64_t retry_ms;     /* |err|: when the file is tried again (crl_clock_ms) */
 	size_t len;
 	dev_t dev;
 	ino_t ino;
@@ -293,6 +319,7 @@ static void conn_free_cb(uv_handle_t *h)
 	if (c->tail)
 		c->w->held -= c->tail_len;
 	free(c->tail);
+	crl_file_unref(c->sfile);
 	free(c);
 }
 
@@ -375,7 +402,8 @@ static void on_shutdown(uv_shutdown_t *req, int status)
 static void begin_close(struct conn *c)
 {
 	c->closing = true;
-	if (c->closed || c->shutting)
+	/* A CRL still being sent: the shutdown waits for its end (stream_end). */
+	if (c->closed || c->shutting || c->sfile)
 		return;
 	c->shutting = true;
 	c->phase = PH_CLOSING;
@@ -396,7 +424,7 @@ static size_t hold_max(const struct worker *w)
 static bool hold_back(struct conn *c)
 {
 	size_t q = uv_stream_get_write_queue_size((uv_stream_t *)&c->tcp);
-	return q > WRITE_HIGH || (q > 0 && c->w->held > hold_max(c->w));
+	return c->sfile || q > WRITE_HIGH || (q > 0 && c->w->held > hold_max(c->w));
 }
 
 /* may_resume is its end: little queued, and nothing at all while the worker
@@ -404,14 +432,26 @@ static bool hold_back(struct conn *c)
 static bool may_resume(struct conn *c)
 {
 	size_t q = uv_stream_get_write_queue_size((uv_stream_t *)&c->tcp);
-	return q < WRITE_LOW && (q == 0 || c->w->held <= hold_max(c->w));
+	return !c->sfile && q < WRITE_LOW && (q == 0 || c->w->held <= hold_max(c->w));
 }
+
+/* resume takes requests again once the client has read enough. */
+static void resume(struct conn *c)
+{
+	if (!c->reading && !c->closing && !c->eof && may_resume(c)) {
+		if (c->tail)
+			uv_idle_start(&c->resume, on_resume);
+		else
+			start_reading(c);
+	}
+}
+
+static void stream_pump(struct conn *c);
 
 static void on_write(uv_write_t *req, int status)
 {
 	struct wreq *wr = container_of(req, struct wreq, req);
 	struct conn *c = wr->c;
-	crl_file_unref(wr->ref);
 	c->w->held -= wr->held;
 	free(wr);
 	c->writes--;
@@ -421,12 +461,10 @@ static void on_write(uv_write_t *req, int status)
 		conn_close(c);
 		return;
 	}
-	if (!c->reading && !c->closing && !c->eof && may_resume(c)) {
-		if (c->tail)
-			uv_idle_start(&c->resume, on_resume);
-		else
-			start_reading(c);
-	}
+	if (c->sfile)
+		stream_pump(c);
+	else
+		resume(c);
 }
 
 /* pending_bytes is what |c| has still to deliver: what libuv holds and what
@@ -443,19 +481,28 @@ static size_t pending_bytes(struct conn *c)
 	return q + (size_t)(out > 0 ? out : 0);
 }
 
+/* delivered is what the client of |c| has had of what was sent to it. */
+static uint64_t delivered(struct conn *c)
+{
+	size_t p = pending_bytes(c);
+	return c->sent > p ? c->sent - p : 0;
+}
+
 /* A deadline moves on only for a client that read at least this much since
  * the last look: one that takes a byte now and then is not reading. */
 #define PROGRESS_MIN 4096
 
 /* send_bufs writes |head| then |body| (|blen| may be 0), after what is
- * queued. What the socket does not take at once is copied into one heap block
- * and queued (a |ref| body, a CRL, is referenced instead of copied). */
+ * queued. What the socket does not take at once is copied into one heap
+ * block and queued (counted in the worker's |held|); with |queue|, all of it
+ * is (its callback then comes on a later loop turn). */
 static void send_bufs(struct conn *c, const char *head, size_t hlen, const char *body, size_t blen,
-                      struct crl_file *ref)
+                      bool queue)
 {
 	uv_stream_t *st = (uv_stream_t *)&c->tcp;
 	size_t done = 0;
-	if (uv_stream_get_write_queue_size(st) == 0 && c->writes == 0) {
+	c->sent += hlen + blen;
+	if (!queue && uv_stream_get_write_queue_size(st) == 0 && c->writes == 0) {
 		/* Write at once: a uv_write that completes synchronously still costs
 		 * an epoll_ctl, a deferred callback and a copy. */
 		uv_buf_t b[2] = {uv_buf_init((char *)head, (unsigned)hlen),
@@ -473,50 +520,134 @@ static void send_bufs(struct conn *c, const char *head, size_t hlen, const char 
 	size_t hrest = done < hlen ? hlen - done : 0;
 	size_t bskip = done > hlen ? done - hlen : 0;
 	size_t brest = blen - bskip;
-	bool by_ref = ref && brest;
-	size_t copy = hrest + (by_ref ? 0 : brest);
+	size_t copy = hrest + brest;
 	struct wreq *wr = malloc(sizeof(*wr) + copy);
 	if (!wr) {
 		conn_close(c);
 		return;
 	}
 	wr->c = c;
-	wr->ref = NULL;
 	wr->held = copy;
 	c->w->held += copy;
 	/* Pointers are only offset when there are bytes left: a NULL body
 	 * plus 0 is undefined in C. */
 	if (hrest)
 		memcpy(wr->data, head + done, hrest);
-	unsigned n = 1;
-	if (by_ref) {
-		wr->ref = ref;
-		ref->refs++;
-		if (hrest) {
-			wr->bufs[0] = uv_buf_init(wr->data, (unsigned)hrest);
-			wr->bufs[1] = uv_buf_init((char *)body + bskip, (unsigned)brest);
-			n = 2;
-		} else {
-			wr->bufs[0] = uv_buf_init((char *)body + bskip, (unsigned)brest);
-		}
-	} else {
-		if (brest)
-			memcpy(wr->data + hrest, body + bskip, brest);
-		wr->bufs[0] = uv_buf_init(wr->data, (unsigned)copy);
-	}
+	if (brest)
+		memcpy(wr->data + hrest, body + bskip, brest);
+	wr->bufs[0] = uv_buf_init(wr->data, (unsigned)copy);
 	c->writes++;
-	if (uv_write(&wr->req, st, wr->bufs, n, on_write) < 0) {
+	if (uv_write(&wr->req, st, wr->bufs, 1, on_write) < 0) {
 		c->writes--;
 		c->w->held -= wr->held;
-		crl_file_unref(wr->ref);
 		free(wr);
 		conn_close(c);
 		return;
 	}
 	/* Progress is measured from here (write_progress). */
-	c->queue_mark = pending_bytes(c);
+	c->queue_mark = delivered(c);
 	if (hold_back(c) && c->reading) {
 		uv_read_stop(st);
+		c->reading = false;
+	}
+}
+
+/* ---- CRL bodies, from the file to the socket ---------------------------------------------- */
+
+/* What stream_pump sends before it lets the other connections have their turn. */
+#define STREAM_TURN (1u << 20)
+/* A piece of the body written through libuv when the socket takes no more:
+ * its callback tells when it takes more. All a slow reader costs in memory
+ * (counted in the worker's |held|): 10,000 of them, 40 MiB. */
+#define STREAM_CHUNK 4096
+
+/* stream_end: the body is sent; the connection goes on (or closes, as its
+ * request asked). */
+static void stream_end(struct conn *c)
+{
+	crl_file_unref(c->sfile);
+	c->sfile = NULL;
+	if (c->closed)
+		return;
+	if (c->closing)
+		begin_close(c);
+	else
+		resume(c);
+}
+
+/* stream_pump sends what the socket takes of the CRL body, by sendfile, and
+ * when it takes no more (or after STREAM_TURN bytes) queues a chunk through
+ * libuv, whose callback (on_write) calls again. Where sendfile cannot be
+ * used, the body goes in chunks read from the file. */
+static void stream_pump(struct conn *c)
+{
+	uv_stream_t *st = (uv_stream_t *)&c->tcp;
+	size_t turn = 0;
+	while (c->sfile && !c->closed) {
+		if (c->writes || uv_stream_get_write_queue_size(st))
+			return; /* on_write calls again */
+		uint64_t left = c->send_off - c->soff;
+		if (!left) {
+			stream_end(c);
+			return;
+		}
+		uv_os_fd_t sock;
+		if (!c->no_sendfile && turn < STREAM_TURN) {
+			if (uv_fileno((uv_handle_t *)&c->tcp, &sock) != 0) {
+				c->no_sendfile = true;
+			} else {
+				off_t off = (off_t)c->soff;
+				size_t want =
+				    left < STREAM_TURN - turn ? (size_t)left : STREAM_TURN - turn;
+				ssize_t n = sendfile(sock, c->sfile->fd, &off, want);
+				if (n > 0) {
+					c->soff += (uint64_t)n;
+					c->sent += (uint64_t)n;
+					turn += (size_t)n;
+					continue;
+				}
+				if (n == 0) { /* the file is shorter than it was */
+					conn_close(c);
+					return;
+				}
+				if (errno == EINVAL || errno == ENOSYS)
+					c->no_sendfile = true;
+				else if (errno != EAGAIN && errno != EWOULDBLOCK &&
+				         errno != EINTR) {
+					conn_close(c);
+					return;
+				}
+			}
+		}
+		char chunk[STREAM_CHUNK];
+		size_t want = left < sizeof(chunk) ? (size_t)left : sizeof(chunk);
+		ssize_t n = pread(c->sfile->fd, chunk, want, (off_t)c->soff);
+		if (n <= 0) {
+			conn_close(c);
+			return;
+		}
+		c->soff += (uint64_t)n;
+		turn += (size_t)n;
+		/* With sendfile, the socket is full (or the turn is over): queue.
+		 * Without, write at once what it takes, up to the turn. */
+		send_bufs(c, chunk, (size_t)n, NULL, 0, !c->no_sendfile || turn >= STREAM_TURN);
+	}
+}
+
+/* stream_start sends the |len| bytes of |f| after what is queued. */
+static void stream_start(struct conn *c, struct crl_file *f, size_t len)
+{
+	if (c->closed)
+		return;
+	atomic_fetch_add(&f->refs, 1);
+	c->sfile = f;
+	c->soff = 0;
+	c->send_off = len;
+	c->no_sendfile = false;
+	stream_pump(c);
+	/* No request is answered before the body is sent. */
+	if (c->sfile && c->reading && !c->closed) {
+		uv_read_stop((uv_stream_t *)&c->tcp);
 		c->reading = false;
 	}
 }
@@ -583,7 +714,8 @@ static void hb_u64(struct hb *b, uint64_t v)
 #define INLINE_BODY_MAX 3072 /* bodies up to this are sent in one buffer with their head */
 
 /* respond queues one response. |extra| holds extra header lines (each ending in
- * CRLF), |elen| bytes; |ref| is a CRL the body points into. */
+ * CRLF), |elen| bytes; the body is |body|, or with |ref| the CRL file's first
+ * |blen| bytes. */
 static void respond_n(struct conn *c, int status, const char *ctype, const char *extra, size_t elen,
                       const void *body, size_t blen, struct crl_file *ref)
 {
@@ -631,13 +763,16 @@ static void respond_n(struct conn *c, int status, const char *ctype, const char 
 		metrics_observe_latency(&w->m, uv_hrtime() - c->t_start);
 	access_log(c, status, head ? 0 : blen);
 	if (head || !blen) {
-		send_bufs(c, out, hlen, NULL, 0, NULL);
-	} else if (!ref && blen <= INLINE_BODY_MAX) {
+		send_bufs(c, out, hlen, NULL, 0, false);
+	} else if (ref) {
+		send_bufs(c, out, hlen, NULL, 0, false);
+		stream_start(c, ref, blen);
+	} else if (blen <= INLINE_BODY_MAX) {
 		/* One buffer: write(2) rather than writev(2). */
 		memcpy(out + hlen, body, blen);
-		send_bufs(c, out, hlen + blen, NULL, 0, NULL);
+		send_bufs(c, out, hlen + blen, NULL, 0, false);
 	} else {
-		send_bufs(c, out, hlen, body, blen, ref);
+		send_bufs(c, out, hlen, body, blen, false);
 	}
 }
 
@@ -813,7 +948,7 @@ static int on_header_value(http_parser *p, const char *at, size_t len)
 static void send_continue(struct conn *c)
 {
 	static const char msg[] = "HTTP/1.1 100 Continue\r\n\r\n";
-	send_bufs(c, msg, sizeof(msg) - 1, NULL, 0, NULL);
+	send_bufs(c, msg, sizeof(msg) - 1, NULL, 0, false);
 }
 
 static int on_headers_complete(http_parser *p)
@@ -1065,23 +1200,78 @@ static void ocsp_get(struct conn *c, const char *rem, size_t len)
 	}
 }
 
-static void crl_file_free(struct crl_file *f)
+/* The registry of CRL file versions: each is in it while referenced (by a
+ * worker's crls[] or a connection sending it). */
+static pthread_mutex_t crl_reg_lock = PTHREAD_MUTEX_INITIALIZER;
+/* Held while a version is read, so that two workers meeting a new version
+ * read it once. */
+static pthread_mutex_t crl_load_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct crl_file *crl_reg;
+
+/* A version that could not be read is read again after this (the Retry-After
+ * of its 503), or as soon as the file changes. */
+#define CRL_RETRY_MS 10000
+/* Bytes read at a time for the ETag; the first read has the CRL's head. */
+#define CRL_READ (64u << 10)
+
+static uint64_t crl_clock_ms(void)
 {
-	free(f->data);
-	free(f);
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
 }
 
 void crl_file_unref(struct crl_file *f)
 {
-	if (f && --f->refs == 0)
-		crl_file_free(f);
+	if (!f || atomic_fetch_sub(&f->refs, 1) != 1)
+		return;
+	/* Nobody takes a reference from 0 (crl_find), so it is ours to free. */
+	pthread_mutex_lock(&crl_reg_lock);
+	for (struct crl_file **pp = &crl_reg; *pp; pp = &(*pp)->next)
+		if (*pp == f) {
+			*pp = f->next;
+			break;
+		}
+	pthread_mutex_unlock(&crl_reg_lock);
+	if (f->fd >= 0)
+		close(f->fd);
+	free(f);
 }
 
-/* der_tlv reads the DER header at |*p| (before |end|): the tag, and the
- * contents in [*val, *val + *vlen); |*p| moves past it. Short and long
- * definite lengths only, as DER has. */
-static bool der_tlv(const uint8_t **p, const uint8_t *end, unsigned *tag, const uint8_t **val,
-                    size_t *vlen)
+static bool crl_same(const struct crl_file *f, const struct stat *st)
+{
+	return f->dev == st->st_dev && f->ino == st->st_ino && f->size == st->st_size &&
+	       f->mtime.tv_sec == st->st_mtim.tv_sec && f->mtime.tv_nsec == st->st_mtim.tv_nsec;
+}
+
+static void crl_set_id(struct crl_file *f, const struct stat *st)
+{
+	f->dev = st->st_dev;
+	f->ino = st->st_ino;
+	f->size = st->st_size;
+	f->mtime = st->st_mtim;
+}
+
+/* crl_find returns a new reference to the registered version |st|, a
+ * failure only until its retry time; NULL if none (under crl_reg_lock). */
+static struct crl_file *crl_find(const struct stat *st, uint64_t now)
+{
+	for (struct crl_file *f = crl_reg; f; f = f->next) {
+		if (!crl_same(f, st) || (f->err && now >= f->retry_ms))
+			continue;
+		int r = atomic_load(&f->refs);
+		while (r > 0 && !atomic_compare_exchange_weak(&f->refs, &r, r + 1))
+			;
+		if (r > 0)
+			return f;
+	}
+	return NULL;
+}
+
+/* der_hdr reads the DER header at |*p| (before |end|): the tag and the
+ * length of the contents, which start at the new |*p| (and may go past
+ * |end|). Short and long definite lengths only, as DER has. */
+static bool der_hdr(const uint8_t **p, const uint8_t *end, unsigned *tag, size_t *vlen)
 {
 	const uint8_t *q = *p;
 	if (end - q < 2)
@@ -1096,7 +1286,19 @@ static bool der_tlv(const uint8_t **p, const uint8_t *end, unsigned *tag, const 
 		while (nb--)
 			len = len << 8 | *q++;
 	}
-	if ((size_t)(end - q) < len)
+	*vlen = len;
+	*p = q;
+	return true;
+}
+
+/* der_tlv reads the DER element at |*p| (before |end|): the tag, and the
+ * contents in [*val, *val + *vlen); |*p| moves past it. */
+static bool der_tlv(const uint8_t **p, const uint8_t *end, unsigned *tag, const uint8_t **val,
+                    size_t *vlen)
+{
+	const uint8_t *q = *p;
+	size_t len;
+	if (!der_hdr(&q, end, tag, &len) || (size_t)(end - q) < len)
 		return false;
 	*val = q;
 	*vlen = len;
@@ -1118,21 +1320,26 @@ static bool der_time(const uint8_t *p, const uint8_t *end, int64_t *t)
 }
 
 /* crl_times reads thisUpdate and nextUpdate from the head of a DER CRL
- * (RFC 5280 §5.1) that fills exactly |len| bytes, without decoding its
- * entries: d2i_X509_CRL takes a worker half a second on a CRL of 600,000
- * entries, and every worker meets each new CRL. */
-static bool crl_times(const uint8_t *der, size_t len, int64_t *this_update, int64_t *next_update)
+ * (RFC 5280 §5.1) of |len| bytes, of which |der| holds the first |avail|,
+ * without decoding its entries: d2i_X509_CRL takes half a second on a CRL of
+ * 600,000 entries. False when the head is not all in |der| or the CRL does
+ * not fill exactly |len| bytes (the caller then decodes it all). */
+static bool crl_times(const uint8_t *der, size_t avail, size_t len, int64_t *this_update,
+                      int64_t *next_update)
 {
-	const uint8_t *p = der, *end = der + len, *v, *at;
+	const uint8_t *p = der, *end = der + avail, *v, *at;
 	size_t vl;
 	unsigned tag;
-	if (!der_tlv(&p, end, &tag, &v, &vl) || tag != 0x30 || p != end) /* CertificateList */
+	if (avail > len || !der_hdr(&p, end, &tag, &vl) || tag != 0x30 ||
+	    (size_t)(p - der) + vl != len) /* CertificateList */
 		return false;
-	p = v;
-	if (!der_tlv(&p, end, &tag, &v, &vl) || tag != 0x30) /* tbsCertList */
+	if (!der_hdr(&p, end, &tag, &vl) || tag != 0x30 ||
+	    (size_t)(p - der) + vl > len) /* tbsCertList */
 		return false;
-	end = v + vl;
-	p = v;
+	/* Its fields, as far as they were read. */
+	bool cut = (size_t)(end - p) < vl;
+	if (!cut)
+		end = p + vl;
 	if (!der_tlv(&p, end, &tag, &v, &vl)) /* version (optional) or signature */
 		return false;
 	if (tag == 0x02 && !der_tlv(&p, end, &tag, &v, &vl))
@@ -1145,88 +1352,179 @@ static bool crl_times(const uint8_t *der, size_t len, int64_t *this_update, int6
 		return false;
 	*next_update = 0;
 	at = p;
-	if (der_tlv(&p, end, &tag, &v, &vl) && (tag == 0x17 || tag == 0x18))
-		return der_time(at, p, next_update);
-	return true;
+	const uint8_t *q = p;
+	if (!der_hdr(&q, end, &tag, &vl))
+		return !cut; /* the end of the tbsCertList, or of what was read */
+	if (tag != 0x17 && tag != 0x18)
+		return true; /* no nextUpdate */
+	return der_tlv(&p, end, &tag, &v, &vl) && der_time(at, p, next_update);
 }
 
-/* crl_load reads and parses |path| for serving. Its identity is the file it
- * opened (fstat), not the one the caller saw: crlgen may rename a new one in
- * between. */
-static int crl_load(const char *path, struct crl_file **out)
+/* crl_decode_times reads the dates of the CRL in |fd| (|size| bytes) by
+ * decoding it all: PEM, which crlgen does not write, or odd DER. */
+static int crl_decode_times(int fd, size_t size, struct crl_file *f)
 {
-	int fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
-		return -errno;
-	struct stat sb, *st = &sb;
-	struct crl_file *f = NULL;
-	uint8_t *data = NULL;
+	uint8_t *data = malloc(size ? size : 1);
+	if (!data)
+		return -ENOMEM;
 	size_t got = 0;
+	while (got < size) {
+		ssize_t r = pread(fd, data + got, size - got, (off_t)got);
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r <= 0) {
+			int rc = r < 0 ? -errno : -EIO;
+			free(data);
+			return rc;
+		}
+		got += (size_t)r;
+	}
+	const unsigned char *p = data;
+	X509_CRL *crl = d2i_X509_CRL(NULL, &p, (long)got);
+	if (!crl) {
+		BIO *bio = BIO_new_mem_buf(data, (int)got);
+		crl = bio ? PEM_read_bio_X509_CRL(bio, NULL, NULL, NULL) : NULL;
+		BIO_free(bio);
+	}
+	free(data);
+	if (!crl)
+		return -EBADMSG;
+	struct tm tm;
+	const ASN1_TIME *lu = X509_CRL_get0_lastUpdate(crl), *nu = X509_CRL_get0_nextUpdate(crl);
+	if (lu && ASN1_TIME_to_tm(lu, &tm))
+		f->this_update = (int64_t)timegm(&tm);
+	if (nu && ASN1_TIME_to_tm(nu, &tm))
+		f->next_update = (int64_t)timegm(&tm);
+	X509_CRL_free(crl);
+	return 0;
+}
+
+/* crl_load opens and reads |path| (which the caller saw as |seen|) for
+ * serving: its ETag (SHA-256) and dates; the body is sent from the file
+ * later. Its identity is the file it opened (fstat), not the one the caller
+ * saw: crlgen may rename a new one in between. A file that cannot be served
+ * is a version too, with |err| (so that it is not read again at every
+ * request); NULL only on errors that say nothing of the file (out of memory
+ * or of descriptors). */
+static int crl_load(const char *path, const struct stat *seen, struct crl_file **out)
+{
+	*out = NULL;
+	struct crl_file *f = calloc(1, sizeof(*f));
+	if (!f)
+		return -ENOMEM;
+	atomic_init(&f->refs, 1);
+	f->fd = -1;
+	crl_set_id(f, seen);
+	uint8_t *buf = NULL;
+	EVP_MD_CTX *md = NULL;
+	struct stat st;
 	int rc;
-	if (fstat(fd, st) < 0) {
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0) {
 		rc = -errno;
 		goto fail;
 	}
-	f = calloc(1, sizeof(*f));
-	data = malloc(st->st_size > 0 ? (size_t)st->st_size : 1);
-	rc = -ENOMEM;
-	if (!f || !data)
+	if (fstat(fd, &st) < 0) {
+		rc = -errno;
 		goto fail;
-	while (got < (size_t)st->st_size) {
-		ssize_t r = read(fd, data + got, (size_t)st->st_size - got);
+	}
+	crl_set_id(f, &st);
+	if (!S_ISREG(st.st_mode)) {
+		rc = -EINVAL;
+		goto fail;
+	}
+	buf = malloc(CRL_READ);
+	md = EVP_MD_CTX_new();
+	rc = -ENOMEM;
+	if (!buf || !md || !EVP_DigestInit_ex(md, EVP_sha256(), NULL))
+		goto fail;
+	size_t size = (size_t)st.st_size, got = 0;
+	bool times = false;
+	while (got < size) {
+		size_t want = size - got < CRL_READ ? size - got : CRL_READ;
+		ssize_t r = pread(fd, buf, want, (off_t)got);
+		if (r < 0 && errno == EINTR)
+			continue;
 		if (r <= 0) {
 			rc = r < 0 ? -errno : -EIO;
 			goto fail;
 		}
+		if (got == 0)
+			times = crl_times(buf, (size_t)r, size, &f->this_update, &f->next_update);
+		EVP_DigestUpdate(md, buf, (size_t)r);
 		got += (size_t)r;
 	}
-	if (!crl_times(data, got, &f->this_update, &f->next_update)) {
-		/* Not DER (PEM, which crlgen does not write), or odd: decode it all. */
-		const unsigned char *p = data;
-		X509_CRL *crl = d2i_X509_CRL(NULL, &p, (long)got);
-		if (!crl) {
-			BIO *bio = BIO_new_mem_buf(data, (int)got);
-			crl = bio ? PEM_read_bio_X509_CRL(bio, NULL, NULL, NULL) : NULL;
-			BIO_free(bio);
-		}
-		if (!crl) {
-			ERR_clear_error();
-			rc = -EBADMSG;
-			goto fail;
-		}
-		struct tm tm;
-		const ASN1_TIME *lu = X509_CRL_get0_lastUpdate(crl),
-		                *nu = X509_CRL_get0_nextUpdate(crl);
-		if (lu && ASN1_TIME_to_tm(lu, &tm))
-			f->this_update = (int64_t)timegm(&tm);
-		if (nu && ASN1_TIME_to_tm(nu, &tm))
-			f->next_update = (int64_t)timegm(&tm);
-		X509_CRL_free(crl);
-	}
-	ERR_clear_error();
-	unsigned char md[32];
-	unsigned mdl;
-	EVP_Digest(data, got, md, &mdl, EVP_sha256(), NULL);
+	if (!times && (rc = crl_decode_times(fd, size, f)) < 0)
+		goto fail;
+	unsigned char dg[EVP_MAX_MD_SIZE];
+	unsigned dl;
+	rc = -ENOMEM;
+	if (!EVP_DigestFinal_ex(md, dg, &dl))
+		goto fail;
 	f->etag[0] = '"';
 	for (int i = 0; i < 16; i++)
-		snprintf(f->etag + 1 + 2 * i, 3, "%02x", md[i]);
+		snprintf(f->etag + 1 + 2 * i, 3, "%02x", dg[i]);
 	f->etag[33] = '"';
 	f->etag[34] = '\0';
-	f->refs = 1;
-	f->data = data;
-	f->len = got;
-	f->dev = st->st_dev;
-	f->ino = st->st_ino;
-	f->size = st->st_size;
-	f->mtime = st->st_mtim;
-	close(fd);
+	f->fd = fd;
+	f->len = size;
+	free(buf);
+	EVP_MD_CTX_free(md);
+	ERR_clear_error();
 	*out = f;
 	return 0;
 fail:
-	close(fd);
-	free(data);
-	free(f);
+	if (fd >= 0)
+		close(fd);
+	free(buf);
+	EVP_MD_CTX_free(md);
+	ERR_clear_error();
+	if (rc == -ENOMEM || rc == -EMFILE || rc == -ENFILE) {
+		free(f);
+		return rc;
+	}
+	f->err = rc;
+	f->retry_ms = crl_clock_ms() + CRL_RETRY_MS;
+	*out = f;
 	return rc;
+}
+
+/* crl_get returns (a new reference to) the version of |path| that the caller
+ * saw as |st|, reading it if no worker has, and a failure remembered for
+ * CRL_RETRY_MS: each version is read once per process, not once per worker
+ * or per request. Negative (no version) only when memory or descriptors ran
+ * out. */
+static int crl_get(struct worker *w, const char *ca, const char *path, const struct stat *st,
+                   struct crl_file **out)
+{
+	uint64_t now = crl_clock_ms();
+	pthread_mutex_lock(&crl_reg_lock);
+	struct crl_file *f = crl_find(st, now);
+	pthread_mutex_unlock(&crl_reg_lock);
+	int rc = 0;
+	if (!f) {
+		pthread_mutex_lock(&crl_load_lock);
+		pthread_mutex_lock(&crl_reg_lock);
+		f = crl_find(st, now);
+		pthread_mutex_unlock(&crl_reg_lock);
+		if (!f) {
+			rc = crl_load(path, st, &f);
+			m_add(rc < 0 ? &w->m.crl_load_failures : &w->m.crl_loads, 1);
+			if (rc < 0 && worker_log_ok(w, LK_CRL_UNREADABLE))
+				log_err("event=crl_unreadable ca=%s path=%s error=\"%s\" %s", ca,
+				        path, strerror(-rc),
+				        f ? "retry=on_change_or_10s" : "retry=next_request");
+			if (f) {
+				pthread_mutex_lock(&crl_reg_lock);
+				f->next = crl_reg;
+				crl_reg = f;
+				pthread_mutex_unlock(&crl_reg_lock);
+			}
+		}
+		pthread_mutex_unlock(&crl_load_lock);
+	}
+	*out = f;
+	return f ? 0 : rc;
 }
 
 static void serve_crl(struct conn *c, const char *name, size_t nlen)
@@ -1247,18 +1545,18 @@ static void serve_crl(struct conn *c, const char *name, size_t nlen)
 		return;
 	}
 	struct crl_file *f = w->crls[idx];
-	if (!f || f->dev != st.st_dev || f->ino != st.st_ino || f->size != st.st_size ||
-	    f->mtime.tv_sec != st.st_mtim.tv_sec || f->mtime.tv_nsec != st.st_mtim.tv_nsec) {
+	if (!f || !crl_same(f, &st) || (f->err && crl_clock_ms() >= f->retry_ms)) {
 		struct crl_file *nf = NULL;
-		int rc = crl_load(path, &nf);
-		if (rc < 0) {
-			log_err("event=crl_unreadable ca=%s path=%s error=%d",
-			        w->ctx->cas[idx].name, path, rc);
+		if (crl_get(w, w->ctx->cas[idx].name, path, &st, &nf) < 0) {
 			respond_text(c, 503, "CRL unreadable\n", "Retry-After: 10\r\n");
 			return;
 		}
 		crl_file_unref(f);
 		w->crls[idx] = f = nf;
+	}
+	if (f->err) {
+		respond_text(c, 503, "CRL unreadable\n", "Retry-After: 10\r\n");
+		return;
 	}
 	char extra[512], lm[40], ex[40];
 	int n = snprintf(extra, sizeof(extra), "ETag: %s\r\n", f->etag);
@@ -1279,7 +1577,7 @@ static void serve_crl(struct conn *c, const char *name, size_t nlen)
 		respond(c, 304, NULL, extra, NULL, 0, NULL);
 		return;
 	}
-	respond(c, 200, "application/pkix-crl", extra, f->data, f->len, f);
+	respond(c, 200, "application/pkix-crl", extra, NULL, f->len, f);
 }
 
 static void serve_metrics(struct conn *c)
@@ -1511,11 +1809,11 @@ static void parse(struct conn *c, const char *data, size_t len)
  * answers: its deadline moves on by idle_timeout, as long as it reads. */
 static bool write_progress(struct conn *c)
 {
-	if (c->writes == 0)
+	if (c->writes == 0 && !c->sfile)
 		return false;
-	size_t pending = pending_bytes(c);
-	bool moved = pending + PROGRESS_MIN <= c->queue_mark;
-	c->queue_mark = pending;
+	uint64_t d = delivered(c);
+	bool moved = d >= c->queue_mark + PROGRESS_MIN;
+	c->queue_mark = d;
 	return moved;
 }
 
@@ -1534,9 +1832,11 @@ static void on_timer(uv_timer_t *t)
 	case PH_HEADERS:
 	case PH_BODY:
 		m_add(&c->w->m.timeouts, 1);
-		if (worker_log_ok(c->w, c->phase == PH_HEADERS ? LK_TIMEOUT_HEADERS : LK_TIMEOUT_BODY))
+		if (worker_log_ok(c->w,
+		                  c->phase == PH_HEADERS ? LK_TIMEOUT_HEADERS : LK_TIMEOUT_BODY))
 			log_info("event=timeout phase=%s peer=%s",
-			         c->phase == PH_HEADERS ? "headers" : "body", peer(c, p, sizeof(p)));
+			         c->phase == PH_HEADERS ? "headers" : "body",
+			         peer(c, p, sizeof(p)));
 		c->closing = true;
 		respond_text(c, 408, "408 Request Timeout\n", NULL);
 		begin_close(c);
@@ -1547,54 +1847,150 @@ static void on_timer(uv_timer_t *t)
 	}
 }
 
-/* Connections accepted per loop turn. libuv accepts every pending connection
- * in one go; a flood of thousands would hold up the answers to the
- * connections already open for as long. Past the budget the connection is
- * left with libuv, which pauses the listener until the next turn takes it
- * (one more epoll_wait per 16 accepts, a small price). */
+/* Connections accepted per loop turn: a flood of thousands would otherwise
+ * hold up the answers to the connections already open for as long. The
+ * listener's poll is level-triggered: the rest are taken on the next turn. */
 #define ACCEPT_BATCH 16
 
-static void accept_one(struct worker *w);
+static void accept_fd(struct worker *w, int fd);
 
-void http_on_connection(uv_stream_t *server, int status)
+/* listener_pause stops accepting until the next tick (http_tick), with the
+ * connections left waiting in the kernel's backlog, not dropped. */
+static void listener_pause(struct worker *w)
 {
-	struct worker *w = container_of((uv_tcp_t *)server, struct worker, listener);
+	if (w->accept_paused || uv_is_closing((uv_handle_t *)&w->listener))
+		return;
+	uv_poll_stop(&w->listener);
+	w->accept_paused = true;
+}
+
+static const char *peer_fd(int fd, char *buf, size_t len)
+{
+	struct sockaddr_storage ss;
+	socklen_t sl = sizeof(ss);
+	char ip[64];
+	snprintf(buf, len, "-");
+	if (getpeername(fd, (struct sockaddr *)&ss, &sl) < 0)
+		return buf;
+	if (ss.ss_family == AF_INET6) {
+		uv_ip6_name((struct sockaddr_in6 *)&ss, ip, sizeof(ip));
+		snprintf(buf, len, "[%s]:%d", ip, ntohs(((struct sockaddr_in6 *)&ss)->sin6_port));
+	} else if (ss.ss_family == AF_INET) {
+		uv_ip4_name((struct sockaddr_in *)&ss, ip, sizeof(ip));
+		snprintf(buf, len, "%s:%d", ip, ntohs(((struct sockaddr_in *)&ss)->sin_port));
+	}
+	return buf;
+}
+
+/* refuse_fd_limit answers one connection that accept(2) refused for want of
+ * a descriptor: the reserve descriptor is closed, the connection accepted in
+ * its place, told 503 and closed, and the reserve taken back. False when
+ * the listener must wait (nothing to accept, or no descriptor even so). */
+static bool refuse_fd_limit(struct worker *w, int err)
+{
+	int fd = -1, e = 0;
+	if (w->reserve_fd >= 0) {
+		close(w->reserve_fd);
+		w->reserve_fd = -1;
+		fd = accept4(w->listen_fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+		e = errno;
+	}
+	if (fd >= 0) {
+		static const char body[] = "503 Service Unavailable: too many connections\n";
+		char msg[320];
+		int ml =
+		    snprintf(msg, sizeof(msg),
+		             "HTTP/1.1 503 Service Unavailable\r\nServer: vigil\r\nDate: %s\r\n"
+		             "Content-Length: %zu\r\nContent-Type: text/plain; charset=utf-8\r\n"
+		             "Retry-After: 1\r\nConnection: close\r\n\r\n%s",
+		             w->date, sizeof(body) - 1, body);
+		/* What the client sent already is read first: closing a socket
+		 * with unread data resets it, and the answer with it. */
+		char sink[4096];
+		for (int i = 0; i < 4 && recv(fd, sink, sizeof(sink), MSG_DONTWAIT) > 0; i++)
+			;
+		ssize_t n = send(fd, msg, (size_t)ml, MSG_DONTWAIT | MSG_NOSIGNAL);
+		shutdown(fd, SHUT_WR);
+		m_add(&w->m.conns_refused, 1);
+		m_add(&w->m.conns_fd_limit, 1);
+		m_add(&w->m.http[503], 1);
+		if (worker_log_ok(w, LK_CONN_FD_LIMIT)) {
+			char p[80];
+			struct rlimit rl = {0};
+			getrlimit(RLIMIT_NOFILE, &rl);
+			log_warn("event=conn_refused reason=fd_limit peer=%s error=%s nofile=%llu "
+			         "open_connections=%d answered=%s",
+			         peer_fd(fd, p, sizeof(p)), err == ENFILE ? "ENFILE" : "EMFILE",
+			         (unsigned long long)rl.rlim_cur, atomic_load(&g_open_conns),
+			         n > 0 ? "503" : "no");
+		}
+		close(fd);
+	}
+	w->reserve_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+	if (fd >= 0 && w->reserve_fd >= 0)
+		return true;
+	if (fd < 0 && (e == EAGAIN || e == EWOULDBLOCK)) /* nothing left to accept */
+		return false;
+	/* Another thread took the descriptor first: wait for one to come free. */
+	listener_pause(w);
+	return false;
+}
+
+void http_on_listen(uv_poll_t *h, int status, int events)
+{
+	(void)events;
+	struct worker *w = container_of(h, struct worker, listener);
 	if (status < 0) {
-		log_warn("event=accept_failed error=%s", uv_strerror(status));
+		if (worker_log_ok(w, LK_ACCEPT_FAILED))
+			log_warn("event=accept_failed error=%s", uv_strerror(status));
+		listener_pause(w);
 		return;
 	}
-	/* The budget holds while the turn handle runs (not in the fuzz harness,
-	 * which drives this function without a loop). */
-	if (w->accepted_turn >= ACCEPT_BATCH && uv_is_active((uv_handle_t *)&w->accept_prep)) {
-		w->accept_deferred = true;
+	for (int i = 0; i < ACCEPT_BATCH && !w->draining; i++) {
+		int fd = accept4(w->listen_fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+		if (fd >= 0) {
+			accept_fd(w, fd);
+			continue;
+		}
+		int e = errno;
+		if (e == EINTR || e == ECONNABORTED)
+			continue;
+		if (e == EMFILE || e == ENFILE) {
+			if (!refuse_fd_limit(w, e))
+				return;
+			continue;
+		}
+		if (e == EAGAIN || e == EWOULDBLOCK)
+			return;
+		/* ENOBUFS, ENOMEM...: a pending connection would make this a busy
+		 * loop; look again at the next tick. */
+		if (worker_log_ok(w, LK_ACCEPT_FAILED))
+			log_warn("event=accept_failed error=\"%s\" action=pause", strerror(e));
+		listener_pause(w);
 		return;
 	}
-	w->accepted_turn++;
-	accept_one(w);
 }
 
-void http_accept_turn(struct worker *w)
+void http_tick(struct worker *w)
 {
-	w->accepted_turn = 0;
-	if (!w->accept_deferred)
-		return;
-	w->accept_deferred = false;
-	/* Closing the listener (drain) closed the connection libuv held. */
-	if (uv_is_closing((uv_handle_t *)&w->listener))
-		return;
-	w->accepted_turn++;
-	accept_one(w);
+	if (w->reserve_fd < 0)
+		w->reserve_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+	if (w->accept_paused && !w->draining && !uv_is_closing((uv_handle_t *)&w->listener)) {
+		w->accept_paused = false;
+		uv_poll_start(&w->listener, UV_READABLE, http_on_listen);
+	}
 }
 
-static void accept_one(struct worker *w)
+/* accept_fd makes a connection of the accepted socket |fd|. */
+static void accept_fd(struct worker *w, int fd)
 {
-	uv_stream_t *server = (uv_stream_t *)&w->listener;
 	struct conn *c = calloc(1, sizeof(*c));
 	if (!c || uv_tcp_init(&w->loop, &c->tcp) < 0) {
-		/* Out of memory: the connection stays with libuv (its listener
-		 * paused) and the next turn tries again. */
 		free(c);
-		w->accept_deferred = true;
+		if (worker_log_ok(w, LK_ACCEPT_FAILED))
+			log_warn("event=accept_failed error=\"out of memory\"");
+		if (fd >= 0)
+			close(fd);
 		return;
 	}
 	c->w = w;
@@ -1614,7 +2010,9 @@ static void accept_one(struct worker *w)
 	m_set(&w->m.conns_open, w->m.conns_open + 1);
 	http_parser_init(&c->parser, HTTP_REQUEST);
 	c->parser.data = c;
-	if (uv_accept(server, (uv_stream_t *)&c->tcp) < 0) {
+	if (uv_tcp_open(&c->tcp, fd) < 0) {
+		if (fd >= 0)
+			close(fd);
 		conn_close(c);
 		return;
 	}

@@ -3,6 +3,7 @@
 #include "responder/resp.h"
 #include "store/common/log.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
@@ -221,9 +222,18 @@ static const char *addr_str(const struct sockaddr_storage *ss, char *buf, size_t
 
 static int drop_privileges(const char *user, char *err, size_t errlen)
 {
-	if (!user || geteuid() != 0)
+	if (!user)
 		return 0;
-	struct passwd *pw = getpwnam(user);
+	struct passwd *pw;
+	if (geteuid() != 0) {
+		/* Only root can change users: say so, unless we already are |user|. */
+		pw = getpwnam(user);
+		if (!pw || pw->pw_uid != geteuid())
+			log_warn("event=user_ignored user=%s uid=%u reason=not_started_as_root",
+			         user, (unsigned)geteuid());
+		return 0;
+	}
+	pw = getpwnam(user);
 	if (!pw) {
 		snprintf(err, errlen, "[responder] user %s: no such user", user);
 		return -ENOENT;
@@ -235,6 +245,69 @@ static int drop_privileges(const char *user, char *err, size_t errlen)
 		return -e;
 	}
 	return 0;
+}
+
+/* raise_nofile raises the soft limit on descriptors to the hard limit
+ * (max_connections may exceed the usual soft limit of 1024); an unlimited
+ * hard limit means fs.nr_open, the most setrlimit takes. */
+static void raise_nofile(void)
+{
+	struct rlimit rl;
+	if (getrlimit(RLIMIT_NOFILE, &rl) < 0 || rl.rlim_cur == rl.rlim_max)
+		return;
+	rlim_t want = rl.rlim_max;
+	if (want == RLIM_INFINITY) {
+		FILE *f = fopen("/proc/sys/fs/nr_open", "re");
+		unsigned long long n = 0;
+		if (!f || fscanf(f, "%llu", &n) != 1 || n == 0)
+			n = 1048576;
+		if (f)
+			fclose(f);
+		want = (rlim_t)n;
+	}
+	if (want <= rl.rlim_cur)
+		return;
+	rl.rlim_cur = want;
+	if (setrlimit(RLIMIT_NOFILE, &rl) < 0)
+		log_warn("event=fd_limit_raise_failed soft=%llu hard=%llu error=\"%s\"",
+		         (unsigned long long)rl.rlim_cur, (unsigned long long)rl.rlim_max,
+		         strerror(errno));
+}
+
+/* count_fds returns the descriptors open in this process, or -1. */
+static int count_fds(void)
+{
+	DIR *d = opendir("/proc/self/fd");
+	if (!d)
+		return -1;
+	int n = -1; /* the directory's own */
+	struct dirent *e;
+	while ((e = readdir(d)))
+		if (e->d_name[0] != '.')
+			n++;
+	closedir(d);
+	return n;
+}
+
+/* check_fd_limit warns (one line) when max_connections exceeds what the
+ * limit on descriptors leaves for connections: besides those open now (but
+ * the connections'), libuv's own reserve per worker loop, and a CRL version
+ * or two per CA being served, with a margin. Past it, connections are
+ * refused with 503 (http.c, on a reserve descriptor). */
+static void check_fd_limit(const struct rctx *c)
+{
+	struct rlimit rl;
+	int used = count_fds();
+	if (getrlimit(RLIMIT_NOFILE, &rl) < 0 || rl.rlim_cur == RLIM_INFINITY || used < 0)
+		return;
+	used -= atomic_load(&g_open_conns);
+	long long allows = (long long)rl.rlim_cur - used - g_nworkers - 2LL * c->n_cas - 16;
+	if (c->conf.max_connections > allows)
+		log_warn("event=fd_limit_low nofile=%llu max_connections=%d allows=%lld "
+		         "action=\"connections past it get 503; raise the limit (LimitNOFILE=) or "
+		         "lower max_connections\"",
+		         (unsigned long long)rl.rlim_cur, c->conf.max_connections,
+		         allows > 0 ? allows : 0);
 }
 
 /* reopen_access_log points the access log at |path| again (after logrotate
@@ -280,6 +353,8 @@ static void on_hup(uv_signal_t *h, int sig)
 	if (old->conf.workers != c->conf.workers)
 		log_warn("event=reload_ignored key=responder.workers reason=needs_restart");
 	reopen_access_log(c->conf.access_log);
+	if (old->conf.max_connections != c->conf.max_connections)
+		check_fd_limit(c);
 	ctx_unref(old);
 	ctx_publish(c);
 	for (int i = 0; i < g_nworkers; i++)
@@ -343,12 +418,7 @@ int main(int argc, char **argv)
 
 	vg_log_init("vigil-responder", verbose ? LOG_DEBUG : LOG_INFO);
 	signal(SIGPIPE, SIG_IGN); /* libuv#45: writes to closed sockets must not kill us */
-	/* max_connections may exceed the default soft limit on descriptors. */
-	struct rlimit rl;
-	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
-		rl.rlim_cur = rl.rlim_max;
-		setrlimit(RLIMIT_NOFILE, &rl);
-	}
+	raise_nofile();
 
 	char err[512];
 	struct sockaddr_storage ss;
@@ -446,6 +516,7 @@ int main(int argc, char **argv)
 	}
 	free(fds);
 	fds = NULL;
+	check_fd_limit(ctx);
 
 	uv_loop_t *loop = uv_default_loop();
 	uv_signal_init(loop, &sig_hup);
@@ -464,9 +535,11 @@ int main(int argc, char **argv)
 		}
 	}
 	char a[80];
-	log_info("event=listening addr=%s workers=%d cas=%d store=%s version=%s",
+	struct rlimit rl = {0};
+	getrlimit(RLIMIT_NOFILE, &rl);
+	log_info("event=listening addr=%s workers=%d cas=%d store=%s nofile=%llu version=%s",
 	         addr_str(&ss, a, sizeof(a)), g_nworkers, ctx->n_cas, ctx->conf.store_path,
-	         VG_VERSION);
+	         (unsigned long long)rl.rlim_cur, VG_VERSION);
 
 	uv_run(loop, UV_RUN_DEFAULT);
 

@@ -49,6 +49,9 @@ static const struct {
     [LK_CONN_FULL] = {"conn_refused reason=max_connections", LOG_WARNING},
     [LK_CONN_DRAINING] = {"conn_refused reason=draining", LOG_WARNING},
     [LK_STORE_READ_FAILED] = {"store_read_failed", LOG_ERR},
+    [LK_CRL_UNREADABLE] = {"crl_unreadable", LOG_ERR},
+    [LK_CONN_FD_LIMIT] = {"conn_refused reason=fd_limit", LOG_WARNING},
+    [LK_ACCEPT_FAILED] = {"accept_failed", LOG_WARNING},
 };
 
 enum log_kind log_kind_refused(int status)
@@ -258,12 +261,25 @@ char *metrics_render(size_t *len)
 	    "# TYPE vigil_connections_accepted_total counter\nvigil_connections_accepted_total "
 	    "%llu\n"
 	    "# HELP vigil_connections_refused_total Connections refused with 503 "
-	    "(max_connections).\n"
+	    "(max_connections, draining, or no file descriptor left).\n"
 	    "# TYPE vigil_connections_refused_total counter\nvigil_connections_refused_total %llu\n"
+	    "# HELP vigil_connections_fd_limit_total Connections refused with 503 because the "
+	    "process had no file descriptor left (answered on a reserve descriptor).\n"
+	    "# TYPE vigil_connections_fd_limit_total counter\nvigil_connections_fd_limit_total "
+	    "%llu\n"
 	    "# HELP vigil_timeouts_total Connections closed by a timeout.\n"
 	    "# TYPE vigil_timeouts_total counter\nvigil_timeouts_total %llu\n",
 	    (long long)open, (unsigned long long)SUM(conns_accepted),
-	    (unsigned long long)SUM(conns_refused), (unsigned long long)SUM(timeouts));
+	    (unsigned long long)SUM(conns_refused), (unsigned long long)SUM(conns_fd_limit),
+	    (unsigned long long)SUM(timeouts));
+	sb_printf(&s,
+	          "# HELP vigil_crl_loads_total CRL file versions read for serving (each version "
+	          "once per process, shared by the workers).\n"
+	          "# TYPE vigil_crl_loads_total counter\nvigil_crl_loads_total %llu\n"
+	          "# HELP vigil_crl_load_failures_total CRL file versions that could not be read or "
+	          "parsed (answered 503; tried again when the file changes, or after 10 s).\n"
+	          "# TYPE vigil_crl_load_failures_total counter\nvigil_crl_load_failures_total %llu\n",
+	          (unsigned long long)SUM(crl_loads), (unsigned long long)SUM(crl_load_failures));
 	sb_printf(&s,
 	          "# HELP vigil_cache_oldest_next_update_seconds Seconds until the nextUpdate of "
 	          "the oldest cached answer (absent when the cache is empty).\n"

@@ -119,6 +119,8 @@ struct metrics {
 	uint64_t lat_ns;
 	uint64_t lat_count;
 	uint64_t conns_accepted, conns_refused;
+	uint64_t conns_fd_limit;            /* refused with 503: no descriptor left (http.c) */
+	uint64_t crl_loads, crl_load_failures; /* CRL file versions read (once per process) */
 	uint64_t timeouts;
 	int64_t conns_open;
 	int64_t oldest_next_update; /* unix time, 0 when the cache is empty */
@@ -152,6 +154,9 @@ enum log_kind {
 	LK_CONN_FULL,
 	LK_CONN_DRAINING,
 	LK_STORE_READ_FAILED,
+	LK_CRL_UNREADABLE,
+	LK_CONN_FD_LIMIT,
+	LK_ACCEPT_FAILED,
 	LK_N
 };
 
@@ -313,11 +318,10 @@ struct worker {
 	int idx;
 	pthread_t thread;
 	uv_loop_t loop;
-	uv_tcp_t listener;
+	uv_poll_t listener; /* on listen_fd: the worker accepts itself (http_on_listen) */
 	int listen_fd;
-	uv_prepare_t accept_prep; /* once per loop turn: resets accepted_turn */
-	int accepted_turn;        /* connections accepted in this loop turn */
-	bool accept_deferred;     /* libuv holds one not yet accepted, its listener paused */
+	int reserve_fd;     /* /dev/null, given up to answer 503 past the descriptor limit */
+	bool accept_paused; /* no descriptor even so: accepting waits for the next tick */
 	uv_timer_t tick;
 	uv_async_t async;
 	struct rctx *ctx;
@@ -355,11 +359,13 @@ void *worker_main(void *arg);
 /* worker_sync_ctx adopts the published snapshot if it changed. */
 void worker_sync_ctx(struct worker *w);
 
-void http_on_connection(uv_stream_t *server, int status);
-/* http_accept_turn starts a loop turn (from w->accept_prep): it resets the
- * count of connections accepted and accepts the one deferred in the last
- * turn, if any. */
-void http_accept_turn(struct worker *w);
+/* http_on_listen accepts up to a batch of connections (the listener's poll
+ * callback). Past the descriptor limit (EMFILE, ENFILE) each is still
+ * answered 503, on the worker's reserve descriptor, counted and logged. */
+void http_on_listen(uv_poll_t *h, int status, int events);
+/* http_tick runs at each worker tick: it takes the reserve descriptor back
+ * and resumes accepting, if either had to wait. */
+void http_tick(struct worker *w);
 void http_drain(struct worker *w);
 void http_close_all(struct worker *w);
 void crl_file_unref(struct crl_file *f);

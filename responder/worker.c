@@ -12,8 +12,11 @@
 #include "responder/resp.h"
 #include "store/common/log.h"
 
+#include <errno.h>
+#include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #define TICK_MS 50
 #define SWEEP_MS 1000
@@ -58,21 +61,25 @@ static void update_date(struct worker *w)
 	}
 }
 
+/* listener_close stops accepting: the poll first, then its socket (libuv
+ * leaves a polled descriptor to its owner). */
+static void listener_close(struct worker *w)
+{
+	if (uv_is_closing((uv_handle_t *)&w->listener))
+		return;
+	uv_close((uv_handle_t *)&w->listener, NULL);
+	if (w->listen_fd >= 0)
+		close(w->listen_fd);
+	w->listen_fd = -1;
+}
+
 static void worker_stop_handles(struct worker *w)
 {
-	if (!uv_is_closing((uv_handle_t *)&w->listener))
-		uv_close((uv_handle_t *)&w->listener, NULL);
+	listener_close(w);
 	if (!uv_is_closing((uv_handle_t *)&w->tick))
 		uv_close((uv_handle_t *)&w->tick, NULL);
 	if (!uv_is_closing((uv_handle_t *)&w->async))
 		uv_close((uv_handle_t *)&w->async, NULL);
-	if (!uv_is_closing((uv_handle_t *)&w->accept_prep))
-		uv_close((uv_handle_t *)&w->accept_prep, NULL);
-}
-
-static void on_prepare(uv_prepare_t *p)
-{
-	http_accept_turn(container_of(p, struct worker, accept_prep));
 }
 
 static void on_tick(uv_timer_t *t)
@@ -81,6 +88,7 @@ static void on_tick(uv_timer_t *t)
 	cache_quiescent(w->idx);
 	update_date(w);
 	worker_log_flush(w, false);
+	http_tick(w);
 	if (w->draining) {
 		if (!w->conns || uv_now(&w->loop) >= w->drain_deadline) {
 			http_close_all(w);
@@ -131,8 +139,7 @@ static void on_async(uv_async_t *a)
 	if (atomic_load(&g_drain) && !w->draining) {
 		w->draining = true;
 		w->drain_deadline = uv_now(&w->loop) + DRAIN_MS;
-		if (!uv_is_closing((uv_handle_t *)&w->listener))
-			uv_close((uv_handle_t *)&w->listener, NULL);
+		listener_close(w);
 		http_drain(w);
 		if (!w->conns)
 			worker_stop_handles(w);
@@ -148,17 +155,19 @@ int worker_init(struct worker *w, int idx, int fd)
 	w->listen_fd = fd;
 	w->ctx = ctx_current();
 	w->ctx_gen = w->ctx->generation;
+	/* Given up, past the descriptor limit, to answer a connection 503. */
+	w->reserve_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+	if (w->reserve_fd < 0)
+		return -errno;
 	if ((rc = uv_loop_init(&w->loop)) < 0)
 		return rc;
-	if ((rc = uv_tcp_init(&w->loop, &w->listener)) < 0 ||
-	    (rc = uv_tcp_open(&w->listener, fd)) < 0)
-		return rc;
-	if ((rc = uv_listen((uv_stream_t *)&w->listener, 1024, http_on_connection)) < 0)
+	/* The worker accepts, not libuv: libuv's uv_listen sheds the pending
+	 * connections without a word when accept(2) fails with EMFILE. */
+	if ((rc = uv_poll_init_socket(&w->loop, &w->listener, fd)) < 0 ||
+	    (rc = uv_poll_start(&w->listener, UV_READABLE, http_on_listen)) < 0)
 		return rc;
 	uv_timer_init(&w->loop, &w->tick);
 	uv_async_init(&w->loop, &w->async, on_async);
-	uv_prepare_init(&w->loop, &w->accept_prep);
-	uv_prepare_start(&w->accept_prep, on_prepare);
 	update_date(w);
 	return 0;
 }
@@ -181,6 +190,9 @@ void *worker_main(void *arg)
 		log_warn("event=loop_close_failed worker=%d error=%s", w->idx, uv_strerror(rc));
 	for (int i = 0; i < VG_CONF_MAX_CAS; i++)
 		crl_file_unref(w->crls[i]);
+	if (w->reserve_fd >= 0)
+		close(w->reserve_fd);
+	w->reserve_fd = -1;
 	cache_offline(w->idx);
 	vg_txn_end(w->txn);
 	w->txn = NULL;

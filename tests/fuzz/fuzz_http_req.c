@@ -3,7 +3,7 @@
  * Fuzz target: the whole HTTP request path of the responder, bytes in,
  * response bytes out. responder/http.c is #include'd (h2o's way of reaching
  * statics) and runs unchanged: a connection is accepted by
- * http_on_connection, the input is delivered through on_read (whole, or in
+ * accept_fd, the input is delivered through on_read (whole, or in
  * small reads), parsed by http-parser, routed (OCSP GET and POST, /healthz,
  * /metrics, /crl/, limits, pipelining, 100-continue, timeouts, lingering
  * close) and answered against a real store and real signers
@@ -28,7 +28,7 @@ static int fz_read_stop(uv_stream_t *s);
 static int fz_shutdown(uv_shutdown_t *req, uv_stream_t *s, uv_shutdown_cb cb);
 static size_t fz_queue_size(const uv_stream_t *s);
 static int fz_getpeername(const uv_tcp_t *h, struct sockaddr *name, int *namelen);
-static int fz_accept(uv_stream_t *server, uv_stream_t *client);
+static int fz_tcp_open(uv_tcp_t *h, uv_os_sock_t sock);
 
 #define uv_try_write fz_try_write
 #define uv_write fz_write_req
@@ -37,7 +37,7 @@ static int fz_accept(uv_stream_t *server, uv_stream_t *client);
 #define uv_shutdown fz_shutdown
 #define uv_stream_get_write_queue_size fz_queue_size
 #define uv_tcp_getpeername fz_getpeername
-#define uv_accept fz_accept
+#define uv_tcp_open fz_tcp_open
 /* Before fuzz_responder.h, whose includes would otherwise come first. */
 #include "responder/http.c"
 #undef uv_try_write
@@ -47,7 +47,7 @@ static int fz_accept(uv_stream_t *server, uv_stream_t *client);
 #undef uv_shutdown
 #undef uv_stream_get_write_queue_size
 #undef uv_tcp_getpeername
-#undef uv_accept
+#undef uv_tcp_open
 
 #include "tests/fuzz/fuzz_responder.h"
 
@@ -195,11 +195,11 @@ static int fz_getpeername(const uv_tcp_t *h, struct sockaddr *name, int *namelen
 	return 0;
 }
 
-static int fz_accept(uv_stream_t *server, uv_stream_t *client)
+static int fz_tcp_open(uv_tcp_t *h, uv_os_sock_t sock)
 {
-	(void)server;
-	(void)client;
-	return F.accept_fails ? UV_ECONNABORTED : 0;
+	(void)h;
+	(void)sock;
+	return F.accept_fails ? UV_EEXIST : 0;
 }
 
 /* complete_writes finishes the queued writes as libuv would: in order, the
@@ -370,7 +370,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	atomic_store(&g_open_conns, ((h >> 28) & 15) == 0 ? w->ctx->conf.max_connections : 0);
 	int open_before = atomic_load(&g_open_conns);
 
-	http_on_connection((uv_stream_t *)&w->listener, 0);
+	accept_fd(w, -1);
 	struct conn *c = w->conns;
 	if (c) {
 		pump();

@@ -40,9 +40,10 @@ class Responder:
     Use as a context manager: the process is always stopped (SIGTERM, then
     SIGKILL after a bounded wait)."""
 
-    def __init__(self, config, args=()):
+    def __init__(self, config, args=(), preexec=None):
         self.config = Path(config)
         self.args = list(args)
+        self.preexec = preexec  # also run in the child before exec (limits, ids)
         self.proc = None
         self.lines = []
         self.lock = threading.Lock()
@@ -57,8 +58,12 @@ class Responder:
 
     def start(self, timeout=10):
         cmd = [str(binary("vigil-responder")), "-c", str(self.config)] + self.args
+        def preexec():
+            _die_with_parent()
+            if self.preexec:
+                self.preexec()
         self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                                     stderr=subprocess.PIPE, preexec_fn=_die_with_parent)
+                                     stderr=subprocess.PIPE, preexec_fn=preexec)
         self.thread = threading.Thread(target=self._reader, daemon=True)
         self.thread.start()
         line = self.wait_log(r"event=listening", timeout)

@@ -1,0 +1,339 @@
+# SPDX-License-Identifier: Apache-2.0
+"""vigil-responder at its limits (issue 11): memory under slow CRL readers across
+publications, connections past the file-descriptor limit, a broken CRL file
+asked for again and again, and `user =` when not started as root.
+
+Each drives the real binary on 127.0.0.1; CRLs are signed here with
+python3-cryptography's key (the DER written by hand: its builder takes
+minutes for hundreds of thousands of entries) and checked with it."""
+import datetime
+import os
+import pwd
+import re
+import resource
+import shutil
+import socket
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import padding
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import pki  # noqa: E402
+from conftest import Runner  # noqa: E402
+from responder_util import Responder, load_cert, parse_responses, recv_all, write_conf  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def ca(tmp_path_factory):
+    root = tmp_path_factory.mktemp("limits")
+    c = pki.CA(root, "lim", "rsa")
+    c.root = root
+    return c
+
+
+def setup_store(tmp_path, ca, responder, crl_dir=None):
+    crl_dir = crl_dir or tmp_path / "crl"
+    crl_dir.mkdir(exist_ok=True)
+    conf = write_conf(tmp_path / "vigil.conf", tmp_path / "store", [(ca, {})],
+                      responder=responder, crl_out=crl_dir)
+    Runner(conf).store("init")
+    Runner(conf).store("import-index", ca.name, ca.index)
+    return conf, crl_dir
+
+
+def tlv(tag, body):
+    n = len(body)
+    if n < 0x80:
+        return bytes([tag, n]) + body
+    ln = n.to_bytes((n.bit_length() + 7) // 8, "big")
+    return bytes([tag, 0x80 | len(ln)]) + ln + body
+
+
+class CrlMaker:
+    """CRLs of |entries| revoked serials signed by |ca| (RSA, SHA-256); each
+    call makes another version (its thisUpdate one second later)."""
+
+    def __init__(self, ca, entries):
+        self.cert = load_cert(ca.cert)
+        self.key = serialization.load_pem_private_key(ca.key.read_bytes(), None)
+        self.alg = tlv(0x30, tlv(0x06, bytes.fromhex("2a864886f70d01010b")) + b"\x05\x00")
+        self.now = datetime.datetime.utcnow().replace(microsecond=0)
+        when = self.utc(self.now)
+        self.revoked = tlv(0x30, b"".join(
+            tlv(0x30, tlv(0x02, (10**12 + i).to_bytes(6, "big")) + when)
+            for i in range(entries)))
+        self.n = 0
+
+    @staticmethod
+    def utc(t):
+        return tlv(0x17, t.strftime("%y%m%d%H%M%SZ").encode())
+
+    def make(self):
+        t = self.now + datetime.timedelta(seconds=self.n)
+        self.n += 1
+        tbs = tlv(0x30, tlv(0x02, b"\x01") + self.alg + self.cert.subject.public_bytes() +
+                  self.utc(t) + self.utc(t + datetime.timedelta(days=1)) + self.revoked)
+        sig = self.key.sign(tbs, padding.PKCS1v15(), hashes.SHA256())
+        return tlv(0x30, tbs + self.alg + tlv(0x03, b"\x00" + sig))
+
+    def publish(self, path):
+        """Write a new version as crlgen does (a new file renamed over the old)."""
+        der = self.make()
+        tmp = path.with_suffix(".tmp")
+        tmp.write_bytes(der)
+        os.replace(tmp, path)
+        return der
+
+
+def proc_status(pid):
+    text = Path(f"/proc/{pid}/status").read_text()
+    return {k: int(v) * 1024 for k, v in re.findall(r"^(Vm\w+|Rss\w+):\s+(\d+) kB", text, re.M)}
+
+
+def metric(r, name):
+    status, _, body = r.request("GET", "/metrics")
+    assert status == 200
+    m = re.search(rb"^" + name.encode() + rb" (\d+)$", body, re.M)
+    assert m, (name, body[-2000:])
+    return int(m.group(1))
+
+
+def log_count(r, pattern):
+    rx = re.compile(pattern)
+    with r.lock:
+        return sum(1 for line in r.lines if rx.search(line))
+
+
+# ---- Memory under slow CRL readers -----------------------------------------------------
+
+N_READERS = 40
+PUBLICATIONS = 5
+CRL_ENTRIES = 480_000  # 12 MB, as in the issue
+RSS_GROWTH_MAX = 16 << 20
+
+
+def test_slow_crl_readers_do_not_pin_crl_versions(ca, tmp_path):
+    """40 clients that stop reading a 12 MB CRL, 8 after each of 5
+    publications, on two workers: the responder's peak RSS stays within
+    16 MiB of what it was before (each worker reading each version into its
+    own buffer, held for as long as a slow client reads, took it up by
+    hundreds of MB). Each version is read once, shared by the workers, and
+    every slow client still gets the exact version it asked for."""
+    conf, crl_dir = setup_store(tmp_path, ca, {"workers": "2", "idle_timeout": "60s"})
+    maker = CrlMaker(ca, CRL_ENTRIES)
+    path = crl_dir / f"{ca.name}.crl"
+    versions = []
+    readers = []  # (socket, version index, bytes received so far)
+    with Responder(conf) as r:
+        pid = r.proc.pid
+        assert r.request("GET", "/healthz")[0] == 200
+        base = proc_status(pid)["VmRSS"]
+        try:
+            for p in range(PUBLICATIONS):
+                versions.append(maker.publish(path))
+                assert len(versions[-1]) > 12_000_000
+                for _ in range(N_READERS // PUBLICATIONS):
+                    s = socket.socket()
+                    s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+                    s.settimeout(10)
+                    s.connect(("127.0.0.1", r.port))
+                    s.sendall(f"GET /crl/{ca.name}.crl HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+                    got = b""
+                    while b"\r\n\r\n" not in got:
+                        chunk = s.recv(1024)
+                        assert chunk, got
+                        got += chunk
+                    assert got.startswith(b"HTTP/1.1 200"), got[:200]
+                    readers.append((s, p, got))
+                time.sleep(0.3)  # the responder sends what the sockets take
+            time.sleep(0.5)
+            st = proc_status(pid)
+            print(f"slow readers: {len(readers)} publications: {PUBLICATIONS} "
+                  f"crl: {len(versions[0])} bytes; RSS before {base >> 20} MiB, "
+                  f"peak {st['VmHWM'] >> 20} MiB (now {st['VmRSS'] >> 20} MiB: anon "
+                  f"{st.get('RssAnon', 0) >> 20}, file {st.get('RssFile', 0) >> 20})")
+            assert st["VmHWM"] - base <= RSS_GROWTH_MAX, (base, st)
+            # Each version was read once for the whole process.
+            assert metric(r, "vigil_crl_loads_total") == PUBLICATIONS
+            # Every slow reader gets its version whole, the old ones too
+            # (their files replaced since): one per version read to the end.
+            seen = set()
+            for s, p, got in readers:
+                if p in seen:
+                    continue
+                seen.add(p)
+                s.settimeout(20)
+                head, _, body = got.partition(b"\r\n\r\n")
+                n = int(re.search(rb"Content-Length: (\d+)", head).group(1))
+                deadline = time.monotonic() + 30
+                while len(body) < n and time.monotonic() < deadline:
+                    chunk = s.recv(1 << 20)
+                    if not chunk:
+                        break
+                    body += chunk
+                assert n == len(versions[p]) and body == versions[p], (p, len(body), n)
+                crl = x509.load_der_x509_crl(body)
+                assert crl.is_signature_valid(load_cert(ca.cert).public_key())
+            assert proc_status(pid)["VmHWM"] - base <= RSS_GROWTH_MAX
+        finally:
+            for s, _, _ in readers:
+                s.close()
+        assert r.request("GET", "/healthz")[0] == 200
+        assert r.stop() == 0
+
+
+# ---- Past the file-descriptor limit ------------------------------------------------------
+
+NOFILE = 64
+
+
+def test_connections_past_the_fd_limit_get_503(ca, tmp_path):
+    """With 64 descriptors (soft and hard: it cannot raise them), the
+    responder says at start that max_connections is more than the limit
+    allows; connections past it are each answered 503 (never a silent EOF),
+    counted in /metrics and logged within the log budget; those accepted are
+    served, and once they close new ones are served again."""
+    conf, _ = setup_store(tmp_path, ca, {"workers": "1", "idle_timeout": "30s",
+                                         "header_timeout": "30s"})
+
+    def limit():
+        resource.setrlimit(resource.RLIMIT_NOFILE, (NOFILE, NOFILE))
+
+    conns, refused, accepted = [], 0, 0
+    with Responder(conf, preexec=limit) as r:
+        line = r.wait_log(r"event=fd_limit_low")
+        assert f"nofile={NOFILE}" in line and "max_connections=10000" in line, line
+        assert re.search(r"event=listening .*nofile=64", "\n".join(r.lines))
+        try:
+            for i in range(2 * NOFILE):
+                s = socket.create_connection(("127.0.0.1", r.port), timeout=5)
+                conns.append(s)
+                if i % 2:  # half send their request at once
+                    s.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+                s.settimeout(0.3)
+                try:
+                    data = s.recv(65536)
+                except socket.timeout:
+                    data = None
+                except ConnectionResetError:
+                    data = b""  # reset: no answer either
+                if data is None:
+                    accepted += 1  # open, waiting for (the rest of) a request
+                    continue
+                if i % 2 and data.startswith(b"HTTP/1.1 200"):
+                    accepted += 1
+                    continue
+                # Never a silent close: a whole 503.
+                assert data, f"connection {i}: closed or reset without an answer"
+                data += recv_all(s, 2)
+                (status, headers, body), = parse_responses(data)
+                assert status == 503 and headers["connection"] == "close", data
+                assert headers["retry-after"] == "1" and body, data
+                refused += 1
+            assert refused >= NOFILE // 2 and accepted >= 16, (refused, accepted)
+        finally:
+            for s in conns:
+                s.close()
+        time.sleep(0.3)
+        # Descriptors are free again: served, and the refusals were counted.
+        assert r.request("GET", "/healthz")[0] == 200
+        assert metric(r, "vigil_connections_fd_limit_total") == refused
+        assert metric(r, "vigil_connections_refused_total") >= refused
+        n = log_count(r, r"event=conn_refused reason=fd_limit")
+        assert 1 <= n <= 12, n  # the log budget: 10 a second
+        if refused > n:
+            r.wait_log(r"event=log_suppressed .*conn_refused reason=fd_limit", timeout=3)
+        assert r.stop() == 0
+
+
+# ---- A broken CRL file -----------------------------------------------------------------
+
+def test_broken_crl_read_once_and_logged_once(ca, tmp_path):
+    """A 3 MB file that is no CRL, asked for 300 times over 10 connections
+    (two workers): every answer is 503 with Retry-After, the file is read
+    once (vigil_crl_load_failures_total), and event=crl_unreadable is written
+    once, not per request. A new (valid) file is read at once."""
+    conf, crl_dir = setup_store(tmp_path, ca, {"workers": "2"})
+    path = crl_dir / f"{ca.name}.crl"
+    path.write_bytes(b"\x30\x84\x7f\xff\xff\xff" + os.urandom(3_000_000))
+    req = f"GET /crl/{ca.name}.crl HTTP/1.1\r\nHost: x\r\n\r\n".encode()
+    with Responder(conf) as r:
+        statuses = []
+        for _ in range(10):
+            s = socket.create_connection(("127.0.0.1", r.port), timeout=5)
+            try:
+                s.sendall(req * 30)
+                data = b""
+                deadline = time.monotonic() + 10
+                while data.count(b"HTTP/1.1 ") < 30 and time.monotonic() < deadline:
+                    chunk = s.recv(65536)
+                    if not chunk:
+                        break
+                    data += chunk
+            finally:
+                s.close()
+            for status, headers, body in parse_responses(data):
+                statuses.append(status)
+                assert headers["retry-after"] == "10", headers
+        assert statuses == [503] * 300, statuses
+        assert metric(r, "vigil_crl_load_failures_total") == 1
+        assert metric(r, "vigil_crl_loads_total") == 0
+        time.sleep(1.2)  # past the log budget's window: anything suppressed is said
+        assert log_count(r, r"event=crl_unreadable") == 1, "\n".join(r.lines)
+        assert log_count(r, r"log_suppressed.*crl_unreadable") == 0
+        # Replaced by a valid CRL: read at once, served.
+        der = CrlMaker(ca, 10).publish(path)
+        status, _, body = r.request("GET", f"/crl/{ca.name}.crl")
+        assert status == 200 and body == der
+        assert metric(r, "vigil_crl_loads_total") == 1
+        assert r.stop() == 0
+
+
+# ---- user = when not root ------------------------------------------------------------------
+
+def test_user_ignored_when_not_root_is_said():
+    """`user =` is honoured only when started as root: started as nobody
+    with user = daemon, the responder says in one line that it ignores it
+    (and nothing when it already runs as that user)."""
+    if os.geteuid() != 0:
+        pytest.skip("needs root to start the responder as another user")
+    nobody = pwd.getpwnam("nobody")
+    d = Path(tempfile.mkdtemp(prefix="vigil-limits-"))
+    try:
+        d.chmod(0o755)
+        ca = pki.CA(d, "usr", "ec")
+        ca.dir.chmod(0o755)
+        os.chown(ca.ocsp_key, nobody.pw_uid, nobody.pw_gid)
+        for user, said in (("daemon", True), ("nobody", False)):
+            sub = d / user
+            sub.mkdir(mode=0o755)
+            conf = write_conf(sub / "vigil.conf", sub / "store", [(ca, {})],
+                              responder={"user": user, "workers": "1"})
+            Runner(conf).store("init")
+            for root, dirs, files in os.walk(sub):
+                for name in dirs + files:
+                    os.chown(Path(root) / name, nobody.pw_uid, nobody.pw_gid)
+
+            def become_nobody():
+                os.setgroups([])
+                os.setgid(nobody.pw_gid)
+                os.setuid(nobody.pw_uid)
+
+            with Responder(conf, preexec=become_nobody) as r:
+                assert r.request("GET", "/healthz")[0] == 200
+                n = log_count(r, r"event=user_ignored")
+                if said:
+                    line = r.wait_log(r"event=user_ignored")
+                    assert "user=daemon" in line and "reason=not_started_as_root" in line
+                    assert n == 1
+                else:
+                    assert n == 0
+                assert r.stop() == 0
+    finally:
+        shutil.rmtree(d, ignore_errors=True)
