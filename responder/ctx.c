@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <openssl/core_names.h>
 #include <openssl/err.h>
@@ -93,8 +94,8 @@ static int rca_sigalg(struct rca *ca)
 		                                      ca->sigalg_der, sizeof(ca->sigalg_der)),
 		    OSSL_PARAM_construct_end()};
 		if (m &&
-		    EVP_DigestSignInit_ex(m, &pctx, ca->md ? EVP_MD_get0_name(ca->md) : NULL,
-		                          NULL, NULL, ca->key, NULL) > 0 &&
+		    EVP_DigestSignInit_ex(m, &pctx, ca->md ? EVP_MD_get0_name(ca->md) : NULL, NULL,
+		                          NULL, ca->key, NULL) > 0 &&
 		    EVP_PKEY_CTX_get_params(pctx, p) > 0 && p[0].return_size > 0 &&
 		    p[0].return_size <= sizeof(ca->sigalg_der)) {
 			ca->sigalg_len = p[0].return_size;
@@ -238,7 +239,8 @@ static int rca_load(struct rctx *c, struct rca *ca, const struct vg_conf_ca *cc,
 		/* Baseline Requirements §4.9.9: "MUST contain ... id-pkix-ocsp-nocheck".
 		 * Clients do not insist, so it is said, not refused. */
 		if (X509_get_ext_by_NID(ca->signer, NID_id_pkix_OCSP_noCheck, -1) < 0)
-			log_warn("event=signer_lacks_nocheck ca=%s cert=%s", cc->name, cc->ocsp_cert);
+			log_warn("event=signer_lacks_nocheck ca=%s cert=%s", cc->name,
+			         cc->ocsp_cert);
 		if (!(X509_get_extension_flags(ca->signer) & EXFLAG_XKUSAGE) ||
 		    !(X509_get_extended_key_usage(ca->signer) & XKU_OCSP_SIGN)) {
 			snprintf(err, errlen,
@@ -256,14 +258,19 @@ static int rca_load(struct rctx *c, struct rca *ca, const struct vg_conf_ca *cc,
 		return -EINVAL;
 	}
 	/* Answers signed by an expired responder certificate are refused by
-	 * clients; serve anyway (the store is still right) and say so. */
-	if (X509_cmp_current_time(X509_get0_notAfter(ca->signer)) <= 0)
-		log_err("event=signer_expired ca=%s cert=%s", cc->name,
-		        ca->delegated ? cc->ocsp_cert : cc->cert);
-	else if (X509_cmp_time(X509_get0_notAfter(ca->signer),
-	                       &(time_t){time(NULL) + ca->validity}) <= 0)
-		log_warn("event=signer_expires_soon ca=%s cert=%s reason=before_next_update",
-		         cc->name, ca->delegated ? cc->ocsp_cert : cc->cert);
+	 * clients: its notAfter caps every nextUpdate, and past it nothing is
+	 * signed (ocsp.c). An expired one is loaded all the same (/healthz says
+	 * 503, answers are tryLater, CRLs are still served), so that a reload
+	 * onto a renewed certificate is all it takes. */
+	struct tm tm;
+	if (!ASN1_TIME_to_tm(X509_get0_notAfter(ca->signer), &tm)) {
+		ERR_clear_error();
+		snprintf(err, errlen, "[ca %s] %s: unreadable notAfter", cc->name,
+		         ca->delegated ? cc->ocsp_cert : cc->cert);
+		return -EINVAL;
+	}
+	ca->not_after = (int64_t)timegm(&tm);
+	ca->signer_file = ca->delegated ? cc->ocsp_cert : cc->cert;
 	int kid = EVP_PKEY_get_base_id(ca->key);
 	if (kid == EVP_PKEY_ED25519 || kid == EVP_PKEY_ED448) {
 		ca->md = NULL;
@@ -330,6 +337,9 @@ int ctx_load(const char *path, struct rctx **out, char *err, size_t errlen)
 			goto fail;
 		}
 	}
+	/* Signers near or past their notAfter are said now, at start and
+	 * reload (and by --check), then by worker 0 as time passes. */
+	ocsp_signer_expiry_check(c, (int64_t)time(NULL));
 	*out = c;
 	return 0;
 fail:

@@ -280,6 +280,25 @@ char *metrics_render(size_t *len)
 	          "parsed (answered 503; tried again when the file changes, or after 10 s).\n"
 	          "# TYPE vigil_crl_load_failures_total counter\nvigil_crl_load_failures_total %llu\n",
 	          (unsigned long long)SUM(crl_loads), (unsigned long long)SUM(crl_load_failures));
+	/* Each CA's signer: seconds to its notAfter (negative once expired),
+	 * and the expires_soon / expired lines said about it. */
+	struct rctx *ctx = ctx_current();
+	sb_printf(&s, "# HELP vigil_signer_expiry_seconds Seconds until the notAfter of each CA's "
+	              "OCSP signer certificate (negative: expired, nothing is signed).\n"
+	              "# TYPE vigil_signer_expiry_seconds gauge\n");
+	for (int i = 0; ctx && i < ctx->n_cas; i++)
+		if (ctx->cas[i].not_after)
+			sb_printf(&s, "vigil_signer_expiry_seconds{ca=\"%s\"} %lld\n",
+			          ctx->cas[i].name,
+			          (long long)(ctx->cas[i].not_after - (int64_t)time(NULL)));
+	sb_printf(&s, "# HELP vigil_signer_expiry_events_total Signer certificates logged as "
+	              "expiring within 30 days (once a day) or expired.\n"
+	              "# TYPE vigil_signer_expiry_events_total counter\n");
+	for (int i = 0; ctx && i < ctx->n_cas; i++)
+		sb_printf(&s, "vigil_signer_expiry_events_total{ca=\"%s\"} %llu\n",
+		          ctx->cas[i].name,
+		          (unsigned long long)ocsp_signer_expiry_events(ctx->cas[i].slot));
+	ctx_unref(ctx);
 	sb_printf(&s,
 	          "# HELP vigil_cache_oldest_next_update_seconds Seconds until the nextUpdate of "
 	          "the oldest cached answer (absent when the cache is empty).\n"

@@ -24,9 +24,11 @@
 #include "store/common/log.h"
 
 #include <errno.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <openssl/err.h>
 #include <openssl/x509v3.h>
@@ -43,8 +45,8 @@ static size_t err_len[7];
 /* responseBytes' responseType: id-pkix-ocsp-basic */
 static const uint8_t oid_basic[] = {DER_OID, 9, 0x2b, 6, 1, 5, 5, 7, 48, 1, 1};
 /* The extension id-pkix-ocsp-extended-revoke (RFC 6960 §4.4.8): NULL, not critical. */
-static const uint8_t ext_revoke_der[] = {DER_SEQUENCE, 15, DER_OID, 9, 0x2b, 6, 1, 5, 5, 7,
-                                         48, 1, 9, DER_OCTET_STRING, 2, DER_NULL, 0};
+static const uint8_t ext_revoke_der[] = {
+    DER_SEQUENCE, 15, DER_OID, 9, 0x2b, 6, 1, 5, 5, 7, 48, 1, 9, DER_OCTET_STRING, 2, DER_NULL, 0};
 static const uint8_t oid_nonce[] = {DER_OID, 9, 0x2b, 6, 1, 5, 5, 7, 48, 1, 2};
 static const uint8_t oid_invalidity[] = {DER_OID, 3, 0x55, 0x1d, 0x18};
 
@@ -111,10 +113,94 @@ static void signer_succeeded(const struct rca *ca, const char *by)
 		log_info("event=signer_recovered ca=%s failures=%u by=%s", ca->name, n, by);
 }
 
-bool ocsp_signers_healthy(const struct rctx *ctx, char *reason, size_t len)
+/* ---- Signer expiry ----------------------------------------------------------- */
+
+bool ocsp_signer_expired(const struct rca *ca, int64_t now)
 {
+	/* notAfter is the last second a signature is valid (RFC 5280 §4.1.2.5);
+	 * an answer made then would have no time left before its nextUpdate. */
+	return ca->not_after && now >= ca->not_after;
+}
+
+int64_t ocsp_next_update(const struct rca *ca, int64_t now)
+{
+	int64_t validity = ca->validity;
+	/* The inclusive validity interval may not exceed ten days (BR 4.9.10). */
+	if (validity > 10 * 86400 - 1)
+		validity = 10 * 86400 - 1;
+	int64_t nu = now + validity;
+	/* An answer is no good past its signer: a cache (ours, or an edge that
+	 * keeps it until nextUpdate) must not keep it longer. */
+	return ca->not_after && nu > ca->not_after ? ca->not_after : nu;
+}
+
+/* What was said about each CA's signer (by metrics slot), for the signer
+ * certificate with |not_after|: a new certificate starts afresh. */
+static pthread_mutex_t expiry_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct {
+	int64_t not_after;
+	int64_t warned_at; /* last signer_expires_soon line, 0: none */
+	bool expired_said;
+} expiry[METRIC_SLOTS];
+static _Atomic uint64_t expiry_events[METRIC_SLOTS];
+
+void ocsp_signer_expiry_check(const struct rctx *ctx, int64_t now)
+{
+	pthread_mutex_lock(&expiry_lock);
 	for (int i = 0; i < ctx->n_cas; i++) {
 		const struct rca *ca = &ctx->cas[i];
+		if (!ca->not_after)
+			continue;
+		if (expiry[ca->slot].not_after != ca->not_after) {
+			expiry[ca->slot].not_after = ca->not_after;
+			expiry[ca->slot].warned_at = 0;
+			expiry[ca->slot].expired_said = false;
+		}
+		char na[32];
+		int64_t left = ca->not_after - now;
+		if (ocsp_signer_expired(ca, now)) {
+			if (expiry[ca->slot].expired_said)
+				continue;
+			expiry[ca->slot].expired_said = true;
+			vg_time_format(ca->not_after, na, sizeof(na));
+			log_err("event=signer_expired ca=%s cert=%s not_after=%s answers=tryLater "
+			        "healthz=503",
+			        ca->name, ca->signer_file ? ca->signer_file : "-", na);
+		} else if (left <= (int64_t)SIGNER_WARN_DAYS * 86400) {
+			if (expiry[ca->slot].warned_at && now - expiry[ca->slot].warned_at < 86400)
+				continue;
+			expiry[ca->slot].warned_at = now;
+			vg_time_format(ca->not_after, na, sizeof(na));
+			log_warn(
+			    "event=signer_expires_soon ca=%s cert=%s not_after=%s days_left=%lld "
+			    "seconds_left=%lld",
+			    ca->name, ca->signer_file ? ca->signer_file : "-", na,
+			    (long long)(left / 86400), (long long)left);
+		} else {
+			continue;
+		}
+		atomic_fetch_add_explicit(&expiry_events[ca->slot], 1, memory_order_relaxed);
+	}
+	pthread_mutex_unlock(&expiry_lock);
+}
+
+uint64_t ocsp_signer_expiry_events(int slot)
+{
+	return atomic_load_explicit(&expiry_events[slot], memory_order_relaxed);
+}
+
+bool ocsp_signers_healthy(const struct rctx *ctx, char *reason, size_t len)
+{
+	int64_t now = (int64_t)time(NULL);
+	for (int i = 0; i < ctx->n_cas; i++) {
+		const struct rca *ca = &ctx->cas[i];
+		if (ocsp_signer_expired(ca, now)) {
+			char na[32];
+			vg_time_format(ca->not_after, na, sizeof(na));
+			snprintf(reason, len, "signer of ca %s expired: notAfter %s\n", ca->name,
+			         na);
+			return false;
+		}
 		uint32_t n = atomic_load_explicit(&sign_fails[ca->slot], memory_order_relaxed);
 		if (n >= SIGNER_UNHEALTHY_AFTER) {
 			snprintf(reason, len,
@@ -206,7 +292,6 @@ static int match_ca(const struct rctx *ctx, OCSP_CERTID *cid, ASN1_INTEGER **ser
 	}
 	return -1;
 }
-
 
 /* serial_of converts a CertID serial; false when it cannot be in the store. */
 static bool serial_of(const ASN1_INTEGER *ai, struct vg_serial *s)
@@ -346,9 +431,8 @@ static struct rsign **rsign_slot(struct worker *w, struct rca *ca)
 			return NULL;
 		nt->n = n;
 		struct rsigns *expected = NULL;
-		if (atomic_compare_exchange_strong_explicit(&ca->signs, &expected, nt,
-		                                            memory_order_acq_rel,
-		                                            memory_order_acquire)) {
+		if (atomic_compare_exchange_strong_explicit(
+		        &ca->signs, &expected, nt, memory_order_acq_rel, memory_order_acquire)) {
 			t = nt;
 		} else {
 			free(nt);
@@ -362,8 +446,8 @@ static struct rsign **rsign_slot(struct worker *w, struct rca *ca)
 
 /* sign_tbs signs |tbs| with |ca|'s key into |sig| (|*siglen| bytes of room;
  * the signature's length on return). */
-static bool sign_tbs(struct worker *w, struct rca *ca, const uint8_t *tbs, size_t len,
-                     uint8_t *sig, size_t *siglen)
+static bool sign_tbs(struct worker *w, struct rca *ca, const uint8_t *tbs, size_t len, uint8_t *sig,
+                     size_t *siglen)
 {
 	struct rsign **slot = rsign_slot(w, ca);
 	if (slot && !*slot)
@@ -405,6 +489,8 @@ static bool sign_tbs(struct worker *w, struct rca *ca, const uint8_t *tbs, size_
 void ocsp_probe_signers(struct worker *w)
 {
 	static const uint8_t probe[] = "vigil-responder signer probe";
+	if (w->ctx)
+		ocsp_signer_expiry_check(w->ctx, (int64_t)time(NULL));
 	for (int i = 0; w->ctx && i < w->ctx->n_cas; i++) {
 		struct rca *ca = &w->ctx->cas[i];
 		if (atomic_load_explicit(&sign_fails[ca->slot], memory_order_relaxed) <
@@ -442,8 +528,8 @@ static bool certid_reparses(const uint8_t *der, size_t len)
 	size_t o = 2;
 	if (len > 2 && der[1] > 0x80)
 		o += der[1] & 0x7f;
-	if (len >= o + 4 && der[o] == DER_SEQUENCE && der[o + 1] < 0x80 &&
-	    der[o + 2] == DER_OID && der[o + 3] < 0x80) {
+	if (len >= o + 4 && der[o] == DER_SEQUENCE && der[o + 1] < 0x80 && der[o + 2] == DER_OID &&
+	    der[o + 3] < 0x80) {
 		size_t alg = der[o + 1], oid = der[o + 3];
 		if (alg >= 2 + oid && o + 2 + alg <= len) {
 			size_t at = o + 4 + oid, rest = alg - 2 - oid;
@@ -516,10 +602,10 @@ static int add_single(struct der_buf *b, const struct ocsp_single *s, size_t cid
 int ocsp_build(struct worker *w, struct rca *ca, const struct ocsp_single *s, int n,
                const X509_EXTENSION *nonce, int64_t now, uint8_t **der, size_t *len)
 {
-	int64_t validity = ca->validity;
-	/* The inclusive validity interval may not exceed ten days (BR 4.9.10). */
-	if (validity > 10 * 86400 - 1)
-		validity = 10 * 86400 - 1;
+	/* Past its notAfter a signature fails every client's check. */
+	if (ocsp_signer_expired(ca, now))
+		return -EKEYEXPIRED;
+	int64_t next_update = ocsp_next_update(ca, now);
 	/* Room: the outer structure, each single, the extensions, the
 	 * signature and the certificates; der_buf checks every write. */
 	size_t cap = 128 + sizeof(ca->respid_der) + ca->sigalg_len + ca->sig_max + ca->certs_len;
@@ -542,9 +628,9 @@ int ocsp_build(struct worker *w, struct rca *ca, const struct ocsp_single *s, in
 		return -ENOMEM;
 	struct der_buf b;
 	der_init(&b, mem, cap);
-	der_open(&b, DER_SEQUENCE); /* OCSPResponse */
+	der_open(&b, DER_SEQUENCE);               /* OCSPResponse */
 	der_add_tlv(&b, DER_ENUMERATED, "\0", 1); /* successful */
-	der_open(&b, DER_CTX_CONS(0)); /* responseBytes */
+	der_open(&b, DER_CTX_CONS(0));            /* responseBytes */
 	der_open(&b, DER_SEQUENCE);
 	der_add_bytes(&b, oid_basic, sizeof(oid_basic));
 	der_open(&b, DER_OCTET_STRING);
@@ -557,7 +643,7 @@ int ocsp_build(struct worker *w, struct rca *ca, const struct ocsp_single *s, in
 	int rc = -ENOMEM;
 	for (int i = 0; i < n; i++) {
 		size_t l = s[i].cid_der ? s[i].cid_len : (size_t)i2d_OCSP_CERTID(s[i].cid, NULL);
-		if ((rc = add_single(&b, &s[i], l, now, now + validity)) < 0)
+		if ((rc = add_single(&b, &s[i], l, now, next_update)) < 0)
 			goto fail;
 	}
 	rc = -ENOMEM;
@@ -798,7 +884,9 @@ void ocsp_answer(struct worker *w, const uint8_t *req_der, size_t len, struct an
 		}
 	}
 	if (brc < 0) {
-		if (brc == -EAGAIN)
+		/* A failed signer, or an expired one (logged once by
+		 * ocsp_signer_expiry_check, /healthz 503): try later, RFC 6960 §2.3. */
+		if (brc == -EAGAIN || brc == -EKEYEXPIRED)
 			set_error(w, out, OCSP_RESPONSE_STATUS_TRYLATER, OR_TRYLATER);
 		else if (brc == -EBADMSG)
 			set_error(w, out, OCSP_RESPONSE_STATUS_MALFORMEDREQUEST, OR_MALFORMED);
@@ -816,7 +904,9 @@ void ocsp_answer(struct worker *w, const uint8_t *req_der, size_t len, struct an
 	out->owned = true;
 	out->cacheable = nonce == 0;
 	out->this_update = now;
-	out->next_update = now + validity;
+	/* As ocsp_build wrote it: capped at the signer's notAfter, and so are
+	 * Expires, max-age and the cache's keeping of it. */
+	out->next_update = ocsp_next_update(ca, now);
 	if (out->cacheable) {
 		/* Only answers that may be cached need their HTTP validators. */
 		make_etag(der, dlen, out->etag);
@@ -832,6 +922,10 @@ void ocsp_answer(struct worker *w, const uint8_t *req_der, size_t len, struct an
 		t.this_update = out->this_update;
 		t.next_update = out->next_update;
 		t.refresh_at = ocsp_refresh_at(now, validity, w->ctx->conf.refresh_percent);
+		/* A signer about to expire: a new signature would bring no later
+		 * nextUpdate, so this one serves until its own. */
+		if (t.refresh_at > t.next_update)
+			t.refresh_at = t.next_update;
 		memcpy(t.etag, out->etag, sizeof(t.etag));
 		memcpy(t.hdrs, out->hdrs, sizeof(t.hdrs));
 		t.certid_len = (uint32_t)certid_len;

@@ -52,6 +52,11 @@ struct rca {
 	int slot; /* metrics slot, stable across reloads */
 	X509 *cert;
 	X509 *signer; /* delegated responder cert, or |cert| (borrowed then) */
+	/* The signer certificate's notAfter (unix time; 0: none, in tests) and
+	 * its file (borrowed from the snapshot's conf): no answer's nextUpdate
+	 * is later, and from then on nothing is signed (ocsp.c). */
+	int64_t not_after;
+	const char *signer_file;
 	EVP_PKEY *key;
 	const EVP_MD *md; /* NULL for Ed25519/Ed448 */
 	bool delegated;
@@ -283,7 +288,9 @@ struct ocsp_single {
  * BasicOCSPResponse) for |n| singles with |ca|'s signer, echoing the request
  * nonce extension |nonce| (or NULL), with producedAt and thisUpdate |now|.
  * The DER is in |*der| (OPENSSL_malloc'd). -EAGAIN when the signer failed
- * (counted in |w|'s metrics and the signer's health), -ENOMEM otherwise. */
+ * (counted in |w|'s metrics and the signer's health), -EKEYEXPIRED when the
+ * signer's certificate has expired (nothing signed), -ENOMEM otherwise.
+ * nextUpdate is ocsp_next_update. */
 int ocsp_build(struct worker *w, struct rca *ca, const struct ocsp_single *s, int n,
                const X509_EXTENSION *nonce, int64_t now, uint8_t **der, size_t *len);
 /* ocsp_signers_healthy returns false, with the reason in |reason|, when a CA
@@ -301,6 +308,22 @@ bool ocsp_signers_healthy(const struct rctx *ctx, char *reason, size_t len);
  * only a restart opens new ones.) */
 #define SIGNER_PROBE_MS 2000
 void ocsp_probe_signers(struct worker *w);
+/* A signer certificate within SIGNER_WARN_DAYS of its notAfter is logged
+ * (event=signer_expires_soon) when a snapshot is loaded and then once a day;
+ * one past it once (event=signer_expired): ocsp_signer_expiry_check does it
+ * for |ctx| at |now| (ctx_load, and worker 0 with each probe), and counts
+ * the lines per CA for /metrics (ocsp_signer_expiry_events). Past notAfter
+ * /healthz is 503 (ocsp_signers_healthy) and answers that need a signature
+ * are tryLater. */
+#define SIGNER_WARN_DAYS 30
+void ocsp_signer_expiry_check(const struct rctx *ctx, int64_t now);
+uint64_t ocsp_signer_expiry_events(int slot);
+/* ocsp_next_update is the nextUpdate of an answer |ca| signs at |now|: now +
+ * ocsp_validity (at most 10 days less a second), but never past the signer's
+ * notAfter. */
+int64_t ocsp_next_update(const struct rca *ca, int64_t now);
+/* ocsp_signer_expired tells whether |ca|'s signer may no longer sign at |now|. */
+bool ocsp_signer_expired(const struct rca *ca, int64_t now);
 /* ocsp_refresh_at is when a cached answer with |this_update| and |validity|
  * (seconds) is signed again: after |percent| of its validity, but never later
  * than the Baseline Requirements §4.9.10 allow for updating OCSP information

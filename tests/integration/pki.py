@@ -169,3 +169,74 @@ def write_config(path, store, cas, listen="127.0.0.1:0", extra="", ca_extra=None
         lines.append("")
     Path(path).write_text("\n".join(lines))
     return Path(path)
+
+
+def _utc_seconds(t):
+    """A naive UTC datetime to whole seconds (a certificate's time has no fraction)."""
+    return t.replace(microsecond=0, tzinfo=None)
+
+
+def _load_key(path):
+    from cryptography.hazmat.primitives import serialization
+    return serialization.load_pem_private_key(Path(path).read_bytes(), None)
+
+
+def _sign_hash(key):
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.asymmetric import ed25519
+    return None if isinstance(key, ed25519.Ed25519PrivateKey) else hashes.SHA256()
+
+
+def make_ocsp_signer(ca, path, not_after, not_before=None, serial=None):
+    """Write to |path| a delegated OCSP signer certificate for |ca| (the key
+    ca.ocsp_key, issued and signed by the CA key) valid from |not_before|
+    (default: an hour ago) to |not_after| (naive UTC datetimes): any validity,
+    in the past too, which `openssl ca` does not make easily. Returns the
+    notAfter as written (whole seconds)."""
+    import datetime
+    from cryptography import x509
+    from cryptography.hazmat.primitives import serialization
+    ca_key = _load_key(ca.key)
+    ca_cert = x509.load_pem_x509_certificate(Path(ca.cert).read_bytes())
+    signer_key = _load_key(ca.ocsp_key)
+    not_after = _utc_seconds(not_after)
+    if not_before is None:
+        not_before = min(datetime.datetime.utcnow(), not_after) - datetime.timedelta(hours=1)
+    cert = (x509.CertificateBuilder()
+            .subject_name(x509.Name.from_rfc4514_string(f"CN={ca.name} OCSP {not_after:%Y%m%d%H%M%S}"))
+            .issuer_name(ca_cert.subject).public_key(signer_key.public_key())
+            .serial_number(serial or x509.random_serial_number())
+            .not_valid_before(_utc_seconds(not_before)).not_valid_after(not_after)
+            .add_extension(x509.BasicConstraints(ca=False, path_length=None), False)
+            .add_extension(x509.KeyUsage(True, False, False, False, False, False, False, False,
+                                         False), True)
+            .add_extension(x509.ExtendedKeyUsage([x509.ExtendedKeyUsageOID.OCSP_SIGNING]), True)
+            .add_extension(x509.OCSPNoCheck(), False)
+            .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(
+                ca_key.public_key()), False)
+            .sign(ca_key, _sign_hash(ca_key)))
+    Path(path).write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    return not_after
+
+
+def reissue_ca_cert(ca, path, not_after, not_before=None):
+    """Write to |path| the certificate of |ca| again (same subject, same key,
+    same key identifier, self-signed) with the validity |not_before| (default:
+    a year before |not_after| or now, whichever is earlier) to |not_after|
+    (naive UTC). Returns the notAfter as written."""
+    import datetime
+    from cryptography import x509
+    from cryptography.hazmat.primitives import serialization
+    key = _load_key(ca.key)
+    old = x509.load_pem_x509_certificate(Path(ca.cert).read_bytes())
+    not_after = _utc_seconds(not_after)
+    if not_before is None:
+        not_before = min(datetime.datetime.utcnow(), not_after) - datetime.timedelta(days=365)
+    b = (x509.CertificateBuilder().subject_name(old.subject).issuer_name(old.subject)
+         .public_key(key.public_key()).serial_number(x509.random_serial_number())
+         .not_valid_before(_utc_seconds(not_before)).not_valid_after(not_after))
+    for ext in old.extensions:
+        b = b.add_extension(ext.value, ext.critical)
+    cert = b.sign(key, _sign_hash(key))
+    Path(path).write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    return not_after

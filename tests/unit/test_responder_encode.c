@@ -390,7 +390,11 @@ static void check_answer(const struct rca *ca, const uint8_t *der, size_t len,
 		                                  V_OCSP_CERTSTATUS_UNKNOWN};
 		assert_int_equal(st, vstatus[s[i].st.cr]);
 		assert_time(tu, now);
-		assert_time(nu, now + validity);
+		/* Never past the signer certificate's notAfter. */
+		int64_t want_nu = now + validity;
+		if (ca->not_after && want_nu > ca->not_after)
+			want_nu = ca->not_after;
+		assert_time(nu, want_nu);
 		if (s[i].st.cr == CR_REVOKED) {
 			assert_int_equal(reason, s[i].st.reason);
 			assert_time(rev, s[i].st.revoked_at);
@@ -621,6 +625,39 @@ static void test_odd_hash_parameters(void **state)
 	free_singles(s, 2);
 }
 
+/* An answer's nextUpdate stops at its signer's notAfter, and from then on
+ * nothing is signed and /healthz says why (issue 11, item 2). */
+static void test_signer_not_after(void **state)
+{
+	(void)state;
+	int64_t now = (int64_t)time(NULL);
+	char reason[160];
+	for (size_t i = 0; i < N_CAS; i++) {
+		struct rca *ca = &ctx->cas[i];
+		int64_t saved = ca->not_after;
+		/* Read from the certificate: the test certificates outlive any validity. */
+		assert_true(saved > now + 10 * 86400);
+		struct ocsp_single s[NS];
+		make_singles(ca, s);
+		ca->not_after = now + 100;
+		assert_int_equal(ocsp_next_update(ca, now), now + 100);
+		build_and_check(ca, s, NS);
+		assert_true(ocsp_signers_healthy(ctx, reason, sizeof(reason)));
+		ca->not_after = now;
+		uint8_t *der = NULL;
+		size_t len = 0;
+		assert_true(ocsp_signer_expired(ca, now));
+		assert_int_equal(ocsp_build(&w, ca, s, NS, NULL, now, &der, &len), -EKEYEXPIRED);
+		assert_null(der);
+		assert_false(ocsp_signers_healthy(ctx, reason, sizeof(reason)));
+		assert_non_null(strstr(reason, "expired"));
+		assert_non_null(strstr(reason, ca->name));
+		ca->not_after = saved;
+		assert_true(ocsp_signers_healthy(ctx, reason, sizeof(reason)));
+		free_singles(s, NS);
+	}
+}
+
 static void test_precomputed(void **state)
 {
 	(void)state;
@@ -637,6 +674,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_precomputed),
+	    cmocka_unit_test(test_signer_not_after),
 	    cmocka_unit_test(test_all_cas_all_statuses),
 	    cmocka_unit_test(test_nonce_copied_as_received),
 	    cmocka_unit_test(test_many_singles),
