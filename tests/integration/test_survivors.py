@@ -117,7 +117,8 @@ class Ctx:
 def env(tmp_path_factory):
     """Two served CAs with the same name and different keys (twina, twinb),
     an unserved third of that name (the impostor), and a frozen CA with
-    not_issued = revoked; one responder with two workers."""
+    not_issued = revoked and the longest ocsp_validity, 10d; one responder
+    with two workers."""
     e = Ctx()
     root = tmp_path_factory.mktemp("surv")
     e.root = root
@@ -138,7 +139,8 @@ def env(tmp_path_factory):
     e.frz1 = e.frz.issue("frz1.example")
     assert e.a1[0] == e.b1[0] == e.imp1[0] == "1001"
     e.config = write_conf(root / "vigil.conf", root / "store",
-                          [(e.a, {}), (e.b, {}), (e.frz, {"not_issued": "revoked"})],
+                          [(e.a, {}), (e.b, {}),
+                           (e.frz, {"not_issued": "revoked", "ocsp_validity": "10d"})],
                           responder={"workers": "2"})
     e.store = Runner(e.config)
     e.store.store("init")
@@ -306,6 +308,32 @@ def test_max_age_of_a_cached_answer(env):
     assert int(m3.group(1)) == (r.next_update - http_date(h3["date"])).total_seconds()
 
 
+def test_crl_max_age_from_date(env):
+    """A CRL downloaded seconds after it was published: max-age = nextUpdate
+    - Date, Expires = nextUpdate, Last-Modified = thisUpdate."""
+    from crlgen_util import run as run_cmd
+    from conftest import binary
+    r = run_cmd(binary("vigil-crlgen"), "-c", env.config, "--once")
+    assert r.returncode == 0, r.stderr
+    published = (env.root / "crl" / "twina.crl").read_bytes()
+    crl = x509.load_der_x509_crl(published)
+    deadline = time.monotonic() + 10
+    while True:
+        status, h, body = env.resp.request("GET", "/crl/twina.crl")
+        assert status == 200
+        date = http_date(h["date"])
+        if (date - crl.last_update).total_seconds() >= 2 or time.monotonic() > deadline:
+            break
+        time.sleep(0.5)
+    assert body == published
+    assert (date - crl.last_update).total_seconds() >= 2
+    m = re.fullmatch(r"max-age=(\d+), public, no-transform, must-revalidate", h["cache-control"])
+    assert m, h["cache-control"]
+    assert int(m.group(1)) == (crl.next_update - date).total_seconds()
+    assert http_date(h["expires"]) == crl.next_update
+    assert http_date(h["last-modified"]) == crl.last_update
+
+
 # ---- extended-revoke (RFC 6960 §2.2, §4.4.8) -----------------------------------------------
 
 def test_extended_revoke_for_never_issued(env, tmp_path):
@@ -323,8 +351,12 @@ def test_extended_revoke_for_never_issued(env, tmp_path):
         assert r.revocation_reason == x509.ReasonFlags.certificate_hold
         assert r.revocation_time == datetime.datetime(1970, 1, 1)
         assert r.extensions.get_extension_for_oid(EXT_REVOKE_OID).critical is False
+        # The Baseline Requirements' ten days count both ends (§4.9.10):
+        # nextUpdate is one second short of ten days after thisUpdate.
+        assert r.next_update - r.this_update == datetime.timedelta(days=10, seconds=-1)
         r = answer(env, make_request(issued, frz), frz, method)
         assert r.certificate_status == GOOD
+        assert r.next_update - r.this_update == datetime.timedelta(days=10, seconds=-1)
         with pytest.raises(x509.ExtensionNotFound):
             r.extensions.get_extension_for_oid(EXT_REVOKE_OID)
     # Two entries, one never issued: one answer, with the extension.
@@ -414,6 +446,60 @@ def test_signer_without_ocsp_signing_refused(env, tmp_path):
             _, _, body = rr.post(make_request(leaf, issuer, nonce=os.urandom(8)))
             r = check_response(body, issuer)  # checks the signer's EKU
             assert r.certificates[0].subject.rfc4514_string() == "CN=ocsp-ok"
+        assert rr.stop() == 0
+
+
+def test_signer_from_same_name_impostor_refused(env, tmp_path):
+    """An ocsp_cert naming twina as its issuer, without an authority key
+    identifier to tell the CAs apart, but signed by the impostor's key (a
+    CA of the same name): names match, the signature does not; clients
+    refuse its answers, so it is refused at start and on reload."""
+    imp_key = serialization.load_pem_private_key(env.imp.key.read_bytes(), None)
+    signer_key = serialization.load_pem_private_key(env.a.ocsp_key.read_bytes(), None)
+    now = datetime.datetime.utcnow()
+
+    def make(sign_key, name):
+        cert = (x509.CertificateBuilder()
+                .subject_name(x509.Name.from_rfc4514_string(f"CN={name}"))
+                .issuer_name(env.cert["a"].subject).public_key(signer_key.public_key())
+                .serial_number(x509.random_serial_number())
+                .not_valid_before(now - datetime.timedelta(days=1))
+                .not_valid_after(now + datetime.timedelta(days=30))
+                .add_extension(x509.KeyUsage(True, False, False, False, False, False, False,
+                                             False, False), True)
+                .add_extension(x509.ExtendedKeyUsage([x509.ExtendedKeyUsageOID.OCSP_SIGNING]),
+                               True)
+                .sign(sign_key, hashes.SHA256()))
+        path = tmp_path / f"{name}.pem"
+        path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+        return path
+
+    a_key = serialization.load_pem_private_key(env.a.key.read_bytes(), None)
+    real, fake = make(a_key, "real-no-akid"), make(imp_key, "fake-no-akid")
+    good = write_conf(tmp_path / "good.conf", env.root / "store", [(env.a, {})],
+                      responder={"workers": "1"})
+    confs = {}
+    for name, path in (("real", real), ("fake", fake)):
+        confs[name] = tmp_path / f"{name}.conf"
+        confs[name].write_text(good.read_text().replace(str(env.a.ocsp_cert), str(path)))
+    import subprocess
+    from conftest import binary
+    run = lambda *a: subprocess.run([str(binary("vigil-responder"))] + [str(x) for x in a],
+                                    capture_output=True, text=True, timeout=20)
+    assert run("-c", confs["real"], "--check").returncode == 0
+    r = run("-c", confs["fake"], "--check")
+    assert r.returncode == 1 and "is not issued by the CA cert" in r.stderr, r.stderr
+    live = tmp_path / "live.conf"
+    live.write_text(confs["real"].read_text())
+    leaf, issuer = load_cert(env.a1[1]), env.cert["a"]
+    with Responder(live) as rr:
+        live.write_text(confs["fake"].read_text())
+        n = rr.n_lines()
+        rr.signal(signal.SIGHUP)
+        assert "is not issued by the CA cert" in rr.wait_log(r"event=reload_failed", start=n)
+        _, _, body = rr.post(make_request(leaf, issuer, nonce=os.urandom(8)))
+        r = check_response(body, issuer)  # checks the signer's signature by the CA
+        assert r.certificates[0].subject.rfc4514_string() == "CN=real-no-akid"
         assert rr.stop() == 0
 
 
@@ -513,3 +599,63 @@ def test_hold_replaced_by_key_compromise_in_crl(tmp_path):
     env.runner.store("release", "ca1", other[0])
     env.crlgen("--once")
     assert set(entries(env.crl("ca1"))) == {s}
+    # superseded with an invalidity date, raised to keyCompromise without
+    # one: the original time and the invalidity date known stand.
+    third = ca.issue("third.example")
+    env.runner.store("add", "ca1", third[1])
+    env.runner.store("revoke", "ca1", third[0], "--reason", "superseded",
+                     "--time", "2025-03-01T00:00:00Z", "--invalidity-date", "2025-02-20T00:00:00Z")
+    env.runner.store("revoke", "ca1", third[0], "--reason", "keyCompromise",
+                     "--time", "2025-04-01T00:00:00Z")
+    want = ("keyCompromise", "2025-03-01T00:00:00Z", "2025-02-20T00:00:00Z")
+    assert env.status("ca1", third[0])[1:] == want
+    env.crlgen("--once")
+    assert entries(env.crl("ca1"))["%X" % int(third[0], 16)] == want
+
+
+def test_delta_leaves_out_what_did_not_change(tmp_path):
+    """A delta lists the certificates whose CRL entry changed since the base:
+    not one revoked by serial before the base whose certificate (and so its
+    dates) the store learned after it."""
+    ca = pki.CA(tmp_path, "ca1", "ec")
+    early = ca.issue("early.example")    # revoked by serial before anything was imported
+    later = ca.issue("later.example")
+    env = CrlEnv(tmp_path, [ca], ca_extra={"ca1": [
+        "delta_crl = on", "crl_url = http://crl.example/ca1.crl",
+        "delta_crl_url = http://crl.example/ca1-delta.crl"]})
+    env.runner.store("revoke", "ca1", early[0], "--reason", "keyCompromise",
+                     "--time", "2025-01-01T00:00:00Z")
+    env.runner.store("add", "ca1", later[1])
+    env.crlgen("--once")
+    e, l = "%X" % int(early[0], 16), "%X" % int(later[0], 16)
+    assert set(entries(env.crl("ca1"))) == {e}
+    env.runner.store("add", "ca1", early[1])   # its dates learned: the entry is the same
+    env.runner.store("revoke", "ca1", later[0], "--reason", "superseded")
+    env.crlgen("--once", "--delta")
+    assert set(entries(env.crl("ca1", delta=True))) == {l}
+    env.crlgen("--once")
+    assert entries(env.crl("ca1"))[e][:2] == ("keyCompromise", "2025-01-01T00:00:00Z")
+
+
+def test_index_remove_from_crl_lifts_only_a_hold(tmp_path):
+    """openssl ca records a lifted hold as a revocation with reason
+    removeFromCRL; re-importing its index lifts a hold the store holds, but
+    never a final revocation (keyCompromise stays keyCompromise, on the CRL
+    too)."""
+    ca = pki.CA(tmp_path, "ca1", "ec")
+    env = CrlEnv(tmp_path, [ca])
+    far = "351231235959Z"
+    write_index(ca.index, [("V", far, "", "C1"), ("V", far, "", "C2")])
+    env.import_index(ca)
+    env.runner.store("revoke", "ca1", "C1", "--reason", "certificateHold")
+    env.runner.store("revoke", "ca1", "C2", "--reason", "keyCompromise")
+    env.crlgen("--once")
+    assert set(entries(env.crl("ca1"))) == {"C1", "C2"}
+    write_index(ca.index, [("R", far, "250101000000Z,removeFromCRL", "C1"),
+                           ("R", far, "250101000000Z,removeFromCRL", "C2")])
+    env.import_index(ca)
+    assert env.status("ca1", "C1")[0] == "good"
+    assert env.status("ca1", "C2")[:2] == ("revoked", "keyCompromise")
+    env.crlgen("--once")
+    got = entries(env.crl("ca1"))
+    assert set(got) == {"C2"} and got["C2"][0] == "keyCompromise"
