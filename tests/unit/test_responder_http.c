@@ -862,6 +862,130 @@ static void test_lazy_timer(void **state)
 	end_conn(c);
 }
 
+/* put_tlv3 writes a DER header with a three-octet length. */
+static size_t put_tlv3(uint8_t *out, uint8_t tag, size_t len)
+{
+	out[0] = tag;
+	out[1] = 0x83;
+	out[2] = (uint8_t)(len >> 16);
+	out[3] = (uint8_t)(len >> 8);
+	out[4] = (uint8_t)len;
+	return 5;
+}
+
+/* crl_file_write writes a CRL-shaped DER file of about |entries| bytes at
+ * |path| (through a rename, as crlgen publishes); returns its length. */
+static size_t crl_file_write(const char *path, uint8_t *crl, size_t entries, uint8_t fill)
+{
+	static const uint8_t alg[] = {0x30, 0x03, 0x06, 0x01, 0x2a}, issuer[] = {0x30, 0x00},
+	                     sig[] = {0x03, 0x01, 0x00};
+	size_t tbs_len = sizeof(alg) + sizeof(issuer) + 15 + 17 + 5 + entries;
+	size_t o = put_tlv3(crl, 0x30, 5 + tbs_len + sizeof(alg) + sizeof(sig));
+	o += put_tlv3(crl + o, 0x30, tbs_len);
+	memcpy(crl + o, alg, sizeof(alg));
+	o += sizeof(alg);
+	memcpy(crl + o, issuer, sizeof(issuer));
+	o += sizeof(issuer);
+	o += tlv(crl + o, 0x17, "231114221320Z", 13);
+	o += tlv(crl + o, 0x18, "20231115221320Z", 15);
+	o += put_tlv3(crl + o, 0x30, entries);
+	for (size_t i = 0; i < entries; i++)
+		crl[o++] = (uint8_t)(fill + i * 13);
+	memcpy(crl + o, alg, sizeof(alg));
+	o += sizeof(alg);
+	memcpy(crl + o, sig, sizeof(sig));
+	o += sizeof(sig);
+	char tmp[256];
+	snprintf(tmp, sizeof(tmp), "%s.tmp", path);
+	FILE *f = fopen(tmp, "wb");
+	assert_non_null(f);
+	assert_int_equal(fwrite(crl, 1, o, f), o);
+	assert_int_equal(fclose(f), 0);
+	assert_int_equal(rename(tmp, path), 0);
+	return o;
+}
+
+/* run_until turns the loop and completes the writes until the client has
+ * |n| answers or nothing moves. */
+static void run_until(const char *marker, int n)
+{
+	for (int turn = 0; turn < 100000; turn++) {
+		int seen = 0;
+		for (size_t i = 0; i + strlen(marker) <= F.out_len; i++)
+			seen += !memcmp(F.out + i, marker, strlen(marker));
+		if (seen >= n)
+			return;
+		complete_writes(0);
+		uv_run(&W.loop, UV_RUN_NOWAIT);
+	}
+}
+
+/* A CRL is sent from its file, whatever the socket takes at a time (all,
+ * nothing, a few bytes): the client gets the file's bytes exactly, then the
+ * answer to the request pipelined after it; no more than a chunk is held at
+ * a time, nothing once done. Its version is read once for all requests; a
+ * broken version once too (until its retry time), answered 503. */
+static void test_crl_from_file(void **state)
+{
+	(void)state;
+	char dir[] = "/tmp/vigil-http-crl.XXXXXX", path[128];
+	assert_non_null(mkdtemp(dir));
+	snprintf(path, sizeof(path), "%s/t.crl", dir);
+	static uint8_t crl[200000];
+	size_t len = crl_file_write(path, crl, 150000, 0x5a);
+	R.n_cas = 1;
+	R.cas[0].name = (char *)"t";
+	R.cas[0].crl_path = path;
+	static const char req[] = "GET /crl/t.crl HTTP/1.1\r\nHost: x\r\n\r\n"
+	                          "GET /crl/none.crl HTTP/1.1\r\nHost: x\r\n\r\n";
+	uint64_t loads = W.m.crl_loads, failures = W.m.crl_load_failures;
+	for (int mode = WM_FULL; mode < WM_N; mode++) {
+		struct conn *c = open_conn((enum wmode)mode);
+		feed(c, req, sizeof(req) - 1);
+		assert_true(W.held <= STREAM_CHUNK + 1024);
+		run_until("HTTP/1.1 404", 1);
+		const char *end = memmem(F.out, F.out_len, "\r\n\r\n", 4);
+		assert_non_null(end);
+		assert_true(F.out_len > 12 && !memcmp(F.out, "HTTP/1.1 200", 12));
+		char cl[64];
+		snprintf(cl, sizeof(cl), "Content-Length: %zu\r\n", len);
+		assert_non_null(memmem(F.out, (size_t)(end - F.out), cl, strlen(cl)));
+		size_t body = (size_t)(end + 4 - F.out);
+		assert_true(F.out_len > body + len);
+		assert_memory_equal(F.out + body, crl, len);
+		assert_true(!memcmp(F.out + body + len, "HTTP/1.1 404", 12));
+		assert_true(F.reading);
+		end_conn(c);
+		assert_int_equal(W.held, 0);
+	}
+	assert_int_equal(W.m.crl_loads, loads + 1);
+	/* Broken: read once, not at each request, and again after its retry time. */
+	FILE *f = fopen(path, "wb");
+	assert_non_null(f);
+	assert_int_equal(fwrite("not a CRL", 1, 9, f), 9);
+	assert_int_equal(fclose(f), 0);
+	struct conn *c = open_conn(WM_FULL);
+	for (int i = 0; i < 5; i++)
+		feed(c, req, sizeof(req) - 1);
+	run_until("HTTP/1.1 404", 5);
+	int n503 = 0;
+	for (size_t i = 0; i + 12 <= F.out_len; i++)
+		n503 += !memcmp(F.out + i, "HTTP/1.1 503", 12);
+	assert_int_equal(n503, 5);
+	assert_int_equal(W.m.crl_load_failures, failures + 1);
+	assert_non_null(W.crls[0]);
+	W.crls[0]->retry_ms = 0; /* ten seconds later */
+	feed(c, req, sizeof(req) - 1);
+	assert_int_equal(W.m.crl_load_failures, failures + 2);
+	end_conn(c);
+	crl_file_unref(W.crls[0]);
+	W.crls[0] = NULL;
+	R.n_cas = 0;
+	assert_null(crl_reg); /* every version freed */
+	unlink(path);
+	rmdir(dir);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -876,6 +1000,7 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_worker_hold_budget, world_setup, world_teardown),
 	    cmocka_unit_test_setup_teardown(test_body_in_place, world_setup, world_teardown),
 	    cmocka_unit_test_setup_teardown(test_lazy_timer, world_setup, world_teardown),
+	    cmocka_unit_test_setup_teardown(test_crl_from_file, world_setup, world_teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
