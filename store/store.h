@@ -13,7 +13,8 @@
  * Errors: every int-returning function returns 0 on success or a negative
  * errno: -ENOENT not found, -EINVAL bad argument, -ENOSPC disk or map full,
  * -EPROTO store created by an incompatible schema, -ENODATA not initialised,
- * -EIO anything else LMDB reports (logged once where it happens).
+ * -EUCLEAN a damaged data file (vg_store_open), -EIO anything else LMDB
+ * reports (logged once where it happens).
  *
  * Ownership: results are copied into caller-owned structs; no pointer into
  * the memory map leaves store/.
@@ -98,6 +99,14 @@ struct vg_txn;
  * whose lock file it cannot write (-EROFS): LMDB readers register there, and
  * one that cannot is not protected from the writer. */
 int vg_store_open(struct vg_store **out, const char *path, unsigned flags);
+
+/* A data file shorter than the pages its last commit uses (cut short by a
+ * copy, a truncate or a file system losing its tail) gives -EUCLEAN, found
+ * before anything is mapped: reading a missing page through the map would
+ * kill the process with SIGBUS. vg_store_damage then returns the reason, one
+ * line for the operator: "store damaged: PATH expected N bytes, found M". It
+ * is this thread's, valid until its next vg_store_open. */
+const char *vg_store_damage(void);
 
 /* vg_store_close closes |st|; every transaction of it must have ended. NULL is
  * allowed. */

@@ -152,6 +152,8 @@ static void store_open(struct ctx *c, unsigned flags)
 	if (rc == -ENODATA)
 		die("store %s is not initialised; run: %s -c %s init", c->conf.store_path,
 		    progname, c->conf.file);
+	if (rc == -EUCLEAN)
+		die("%s", vg_store_damage());
 	if (rc == -EPROTO)
 		die("store %s has an incompatible schema version", c->conf.store_path);
 	if (rc == -EROFS)

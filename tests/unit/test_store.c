@@ -7,6 +7,7 @@
 #include <errno.h>
 #include <lmdb.h>
 #include <setjmp.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stddef.h>
@@ -14,6 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -800,6 +802,163 @@ static void test_trim(void **state)
 	free(items);
 }
 
+/* ---- A data file cut short (issue 11) ---------------------------------- */
+
+/* lmdb_used reads, through LMDB, the bytes the newest commit uses
+ * ((last page + 1) * page size), and the first page of the free pages that
+ * end the file (last page + 1 when the last page is in use). */
+static void lmdb_used(const char *dir, uint64_t *used, size_t *free_tail, size_t *psize)
+{
+	MDB_env *env;
+	MDB_txn *txn;
+	MDB_envinfo ei;
+	MDB_stat ms;
+	assert_int_equal(mdb_env_create(&env), 0);
+	mdb_env_set_maxdbs(env, 8);
+	assert_int_equal(mdb_env_open(env, dir, MDB_RDONLY, 0640), 0);
+	assert_int_equal(mdb_env_info(env, &ei), 0);
+	assert_int_equal(mdb_env_stat(env, &ms), 0);
+	*psize = ms.ms_psize;
+	*used = ((uint64_t)ei.me_last_pgno + 1) * ms.ms_psize;
+	/* The free list, as mdb_stat -ff reads it: FREE_DBI is 0. */
+	size_t last = ei.me_last_pgno, n = last + 1;
+	bool *isfree = calloc(n, sizeof(*isfree));
+	assert_non_null(isfree);
+	assert_int_equal(mdb_txn_begin(env, NULL, MDB_RDONLY, &txn), 0);
+	MDB_cursor *cur;
+	assert_int_equal(mdb_cursor_open(txn, 0, &cur), 0);
+	MDB_val k, v;
+	while (mdb_cursor_get(cur, &k, &v, MDB_NEXT) == 0) {
+		const size_t *idl = v.mv_data;
+		for (size_t i = 1; i <= idl[0]; i++)
+			if (idl[i] <= last)
+				isfree[idl[i]] = true;
+	}
+	mdb_cursor_close(cur);
+	mdb_txn_abort(txn);
+	mdb_env_close(env);
+	size_t t = n;
+	while (t > 2 && isfree[t - 1])
+		t--;
+	*free_tail = t;
+	free(isfree);
+}
+
+/* open_in_child opens the store in a child process and reads every
+ * certificate; returns the open's result, or fails the test when the child
+ * dies of a signal (SIGBUS: a page missing from the file was read). */
+static int open_in_child(const char *dir, unsigned flags, char *msg, size_t msglen)
+{
+	int pfd[2];
+	assert_int_equal(pipe(pfd), 0);
+	pid_t pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		/* cmocka's handlers would report the signal as a failure of the
+		 * child's own: die of it, for the parent to see. */
+		signal(SIGBUS, SIG_DFL);
+		signal(SIGSEGV, SIG_DFL);
+		close(pfd[0]);
+		struct vg_store *st;
+		int rc = vg_store_open(&st, dir, flags);
+		if (rc == 0) {
+			struct vg_txn *t;
+			struct vg_iter *it;
+			struct vg_serial s;
+			struct vg_cert c;
+			if (vg_txn_begin(st, &t) == 0 &&
+			    vg_iter_open(t, vg_ca_id("ca1"), 0, &it) == 0) {
+				while (vg_iter_next(it, &s, &c) == 1)
+					;
+				vg_iter_close(it);
+				vg_txn_end(t);
+			}
+			vg_store_close(st);
+		}
+		const char *d = vg_store_damage();
+		if (write(pfd[1], d, strlen(d)) < 0)
+			_exit(99);
+		_exit(-rc);
+	}
+	close(pfd[1]);
+	ssize_t got = read(pfd[0], msg, msglen - 1);
+	msg[got > 0 ? got : 0] = '\0';
+	close(pfd[0]);
+	int status;
+	assert_int_equal(waitpid(pid, &status, 0), pid);
+	if (WIFSIGNALED(status))
+		fail_msg("the open died of signal %d", WTERMSIG(status));
+	assert_true(WIFEXITED(status));
+	return -WEXITSTATUS(status);
+}
+
+static void test_truncated_data_file(void **state)
+{
+	struct fx *f = *state;
+	size_t n = 20000;
+	struct vg_add_item *items = calloc(n, sizeof(*items));
+	for (size_t i = 0; i < n; i++) {
+		char hex[32];
+		snprintf(hex, sizeof(hex), "%zx%08zx", i * 7919 + 3, i);
+		items[i] = good_item(hex, 0);
+	}
+	assert_int_equal(vg_store_add(f->st, "ca1", items, n, &who, NULL, NULL, NULL), 0);
+	/* Single revocations until the file ends with free pages: each commit
+	 * frees the copies it replaced and takes pages from the free list. */
+	uint64_t used = 0;
+	size_t tail = 0, psize = 0;
+	struct vg_revocation rev = {.revoked_at = 1, .reason = VG_REASON_SUPERSEDED};
+	for (size_t i = 0; i < 400; i++) {
+		assert_int_equal(vg_store_revoke(f->st, "ca1", &items[(i * 4099) % n].serial, 1,
+		                                 &rev, &who, NULL, NULL, NULL),
+		                 0);
+		lmdb_used(f->dir, &used, &tail, &psize);
+		if (tail * psize < used)
+			break;
+	}
+	vg_store_close(f->st);
+	f->st = NULL;
+	free(items);
+	assert_true(tail * psize < used); /* the loop found free pages at the end */
+
+	char path[128], msg[640], want[640];
+	snprintf(path, sizeof(path), "%s/data.mdb", f->dir);
+
+	/* Free pages at the end are never read: a file without them is sound
+	 * (LMDB never writes a page freed in the transaction that took it). */
+	assert_int_equal(truncate(path, (off_t)(tail * psize)), 0);
+	assert_int_equal(open_in_child(f->dir, VG_STORE_RDONLY, msg, sizeof(msg)), 0);
+	assert_int_equal(open_in_child(f->dir, 0, msg, sizeof(msg)), 0);
+	lmdb_used(f->dir, &used, &tail, &psize);
+
+	/* Half the file, one page in use less, two pages and a few bytes, one
+	 * byte less: refused before anything is mapped, read-only or not, and
+	 * the file is left as it is. */
+	off_t cuts[] = {(off_t)(used / 2), (off_t)((tail - 1) * psize), (off_t)(psize * 2 + 100),
+	                (off_t)(tail * psize - 1)};
+	for (size_t i = 0; i < sizeof(cuts) / sizeof(cuts[0]); i++) {
+		assert_int_equal(truncate(path, cuts[i]), 0);
+		snprintf(want, sizeof(want), "store damaged: %s expected %llu bytes, found %llu",
+		         path, (unsigned long long)used, (unsigned long long)cuts[i]);
+		assert_int_equal(open_in_child(f->dir, VG_STORE_RDONLY, msg, sizeof(msg)),
+		                 -EUCLEAN);
+		assert_string_equal(msg, want);
+		assert_int_equal(open_in_child(f->dir, 0, msg, sizeof(msg)), -EUCLEAN);
+		assert_string_equal(msg, want);
+		struct stat sb;
+		assert_int_equal(stat(path, &sb), 0);
+		assert_int_equal(sb.st_size, cuts[i]);
+	}
+	/* Tiny files are left to LMDB, which refuses them without a map. */
+	assert_int_equal(truncate(path, (off_t)psize + 100), 0);
+	int rc = open_in_child(f->dir, VG_STORE_RDONLY, msg, sizeof(msg));
+	assert_true(rc < 0 && rc != -EUCLEAN);
+	/* Leave a usable store for teardown. */
+	char other[96];
+	snprintf(other, sizeof(other), "%s/other", f->dir);
+	assert_int_equal(vg_store_open(&f->st, other, VG_STORE_CREATE), 0);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -819,6 +978,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_points_bulk_with_interleaved_writer, setup,
 						teardown),
 		cmocka_unit_test_setup_teardown(test_trim, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_truncated_data_file, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
