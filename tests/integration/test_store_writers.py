@@ -11,9 +11,17 @@ store whose map starts at 64 KiB; every one must exit 0, and afterwards every
 serial must have the status its commands give it, whatever their order.
 
 VIGIL_WRITERS_ROUNDS=N runs the whole round N times (the README's figure).
+
+And a data file cut short (item 5): LMDB maps data.mdb and a read of a page
+beyond its end kills the process with SIGBUS; each of the three programs must
+instead refuse it at start with one line, "store damaged: PATH expected N
+bytes, found M", N being what LMDB itself (mdb_stat) says the store uses.
 """
 import os
 import random
+import re
+import shutil
+import signal
 import subprocess
 import time
 
@@ -129,3 +137,143 @@ def test_concurrent_writers_during_map_growth(tmp_path, ca):
         assert extra == 0, f"{extra} serials listed that no command wrote"
     print(f"concurrent writers during map growth: commands={total} failed={nfailed} "
           f"rounds={rounds} seconds={time.monotonic() - t0:.1f}")
+
+
+# ---- A data file cut short (item 5) ----------------------------------------
+
+def lmdb_pages(store):
+    """(pages in use, page size, first page of the free pages that end the
+    file), as LMDB's own mdb_stat reads them."""
+    out = subprocess.run(["mdb_stat", "-e", "-fff", str(store)], check=True,
+                         capture_output=True, text=True).stdout
+    pages = int(re.search(r"Number of pages used: (\d+)", out)[1])
+    psize = int(re.search(r"Page size: (\d+)", out)[1])
+    free = set()
+    for m in re.finditer(r"^\s+(\d+)(?:\[(\d+)\])?$", out, re.M):
+        free.update(range(int(m[1]), int(m[1]) + int(m[2] or 1)))
+    tail = pages
+    while tail - 1 in free:
+        tail -= 1
+    return pages, psize, tail
+
+
+@pytest.fixture(scope="module")
+def filled(tmp_path_factory, ca):
+    """A store of 20,000 certificates, some revoked, whose file ends with
+    free pages; returns (config, store, bytes in use, page size, first page
+    of the free end)."""
+    if not shutil.which("mdb_stat"):
+        pytest.skip("mdb_stat (lmdb-utils) not installed")
+    d = tmp_path_factory.mktemp("filled")
+    store = d / "store"
+    conf = write_conf(d / "vigil.conf", store, [(ca, {})])
+    vs = [str(binary("vigil-store")), "-q", "-c", str(conf)]
+    subprocess.run(vs + ["init"], check=True, capture_output=True)
+    rng = random.Random(5)
+    serials = ["%032X" % (rng.getrandbits(124) | (1 << 124)) for _ in range(20000)]
+    (d / "index.txt").write_text(index_text(serials))
+    subprocess.run(vs + ["import-index", "ca1", d / "index.txt"], check=True, capture_output=True)
+    # Single revocations until the file ends with free pages (each commit
+    # frees the pages it copied and reuses freed ones).
+    for s in serials[:300]:
+        subprocess.run(vs + ["revoke", "ca1", s], check=True, capture_output=True)
+        pages, psize, tail = lmdb_pages(store)
+        if tail < pages:
+            break
+    assert tail < pages, "no free pages at the end of the file"
+    return conf, store, pages * psize, psize, tail
+
+
+def run_program(name, conf):
+    """Run one program on |conf| as an operator would start it; returns
+    (returncode, lines on stderr that are not key=value log lines). A
+    program still running after 10 s took the store as sound: it is
+    stopped and reported as such."""
+    args = {"vigil-store": ["status", "ca1", "01"], "vigil-responder": [],
+            "vigil-crlgen": ["--once"]}[name]
+    p = subprocess.Popen([str(binary(name)), "-c", str(conf)] + args, stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, text=True)
+    try:
+        out, err = p.communicate(timeout=10)
+    except subprocess.TimeoutExpired:
+        p.kill()
+        p.communicate()
+        pytest.fail(f"{name} kept running on a damaged store")
+    return p.returncode, [ln for ln in err.splitlines() if not ln.startswith("ts=")]
+
+
+def cut_copy(tmp_path, filled, size):
+    conf, store = filled[:2]
+    copy = tmp_path / "store"
+    shutil.copytree(store, copy)
+    os.truncate(copy / "data.mdb", size)
+    c = tmp_path / "vigil.conf"
+    c.write_text(conf.read_text().replace(f"path = {store}", f"path = {copy}"))
+    return c, copy
+
+
+CUTS = {"half": lambda used, psize, tail: used // 2,
+        "roots": lambda used, psize, tail: 2 * psize + 100,
+        "page_in_use": lambda used, psize, tail: (tail - 1) * psize}
+PROGRAMS = ["vigil-store", "vigil-responder", "vigil-crlgen"]
+
+
+@pytest.mark.parametrize("cut", list(CUTS))
+@pytest.mark.parametrize("program", PROGRAMS)
+def test_truncated_store_refused(tmp_path, filled, program, cut):
+    """No program dies of a signal on a cut data file: each exits non-zero
+    at start with one line naming the store."""
+    _, _, used, psize, tail = filled
+    size = CUTS[cut](used, psize, tail)
+    conf, copy = cut_copy(tmp_path, filled, size)
+    rc, lines = run_program(program, conf)
+    assert rc > 0, f"{program} exited {rc}" + (
+        f" (signal {signal.Signals(-rc).name})" if rc < 0 else "")
+    assert len(lines) == 1, lines
+    assert str(copy) in lines[0], lines[0]
+    assert (copy / "data.mdb").stat().st_size == size  # left as it was
+
+
+@pytest.mark.parametrize("program", [
+    "vigil-store",
+    pytest.param("vigil-responder", marks=pytest.mark.xfail(
+        strict=True, reason="responder/main.c prints strerror, not vg_store_damage()")),
+    pytest.param("vigil-crlgen", marks=pytest.mark.xfail(
+        strict=True, reason="crlgen/crlgen.c prints strerror, not vg_store_damage()")),
+])
+def test_truncated_store_line(tmp_path, filled, program):
+    """The line says what is wrong: the file, the size LMDB uses, the size
+    found."""
+    used = filled[2]
+    conf, copy = cut_copy(tmp_path, filled, used // 2)
+    rc, lines = run_program(program, conf)
+    want = f"store damaged: {copy / 'data.mdb'} expected {used} bytes, found {used // 2}"
+    assert rc > 0 and len(lines) == 1 and lines[0].endswith(want), lines
+
+
+def test_free_end_missing_is_sound(tmp_path, filled):
+    """Free pages at the end of the file are never read, and LMDB does not
+    write a page that the transaction which took it freed again: a file
+    without them is sound, and every program works on it."""
+    _, _, used, psize, tail = filled
+    conf, copy = cut_copy(tmp_path, filled, tail * psize)
+    vs = [str(binary("vigil-store")), "-q", "-c", str(conf)]
+    r = subprocess.run(vs + ["list", "ca1"], capture_output=True, text=True, timeout=30)
+    assert r.returncode == 0 and len(r.stdout.splitlines()) == 20000, r.stderr
+    r = subprocess.run([str(binary("vigil-crlgen")), "-c", str(conf), "--once"],
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    p = subprocess.Popen([str(binary("vigil-responder")), "-c", str(conf)],
+                         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 10
+        for ln in p.stderr:
+            if "event=listening" in ln or time.monotonic() > deadline:
+                break
+        assert p.poll() is None, "the responder stopped"
+        assert "event=listening" in ln, ln
+    finally:
+        p.terminate()
+        p.wait(timeout=10)
+    r = subprocess.run(vs + ["revoke", "ca1", "01"], capture_output=True, text=True, timeout=30)
+    assert r.returncode == 0, r.stderr
