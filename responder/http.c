@@ -1888,13 +1888,17 @@ static const char *peer_fd(int fd, char *buf, size_t len)
  * the listener must wait (nothing to accept, or no descriptor even so). */
 static bool refuse_fd_limit(struct worker *w, int err)
 {
-	int fd = -1, e = 0;
-	if (w->reserve_fd >= 0) {
-		close(w->reserve_fd);
-		w->reserve_fd = -1;
-		fd = accept4(w->listen_fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
-		e = errno;
+	if (w->reserve_fd < 0)
+		w->reserve_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+	if (w->reserve_fd < 0) {
+		/* None to give up: wait for a descriptor to come free. */
+		listener_pause(w);
+		return false;
 	}
+	close(w->reserve_fd);
+	w->reserve_fd = -1;
+	int fd = accept4(w->listen_fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+	int e = errno;
 	if (fd >= 0) {
 		static const char body[] = "503 Service Unavailable: too many connections\n";
 		char msg[320];
@@ -1927,10 +1931,10 @@ static bool refuse_fd_limit(struct worker *w, int err)
 		close(fd);
 	}
 	w->reserve_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
-	if (fd >= 0 && w->reserve_fd >= 0)
-		return true;
 	if (fd < 0 && (e == EAGAIN || e == EWOULDBLOCK)) /* nothing left to accept */
 		return false;
+	if (w->reserve_fd >= 0 && (fd >= 0 || e == ECONNABORTED || e == EINTR))
+		return true;
 	/* Another thread took the descriptor first: wait for one to come free. */
 	listener_pause(w);
 	return false;
