@@ -418,10 +418,12 @@ static int lm_walk_free(struct lm_file *f, size_t pg, unsigned depth)
 }
 
 /* check_data_file refuses a data file shorter than its newest meta page
- * says it is in use (-EUCLEAN, with the sizes in |expected| and |found|).
+ * says it is in use (-EUCLEAN, with the sizes in |expected| and |found|, and
+ * that meta's transaction in |txnid|).
  * A file it cannot judge (not LMDB's, or too small to hold its two meta
  * pages) is left to LMDB, which refuses it without mapping it. */
-static int check_data_file(const char *datafile, uint64_t *expected, uint64_t *found)
+static int check_data_file(const char *datafile, uint64_t *expected, uint64_t *found,
+                           uint64_t *txnid)
 {
 	int fd = open(datafile, O_RDONLY | O_CLOEXEC);
 	if (fd < 0)
@@ -436,6 +438,7 @@ static int check_data_file(const char *datafile, uint64_t *expected, uint64_t *f
 	struct lm_file f = {.fd = fd, .psize = ps0};
 	f.last_pg = txn1 > txn0 ? last1 : last0;
 	f.free_root = txn1 > txn0 ? root1 : root0;
+	*txnid = txn1 > txn0 ? txn1 : txn0;
 	*expected = ((uint64_t)f.last_pg + 1) * ps0;
 	*found = (uint64_t)sb.st_size;
 	if (*found >= *expected || f.last_pg >= SIZE_MAX / ps0)
@@ -479,12 +482,17 @@ int vg_store_open(struct vg_store **out, const char *path, unsigned flags)
 		free(datafile);
 		return -ENODATA;
 	}
-	uint64_t expected = 0, found = 0;
+	uint64_t expected = 0, found = 0, txnid = 0, seen;
 	damage[0] = '\0';
-	/* Twice: a meta page read while another process commits is read again. */
-	int rc = exists ? check_data_file(datafile, &expected, &found) : 0;
-	if (rc == -EUCLEAN)
-		rc = check_data_file(datafile, &expected, &found);
+	/* Once more while another process commits (the free list walked may
+	 * have been reused under the walk): a damaged file sees no commits. */
+	int rc = exists ? check_data_file(datafile, &expected, &found, &txnid) : 0;
+	for (int tries = 0; rc == -EUCLEAN && tries < 8; tries++) {
+		seen = txnid;
+		rc = check_data_file(datafile, &expected, &found, &txnid);
+		if (rc == -EUCLEAN && txnid == seen)
+			break;
+	}
 	if (rc == -EUCLEAN)
 		snprintf(damage, sizeof(damage),
 		         "store damaged: %s expected %llu bytes, found %llu", datafile,
