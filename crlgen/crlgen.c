@@ -187,10 +187,13 @@ int crlgen_new(struct crlgen **out, const char *config, const char *only, char *
 		return rc;
 	rc = vg_store_open(&g->st, g->conf.store_path, VG_STORE_RDONLY);
 	if (rc < 0) {
-		snprintf(err, errlen, "store %s: %s", g->conf.store_path,
-		         rc == -ENODATA  ? "not initialised (run vigil-store init)"
-		         : rc == -EPROTO ? "made by an incompatible version"
-		                         : strerror(-rc));
+		if (rc == -EUCLEAN)
+			snprintf(err, errlen, "%s", vg_store_damage());
+		else
+			snprintf(err, errlen, "store %s: %s", g->conf.store_path,
+			         rc == -ENODATA  ? "not initialised (run vigil-store init)"
+			         : rc == -EPROTO ? "made by an incompatible version"
+			                         : strerror(-rc));
 		crlgen_free(g);
 		return rc;
 	}

@@ -445,8 +445,11 @@ int main(int argc, char **argv)
 	}
 	rc = vg_store_open(&g_store, ctx->conf.store_path, VG_STORE_RDONLY);
 	if (rc < 0) {
-		fprintf(stderr, "vigil-responder: store %s: %s%s\n", ctx->conf.store_path,
-		        strerror(-rc), rc == -ENODATA ? " (run vigil-store init)" : "");
+		if (rc == -EUCLEAN)
+			fprintf(stderr, "vigil-responder: %s\n", vg_store_damage());
+		else
+			fprintf(stderr, "vigil-responder: store %s: %s%s\n", ctx->conf.store_path,
+			        strerror(-rc), rc == -ENODATA ? " (run vigil-store init)" : "");
 		ctx_unref(ctx);
 		return 1;
 	}
