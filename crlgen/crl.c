@@ -32,7 +32,7 @@
  * copy, but the file-backed pages count in the process's RSS while mapped.
  */
 #include "crlgen/crl.h"
-#include "crlgen/der.h"
+#include "common/der.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -49,8 +49,8 @@
 #include <openssl/rsa.h>
 #include <openssl/x509.h>
 
-#include "store/common/log.h"
-#include "store/common/pki.h"
+#include "common/log.h"
+#include "common/pki.h"
 
 #define OUT_BUF (256u * 1024u)
 #define WRITEBACK_EVERY (8 << 20)

@@ -16,9 +16,9 @@
 #include <openssl/err.h>
 #include <openssl/x509v3.h>
 
-#include "store/common/conf.h"
-#include "store/common/log.h"
-#include "store/common/pki.h"
+#include "common/conf.h"
+#include "common/log.h"
+#include "common/pki.h"
 #include "store/store.h"
 
 struct crlgen_ca {

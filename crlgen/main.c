@@ -14,8 +14,8 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "store/common/conf.h"
-#include "store/common/log.h"
+#include "common/conf.h"
+#include "common/log.h"
 
 static volatile sig_atomic_t got_term, got_hup;
 

@@ -29,7 +29,7 @@
  * is already stale, so its answers are not inserted.
  */
 #include "responder/resp.h"
-#include "store/common/log.h"
+#include "common/log.h"
 
 #include <endian.h>
 #include <errno.h>

@@ -1,9 +1,9 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* Configuration snapshots: CA certificates, signers and precomputed CertID hashes. */
 #include "responder/resp.h"
-#include "store/common/log.h"
-#include "store/common/pki.h"
-#include "crlgen/der.h"
+#include "common/log.h"
+#include "common/pki.h"
+#include "common/der.h"
 
 #include <errno.h>
 #include <pthread.h>

@@ -28,7 +28,7 @@
  * accepts, answers 503 and closes, then takes the reserve back.
  */
 #include "responder/resp.h"
-#include "store/common/log.h"
+#include "common/log.h"
 
 #include <errno.h>
 #include <fcntl.h>

@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* vigil-responder: OCSP over HTTP/1.1 (and CRL download) from the Vigil status store. */
 #include "responder/resp.h"
-#include "store/common/log.h"
+#include "common/log.h"
 
 #include <dirent.h>
 #include <errno.h>

@@ -4,7 +4,7 @@
  * per-worker cache of signed single answers.
  *
  * Incoming DER is parsed by OpenSSL (d2i_OCSP_REQUEST). Answers are written
- * by hand with the bounded DER writer of crlgen/der.c (RFC 6960 §4.2.1),
+ * by hand with the bounded DER writer of common/der.c (RFC 6960 §4.2.1),
  * from pieces ctx.c precomputed per CA, and signed with a context each worker
  * set up once per CA: a fresh signature then costs little more than the
  * signature itself (OCSP_basic_sign set up a signing context, checked the
@@ -20,8 +20,8 @@
  * included).
  */
 #include "responder/resp.h"
-#include "crlgen/der.h"
-#include "store/common/log.h"
+#include "common/der.h"
+#include "common/log.h"
 
 #include <errno.h>
 #include <pthread.h>

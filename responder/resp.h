@@ -27,8 +27,8 @@
 #include <openssl/x509.h>
 #include <uv.h>
 
-#include "store/common/conf.h"
-#include "store/common/log.h"
+#include "common/conf.h"
+#include "common/log.h"
 #include "store/store.h"
 
 #define container_of(ptr, type, member) ((type *)((char *)(ptr)-offsetof(type, member)))
@@ -143,7 +143,7 @@ static inline void m_set(int64_t *p, int64_t v)
 
 /* Log lines that a client can cause at will, or that repeat while something
  * stays broken, go through a per-worker budget (vg_log_budget in
- * store/common/log.h): at most VG_LOG_BURST a second of each kind, the rest
+ * common/log.h): at most VG_LOG_BURST a second of each kind, the rest
  * counted in one event=log_suppressed line. /metrics counts every event. */
 enum log_kind {
 	LK_REFUSED_400,

@@ -10,7 +10,7 @@
  * commit.
  */
 #include "responder/resp.h"
-#include "store/common/log.h"
+#include "common/log.h"
 
 #include <errno.h>
 #include <fcntl.h>

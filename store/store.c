@@ -22,7 +22,7 @@
 #include "store/store.h"
 #include "store/points.h"
 #include "store/record.h"
-#include "store/common/log.h"
+#include "common/log.h"
 
 #include <errno.h>
 #include <fcntl.h>

@@ -25,9 +25,9 @@
 #include <openssl/x509v3.h>
 
 #include "store/cli/index.h"
-#include "store/common/conf.h"
-#include "store/common/log.h"
-#include "store/common/pki.h"
+#include "common/conf.h"
+#include "common/log.h"
+#include "common/pki.h"
 #include "store/store.h"
 
 #define EXIT_USAGE 2

@@ -18,7 +18,7 @@
  */
 
 #include "responder/resp.h"
-#include "store/common/log.h"
+#include "common/log.h"
 #include "tests/fuzz/fuzz_pki.h"
 
 #include <fcntl.h>

@@ -247,7 +247,7 @@ def count_log(r, pattern, start=0):
 # The responder writes at most LOG_BURST lines a second of each kind of
 # refusal per worker and counts the rest in one line,
 # "event=log_suppressed what=<kind> count=N", once the second is over
-# (store/common/log.h).
+# (common/log.h).
 LOG_BURST = 10
 
 

@@ -1,7 +1,7 @@
 # SPDX-License-Identifier: Apache-2.0
 """Manual pages (issue 6) stay consistent with the programs: every long option
 a program's --help prints is in its man page, every configuration key and
-section the parser accepts (store/common/conf.c) is in vigil.conf(5), and the
+section the parser accepts (common/conf.c) is in vigil.conf(5), and the
 scdoc sources render without error (nor fall into scdoc's silent pitfalls).
 Every script the READMEs and RESULTS files tell the reader to run exists and
 can be run as written."""
@@ -16,7 +16,7 @@ from conftest import binary
 
 SRC = Path(__file__).resolve().parents[2]
 DOC = SRC / "doc"
-CONF_C = SRC / "store" / "common" / "conf.c"
+CONF_C = SRC / "common" / "conf.c"
 PROGRAMS = ["vigil-store", "vigil-responder", "vigil-crlgen"]
 PAGES = {"vigil-store": "vigil-store.8", "vigil-responder": "vigil-responder.8",
          "vigil-crlgen": "vigil-crlgen.8"}
@@ -52,7 +52,7 @@ def test_help_options_in_man_page(prog):
 
 
 def conf_keys():
-    """The key names store/common/conf.c accepts, as the handler spells them."""
+    """The key names common/conf.c accepts, as the handler spells them."""
     text = CONF_C.read_text()
     keys = sorted(set(re.findall(r'!strcmp\(\s*k\s*,\s*"([^"]+)"\s*\)', text)))
     sections = sorted(set(re.findall(r'!strn?cmp\(\s*section\s*,\s*"([^"]+)"', text)))

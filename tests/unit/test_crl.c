@@ -18,7 +18,7 @@
 #include <openssl/x509v3.h>
 
 #include "crlgen/crl.h"
-#include "crlgen/der.h"
+#include "common/der.h"
 
 /* An array of entries as a crl_source; |change_at| > 0 makes the second
  * walk yield one entry fewer, as a store that changed would. */

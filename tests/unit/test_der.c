@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* Unit tests of crlgen/der.c, checked against OpenSSL's DER parser. */
+/* Unit tests of common/der.c, checked against OpenSSL's DER parser. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -10,7 +10,7 @@
 #include <openssl/asn1.h>
 #include <openssl/bn.h>
 
-#include "crlgen/der.h"
+#include "common/der.h"
 
 static void test_hdr(void **state)
 {

@@ -30,7 +30,7 @@
 #include <openssl/pem.h>
 #include <openssl/x509v3.h>
 
-#include "crlgen/der.h"
+#include "common/der.h"
 #include "responder/resp.h"
 
 static char dir[] = "/tmp/vigil-encode-XXXXXX";

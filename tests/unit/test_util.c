@@ -22,9 +22,9 @@
 #include <unistd.h>
 
 #include "store/cli/index.h"
-#include "store/common/conf.h"
-#include "store/common/log.h"
-#include "store/common/pki.h"
+#include "common/conf.h"
+#include "common/log.h"
+#include "common/pki.h"
 #include "store/record.h"
 #include "store/store.h"
 

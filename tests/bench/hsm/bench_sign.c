@@ -11,7 +11,7 @@
  * signs_per_cpu_s=X. CPU time is the process's, which includes a SoftHSM2
  * token (it runs in-process); a hardware token's own time is not in it.
  */
-#include "store/common/pki.h"
+#include "common/pki.h"
 
 #include <pthread.h>
 #include <stdatomic.h>

@@ -16,7 +16,7 @@ work=$(mktemp -d /tmp/vigil-bench-hsm.XXXXXX)
 trap 'rm -rf "$work"' EXIT
 cd "$work"
 # shellcheck disable=SC2046
-cc -O2 -I"$root" "$here/bench_sign.c" "$build/store/libvigilcommon.a" \
+cc -O2 -I"$root" "$here/bench_sign.c" "$build/common/libvigilcommon.a" \
 	$(pkg-config --cflags --libs openssl) -lpthread -o bench-sign
 
 mkdir tokens

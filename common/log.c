@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-#include "store/common/log.h"
+#include "common/log.h"
 
 #include <stdio.h>
 #include <string.h>

@@ -16,8 +16,8 @@
  * handles while workers still sign with the old ones).
  */
 #define OPENSSL_SUPPRESS_DEPRECATED
-#include "store/common/pkcs11.h"
-#include "store/common/pki.h"
+#include "common/pkcs11.h"
+#include "common/pki.h"
 
 #include <errno.h>
 #include <fcntl.h>

@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-#include "store/common/pki.h"
-#include "store/common/pkcs11.h"
+#include "common/pki.h"
+#include "common/pkcs11.h"
 
 #include <errno.h>
 #include <stdio.h>

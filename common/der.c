@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-#include "crlgen/der.h"
+#include "common/der.h"
 
 #include <string.h>
 

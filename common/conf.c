@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-#include "store/common/conf.h"
-#include "store/common/pki.h"
-#include "store/store.h"
+#include "common/conf.h"
+#include "common/pki.h"
+#include "common/text.h"
 
 #include <errno.h>
 #include <ini.h>

@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* Serial numbers, reasons and times: the text forms of the store's values. */
-#include "store/store.h"
+#include "common/text.h"
 
 #include <ctype.h>
 #include <errno.h>

@@ -1,0 +1,66 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+#pragma once
+
+/*
+ * The values every program shares and their text forms: serial numbers, RFC
+ * 5280 reason codes, times, and CA ids. No LMDB, no OpenSSL.
+ */
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/* A serial number's magnitude, big-endian, without leading zero octets. RFC
+ * 5280 allows at most 20 octets; zero is one octet 0x00. */
+#define VG_SERIAL_MAX 20
+struct vg_serial {
+	uint8_t len;
+	uint8_t b[VG_SERIAL_MAX];
+};
+
+/* CRLReason codes of RFC 5280 §5.3.1. VG_REASON_NONE means no reason code
+ * is given (the CRL entry omits the extension; OCSP omits revocationReason). */
+enum vg_reason {
+	VG_REASON_NONE = -1,
+	VG_REASON_UNSPECIFIED = 0,
+	VG_REASON_KEY_COMPROMISE = 1,
+	VG_REASON_CA_COMPROMISE = 2,
+	VG_REASON_AFFILIATION_CHANGED = 3,
+	VG_REASON_SUPERSEDED = 4,
+	VG_REASON_CESSATION_OF_OPERATION = 5,
+	VG_REASON_CERTIFICATE_HOLD = 6,
+	/* 7 is not used */
+	VG_REASON_REMOVE_FROM_CRL = 8,
+	VG_REASON_PRIVILEGE_WITHDRAWN = 9,
+	VG_REASON_AA_COMPROMISE = 10,
+};
+
+/* vg_ca_id returns the stable 32-bit id of the CA named |name|. */
+uint32_t vg_ca_id(const char *name);
+
+/* vg_serial_parse reads a hexadecimal serial (as OpenSSL prints it; case and
+ * ':' separators are ignored, leading zeros are dropped). Returns 0 or -EINVAL. */
+int vg_serial_parse(const char *s, size_t len, struct vg_serial *out);
+
+/* vg_serial_from_bytes sets |out| from a big-endian magnitude (the content of
+ * a DER INTEGER, which may start with 0x00). Returns 0, or -EINVAL when
+ * negative or longer than VG_SERIAL_MAX octets of magnitude. */
+int vg_serial_from_bytes(const uint8_t *b, size_t len, struct vg_serial *out);
+
+/* vg_serial_format writes the serial as uppercase hex, even length, into
+ * |buf| (at least 2 * VG_SERIAL_MAX + 1 bytes). */
+void vg_serial_format(const struct vg_serial *s, char *buf, size_t buflen);
+
+/* vg_reason_parse maps an RFC 5280 reason name (case-insensitive) to its code.
+ * Returns 0 or -EINVAL. vg_reason_name is its inverse ("unspecified" for
+ * VG_REASON_NONE). */
+int vg_reason_parse(const char *s, int8_t *out);
+const char *vg_reason_name(int reason);
+
+/* vg_time_parse reads RFC 3339 UTC (2026-11-27T10:00:00Z, fractions dropped,
+ * +00:00 accepted), the OpenSSL index form YYMMDDHHMMSSZ, or GeneralizedTime
+ * YYYYMMDDHHMMSSZ. Returns 0 or -EINVAL. */
+int vg_time_parse(const char *s, int64_t *out);
+
+/* vg_time_format writes |t| as RFC 3339 UTC into |buf| (at least 21 bytes). */
+void vg_time_format(int64_t t, char *buf, size_t buflen);
