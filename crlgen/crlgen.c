@@ -263,7 +263,7 @@ int crlgen_counter(struct crlgen *g, uint64_t *out)
 {
 	int rc = snapshot(g);
 	if (rc == 0)
-		rc = vg_counter(g->txn, out);
+		rc = vg_store_counter(g->txn, out);
 	if (rc < 0)
 		log_err("event=store_error op=counter error=\"%s\"", strerror(-rc));
 	return rc;
@@ -288,10 +288,10 @@ int crlgen_touched(struct crlgen *g, uint64_t since, bool *touched, uint64_t *up
 	memset(touched, 0, sizeof(bool) * (size_t)g->n);
 	int rc = snapshot(g);
 	if (rc == 0)
-		rc = vg_counter(g->txn, upto);
+		rc = vg_store_counter(g->txn, upto);
 	struct touched_ctx t = {g, touched};
 	if (rc == 0)
-		rc = vg_changes_foreach(g->txn, since, touched_cb, &t);
+		rc = vg_store_changes_foreach(g->txn, since, touched_cb, &t);
 	if (rc < 0)
 		log_err("event=store_error op=changes error=\"%s\"", strerror(-rc));
 	return rc;
@@ -454,7 +454,7 @@ static int delta_next(void *arg, struct crl_entry *e)
 	while (s->i < s->d->n) {
 		const struct delta_item *it = &s->d->v[s->i++];
 		struct vg_cert c;
-		int rc = vg_get(s->txn, s->d->ca_id, &it->serial, &c);
+		int rc = vg_store_get(s->txn, s->d->ca_id, &it->serial, &c);
 		if (rc < 0 && rc != -ENOENT)
 			return rc;
 		if (rc == 0 && c.status == VG_STATUS_REVOKED) {
@@ -737,7 +737,7 @@ static int publish_locked(struct crlgen *g, int i, enum crlgen_kind kind)
 	uint64_t counter = 0;
 	int rc = snapshot(g);
 	if (rc == 0)
-		rc = vg_counter(g->txn, &counter);
+		rc = vg_store_counter(g->txn, &counter);
 	if (rc < 0) {
 		log_err("event=crl_failed ca=%s kind=%s error=\"store: %s\"", name,
 		        kind_name(kind == CRLGEN_DELTA), strerror(-rc));
@@ -756,7 +756,7 @@ static int publish_locked(struct crlgen *g, int i, enum crlgen_kind kind)
 		const char *why = NULL;
 		if (!ps.full_number)
 			why = "no_base";
-		else if ((rc = vg_changes_foreach(g->txn, ps.full_counter, delta_cb, &ds)) < 0)
+		else if ((rc = vg_store_changes_foreach(g->txn, ps.full_counter, delta_cb, &ds)) < 0)
 			why = "change_log_unreadable";
 		else if (ds.ca_wide)
 			why = "ca_wide_change";

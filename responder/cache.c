@@ -460,7 +460,7 @@ int cache_apply_changes(struct vg_txn *txn, uint64_t counter)
 		C.applied = counter;
 		C.have_applied = true;
 	} else if (counter > C.applied) {
-		rc = vg_changes_foreach(txn, C.applied, on_change, NULL);
+		rc = vg_store_changes_foreach(txn, C.applied, on_change, NULL);
 		if (rc < 0) {
 			log_warn("event=change_log_unreadable error=%d action=cache_cleared", rc);
 			clear_locked();

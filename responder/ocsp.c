@@ -323,7 +323,7 @@ static int lookup(struct worker *w, const struct rca *ca, const struct vg_serial
 	int rc = -ENOENT;
 	if (serial) {
 		struct vg_cert cert;
-		rc = vg_get(w->txn, ca->id, serial, &cert);
+		rc = vg_store_get(w->txn, ca->id, serial, &cert);
 		if (rc == 0) {
 			if (cert.status == VG_STATUS_REVOKED) {
 				st->cr = CR_REVOKED;
@@ -348,7 +348,7 @@ static int lookup(struct worker *w, const struct rca *ca, const struct vg_serial
 	/* Absent: never good. Revoked only when the CA is frozen and so configured. */
 	if (ca->not_issued == VG_NOT_ISSUED_REVOKED) {
 		struct vg_ca_state cs;
-		rc = vg_ca_get(w->txn, ca->name, &cs);
+		rc = vg_store_ca_get(w->txn, ca->name, &cs);
 		if (rc < 0)
 			return rc;
 		if (cs.frozen) {

@@ -32,7 +32,7 @@ static void store_refresh(struct worker *w)
 		rc = vg_txn_renew(w->txn);
 	uint64_t cnt = 0;
 	if (rc == 0)
-		rc = vg_counter(w->txn, &cnt);
+		rc = vg_store_counter(w->txn, &cnt);
 	if (rc < 0) {
 		if (was_ok)
 			log_err("event=store_unreadable worker=%d error=%d", w->idx, rc);

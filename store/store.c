@@ -811,7 +811,7 @@ static int get_cert(struct vg_store *st, MDB_txn *txn, uint32_t ca_id, const str
 	return 0;
 }
 
-int vg_get(struct vg_txn *t, uint32_t ca_id, const struct vg_serial *serial, struct vg_cert *out)
+int vg_store_get(struct vg_txn *t, uint32_t ca_id, const struct vg_serial *serial, struct vg_cert *out)
 {
 	if (!t->txn)
 		return -EINVAL;
@@ -910,12 +910,12 @@ static int ca_read(struct vg_store *st, MDB_txn *txn, const char *name, struct v
 	return ca_decode(val.mv_data, val.mv_size, out);
 }
 
-int vg_ca_get(struct vg_txn *t, const char *name, struct vg_ca_state *out)
+int vg_store_ca_get(struct vg_txn *t, const char *name, struct vg_ca_state *out)
 {
 	return ca_read(t->st, t->txn, name, out);
 }
 
-int vg_counter(struct vg_txn *t, uint64_t *out)
+int vg_store_counter(struct vg_txn *t, uint64_t *out)
 {
 	return meta_get_u64(t->st, t->txn, "counter", out);
 }
@@ -980,7 +980,7 @@ void vg_iter_close(struct vg_iter *it)
 	free(it);
 }
 
-int vg_changes_foreach(struct vg_txn *t, uint64_t since,
+int vg_store_changes_foreach(struct vg_txn *t, uint64_t since,
 		       int (*cb)(const struct vg_change *c, void *arg), void *arg)
 {
 	MDB_cursor *cur;
@@ -1028,7 +1028,7 @@ static void copy_field(char *dst, size_t dstlen, const uint8_t **p, const uint8_
 	*p += n + (nul ? 1 : 0);
 }
 
-int vg_audit_foreach(struct vg_txn *t, int (*cb)(const struct vg_audit_entry *e, void *arg),
+int vg_store_audit_foreach(struct vg_txn *t, int (*cb)(const struct vg_audit_entry *e, void *arg),
 		     void *arg)
 {
 	MDB_cursor *cur;
@@ -1082,7 +1082,7 @@ int vg_store_info(struct vg_txn *t, struct vg_store_info *out)
 	uint64_t v;
 	if (meta_get_u64(st, t->txn, "schema", &v) == 0)
 		out->schema = (uint32_t)v;
-	vg_counter(t, &out->counter);
+	vg_store_counter(t, &out->counter);
 	if (mdb_stat(t->txn, st->log, &ms) == 0)
 		out->log_entries = ms.ms_entries;
 	if (mdb_stat(t->txn, st->audit, &ms) == 0)
@@ -1093,7 +1093,7 @@ int vg_store_info(struct vg_txn *t, struct vg_store_info *out)
 	return 0;
 }
 
-int vg_ca_foreach(struct vg_txn *t,
+int vg_store_ca_foreach(struct vg_txn *t,
 		  int (*cb)(const char *name, const struct vg_ca_state *s, void *arg), void *arg)
 {
 	MDB_cursor *cur;

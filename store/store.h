@@ -18,6 +18,11 @@
  *
  * Ownership: results are copied into caller-owned structs; no pointer into
  * the memory map leaves store/.
+ *
+ * Names: every operation on the store is vg_store_<verb>, whether it goes
+ * through the handle (vg_store_add) or a read snapshot (vg_store_get); the
+ * two objects with a life of their own are named by their type,
+ * vg_txn_begin/renew/trim/end and vg_iter_open/next/close.
  */
 
 #include <stdbool.h>
@@ -44,9 +49,9 @@ enum vg_status {
 
 /* Status of one certificate. Times are seconds since the Unix epoch, UTC. */
 struct vg_cert {
-	uint8_t status;   /* enum vg_status */
-	int8_t reason;    /* enum vg_reason; VG_REASON_NONE when good */
-	uint8_t flags;    /* VG_CERT_* */
+	uint8_t status; /* enum vg_status */
+	int8_t reason;  /* enum vg_reason; VG_REASON_NONE when good */
+	uint8_t flags;  /* VG_CERT_* */
 	int64_t revoked_at;
 	int64_t invalidity_date;
 	int64_t not_before;
@@ -116,17 +121,18 @@ void vg_txn_trim(struct vg_txn *t);
 /* vg_txn_end ends and frees |t|. NULL is allowed. */
 void vg_txn_end(struct vg_txn *t);
 
-/* vg_get copies the status of (|ca_id|, |serial|) into |out|. It returns 0,
+/* vg_store_get copies the status of (|ca_id|, |serial|) into |out|. It returns 0,
  * -ENOENT if the serial is not in the store, or another negative errno. */
-int vg_get(struct vg_txn *t, uint32_t ca_id, const struct vg_serial *serial, struct vg_cert *out);
+int vg_store_get(struct vg_txn *t, uint32_t ca_id, const struct vg_serial *serial,
+                 struct vg_cert *out);
 
-/* vg_ca_get copies the state of the CA named |name| into |out|. A CA the store
+/* vg_store_ca_get copies the state of the CA named |name| into |out|. A CA the store
  * has never seen gives 0 and an all-zero state but for |id|. */
-int vg_ca_get(struct vg_txn *t, const char *name, struct vg_ca_state *out);
+int vg_store_ca_get(struct vg_txn *t, const char *name, struct vg_ca_state *out);
 
-/* vg_counter writes the store's change counter to |out|. It is incremented by
+/* vg_store_counter writes the store's change counter to |out|. It is incremented by
  * every committed write. */
-int vg_counter(struct vg_txn *t, uint64_t *out);
+int vg_store_counter(struct vg_txn *t, uint64_t *out);
 
 /* vg_iter walks one CA's certificates in ascending serial order: either all
  * of them, or only the revoked ones through the revoked-only index (cost
@@ -156,10 +162,10 @@ struct vg_change {
 	uint8_t op; /* enum vg_change_op */
 	struct vg_serial serial;
 };
-/* vg_changes_foreach calls |cb| for every change with counter > |since|, in
+/* vg_store_changes_foreach calls |cb| for every change with counter > |since|, in
  * counter order, until |cb| returns non-zero (which it then returns). */
-int vg_changes_foreach(struct vg_txn *t, uint64_t since,
-		       int (*cb)(const struct vg_change *c, void *arg), void *arg);
+int vg_store_changes_foreach(struct vg_txn *t, uint64_t since,
+                             int (*cb)(const struct vg_change *c, void *arg), void *arg);
 
 /* ---- Writing ------------------------------------------------------------
  *
@@ -207,8 +213,8 @@ typedef void (*vg_progress_fn)(uint64_t done, uint64_t total, void *arg);
  * revoked; dates are learned when unknown). Items need not be sorted.
  * |res| may be NULL. */
 int vg_store_add(struct vg_store *st, const char *ca, struct vg_add_item *items, size_t n,
-		 const struct vg_audit *who, struct vg_write_result *res, vg_progress_fn progress,
-		 void *parg);
+                 const struct vg_audit *who, struct vg_write_result *res, vg_progress_fn progress,
+                 void *parg);
 
 /* Revocation details for vg_store_revoke and vg_store_revoke_window. */
 struct vg_revocation {
@@ -224,29 +230,29 @@ struct vg_revocation {
  * when certificateHold is replaced by a final reason or another reason is
  * replaced by keyCompromise (RFC 5280 §5.3.1, Baseline Requirements §4.9.1).
  * Revoking with certificateHold only affects good certificates. */
-int vg_store_revoke(struct vg_store *st, const char *ca, const struct vg_serial *serials,
-		    size_t n, const struct vg_revocation *rev, const struct vg_audit *who,
-		    struct vg_write_result *res, vg_progress_fn progress, void *parg);
+int vg_store_revoke(struct vg_store *st, const char *ca, const struct vg_serial *serials, size_t n,
+                    const struct vg_revocation *rev, const struct vg_audit *who,
+                    struct vg_write_result *res, vg_progress_fn progress, void *parg);
 
 /* vg_store_revoke_window revokes every certificate of |ca| whose notBefore is
  * in [after, before) (|before| INT64_MAX for no bound) under the rules of
  * vg_store_revoke. Certificates whose issuance time is unknown are counted in
  * |res->skipped|. */
 int vg_store_revoke_window(struct vg_store *st, const char *ca, int64_t after, int64_t before,
-			   const struct vg_revocation *rev, const struct vg_audit *who,
-			   struct vg_write_result *res, vg_progress_fn progress, void *parg);
+                           const struct vg_revocation *rev, const struct vg_audit *who,
+                           struct vg_write_result *res, vg_progress_fn progress, void *parg);
 
 /* vg_store_release lifts certificateHold from |serial|: it is good again,
  * or, when it was known only from the hold (VG_CERT_NOT_ISSUED), absent
  * again. It returns -ENOENT if the serial is unknown and -EPERM if it is not
  * on hold. */
 int vg_store_release(struct vg_store *st, const char *ca, const struct vg_serial *serial,
-		     const struct vg_audit *who);
+                     const struct vg_audit *who);
 
 /* vg_store_freeze marks |ca| frozen at |when| (or thaws it when |frozen| is
  * false). Freezing a frozen CA keeps the first freeze time. */
 int vg_store_freeze(struct vg_store *st, const char *ca, bool frozen, int64_t when,
-		    const struct vg_audit *who);
+                    const struct vg_audit *who);
 
 /* ---- Audit and statistics -------------------------------------------- */
 
@@ -259,23 +265,24 @@ struct vg_audit_entry {
 	uint64_t count;  /* certificates changed by this commit */
 	char command[512];
 };
-/* vg_audit_foreach calls |cb| for every audit record, oldest first. */
-int vg_audit_foreach(struct vg_txn *t, int (*cb)(const struct vg_audit_entry *e, void *arg),
-		     void *arg);
+/* vg_store_audit_foreach calls |cb| for every audit record, oldest first. */
+int vg_store_audit_foreach(struct vg_txn *t, int (*cb)(const struct vg_audit_entry *e, void *arg),
+                           void *arg);
 
 struct vg_store_info {
-	uint64_t file_bytes;  /* size of data.mdb */
-	uint64_t used_bytes;  /* pages in use * page size */
-	uint64_t map_bytes;   /* current map size */
+	uint64_t file_bytes; /* size of data.mdb */
+	uint64_t used_bytes; /* pages in use * page size */
+	uint64_t map_bytes;  /* current map size */
 	uint64_t counter;
 	uint32_t schema;
 	uint64_t log_entries;
 	uint64_t audit_entries;
-	bool points_valid;       /* the point index is complete (else lookups use the B-tree) */
+	bool points_valid;        /* the point index is complete (else lookups use the B-tree) */
 	uint32_t points_segments; /* its segment count */
 };
 int vg_store_info(struct vg_txn *t, struct vg_store_info *out);
 
-/* vg_ca_foreach calls |cb| for every CA the store knows, by name. */
-int vg_ca_foreach(struct vg_txn *t, int (*cb)(const char *name, const struct vg_ca_state *s, void *arg),
-		  void *arg);
+/* vg_store_ca_foreach calls |cb| for every CA the store knows, by name. */
+int vg_store_ca_foreach(struct vg_txn *t,
+                        int (*cb)(const char *name, const struct vg_ca_state *s, void *arg),
+                        void *arg);

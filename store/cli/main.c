@@ -646,7 +646,7 @@ static int cmd_freeze(struct ctx *c, int argc, char **argv, bool frozen)
 		write_failed(frozen ? "freeze" : "thaw", rc, NULL);
 	struct vg_txn *t = NULL;
 	struct vg_ca_state s;
-	if (vg_txn_begin(c->st, &t) == 0 && vg_ca_get(t, ca->name, &s) == 0 && s.frozen) {
+	if (vg_txn_begin(c->st, &t) == 0 && vg_store_ca_get(t, ca->name, &s) == 0 && s.frozen) {
 		char ts[32];
 		vg_time_format(s.frozen_at, ts, sizeof(ts));
 		printf("OK: CA %s frozen since %s; absent serials now answer %s\n", ca->name, ts,
@@ -698,7 +698,7 @@ static int cmd_status(struct ctx *c, int argc, char **argv)
 	struct vg_serial s = need_serial(argv[1]);
 	struct vg_txn *t = read_txn(c);
 	struct vg_cert cert;
-	int rc = vg_get(t, ca->id, &s, &cert);
+	int rc = vg_store_get(t, ca->id, &s, &cert);
 	if (rc == -ENOENT) {
 		char hex[2 * VG_SERIAL_MAX + 1];
 		vg_serial_format(&s, hex, sizeof(hex));
@@ -758,7 +758,7 @@ static int cmd_stats(struct ctx *c, int argc, char **argv)
 		printf("  Point index: being rebuilt (lookups read the ordered records)\n");
 	for (int i = 0; i < c->conf.n_cas; i++) {
 		struct vg_ca_state s;
-		vg_ca_get(t, c->conf.cas[i].name, &s);
+		vg_store_ca_get(t, c->conf.cas[i].name, &s);
 		total += s.n_certs;
 		printf("CA: %s\n", c->conf.cas[i].name);
 		printf("  Certificates: %" PRIu64 "\n", s.n_certs);
@@ -801,7 +801,7 @@ static int cmd_audit(struct ctx *c, int argc, char **argv)
 	else if (argc != 0)
 		usage_die("usage: audit [--ca CA]");
 	struct vg_txn *t = read_txn(c);
-	int rc = vg_audit_foreach(t, print_audit, (void *)only);
+	int rc = vg_store_audit_foreach(t, print_audit, (void *)only);
 	if (rc < 0)
 		die("cannot read audit log: %s", strerror(-rc));
 	vg_txn_end(t);

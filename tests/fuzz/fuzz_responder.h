@@ -189,7 +189,7 @@ static void fz_world_init(void)
 	fz_w.ctx_gen = 1;
 	FZ_CHECK(uv_loop_init(&fz_w.loop) == 0);
 	FZ_CHECK(vg_txn_begin(g_store, &fz_w.txn) == 0);
-	FZ_CHECK(vg_counter(fz_w.txn, &fz_w.counter) == 0);
+	FZ_CHECK(vg_store_counter(fz_w.txn, &fz_w.counter) == 0);
 	fz_w.txn_ok = true;
 	fz_w.date_t = time(NULL);
 	http_date(fz_w.date_t, fz_w.date, sizeof(fz_w.date));

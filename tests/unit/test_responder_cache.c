@@ -201,7 +201,7 @@ static void test_invalidation_from_change_log(void **state)
 	assert_int_equal(cache_init(100, 1), 0);
 	cache_quiescent(0);
 	assert_int_equal(vg_txn_begin(st, &txn), 0);
-	assert_int_equal(vg_counter(txn, &cnt), 0);
+	assert_int_equal(vg_store_counter(txn, &cnt), 0);
 	assert_int_equal(cache_apply_changes(txn, cnt), 0);
 	for (unsigned i = 0; i < 3; i++)
 		put(cnt, id, 0x100 + i, "cid", "good", 1000);
@@ -213,7 +213,7 @@ static void test_invalidation_from_change_log(void **state)
 	assert_int_equal(vg_store_revoke(st, "ca1", &s, 1, &rev, &who, NULL, NULL, NULL), 0);
 	assert_int_equal(vg_txn_renew(txn), 0);
 	uint64_t cnt2;
-	assert_int_equal(vg_counter(txn, &cnt2), 0);
+	assert_int_equal(vg_store_counter(txn, &cnt2), 0);
 	assert_true(cnt2 > cnt);
 	/* A worker still on the old snapshot cannot cache what it read. */
 	assert_int_equal(cache_apply_changes(txn, cnt2), 0);
@@ -227,7 +227,7 @@ static void test_invalidation_from_change_log(void **state)
 	/* Freezing the CA drops every answer of it, and none of another CA. */
 	assert_int_equal(vg_store_freeze(st, "ca1", true, 2000, &who), 0);
 	assert_int_equal(vg_txn_renew(txn), 0);
-	assert_int_equal(vg_counter(txn, &cnt), 0);
+	assert_int_equal(vg_store_counter(txn, &cnt), 0);
 	assert_int_equal(cache_apply_changes(txn, cnt), 0);
 	assert_null(get(id, 0x100, "cid", 10));
 	assert_null(get(id, 0x102, "cid", 10));

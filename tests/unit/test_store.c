@@ -80,7 +80,7 @@ static int status_of(struct vg_store *st, const char *ca, const char *hex, struc
 	struct vg_txn *t;
 	assert_int_equal(vg_txn_begin(st, &t), 0);
 	struct vg_serial s = ser(hex);
-	int rc = vg_get(t, vg_ca_id(ca), &s, out);
+	int rc = vg_store_get(t, vg_ca_id(ca), &s, out);
 	vg_txn_end(t);
 	return rc;
 }
@@ -90,7 +90,7 @@ static uint64_t counter_of(struct vg_store *st)
 	struct vg_txn *t;
 	uint64_t c;
 	assert_int_equal(vg_txn_begin(st, &t), 0);
-	assert_int_equal(vg_counter(t, &c), 0);
+	assert_int_equal(vg_store_counter(t, &c), 0);
 	vg_txn_end(t);
 	return c;
 }
@@ -169,7 +169,7 @@ static void test_revoked_index(void **state)
 	assert_int_equal(n, 2);
 	vg_iter_close(it);
 	struct vg_ca_state cs;
-	assert_int_equal(vg_ca_get(t, "ca1", &cs), 0);
+	assert_int_equal(vg_store_ca_get(t, "ca1", &cs), 0);
 	assert_int_equal(cs.n_certs, 6);
 	assert_int_equal(cs.n_revoked, 2);
 	assert_int_equal(cs.n_hold, 0);
@@ -211,7 +211,7 @@ static void test_counter_and_log(void **state)
 	struct vg_txn *t;
 	assert_int_equal(vg_txn_begin(f->st, &t), 0);
 	struct collect col = {0};
-	assert_int_equal(vg_changes_foreach(t, 0, collect_cb, &col), 0);
+	assert_int_equal(vg_store_changes_foreach(t, 0, collect_cb, &col), 0);
 	assert_int_equal(col.n, 3);
 	assert_int_equal(col.c[0].counter, 1);
 	assert_int_equal(col.c[0].op, VG_CHANGE_ADD);
@@ -223,10 +223,10 @@ static void test_counter_and_log(void **state)
 	assert_int_equal(col.c[2].op, VG_CHANGE_CA);
 	assert_int_equal(col.c[2].serial.len, 0);
 	col.n = 0;
-	assert_int_equal(vg_changes_foreach(t, 2, collect_cb, &col), 0);
+	assert_int_equal(vg_store_changes_foreach(t, 2, collect_cb, &col), 0);
 	assert_int_equal(col.n, 1);
 	struct vg_ca_state cs;
-	assert_int_equal(vg_ca_get(t, "ca1", &cs), 0);
+	assert_int_equal(vg_store_ca_get(t, "ca1", &cs), 0);
 	assert_true(cs.frozen);
 	assert_int_equal(cs.frozen_at, 77);
 	vg_txn_end(t);
@@ -247,7 +247,7 @@ static void test_large_add_collapses_log(void **state)
 	struct vg_txn *t;
 	assert_int_equal(vg_txn_begin(f->st, &t), 0);
 	struct collect col = {0};
-	assert_int_equal(vg_changes_foreach(t, 0, collect_cb, &col), 0);
+	assert_int_equal(vg_store_changes_foreach(t, 0, collect_cb, &col), 0);
 	assert_int_equal(col.n, 1);
 	assert_int_equal(col.c[0].op, VG_CHANGE_CA);
 	vg_txn_end(t);
@@ -467,12 +467,12 @@ static void test_map_growth_under_reader(void **state)
 	/* The reader's old snapshot still reads; after renew it sees it all. */
 	struct vg_cert c;
 	struct vg_serial s1 = ser("01");
-	assert_int_equal(vg_get(t, vg_ca_id("ca1"), &s1, &c), 0);
+	assert_int_equal(vg_store_get(t, vg_ca_id("ca1"), &s1, &c), 0);
 	assert_int_equal(vg_txn_renew(t), 0);
 	struct vg_ca_state cs;
-	assert_int_equal(vg_ca_get(t, "ca1", &cs), 0);
+	assert_int_equal(vg_store_ca_get(t, "ca1", &cs), 0);
 	assert_int_equal(cs.n_certs, n + 1);
-	assert_int_equal(vg_get(t, vg_ca_id("ca1"), &items[n - 1].serial, &c), 0);
+	assert_int_equal(vg_store_get(t, vg_ca_id("ca1"), &items[n - 1].serial, &c), 0);
 	vg_txn_end(t);
 	vg_store_close(ro);
 	free(items);
@@ -512,11 +512,11 @@ static void test_window_batches_with_map_growth(void **state)
 	struct vg_txn *t;
 	struct vg_ca_state cs;
 	assert_int_equal(vg_txn_begin(f->st, &t), 0);
-	assert_int_equal(vg_ca_get(t, "ca1", &cs), 0);
+	assert_int_equal(vg_store_ca_get(t, "ca1", &cs), 0);
 	assert_int_equal(cs.n_revoked, n);
 	struct vg_cert c;
 	for (size_t i = 0; i < n; i += 997) {
-		assert_int_equal(vg_get(t, vg_ca_id("ca1"), &items[i].serial, &c), 0);
+		assert_int_equal(vg_store_get(t, vg_ca_id("ca1"), &items[i].serial, &c), 0);
 		assert_int_equal(c.status, VG_STATUS_REVOKED);
 	}
 	vg_txn_end(t);
@@ -524,7 +524,7 @@ static void test_window_batches_with_map_growth(void **state)
 }
 
 /* every_cert_agrees checks each certificate of |ca| that the B-tree lists
- * (vg_iter) against vg_get, which reads the point index when it is valid,
+ * (vg_iter) against vg_store_get, which reads the point index when it is valid,
  * and that |gone| (NULL or a serial) is absent. Returns how many it saw. */
 static size_t every_cert_agrees(struct vg_store *st, const char *ca, const char *gone)
 {
@@ -536,7 +536,7 @@ static size_t every_cert_agrees(struct vg_store *st, const char *ca, const char 
 	struct vg_cert a, b;
 	size_t n = 0;
 	while (vg_iter_next(it, &s, &a) == 1) {
-		assert_int_equal(vg_get(t, vg_ca_id(ca), &s, &b), 0);
+		assert_int_equal(vg_store_get(t, vg_ca_id(ca), &s, &b), 0);
 		assert_int_equal(a.status, b.status);
 		assert_int_equal(a.reason, b.reason);
 		assert_int_equal(a.revoked_at, b.revoked_at);
@@ -547,7 +547,7 @@ static size_t every_cert_agrees(struct vg_store *st, const char *ca, const char 
 	vg_iter_close(it);
 	if (gone) {
 		struct vg_serial g = ser(gone);
-		assert_int_equal(vg_get(t, vg_ca_id(ca), &g, &b), -ENOENT);
+		assert_int_equal(vg_store_get(t, vg_ca_id(ca), &g, &b), -ENOENT);
 	}
 	vg_txn_end(t);
 	return n;
@@ -796,7 +796,7 @@ static void test_trim(void **state)
 	long after = map_rss_kb(f->dir);
 	assert_true(after >= 0 && after < before / 4);
 	struct vg_cert c;
-	assert_int_equal(vg_get(t, vg_ca_id("ca1"), &items[n / 2].serial, &c), 0);
+	assert_int_equal(vg_store_get(t, vg_ca_id("ca1"), &items[n / 2].serial, &c), 0);
 	vg_txn_end(t);
 	vg_store_close(ro);
 	free(items);

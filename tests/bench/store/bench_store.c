@@ -95,12 +95,12 @@ static int lookup(const char *path, const char *ca, const char *index, double se
 	/* Warm the map: one pass. */
 	uint64_t found = 0;
 	for (size_t i = 0; i < n; i++)
-		found += vg_get(t, id, &v[i], &c) == 0;
+		found += vg_store_get(t, id, &v[i], &c) == 0;
 	uint64_t done = 0;
 	double t0 = now(), t1, c0 = cpu_now();
 	do {
 		for (size_t i = 0; i < n && i < 1000000; i++)
-			found += vg_get(t, id, &v[(done + i) % n], &c) == 0;
+			found += vg_store_get(t, id, &v[(done + i) % n], &c) == 0;
 		done += n < 1000000 ? n : 1000000;
 		t1 = now();
 	} while (t1 - t0 < seconds);
