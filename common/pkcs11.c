@@ -18,6 +18,7 @@
 #define OPENSSL_SUPPRESS_DEPRECATED
 #include "common/pkcs11.h"
 #include "common/pki.h"
+#include "common/text.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -58,39 +59,18 @@ static void p11_uri_free(struct p11_uri *u)
 	memset(u, 0, sizeof(*u));
 }
 
-static int hexval(char c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	if (c >= 'A' && c <= 'F')
-		return c - 'A' + 10;
-	return -1;
-}
-
 /* pct_decode returns a NUL-terminated copy of |s|[0..n) with %XX decoded, or
  * NULL on a malformed escape, an encoded NUL, or no memory. */
 static char *pct_decode(const char *s, size_t n)
 {
-	char *r = malloc(n + 1), *o = r;
+	char *r = malloc(n + 1);
 	if (!r)
 		return NULL;
-	for (size_t i = 0; i < n; i++) {
-		if (s[i] != '%') {
-			*o++ = s[i];
-			continue;
-		}
-		int hi = i + 2 < n ? hexval(s[i + 1]) : -1;
-		int lo = i + 2 < n ? hexval(s[i + 2]) : -1;
-		if (hi < 0 || lo < 0 || (hi == 0 && lo == 0)) {
-			free(r);
-			return NULL;
-		}
-		*o++ = (char)(hi << 4 | lo);
-		i += 2;
+	ssize_t len = vg_pct_decode(s, n, r);
+	if (len < 0 || strlen(r) != (size_t)len) {
+		free(r);
+		return NULL;
 	}
-	*o = '\0';
 	return r;
 }
 

@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* Serial numbers, reasons and times: the text forms of the store's values. */
+/* Serial numbers, reasons and times: the text forms of the store's values;
+ * hex, percent and base64 decoding, HTTP dates and ETags. */
 #include "common/text.h"
 
 #include <ctype.h>
@@ -7,6 +8,8 @@
 #include <stdio.h>
 #include <string.h>
 #include <strings.h>
+
+#include <openssl/evp.h>
 
 uint32_t vg_ca_id(const char *name)
 {
@@ -21,7 +24,7 @@ uint32_t vg_ca_id(const char *name)
 	return h;
 }
 
-static int hexval(int ch)
+int vg_hexval(int ch)
 {
 	if (ch >= '0' && ch <= '9')
 		return ch - '0';
@@ -42,7 +45,7 @@ int vg_serial_parse(const char *s, size_t len, struct vg_serial *out)
 		int ch = (unsigned char)s[i];
 		if (ch == ':')
 			continue;
-		int v = hexval(ch);
+		int v = vg_hexval(ch);
 		if (v < 0)
 			return -EINVAL;
 		any = true;
@@ -225,4 +228,119 @@ void vg_time_format(int64_t t, char *buf, size_t buflen)
 	y += m <= 2;
 	snprintf(buf, buflen, "%04lld-%02u-%02uT%02d:%02d:%02dZ", (long long)y, m, d,
 		 (int)(rem / 3600), (int)(rem / 60 % 60), (int)(rem % 60));
+}
+
+/* ---- Text codecs ---------------------------------------------------------------- */
+
+ssize_t vg_pct_decode(const char *in, size_t len, char *out)
+{
+	const char *pct = memchr(in, '%', len);
+	if (!pct) {
+		/* Most clients send base64 with no escapes (or only in places). */
+		memcpy(out, in, len);
+		out[len] = '\0';
+		return (ssize_t)len;
+	}
+	size_t o = (size_t)(pct - in);
+	memcpy(out, in, o);
+	for (size_t i = o; i < len; i++) {
+		if (in[i] == '%') {
+			int h, l;
+			if (i + 2 >= len || (h = vg_hexval((unsigned char)in[i + 1])) < 0 ||
+			    (l = vg_hexval((unsigned char)in[i + 2])) < 0)
+				return -1;
+			out[o++] = (char)(h << 4 | l);
+			i += 2;
+		} else {
+			out[o++] = in[i];
+		}
+	}
+	out[o] = '\0';
+	return (ssize_t)o;
+}
+
+/* Standard and URL-safe base64 digits, plus one (0: not a digit). A table:
+ * every OCSP GET decodes a hundred-odd digits. */
+static const uint8_t b64_digit[256] = {
+    ['A'] = 1,  ['B'] = 2,  ['C'] = 3,  ['D'] = 4,  ['E'] = 5,  ['F'] = 6,  ['G'] = 7,  ['H'] = 8,
+    ['I'] = 9,  ['J'] = 10, ['K'] = 11, ['L'] = 12, ['M'] = 13, ['N'] = 14, ['O'] = 15, ['P'] = 16,
+    ['Q'] = 17, ['R'] = 18, ['S'] = 19, ['T'] = 20, ['U'] = 21, ['V'] = 22, ['W'] = 23, ['X'] = 24,
+    ['Y'] = 25, ['Z'] = 26, ['a'] = 27, ['b'] = 28, ['c'] = 29, ['d'] = 30, ['e'] = 31, ['f'] = 32,
+    ['g'] = 33, ['h'] = 34, ['i'] = 35, ['j'] = 36, ['k'] = 37, ['l'] = 38, ['m'] = 39, ['n'] = 40,
+    ['o'] = 41, ['p'] = 42, ['q'] = 43, ['r'] = 44, ['s'] = 45, ['t'] = 46, ['u'] = 47, ['v'] = 48,
+    ['w'] = 49, ['x'] = 50, ['y'] = 51, ['z'] = 52, ['0'] = 53, ['1'] = 54, ['2'] = 55, ['3'] = 56,
+    ['4'] = 57, ['5'] = 58, ['6'] = 59, ['7'] = 60, ['8'] = 61, ['9'] = 62, ['+'] = 63, ['-'] = 63,
+    ['/'] = 64, ['_'] = 64,
+};
+
+static inline int b64_val(unsigned char ch)
+{
+	return b64_digit[ch] - 1;
+}
+
+ssize_t vg_b64_decode(const char *in, size_t len, uint8_t *out)
+{
+	while (len > 0 && in[len - 1] == '=')
+		len--;
+	if (len % 4 == 1)
+		return -1;
+	const unsigned char *u = (const unsigned char *)in;
+	size_t o = 0, i = 0;
+	/* Four digits, three octets at a time; then what is left, bit by bit. */
+	for (; i + 4 <= len; i += 4) {
+		int a = b64_val(u[i]), b = b64_val(u[i + 1]), c = b64_val(u[i + 2]),
+		    d = b64_val(u[i + 3]);
+		if ((a | b | c | d) < 0)
+			return -1;
+		uint32_t v = (uint32_t)a << 18 | (uint32_t)b << 12 | (uint32_t)c << 6 | (uint32_t)d;
+		out[o++] = (uint8_t)(v >> 16);
+		out[o++] = (uint8_t)(v >> 8);
+		out[o++] = (uint8_t)v;
+	}
+	uint32_t acc = 0;
+	int bits = 0;
+	for (; i < len; i++) {
+		int v = b64_val(u[i]);
+		if (v < 0)
+			return -1;
+		acc = (acc << 6) | (uint32_t)v;
+		bits += 6;
+		if (bits >= 8) {
+			bits -= 8;
+			out[o++] = (uint8_t)(acc >> bits);
+		}
+	}
+	return (ssize_t)o;
+}
+
+void vg_http_date(time_t t, char *buf, size_t len)
+{
+	struct tm tm;
+	static const char *const days[] = {"Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"};
+	static const char *const mons[] = {"Jan", "Feb", "Mar", "Apr", "May", "Jun",
+					   "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"};
+	gmtime_r(&t, &tm);
+	snprintf(buf, len, "%s, %02d %s %04d %02d:%02d:%02d GMT", days[tm.tm_wday], tm.tm_mday,
+		 mons[tm.tm_mon], tm.tm_year + 1900, tm.tm_hour, tm.tm_min, tm.tm_sec);
+}
+
+void vg_etag_from_sha256(const uint8_t digest[32], char out[VG_ETAG_LEN])
+{
+	static const char hex[] = "0123456789abcdef";
+	out[0] = '"';
+	for (int i = 0; i < 16; i++) {
+		out[1 + 2 * i] = hex[digest[i] >> 4];
+		out[2 + 2 * i] = hex[digest[i] & 15];
+	}
+	out[33] = '"';
+	out[34] = '\0';
+}
+
+void vg_etag(const uint8_t *data, size_t len, char out[VG_ETAG_LEN])
+{
+	uint8_t md[EVP_MAX_MD_SIZE];
+	unsigned n = 0;
+	if (!EVP_Digest(data, len, md, &n, EVP_sha256(), NULL))
+		memset(md, 0, sizeof(md)); /* only on no memory; an ETag is still written */
+	vg_etag_from_sha256(md, out);
 }

@@ -3,12 +3,16 @@
 
 /*
  * The values every program shares and their text forms: serial numbers, RFC
- * 5280 reason codes, times, and CA ids. No LMDB, no OpenSSL.
+ * 5280 reason codes, times, and CA ids; and the text codecs written once for
+ * all: hex digits, percent- and base64-decoding, IMF-fixdate, ETags. No LMDB;
+ * the header includes no OpenSSL (text.c uses its SHA-256 for the ETag).
  */
 
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
+#include <time.h>
 
 /* A serial number's magnitude, big-endian, without leading zero octets. RFC
  * 5280 allows at most 20 octets; zero is one octet 0x00. */
@@ -64,3 +68,42 @@ int vg_time_parse(const char *s, int64_t *out);
 
 /* vg_time_format writes |t| as RFC 3339 UTC into |buf| (at least 21 bytes). */
 void vg_time_format(int64_t t, char *buf, size_t buflen);
+
+/* ---- Text codecs ---------------------------------------------------------------- */
+
+/* vg_hexval returns the value (0..15) of the hex digit |ch| (either case),
+ * or -1 when |ch| is not one. */
+int vg_hexval(int ch);
+
+/* vg_pct_decode decodes the %XX escapes of |in|[0..len) into |out|, which
+ * has room for at least |len| + 1 bytes, and NUL-terminates it. It returns
+ * the decoded length, or -1 on a bad escape ('%' not followed by two hex
+ * digits). An escaped NUL (%00) is decoded like any octet: it is written to
+ * |out| and counted in the length, so a caller that needs a C string refuses
+ * it by comparing strlen(out) with the length returned (pkcs11 URIs do), and
+ * a caller that reads |out| as a C string stops at it (the OCSP GET path). */
+ssize_t vg_pct_decode(const char *in, size_t len, char *out);
+
+/* vg_b64_decode decodes standard or URL-safe base64 (the two alphabets may
+ * be mixed; trailing '=' padding is optional) of |in|[0..len) into |out|,
+ * which has room for at least 3 * (|len| / 4) + 2 bytes. It returns the
+ * decoded length, or -1 on a character outside both alphabets (padding in
+ * the middle included) or a single digit left over. Surplus bits of the last
+ * digit are ignored. */
+ssize_t vg_b64_decode(const char *in, size_t len, uint8_t *out);
+
+/* vg_http_date writes |t| as an HTTP date (IMF-fixdate, RFC 9110 §5.6.7:
+ * "Sun, 06 Nov 1994 08:49:37 GMT") into |buf| (30 bytes suffice). */
+void vg_http_date(time_t t, char *buf, size_t len);
+
+/* An ETag: the first 16 octets of the SHA-256 of the body in lowercase hex,
+ * quoted, NUL-terminated: 35 bytes. Strong, so a CDN may do range requests. */
+#define VG_ETAG_LEN 35
+
+/* vg_etag writes the ETag of |data|[0..len) into |out|. */
+void vg_etag(const uint8_t *data, size_t len, char out[VG_ETAG_LEN]);
+
+/* vg_etag_from_sha256 writes the ETag of a body whose SHA-256 is |digest|,
+ * for callers that hash the body piece by piece (a CRL file read in chunks).
+ * vg_etag(d, n, e) equals vg_etag_from_sha256(SHA256(d, n), e). */
+void vg_etag_from_sha256(const uint8_t digest[32], char out[VG_ETAG_LEN]);

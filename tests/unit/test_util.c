@@ -1,6 +1,8 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* Unit tests: serials, times, reasons, on-disk records, index.txt lines, log
- * line budgets, the mode check of key and PIN files. */
+ * line budgets, the mode check of key and PIN files, the text codecs of
+ * common/text.h (hex, percent, base64, HTTP dates, ETags). */
+#include <ctype.h>
 #include <errno.h>
 #include <setjmp.h>
 #include <stdbool.h>
@@ -24,7 +26,9 @@
 #include "store/cli/index.h"
 #include "common/conf.h"
 #include "common/log.h"
+#include "common/pkcs11.h"
 #include "common/pki.h"
+#include "common/text.h"
 #include "store/record.h"
 #include "store/store.h"
 
@@ -528,6 +532,176 @@ static void test_conf_ca_identity(void **state)
 	rmdir(dir);
 }
 
+static void test_hexval(void **state)
+{
+	(void)state;
+	static const char digits[] = "0123456789abcdef";
+	for (int i = 0; i < 16; i++) {
+		assert_int_equal(vg_hexval(digits[i]), i);
+		assert_int_equal(vg_hexval(toupper((unsigned char)digits[i])), i);
+	}
+	int n = 0;
+	for (int ch = -1; ch < 256; ch++)
+		n += vg_hexval(ch) >= 0;
+	assert_int_equal(n, 22);
+	assert_int_equal(vg_hexval('g'), -1);
+	assert_int_equal(vg_hexval(':'), -1);
+	assert_int_equal(vg_hexval(0xc1), -1);
+}
+
+static void test_pct_decode(void **state)
+{
+	(void)state;
+	char out[64];
+	assert_int_equal(vg_pct_decode("MEow%2B%2F%3D", 13, out), 7);
+	assert_string_equal(out, "MEow+/=");
+	assert_int_equal(vg_pct_decode("a%2fb", 5, out), 3);
+	assert_string_equal(out, "a/b");
+	assert_int_equal(vg_pct_decode("plain+/=", 8, out), 8);
+	assert_string_equal(out, "plain+/=");
+	assert_int_equal(vg_pct_decode("", 0, out), 0);
+	assert_string_equal(out, "");
+	assert_int_equal(vg_pct_decode("%41", 3, out), 1);
+	assert_string_equal(out, "A");
+	assert_int_equal(vg_pct_decode("abc%41def%42", 12, out), 8);
+	assert_string_equal(out, "abcAdefB");
+	/* Only |len| bytes are read: an escape cut by the length is bad. */
+	assert_int_equal(vg_pct_decode("ab%41", 4, out), -1);
+	assert_int_equal(vg_pct_decode("bad%2", 5, out), -1);
+	assert_int_equal(vg_pct_decode("bad%", 4, out), -1);
+	assert_int_equal(vg_pct_decode("bad%zz", 6, out), -1);
+	assert_int_equal(vg_pct_decode("bad%2z", 6, out), -1);
+	assert_int_equal(vg_pct_decode("%%41", 4, out), -1);
+	/* %00 is an octet like the others: counted, so strlen tells it. */
+	assert_int_equal(vg_pct_decode("a%00b", 5, out), 3);
+	assert_memory_equal(out, "a\0b\0", 4);
+	assert_int_equal(strlen(out), 1);
+	/* Every octet round-trips. */
+	char in[3 * 256];
+	for (int i = 0; i < 256; i++)
+		snprintf(in + 3 * i, 4, "%%%02X", i);
+	char dec[3 * 256 + 1];
+	assert_int_equal(vg_pct_decode(in, sizeof(in), dec), 256);
+	for (int i = 0; i < 256; i++)
+		assert_int_equal((unsigned char)dec[i], i);
+}
+
+/* vg_b64_decode against OpenSSL's encoder, for every length up to 3 x 17
+ * octets, both alphabets, with and without padding; and what it refuses. */
+static void test_b64_decode(void **state)
+{
+	(void)state;
+	uint8_t in[51], out[80];
+	char enc[80];
+	for (size_t n = 0; n <= sizeof(in); n++) {
+		for (size_t i = 0; i < n; i++)
+			in[i] = (uint8_t)(i * 89 + n * 7 + 0xf0);
+		int el = EVP_EncodeBlock((unsigned char *)enc, in, (int)n);
+		assert_int_equal(el % 4, 0);
+		for (int form = 0; form < 4; form++) {
+			char e[80];
+			size_t l = (size_t)el;
+			memcpy(e, enc, l);
+			if (form & 1) /* URL-safe */
+				for (size_t i = 0; i < l; i++)
+					e[i] = e[i] == '+' ? '-' : e[i] == '/' ? '_' : e[i];
+			if (form & 2) /* unpadded */
+				while (l && e[l - 1] == '=')
+					l--;
+			memset(out, 0, sizeof(out));
+			assert_int_equal(vg_b64_decode(e, l, out), (ssize_t)n);
+			assert_memory_equal(out, in, n);
+		}
+	}
+	assert_int_equal(vg_b64_decode("QUJD", 4, out), 3);
+	assert_memory_equal(out, "ABC", 3);
+	assert_int_equal(vg_b64_decode("+/-_", 4, out), 3); /* the alphabets mixed */
+	assert_memory_equal(out, "\xfb\xff\xbf", 3);
+	assert_int_equal(vg_b64_decode("QUJDR", 5, out), -1); /* one digit left over */
+	assert_int_equal(vg_b64_decode("QU.D", 4, out), -1);
+	assert_int_equal(vg_b64_decode("QU=D", 4, out), -1);
+	assert_int_equal(vg_b64_decode("QUJD\x80"
+				       "AAA",
+				       8, out),
+			 -1);
+	assert_int_equal(vg_b64_decode("QUJDRA%3D", 9, out), -1);
+	assert_int_equal(vg_b64_decode("QUJDRA", 6, out), 4);
+	assert_memory_equal(out, "ABCD", 4);
+	assert_int_equal(vg_b64_decode("", 0, out), 0);
+	assert_int_equal(vg_b64_decode("====", 4, out), 0);
+}
+
+static void test_http_date(void **state)
+{
+	(void)state;
+	char buf[40];
+	vg_http_date(0, buf, sizeof(buf));
+	assert_string_equal(buf, "Thu, 01 Jan 1970 00:00:00 GMT");
+	vg_http_date(784111777, buf, sizeof(buf)); /* RFC 9110's example */
+	assert_string_equal(buf, "Sun, 06 Nov 1994 08:49:37 GMT");
+	vg_http_date(4102444799, buf, sizeof(buf));
+	assert_string_equal(buf, "Thu, 31 Dec 2099 23:59:59 GMT");
+	assert_int_equal(strlen(buf), 29);
+	vg_http_date(951782400, buf, sizeof(buf)); /* a leap day of a century */
+	assert_string_equal(buf, "Tue, 29 Feb 2000 00:00:00 GMT");
+	char small[10];
+	vg_http_date(0, small, sizeof(small)); /* cut, still a string */
+	assert_string_equal(small, "Thu, 01 J");
+}
+
+static void test_etag(void **state)
+{
+	(void)state;
+	char e[VG_ETAG_LEN];
+	/* SHA-256("abc"), FIPS 180-2's example, first 16 octets. */
+	vg_etag((const uint8_t *)"abc", 3, e);
+	assert_string_equal(e, "\"ba7816bf8f01cfea414140de5dae2223\"");
+	assert_int_equal(strlen(e) + 1, VG_ETAG_LEN);
+	vg_etag((const uint8_t *)"", 0, e);
+	assert_string_equal(e, "\"e3b0c44298fc1c149afbf4c8996fb924\"");
+	/* The piecewise form gives the same tag. */
+	uint8_t data[1000], md[32];
+	for (size_t i = 0; i < sizeof(data); i++)
+		data[i] = (uint8_t)(i * 31);
+	EVP_MD_CTX *ctx = EVP_MD_CTX_new();
+	assert_non_null(ctx);
+	assert_true(EVP_DigestInit_ex(ctx, EVP_sha256(), NULL));
+	assert_true(EVP_DigestUpdate(ctx, data, 300));
+	assert_true(EVP_DigestUpdate(ctx, data + 300, sizeof(data) - 300));
+	assert_true(EVP_DigestFinal_ex(ctx, md, NULL));
+	EVP_MD_CTX_free(ctx);
+	char e2[VG_ETAG_LEN];
+	vg_etag(data, sizeof(data), e);
+	vg_etag_from_sha256(md, e2);
+	assert_string_equal(e, e2);
+}
+
+/* The pkcs11: URI's %-escapes go through vg_pct_decode; an escaped NUL or
+ * a bad escape in a value Vigil reads is refused before any module loads. */
+static void test_pkcs11_uri_escapes(void **state)
+{
+	(void)state;
+	char err[400];
+	EVP_PKEY *k = NULL;
+	static const char *const bad[] = {
+	    "pkcs11:token=t;module-path=/no/such%00.so",
+	    "pkcs11:token=t;module-path=/no/such%2",
+	    "pkcs11:token=t?pin-source=file:/x%zz",
+	    "pkcs11:token=t?pin-source=%00",
+	};
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		err[0] = '\0';
+		assert_int_equal(vg_pkcs11_load_key(bad[i], &k, err, sizeof(err)), -EINVAL);
+		assert_null(k);
+		assert_non_null(strstr(err, "bad %-escape"));
+	}
+	/* A good escape is decoded: the module named is /no/such module.so. */
+	assert_true(vg_pkcs11_load_key("pkcs11:token=t;module-path=/no/such%20module.so", &k,
+				       err, sizeof(err)) < 0);
+	assert_null(k);
+	assert_null(strstr(err, "bad %-escape"));
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -542,6 +716,12 @@ int main(void)
 	    cmocka_unit_test(test_log_budget),
 	    cmocka_unit_test(test_secret_mode),
 	    cmocka_unit_test(test_conf_ca_identity),
+	    cmocka_unit_test(test_hexval),
+	    cmocka_unit_test(test_pct_decode),
+	    cmocka_unit_test(test_b64_decode),
+	    cmocka_unit_test(test_http_date),
+	    cmocka_unit_test(test_etag),
+	    cmocka_unit_test(test_pkcs11_uri_escapes),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
