@@ -236,3 +236,180 @@ bool der_add_time(struct der_buf *b, int64_t t, bool generalized)
 	v[n++] = 'Z';
 	return der_add_tlv(b, utc ? DER_UTCTIME : DER_GENERALIZEDTIME, v, n);
 }
+
+/* ---- The reader ---------------------------------------------------------------- */
+
+void vg_cbs_init(struct vg_cbs *cbs, const uint8_t *data, size_t len)
+{
+	cbs->p = data;
+	cbs->len = len;
+}
+
+const uint8_t *vg_cbs_data(const struct vg_cbs *cbs)
+{
+	return cbs->p;
+}
+
+size_t vg_cbs_len(const struct vg_cbs *cbs)
+{
+	return cbs->len;
+}
+
+bool vg_cbs_skip(struct vg_cbs *cbs, size_t len)
+{
+	if (len > cbs->len)
+		return false;
+	cbs->p += len;
+	cbs->len -= len;
+	return true;
+}
+
+bool vg_cbs_get_u8(struct vg_cbs *cbs, uint8_t *out)
+{
+	if (cbs->len < 1)
+		return false;
+	*out = cbs->p[0];
+	return vg_cbs_skip(cbs, 1);
+}
+
+bool vg_cbs_get_bytes(struct vg_cbs *cbs, struct vg_cbs *out, size_t len)
+{
+	if (len > cbs->len)
+		return false;
+	vg_cbs_init(out, cbs->p, len);
+	return vg_cbs_skip(cbs, len);
+}
+
+/* parse_header reads the header at the front of |cbs| without dropping it. */
+static bool parse_header(const struct vg_cbs *cbs, unsigned *tag, size_t *hdr_len,
+                         size_t *content_len)
+{
+	const uint8_t *p = cbs->p;
+	size_t n = cbs->len;
+	if (n < 2)
+		return false;
+	if ((p[0] & 0x1f) == 0x1f) /* a high tag number: nothing Vigil reads has one */
+		return false;
+	size_t len = p[1], hl = 2;
+	if (len & 0x80) {
+		size_t nb = len & 0x7f;
+		/* 0x80 is the indefinite length (BER); 0xff is reserved. */
+		if (nb == 0 || nb > sizeof(size_t) || nb > 8 || n - 2 < nb)
+			return false;
+		if (p[2] == 0) /* a leading zero octet: not the shortest form */
+			return false;
+		len = 0;
+		for (size_t i = 0; i < nb; i++)
+			len = len << 8 | p[2 + i];
+		if (len < 0x80) /* the short form was due */
+			return false;
+		hl += nb;
+	}
+	*tag = p[0];
+	*hdr_len = hl;
+	*content_len = len;
+	return true;
+}
+
+bool vg_cbs_get_asn1_header(struct vg_cbs *cbs, unsigned *out_tag, size_t *out_header_len,
+                            size_t *out_content_len)
+{
+	unsigned tag;
+	size_t hl, len;
+	if (!parse_header(cbs, &tag, &hl, &len))
+		return false;
+	if (out_tag)
+		*out_tag = tag;
+	if (out_header_len)
+		*out_header_len = hl;
+	if (out_content_len)
+		*out_content_len = len;
+	return vg_cbs_skip(cbs, hl);
+}
+
+bool vg_cbs_get_any_asn1_element(struct vg_cbs *cbs, struct vg_cbs *out, unsigned *out_tag,
+                                 size_t *out_header_len)
+{
+	unsigned tag;
+	size_t hl, len;
+	if (!parse_header(cbs, &tag, &hl, &len) || len > cbs->len - hl)
+		return false;
+	if (out_tag)
+		*out_tag = tag;
+	if (out_header_len)
+		*out_header_len = hl;
+	return vg_cbs_get_bytes(cbs, out, hl + len);
+}
+
+/* get_asn1 reads the next element of |tag|: |out| is its content, or the
+ * whole element with |with_header|. */
+static bool get_asn1(struct vg_cbs *cbs, struct vg_cbs *out, unsigned tag, bool with_header)
+{
+	struct vg_cbs c = *cbs, el;
+	unsigned t;
+	size_t hl;
+	if (!vg_cbs_get_any_asn1_element(&c, &el, &t, &hl) || t != tag)
+		return false;
+	if (out) {
+		*out = el;
+		if (!with_header)
+			vg_cbs_skip(out, hl);
+	}
+	*cbs = c;
+	return true;
+}
+
+bool vg_cbs_get_asn1(struct vg_cbs *cbs, struct vg_cbs *out, unsigned tag)
+{
+	return get_asn1(cbs, out, tag, false);
+}
+
+bool vg_cbs_get_asn1_element(struct vg_cbs *cbs, struct vg_cbs *out, unsigned tag)
+{
+	return get_asn1(cbs, out, tag, true);
+}
+
+bool vg_cbs_skip_asn1(struct vg_cbs *cbs, unsigned tag)
+{
+	return get_asn1(cbs, NULL, tag, false);
+}
+
+bool vg_cbs_peek_asn1_tag(const struct vg_cbs *cbs, unsigned tag)
+{
+	return cbs->len >= 1 && cbs->p[0] == tag;
+}
+
+bool vg_cbs_get_optional_asn1(struct vg_cbs *cbs, struct vg_cbs *out, bool *present, unsigned tag)
+{
+	*present = false;
+	if (!vg_cbs_peek_asn1_tag(cbs, tag))
+		return true;
+	if (!get_asn1(cbs, out, tag, false))
+		return false;
+	*present = true;
+	return true;
+}
+
+bool vg_cbs_get_asn1_uint64(struct vg_cbs *cbs, uint64_t *out)
+{
+	struct vg_cbs c = *cbs, v;
+	if (!vg_cbs_get_asn1(&c, &v, DER_INTEGER) || v.len == 0)
+		return false;
+	const uint8_t *b = v.p;
+	if (b[0] & 0x80) /* negative */
+		return false;
+	if (v.len > 1 && b[0] == 0 && !(b[1] & 0x80)) /* not minimal */
+		return false;
+	if (b[0] == 0) {
+		b++;
+		v.len--;
+	}
+	if (v.len > 8)
+		return false;
+	uint64_t x = 0;
+	for (size_t i = 0; i < v.len; i++)
+		x = x << 8 | b[i];
+	*out = x;
+	*cbs = c;
+	return true;
+}

@@ -2,6 +2,10 @@
 #pragma once
 
 /*
+ * DER, written and read: the writer (struct der_buf, below first) and the
+ * ONE bounded reader (struct vg_cbs, below second) that every piece of
+ * hand-read DER in Vigil goes through.
+ *
  * A small, bounded DER writer in the style of BoringSSL's CBB, for the two
  * places Vigil writes DER itself: CRLs of millions of entries, which are
  * streamed rather than built as OpenSSL objects, and the responder's signed
@@ -117,3 +121,99 @@ size_t der_put_hdr(uint8_t *out, unsigned tag, size_t content_len);
 /* der_gmtime splits |t| into calendar fields. Returns false for years
  * outside 0 to 9999. */
 bool der_gmtime(int64_t t, int *year, int *mon, int *day, int *hour, int *min, int *sec);
+
+/* ---- The reader ---------------------------------------------------------------- */
+
+/*
+ * The one bounded DER reader, in the style of BoringSSL's CBS
+ * (include/openssl/bytestring.h): a struct vg_cbs is a view of bytes that
+ * the reader consumes from the front. It borrows; it never allocates, never
+ * recurses and never reads outside [p, p + len). Each function returns true
+ * on success, as CBS does; on failure |cbs| is left as it was (the outputs
+ * are then undefined), and the caller converts to -errno:
+ *
+ *     if (!vg_cbs_get_asn1(&c, &seq, DER_SEQUENCE)) return -EBADMSG;
+ *
+ * The caller loops over a SEQUENCE's elements, branches on CHOICEs and
+ * OPTIONALs (vg_cbs_peek_asn1_tag), and checks for trailing data
+ * (vg_cbs_len() == 0). Incoming DER that Vigil acts on as a whole is still
+ * parsed by OpenSSL; this reader is for the places where a few fields are
+ * picked out of DER that is large or already parsed:
+ *
+ *  - crlgen/publish.c reads the headers of a published CRL with pread to find
+ *    its crlExtensions without reading its entries (vg_cbs_get_asn1_header);
+ *  - responder/http.c reads thisUpdate and nextUpdate from the first bytes of
+ *    a CRL file (vg_cbs_get_asn1_header for the CertificateList and the
+ *    tbsCertList, whose ends are not in the buffer, then vg_cbs_get_asn1 and
+ *    vg_cbs_get_any_asn1_element for the fields before them): its own
+ *    der_hdr/der_tlv go;
+ *  - responder/ocsp.c's certid_reparses checks a CertID's hash algorithm.
+ *
+ * Tags are the identifier octet, as the writer's DER_* constants: class,
+ * constructed bit and a tag number below 31. What DER forbids is refused:
+ * high tag numbers (0x1f form), the indefinite length (0x80), a long-form
+ * length below 128 or with a leading zero octet, a length that does not fit
+ * in a size_t. tests/fuzz/fuzz_der.c fuzzes it.
+ */
+
+struct vg_cbs {
+	const uint8_t *p;
+	size_t len;
+};
+
+/* vg_cbs_init sets |cbs| to the |len| bytes at |data|. It does not take
+ * ownership of |data|. */
+void vg_cbs_init(struct vg_cbs *cbs, const uint8_t *data, size_t len);
+
+/* vg_cbs_data returns where the rest of |cbs| starts; vg_cbs_len how many
+ * bytes are left. */
+const uint8_t *vg_cbs_data(const struct vg_cbs *cbs);
+size_t vg_cbs_len(const struct vg_cbs *cbs);
+
+/* vg_cbs_skip drops |len| bytes from the front of |cbs|. */
+bool vg_cbs_skip(struct vg_cbs *cbs, size_t len);
+
+/* vg_cbs_get_u8 takes one octet. */
+bool vg_cbs_get_u8(struct vg_cbs *cbs, uint8_t *out);
+
+/* vg_cbs_get_bytes sets |out| to the next |len| bytes and drops them. */
+bool vg_cbs_get_bytes(struct vg_cbs *cbs, struct vg_cbs *out, size_t len);
+
+/* vg_cbs_get_asn1_header reads the identifier and length octets of the
+ * element at the front of |cbs| and drops them only: |cbs| then starts at
+ * the element's content, which need NOT be all there (a caller holding the
+ * head of a large element reads on, or preads it). |*out_tag| is the
+ * identifier octet, |*out_header_len| the size of the header and
+ * |*out_content_len| the length it declares. Fails when the header itself is
+ * cut or is not DER. Any output may be NULL. */
+bool vg_cbs_get_asn1_header(struct vg_cbs *cbs, unsigned *out_tag, size_t *out_header_len,
+                            size_t *out_content_len);
+
+/* vg_cbs_get_any_asn1_element sets |out| to the whole next element (header
+ * and content) and drops it from |cbs|; |*out_tag| and |*out_header_len| as
+ * above (either may be NULL). Fails when the content is not all in |cbs|. */
+bool vg_cbs_get_any_asn1_element(struct vg_cbs *cbs, struct vg_cbs *out, unsigned *out_tag,
+                                 size_t *out_header_len);
+
+/* vg_cbs_get_asn1 sets |out| to the content of the next element, which must
+ * have |tag|, and drops the element from |cbs|. vg_cbs_get_asn1_element does
+ * the same with |out| the whole element, header included. */
+bool vg_cbs_get_asn1(struct vg_cbs *cbs, struct vg_cbs *out, unsigned tag);
+bool vg_cbs_get_asn1_element(struct vg_cbs *cbs, struct vg_cbs *out, unsigned tag);
+
+/* vg_cbs_skip_asn1 drops the next element, which must have |tag|. */
+bool vg_cbs_skip_asn1(struct vg_cbs *cbs, unsigned tag);
+
+/* vg_cbs_peek_asn1_tag tells whether the next element's identifier octet is
+ * |tag|, without reading further (false on an empty |cbs|). */
+bool vg_cbs_peek_asn1_tag(const struct vg_cbs *cbs, unsigned tag);
+
+/* vg_cbs_get_optional_asn1 reads an OPTIONAL element: when the next one has
+ * |tag|, |out| is set to its content (|out| may be NULL) and |*present| to
+ * true; otherwise |*present| is false and nothing is read. Fails only on an
+ * element of |tag| that does not parse. */
+bool vg_cbs_get_optional_asn1(struct vg_cbs *cbs, struct vg_cbs *out, bool *present, unsigned tag);
+
+/* vg_cbs_get_asn1_uint64 reads an INTEGER that is non-negative, minimally
+ * encoded and below 2^64. */
+bool vg_cbs_get_asn1_uint64(struct vg_cbs *cbs, uint64_t *out);

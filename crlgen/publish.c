@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 #include "crlgen/publish.h"
+#include "common/der.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -221,10 +222,11 @@ uint64_t pub_max_numbered(int dirfd, const char *ca)
 }
 
 /* hdr_at reads the DER header at |off| of |fd|, whose element must end by
- * |end|: its tag, and where its content starts and how long it is. */
+ * |end|: its tag, and where its content starts and how long it is. Only the
+ * header is read (with pread); common/der.h's reader judges it. */
 static int hdr_at(int fd, uint64_t off, uint64_t end, uint8_t *tag, uint64_t *coff, uint64_t *clen)
 {
-	uint8_t h[10];
+	uint8_t h[10]; /* tag, length octet and at most 8 length octets */
 	if (off >= end)
 		return -EBADMSG;
 	size_t want = end - off < sizeof(h) ? (size_t)(end - off) : sizeof(h);
@@ -233,23 +235,14 @@ static int hdr_at(int fd, uint64_t off, uint64_t end, uint8_t *tag, uint64_t *co
 		;
 	if (got < 0)
 		return -errno;
-	/* High tag numbers and indefinite lengths are not DER of a CRL. */
-	if (got < 2 || (h[0] & 0x1f) == 0x1f || h[1] == 0x80)
+	struct vg_cbs c;
+	vg_cbs_init(&c, h, (size_t)got);
+	unsigned t;
+	size_t hl, len;
+	/* High tag numbers, indefinite and non-minimal lengths are not DER. */
+	if (!vg_cbs_get_asn1_header(&c, &t, &hl, &len) || len > end - off - hl)
 		return -EBADMSG;
-	uint64_t len = h[1];
-	size_t hl = 2;
-	if (h[1] & 0x80) {
-		size_t n = h[1] & 0x7f;
-		if (n > 8 || (size_t)got < 2 + n)
-			return -EBADMSG;
-		len = 0;
-		for (size_t i = 0; i < n; i++)
-			len = len << 8 | h[2 + i];
-		hl += n;
-	}
-	if (len > end - off - hl)
-		return -EBADMSG;
-	*tag = h[0];
+	*tag = (uint8_t)t;
 	*coff = off + hl;
 	*clen = len;
 	return 0;
@@ -269,11 +262,11 @@ static int crl_number_at(int fd, uint64_t size, BIGNUM **out)
 	int rc = hdr_at(fd, 0, size, &tag, &off, &len);
 	if (rc < 0)
 		return rc;
-	if (tag != 0x30)
+	if (tag != DER_SEQUENCE)
 		return -EBADMSG;
 	if ((rc = hdr_at(fd, off, off + len, &tag, &off, &len)) < 0)
 		return rc;
-	if (tag != 0x30)
+	if (tag != DER_SEQUENCE)
 		return -EBADMSG;
 	uint64_t end = off + len;
 	while (off < end) {
@@ -281,7 +274,7 @@ static int crl_number_at(int fd, uint64_t size, BIGNUM **out)
 		if ((rc = hdr_at(fd, off, end, &tag, &coff, &clen)) < 0)
 			return rc;
 		off = coff + clen;
-		if (tag != 0xa0) /* crlExtensions [0] EXPLICIT */
+		if (tag != DER_CTX_CONS(0)) /* crlExtensions [0] EXPLICIT */
 			continue;
 		if (clen > MAX_CRL_EXTENSIONS)
 			return -EBADMSG;
