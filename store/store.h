@@ -11,10 +11,25 @@
  * includes lmdb.h.
  *
  * Errors: every int-returning function returns 0 on success or a negative
- * errno: -ENOENT not found, -EINVAL bad argument, -ENOSPC disk or map full,
- * -EPROTO store created by an incompatible schema, -ENODATA not initialised,
- * -EUCLEAN a damaged data file (vg_store_open), -EIO anything else LMDB
- * reports (logged once where it happens).
+ * errno, one code per meaning; the raw LMDB code stays inside the library
+ * (mapped in one place, env_err):
+ *   -ENOENT   not found
+ *   -EINVAL   bad argument
+ *   -ENOSPC   the disk is full, or the map could not grow further
+ *   -ENOMEM   out of memory
+ *   -EPROTO   store created by an incompatible schema (or LMDB version)
+ *   -ENODATA  not initialised
+ *   -EUCLEAN  a damaged data file (vg_store_open, see vg_store_damage)
+ *   -EROFS    a read-only open that cannot register in the lock file, or a
+ *             write through a read-only handle
+ *   -EACCES   no permission on the store's files
+ *   -EPERM    vg_store_release of a certificate not on hold
+ *   -EEXIST   a new CA whose id another CA's name already has
+ *   -EBADMSG  a corrupt record (logged)
+ *   -EIO      anything else LMDB reports (logged once where it happens)
+ * Never -EAGAIN: a map another process grew is followed inside the library,
+ * and another writer getting in between the commits of a bulk write is
+ * handled there too (internal.h).
  *
  * Ownership: results are copied into caller-owned structs; no pointer into
  * the memory map leaves store/.

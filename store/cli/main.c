@@ -254,7 +254,7 @@ static int cmd_init(struct ctx *c, int argc, char **argv)
 
 /* ---- import-index ------------------------------------------------------- */
 
-/* cert_not_before reads DIR/SERIAL.pem and returns its notBefore. */
+/* cert_times reads the notBefore and notAfter of |x|. */
 static bool cert_times(X509 *x, int64_t *nb, int64_t *na)
 {
 	struct tm tm;

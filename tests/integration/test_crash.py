@@ -210,7 +210,7 @@ def run_trials(tr, template, tmp, ca, pre, post, args, prior, marker, tl):
         f"{tr.name}: in {tr.flag_trials} of {TRIALS} trials, re-running the killed revoke "
         f"dropped the not_issued flag ({tr.flag_lost} serials in all) of serials that an "
         "earlier, committed batch had recorded: revoking a serial that is "
-        "recorded as not issued clears the flag (store.c merge() takes a revoke as 'seen as "
+        "recorded as not issued clears the flag (rules.c rules_merge() takes a revoke as 'seen as "
         "issued'); see test_store.py::test_revoke_twice_keeps_not_issued")
 
 

@@ -392,7 +392,7 @@ def test_revoke_twice_keeps_not_issued(synth, tmp_path):
     c = st.counter()
     out = st.ok("revoke", "rsa1", "DEADBEEF", "--time", T2)
     assert st.status("rsa1", "DEADBEEF") == want, \
-        "a second revoke of a not-issued serial dropped the not_issued flag (store.c merge())"
+        "a second revoke of a not-issued serial dropped the not_issued flag (rules.c rules_merge())"
     summary_of(out, unchanged=1, commits=0)
     assert st.counter() == c
     f = tmp_path / "list.txt"
@@ -413,7 +413,7 @@ def test_release_never_makes_a_not_issued_serial_good(synth):
     r = st.run("release", "rsa1", "BADC0DE", check=False)
     status = st.status("rsa1", "BADC0DE")
     assert status != "0BADC0DE good", (
-        "release of a hold on a serial never seen as issued left it good (store.c release_fn "
+        "release of a hold on a serial never seen as issued left it good (write.c release_fn "
         f"keeps the record, status good, flag not_issued; the responder answers good); "
         f"release exited {r.returncode}")
     if r.returncode != 0:
