@@ -524,19 +524,15 @@ struct item {
  * are parsed to make sure, as OCSP_basic_add1_status's OCSP_CERTID_dup did. */
 static bool certid_reparses(const uint8_t *der, size_t len)
 {
-	/* SEQUENCE { SEQUENCE { OID [NULL] } ...: short lengths but the outer. */
-	size_t o = 2;
-	if (len > 2 && der[1] > 0x80)
-		o += der[1] & 0x7f;
-	if (len >= o + 4 && der[o] == DER_SEQUENCE && der[o + 1] < 0x80 && der[o + 2] == DER_OID &&
-	    der[o + 3] < 0x80) {
-		size_t alg = der[o + 1], oid = der[o + 3];
-		if (alg >= 2 + oid && o + 2 + alg <= len) {
-			size_t at = o + 4 + oid, rest = alg - 2 - oid;
-			if (rest == 0 || (rest == 2 && der[at] == DER_NULL && der[at + 1] == 0))
-				return true;
-		}
-	}
+	/* The usual CertID needs no parse: SEQUENCE { SEQUENCE { OID [NULL] } ... }
+	 * (common/der.h's reader). */
+	struct vg_cbs c, cid, alg, oid, null;
+	vg_cbs_init(&c, der, len);
+	if (vg_cbs_get_asn1(&c, &cid, DER_SEQUENCE) && vg_cbs_len(&c) == 0 &&
+	    vg_cbs_get_asn1(&cid, &alg, DER_SEQUENCE) && vg_cbs_get_asn1(&alg, &oid, DER_OID) &&
+	    (vg_cbs_len(&alg) == 0 || (vg_cbs_get_asn1(&alg, &null, DER_NULL) &&
+	                               vg_cbs_len(&null) == 0 && vg_cbs_len(&alg) == 0)))
+		return true;
 	const unsigned char *q = der;
 	OCSP_CERTID *id = d2i_OCSP_CERTID(NULL, &q, (long)len);
 	OCSP_CERTID_free(id);
