@@ -202,8 +202,8 @@ MUTANTS = [
     m("crlgen.invalidity_dropped", "crlgen/crlgen.c",
       "\te->has_invalidity = c->flags & VG_CERT_HAS_INVALIDITY;", "\te->has_invalidity = false;",
       "the invalidity date is left out of CRL entries"),
-    # ---- store/common/conf.c: what a configuration may say (issue 11) ------------------
-    m("conf.same_identity_accepted", "store/common/conf.c",
+    # ---- common/conf.c: what a configuration may say (issue 11) ------------------------
+    m("conf.same_identity_accepted", "common/conf.c",
       "\t\t\t    !same_key(x[i], x[j]))\n\t\t\t\tcontinue;",
       "\t\t\t    !same_key(x[i], x[j]) || 1)\n\t\t\t\tcontinue;",
       "two [ca] sections with the same subject and key loaded: every CertID matches the "

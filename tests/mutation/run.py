@@ -50,11 +50,10 @@ SUITES = {
               ("test_responder.py", RESPONDER_SLOW)],
     "conf": [("test_config_checks.py", None), ("test_survivors.py", None)],
 }
-# The build targets the suites need (not the fuzz targets, which compile
-# the responder's sources a second time).
-TARGETS = ["vigil-store", "vigil-responder", "vigil-crlgen", "test_store", "test_util",
-           "test_points", "test_responder_cache", "test_responder_http",
-           "test_responder_encode", "test_der", "test_crl", "test_crl_publish"]
+# The build targets the suites need: the programs and the unit tests, read
+# from the build (run.py --list-targets), not the fuzz targets (which compile
+# the responder's sources a second time) nor the benchmarks.
+SKIP_TARGETS = ("fuzz_", "bench")
 
 
 def sh(cmd, timeout=None, cwd=None, env=None):
@@ -88,8 +87,23 @@ class Tree:
         if rc != 0:
             raise SystemExit(f"meson setup failed:\n{out}")
 
+    def targets(self):
+        """The executables to build, as `meson compile` names them."""
+        import json
+        r = subprocess.run(["meson", "introspect", "--targets", str(self.build)],
+                           capture_output=True, text=True, check=True)
+        out = []
+        for t in json.loads(r.stdout):
+            if t["type"] != "executable" or t["name"].startswith(SKIP_TARGETS):
+                continue
+            d = os.path.relpath(os.path.dirname(t["defined_in"]), str(self.src))
+            out.append(t["name"] if d == "." else f"{d}/{t['name']}")
+        return sorted(out)
+
     def compile(self, timeout=600):
-        return sh(["meson", "compile", "-C", str(self.build)] + TARGETS, timeout=timeout)
+        if not hasattr(self, "_targets"):
+            self._targets = self.targets()
+        return sh(["meson", "compile", "-C", str(self.build)] + self._targets, timeout=timeout)
 
     def run_units(self, timeout):
         return sh(["meson", "test", "-C", str(self.build), "--no-rebuild", "--suite", "unit",
