@@ -28,7 +28,7 @@
  * snapshot is older than the last applied change may have read a status that
  * is already stale, so its answers are not inserted.
  */
-#include "responder/resp.h"
+#include "responder/cache.h"
 #include "common/log.h"
 
 #include <endian.h>
@@ -345,14 +345,21 @@ static void trim_chain(_Atomic(struct centry *) *bucket, bool raw)
 	}
 }
 
-void cache_put(uint64_t snapshot, const struct centry *tmpl, const uint8_t *certid,
-               const uint8_t *der, const uint8_t *req)
+static cache_note_fn note_fn;
+
+void cache_set_note(cache_note_fn fn)
+{
+	note_fn = fn;
+}
+
+const struct centry *cache_put(uint64_t snapshot, const struct centry *tmpl, const uint8_t *certid,
+                               const uint8_t *der, const uint8_t *req)
 {
 	if (C.max == 0)
-		return;
+		return NULL;
 	struct centry *e = malloc(sizeof(*e) + tmpl->certid_len + tmpl->der_len + tmpl->req_len);
 	if (!e)
-		return;
+		return NULL;
 	*e = *tmpl;
 	e->hash = key_hash(e->ca_id, &e->serial);
 	e->rhash = e->req_len ? bytes_hash(req, e->req_len) : 0;
@@ -360,12 +367,15 @@ void cache_put(uint64_t snapshot, const struct centry *tmpl, const uint8_t *cert
 	memcpy(e->data + e->certid_len, der, e->der_len);
 	if (e->req_len)
 		memcpy(e->data + e->certid_len + e->der_len, req, e->req_len);
+	memset(e->note, 0, sizeof(e->note));
+	if (note_fn)
+		note_fn(e, e->note);
 	pthread_mutex_lock(&C.lock);
 	if (!C.have_applied || snapshot < C.applied) {
 		/* Read from a snapshot older than changes already applied. */
 		pthread_mutex_unlock(&C.lock);
 		free(e);
-		return;
+		return NULL;
 	}
 	/* Replace an older answer for the same CertID. */
 	_Atomic(struct centry *) *bucket = &C.b[e->hash & (C.nb - 1)];
@@ -404,6 +414,7 @@ void cache_put(uint64_t snapshot, const struct centry *tmpl, const uint8_t *cert
 		atomic_store_explicit(rbucket, e, memory_order_release);
 	}
 	pthread_mutex_unlock(&C.lock);
+	return e;
 }
 
 static void invalidate(uint32_t ca_id, const struct vg_serial *serial)

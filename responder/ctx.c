@@ -1,8 +1,11 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* Configuration snapshots: CA certificates, signers and precomputed CertID hashes. */
-#include "responder/resp.h"
+#include "responder/ctx.h"
+#include "responder/metrics.h"
+#include "responder/ocsp.h"
 #include "common/log.h"
 #include "common/pki.h"
+#include "common/signer.h"
 #include "common/der.h"
 
 #include <errno.h>
@@ -83,44 +86,11 @@ out:
  * (ASN1_item_sign_ctx) writes for |ca|'s key and digest. */
 static int rca_sigalg(struct rca *ca)
 {
-	int kid = EVP_PKEY_get_base_id(ca->key);
-	int rc = -EINVAL;
-	if (EVP_PKEY_get0_provider(ca->key)) {
-		/* A provider key: the provider says, as it does to OpenSSL. */
-		EVP_MD_CTX *m = EVP_MD_CTX_new();
-		EVP_PKEY_CTX *pctx = NULL;
-		OSSL_PARAM p[2] = {
-		    OSSL_PARAM_construct_octet_string(OSSL_SIGNATURE_PARAM_ALGORITHM_ID,
-		                                      ca->sigalg_der, sizeof(ca->sigalg_der)),
-		    OSSL_PARAM_construct_end()};
-		if (m &&
-		    EVP_DigestSignInit_ex(m, &pctx, ca->md ? EVP_MD_get0_name(ca->md) : NULL, NULL,
-		                          NULL, ca->key, NULL) > 0 &&
-		    EVP_PKEY_CTX_get_params(pctx, p) > 0 && p[0].return_size > 0 &&
-		    p[0].return_size <= sizeof(ca->sigalg_der)) {
-			ca->sigalg_len = p[0].return_size;
-			rc = 0;
-		}
-		EVP_MD_CTX_free(m);
-		return rc;
-	}
-	/* An engine key (pkcs11): OpenSSL's table, with the NULL parameters
-	 * RSA's PKCS#1 v1.5 signatures carry (ASN1_PKEY_SIGPARAM_NULL). */
-	int signid = NID_undef;
-	if (!ca->md || !OBJ_find_sigid_by_algs(&signid, EVP_MD_get_type(ca->md), kid))
-		return -EINVAL;
-	X509_ALGOR *alg = X509_ALGOR_new();
-	if (alg && X509_ALGOR_set0(alg, OBJ_nid2obj(signid),
-	                           kid == EVP_PKEY_RSA ? V_ASN1_NULL : V_ASN1_UNDEF, NULL)) {
-		int l = i2d_X509_ALGOR(alg, NULL);
-		unsigned char *q = ca->sigalg_der;
-		if (l > 0 && (size_t)l <= sizeof(ca->sigalg_der) && i2d_X509_ALGOR(alg, &q) == l) {
-			ca->sigalg_len = (size_t)l;
-			rc = 0;
-		}
-	}
-	X509_ALGOR_free(alg);
-	return rc;
+	ssize_t n = vg_signer_algid(ca->key, ca->md, ca->sigalg_der, sizeof(ca->sigalg_der));
+	if (n < 0)
+		return (int)n;
+	ca->sigalg_len = (size_t)n;
+	return 0;
 }
 
 /* rca_signing precomputes what every answer of |ca| carries (responderID,
@@ -271,16 +241,10 @@ static int rca_load(struct rctx *c, struct rca *ca, const struct vg_conf_ca *cc,
 	}
 	ca->not_after = (int64_t)timegm(&tm);
 	ca->signer_file = ca->delegated ? cc->ocsp_cert : cc->cert;
-	int kid = EVP_PKEY_get_base_id(ca->key);
-	if (kid == EVP_PKEY_ED25519 || kid == EVP_PKEY_ED448) {
-		ca->md = NULL;
-	} else {
-		ca->md = EVP_get_digestbyname(cc->digest ? cc->digest : "sha256");
-		if (!ca->md) {
-			snprintf(err, errlen, "[ca %s] digest %s unavailable", cc->name,
-			         cc->digest);
-			return -EINVAL;
-		}
+	/* The key and digest policy is crlgen's too (common/signer.h). */
+	if ((rc = vg_signer_policy(ca->key, cc->digest, &ca->md, e, sizeof(e))) < 0) {
+		snprintf(err, errlen, "[ca %s] ocsp_key %s: %s", cc->name, cc->ocsp_key, e);
+		return rc;
 	}
 	rc = rca_signing(ca, err, errlen);
 	ERR_clear_error();

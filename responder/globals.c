@@ -1,10 +1,10 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
- * The responder's process-wide state (declared in resp.h). Here rather than
+ * The responder's process-wide state (declared in worker.h). Here rather than
  * in main.c so that the unit tests and fuzz targets, which have their own
  * main(), link the same definitions.
  */
-#include "responder/resp.h"
+#include "responder/worker.h"
 
 struct worker *g_workers;
 int g_nworkers;

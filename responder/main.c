@@ -1,6 +1,10 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* vigil-responder: OCSP over HTTP/1.1 (and CRL download) from the Vigil status store. */
-#include "responder/resp.h"
+#include "responder/worker.h"
+#include "responder/cache.h"
+#include "responder/ctx.h"
+#include "responder/ocsp.h"
+#include "responder/routes.h"
 #include "common/log.h"
 
 #include <dirent.h>
@@ -507,6 +511,7 @@ int main(int argc, char **argv)
 		fprintf(stderr, "vigil-responder: %s\n", err);
 		goto fail;
 	}
+	routes_init();
 	if (cache_init(CACHE_ENTRIES, g_nworkers) < 0) {
 		fprintf(stderr, "vigil-responder: out of memory\n");
 		goto fail;

@@ -1,6 +1,8 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* Prometheus text exposition of the per-worker counters. */
-#include "responder/resp.h"
+#include "responder/metrics.h"
+#include "responder/ocsp.h"
+#include "responder/worker.h"
 
 #include <pthread.h>
 #include <stdarg.h>

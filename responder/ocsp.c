@@ -1,7 +1,9 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
- * OCSP: request -> CertIDs -> store -> signed BasicOCSPResponse, with a
- * per-worker cache of signed single answers.
+ * OCSP: request -> CertIDs -> store -> signed BasicOCSPResponse, with the
+ * shared cache of signed single answers (cache.c). An answer is its DER and its
+ * validity (producedAt, thisUpdate, nextUpdate); what HTTP makes of them is
+ * routes.c's.
  *
  * Incoming DER is parsed by OpenSSL (d2i_OCSP_REQUEST). Answers are written
  * by hand with the bounded DER writer of common/der.c (RFC 6960 §4.2.1),
@@ -19,7 +21,9 @@
  * CertID the client sent (hash algorithm and its parameters encoding
  * included).
  */
-#include "responder/resp.h"
+#include "responder/ocsp.h"
+#include "responder/cache.h"
+#include "responder/worker.h"
 #include "common/der.h"
 #include "common/log.h"
 
@@ -727,28 +731,6 @@ int64_t ocsp_refresh_at(int64_t this_update, int64_t validity, int percent)
 	return at < limit ? at : limit;
 }
 
-static void make_etag(const uint8_t *der, size_t len, char *out)
-{
-	unsigned char md[32];
-	unsigned n = 0;
-	EVP_Digest(der, len, md, &n, EVP_sha256(), NULL);
-	out[0] = '"';
-	for (int i = 0; i < 16; i++)
-		snprintf(out + 1 + 2 * i, 3, "%02x", md[i]);
-	out[33] = '"';
-	out[34] = '\0';
-}
-
-/* make_hdrs writes the GET cache headers that do not change until nextUpdate. */
-static void make_hdrs(struct answer *a)
-{
-	char lm[40], ex[40];
-	http_date((time_t)a->this_update, lm, sizeof(lm));
-	http_date((time_t)a->next_update, ex, sizeof(ex));
-	snprintf(a->hdrs, sizeof(a->hdrs), "Last-Modified: %s\r\nExpires: %s\r\nETag: %s\r\n", lm,
-	         ex, a->etag);
-}
-
 static void answer_from_entry(struct worker *w, const struct centry *e, struct answer *out)
 {
 	m_add(&w->m.cache_hit, 1);
@@ -758,10 +740,10 @@ static void answer_from_entry(struct worker *w, const struct centry *e, struct a
 	out->len = e->der_len;
 	out->owned = false;
 	out->cacheable = true;
+	out->produced_at = e->produced_at;
 	out->this_update = e->this_update;
 	out->next_update = e->next_update;
-	memcpy(out->etag, e->etag, sizeof(out->etag));
-	memcpy(out->hdrs, e->hdrs, sizeof(out->hdrs));
+	out->note = e->note;
 }
 
 void ocsp_answer(struct worker *w, const uint8_t *req_der, size_t len, struct answer *out)
@@ -899,15 +881,12 @@ void ocsp_answer(struct worker *w, const uint8_t *req_der, size_t len, struct an
 	out->len = dlen;
 	out->owned = true;
 	out->cacheable = nonce == 0;
+	/* As ocsp_build wrote them: producedAt and thisUpdate now, nextUpdate
+	 * capped at the signer's notAfter (and so are Expires, max-age and the
+	 * cache's keeping of it). */
+	out->produced_at = now;
 	out->this_update = now;
-	/* As ocsp_build wrote it: capped at the signer's notAfter, and so are
-	 * Expires, max-age and the cache's keeping of it. */
 	out->next_update = ocsp_next_update(ca, now);
-	if (out->cacheable) {
-		/* Only answers that may be cached need their HTTP validators. */
-		make_etag(der, dlen, out->etag);
-		make_hdrs(out);
-	}
 	if (use_cache) {
 		struct centry t;
 		memset(&t, 0, sizeof(t));
@@ -915,6 +894,7 @@ void ocsp_answer(struct worker *w, const uint8_t *req_der, size_t len, struct an
 		t.serial = items[0].serial;
 		t.cr = (uint8_t)singles[0].st.cr;
 		t.slot = ca->slot;
+		t.produced_at = out->produced_at;
 		t.this_update = out->this_update;
 		t.next_update = out->next_update;
 		t.refresh_at = ocsp_refresh_at(now, validity, w->ctx->conf.refresh_percent);
@@ -922,12 +902,11 @@ void ocsp_answer(struct worker *w, const uint8_t *req_der, size_t len, struct an
 		 * nextUpdate, so this one serves until its own. */
 		if (t.refresh_at > t.next_update)
 			t.refresh_at = t.next_update;
-		memcpy(t.etag, out->etag, sizeof(t.etag));
-		memcpy(t.hdrs, out->hdrs, sizeof(t.hdrs));
 		t.certid_len = (uint32_t)certid_len;
 		t.der_len = (uint32_t)dlen;
 		t.req_len = len <= REQ_CACHE_MAX ? (uint32_t)len : 0;
-		cache_put(w->counter, &t, certid, der, req_der);
+		const struct centry *e = cache_put(w->counter, &t, certid, der, req_der);
+		out->note = e ? e->note : NULL;
 	}
 done:
 	if (items != stack_items) {

@@ -9,7 +9,12 @@
  * committed revocation shows in the next answer at most one tick after its
  * commit.
  */
-#include "responder/resp.h"
+#include "responder/worker.h"
+#include "responder/cache.h"
+#include "responder/conn.h"
+#include "responder/crlfile.h"
+#include "responder/ocsp.h"
+#include "common/text.h"
 #include "common/log.h"
 
 #include <errno.h>
@@ -57,7 +62,7 @@ static void update_date(struct worker *w)
 	time_t now = time(NULL);
 	if (now != w->date_t) {
 		w->date_t = now;
-		http_date(now, w->date, sizeof(w->date));
+		vg_http_date(now, w->date, sizeof(w->date));
 	}
 }
 
@@ -88,14 +93,14 @@ static void on_tick(uv_timer_t *t)
 	cache_quiescent(w->idx);
 	update_date(w);
 	worker_log_flush(w, false);
-	http_tick(w);
+	conn_tick(w);
 	if (w->draining) {
 		if (!w->conns || uv_now(&w->loop) >= w->drain_deadline) {
-			http_close_all(w);
+			conn_close_all(w);
 			worker_stop_handles(w);
 			return;
 		}
-		http_drain(w);
+		conn_drain(w);
 	}
 	store_refresh(w);
 	uint64_t now = uv_now(&w->loop);
@@ -124,7 +129,7 @@ void worker_sync_ctx(struct worker *w)
 	/* New signers may sign differently: forget the answers of the old ones. */
 	cache_clear();
 	for (int i = 0; i < VG_CONF_MAX_CAS; i++) {
-		crl_file_unref(w->crls[i]);
+		crlfile_unref(w->crls[i]);
 		w->crls[i] = NULL;
 	}
 	ctx_unref(w->ctx);
@@ -140,7 +145,7 @@ static void on_async(uv_async_t *a)
 		w->draining = true;
 		w->drain_deadline = uv_now(&w->loop) + DRAIN_MS;
 		listener_close(w);
-		http_drain(w);
+		conn_drain(w);
 		if (!w->conns)
 			worker_stop_handles(w);
 	}
@@ -164,7 +169,7 @@ int worker_init(struct worker *w, int idx, int fd)
 	/* The worker accepts, not libuv: libuv's uv_listen sheds the pending
 	 * connections without a word when accept(2) fails with EMFILE. */
 	if ((rc = uv_poll_init_socket(&w->loop, &w->listener, fd)) < 0 ||
-	    (rc = uv_poll_start(&w->listener, UV_READABLE, http_on_listen)) < 0)
+	    (rc = uv_poll_start(&w->listener, UV_READABLE, conn_on_listen)) < 0)
 		return rc;
 	uv_timer_init(&w->loop, &w->tick);
 	uv_async_init(&w->loop, &w->async, on_async);
@@ -189,7 +194,7 @@ void *worker_main(void *arg)
 	if (rc < 0)
 		log_warn("event=loop_close_failed worker=%d error=%s", w->idx, uv_strerror(rc));
 	for (int i = 0; i < VG_CONF_MAX_CAS; i++)
-		crl_file_unref(w->crls[i]);
+		crlfile_unref(w->crls[i]);
 	if (w->reserve_fd >= 0)
 		close(w->reserve_fd);
 	w->reserve_fd = -1;

@@ -17,7 +17,12 @@
  * no CRL.
  */
 
-#include "responder/resp.h"
+#include "responder/cache.h"
+#include "responder/ctx.h"
+#include "responder/ocsp.h"
+#include "responder/routes.h"
+#include "responder/worker.h"
+#include "common/text.h"
 #include "common/log.h"
 #include "tests/fuzz/fuzz_pki.h"
 
@@ -180,6 +185,7 @@ static void fz_world_init(void)
 	fz_ctx[1] = fz_load("b.conf", "base_path = ocsp\nmax_request_bytes = 600\n"
 	                              "max_header_bytes = 600\nmax_certids = 2\n"
 	                              "max_connections = 3\nrefresh_percent = 1\n");
+	routes_init();
 	FZ_CHECK(cache_init(256, 1) == 0);
 	FZ_CHECK(ocsp_init() == 0);
 	g_workers = &fz_w;
@@ -192,7 +198,7 @@ static void fz_world_init(void)
 	FZ_CHECK(vg_store_counter(fz_w.txn, &fz_w.counter) == 0);
 	fz_w.txn_ok = true;
 	fz_w.date_t = time(NULL);
-	http_date(fz_w.date_t, fz_w.date, sizeof(fz_w.date));
+	vg_http_date(fz_w.date_t, fz_w.date, sizeof(fz_w.date));
 	cache_quiescent(0);
 	ERR_clear_error();
 }

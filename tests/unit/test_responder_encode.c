@@ -31,7 +31,8 @@
 #include <openssl/x509v3.h>
 
 #include "common/der.h"
-#include "responder/resp.h"
+#include "responder/ocsp.h"
+#include "responder/worker.h"
 
 static char dir[] = "/tmp/vigil-encode-XXXXXX";
 static struct rctx *ctx;

@@ -1,37 +1,25 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* Unit tests: the responder's HTTP helpers and its connections (http.c is
- * included to reach its statics). A connection runs on a real libuv loop
- * (timers, handles) over a fake stream: the few stream calls http.c makes are
- * redirected to fakes that collect what would be written and that can take
- * everything, nothing (EAGAIN, so every answer is queued) or a few bytes at
- * a time. */
-#include <uv.h>
+/* Unit tests: the responder's HTTP helpers and its connections, linked from
+ * responder_core as vigil-responder links them. A connection runs on a real
+ * libuv loop (timers, handles) over the fake stream of
+ * tests/common/fake_stream.h, which collects what would be written and can
+ * take everything, nothing (EAGAIN, so every answer is queued) or a few
+ * bytes at a time. */
+#include "responder/cache.h"
+#include "responder/conn.h"
+#include "responder/crlfile.h"
+#include "responder/http.h"
+#include "responder/ocsp.h"
+#include "responder/routes.h"
+#include "responder/worker.h"
+#include "common/text.h"
+#include "tests/common/fake_stream.h"
 
-static int fk_try_write(uv_stream_t *s, const uv_buf_t bufs[], unsigned n);
-static int fk_write(uv_write_t *req, uv_stream_t *s, const uv_buf_t bufs[], unsigned n,
-                    uv_write_cb cb);
-static int fk_read_start(uv_stream_t *s, uv_alloc_cb alloc_cb, uv_read_cb read_cb);
-static int fk_read_stop(uv_stream_t *s);
-static int fk_shutdown(uv_shutdown_t *req, uv_stream_t *s, uv_shutdown_cb cb);
-static size_t fk_queue_size(const uv_stream_t *s);
-static int fk_tcp_open(uv_tcp_t *h, uv_os_sock_t sock);
-
-#define uv_try_write fk_try_write
-#define uv_write fk_write
-#define uv_read_start fk_read_start
-#define uv_read_stop fk_read_stop
-#define uv_shutdown fk_shutdown
-#define uv_stream_get_write_queue_size fk_queue_size
-#define uv_tcp_open fk_tcp_open
-/* Before cmocka.h, whose fail() macro would rename http.c's fail(). */
-#include "../../responder/http.c"
-#undef uv_try_write
-#undef uv_write
-#undef uv_read_start
-#undef uv_read_stop
-#undef uv_shutdown
-#undef uv_stream_get_write_queue_size
-#undef uv_tcp_open
+#include <openssl/evp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
 
 #include <setjmp.h>
 #include <stdarg.h>
@@ -44,16 +32,16 @@ static void test_etag_match(void **state)
 {
 	(void)state;
 	const char *tag = "\"0123abcd\"";
-	assert_true(etag_match("\"0123abcd\"", tag));
-	assert_true(etag_match("W/\"0123abcd\"", tag)); /* weak comparison for If-None-Match */
-	assert_true(etag_match("\"x\", \"0123abcd\"", tag));
-	assert_true(etag_match("\"x\",\"0123abcd\" ,\"y\"", tag));
-	assert_true(etag_match("*", tag));
-	assert_false(etag_match("\"0123abc\"", tag));
-	assert_false(etag_match("\"0123abcd", tag));
-	assert_false(etag_match("", tag));
-	assert_false(etag_match("  ,  ", tag));
-	assert_false(etag_match("\"0123abcdX\"", tag));
+	assert_true(http_etag_match("\"0123abcd\"", tag));
+	assert_true(http_etag_match("W/\"0123abcd\"", tag)); /* weak comparison for If-None-Match */
+	assert_true(http_etag_match("\"x\", \"0123abcd\"", tag));
+	assert_true(http_etag_match("\"x\",\"0123abcd\" ,\"y\"", tag));
+	assert_true(http_etag_match("*", tag));
+	assert_false(http_etag_match("\"0123abc\"", tag));
+	assert_false(http_etag_match("\"0123abcd", tag));
+	assert_false(http_etag_match("", tag));
+	assert_false(http_etag_match("  ,  ", tag));
+	assert_false(http_etag_match("\"0123abcdX\"", tag));
 }
 
 static size_t tlv(uint8_t *out, uint8_t tag, const void *body, size_t len)
@@ -100,11 +88,11 @@ static void test_crl_times(void **state)
 			m += sizeof(sig);
 			size_t len = tlv(crl, 0x30, tmp, m);
 			int64_t t1 = -1, t2 = -1;
-			assert_true(crl_times(crl, len, len, &t1, &t2));
+			assert_true(crlfile_times(crl, len, len, &t1, &t2));
 			assert_int_equal(t1, 1700000000);
 			assert_int_equal(t2, next ? 1700000000 + 86400 : 0);
 			for (size_t cut = 0; cut < len; cut++)
-				assert_false(crl_times(crl, cut, cut, &t1, &t2));
+				assert_false(crlfile_times(crl, cut, cut, &t1, &t2));
 			/* The head only (the first read of a large file): enough once
 			 * it holds nextUpdate, or the header of what follows
 			 * thisUpdate when there is none. */
@@ -112,7 +100,7 @@ static void test_crl_times(void **state)
 			              (next ? 17 : 4);
 			for (size_t pre = 0; pre <= len; pre++) {
 				t1 = t2 = -1;
-				bool ok = crl_times(crl, pre, len, &t1, &t2);
+				bool ok = crlfile_times(crl, pre, len, &t1, &t2);
 				assert_int_equal(ok, pre >= need);
 				if (ok) {
 					assert_int_equal(t1, 1700000000);
@@ -121,7 +109,7 @@ static void test_crl_times(void **state)
 			}
 			crl[len] = 0;
 			assert_false(
-			    crl_times(crl, len + 1, len + 1, &t1, &t2)); /* trailing bytes */
+			    crlfile_times(crl, len + 1, len + 1, &t1, &t2)); /* trailing bytes */
 		}
 	}
 }
@@ -130,19 +118,19 @@ static void test_pct_decode(void **state)
 {
 	(void)state;
 	char out[64];
-	assert_int_equal(pct_decode("MEow%2B%2F%3D", 13, out), 7);
+	assert_int_equal(vg_pct_decode("MEow%2B%2F%3D", 13, out), 7);
 	assert_string_equal(out, "MEow+/=");
-	assert_int_equal(pct_decode("a%2fb", 5, out), 3);
+	assert_int_equal(vg_pct_decode("a%2fb", 5, out), 3);
 	assert_string_equal(out, "a/b");
-	assert_int_equal(pct_decode("plain+/=", 8, out), 8);
+	assert_int_equal(vg_pct_decode("plain+/=", 8, out), 8);
 	assert_string_equal(out, "plain+/=");
-	assert_int_equal(pct_decode("bad%2", 5, out), -1);
-	assert_int_equal(pct_decode("bad%", 4, out), -1);
-	assert_int_equal(pct_decode("bad%zz", 6, out), -1);
-	assert_int_equal(pct_decode("", 0, out), 0);
-	assert_int_equal(pct_decode("%41", 3, out), 1);
+	assert_int_equal(vg_pct_decode("bad%2", 5, out), -1);
+	assert_int_equal(vg_pct_decode("bad%", 4, out), -1);
+	assert_int_equal(vg_pct_decode("bad%zz", 6, out), -1);
+	assert_int_equal(vg_pct_decode("", 0, out), 0);
+	assert_int_equal(vg_pct_decode("%41", 3, out), 1);
 	assert_string_equal(out, "A");
-	assert_int_equal(pct_decode("abc%41def%42", 12, out), 8);
+	assert_int_equal(vg_pct_decode("abc%41def%42", 12, out), 8);
 	assert_string_equal(out, "abcAdefB");
 }
 
@@ -180,21 +168,21 @@ static void test_b64_decode(void **state)
 				while (pad && el % 4)
 					enc[el++] = '=';
 				memset(out, 0, sizeof(out));
-				assert_int_equal(b64_decode(enc, el, out), (ssize_t)n);
+				assert_int_equal(vg_b64_decode(enc, el, out), (ssize_t)n);
 				assert_memory_equal(out, in, n);
 			}
 		}
 	}
-	assert_int_equal(b64_decode("QUJD", 4, out), 3);
+	assert_int_equal(vg_b64_decode("QUJD", 4, out), 3);
 	assert_memory_equal(out, "ABC", 3);
-	assert_int_equal(b64_decode("QUJDR", 5, out), -1); /* one digit left over */
-	assert_int_equal(b64_decode("QU.D", 4, out), -1);
-	assert_int_equal(b64_decode("QUJD\x80"
-	                            "AAA",
-	                            8, out),
+	assert_int_equal(vg_b64_decode("QUJDR", 5, out), -1); /* one digit left over */
+	assert_int_equal(vg_b64_decode("QU.D", 4, out), -1);
+	assert_int_equal(vg_b64_decode("QUJD\x80"
+	                               "AAA",
+	                               8, out),
 	                 -1);
-	assert_int_equal(b64_decode("QUJDRA%3D", 9, out), -1);
-	assert_int_equal(b64_decode("QUJDRA", 6, out), 4);
+	assert_int_equal(vg_b64_decode("QUJDRA%3D", 9, out), -1);
+	assert_int_equal(vg_b64_decode("QUJDRA", 6, out), 4);
 	assert_memory_equal(out, "ABCD", 4);
 }
 
@@ -202,153 +190,16 @@ static void test_http_date(void **state)
 {
 	(void)state;
 	char buf[40];
-	http_date(0, buf, sizeof(buf));
+	vg_http_date(0, buf, sizeof(buf));
 	assert_string_equal(buf, "Thu, 01 Jan 1970 00:00:00 GMT");
-	http_date(784111777, buf, sizeof(buf)); /* RFC 9110's example */
+	vg_http_date(784111777, buf, sizeof(buf)); /* RFC 9110's example */
 	assert_string_equal(buf, "Sun, 06 Nov 1994 08:49:37 GMT");
 }
 
-/* ---- The fake stream ------------------------------------------------------------------ */
+/* ---- The fake stream (tests/common/fake_stream.c) ------------------------------------------ */
 
-enum wmode { WM_FULL, WM_EAGAIN, WM_PARTIAL, WM_N };
-
-#define FK_QMAX 64
-static struct {
-	enum wmode mode;
-	char *out; /* what the client received */
-	size_t out_len, out_cap;
-	struct {
-		uv_write_t *req;
-		uv_write_cb cb;
-		uv_buf_t bufs[2];
-		unsigned n;
-	} q[FK_QMAX];
-	unsigned qn;
-	size_t qbytes;
-	uv_shutdown_t *shut;
-	uv_shutdown_cb shut_cb;
-	bool reading;
-	unsigned try_writes, writes;
-} F;
-
-static void out_add(const void *p, size_t len)
-{
-	if (F.out_len + len > F.out_cap) {
-		size_t nc = F.out_cap ? F.out_cap : 4096;
-		while (nc < F.out_len + len)
-			nc *= 2;
-		F.out = realloc(F.out, nc);
-		assert_non_null(F.out);
-		F.out_cap = nc;
-	}
-	memcpy(F.out + F.out_len, p, len);
-	F.out_len += len;
-}
-
-static int fk_try_write(uv_stream_t *s, const uv_buf_t bufs[], unsigned n)
-{
-	(void)s;
-	assert_int_equal(F.qn, 0); /* libuv refuses try_write with writes queued */
-	assert_true(n >= 1 && n <= 2);
-	F.try_writes++;
-	size_t total = 0;
-	for (unsigned i = 0; i < n; i++)
-		total += bufs[i].len;
-	size_t take = F.mode == WM_FULL ? total : F.mode == WM_EAGAIN ? 0 : total < 7 ? total : 7;
-	size_t left = take;
-	for (unsigned i = 0; i < n && left; i++) {
-		size_t k = bufs[i].len < left ? bufs[i].len : left;
-		out_add(bufs[i].base, k);
-		left -= k;
-	}
-	return take ? (int)take : UV_EAGAIN;
-}
-
-static int fk_write(uv_write_t *req, uv_stream_t *s, const uv_buf_t bufs[], unsigned n,
-                    uv_write_cb cb)
-{
-	assert_true(F.qn < FK_QMAX);
-	assert_true(n >= 1 && n <= 2);
-	F.writes++;
-	F.q[F.qn].req = req;
-	F.q[F.qn].cb = cb;
-	F.q[F.qn].n = n;
-	for (unsigned i = 0; i < n; i++) {
-		assert_true(bufs[i].len > 0);
-		F.q[F.qn].bufs[i] = bufs[i];
-		F.qbytes += bufs[i].len;
-	}
-	F.qn++;
-	req->handle = s;
-	return 0;
-}
-
-static int fk_read_start(uv_stream_t *s, uv_alloc_cb alloc_cb, uv_read_cb read_cb)
-{
-	(void)s;
-	(void)alloc_cb;
-	(void)read_cb;
-	F.reading = true;
-	return 0;
-}
-
-static int fk_read_stop(uv_stream_t *s)
-{
-	(void)s;
-	F.reading = false;
-	return 0;
-}
-
-static int fk_shutdown(uv_shutdown_t *req, uv_stream_t *s, uv_shutdown_cb cb)
-{
-	assert_null(F.shut);
-	req->handle = s;
-	F.shut = req;
-	F.shut_cb = cb;
-	return 0;
-}
-
-static size_t fk_queue_size(const uv_stream_t *s)
-{
-	(void)s;
-	return F.qbytes;
-}
-
-static int fk_tcp_open(uv_tcp_t *h, uv_os_sock_t sock)
-{
-	(void)h;
-	(void)sock;
-	return 0;
-}
-
-/* complete_writes finishes the queued writes as libuv would: in order, the
- * bytes read only now (so they must still be valid), or cancelled. */
-static void complete_writes(int status)
-{
-	while (F.qn) {
-		uv_write_t *req = F.q[0].req;
-		uv_write_cb cb = F.q[0].cb;
-		for (unsigned i = 0; i < F.q[0].n; i++) {
-			if (status == 0)
-				out_add(F.q[0].bufs[i].base, F.q[0].bufs[i].len);
-			F.qbytes -= F.q[0].bufs[i].len;
-		}
-		memmove(&F.q[0], &F.q[1], (F.qn - 1) * sizeof(F.q[0]));
-		F.qn--;
-		cb(req, status);
-	}
-}
-
-static void pump(void)
-{
-	complete_writes(0);
-	if (F.shut) {
-		uv_shutdown_t *req = F.shut;
-		uv_shutdown_cb cb = F.shut_cb;
-		F.shut = NULL;
-		cb(req, 0);
-	}
-}
+/* The write modes tried: all, none (EAGAIN), a few bytes at a time. */
+#define WM_N FK_RESET
 
 /* ---- A worker and its cached answers ------------------------------------------------------- */
 
@@ -367,10 +218,12 @@ static uint8_t REQ_B[] = {0x30, 0x42, 0x30, 0x40, 0x30, 0x3e, 0x30, 0x3c, 0x30, 
                           0xbb, 0xcc, 0xdd, 0xee, 0xff, 0x00, 0x11, 0x22, 0x33, 0x44, 0x55, 0x66,
                           0x77, 0x88, 0x99, 0xaa, 0xbb, 0xcc, 0xdd, 0x04, 0x14, 0x01, 0x02, 0x04};
 static uint8_t DER_A[700], DER_B[INLINE_BODY_MAX + 500];
-#define ETAG_A "\"00112233445566778899aabbccddeeff\""
-#define HDRS_A                                                                                     \
+/* DER_A's ETag: the first 16 octets of its SHA-256 in hex, quoted (made in
+ * world_setup with OpenSSL, not with the responder's code). */
+static char ETAG_A[40];
+#define HDRS_A_FMT                                                                                 \
 	"Last-Modified: Tue, 14 Nov 2023 22:00:00 GMT\r\nExpires: Sat, 18 Nov 2023 22:00:00 "      \
-	"GMT\r\nETag: " ETAG_A "\r\n"
+	"GMT\r\nETag: %s\r\n"
 
 static void put_answer(const uint8_t *req, size_t rlen, uint8_t *der, size_t dlen, uint8_t fill)
 {
@@ -385,8 +238,6 @@ static void put_answer(const uint8_t *req, size_t rlen, uint8_t *der, size_t dle
 	t.this_update = DATE_T - 800;
 	t.next_update = DATE_T - 800 + 4 * 86400;
 	t.refresh_at = INT64_MAX; /* fresh whatever the clock says */
-	memcpy(t.etag, ETAG_A, sizeof(ETAG_A));
-	snprintf(t.hdrs, sizeof(t.hdrs), "%s", HDRS_A);
 	t.certid_len = 1;
 	t.der_len = (uint32_t)dlen;
 	t.req_len = (uint32_t)rlen;
@@ -410,18 +261,26 @@ static int world_setup(void **state)
 	W.ctx = &R;
 	W.txn_ok = true;
 	W.date_t = DATE_T;
-	http_date(W.date_t, W.date, sizeof(W.date));
+	vg_http_date(W.date_t, W.date, sizeof(W.date));
 	static bool ocsp_ready; /* its static answers are made once */
 	if (!ocsp_ready) {
 		assert_int_equal(ocsp_init(), 0);
 		ocsp_ready = true;
 	}
+	routes_init(); /* the cache keeps each answer's HTTP validators */
 	assert_int_equal(cache_init(64, 1), 0);
 	cache_quiescent(0);
 	/* Nothing to apply: the first call only records the counter. */
 	assert_int_equal(cache_apply_changes(NULL, 1), 0);
 	put_answer(REQ_A, sizeof(REQ_A), DER_A, sizeof(DER_A), 0x11);
 	put_answer(REQ_B, sizeof(REQ_B), DER_B, sizeof(DER_B), 0x22);
+	unsigned char md[EVP_MAX_MD_SIZE];
+	unsigned mdlen = 0;
+	assert_int_equal(EVP_Digest(DER_A, sizeof(DER_A), md, &mdlen, EVP_sha256(), NULL), 1);
+	ETAG_A[0] = '"';
+	for (int i = 0; i < 16; i++)
+		snprintf(ETAG_A + 1 + 2 * i, 3, "%02x", md[i]);
+	snprintf(ETAG_A + 33, 2, "\"");
 	return 0;
 }
 
@@ -433,22 +292,20 @@ static int world_teardown(void **state)
 	assert_int_equal(uv_loop_close(&W.loop), 0);
 	cache_offline(0);
 	cache_destroy();
-	free(F.out);
-	F.out = NULL;
-	F.out_cap = 0;
+	fk_free();
 	return 0;
 }
 
 /* open_conn accepts a connection whose writes go in |mode|, its output empty. */
-static struct conn *open_conn(enum wmode mode)
+static struct conn *open_conn(enum fk_mode mode)
 {
-	F.mode = mode;
-	F.out_len = 0;
-	F.reading = false;
-	accept_fd(&W, -1);
+	fk.mode = mode;
+	fk.out_len = 0;
+	fk.reading = false;
+	conn_accept(&W, -1);
 	struct conn *c = W.conns;
 	assert_non_null(c);
-	pump();
+	fk_pump();
 	return c;
 }
 
@@ -458,7 +315,7 @@ static void end_conn(struct conn *c)
 {
 	if (!c->closed)
 		conn_close(c);
-	complete_writes(UV_ECANCELED);
+	fk_complete_writes(UV_ECANCELED);
 	while (uv_run(&W.loop, UV_RUN_NOWAIT))
 		;
 	assert_null(W.conns);
@@ -466,8 +323,8 @@ static void end_conn(struct conn *c)
 
 /* serve runs one connection through the input |in|, delivered in reads that
  * end at |cuts| (ascending), with writes in |mode|, and returns what the
- * client received (F.out, F.out_len). */
-static void serve(const char *in, size_t len, const size_t *cuts, size_t ncuts, enum wmode mode)
+ * client received (fk.out, fk.out_len). */
+static void serve(const char *in, size_t len, const size_t *cuts, size_t ncuts, enum fk_mode mode)
 {
 	struct conn *c = open_conn(mode);
 	size_t off = 0;
@@ -475,19 +332,19 @@ static void serve(const char *in, size_t len, const size_t *cuts, size_t ncuts, 
 		size_t end = i < ncuts ? cuts[i] : len;
 		if (end <= off)
 			continue;
-		assert_true(F.reading);
+		assert_true(fk.reading);
 		uv_buf_t buf;
-		on_alloc((uv_handle_t *)&c->tcp, end - off, &buf);
+		conn_on_alloc((uv_handle_t *)&c->tcp, end - off, &buf);
 		memcpy(buf.base, in + off, end - off);
 		/* What is left of the read buffer is garbage, as after a real read. */
 		memset(buf.base + (end - off), 'X', 64);
-		on_read((uv_stream_t *)&c->tcp, (ssize_t)(end - off), &buf);
+		conn_on_read((uv_stream_t *)&c->tcp, (ssize_t)(end - off), &buf);
 		off = end;
-		pump();
+		fk_pump();
 	}
 	end_conn(c);
-	assert_int_equal(F.qn, 0);
-	assert_int_equal(F.qbytes, 0);
+	assert_int_equal(fk.qn, 0);
+	assert_int_equal(fk.qbytes, 0);
 }
 
 struct sb {
@@ -539,8 +396,11 @@ static void pipeline(struct sb *in, struct sb *want)
 	const char *date = W.date;
 	size_t err_len;
 	const uint8_t *malformed = ocsp_error_der(OCSP_RESPONSE_STATUS_MALFORMEDREQUEST, &err_len);
-	const char *cache_get = "Cache-Control: max-age=344800, public, no-transform, "
-	                        "must-revalidate\r\n" HDRS_A;
+	char cache_get[512];
+	snprintf(
+	    cache_get, sizeof(cache_get),
+	    "Cache-Control: max-age=344800, public, no-transform, must-revalidate\r\n" HDRS_A_FMT,
+	    ETAG_A);
 
 	/* POST of a cached request: its body in place or across reads. */
 	sb_fmt(in,
@@ -616,17 +476,17 @@ static void pipeline(struct sb *in, struct sb *want)
 	sb_fmt(in, "GET /healthz HTTP/1.1\r\n\r\n");
 }
 
-static void check_out(const struct sb *want, const char *what, size_t cut, enum wmode mode)
+static void check_out(const struct sb *want, const char *what, size_t cut, enum fk_mode mode)
 {
-	if (F.out_len == want->len && !memcmp(F.out, want->b, want->len))
+	if (fk.out_len == want->len && !memcmp(fk.out, want->b, want->len))
 		return;
 	size_t i = 0;
-	while (i < F.out_len && i < want->len && F.out[i] == want->b[i])
+	while (i < fk.out_len && i < want->len && fk.out[i] == want->b[i])
 		i++;
 	print_error("%s: cut %zu, write mode %d: output differs at byte %zu (got %zu bytes, want "
 	            "%zu)\ngot:  %.*s\nwant: %.*s\n",
-	            what, cut, mode, i, F.out_len, want->len,
-	            (int)(F.out_len - i > 80 ? 80 : F.out_len - i), F.out + i,
+	            what, cut, mode, i, fk.out_len, want->len,
+	            (int)(fk.out_len - i > 80 ? 80 : fk.out_len - i), fk.out + i,
 	            (int)(want->len - i > 80 ? 80 : want->len - i), want->b + i);
 	fail_msg("output differs");
 }
@@ -640,12 +500,12 @@ static void test_pipeline_whole(void **state)
 	pipeline(&g_in, &g_want);
 	for (int m = 0; m < WM_N; m++) {
 		uint64_t hits = W.m.cache_hit;
-		F.try_writes = F.writes = 0;
-		serve(g_in.b, g_in.len, NULL, 0, (enum wmode)m);
-		check_out(&g_want, "whole", 0, (enum wmode)m);
+		fk.try_writes = fk.writes = 0;
+		serve(g_in.b, g_in.len, NULL, 0, (enum fk_mode)m);
+		check_out(&g_want, "whole", 0, (enum fk_mode)m);
 		assert_int_equal(W.m.cache_hit - hits, 5); /* POST, GET, HEAD, 304, POST */
-		if (m == WM_FULL)
-			assert_int_equal(F.writes, 0); /* nothing queued: no heap block */
+		if (m == FK_FULL)
+			assert_int_equal(fk.writes, 0); /* nothing queued: no heap block */
 	}
 }
 
@@ -659,31 +519,31 @@ static void test_pipeline_split(void **state)
 	pipeline(&g_in, &g_want);
 	for (int m = 0; m < WM_N; m++) {
 		for (size_t cut = 1; cut < g_in.len; cut++) {
-			serve(g_in.b, g_in.len, &cut, 1, (enum wmode)m);
-			check_out(&g_want, "two reads", cut, (enum wmode)m);
+			serve(g_in.b, g_in.len, &cut, 1, (enum fk_mode)m);
+			check_out(&g_want, "two reads", cut, (enum fk_mode)m);
 		}
 		static size_t cuts[32768];
 		for (size_t i = 0; i < g_in.len; i++)
 			cuts[i] = i + 1;
-		serve(g_in.b, g_in.len, cuts, g_in.len, (enum wmode)m);
-		check_out(&g_want, "one-byte reads", 1, (enum wmode)m);
+		serve(g_in.b, g_in.len, cuts, g_in.len, (enum fk_mode)m);
+		check_out(&g_want, "one-byte reads", 1, (enum fk_mode)m);
 	}
 }
 
 static void feed(struct conn *c, const void *p, size_t n)
 {
 	uv_buf_t buf;
-	on_alloc((uv_handle_t *)&c->tcp, n, &buf);
+	conn_on_alloc((uv_handle_t *)&c->tcp, n, &buf);
 	memcpy(buf.base, p, n);
-	on_read((uv_stream_t *)&c->tcp, (ssize_t)n, &buf);
-	pump();
+	conn_on_read((uv_stream_t *)&c->tcp, (ssize_t)n, &buf);
+	fk_pump();
 }
 
 static int count_answers(void)
 {
 	int n = 0;
-	for (size_t i = 0; i + 12 <= F.out_len; i++)
-		n += !memcmp(F.out + i, "HTTP/1.1 200", 12);
+	for (size_t i = 0; i + 12 <= fk.out_len; i++)
+		n += !memcmp(fk.out + i, "HTTP/1.1 200", 12);
 	return n;
 }
 
@@ -695,7 +555,7 @@ static int count_answers(void)
 static void test_pipeline_batches(void **state)
 {
 	(void)state;
-	struct conn *c = open_conn(WM_FULL);
+	struct conn *c = open_conn(FK_FULL);
 	static char in[100 * 64];
 	size_t n = 0;
 	for (int i = 0; i < 100; i++)
@@ -712,28 +572,28 @@ static void test_pipeline_batches(void **state)
 	n += 10;
 	feed(c, in, n);
 	assert_int_equal(count_answers(), PIPELINE_BATCH);
-	assert_false(F.reading);
+	assert_false(fk.reading);
 	assert_non_null(c->tail);
 	for (int turn = 0; turn < 10 && c->tail; turn++) {
 		uv_run(&W.loop, UV_RUN_NOWAIT);
-		pump();
+		fk_pump();
 	}
 	assert_null(c->tail);
 	assert_int_equal(count_answers(), 100);
-	assert_true(F.reading);
+	assert_true(fk.reading);
 	/* In order: the answers' bodies are "ok\n", the last is the 100th. */
 	feed(c, REQ_A + 10, sizeof(REQ_A) - 10);
 	assert_int_equal(count_answers(), 101);
-	assert_non_null(memmem(F.out, F.out_len, DER_A, sizeof(DER_A)));
+	assert_non_null(memmem(fk.out, fk.out_len, DER_A, sizeof(DER_A)));
 	end_conn(c);
 }
 
 static void read_nopump(struct conn *c, const void *p, size_t n)
 {
 	uv_buf_t buf;
-	on_alloc((uv_handle_t *)&c->tcp, n, &buf);
+	conn_on_alloc((uv_handle_t *)&c->tcp, n, &buf);
 	memcpy(buf.base, p, n);
-	on_read((uv_stream_t *)&c->tcp, (ssize_t)n, &buf);
+	conn_on_read((uv_stream_t *)&c->tcp, (ssize_t)n, &buf);
 }
 
 /* The worker's budget (here 20 KiB; the socket takes nothing, so every
@@ -746,39 +606,39 @@ static void test_worker_hold_budget(void **state)
 {
 	(void)state;
 	W.hold_max = 20 << 10;
-	F.mode = WM_EAGAIN;
-	F.out_len = 0;
+	fk.mode = FK_EAGAIN;
+	fk.out_len = 0;
 	char path[128], in[40 * 200];
 	b64url(REQ_B, sizeof(REQ_B), path);
 	size_t n = 0;
 	for (int i = 0; i < 40; i++)
 		n += (size_t)snprintf(in + n, sizeof(in) - n, "GET /%s HTTP/1.1\r\n\r\n", path);
-	accept_fd(&W, -1);
+	conn_accept(&W, -1);
 	struct conn *a = W.conns;
 	read_nopump(a, in, n);
 	/* Answers queued until the budget was passed, then a pause. */
-	unsigned queued = F.qn;
+	unsigned queued = fk.qn;
 	assert_true(queued >= 4 && queued <= 6);
 	assert_non_null(a->tail);
 	assert_false(a->reading);
 	assert_true(W.held <= W.hold_max + sizeof(DER_B) + 1024 + a->tail_len);
-	assert_int_equal(W.held, F.qbytes + a->tail_len);
+	assert_int_equal(W.held, fk.qbytes + a->tail_len);
 	/* No loop turn resumes it while nothing was read. */
 	for (int turn = 0; turn < 5; turn++)
 		uv_run(&W.loop, UV_RUN_NOWAIT);
-	assert_int_equal(F.qn, queued);
+	assert_int_equal(fk.qn, queued);
 	/* A newcomer's request is answered all the same. */
-	accept_fd(&W, -1);
+	conn_accept(&W, -1);
 	struct conn *b = W.conns;
 	assert_ptr_not_equal(a, b);
 	read_nopump(b, "GET /healthz HTTP/1.1\r\n\r\n", 25);
-	assert_int_equal(F.qn, queued + 1);
+	assert_int_equal(fk.qn, queued + 1);
 	/* The clients read: the rest follows, in order. */
-	for (int turn = 0; turn < 200 && (a->tail || F.qn); turn++) {
-		complete_writes(0);
+	for (int turn = 0; turn < 200 && (a->tail || fk.qn); turn++) {
+		fk_complete_writes(0);
 		uv_run(&W.loop, UV_RUN_NOWAIT);
 	}
-	complete_writes(0);
+	fk_complete_writes(0);
 	assert_null(a->tail);
 	assert_int_equal(count_answers(), 41);
 	assert_int_equal(W.held, 0);
@@ -792,26 +652,26 @@ static void test_worker_hold_budget(void **state)
 static void test_body_in_place(void **state)
 {
 	(void)state;
-	struct conn *c = open_conn(WM_FULL);
+	struct conn *c = open_conn(FK_FULL);
 	struct sb req = {.len = 0};
 	sb_fmt(&req, "POST / HTTP/1.1\r\nContent-Length: %zu\r\n\r\n", sizeof(REQ_A));
 	sb_add(&req, REQ_A, sizeof(REQ_A));
 	feed(c, req.b, req.len);
 	assert_null(c->body); /* never copied */
 	assert_null(c->body_at);
-	assert_true(F.out_len > sizeof(DER_A) && !memcmp(F.out, "HTTP/1.1 200 OK\r\n", 17));
-	assert_memory_equal(F.out + F.out_len - sizeof(DER_A), DER_A, sizeof(DER_A));
-	size_t first = F.out_len;
+	assert_true(fk.out_len > sizeof(DER_A) && !memcmp(fk.out, "HTTP/1.1 200 OK\r\n", 17));
+	assert_memory_equal(fk.out + fk.out_len - sizeof(DER_A), DER_A, sizeof(DER_A));
+	size_t first = fk.out_len;
 	/* The same, cut in the body: the first part is kept, the read buffer
 	 * overwritten before the rest comes. */
-	F.out_len = 0;
+	fk.out_len = 0;
 	feed(c, req.b, req.len - 5);
 	assert_non_null(c->body);
 	assert_null(c->body_at);
 	memset(W.rbuf, 'X', 4096);
 	feed(c, req.b + req.len - 5, 5);
-	assert_int_equal(F.out_len, first);
-	assert_memory_equal(F.out + F.out_len - sizeof(DER_A), DER_A, sizeof(DER_A));
+	assert_int_equal(fk.out_len, first);
+	assert_memory_equal(fk.out + fk.out_len - sizeof(DER_A), DER_A, sizeof(DER_A));
 	end_conn(c);
 }
 
@@ -821,7 +681,7 @@ static void test_body_in_place(void **state)
 static void test_lazy_timer(void **state)
 {
 	(void)state;
-	struct conn *c = open_conn(WM_FULL);
+	struct conn *c = open_conn(FK_FULL);
 	uint64_t now = uv_now(&W.loop);
 	assert_int_equal(c->phase, PH_IDLE);
 	assert_int_equal(c->deadline, now + R.conf.header_timeout_ms);
@@ -830,18 +690,18 @@ static void test_lazy_timer(void **state)
 
 	static const char req[] = "GET /healthz HTTP/1.1\r\n\r\n";
 	uv_buf_t buf;
-	on_alloc((uv_handle_t *)&c->tcp, sizeof(req) - 1, &buf);
+	conn_on_alloc((uv_handle_t *)&c->tcp, sizeof(req) - 1, &buf);
 	memcpy(buf.base, req, sizeof(req) - 1);
-	on_read((uv_stream_t *)&c->tcp, sizeof(req) - 1, &buf);
+	conn_on_read((uv_stream_t *)&c->tcp, sizeof(req) - 1, &buf);
 	/* Idle again: the deadline moved later, the timer stayed. */
 	assert_int_equal(c->phase, PH_IDLE);
 	assert_int_equal(c->deadline, now + R.conf.idle_timeout_ms);
 	assert_int_equal(c->armed, now + R.conf.header_timeout_ms);
 
 	/* A request begun: its header deadline is earlier than the idle one. */
-	on_alloc((uv_handle_t *)&c->tcp, 4, &buf);
+	conn_on_alloc((uv_handle_t *)&c->tcp, 4, &buf);
 	memcpy(buf.base, "GET ", 4);
-	on_read((uv_stream_t *)&c->tcp, 4, &buf);
+	conn_on_read((uv_stream_t *)&c->tcp, 4, &buf);
 	assert_int_equal(c->phase, PH_HEADERS);
 	assert_int_equal(c->deadline, now + R.conf.header_timeout_ms);
 	assert_int_equal(c->armed, c->deadline);
@@ -849,16 +709,16 @@ static void test_lazy_timer(void **state)
 	/* Fired early (the deadline moved on since): re-armed, nothing done. */
 	c->deadline = now + 5000;
 	c->armed = now + 10;
-	on_timer_due(&c->timer);
+	conn_on_timer_due(&c->timer);
 	assert_false(c->closed);
 	assert_int_equal(c->armed, now + 5000);
 	assert_int_equal(W.m.timeouts, 0);
 	/* At the deadline: the headers' timeout, a 408 and the close. */
 	c->deadline = now;
-	on_timer_due(&c->timer);
+	conn_on_timer_due(&c->timer);
 	assert_int_equal(W.m.timeouts, 1);
-	assert_non_null(memmem(F.out, F.out_len, "HTTP/1.1 408 Request Timeout", 28));
-	pump();
+	assert_non_null(memmem(fk.out, fk.out_len, "HTTP/1.1 408 Request Timeout", 28));
+	fk_pump();
 	end_conn(c);
 }
 
@@ -911,11 +771,11 @@ static void run_until(const char *marker, int n)
 {
 	for (int turn = 0; turn < 100000; turn++) {
 		int seen = 0;
-		for (size_t i = 0; i + strlen(marker) <= F.out_len; i++)
-			seen += !memcmp(F.out + i, marker, strlen(marker));
+		for (size_t i = 0; i + strlen(marker) <= fk.out_len; i++)
+			seen += !memcmp(fk.out + i, marker, strlen(marker));
 		if (seen >= n)
 			return;
-		complete_writes(0);
+		fk_complete_writes(0);
 		uv_run(&W.loop, UV_RUN_NOWAIT);
 	}
 }
@@ -939,22 +799,22 @@ static void test_crl_from_file(void **state)
 	static const char req[] = "GET /crl/t.crl HTTP/1.1\r\nHost: x\r\n\r\n"
 	                          "GET /crl/none.crl HTTP/1.1\r\nHost: x\r\n\r\n";
 	uint64_t loads = W.m.crl_loads, failures = W.m.crl_load_failures;
-	for (int mode = WM_FULL; mode < WM_N; mode++) {
-		struct conn *c = open_conn((enum wmode)mode);
+	for (int mode = FK_FULL; mode < WM_N; mode++) {
+		struct conn *c = open_conn((enum fk_mode)mode);
 		feed(c, req, sizeof(req) - 1);
 		assert_true(W.held <= STREAM_CHUNK + 1024);
 		run_until("HTTP/1.1 404", 1);
-		const char *end = memmem(F.out, F.out_len, "\r\n\r\n", 4);
+		const char *end = memmem(fk.out, fk.out_len, "\r\n\r\n", 4);
 		assert_non_null(end);
-		assert_true(F.out_len > 12 && !memcmp(F.out, "HTTP/1.1 200", 12));
+		assert_true(fk.out_len > 12 && !memcmp(fk.out, "HTTP/1.1 200", 12));
 		char cl[64];
 		snprintf(cl, sizeof(cl), "Content-Length: %zu\r\n", len);
-		assert_non_null(memmem(F.out, (size_t)(end - F.out), cl, strlen(cl)));
-		size_t body = (size_t)(end + 4 - F.out);
-		assert_true(F.out_len > body + len);
-		assert_memory_equal(F.out + body, crl, len);
-		assert_true(!memcmp(F.out + body + len, "HTTP/1.1 404", 12));
-		assert_true(F.reading);
+		assert_non_null(memmem(fk.out, (size_t)(end - fk.out), cl, strlen(cl)));
+		size_t body = (size_t)(end + 4 - fk.out);
+		assert_true(fk.out_len > body + len);
+		assert_memory_equal(fk.out + body, crl, len);
+		assert_true(!memcmp(fk.out + body + len, "HTTP/1.1 404", 12));
+		assert_true(fk.reading);
 		end_conn(c);
 		assert_int_equal(W.held, 0);
 	}
@@ -964,13 +824,13 @@ static void test_crl_from_file(void **state)
 	assert_non_null(f);
 	assert_int_equal(fwrite("not a CRL", 1, 9, f), 9);
 	assert_int_equal(fclose(f), 0);
-	struct conn *c = open_conn(WM_FULL);
+	struct conn *c = open_conn(FK_FULL);
 	for (int i = 0; i < 5; i++)
 		feed(c, req, sizeof(req) - 1);
 	run_until("HTTP/1.1 404", 5);
 	int n503 = 0;
-	for (size_t i = 0; i + 12 <= F.out_len; i++)
-		n503 += !memcmp(F.out + i, "HTTP/1.1 503", 12);
+	for (size_t i = 0; i + 12 <= fk.out_len; i++)
+		n503 += !memcmp(fk.out + i, "HTTP/1.1 503", 12);
 	assert_int_equal(n503, 5);
 	assert_int_equal(W.m.crl_load_failures, failures + 1);
 	assert_non_null(W.crls[0]);
@@ -978,10 +838,10 @@ static void test_crl_from_file(void **state)
 	feed(c, req, sizeof(req) - 1);
 	assert_int_equal(W.m.crl_load_failures, failures + 2);
 	end_conn(c);
-	crl_file_unref(W.crls[0]);
+	crlfile_unref(W.crls[0]);
 	W.crls[0] = NULL;
 	R.n_cas = 0;
-	assert_null(crl_reg); /* every version freed */
+	assert_true(crlfile_registry_empty()); /* every version freed */
 	unlink(path);
 	rmdir(dir);
 }
