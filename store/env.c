@@ -195,7 +195,7 @@ int vg_store_open(struct vg_store **out, const char *path, unsigned flags)
 	if (!rdonly) {
 		/* The map only reserves address space; the file grows with data.
 		 * Growing it further is done on MDB_MAP_FULL (env_grow_map, from
-		 * run_batch and pt_chunk_end). */
+		 * run_batch and chunk_end). */
 		uint64_t initial = MAP_INITIAL;
 		const char *env = getenv("VIGIL_STORE_INITIAL_MAP");
 		if (env && atoll(env) > 0)

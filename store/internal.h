@@ -73,7 +73,7 @@ struct vg_store {
 	bool has_points; /* schema 2: the point index exists */
 	/* The last -ENOSPC was MDB_MAP_FULL, which growing the map cures (as
 	 * opposed to a full disk, which it does not). Set by env_err, read and
-	 * cleared where a write is retried (run_batch, pt_chunk_end). Writes
+	 * cleared where a write is retried (run_batch, chunk_end). Writes
 	 * are done by one thread. */
 	bool map_full;
 	/* An operation of several commits (bulk) marks the point index stale

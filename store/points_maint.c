@@ -131,11 +131,22 @@ static int epoch_get(struct vg_store *st, MDB_txn *txn, uint64_t *e)
 	return rc;
 }
 
-/* pt_chunk_end ends one transaction of a rebuild or merge: commits it when
- * |rc| is 0, else aborts it. Returns 1 when the map was full and has grown
- * (the chunk is to be run again), else the outcome. */
-static int pt_chunk_end(struct vg_store *st, MDB_txn *txn, int rc, int *grows)
+/* What chunk_end tells the loop of a rebuild or merge. */
+enum { CHUNK_NEXT = 0, CHUNK_AGAIN = 1, CHUNK_DONE = 2 };
+
+/* chunk_end ends one transaction of a rebuild or merge after its work
+ * (|rc|, its outcome so far): bumps the epoch to |e| + 1 and, in the |last|
+ * one, marks the index valid; commits when all went well (then |*epoch| is
+ * the new epoch), else aborts. Returns CHUNK_AGAIN when the map was full and
+ * has grown (the chunk is to be run again), CHUNK_NEXT or CHUNK_DONE (the
+ * last) after a commit, else the error. */
+static int chunk_end(struct vg_store *st, MDB_txn *txn, int rc, uint64_t e, bool last,
+                     uint64_t *epoch, int *grows)
 {
+	if (!rc)
+		rc = env_meta_put(st, txn, "points_epoch", e + 1, 8);
+	if (!rc && last)
+		rc = env_meta_put(st, txn, "points", 1, 4);
 	if (!rc)
 		rc = env_err(st, mdb_txn_commit(txn), "txn_commit");
 	else
@@ -143,8 +154,11 @@ static int pt_chunk_end(struct vg_store *st, MDB_txn *txn, int rc, int *grows)
 	bool map_full = st->map_full;
 	st->map_full = false;
 	if (rc == -ENOSPC && map_full && (*grows)++ < 16 && env_grow_map(st) == 0)
-		return 1;
-	return rc;
+		return CHUNK_AGAIN;
+	if (rc)
+		return rc;
+	*epoch = e + 1;
+	return last ? CHUNK_DONE : CHUNK_NEXT;
 }
 
 /* pt_rebuild_all builds the point index afresh from certs, with a segment
@@ -181,21 +195,14 @@ int pt_rebuild_all(struct vg_store *st)
 		}
 		bool last = lo + PT_CHUNK >= ((uint32_t)1 << lg);
 		if (!rc)
-			rc = env_meta_put(st, txn, "points_epoch", e + 1, 8);
-		if (!rc)
 			rc = rebuild_chunk(st, txn, lo, lg);
 		if (!rc && last)
 			rc = env_meta_put(st, txn, "points_lg", lg, 4);
-		if (!rc && last)
-			rc = env_meta_put(st, txn, "points", 1, 4);
-		rc = pt_chunk_end(st, txn, rc, &grows);
-		if (rc == 1)
+		rc = chunk_end(st, txn, rc, e, last, &epoch, &grows);
+		if (rc == CHUNK_AGAIN)
 			continue; /* the map grew: this chunk again */
-		if (rc)
-			return rc;
-		epoch = e + 1;
-		if (last)
-			return 0;
+		if (rc != CHUNK_NEXT)
+			return rc == CHUNK_DONE ? 0 : rc;
 		lo += PT_CHUNK;
 	}
 }
@@ -306,19 +313,12 @@ static int pt_merge_acc(struct vg_store *st)
 		while (x < end && (last || pt_segment(x->h, lg) < lo + PT_CHUNK))
 			x++;
 		if (!rc)
-			rc = env_meta_put(st, txn, "points_epoch", e + 1, 8);
-		if (!rc)
 			rc = flush_sorted(st, txn, v, (size_t)(x - v), false, lg);
-		if (!rc && last)
-			rc = env_meta_put(st, txn, "points", 1, 4);
-		rc = pt_chunk_end(st, txn, rc, &grows);
-		if (rc == 1)
+		rc = chunk_end(st, txn, rc, e, last, &st->bulk_epoch, &grows);
+		if (rc == CHUNK_AGAIN)
 			continue; /* the map grew: this chunk again */
-		if (rc)
-			return rc;
-		st->bulk_epoch = e + 1;
-		if (last)
-			return 0;
+		if (rc != CHUNK_NEXT)
+			return rc == CHUNK_DONE ? 0 : rc;
 		v = x;
 		lo += PT_CHUNK;
 	}

@@ -257,27 +257,23 @@ void vg_iter_close(struct vg_iter *it)
 	free(it);
 }
 
-int vg_store_changes_foreach(struct vg_txn *t, uint64_t since,
-                             int (*cb)(const struct vg_change *c, void *arg), void *arg)
+/* walk calls |fn| for every entry of |dbi| in key order, from the first
+ * key at or after |from| (NULL: the first), until it returns non-zero
+ * (which walk then returns). */
+static int walk(struct vg_txn *t, MDB_dbi dbi, const MDB_val *from,
+                int (*fn)(const MDB_val *key, const MDB_val *val, void *arg), void *arg)
 {
 	MDB_cursor *cur;
-	int rc = mdb_cursor_open(t->txn, t->st->log, &cur);
+	int rc = mdb_cursor_open(t->txn, dbi, &cur);
 	if (rc)
 		return env_err(t->st, rc, "cursor_open");
-	uint8_t kb[LOG_KEY_LEN];
-	rec_log_key(since + 1, 0, kb);
-	MDB_val key = {sizeof(kb), kb}, val;
-	rc = mdb_cursor_get(cur, &key, &val, MDB_SET_RANGE);
+	MDB_val key = from ? *from : (MDB_val){0, NULL}, val;
 	int ret = 0;
-	while (rc == 0) {
-		struct vg_change c;
-		ret = rec_log_decode(key.mv_data, key.mv_size, val.mv_data, val.mv_size, &c);
+	for (rc = mdb_cursor_get(cur, &key, &val, from ? MDB_SET_RANGE : MDB_FIRST); rc == 0;
+	     rc = mdb_cursor_get(cur, &key, &val, MDB_NEXT)) {
+		ret = fn(&key, &val, arg);
 		if (ret)
 			break;
-		ret = cb(&c, arg);
-		if (ret)
-			break;
-		rc = mdb_cursor_get(cur, &key, &val, MDB_NEXT);
 	}
 	if (!ret && rc && rc != MDB_NOTFOUND)
 		ret = env_err(t->st, rc, "cursor_get");
@@ -285,29 +281,47 @@ int vg_store_changes_foreach(struct vg_txn *t, uint64_t since,
 	return ret;
 }
 
+struct change_walk {
+	int (*cb)(const struct vg_change *c, void *arg);
+	void *arg;
+};
+
+static int change_entry(const MDB_val *key, const MDB_val *val, void *arg)
+{
+	struct change_walk *w = arg;
+	struct vg_change c;
+	int rc = rec_log_decode(key->mv_data, key->mv_size, val->mv_data, val->mv_size, &c);
+	return rc ? rc : w->cb(&c, w->arg);
+}
+
+int vg_store_changes_foreach(struct vg_txn *t, uint64_t since,
+                             int (*cb)(const struct vg_change *c, void *arg), void *arg)
+{
+	uint8_t kb[LOG_KEY_LEN];
+	rec_log_key(since + 1, 0, kb);
+	MDB_val from = {sizeof(kb), kb};
+	struct change_walk w = {cb, arg};
+	return walk(t, t->st->log, &from, change_entry, &w);
+}
+
+struct audit_walk {
+	int (*cb)(const struct vg_audit_entry *e, void *arg);
+	void *arg;
+};
+
+static int audit_entry(const MDB_val *key, const MDB_val *val, void *arg)
+{
+	struct audit_walk *w = arg;
+	struct vg_audit_entry e;
+	int rc = rec_audit_decode(key->mv_data, key->mv_size, val->mv_data, val->mv_size, &e);
+	return rc ? rc : w->cb(&e, w->arg);
+}
+
 int vg_store_audit_foreach(struct vg_txn *t, int (*cb)(const struct vg_audit_entry *e, void *arg),
                            void *arg)
 {
-	MDB_cursor *cur;
-	int rc = mdb_cursor_open(t->txn, t->st->audit, &cur);
-	if (rc)
-		return env_err(t->st, rc, "cursor_open");
-	MDB_val key, val;
-	int ret = 0;
-	for (rc = mdb_cursor_get(cur, &key, &val, MDB_FIRST); rc == 0;
-	     rc = mdb_cursor_get(cur, &key, &val, MDB_NEXT)) {
-		struct vg_audit_entry e;
-		ret = rec_audit_decode(key.mv_data, key.mv_size, val.mv_data, val.mv_size, &e);
-		if (ret)
-			break;
-		ret = cb(&e, arg);
-		if (ret)
-			break;
-	}
-	if (!ret && rc && rc != MDB_NOTFOUND)
-		ret = env_err(t->st, rc, "cursor_get");
-	mdb_cursor_close(cur);
-	return ret;
+	struct audit_walk w = {cb, arg};
+	return walk(t, t->st->audit, NULL, audit_entry, &w);
 }
 
 int vg_store_info(struct vg_txn *t, struct vg_store_info *out)
@@ -339,33 +353,27 @@ int vg_store_info(struct vg_txn *t, struct vg_store_info *out)
 	return 0;
 }
 
+struct ca_walk {
+	int (*cb)(const char *name, const struct vg_ca_state *s, void *arg);
+	void *arg;
+};
+
+static int ca_entry(const MDB_val *key, const MDB_val *val, void *arg)
+{
+	struct ca_walk *w = arg;
+	char name[64];
+	struct vg_ca_state s;
+	if (key->mv_size >= sizeof(name) || rec_ca_decode(val->mv_data, val->mv_size, &s) < 0)
+		return -EBADMSG;
+	memcpy(name, key->mv_data, key->mv_size);
+	name[key->mv_size] = '\0';
+	return w->cb(name, &s, w->arg);
+}
+
 int vg_store_ca_foreach(struct vg_txn *t,
                         int (*cb)(const char *name, const struct vg_ca_state *s, void *arg),
                         void *arg)
 {
-	MDB_cursor *cur;
-	int rc = mdb_cursor_open(t->txn, t->st->cas, &cur);
-	if (rc)
-		return env_err(t->st, rc, "cursor_open");
-	MDB_val key, val;
-	int ret = 0;
-	for (rc = mdb_cursor_get(cur, &key, &val, MDB_FIRST); rc == 0;
-	     rc = mdb_cursor_get(cur, &key, &val, MDB_NEXT)) {
-		char name[64];
-		struct vg_ca_state s;
-		if (key.mv_size >= sizeof(name) ||
-		    rec_ca_decode(val.mv_data, val.mv_size, &s) < 0) {
-			ret = -EBADMSG;
-			break;
-		}
-		memcpy(name, key.mv_data, key.mv_size);
-		name[key.mv_size] = '\0';
-		ret = cb(name, &s, arg);
-		if (ret)
-			break;
-	}
-	if (!ret && rc && rc != MDB_NOTFOUND)
-		ret = env_err(t->st, rc, "cursor_get");
-	mdb_cursor_close(cur);
-	return ret;
+	struct ca_walk w = {cb, arg};
+	return walk(t, t->st->cas, NULL, ca_entry, &w);
 }

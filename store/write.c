@@ -370,16 +370,41 @@ static int run_batch(struct vg_store *st, const char *ca, const char *action,
 	}
 }
 
-struct add_batch {
-	struct vg_add_item *items;
-	size_t n;
+/* A batch of a write given as a list (add, revoke): items [off, off + cnt)
+ * of |items|. */
+struct batch {
+	const void *items; /* struct vg_add_item[] or struct vg_serial[] */
+	size_t off, cnt;
+	const struct vg_revocation *rev;
 };
+
+/* run_batches runs |fn| over |n| items, VG_TXN_MAX_CHANGES a batch, as one
+ * bulk operation when that takes more than one. */
+static int run_batches(struct vg_store *st, const char *ca, const char *action,
+                       const struct vg_audit *who, int (*fn)(struct wtx *w, void *arg),
+                       struct batch *b, size_t n, struct vg_write_result *total,
+                       vg_progress_fn progress, void *parg)
+{
+	int rc = 0;
+	if (n > VG_TXN_MAX_CHANGES)
+		pt_bulk_begin(st);
+	for (b->off = 0; b->off < n; b->off += VG_TXN_MAX_CHANGES) {
+		b->cnt = n - b->off < VG_TXN_MAX_CHANGES ? n - b->off : VG_TXN_MAX_CHANGES;
+		rc = run_batch(st, ca, action, who, fn, b, total);
+		if (rc)
+			break;
+		if (progress)
+			progress(b->off + b->cnt, n, parg);
+	}
+	return pt_bulk_end(st, rc);
+}
 
 static int add_fn(struct wtx *w, void *arg)
 {
-	struct add_batch *b = arg;
-	for (size_t i = 0; i < b->n; i++) {
-		int rc = apply(w, &b->items[i].serial, &b->items[i].cert, true);
+	const struct batch *b = arg;
+	const struct vg_add_item *items = b->items;
+	for (size_t i = b->off; i < b->off + b->cnt; i++) {
+		int rc = apply(w, &items[i].serial, &items[i].cert, true);
 		if (rc)
 			return rc;
 	}
@@ -400,37 +425,21 @@ int vg_store_add(struct vg_store *st, const char *ca, struct vg_add_item *items,
 	 * most of the tree (LMDB is copy-on-write), which keeps both the time
 	 * and the file size of a large import down. */
 	qsort(items, n, sizeof(*items), cmp_items);
-	int rc = 0;
-	if (n > VG_TXN_MAX_CHANGES)
-		pt_bulk_begin(st);
-	for (size_t off = 0; off < n; off += VG_TXN_MAX_CHANGES) {
-		size_t cnt = n - off < VG_TXN_MAX_CHANGES ? n - off : VG_TXN_MAX_CHANGES;
-		struct add_batch b = {items + off, cnt};
-		rc = run_batch(st, ca, "add", who, add_fn, &b, &total);
-		if (rc)
-			break;
-		if (progress)
-			progress(off + cnt, n, parg);
-	}
-	rc = pt_bulk_end(st, rc);
+	struct batch b = {.items = items};
+	int rc = run_batches(st, ca, "add", who, add_fn, &b, n, &total, progress, parg);
 	if (res)
 		*res = total;
 	return rc;
 }
 
-struct revoke_batch {
-	const struct vg_serial *serials;
-	size_t n;
-	const struct vg_revocation *rev;
-};
-
 static int revoke_fn(struct wtx *w, void *arg)
 {
-	struct revoke_batch *b = arg;
+	const struct batch *b = arg;
+	const struct vg_serial *serials = b->items;
 	struct vg_cert want;
 	rules_want_revoked(b->rev, &want);
-	for (size_t i = 0; i < b->n; i++) {
-		int rc = apply(w, &b->serials[i], &want, false);
+	for (size_t i = b->off; i < b->off + b->cnt; i++) {
+		int rc = apply(w, &serials[i], &want, false);
 		if (rc)
 			return rc;
 	}
@@ -453,19 +462,8 @@ int vg_store_revoke(struct vg_store *st, const char *ca, const struct vg_serial 
 		return -ENOMEM;
 	memcpy(sorted, serials, n * sizeof(*sorted));
 	qsort(sorted, n, sizeof(*sorted), cmp_serials);
-	int rc = 0;
-	if (n > VG_TXN_MAX_CHANGES)
-		pt_bulk_begin(st);
-	for (size_t off = 0; off < n; off += VG_TXN_MAX_CHANGES) {
-		size_t cnt = n - off < VG_TXN_MAX_CHANGES ? n - off : VG_TXN_MAX_CHANGES;
-		struct revoke_batch b = {sorted + off, cnt, rev};
-		rc = run_batch(st, ca, "revoke", who, revoke_fn, &b, &total);
-		if (rc)
-			break;
-		if (progress)
-			progress(off + cnt, n, parg);
-	}
-	rc = pt_bulk_end(st, rc);
+	struct batch b = {.items = sorted, .rev = rev};
+	int rc = run_batches(st, ca, "revoke", who, revoke_fn, &b, n, &total, progress, parg);
 	free(sorted);
 	if (res)
 		*res = total;

@@ -9,7 +9,9 @@
  */
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <time.h>
 
 #include "common/conf.h"
@@ -44,6 +46,11 @@ void cli_store_open(struct ctx *c, unsigned flags);
 const struct vg_conf_ca *cli_need_ca(struct ctx *c, const char *name);
 struct vg_serial cli_need_serial(const char *s);
 int64_t cli_need_time(const char *opt, const char *s);
+/* cli_fopen opens |path| for reading, or dies saying why. */
+FILE *cli_fopen(const char *path);
+/* cli_reserve returns |v| with room for element |n|, doubling |*cap| when
+ * full; |v| NULL allocates |*cap| elements. It dies when out of memory. */
+void *cli_reserve(void *v, size_t n, size_t *cap, size_t size);
 /* cli_print_result prints a write's one-line summary. */
 void cli_print_result(const char *what, const struct vg_write_result *r);
 /* cli_write_failed dies saying what |r| says was committed before |rc|. */

@@ -96,15 +96,11 @@ int cmd_import_index(struct ctx *c, int argc, char **argv)
 		if (stat(certs, &sb) < 0 || !S_ISDIR(sb.st_mode))
 			cli_die("--certs %s: not a readable directory", certs);
 	}
-	FILE *f = fopen(path, "r");
-	if (!f)
-		cli_die("%s: %s", path, strerror(errno));
+	FILE *f = cli_fopen(path);
 
 	/* Parse everything first: a malformed line anywhere changes nothing. */
 	size_t cap = 1024, n = 0;
-	struct vg_add_item *items = malloc(cap * sizeof(*items));
-	if (!items)
-		cli_die("out of memory");
+	struct vg_add_item *items = cli_reserve(NULL, 0, &cap, sizeof(*items));
 	char *line = NULL;
 	size_t linecap = 0;
 	ssize_t len;
@@ -118,13 +114,7 @@ int cmd_import_index(struct ctx *c, int argc, char **argv)
 		pos += (uint64_t)len;
 		if (len && line[len - 1] == '\n')
 			line[--len] = '\0';
-		if (n == cap) {
-			cap *= 2;
-			struct vg_add_item *ni = realloc(items, cap * sizeof(*items));
-			if (!ni)
-				cli_die("out of memory");
-			items = ni;
-		}
+		items = cli_reserve(items, n, &cap, sizeof(*items));
 		char err[256];
 		const char *file = NULL;
 		int rc = index_parse_line(line, (size_t)len, &items[n], &file, err, sizeof(err));
@@ -189,9 +179,7 @@ int cmd_add(struct ctx *c, int argc, char **argv)
 		cli_die("CA %s certificate %s: no usable public key", ca->name, ca->cert);
 
 	size_t n = 0, cap = 16;
-	struct vg_add_item *items = malloc(cap * sizeof(*items));
-	if (!items)
-		cli_die("out of memory");
+	struct vg_add_item *items = cli_reserve(NULL, 0, &cap, sizeof(*items));
 	for (int i = 1; i < argc; i++) {
 		STACK_OF(X509) * sk;
 		if (vg_pki_load_certs(argv[i], &sk, err, sizeof(err)) < 0)
@@ -202,13 +190,7 @@ int cmd_add(struct ctx *c, int argc, char **argv)
 				cli_die("%s: certificate %d was not issued by CA %s (%s); nothing "
 				        "added",
 				        argv[i], j + 1, ca->name, ca->cert);
-			if (n == cap) {
-				cap *= 2;
-				struct vg_add_item *ni = realloc(items, cap * sizeof(*items));
-				if (!ni)
-					cli_die("out of memory");
-				items = ni;
-			}
+			items = cli_reserve(items, n, &cap, sizeof(*items));
 			struct vg_add_item *it = &items[n++];
 			memset(it, 0, sizeof(*it));
 			if (!cert_serial(x, &it->serial))

@@ -197,6 +197,26 @@ void cli_progress(uint64_t done, uint64_t total, void *arg)
 	fflush(stderr);
 }
 
+FILE *cli_fopen(const char *path)
+{
+	FILE *f = fopen(path, "r");
+	if (!f)
+		cli_die("%s: %s", path, strerror(errno));
+	return f;
+}
+
+void *cli_reserve(void *v, size_t n, size_t *cap, size_t size)
+{
+	if (v && n < *cap)
+		return v;
+	if (v)
+		*cap *= 2;
+	void *nv = realloc(v, *cap * size);
+	if (!nv)
+		cli_die("out of memory");
+	return nv;
+}
+
 void cli_print_result(const char *what, const struct vg_write_result *r)
 {
 	cli_end_progress();

@@ -15,13 +15,9 @@
 
 static struct vg_serial *read_serials(const char *path, size_t *count)
 {
-	FILE *f = fopen(path, "r");
-	if (!f)
-		cli_die("%s: %s", path, strerror(errno));
+	FILE *f = cli_fopen(path);
 	size_t n = 0, cap = 1024;
-	struct vg_serial *v = malloc(cap * sizeof(*v));
-	if (!v)
-		cli_die("out of memory");
+	struct vg_serial *v = cli_reserve(NULL, 0, &cap, sizeof(*v));
 	char *line = NULL;
 	size_t linecap = 0;
 	ssize_t len;
@@ -38,13 +34,7 @@ static struct vg_serial *read_serials(const char *path, size_t *count)
 			e--;
 		if (e == s)
 			continue;
-		if (n == cap) {
-			cap *= 2;
-			struct vg_serial *nv = realloc(v, cap * sizeof(*v));
-			if (!nv)
-				cli_die("out of memory");
-			v = nv;
-		}
+		v = cli_reserve(v, n, &cap, sizeof(*v));
 		if (vg_serial_parse(s, (size_t)(e - s), &v[n]) < 0)
 			cli_die("%s:%u: malformed serial '%.*s'; nothing revoked", path, lineno,
 			        (int)(e - s), s);
