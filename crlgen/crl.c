@@ -43,14 +43,13 @@
 #include <time.h>
 #include <unistd.h>
 
-#include <openssl/core_names.h>
 #include <openssl/err.h>
-#include <openssl/objects.h>
 #include <openssl/rsa.h>
 #include <openssl/x509.h>
 
 #include "common/log.h"
 #include "common/pki.h"
+#include "common/signer.h"
 
 #define OUT_BUF (256u * 1024u)
 #define WRITEBACK_EVERY (8 << 20)
@@ -63,95 +62,25 @@ static const uint8_t oid_delta_indicator[] = {0x55, 0x1d, 0x1b}; /* 2.5.29.27 */
 static const uint8_t oid_akid[] = {0x55, 0x1d, 0x23};            /* 2.5.29.35 */
 static const uint8_t oid_freshest[] = {0x55, 0x1d, 0x2e};        /* 2.5.29.46 freshestCRL */
 
-/* alg_id_legacy encodes the AlgorithmIdentifier of an RSA or ECDSA key that
- * OpenSSL 3.0 signs with through its legacy path, a key held by an ENGINE
- * (pkcs11: keys): those do not answer OSSL_SIGNATURE_PARAM_ALGORITHM_ID.
- * Parameters as RFC 4055 and RFC 5758 want them: NULL for RSA, absent for
- * ECDSA, as OpenSSL encodes them for its own keys. */
-static int alg_id_legacy(struct crl_signer *s, EVP_PKEY *key)
-{
-	bool rsa = EVP_PKEY_is_a(key, "RSA");
-	int sig_nid, n = -1;
-	if (!s->md || !OBJ_find_sigid_by_algs(&sig_nid, EVP_MD_get_type(s->md),
-	                                      rsa ? EVP_PKEY_RSA : EVP_PKEY_EC))
-		return -1;
-	X509_ALGOR *a = X509_ALGOR_new();
-	if (a && X509_ALGOR_set0(a, OBJ_nid2obj(sig_nid), rsa ? V_ASN1_NULL : V_ASN1_UNDEF, NULL) &&
-	    (n = i2d_X509_ALGOR(a, NULL)) > 0 && (size_t)n <= sizeof(s->alg)) {
-		unsigned char *q = s->alg;
-		n = i2d_X509_ALGOR(a, &q);
-	} else {
-		n = -1;
-	}
-	X509_ALGOR_free(a);
-	if (n <= 0)
-		return -1;
-	s->alg_len = (size_t)n;
-	return 0;
-}
-
 int crl_signer_init(struct crl_signer *s, EVP_PKEY *key, const char *digest, char *err,
                     size_t errlen)
 {
-	int rc = -EINVAL;
-	EVP_MD_CTX *ctx = NULL;
-	EVP_PKEY_CTX *pctx = NULL;
 	memset(s, 0, sizeof(*s));
 	s->key = key;
-	if (EVP_PKEY_is_a(key, "ED25519") || EVP_PKEY_is_a(key, "ED448")) {
-		s->oneshot = true;
-		s->md = NULL;
-	} else if (EVP_PKEY_is_a(key, "RSA") || EVP_PKEY_is_a(key, "EC")) {
-		if (!digest)
-			digest = "sha256";
-		if (strcmp(digest, "sha256") && strcmp(digest, "sha384") &&
-		    strcmp(digest, "sha512")) {
-			snprintf(err, errlen, "digest %s: expected sha256, sha384 or sha512",
-			         digest);
-			return -EINVAL;
-		}
-		s->md = EVP_get_digestbyname(digest);
-		if (!s->md) {
-			snprintf(err, errlen, "digest %s: not available", digest);
-			return -EINVAL;
-		}
-		if (EVP_PKEY_is_a(key, "RSA") && EVP_PKEY_get_bits(key) < 2048) {
-			snprintf(err, errlen, "RSA key of %d bits: at least 2048 are required",
-			         EVP_PKEY_get_bits(key));
-			return -EINVAL;
-		}
-	} else {
-		snprintf(err, errlen, "key type %s cannot sign CRLs (RSA, EC, Ed25519, Ed448)",
-		         EVP_PKEY_get0_type_name(key));
+	/* The policy and the AlgorithmIdentifier are the responder's too. */
+	int rc = vg_signer_policy(key, digest, &s->md, err, errlen);
+	if (rc < 0)
+		return rc;
+	s->oneshot = !s->md; /* EdDSA */
+	s->sig_max = (size_t)EVP_PKEY_get_size(key);
+	ssize_t n = vg_signer_algid(key, s->md, s->alg, sizeof(s->alg));
+	if (n < 0) {
+		char e[256];
+		snprintf(err, errlen, "cannot set up signing: %s", vg_pki_ssl_error(e, sizeof(e)));
 		return -EINVAL;
 	}
-	s->sig_max = (size_t)EVP_PKEY_get_size(key);
-
-	/* The AlgorithmIdentifier is OpenSSL's: it knows the parameters rules
-	 * (NULL for RSA, absent for ECDSA and EdDSA). */
-	ctx = EVP_MD_CTX_new();
-	if (!ctx || EVP_DigestSignInit(ctx, &pctx, s->md, NULL, key) != 1)
-		goto ssl_error;
-	if (EVP_PKEY_is_a(key, "RSA") && EVP_PKEY_CTX_set_rsa_padding(pctx, RSA_PKCS1_PADDING) != 1)
-		goto ssl_error;
-	OSSL_PARAM params[2] = {
-	    OSSL_PARAM_octet_string(OSSL_SIGNATURE_PARAM_ALGORITHM_ID, s->alg, sizeof(s->alg)),
-	    OSSL_PARAM_END,
-	};
-	if (EVP_PKEY_CTX_get_params(pctx, params) == 1 && params[0].return_size > 0 &&
-	    params[0].return_size <= sizeof(s->alg))
-		s->alg_len = params[0].return_size;
-	else if (alg_id_legacy(s, key) < 0)
-		goto ssl_error;
-	rc = 0;
-	goto out;
-ssl_error:;
-	char e[256];
-	snprintf(err, errlen, "cannot set up signing: %s", vg_pki_ssl_error(e, sizeof(e)));
-	rc = -EINVAL;
-out:
-	EVP_MD_CTX_free(ctx);
-	return rc;
+	s->alg_len = (size_t)n;
+	return 0;
 }
 
 int crl_signer_set_cert(struct crl_signer *s, X509 *cert)

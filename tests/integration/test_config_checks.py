@@ -203,6 +203,42 @@ def test_reload_into_same_identity_refused_old_config_serves(env):
         assert resp.stop() == 0
 
 
+# ---- the signer policy (common/signer.h) ---------------------------------------------------
+
+def test_rsa_key_under_2048_bits_refused_by_responder_and_crlgen(env):
+    """An RSA key under 2048 bits signs neither CRLs nor, since issue 12 (one
+    signer policy for both programs), OCSP answers: vigil-crlgen and
+    vigil-responder each refuse it at start with one line, and a SIGHUP into
+    it is refused while the old configuration keeps answering."""
+    from cryptography.hazmat.primitives.asymmetric import rsa
+    k = rsa.generate_private_key(public_exponent=65537, key_size=1024)
+    (env.tmp / "rsa1024.key").write_bytes(k.private_bytes(serialization.Encoding.PEM,
+                                                          serialization.PrivateFormat.PKCS8,
+                                                          serialization.NoEncryption()))
+    os.chmod(env.tmp / "rsa1024.key", 0o600)
+    _ca_cert(env.tmp / "rsa1024.pem", k, "Vigil RSA-1024 CA", 0x61, 1, 3650)
+    good = [("a", env.tmp / "ca.pem", env.tmp / "ca.key")]
+    weak = [("r", env.tmp / "rsa1024.pem", env.tmp / "rsa1024.key")]
+    conf = env.conf(good)
+    env.store_cmd(conf, "init")
+    env.store_cmd(conf, "add", "a", env.leaf)
+    bad = env.conf(good + weak, "bad.conf")
+    for prog, args in (("vigil-crlgen", ("--once",)), ("vigil-responder", ())):
+        line = _one_line(env.run(prog, bad, *args, timeout=30))
+        assert "[ca r]" in line and "RSA key of 1024 bits: at least 2048 are required" in line, \
+            (prog, line)
+    with Responder(conf) as resp:
+        assert env.ocsp(resp.port, env.tmp / "ca.pem", env.leaf) == "good"
+        start = resp.n_lines()
+        env.conf(good + weak)
+        resp.signal(signal.SIGHUP)
+        line = resp.wait_log(r"event=reload_failed", start=start)
+        assert "RSA key of 1024 bits" in line and "action=keep_old_config" in line, line
+        assert resp.request("GET", "/healthz")[0] == 200
+        assert env.ocsp(resp.port, env.tmp / "ca.pem", env.leaf) == "good"
+        assert resp.stop() == 0
+
+
 # ---- key file permissions ------------------------------------------------------------------
 
 def _foreign_gid():

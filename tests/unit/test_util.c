@@ -28,6 +28,7 @@
 #include "common/log.h"
 #include "common/pkcs11.h"
 #include "common/pki.h"
+#include "common/signer.h"
 #include "common/text.h"
 #include "store/record.h"
 #include "store/store.h"
@@ -702,6 +703,72 @@ static void test_pkcs11_uri_escapes(void **state)
 	assert_null(strstr(err, "bad %-escape"));
 }
 
+/* The signer policy of both programs, and the AlgorithmIdentifier against
+ * the one OpenSSL writes when it signs a CRL with the same key and digest. */
+static void test_signer(void **state)
+{
+	(void)state;
+	static const struct {
+		const char *type;
+		const char *param; /* curve, or NULL for RSA's bits */
+		size_t bits;
+		const char *digest;
+		int rc;
+	} keys[] = {
+	    {"RSA", NULL, 2048, NULL, 0},
+	    {"RSA", NULL, 2048, "sha512", 0},
+	    {"RSA", NULL, 1024, "sha256", -EINVAL},
+	    {"EC", "P-256", 0, "sha256", 0},
+	    {"EC", "P-384", 0, "sha384", 0},
+	    {"EC", "P-256", 0, "sha1", -EINVAL},
+	    {"EC", "P-256", 0, "md5", -EINVAL},
+	    {"ED25519", NULL, 0, "sha1", 0},
+	    {"ED448", NULL, 0, NULL, 0},
+	    {"X25519", NULL, 0, "sha256", -EINVAL},
+	};
+	for (size_t i = 0; i < sizeof(keys) / sizeof(keys[0]); i++) {
+		EVP_PKEY *k =
+		    keys[i].param  ? EVP_PKEY_Q_keygen(NULL, NULL, keys[i].type, keys[i].param)
+		    : keys[i].bits ? EVP_PKEY_Q_keygen(NULL, NULL, keys[i].type, keys[i].bits)
+		                   : EVP_PKEY_Q_keygen(NULL, NULL, keys[i].type);
+		assert_non_null(k);
+		const EVP_MD *md = (const EVP_MD *)1;
+		char err[200] = "";
+		assert_int_equal(vg_signer_policy(k, keys[i].digest, &md, err, sizeof(err)),
+		                 keys[i].rc);
+		if (keys[i].rc < 0) {
+			assert_true(strlen(err) > 0);
+			assert_null(strchr(err, '\n'));
+			if (keys[i].bits == 1024)
+				assert_non_null(strstr(err, "RSA key of 1024 bits: at least 2048"));
+			EVP_PKEY_free(k);
+			continue;
+		}
+		bool eddsa = !strncmp(keys[i].type, "ED", 2);
+		assert_true(eddsa ? md == NULL : md != NULL);
+		if (!eddsa)
+			assert_true(EVP_MD_is_a(md, keys[i].digest ? keys[i].digest : "SHA256"));
+		uint8_t alg[128];
+		ssize_t n = vg_signer_algid(k, md, alg, sizeof(alg));
+		assert_true(n > 0);
+		/* OpenSSL's own, from a CRL it signs. */
+		X509_CRL *crl = X509_CRL_new();
+		assert_non_null(crl);
+		assert_true(X509_CRL_sign(crl, k, md) > 0);
+		const X509_ALGOR *sa = NULL;
+		X509_CRL_get0_signature(crl, NULL, &sa);
+		unsigned char *der = NULL;
+		int dl = i2d_X509_ALGOR(sa, &der);
+		assert_int_equal(dl, n);
+		assert_memory_equal(der, alg, (size_t)n);
+		/* Too small a buffer fails, without writing past it. */
+		assert_true(vg_signer_algid(k, md, alg, (size_t)n - 1) < 0);
+		OPENSSL_free(der);
+		X509_CRL_free(crl);
+		EVP_PKEY_free(k);
+	}
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -722,6 +789,7 @@ int main(void)
 	    cmocka_unit_test(test_http_date),
 	    cmocka_unit_test(test_etag),
 	    cmocka_unit_test(test_pkcs11_uri_escapes),
+	    cmocka_unit_test(test_signer),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
