@@ -21,6 +21,7 @@
 
 #include <cmocka.h>
 
+#include "store/internal.h"
 #include "store/store.h"
 
 struct fx {
@@ -959,6 +960,39 @@ static void test_truncated_data_file(void **state)
 	assert_int_equal(vg_store_open(&f->st, other, VG_STORE_CREATE), 0);
 }
 
+/* The error boundary (store/internal.h): one code per meaning, the LMDB
+ * code kept inside; a full map is told from a full disk by a flag of the
+ * handle that hit it, not of the process; a map another process grew never
+ * comes out as -EAGAIN. */
+static void test_error_boundary(void **state)
+{
+	struct fx *f = *state;
+	char other[96];
+	snprintf(other, sizeof(other), "%s/other", f->dir);
+	struct vg_store *b;
+	assert_int_equal(vg_store_open(&b, other, VG_STORE_CREATE), 0);
+
+	assert_int_equal(env_err(f->st, MDB_MAP_FULL, "test"), -ENOSPC);
+	assert_true(f->st->map_full);
+	assert_false(b->map_full);
+	assert_int_equal(env_err(b, ENOSPC, "test"), -ENOSPC);
+	assert_false(b->map_full); /* a full disk: growing the map would not help */
+	assert_int_equal(env_err(b, MDB_TXN_FULL, "test"), -ENOSPC);
+	assert_false(b->map_full);
+	assert_int_equal(env_err(b, MDB_NOTFOUND, "test"), -ENOENT);
+	assert_int_equal(env_err(b, MDB_VERSION_MISMATCH, "test"), -EPROTO);
+	assert_int_equal(env_err(b, MDB_MAP_RESIZED, "test"), -EIO);
+	assert_int_equal(env_err(b, MDB_CORRUPTED, "test"), -EIO);
+	assert_int_equal(env_err(b, 0, "test"), 0);
+
+	/* A write clears what an earlier error left on its handle. */
+	struct vg_add_item it = {.serial = ser("01"), .cert = {.status = VG_STATUS_GOOD}};
+	it.cert.reason = VG_REASON_NONE;
+	assert_int_equal(vg_store_add(f->st, "ca1", &it, 1, &who, NULL, NULL, NULL), 0);
+	assert_false(f->st->map_full);
+	vg_store_close(b);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -979,6 +1013,7 @@ int main(void)
 						teardown),
 		cmocka_unit_test_setup_teardown(test_trim, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_truncated_data_file, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_error_boundary, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
