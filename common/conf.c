@@ -186,7 +186,7 @@ static int handle_ca(struct parse_ctx *p, const char *caname, const char *k, con
 		}
 	} else if (!strcmp(k, "ocsp_validity")) {
 		if (!parse_duration_ms(v, &ms) || ms < 8 * 3600 * 1000LL ||
-		    ms > 10LL * DAY * 1000) {
+		    ms > VG_VALIDITY_MAX * 1000LL) {
 			set_err(p,
 				"[ca %s] ocsp_validity = %s: must be 8h to 10d (Baseline Requirements "
 				"4.9.10)",
@@ -195,7 +195,8 @@ static int handle_ca(struct parse_ctx *p, const char *caname, const char *k, con
 		}
 		ca->ocsp_validity = ms / 1000;
 	} else if (!strcmp(k, "crl_validity")) {
-		if (!parse_duration_ms(v, &ms) || ms < 3600 * 1000LL || ms > 10LL * DAY * 1000) {
+		if (!parse_duration_ms(v, &ms) || ms < 3600 * 1000LL ||
+		    ms > VG_VALIDITY_MAX * 1000LL) {
 			set_err(p,
 				"[ca %s] crl_validity = %s: must be 1h to 10d (Baseline Requirements "
 				"4.9.7)",

@@ -14,6 +14,20 @@
 
 #define VG_CONF_MAX_CAS 64
 
+/* The longest validity of an OCSP answer or a CRL: ten days (Baseline
+ * Requirements 4.9.7 and 4.9.10). ocsp_validity and crl_validity are at
+ * most this. */
+#define VG_VALIDITY_MAX (10 * 86400)
+
+/* vg_ocsp_validity caps |validity| so that an OCSP answer's validity
+ * interval, which includes both thisUpdate and nextUpdate (RFC 5019 §4,
+ * BR 4.9.10), stays within VG_VALIDITY_MAX: at most VG_VALIDITY_MAX - 1
+ * seconds between them. */
+static inline int64_t vg_ocsp_validity(int64_t validity)
+{
+	return validity > VG_VALIDITY_MAX - 1 ? VG_VALIDITY_MAX - 1 : validity;
+}
+
 enum vg_not_issued {
 	VG_NOT_ISSUED_UNKNOWN = 0, /* RFC 6960 unknown: what public TLS CAs must answer */
 	VG_NOT_ISSUED_REVOKED = 1, /* RFC 6960 §2.2 revoked, certificateHold, 1970-01-01 */

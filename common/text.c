@@ -101,6 +101,13 @@ void vg_serial_format(const struct vg_serial *s, char *buf, size_t buflen)
 		buf[o < buflen ? o : buflen - 1] = '\0';
 }
 
+int vg_serial_cmp(const struct vg_serial *a, const struct vg_serial *b)
+{
+	if (a->len != b->len)
+		return a->len < b->len ? -1 : 1;
+	return memcmp(a->b, b->b, a->len);
+}
+
 static const char *const reason_names[] = {
 	[0] = "unspecified",
 	[1] = "keyCompromise",

@@ -55,6 +55,12 @@ int vg_serial_from_bytes(const uint8_t *b, size_t len, struct vg_serial *out);
  * |buf| (at least 2 * VG_SERIAL_MAX + 1 bytes). */
 void vg_serial_format(const struct vg_serial *s, char *buf, size_t buflen);
 
+/* vg_serial_cmp orders serials by value: negative, zero or positive as |a|
+ * is below, equal to or above |b|. Magnitudes have no leading zero octets
+ * (vg_serial_parse and vg_serial_from_bytes drop them), so the shorter is
+ * the smaller; serials of one length compare octet by octet. */
+int vg_serial_cmp(const struct vg_serial *a, const struct vg_serial *b);
+
 /* vg_reason_parse maps an RFC 5280 reason name (case-insensitive) to its code.
  * Returns 0 or -EINVAL. vg_reason_name is its inverse ("unspecified" for
  * VG_REASON_NONE). */

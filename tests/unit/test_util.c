@@ -769,6 +769,46 @@ static void test_signer(void **state)
 	}
 }
 
+/* Serials order by value; the OCSP validity cap. */
+static void test_serial_cmp(void **state)
+{
+	(void)state;
+	static const char *const sorted[] = {
+	    "0",
+	    "1",
+	    "7F",
+	    "80",
+	    "FF",
+	    "0100",
+	    "0101",
+	    "7FFF",
+	    "8000",
+	    "FFFF",
+	    "010000",
+	    "FFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFE",
+	    "FFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFF",
+	};
+	enum { N = sizeof(sorted) / sizeof(sorted[0]) };
+	struct vg_serial s[N];
+	for (int i = 0; i < N; i++)
+		assert_int_equal(vg_serial_parse(sorted[i], strlen(sorted[i]), &s[i]), 0);
+	for (int i = 0; i < N; i++)
+		for (int j = 0; j < N; j++) {
+			int c = vg_serial_cmp(&s[i], &s[j]);
+			assert_true(i < j ? c < 0 : i > j ? c > 0 : c == 0);
+		}
+	/* Leading zeros are not part of the value. */
+	struct vg_serial a, b;
+	assert_int_equal(vg_serial_parse("00:00:12:34", 11, &a), 0);
+	assert_int_equal(vg_serial_from_bytes((const uint8_t *)"\x00\x12\x34", 3, &b), 0);
+	assert_int_equal(vg_serial_cmp(&a, &b), 0);
+
+	assert_int_equal(vg_ocsp_validity(4 * 86400), 4 * 86400);
+	assert_int_equal(vg_ocsp_validity(VG_VALIDITY_MAX - 1), VG_VALIDITY_MAX - 1);
+	assert_int_equal(vg_ocsp_validity(VG_VALIDITY_MAX), VG_VALIDITY_MAX - 1);
+	assert_int_equal(vg_ocsp_validity(INT64_MAX), VG_VALIDITY_MAX - 1);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -790,6 +830,7 @@ int main(void)
 	    cmocka_unit_test(test_etag),
 	    cmocka_unit_test(test_pkcs11_uri_escapes),
 	    cmocka_unit_test(test_signer),
+	    cmocka_unit_test(test_serial_cmp),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
