@@ -4,7 +4,8 @@
  * libuv loop (timers, handles) over the fake stream of
  * tests/common/fake_stream.h, which collects what would be written and can
  * take everything, nothing (EAGAIN, so every answer is queued) or a few
- * bytes at a time. */
+ * bytes at a time. (The text codecs it used to test here are common/text.c's,
+ * tested in test_util.c.) */
 #include "responder/cache.h"
 #include "responder/conn.h"
 #include "responder/crlfile.h"
@@ -112,88 +113,6 @@ static void test_crl_times(void **state)
 			    crlfile_times(crl, len + 1, len + 1, &t1, &t2)); /* trailing bytes */
 		}
 	}
-}
-
-static void test_pct_decode(void **state)
-{
-	(void)state;
-	char out[64];
-	assert_int_equal(vg_pct_decode("MEow%2B%2F%3D", 13, out), 7);
-	assert_string_equal(out, "MEow+/=");
-	assert_int_equal(vg_pct_decode("a%2fb", 5, out), 3);
-	assert_string_equal(out, "a/b");
-	assert_int_equal(vg_pct_decode("plain+/=", 8, out), 8);
-	assert_string_equal(out, "plain+/=");
-	assert_int_equal(vg_pct_decode("bad%2", 5, out), -1);
-	assert_int_equal(vg_pct_decode("bad%", 4, out), -1);
-	assert_int_equal(vg_pct_decode("bad%zz", 6, out), -1);
-	assert_int_equal(vg_pct_decode("", 0, out), 0);
-	assert_int_equal(vg_pct_decode("%41", 3, out), 1);
-	assert_string_equal(out, "A");
-	assert_int_equal(vg_pct_decode("abc%41def%42", 12, out), 8);
-	assert_string_equal(out, "abcAdefB");
-}
-
-/* b64_decode against a bit-by-bit reference, for every length up to 3 x 17
- * octets, both alphabets, with and without padding; and what it refuses. */
-static void test_b64_decode(void **state)
-{
-	(void)state;
-	static const char std[] =
-	    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-	static const char url[] =
-	    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-	uint8_t in[51], out[80];
-	char enc[80];
-	for (size_t n = 0; n <= sizeof(in); n++) {
-		for (size_t i = 0; i < n; i++)
-			in[i] = (uint8_t)(i * 89 + n * 7 + 0xf0);
-		for (int alpha = 0; alpha < 2; alpha++) {
-			const char *a = alpha ? url : std;
-			size_t o = 0;
-			uint32_t acc = 0;
-			int bits = 0;
-			for (size_t i = 0; i < n; i++) {
-				acc = acc << 8 | in[i];
-				bits += 8;
-				while (bits >= 6) {
-					bits -= 6;
-					enc[o++] = a[(acc >> bits) & 63];
-				}
-			}
-			if (bits)
-				enc[o++] = a[(acc << (6 - bits)) & 63];
-			for (int pad = 0; pad < 2; pad++) {
-				size_t el = o;
-				while (pad && el % 4)
-					enc[el++] = '=';
-				memset(out, 0, sizeof(out));
-				assert_int_equal(vg_b64_decode(enc, el, out), (ssize_t)n);
-				assert_memory_equal(out, in, n);
-			}
-		}
-	}
-	assert_int_equal(vg_b64_decode("QUJD", 4, out), 3);
-	assert_memory_equal(out, "ABC", 3);
-	assert_int_equal(vg_b64_decode("QUJDR", 5, out), -1); /* one digit left over */
-	assert_int_equal(vg_b64_decode("QU.D", 4, out), -1);
-	assert_int_equal(vg_b64_decode("QUJD\x80"
-	                               "AAA",
-	                               8, out),
-	                 -1);
-	assert_int_equal(vg_b64_decode("QUJDRA%3D", 9, out), -1);
-	assert_int_equal(vg_b64_decode("QUJDRA", 6, out), 4);
-	assert_memory_equal(out, "ABCD", 4);
-}
-
-static void test_http_date(void **state)
-{
-	(void)state;
-	char buf[40];
-	vg_http_date(0, buf, sizeof(buf));
-	assert_string_equal(buf, "Thu, 01 Jan 1970 00:00:00 GMT");
-	vg_http_date(784111777, buf, sizeof(buf)); /* RFC 9110's example */
-	assert_string_equal(buf, "Sun, 06 Nov 1994 08:49:37 GMT");
 }
 
 /* ---- The fake stream (tests/common/fake_stream.c) ------------------------------------------ */
@@ -850,10 +769,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_etag_match),
-	    cmocka_unit_test(test_pct_decode),
 	    cmocka_unit_test(test_crl_times),
-	    cmocka_unit_test(test_b64_decode),
-	    cmocka_unit_test(test_http_date),
 	    cmocka_unit_test_setup_teardown(test_pipeline_whole, world_setup, world_teardown),
 	    cmocka_unit_test_setup_teardown(test_pipeline_split, world_setup, world_teardown),
 	    cmocka_unit_test_setup_teardown(test_pipeline_batches, world_setup, world_teardown),
