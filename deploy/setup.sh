@@ -12,7 +12,7 @@ cd "$root"
 
 PACKAGES="meson ninja-build pkg-config gcc libc6-dev openssl libssl-dev libuv1-dev liblmdb-dev
 lmdb-utils libhttp-parser-dev libinih-dev libcmocka-dev python3 python3-pytest
-python3-cryptography gnutls-bin bc procps curl wrk scdoc man-db systemd nginx clang-14 libclang-rt-14-dev libfuzzer-14-dev softhsm2 libengine-pkcs11-openssl opensc"
+python3-cryptography gnutls-bin bc procps curl wrk scdoc man-db systemd nginx clang-14 libclang-rt-14-dev libfuzzer-14-dev clang-format clang-tidy softhsm2 libengine-pkcs11-openssl opensc"
 
 deps() {
 	missing=""
@@ -92,10 +92,12 @@ PY
 run_tests() {
 	status=0
 	meson test -C build --print-errorlogs --num-processes 2 || status=1
-	# Sanitizers: every error aborts, leaks included.
+	# Sanitizers: every error aborts, leaks included. The lint suite (the
+	# layout of the sources) ran in the plain build.
 	ASAN_OPTIONS=abort_on_error=1:detect_leaks=1 \
 	UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
-		meson test -C build-asan --print-errorlogs --num-processes 2 --no-suite slow || status=1
+		meson test -C build-asan --print-errorlogs --num-processes 2 --no-suite slow \
+		--no-suite lint || status=1
 	meson test -C build-fuzz --print-errorlogs --num-processes 2 --suite fuzz || status=1
 	summary build/meson-logs/testlog.json build-asan/meson-logs/testlog.json \
 		build-fuzz/meson-logs/testlog.json
