@@ -156,13 +156,27 @@ static struct vg_conf_ca *ca_for(struct parse_ctx *p, const char *name)
 		(dst) = resolve_path(c, val);                                                     \
 	} while (0)
 
+/* handle_validity reads an OCSP answer's or a CRL's validity: |lo| (|lo_s|
+ * seconds) to ten days, the Baseline Requirements' section |br|. */
+static int handle_validity(struct parse_ctx *p, const char *caname, const char *k, const char *v,
+                           const char *lo, int64_t lo_s, const char *br, int64_t *dst)
+{
+	int64_t ms;
+	if (!parse_duration_ms(v, &ms) || ms < lo_s * 1000 || ms > VG_VALIDITY_MAX * 1000LL) {
+		set_err(p, "[ca %s] %s = %s: must be %s to 10d (Baseline Requirements %s)", caname,
+		        k, v, lo, br);
+		return 0;
+	}
+	*dst = ms / 1000;
+	return 1;
+}
+
 static int handle_ca(struct parse_ctx *p, const char *caname, const char *k, const char *v)
 {
 	struct vg_conf *c = p->c;
 	struct vg_conf_ca *ca = ca_for(p, caname);
 	if (!ca)
 		return 0;
-	int64_t ms;
 	if (!strcmp(k, "cert"))
 		SET_PATH(ca->cert, v);
 	else if (!strcmp(k, "ocsp_cert"))
@@ -185,25 +199,10 @@ static int handle_ca(struct parse_ctx *p, const char *caname, const char *k, con
 			return 0;
 		}
 	} else if (!strcmp(k, "ocsp_validity")) {
-		if (!parse_duration_ms(v, &ms) || ms < 8 * 3600 * 1000LL ||
-		    ms > VG_VALIDITY_MAX * 1000LL) {
-			set_err(p,
-				"[ca %s] ocsp_validity = %s: must be 8h to 10d (Baseline Requirements "
-				"4.9.10)",
-				caname, v);
-			return 0;
-		}
-		ca->ocsp_validity = ms / 1000;
+		return handle_validity(p, caname, k, v, "8h", 8 * 3600, "4.9.10",
+		                       &ca->ocsp_validity);
 	} else if (!strcmp(k, "crl_validity")) {
-		if (!parse_duration_ms(v, &ms) || ms < 3600 * 1000LL ||
-		    ms > VG_VALIDITY_MAX * 1000LL) {
-			set_err(p,
-				"[ca %s] crl_validity = %s: must be 1h to 10d (Baseline Requirements "
-				"4.9.7)",
-				caname, v);
-			return 0;
-		}
-		ca->crl_validity = ms / 1000;
+		return handle_validity(p, caname, k, v, "1h", 3600, "4.9.7", &ca->crl_validity);
 	} else if (!strcmp(k, "delta_crl")) {
 		if (!parse_bool(v, &ca->delta_crl)) {
 			set_err(p, "[ca %s] delta_crl = %s: expected on or off", caname, v);

@@ -809,6 +809,63 @@ static void test_serial_cmp(void **state)
 	assert_int_equal(vg_ocsp_validity(INT64_MAX), VG_VALIDITY_MAX - 1);
 }
 
+/* ocsp_validity and crl_validity: their ranges, to ten days, and the line
+ * that refuses one out of range. */
+static void test_conf_validity(void **state)
+{
+	(void)state;
+	static const struct {
+		const char *line;
+		int64_t ocsp, crl; /* seconds, or -1: refused with |msg| */
+		const char *msg;
+	} cases[] = {
+	    {"", 4 * 86400, 7 * 86400, NULL},
+	    {"ocsp_validity = 10d\ncrl_validity = 10d", 10 * 86400, 10 * 86400, NULL},
+	    {"ocsp_validity = 8h\ncrl_validity = 1h", 8 * 3600, 3600, NULL},
+	    {"ocsp_validity = 240h", 10 * 86400, 7 * 86400, NULL},
+	    {"ocsp_validity = 10d1s", -1, 0,
+	     "[ca a] ocsp_validity = 10d1s: must be 8h to 10d (Baseline Requirements 4.9.10)"},
+	    {"ocsp_validity = 7h", -1, 0,
+	     "[ca a] ocsp_validity = 7h: must be 8h to 10d (Baseline Requirements 4.9.10)"},
+	    {"crl_validity = 11d", -1, 0,
+	     "[ca a] crl_validity = 11d: must be 1h to 10d (Baseline Requirements 4.9.7)"},
+	    {"crl_validity = 59m", -1, 0,
+	     "[ca a] crl_validity = 59m: must be 1h to 10d (Baseline Requirements 4.9.7)"},
+	    {"crl_validity = soon", -1, 0,
+	     "[ca a] crl_validity = soon: must be 1h to 10d (Baseline Requirements 4.9.7)"},
+	};
+	char dir[] = "/tmp/vigil-test-validity-XXXXXX", conf[600], cert[600], err[1024];
+	assert_non_null(mkdtemp(dir));
+	snprintf(conf, sizeof(conf), "%s/vigil.conf", dir);
+	snprintf(cert, sizeof(cert), "%s/ca.pem", dir);
+	EVP_PKEY *k = EVP_EC_gen("P-256");
+	assert_non_null(k);
+	write_ca(cert, k, "Validity CA", MBSTRING_ASC, 1);
+	EVP_PKEY_free(k);
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		FILE *f = fopen(conf, "w");
+		assert_non_null(f);
+		fprintf(f, "[store]\npath = store\n[ca a]\ncert = ca.pem\n%s\n", cases[i].line);
+		fclose(f);
+		struct vg_conf c;
+		err[0] = '\0';
+		int rc = vg_conf_load(conf, &c, err, sizeof(err));
+		if (cases[i].ocsp < 0) {
+			assert_int_equal(rc, -EINVAL);
+			assert_non_null(strstr(err, cases[i].msg));
+			continue;
+		}
+		if (rc != 0)
+			fail_msg("%s: %s", cases[i].line, err);
+		assert_int_equal(c.cas[0].ocsp_validity, cases[i].ocsp);
+		assert_int_equal(c.cas[0].crl_validity, cases[i].crl);
+		vg_conf_free(&c);
+	}
+	unlink(conf);
+	unlink(cert);
+	rmdir(dir);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -831,6 +888,7 @@ int main(void)
 	    cmocka_unit_test(test_pkcs11_uri_escapes),
 	    cmocka_unit_test(test_signer),
 	    cmocka_unit_test(test_serial_cmp),
+	    cmocka_unit_test(test_conf_validity),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
