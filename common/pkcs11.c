@@ -162,19 +162,10 @@ static int read_pin(const char *source, char *pin, size_t pinlen, char *err, siz
 		snprintf(err, errlen, "pin-source %s: expected file:/absolute/path", source);
 		return -EINVAL;
 	}
-	/* Checked on the opened descriptor, as key files are (O_NONBLOCK: a
-	 * FIFO in its place must not hang the start). */
-	int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
-	if (fd < 0) {
-		int e = errno;
-		snprintf(err, errlen, "pin-source %s: %s", path, strerror(e));
-		return -e;
-	}
-	int rc = vg_pki_check_secret_fd(fd, "PIN file", path, err, errlen);
-	if (rc < 0) {
-		close(fd);
-		return rc;
-	}
+	/* Checked on the opened descriptor, as key files are. */
+	int fd = vg_pki_open_secret(path, "PIN file", "pin-source ", err, errlen);
+	if (fd < 0)
+		return fd;
 	FILE *f = fdopen(fd, "r");
 	if (!f) {
 		int e = errno;

@@ -207,24 +207,33 @@ int vg_pki_load_cert(const char *path, X509 **out, char *err, size_t errlen)
 	return 0;
 }
 
+int vg_pki_open_secret(const char *path, const char *what, const char *label, char *err,
+                       size_t errlen)
+{
+	int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
+	if (fd < 0) {
+		int e = errno;
+		snprintf(err, errlen, "%s%s: %s", label, path, strerror(e));
+		return -e;
+	}
+	int rc = vg_pki_check_secret_fd(fd, what, path, err, errlen);
+	if (rc < 0) {
+		close(fd);
+		return rc;
+	}
+	return fd;
+}
+
 int vg_pki_load_key(const char *uri, EVP_PKEY **out, char *err, size_t errlen)
 {
 	if (vg_pkcs11_is_uri(uri))
 		return vg_pkcs11_load_key(uri, out, err, errlen);
-	/* The mode is checked on the descriptor that is read, not on the
-	 * name beforehand, so a file swapped in between cannot slip through;
-	 * O_NONBLOCK: a FIFO in place of the key must not hang the start. */
-	int fd = open(uri, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
-	if (fd < 0) {
-		int e = errno;
-		snprintf(err, errlen, "%s: %s", uri, strerror(e));
-		return -e;
-	}
-	int rc = vg_pki_check_secret_fd(fd, "key file", uri, err, errlen);
+	int fd = vg_pki_open_secret(uri, "key file", "", err, errlen);
+	if (fd < 0)
+		return fd;
 	unsigned char *buf;
 	size_t len;
-	if (rc == 0)
-		rc = read_fd(fd, uri, &buf, &len, err, errlen);
+	int rc = read_fd(fd, uri, &buf, &len, err, errlen);
 	close(fd);
 	if (rc < 0)
 		return rc;

@@ -33,6 +33,15 @@ int vg_pki_load_key(const char *uri, EVP_PKEY **out, char *err, size_t errlen);
  * file and its mode. */
 int vg_pki_check_secret_fd(int fd, const char *what, const char *path, char *err, size_t errlen);
 
+/* vg_pki_open_secret opens the secret file |path| for reading and checks it
+ * with vg_pki_check_secret_fd (|what| names it), on the descriptor that is
+ * read, not on the name beforehand, so a file swapped in between cannot slip
+ * through; O_NONBLOCK, so a FIFO in its place cannot hang the start. It
+ * returns the descriptor, or a negative errno with a one-line reason in
+ * |err| ("|label||path|: strerror" when the open fails). */
+int vg_pki_open_secret(const char *path, const char *what, const char *label, char *err,
+                       size_t errlen);
+
 /* vg_pki_set_service_user names the user the service drops to after
  * starting as root ([responder] user; NULL: none), whose primary group may
  * then read key files too (a reload reads them as that user). It has no
