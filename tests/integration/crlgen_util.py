@@ -16,8 +16,7 @@ from pathlib import Path
 from cryptography import x509
 from cryptography.x509.oid import ExtensionOID
 
-from conftest import Runner, binary
-import pki
+from conftest import Runner, binary, rfc3339, run, write_config
 
 # cryptography's ReasonFlags values -> RFC 5280 names as vigil-store prints them.
 REASON_NAMES = {
@@ -34,9 +33,9 @@ REASON_NAMES = {
 }
 
 
-def run(*args, timeout=60, check=False, **kw):
-    return subprocess.run([str(a) for a in args], capture_output=True, text=True,
-                          timeout=timeout, check=check, **kw)
+def _keys(lines):
+    """Configuration lines "key = value" as {key: value}."""
+    return dict(ln.split(" = ", 1) for ln in lines)
 
 
 class Env:
@@ -46,8 +45,11 @@ class Env:
         self.tmp = Path(tmp)
         self.cas = {ca.name: ca for ca in cas}
         self.store_dir = self.tmp / "store"
-        self.config = pki.write_config(self.tmp / "vigil.conf", self.store_dir, cas,
-                                       extra=extra, ca_extra=ca_extra)
+        # |extra|: [crlgen] lines; |ca_extra|: CA name -> its more lines ("key = value").
+        self.config = write_config(
+            self.tmp / "vigil.conf", self.store_dir,
+            [(ca, _keys((ca_extra or {}).get(ca.name, []))) for ca in cas],
+            crlgen=_keys(extra.splitlines()))
         self.out = self.tmp / "crl"
         self.runner = Runner(self.config)
         self.runner.store("init")
@@ -56,10 +58,7 @@ class Env:
         self.runner.store("import-index", ca.name, ca.index)
 
     def crlgen(self, *args, check=True, timeout=120):
-        r = run(binary("vigil-crlgen"), "-c", self.config, *args, timeout=timeout)
-        if check and r.returncode != 0:
-            raise AssertionError(f"vigil-crlgen {args} exited {r.returncode}: {r.stderr}")
-        return r
+        return self.runner.crlgen(*args, check=check, timeout=timeout)
 
     def crl_path(self, name, delta=False, pem=False):
         return self.out / (f"{name}{'-delta' if delta else ''}.crl{'.pem' if pem else ''}")
@@ -105,10 +104,6 @@ def utc(dt):
     return dt
 
 
-def rfc3339(dt):
-    return utc(dt).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
 def entries(crl):
     """{serial hex upper: (reason name or None, revocation time, invalidity or None)}"""
     out = {}
@@ -125,23 +120,25 @@ def entries(crl):
 
 def openssl_crl_verify(crl_path, ca_cert, inform="DER"):
     """openssl crl -verify: returns (ok, output)."""
-    r = run("openssl", "crl", "-inform", inform, "-in", crl_path, "-CAfile", ca_cert, "-noout")
+    r = run("openssl", "crl", "-inform", inform, "-in", crl_path, "-CAfile", ca_cert, "-noout",
+            check=False, timeout=60)
     return r.returncode == 0 and "verify OK" in (r.stdout + r.stderr), r.stdout + r.stderr
 
 
 def openssl_verify_leaf(ca_cert, crl_pem, leaf, extra=()):
     """openssl verify -crl_check: returns (rc, output)."""
     r = run("openssl", "verify", "-crl_check", *extra, "-CAfile", ca_cert, "-CRLfile", crl_pem,
-            leaf)
+            leaf, check=False, timeout=60)
     return r.returncode, r.stdout + r.stderr
 
 
 def certtool_info(crl_path):
-    return run("certtool", "--crl-info", "--inder", "--infile", crl_path)
+    return run("certtool", "--crl-info", "--inder", "--infile", crl_path, check=False, timeout=60)
 
 
 def certtool_verify(crl_pem, ca_cert):
-    return run("certtool", "--verify-crl", "--load-ca-certificate", ca_cert, "--infile", crl_pem)
+    return run("certtool", "--verify-crl", "--load-ca-certificate", ca_cert, "--infile", crl_pem,
+               check=False, timeout=60)
 
 
 def write_index(path, rows):

@@ -11,6 +11,7 @@ import subprocess
 from pathlib import Path
 
 import pki
+from conftest import run
 
 SOFTHSM_MODULE = "/usr/lib/softhsm/libsofthsm2.so"
 PIN = "1234"
@@ -36,14 +37,6 @@ def missing():
     if need:
         return "not installed: " + " ".join(need) + " (deploy/setup.sh deps installs them)"
     return None
-
-
-def run(*args, env=None, check=True):
-    r = subprocess.run([str(a) for a in args], capture_output=True, text=True, env=env,
-                       timeout=120)
-    if check and r.returncode != 0:
-        raise AssertionError(f"{args} exited {r.returncode}:\n{r.stdout}\n{r.stderr}")
-    return r
 
 
 class Token:
@@ -107,21 +100,11 @@ class HsmCA:
     """A CA managed with `openssl ca` whose private key is token object |obj|."""
 
     def __init__(self, root, name, token, obj):
-        self.name = name
+        pki.ca_dir(self, root, name)
         self.token = token
         self.obj = obj
-        self.dir = Path(root) / name
-        self.dir.mkdir(parents=True)
-        (self.dir / "newcerts").mkdir()
-        (self.dir / "index.txt").write_text("")
-        (self.dir / "index.txt.attr").write_text("unique_subject = no\n")
-        (self.dir / "serial").write_text("1000\n")
-        (self.dir / "crlnumber").write_text("01\n")
-        self.cnf = self.dir / "ca.cnf"
-        self.cnf.write_text(pki.CA_CNF.format(dir=self.dir))
         self.cert = self.dir / "ca.pem"
         self.key = token.uri(obj)  # what Vigil's config names
-        self.leaves = {}
         self._openssl("req", "-new", "-x509", "-config", self.cnf, "-engine", "pkcs11",
                       "-keyform", "engine", "-key", token.cli_uri(obj),
                       "-subj", f"/CN=Vigil HSM {name}", "-days", "3650",
@@ -137,10 +120,7 @@ class HsmCA:
 
     def issue(self, cn):
         """Issue one leaf, signed by the token; returns (serial_hex, cert_path)."""
-        serial = (self.dir / "serial").read_text().strip().upper()
-        key = self.dir / f"leaf-{serial}.key"
-        csr = self.dir / f"leaf-{serial}.csr"
-        out = self.dir / f"leaf-{serial}.pem"
+        serial, key, csr, out = pki.leaf_files(self)
         pki.genkey(key, "ec")
         self._openssl("req", "-new", "-config", self.cnf, "-key", key, "-subj", f"/CN={cn}",
                       "-out", csr)
@@ -156,16 +136,8 @@ class HsmCA:
         return self.dir / "index.txt"
 
 
-def write_config(path, store, cas, workers=2, keys=None):
-    """A config where each CA signs OCSP answers and CRLs with its token key;
-    |keys| maps a CA name to another ocsp_key/crl_key value."""
-    keys = keys or {}
-    lines = ["[store]", f"path = {store}", "", "[responder]", "listen = 127.0.0.1:0",
-             f"workers = {workers}", "", "[crlgen]", f"out = {Path(path).parent / 'crl'}",
-             "interval = 3600", ""]
-    for ca in cas:
-        key = keys.get(ca.name, ca.key)
-        lines += [f"[ca {ca.name}]", f"cert = {ca.cert}", f"ocsp_key = {key}",
-                  f"crl_key = {key}", ""]
-    Path(path).write_text("\n".join(lines))
-    return Path(path)
+def with_key(ca, key):
+    """|ca| for conftest.write_config with |key| (a pkcs11: URI) as both its
+    ocsp_key and its crl_key."""
+    return (ca, {"ocsp_key": key, "crl_key": key})
+

@@ -6,8 +6,9 @@ new_certs_dir), a delegated OCSP signer, and issues/revokes leaves through
 `openssl ca` itself, so index.txt is OpenSSL's own database.
 """
 import os
-import subprocess
 from pathlib import Path
+
+from conftest import run
 
 OPENSSL = "openssl"
 
@@ -65,12 +66,6 @@ authorityKeyIdentifier = keyid:always
 """
 
 
-def run(*args, **kw):
-    kw.setdefault("check", True)
-    kw.setdefault("capture_output", True)
-    return subprocess.run([str(a) for a in args], **kw)
-
-
 def genkey(path, keytype="rsa"):
     if keytype == "rsa":
         run(OPENSSL, "genpkey", "-algorithm", "RSA", "-pkeyopt", "rsa_keygen_bits:2048", "-out", path)
@@ -83,21 +78,34 @@ def genkey(path, keytype="rsa"):
     os.chmod(path, 0o600)
 
 
+def ca_dir(ca, root, name):
+    """Make |ca|'s directory for `openssl ca` (ca.dir, ca.cnf, ca.leaves):
+    an empty index.txt, serials from 1000."""
+    ca.name = name
+    ca.dir = Path(root) / name
+    ca.dir.mkdir(parents=True)
+    (ca.dir / "newcerts").mkdir()
+    (ca.dir / "index.txt").write_text("")
+    (ca.dir / "index.txt.attr").write_text("unique_subject = no\n")
+    (ca.dir / "serial").write_text("1000\n")
+    (ca.dir / "crlnumber").write_text("01\n")
+    ca.cnf = ca.dir / "ca.cnf"
+    ca.cnf.write_text(CA_CNF.format(dir=ca.dir))
+    ca.leaves = {}  # serial hex (upper) -> cert path
+
+
+def leaf_files(ca):
+    """The next leaf's serial (hex, upper) and its key, CSR and certificate paths."""
+    serial = (ca.dir / "serial").read_text().strip().upper()
+    return serial, *(ca.dir / f"leaf-{serial}.{ext}" for ext in ("key", "csr", "pem"))
+
+
 class CA:
     """One CA managed with `openssl ca`."""
 
     def __init__(self, root, name, keytype="rsa"):
-        self.name = name
-        self.dir = Path(root) / name
+        ca_dir(self, root, name)
         self.keytype = keytype
-        self.dir.mkdir(parents=True)
-        (self.dir / "newcerts").mkdir()
-        (self.dir / "index.txt").write_text("")
-        (self.dir / "index.txt.attr").write_text("unique_subject = no\n")
-        (self.dir / "serial").write_text("1000\n")
-        (self.dir / "crlnumber").write_text("01\n")
-        self.cnf = self.dir / "ca.cnf"
-        self.cnf.write_text(CA_CNF.format(dir=self.dir))
         self.key = self.dir / "ca.key"
         self.cert = self.dir / "ca.pem"
         genkey(self.key, keytype)
@@ -113,21 +121,19 @@ class CA:
             "-subj", f"/CN={name} OCSP", "-out", csr)
         run(OPENSSL, "ca", "-batch", "-config", self.cnf, "-extensions", "ocsp_ext",
             "-in", csr, "-out", self.ocsp_cert, "-notext")
-        self.leaves = {}  # serial hex (upper) -> cert path
 
-    def issue(self, cn, keytype="ec", days=365, startdate=None):
-        """Issue one leaf through `openssl ca`; returns (serial_hex, cert_path)."""
-        serial = (self.dir / "serial").read_text().strip().upper()
-        key = self.dir / f"leaf-{serial}.key"
-        csr = self.dir / f"leaf-{serial}.csr"
-        out = self.dir / f"leaf-{serial}.pem"
+    def issue(self, cn, keytype="ec", days=365, startdate=None, enddate=None):
+        """Issue one leaf through `openssl ca`, valid for |days| or from
+        |startdate| to |enddate| (YYYYMMDDHHMMSSZ); returns (serial_hex, cert_path)."""
+        serial, key, csr, out = leaf_files(self)
         genkey(key, keytype)
         run(OPENSSL, "req", "-new", "-config", self.cnf, "-key", key, "-subj", f"/CN={cn}",
             "-out", csr)
         args = [OPENSSL, "ca", "-batch", "-config", self.cnf, "-in", csr, "-out", out,
-                "-notext", "-days", str(days)]
+                "-notext"]
         if startdate:
             args += ["-startdate", startdate]
+        args += ["-enddate", enddate] if enddate else ["-days", str(days)]
         run(*args)
         self.leaves[serial] = out
         return serial, out
@@ -153,22 +159,6 @@ class CA:
             rows.append({"status": f[0], "expiry": f[1], "rev": f[2], "serial": f[3].upper(),
                          "file": f[4], "subject": f[5]})
         return rows
-
-
-def write_config(path, store, cas, listen="127.0.0.1:0", extra="", ca_extra=None):
-    """Write a Vigil config for the given CAs; ca_extra maps CA name to extra lines."""
-    ca_extra = ca_extra or {}
-    lines = ["[store]", f"path = {store}", "", "[responder]", f"listen = {listen}", "workers = 1",
-             "", "[crlgen]", f"out = {Path(path).parent / 'crl'}", "interval = 3600", ""]
-    if extra:
-        lines += [extra, ""]
-    for ca in cas:
-        lines += [f"[ca {ca.name}]", f"cert = {ca.cert}", f"ocsp_cert = {ca.ocsp_cert}",
-                  f"ocsp_key = {ca.ocsp_key}", f"crl_key = {ca.key}"]
-        lines += ca_extra.get(ca.name, [])
-        lines.append("")
-    Path(path).write_text("\n".join(lines))
-    return Path(path)
 
 
 def _utc_seconds(t):

@@ -22,7 +22,10 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed25519, padding, rsa
 from cryptography.x509 import ocsp
 from cryptography.x509.oid import NameOID
 
-from conftest import binary
+from conftest import binary, der_tlv, write_config
+
+# The name test_survivors.py imports (write_config, from conftest, is the one).
+write_conf = write_config
 
 EXT_REVOKE_OID = x509.ObjectIdentifier("1.3.6.1.5.5.7.48.1.9")
 
@@ -127,6 +130,13 @@ class Responder:
                 self.proc.wait(5)
 
     # ---- HTTP -------------------------------------------------------------------------
+
+    def metric(self, name):
+        """The value of the metric line |name| (labels included) on /metrics,
+        or None when there is none."""
+        _, _, body = self.request("GET", "/metrics")
+        m = re.search(rf'^{re.escape(name)} (-?\d+)$', body.decode(), re.M)
+        return int(m.group(1)) if m else None
 
     def conn(self, timeout=10):
         return http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout)
@@ -289,24 +299,40 @@ def http_date(s):
     return parsedate_to_datetime(s).replace(tzinfo=None)
 
 
-def write_conf(path, store, cas, responder=None, crl_out=None):
-    """Write a config: |cas| is a list of (pki.CA, dict of extra keys); the
-    key 'delegated' (default True) chooses the delegated OCSP signer or the
-    CA key. |responder| holds extra [responder] keys."""
-    lines = ["[store]", f"path = {store}", "", "[responder]", "listen = 127.0.0.1:0"]
-    resp = {"workers": "2"}
-    resp.update(responder or {})
-    lines += [f"{k} = {v}" for k, v in resp.items()]
-    lines += ["", "[crlgen]", f"out = {crl_out or Path(path).parent / 'crl'}", ""]
-    for ca, opts in cas:
-        opts = dict(opts)
-        delegated = opts.pop("delegated", True)
-        lines += [f"[ca {ca.name}]", f"cert = {ca.cert}", f"crl_key = {ca.key}"]
-        if delegated:
-            lines += [f"ocsp_cert = {ca.ocsp_cert}", f"ocsp_key = {ca.ocsp_key}"]
-        else:
-            lines += [f"ocsp_key = {ca.key}"]
-        lines += [f"{k} = {v}" for k, v in opts.items()]
-        lines.append("")
-    Path(path).write_text("\n".join(lines))
-    return Path(path)
+
+class CrlMaker:
+    """CRLs of |entries| revoked serials signed by |ca| (RSA, SHA-256), DER
+    written by hand (python3-cryptography's builder takes minutes for
+    200,000); each call makes another version (its thisUpdate one second
+    later)."""
+
+    def __init__(self, ca, entries):
+        self.cert = load_cert(ca.cert)
+        self.key = serialization.load_pem_private_key(ca.key.read_bytes(), None)
+        self.alg = der_tlv(0x30, der_tlv(0x06, bytes.fromhex("2a864886f70d01010b")) + b"\x05\x00")
+        self.now = datetime.datetime.utcnow().replace(microsecond=0)
+        when = self.utc(self.now)
+        self.revoked = der_tlv(0x30, b"".join(
+            der_tlv(0x30, der_tlv(0x02, (10**12 + i).to_bytes(6, "big")) + when)
+            for i in range(entries)))
+        self.n = 0
+
+    @staticmethod
+    def utc(t):
+        return der_tlv(0x17, t.strftime("%y%m%d%H%M%SZ").encode())
+
+    def make(self):
+        t = self.now + datetime.timedelta(seconds=self.n)
+        self.n += 1
+        tbs = der_tlv(0x30, der_tlv(0x02, b"\x01") + self.alg + self.cert.subject.public_bytes() +
+                      self.utc(t) + self.utc(t + datetime.timedelta(days=1)) + self.revoked)
+        sig = self.key.sign(tbs, padding.PKCS1v15(), hashes.SHA256())
+        return der_tlv(0x30, tbs + self.alg + der_tlv(0x03, b"\x00" + sig))
+
+    def publish(self, path):
+        """Write a new version as crlgen does (a new file renamed over the old)."""
+        der = self.make()
+        tmp = path.with_suffix(".tmp")
+        tmp.write_bytes(der)
+        os.replace(tmp, path)
+        return der

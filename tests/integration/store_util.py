@@ -11,7 +11,7 @@ import subprocess
 import time
 from pathlib import Path
 
-from conftest import Runner, binary
+from conftest import Runner, binary, rfc3339, run
 import pki
 
 # openssl ca's revocation reason names (apps/ca.c crl_reasons[]) -> RFC 5280
@@ -48,11 +48,7 @@ def index_time(t):
         d = datetime.datetime.strptime(t, "%y%m%d%H%M%SZ")
     else:
         d = datetime.datetime.strptime(t, "%Y%m%d%H%M%SZ")
-    return d.strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def rfc3339(d):
-    return d.strftime("%Y-%m-%dT%H:%M:%SZ")
+    return rfc3339(d)
 
 
 def expected_from_revfield(status, rev):
@@ -209,26 +205,8 @@ def expect_error(store, *args, config=None, exit_codes=(1, 2), contains=None):
     return lines[0]
 
 
-def issue_dated(ca, cn, startdate, enddate=None, days=365):
-    """Issue a leaf through `openssl ca` with an explicit notBefore (and
-    optionally notAfter); returns (serial, path)."""
-    serial = (ca.dir / "serial").read_text().strip().upper()
-    key = ca.dir / f"leaf-{serial}.key"
-    csr = ca.dir / f"leaf-{serial}.csr"
-    out = ca.dir / f"leaf-{serial}.pem"
-    pki.genkey(key, "ec")
-    pki.run(pki.OPENSSL, "req", "-new", "-config", ca.cnf, "-key", key, "-subj", f"/CN={cn}",
-            "-out", csr)
-    args = [pki.OPENSSL, "ca", "-batch", "-config", ca.cnf, "-in", csr, "-out", out, "-notext",
-            "-startdate", startdate]
-    args += ["-enddate", enddate] if enddate else ["-days", str(days)]
-    pki.run(*args)
-    ca.leaves[serial] = out
-    return serial, out
-
-
 def to_der(pem, der):
-    pki.run(pki.OPENSSL, "x509", "-in", pem, "-outform", "DER", "-out", der)
+    run(pki.OPENSSL, "x509", "-in", pem, "-outform", "DER", "-out", der)
     return Path(der)
 
 

@@ -52,29 +52,18 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import pki  # noqa: E402
-from conftest import Runner, binary  # noqa: E402
+from conftest import Runner, binary, run, sanitized_build, write_config  # noqa: E402
 from responder_util import (Responder, check_response, fake_cert, load_cert,  # noqa: E402
-                            make_request, parse_responses, recv_all, status_of, write_conf)
+                            make_request, parse_responses, recv_all, status_of)
 
 PROBE_EVERY = 0.010  # seconds between two questions of the well-behaved client
 LAT_FACTOR = 5
 LAT_CAP = 1.0
 
 
-def sanitized():
-    """True for a build with -Db_sanitize (ASan, UBSan)."""
-    from conftest import BUILD
-    try:
-        opts = json.loads((BUILD / "meson-info" / "intro-buildoptions.json").read_text())
-    except (OSError, ValueError):
-        return False
-    return any(o["name"] == "b_sanitize" and o["value"] not in ("none", "")
-               for o in opts)
-
-
 # ASan and UBSan make every allocation and memory access of the responder
 # slower (2-3x); the floor doubles with them.
-LAT_FLOOR = 0.100 if sanitized() else 0.050
+LAT_FLOOR = 0.100 if sanitized_build() else 0.050
 
 
 # ---- the well-behaved client (a separate process) -------------------------------------------
@@ -215,9 +204,7 @@ def pkienv(tmp_path_factory):
     e.revoked = e.ca.issue("revoked.example")
     e.ca.revoke(e.revoked[1], "keyCompromise")
     e.store_dir = root / "store"
-    conf = write_conf(root / "init.conf", e.store_dir, [(e.ca, {})])
-    Runner(conf).store("init")
-    Runner(conf).store("import-index", e.ca.name, e.ca.index)
+    Runner(write_config(root / "init.conf", e.store_dir, [e.ca])).seed(e.ca)
     e.issuer = load_cert(e.ca.cert)
     good = make_request(load_cert(e.good[1]), e.issuer)
     revoked = make_request(load_cert(e.revoked[1]), e.issuer)
@@ -234,7 +221,7 @@ def pkienv(tmp_path_factory):
 def start(e, tmp_path, **responder):
     opts = {"workers": "2", "header_timeout": "3s", "body_timeout": "3s", "idle_timeout": "60s"}
     opts.update({k: str(v) for k, v in responder.items()})
-    conf = write_conf(tmp_path / "vigil.conf", e.store_dir, [(e.ca, {})], responder=opts)
+    conf = write_config(tmp_path / "vigil.conf", e.store_dir, [(e.ca, {})], responder=opts)
     return Responder(conf).start()
 
 
@@ -707,15 +694,14 @@ def test_drops_root_after_binding(public_dir):
     ca.key.chmod(0o600)  # the CA key stays root's: the responder does not need it
     crl_dir = d / "crl"
     crl_dir.mkdir(mode=0o755)
-    conf = write_conf(d / "vigil.conf", d / "store", [(ca, {})],
-                      responder={"user": "nobody", "workers": "2"}, crl_out=crl_dir)
-    Runner(conf).store("init")
-    Runner(conf).store("import-index", ca.name, ca.index)
+    conf = write_config(d / "vigil.conf", d / "store", [ca],
+                        responder={"user": "nobody", "workers": "2"}, crl_out=crl_dir)
+    Runner(conf).seed(ca)
     (d / "store").chmod(0o755)
     (d / "store" / "data.mdb").chmod(0o644)
     os.chown(d / "store" / "lock.mdb", nobody.pw_uid, nobody.pw_gid)
-    pki.run(pki.OPENSSL, "ca", "-batch", "-config", ca.cnf, "-gencrl", "-crldays", "7",
-            "-out", crl_dir / "priv.crl")
+    run(pki.OPENSSL, "ca", "-batch", "-config", ca.cnf, "-gencrl", "-crldays", "7",
+        "-out", crl_dir / "priv.crl")
     (crl_dir / "priv.crl").chmod(0o644)
     conf.chmod(0o644)
     before = hashlib.sha256((d / "store" / "data.mdb").read_bytes()).hexdigest()
@@ -761,7 +747,7 @@ def test_refuses_key_file_others_can_access(pkienv, tmp_path, mode):
     shutil.copy(e.ca.ocsp_key, key)
     ca = type("CA", (), dict(name=e.ca.name, cert=e.ca.cert, key=e.ca.key,
                               ocsp_cert=e.ca.ocsp_cert, ocsp_key=key))
-    conf = write_conf(tmp_path / "vigil.conf", e.store_dir, [(ca, {})])
+    conf = write_config(tmp_path / "vigil.conf", e.store_dir, [(ca, {})])
     key.chmod(mode)
     for args in ([], ["--check"]):
         p = subprocess.run([str(binary("vigil-responder")), "-c", str(conf)] + args,
@@ -787,7 +773,7 @@ def test_never_writes_the_store(pkienv, tmp_path):
     shutil.copytree(e.store_dir, store)
     data = store / "data.mdb"
     before = (hashlib.sha256(data.read_bytes()).hexdigest(), data.stat().st_mtime_ns)
-    conf = write_conf(tmp_path / "vigil.conf", store, [(e.ca, {})])
+    conf = write_config(tmp_path / "vigil.conf", store, [(e.ca, {})])
     reqs = [e.good_req, make_request(load_cert(e.revoked[1]), e.issuer)] + \
         [make_request(fake_cert(0x100000 + i, e.issuer), e.issuer) for i in range(50)]
 
@@ -876,16 +862,9 @@ def hsm_env(tmp_path, monkeypatch, names=("hsm-ec",)):
     monkeypatch.delenv("VIGIL_PKCS11_MODULE", raising=False)
     ca = hsm_util.HsmCA(tmp_path, "hsm-ec", token, "ec")
     leaves = [load_cert(ca.issue(f"leaf{i}.example")[1]) for i in range(2)]
-    conf = hsm_util.write_config(tmp_path / "vigil.conf", tmp_path / "store", [ca])
-    Runner(conf).store("init")
-    Runner(conf).store("import-index", ca.name, ca.index)
+    conf = write_config(tmp_path / "vigil.conf", tmp_path / "store", [ca])
+    Runner(conf).seed(ca)
     return token, ca, leaves, conf
-
-
-def metric(r, name):
-    text = r.request("GET", "/metrics")[2].decode()
-    m = re.search(rf"^{name} (\d+)", text, re.M)
-    return int(m.group(1)) if m else 0
 
 
 def test_stale_answer_served_while_signer_fails(tmp_path, monkeypatch):
@@ -924,7 +903,7 @@ def test_stale_answer_served_while_signer_fails(tmp_path, monkeypatch):
             status, headers, again = method(req)
             assert status == 200 and again == der, status_of(again)
         r.wait_log(r"event=sign_failed ca=hsm-ec", start=n)
-        assert metric(r, "vigil_stale_answers_total") == 2
+        assert r.metric("vigil_stale_answers_total") == 2
         assert check_response(again, issuer).next_update == first.next_update
         # Never answered before: nothing to fall back on.
         other = make_request(leaves[1], issuer)
@@ -934,7 +913,7 @@ def test_stale_answer_served_while_signer_fails(tmp_path, monkeypatch):
         for method in (r.get, r.post):
             status, _, out = method(req)
             assert status == 200 and status_of(out).name == "TRY_LATER"
-        assert metric(r, "vigil_stale_answers_total") == 2
+        assert r.metric("vigil_stale_answers_total") == 2
         assert r.stop() == 0
 
 
@@ -952,8 +931,8 @@ def test_healthz_follows_the_signer(tmp_path, monkeypatch):
     okey, ocsr, ocert = tmp_path / "ocsp.key", tmp_path / "ocsp.csr", tmp_path / "ocsp.pem"
     pki.genkey(okey, "ec")
     okey.chmod(0o600)
-    pki.run("openssl", "req", "-new", "-config", ca.cnf, "-key", okey, "-subj",
-            "/CN=hsm-ec OCSP", "-out", ocsr)
+    run("openssl", "req", "-new", "-config", ca.cnf, "-key", okey, "-subj",
+        "/CN=hsm-ec OCSP", "-out", ocsr)
     ca._ca("-extensions", "ocsp_ext", "-in", ocsr, "-out", ocert, "-notext", "-days", "30")
 
     def fresh():
@@ -975,13 +954,13 @@ def test_healthz_follows_the_signer(tmp_path, monkeypatch):
 
     def wait_healthy(n):
         """/healthz turns 200 within a few probe periods, no OCSP request asked."""
-        signs = metric(r, "vigil_signatures_total")
+        signs = r.metric("vigil_signatures_total")
         deadline = time.monotonic() + 10
         while r.request("GET", "/healthz")[0] != 200 and time.monotonic() < deadline:
             time.sleep(0.1)
         assert r.request("GET", "/healthz")[:1] == (200,)
         r.wait_log(r"event=signer_recovered ca=hsm-ec failures=\d+ by=probe", start=n)
-        assert metric(r, "vigil_signatures_total") == signs  # no answer was signed
+        assert r.metric("vigil_signatures_total") == signs  # no answer was signed
 
     with Responder(conf) as r:
         assert fresh() == "SUCCESSFUL"

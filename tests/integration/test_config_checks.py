@@ -8,8 +8,7 @@ import datetime
 import os
 import re
 import signal
-import subprocess
-from pathlib import Path
+import types
 
 import pytest
 from cryptography import x509
@@ -17,7 +16,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from conftest import binary
+from conftest import Runner, write_config
 from responder_util import Responder, openssl_ocsp
 
 NOW = datetime.datetime.now(datetime.timezone.utc).replace(microsecond=0)
@@ -85,19 +84,15 @@ class Env:
         self.leaf_rekeyed = _leaf(tmp / "leaf-rekeyed.pem", self.rekeyed, self.rekey,
                                   LEAF_SERIAL)
 
-    def conf(self, sections, name="vigil.conf", responder=()):
-        """|sections|: (section name, CA cert file, key file)."""
-        lines = ["[store]", f"path = {self.store}", "", "[responder]", "listen = 127.0.0.1:0",
-                 "workers = 1", *responder, "", "[crlgen]", f"out = {self.tmp / 'crl'}", ""]
-        for sec, cert, key in sections:
-            lines += [f"[ca {sec}]", f"cert = {cert}", f"crl_key = {key}", ""]
-        p = self.tmp / name
-        p.write_text("\n".join(lines))
-        return p
+    def conf(self, sections, name="vigil.conf", responder=None):
+        """|sections|: (section name, CA cert file, key file); the key signs
+        CRLs, ocsp_key is left out."""
+        cas = [(types.SimpleNamespace(name=sec, cert=cert, key=key), {"ocsp_key": None})
+               for sec, cert, key in sections]
+        return write_config(self.tmp / name, self.store, cas, workers=1, responder=responder)
 
     def run(self, prog, conf, *args, timeout=60):
-        return subprocess.run([str(binary(prog)), "-c", str(conf)] + [str(a) for a in args],
-                              capture_output=True, text=True, timeout=timeout)
+        return Runner(conf).run(prog, *args, check=False, timeout=timeout)
 
     def store_cmd(self, conf, *args):
         r = self.run("vigil-store", conf, *args)
@@ -297,7 +292,7 @@ def test_key_readable_by_the_service_users_group_accepted(env):
     if pw.pw_gid == os.getegid():
         pytest.skip("nobody's group is ours")
     key = env.tmp / "ca.key"
-    conf = env.conf([("a", env.tmp / "ca.pem", key)], responder=["user = nobody"])
+    conf = env.conf([("a", env.tmp / "ca.pem", key)], responder={"user": "nobody"})
     env.store_cmd(conf, "init")
     os.chmod(key, 0o640)
     os.chown(key, -1, pw.pw_gid)
@@ -352,18 +347,15 @@ def test_pin_file_readable_by_a_foreign_group_refused(tmp_path):
     ca = hsm_util.HsmCA(tmp_path, "hsm-ec", token, "ec")
     pin = tmp_path / "vigil.pin"
     pin.write_text(hsm_util.PIN + "\n")
-    conf = hsm_util.write_config(tmp_path / "vigil.conf", tmp_path / "store", [ca],
-                                 keys={ca.name: token.uri("ec", pin_file=pin)})
+    conf = write_config(tmp_path / "vigil.conf", tmp_path / "store",
+                        [hsm_util.with_key(ca, token.uri("ec", pin_file=pin))])
     environ = dict(token.env)
     environ.pop("VIGIL_PKCS11_PIN", None)
     environ.pop("VIGIL_PKCS11_MODULE", None)
 
     def crlgen():
-        return subprocess.run([str(binary("vigil-crlgen")), "-c", str(conf), "--once"],
-                              capture_output=True, text=True, env=environ, timeout=60)
-    r = subprocess.run([str(binary("vigil-store")), "-c", str(conf), "init"],
-                       capture_output=True, text=True, timeout=60)
-    assert r.returncode == 0, r.stderr
+        return Runner(conf).crlgen("--once", check=False, env=environ, timeout=60)
+    Runner(conf).store("init", timeout=60)
     os.chmod(pin, 0o640)
     os.chown(pin, -1, _foreign_gid())
     line = _one_line(crlgen())

@@ -10,7 +10,6 @@ sanitizer build). The seed and the kill point are named in every failure.
 """
 import base64
 import datetime
-import json
 import os
 import random
 import shutil
@@ -23,19 +22,9 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
 import pki
-from conftest import BUILD
+from conftest import sanitized_build, write_config
 from store_util import (Store, expected_from_revfield, kill_at, norm_serial, parse_summary,
                         store_cmd, synth_index, timeline)
-
-
-def sanitized_build():
-    """True when VIGIL_BUILD is an ASan/UBSan build (meson's b_sanitize)."""
-    try:
-        opts = json.loads((BUILD / "meson-info" / "intro-buildoptions.json").read_text())
-    except (OSError, ValueError):
-        return False
-    v = next((o["value"] for o in opts if o["name"] == "b_sanitize"), "none")
-    return v not in ("none", "", [], ["none"])
 
 
 SEED = int(os.environ.get("VIGIL_CRASH_SEED", "20261127"))
@@ -71,7 +60,7 @@ def revoke_rule(tail, reason, when):
 
 def copy_store(src_dir, dst_dir, ca_cert):
     shutil.copytree(src_dir / "store", dst_dir / "store")
-    cfg = pki.write_config(dst_dir / "vigil.conf", dst_dir / "store", [ca_cert])
+    cfg = write_config(dst_dir / "vigil.conf", dst_dir / "store", [ca_cert])
     return Store(cfg)
 
 
@@ -273,7 +262,7 @@ def env(tmp_path_factory):
 
     # Template A: initialised, base imported (for the import trials).
     (root / "A").mkdir()
-    a = Store(pki.write_config(root / "A" / "vigil.conf", root / "A" / "store", [ca]))
+    a = Store(write_config(root / "A" / "vigil.conf", root / "A" / "store", [ca]))
     a.ok("init")
     a.ok("import-index", CA, e.base_index)
     e.tmpl_a = root / "A"
@@ -293,7 +282,7 @@ def env(tmp_path_factory):
         wtext, e.nb = window_certs(rng, N_WINDOW, certdir)
         (root / "window-index.txt").write_text(wtext)
         shutil.copytree(root / "A" / "store", root / "C" / "store")
-        c = Store(pki.write_config(root / "C" / "vigil.conf", root / "C" / "store", [ca]))
+        c = Store(write_config(root / "C" / "vigil.conf", root / "C" / "store", [ca]))
         out = c.ok("import-index", CA, root / "window-index.txt", "--certs", certdir)
     finally:
         shutil.rmtree(certroot)

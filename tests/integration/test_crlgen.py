@@ -7,7 +7,6 @@ import datetime
 import os
 import re
 import signal
-import stat
 import subprocess
 import threading
 import time
@@ -19,8 +18,9 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.x509.oid import ExtensionOID
 
 import pki
+from conftest import binary
 from crlgen_util import (Daemon, Env, certtool_info, certtool_verify, crl_number, entries,
-                         file_mode, openssl_crl_verify, openssl_verify_leaf, rfc3339, signature_valid,
+                         file_mode, openssl_crl_verify, openssl_verify_leaf, signature_valid,
                          synthetic_revoked, utc, wait_for, write_index)
 
 
@@ -299,7 +299,6 @@ def test_concurrent_runs_never_publish_a_lower_number(tmp_path):
     env = Env(tmp_path, [ca], extra="keep = 50")
     write_index(ca.index, synthetic_revoked(20000))
     env.import_index(ca)
-    from crlgen_util import binary
     procs = [subprocess.Popen([str(binary("vigil-crlgen")), "-c", str(env.config), "--once"],
                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
              for _ in range(6)]

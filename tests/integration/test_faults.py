@@ -10,9 +10,9 @@ import time
 import pytest
 from cryptography.x509 import ocsp
 
-from conftest import Runner, binary, tmpfs
+from conftest import Runner, binary, tmpfs, write_config
 from pki import CA
-from responder_util import Responder, check_response, fake_cert, load_cert, make_request, write_conf
+from responder_util import Responder, check_response, fake_cert, load_cert, make_request
 
 
 def index_lines(n, seed, status="V"):
@@ -34,12 +34,8 @@ def ca(tmp_path_factory):
     return CA(tmp_path_factory.mktemp("pki"), "ca1", "ec")
 
 
-def config(path, store, ca):
-    return write_conf(path, store, [(ca, {})])
-
-
 def test_full_disk_keeps_committed_state(tmp_path, small_fs, ca):
-    conf = config(tmp_path / "vigil.conf", small_fs / "store", ca)
+    conf = write_config(tmp_path / "vigil.conf", small_fs / "store", [ca])
     st = Runner(conf)
     st.store("init")
     serials, text = index_lines(500, 1)
@@ -79,7 +75,7 @@ def test_full_disk_keeps_committed_state(tmp_path, small_fs, ca):
 def test_map_growth_under_running_responder(tmp_path, ca):
     """The store grows far past its initial map while the responder reads it."""
     store = tmp_path / "store"
-    conf = config(tmp_path / "vigil.conf", store, ca)
+    conf = write_config(tmp_path / "vigil.conf", store, [ca])
     env = dict(os.environ, VIGIL_STORE_INITIAL_MAP="65536")
 
     def vs(*args):

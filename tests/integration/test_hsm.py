@@ -11,17 +11,15 @@ import re
 import signal
 import subprocess
 import types
-from pathlib import Path
 
 import pytest
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes
 from cryptography.x509 import ocsp
 
 import crlgen_util
 import hsm_util
 import responder_util as ru
-from conftest import Runner, binary
+from conftest import Runner, binary, write_config
 
 pytestmark = pytest.mark.skipif(hsm_util.missing() is not None,
                                 reason=str(hsm_util.missing()))
@@ -50,11 +48,8 @@ def hsm(tmp_path_factory):
         ca.revoke(revoked[1])
         later = ca.issue("later.example")
         leaves[ca.name] = {"good": good, "revoked": revoked, "later": later}
-    config = hsm_util.write_config(tmp / "vigil.conf", tmp / "store", cas)
-    runner = Runner(config)
-    runner.store("init")
-    for ca in cas:
-        runner.store("import-index", ca.name, ca.index)
+    config = write_config(tmp / "vigil.conf", tmp / "store", cas)
+    Runner(config).seed(*cas)
     mp = pytest.MonkeyPatch()
     for k, v in clean_env(token).items():
         mp.setenv(k, v)
@@ -152,7 +147,8 @@ def test_pin_and_module_from_the_environment(hsm):
     token, tmp = hsm["token"], hsm["tmp"]
     cas = list(hsm["cas"].values())
     bare = {ca.name: f"pkcs11:token={token.label};object={ca.obj};type=private" for ca in cas}
-    conf = hsm_util.write_config(tmp / "env.conf", tmp / "store", cas, keys=bare)
+    conf = write_config(tmp / "env.conf", tmp / "store",
+                        [hsm_util.with_key(ca, bare[ca.name]) for ca in cas])
     env = clean_env(token)
     line = one_line(run_bin("vigil-responder", "-c", conf, "--check", env=env))
     assert "no PIN" in line and "VIGIL_PKCS11_PIN" in line, line
@@ -167,7 +163,8 @@ def test_pin_and_module_from_the_environment(hsm):
     line = one_line(run_bin("vigil-responder", "-c", conf, "--check", env=env))
     assert "/nonexistent/libpkcs11.so" in line, line
     withpath = {n: u + f"?module-path={hsm_util.SOFTHSM_MODULE}" for n, u in bare.items()}
-    conf = hsm_util.write_config(tmp / "env2.conf", tmp / "store", cas, keys=withpath)
+    conf = write_config(tmp / "env2.conf", tmp / "store",
+                        [hsm_util.with_key(ca, withpath[ca.name]) for ca in cas])
     r = run_bin("vigil-responder", "-c", conf, "--check", env=env)
     assert r.returncode == 0, r.stderr
 
@@ -210,8 +207,8 @@ def test_start_fails_in_one_line(hsm, case):
     the PIN never appears in it."""
     uri, env_extra, expect = start_failure_cases(hsm)[case]
     ca = hsm["cas"]["hsm-ec"]
-    conf = hsm_util.write_config(hsm["tmp"] / "bad.conf", hsm["tmp"] / "store", [ca],
-                                 keys={ca.name: uri})
+    conf = write_config(hsm["tmp"] / "bad.conf", hsm["tmp"] / "store",
+                        [hsm_util.with_key(ca, uri)])
     env = dict(clean_env(hsm["token"]), **env_extra)
     for args, name in ((["--check"], "vigil-responder"), ([], "vigil-responder"),
                        (["--once"], "vigil-crlgen")):
@@ -261,11 +258,8 @@ def test_token_failing_while_running(tmp_path, monkeypatch):
            hsm_util.HsmCA(tmp_path, "hsm-rsa", token, "rsa")]
     issued = {ca.name: [ca.issue(f"leaf{i}.example") for i in range(3)] for ca in cas}
     leaves = {name: [path for _, path in v] for name, v in issued.items()}
-    config = hsm_util.write_config(tmp_path / "vigil.conf", tmp_path / "store", cas)
-    runner = Runner(config)
-    runner.store("init")
-    for ca in cas:
-        runner.store("import-index", ca.name, ca.index)
+    config = write_config(tmp_path / "vigil.conf", tmp_path / "store", cas)
+    runner = Runner(config).seed(*cas)
     daemon = None
     with ru.Responder(config) as r:
         cached = {}

@@ -37,10 +37,9 @@ from cryptography import x509
 from cryptography.x509 import ocsp
 
 import pki
-from conftest import Runner, binary
+from conftest import Runner, write_config
 from nginx_util import EDGE_CONF, NGINX, Nginx
-from responder_util import (Responder, check_response, fake_cert, load_cert, make_request,
-                            write_conf)
+from responder_util import Responder, check_response, fake_cert, load_cert, make_request
 
 pytestmark = pytest.mark.skipif(not NGINX.exists(), reason="nginx is not installed (/usr/sbin/nginx)")
 
@@ -63,13 +62,11 @@ def edge(tmp_path_factory):
     e.crl_dir = root / "crl"
     e.crl_dir.mkdir()
     e.origin_log = root / "access.log"
-    e.config = write_conf(root / "vigil.conf", root / "store",
-                          [(e.ca, {"ocsp_validity": "8h"})],
-                          responder={"access_log": e.origin_log, "refresh_percent": "50"},
-                          crl_out=e.crl_dir)
-    e.store = Runner(e.config)
-    e.store.store("init")
-    e.store.store("import-index", e.ca.name, e.ca.index)
+    e.config = write_config(root / "vigil.conf", root / "store",
+                            [(e.ca, {"ocsp_validity": "8h"})],
+                            responder={"access_log": e.origin_log, "refresh_percent": "50"},
+                            crl_out=e.crl_dir)
+    e.store = Runner(e.config).seed(e.ca)
     crlgen(e)
     e.resp = Responder(e.config).start()
     e.nginx = Nginx(root / "nginx", e.resp.port)
@@ -84,9 +81,7 @@ def edge(tmp_path_factory):
 
 
 def crlgen(e):
-    r = subprocess.run([str(binary("vigil-crlgen")), "-c", str(e.config), "--once"],
-                       capture_output=True, text=True, timeout=60)
-    assert r.returncode == 0, r.stderr
+    e.store.crlgen("--once", timeout=60)
 
 
 def ocsp_uri(e, name, nonce=None):

@@ -17,15 +17,15 @@ from pathlib import Path
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec, padding
+from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509 import ocsp
 from cryptography.x509.oid import NameOID
 
 import pki
-from conftest import Runner, binary
-from responder_util import (EXT_REVOKE_OID, Responder, check_response, fake_cert, http_date,
-                            load_cert, make_request, ocsptool, openssl_ocsp, parse_responses,
-                            recv_all, status_of, write_conf)
+from conftest import Runner, binary, run, write_config
+from responder_util import (EXT_REVOKE_OID, CrlMaker, Responder, check_response, fake_cert,
+                            http_date, load_cert, make_request, ocsptool, openssl_ocsp,
+                            parse_responses, recv_all, status_of)
 
 REASONS = ["unspecified", "keyCompromise", "cACompromise", "affiliationChanged", "superseded",
            "cessationOfOperation", "certificateHold", "privilegeWithdrawn", "aACompromise"]
@@ -74,17 +74,14 @@ def env(tmp_path_factory):
     e.spare = [e.rsa.issue(f"spare{i}.example") for i in range(3)]
     e.crl_dir = root / "crl"
     e.crl_dir.mkdir()
-    e.config = write_conf(
+    e.config = write_config(
         root / "vigil.conf", root / "store",
         [(e.rsa, {}), (e.ec, {}), (e.ed, {"delegated": False}), (e.frz_unk, {}),
          (e.frz_rev, {"not_issued": "revoked"})],
         responder={"header_timeout": "1s", "body_timeout": "1s", "idle_timeout": "5s",
                    "max_certids": "4", "access_log": root / "access.log"},
         crl_out=e.crl_dir)
-    e.store = Runner(e.config)
-    e.store.store("init")
-    for ca in (e.rsa, e.ec, e.ed, e.frz_unk, e.frz_rev):
-        e.store.store("import-index", ca.name, ca.index)
+    e.store = Runner(e.config).seed(e.rsa, e.ec, e.ed, e.frz_unk, e.frz_rev)
     for r, (serial, _) in e.by_reason.items():
         e.store.store("revoke", "rsa1", serial, "--reason", r)
     e.ca_cert = {ca.name: load_cert(ca.cert) for ca in (e.rsa, e.ec, e.ed, e.frz_unk, e.frz_rev,
@@ -849,9 +846,9 @@ def test_healthz_and_metrics(env):
 
 def test_crl_download(env):
     pem = env.root / "rsa1-crl.pem"
-    pki.run("openssl", "ca", "-batch", "-config", env.rsa.cnf, "-gencrl", "-out", pem)
+    run("openssl", "ca", "-batch", "-config", env.rsa.cnf, "-gencrl", "-out", pem)
     der = env.crl_dir / "rsa1.crl"
-    pki.run("openssl", "crl", "-in", pem, "-outform", "DER", "-out", der)
+    run("openssl", "crl", "-in", pem, "-outform", "DER", "-out", der)
     status, h, body = env.resp.request("GET", "/crl/rsa1.crl")
     assert status == 200 and h["content-type"] == "application/pkix-crl"
     assert body == der.read_bytes()
@@ -866,10 +863,10 @@ def test_crl_download(env):
     assert status == 200 and bodyh == b"" and hh["content-length"] == str(len(body))
     # A newly published CRL (atomic rename) is served at once.
     time.sleep(0.01)
-    pki.run("openssl", "ca", "-batch", "-config", env.rsa.cnf, "-gencrl", "-crldays", "2",
+    run("openssl", "ca", "-batch", "-config", env.rsa.cnf, "-gencrl", "-crldays", "2",
             "-out", pem)
     tmp = env.crl_dir / "rsa1.crl.tmp"
-    pki.run("openssl", "crl", "-in", pem, "-outform", "DER", "-out", tmp)
+    run("openssl", "crl", "-in", pem, "-outform", "DER", "-out", tmp)
     os.rename(tmp, der)
     status, h3, body3 = env.resp.request("GET", "/crl/rsa1.crl")
     assert status == 200 and body3 == der.read_bytes() and h3["etag"] != h["etag"]
@@ -877,9 +874,7 @@ def test_crl_download(env):
     assert env.resp.request("GET", "/crl/nosuch.crl")[0] == 404
     assert env.resp.request("GET", "/crl/../vigil.conf")[0] == 404
     # What vigil-crlgen publishes is served as it lands.
-    r = subprocess.run([str(binary("vigil-crlgen")), "-c", str(env.config), "--once", "--ca", "ec1"],
-                       capture_output=True, text=True, timeout=60)
-    assert r.returncode == 0, r.stderr
+    env.store.crlgen("--once", "--ca", "ec1", timeout=60)
     status, h, body = env.resp.request("GET", "/crl/ec1.crl")
     assert status == 200 and body == (env.crl_dir / "ec1.crl").read_bytes()
     crl = x509.load_der_x509_crl(body)
@@ -955,33 +950,12 @@ def test_http_framing_edges(env):
     assert_alive(env)
 
 
-def der_tlv(tag, body):
-    n = len(body)
-    if n < 0x80:
-        return bytes([tag, n]) + body
-    ln = n.to_bytes((n.bit_length() + 7) // 8, "big")
-    return bytes([tag, 0x80 | len(ln)]) + ln + body
-
-
 def big_crl(ca, path, entries):
     """A CRL of |entries| revoked serials signed by |ca| (RSA), DER, written
     by hand: python3-cryptography's builder takes minutes for 200,000."""
-    cert = load_cert(ca.cert)
-    key = serialization.load_pem_private_key(ca.key.read_bytes(), None)
-    now = datetime.datetime.utcnow()
-
-    def utc(t):
-        return der_tlv(0x17, t.strftime("%y%m%d%H%M%SZ").encode())
-    alg = der_tlv(0x30, der_tlv(0x06, bytes.fromhex("2a864886f70d01010b")) + b"\x05\x00")
-    when = utc(now)
-    revoked = b"".join(der_tlv(0x30, der_tlv(0x02, (10**12 + i).to_bytes(6, "big")) + when)
-                       for i in range(entries))
-    tbs = der_tlv(0x30, der_tlv(0x02, b"\x01") + alg + cert.subject.public_bytes() + when +
-                  utc(now + datetime.timedelta(days=1)) + der_tlv(0x30, revoked))
-    sig = key.sign(tbs, padding.PKCS1v15(), hashes.SHA256())
-    der = der_tlv(0x30, tbs + alg + der_tlv(0x03, b"\x00" + sig))
+    der = CrlMaker(ca, entries).make()
     crl = x509.load_der_x509_crl(der)
-    assert crl.is_signature_valid(cert.public_key()) and len(crl) == entries
+    assert crl.is_signature_valid(load_cert(ca.cert).public_key()) and len(crl) == entries
     path.write_bytes(der)
     return der
 
@@ -997,8 +971,8 @@ def test_slow_reader_gets_the_whole_crl(env, tmp_path):
     crl_dir.mkdir()
     want = big_crl(env.rsa, crl_dir / "rsa1.crl", 200_000)
     assert len(want) > 4_500_000
-    conf = write_conf(tmp_path / "v.conf", env.root / "store", [(env.rsa, {})],
-                      responder={"idle_timeout": "500ms", "workers": "1"}, crl_out=crl_dir)
+    conf = write_config(tmp_path / "v.conf", env.root / "store", [(env.rsa, {})],
+                        responder={"idle_timeout": "500ms", "workers": "1"}, crl_out=crl_dir)
 
     def slow_get(port, close):
         s = socket.socket()
@@ -1036,8 +1010,8 @@ def test_slow_reader_gets_the_whole_crl(env, tmp_path):
 
 def test_sighup_reload(env, tmp_path):
     alog = tmp_path / "access.log"
-    conf = write_conf(tmp_path / "r.conf", env.root / "store", [(env.rsa, {})],
-                      responder={"workers": "1", "access_log": alog})
+    conf = write_config(tmp_path / "r.conf", env.root / "store", [(env.rsa, {})],
+                        responder={"workers": "1", "access_log": alog})
     ec_cert, ec_issuer = leaf(env, env.ec, env.good["ec1"])
     with Responder(conf) as r:
         status, _, body = r.post(make_request(ec_cert, ec_issuer))
@@ -1046,8 +1020,8 @@ def test_sighup_reload(env, tmp_path):
         keep.request("GET", "/healthz")
         assert keep.getresponse().read() == b"ok\n"
         # Add a CA and a base path, then SIGHUP.
-        write_conf(conf, env.root / "store", [(env.rsa, {}), (env.ec, {"ocsp_validity": "1d"})],
-                   responder={"workers": "1", "base_path": "/ocsp", "access_log": alog})
+        write_config(conf, env.root / "store", [(env.rsa, {}), (env.ec, {"ocsp_validity": "1d"})],
+                     responder={"workers": "1", "base_path": "/ocsp", "access_log": alog})
         os.rename(alog, tmp_path / "access.log.1")  # as logrotate does
         n = r.n_lines()
         r.signal(signal.SIGHUP)
@@ -1072,7 +1046,7 @@ def test_sighup_reload(env, tmp_path):
         status, h, body = r.post(make_request(ec_cert, ec_issuer))
         assert check_response(body, ec_issuer).certificate_status == ocsp.OCSPCertStatus.GOOD
         # A key that does not match its certificate is refused too.
-        write_conf(conf, env.root / "store", [(env.rsa, {})], responder={"workers": "1"})
+        write_config(conf, env.root / "store", [(env.rsa, {})], responder={"workers": "1"})
         conf.write_text(conf.read_text().replace(str(env.rsa.ocsp_key), str(env.ec.ocsp_key)))
         n = r.n_lines()
         r.signal(signal.SIGHUP)
@@ -1082,8 +1056,8 @@ def test_sighup_reload(env, tmp_path):
 
 
 def test_max_connections_503(env, tmp_path):
-    conf = write_conf(tmp_path / "m.conf", env.root / "store", [(env.rsa, {})],
-                      responder={"workers": "1", "max_connections": "2"})
+    conf = write_config(tmp_path / "m.conf", env.root / "store", [(env.rsa, {})],
+                        responder={"workers": "1", "max_connections": "2"})
     with Responder(conf) as r:
         held = [socket.create_connection(("127.0.0.1", r.port), timeout=5) for _ in range(2)]
         try:
@@ -1105,8 +1079,8 @@ def test_max_connections_503(env, tmp_path):
 
 def test_sigterm_drains(env, tmp_path):
     # workers = 0: one per CPU.
-    conf = write_conf(tmp_path / "t.conf", env.root / "store", [(env.rsa, {})],
-                      responder={"workers": "0"})
+    conf = write_config(tmp_path / "t.conf", env.root / "store", [(env.rsa, {})],
+                        responder={"workers": "0"})
     r = Responder(conf)
     with r:
         idle = socket.create_connection(("127.0.0.1", r.port), timeout=5)
@@ -1126,8 +1100,8 @@ def test_sigterm_drains(env, tmp_path):
 def test_sigterm_finishes_requests_in_flight(env, tmp_path):
     """A request half received when SIGTERM arrives is still answered (with
     Connection: close) before the responder exits."""
-    conf = write_conf(tmp_path / "d.conf", env.root / "store", [(env.rsa, {})],
-                      responder={"workers": "1"})
+    conf = write_config(tmp_path / "d.conf", env.root / "store", [(env.rsa, {})],
+                        responder={"workers": "1"})
     cert, issuer = leaf(env, env.rsa, env.good["rsa1"])
     der = make_request(cert, issuer)
     with Responder(conf) as r:
@@ -1169,13 +1143,13 @@ def test_delegated_signer_checked(env, tmp_path):
     ext = tmp_path / "ext.cnf"
     ext.write_text("[e]\nbasicConstraints = CA:false\nkeyUsage = critical, digitalSignature\n"
                    "extendedKeyUsage = critical, OCSPSigning\nnoCheck = ignored\n")
-    good_conf = write_conf(tmp_path / "good.conf", env.root / "store", [(env.rsa, {})])
+    good_conf = write_config(tmp_path / "good.conf", env.root / "store", [(env.rsa, {})])
 
     def signed_by(ca, name, *extra):
         csr, out = tmp_path / f"{name}.csr", tmp_path / f"{name}.pem"
-        pki.run("openssl", "req", "-new", "-config", ca.cnf, "-key", env.rsa.ocsp_key,
+        run("openssl", "req", "-new", "-config", ca.cnf, "-key", env.rsa.ocsp_key,
                 "-subj", f"/CN={name}", "-out", csr)
-        pki.run("openssl", "x509", "-req", "-in", csr, "-CA", ca.cert, "-CAkey", ca.key,
+        run("openssl", "x509", "-req", "-in", csr, "-CA", ca.cert, "-CAkey", ca.key,
                 "-set_serial", "77", "-days", "30", "-extfile", ext, "-extensions", "e",
                 "-out", out, *extra)
         conf = tmp_path / f"{name}.conf"
@@ -1222,7 +1196,7 @@ def test_cli(env, tmp_path):
         assert r.returncode == code, (args, r.stderr)
         assert r.stderr.count("\n") == 1 and r.stderr.startswith("vigil-responder: "), r.stderr
     bad = tmp_path / "bad.conf"
-    write_conf(bad, env.root / "store", [(env.rsa, {"ocsp_validity": "20d"})])
+    write_config(bad, env.root / "store", [(env.rsa, {"ocsp_validity": "20d"})])
     r = run_resp("-c", bad)
     assert r.returncode == 1 and "ocsp_validity" in r.stderr and r.stderr.count("\n") == 1
     r = run_resp("-c", env.config, "--check")

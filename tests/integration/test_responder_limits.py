@@ -6,7 +6,6 @@ asked for again and again, and `user =` when not started as root.
 Each drives the real binary on 127.0.0.1; CRLs are signed here with
 python3-cryptography's key (the DER written by hand: its builder takes
 minutes for hundreds of thousands of entries) and checked with it."""
-import datetime
 import os
 import pwd
 import re
@@ -20,13 +19,11 @@ from pathlib import Path
 
 import pytest
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import padding
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import pki  # noqa: E402
-from conftest import Runner  # noqa: E402
-from responder_util import Responder, load_cert, parse_responses, write_conf  # noqa: E402
+from conftest import Runner, write_config  # noqa: E402
+from responder_util import CrlMaker, Responder, load_cert, parse_responses  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -40,68 +37,15 @@ def ca(tmp_path_factory):
 def setup_store(tmp_path, ca, responder, crl_dir=None):
     crl_dir = crl_dir or tmp_path / "crl"
     crl_dir.mkdir(exist_ok=True)
-    conf = write_conf(tmp_path / "vigil.conf", tmp_path / "store", [(ca, {})],
-                      responder=responder, crl_out=crl_dir)
-    Runner(conf).store("init")
-    Runner(conf).store("import-index", ca.name, ca.index)
+    conf = write_config(tmp_path / "vigil.conf", tmp_path / "store", [(ca, {})],
+                        responder=responder, crl_out=crl_dir)
+    Runner(conf).seed(ca)
     return conf, crl_dir
-
-
-def tlv(tag, body):
-    n = len(body)
-    if n < 0x80:
-        return bytes([tag, n]) + body
-    ln = n.to_bytes((n.bit_length() + 7) // 8, "big")
-    return bytes([tag, 0x80 | len(ln)]) + ln + body
-
-
-class CrlMaker:
-    """CRLs of |entries| revoked serials signed by |ca| (RSA, SHA-256); each
-    call makes another version (its thisUpdate one second later)."""
-
-    def __init__(self, ca, entries):
-        self.cert = load_cert(ca.cert)
-        self.key = serialization.load_pem_private_key(ca.key.read_bytes(), None)
-        self.alg = tlv(0x30, tlv(0x06, bytes.fromhex("2a864886f70d01010b")) + b"\x05\x00")
-        self.now = datetime.datetime.utcnow().replace(microsecond=0)
-        when = self.utc(self.now)
-        self.revoked = tlv(0x30, b"".join(
-            tlv(0x30, tlv(0x02, (10**12 + i).to_bytes(6, "big")) + when)
-            for i in range(entries)))
-        self.n = 0
-
-    @staticmethod
-    def utc(t):
-        return tlv(0x17, t.strftime("%y%m%d%H%M%SZ").encode())
-
-    def make(self):
-        t = self.now + datetime.timedelta(seconds=self.n)
-        self.n += 1
-        tbs = tlv(0x30, tlv(0x02, b"\x01") + self.alg + self.cert.subject.public_bytes() +
-                  self.utc(t) + self.utc(t + datetime.timedelta(days=1)) + self.revoked)
-        sig = self.key.sign(tbs, padding.PKCS1v15(), hashes.SHA256())
-        return tlv(0x30, tbs + self.alg + tlv(0x03, b"\x00" + sig))
-
-    def publish(self, path):
-        """Write a new version as crlgen does (a new file renamed over the old)."""
-        der = self.make()
-        tmp = path.with_suffix(".tmp")
-        tmp.write_bytes(der)
-        os.replace(tmp, path)
-        return der
 
 
 def proc_status(pid):
     text = Path(f"/proc/{pid}/status").read_text()
     return {k: int(v) * 1024 for k, v in re.findall(r"^(Vm\w+|Rss\w+):\s+(\d+) kB", text, re.M)}
-
-
-def metric(r, name):
-    status, _, body = r.request("GET", "/metrics")
-    assert status == 200
-    m = re.search(rb"^" + name.encode() + rb" (\d+)$", body, re.M)
-    assert m, (name, body[-2000:])
-    return int(m.group(1))
 
 
 def complete(data):
@@ -167,7 +111,7 @@ def test_slow_crl_readers_do_not_pin_crl_versions(ca, tmp_path):
                   f"{st.get('RssAnon', 0) >> 20}, file {st.get('RssFile', 0) >> 20})")
             assert st["VmHWM"] - base <= RSS_GROWTH_MAX, (base, st)
             # Each version was read once for the whole process.
-            assert metric(r, "vigil_crl_loads_total") == PUBLICATIONS
+            assert r.metric("vigil_crl_loads_total") == PUBLICATIONS
             # Every slow reader gets its version whole, the old ones too
             # (their files replaced since): one per version read to the end.
             seen = set()
@@ -269,8 +213,8 @@ def test_connections_past_the_fd_limit_get_503(ca, tmp_path):
         time.sleep(0.3)
         # Descriptors are free again: served, and the refusals were counted.
         assert r.request("GET", "/healthz")[0] == 200
-        assert metric(r, "vigil_connections_fd_limit_total") == refused
-        assert metric(r, "vigil_connections_refused_total") >= refused
+        assert r.metric("vigil_connections_fd_limit_total") == refused
+        assert r.metric("vigil_connections_refused_total") >= refused
         n = log_count(r, r"event=conn_refused reason=fd_limit")
         assert 1 <= n <= 10 * (int(elapsed) + 2), n  # the log budget: 10 a second
         if refused > n:
@@ -308,8 +252,8 @@ def test_broken_crl_read_once_and_logged_once(ca, tmp_path):
                 statuses.append(status)
                 assert headers["retry-after"] == "10", headers
         assert statuses == [503] * 300, statuses
-        assert metric(r, "vigil_crl_load_failures_total") == 1
-        assert metric(r, "vigil_crl_loads_total") == 0
+        assert r.metric("vigil_crl_load_failures_total") == 1
+        assert r.metric("vigil_crl_loads_total") == 0
         time.sleep(1.2)  # past the log budget's window: anything suppressed is said
         assert log_count(r, r"event=crl_unreadable") == 1, "\n".join(r.lines)
         assert log_count(r, r"log_suppressed.*crl_unreadable") == 0
@@ -317,7 +261,7 @@ def test_broken_crl_read_once_and_logged_once(ca, tmp_path):
         der = CrlMaker(ca, 10).publish(path)
         status, _, body = r.request("GET", f"/crl/{ca.name}.crl")
         assert status == 200 and body == der
-        assert metric(r, "vigil_crl_loads_total") == 1
+        assert r.metric("vigil_crl_loads_total") == 1
         assert r.stop() == 0
 
 
@@ -339,8 +283,8 @@ def test_user_ignored_when_not_root_is_said():
         for user, said in (("daemon", True), ("nobody", False)):
             sub = d / user
             sub.mkdir(mode=0o755)
-            conf = write_conf(sub / "vigil.conf", sub / "store", [(ca, {})],
-                              responder={"user": user, "workers": "1"})
+            conf = write_config(sub / "vigil.conf", sub / "store", [(ca, {})],
+                                responder={"user": user, "workers": "1"})
             Runner(conf).store("init")
             for root, dirs, files in os.walk(sub):
                 for name in dirs + files:

@@ -23,9 +23,9 @@ from cryptography import x509
 from cryptography.x509 import ocsp
 
 import pki
-from conftest import Runner, binary
+from conftest import Runner, write_config
 from responder_util import (Responder, check_response, http_date, load_cert, make_request,
-                            openssl_ocsp, write_conf)
+                            openssl_ocsp)
 
 UTC = datetime.datetime.utcnow
 
@@ -36,10 +36,7 @@ def pkienv(tmp_path_factory):
     ca = pki.CA(root, "exp1", "ec")
     serials = [ca.issue(f"leaf{i}.example")[0] for i in range(3)]
     store = root / "store"
-    conf = write_conf(root / "seed.conf", store, [(ca, {})])
-    runner = Runner(conf)
-    runner.store("init")
-    runner.store("import-index", ca.name, ca.index)
+    Runner(write_config(root / "seed.conf", store, [ca])).seed(ca)
     return root, ca, store, serials
 
 
@@ -49,14 +46,11 @@ def conf_with(root, ca, store, name, signer=None, cert=None, opts=None):
     o = dict(opts or {})
     if signer is None:
         o["delegated"] = False
-    path = write_conf(root / f"{name}.conf", store, [(ca, o)])
-    text = path.read_text()
-    if signer is not None:
-        text = text.replace(f"ocsp_cert = {ca.ocsp_cert}", f"ocsp_cert = {signer}")
+    else:
+        o["ocsp_cert"] = signer
     if cert is not None:
-        text = text.replace(f"cert = {ca.cert}\n", f"cert = {cert}\n")
-    path.write_text(text)
-    return path
+        o["cert"] = cert
+    return write_config(root / f"{name}.conf", store, [(ca, o)])
 
 
 def leaf_req(ca, serial, nonce=None):
@@ -68,12 +62,6 @@ def answer(resp, ca, serial, nonce=None):
     status, hdrs, body = resp.post(leaf_req(ca, serial, nonce))
     assert status == 200, status
     return ocsp.load_der_ocsp_response(body)
-
-
-def metric(resp, name):
-    _, _, body = resp.request("GET", "/metrics")
-    m = re.search(rf'^{re.escape(name)} (-?\d+)$', body.decode(), re.M)
-    return int(m.group(1)) if m else None
 
 
 def test_delegated_signer_expires_while_running(pkienv, tmp_path):
@@ -102,7 +90,7 @@ def test_delegated_signer_expires_while_running(pkienv, tmp_path):
         assert rc == 0 and "Response verify OK" in out, out
         nu = re.search(r"Next Update: (.+ GMT)", out).group(1)
         assert datetime.datetime.strptime(nu, "%b %d %H:%M:%S %Y GMT") == not_after, out
-        assert 0 < metric(resp, 'vigil_signer_expiry_seconds{ca="exp1"}') <= 7
+        assert 0 < resp.metric('vigil_signer_expiry_seconds{ca="exp1"}') <= 7
         assert resp.request("GET", "/healthz")[0] == 200
 
         # After: logged within the probe period, no request needed.
@@ -121,8 +109,8 @@ def test_delegated_signer_expires_while_running(pkienv, tmp_path):
             ocsp.OCSPResponseStatus.TRY_LATER
         assert answer(resp, ca, serials[0], nonce=b"0123456789abcdef").response_status == \
             ocsp.OCSPResponseStatus.TRY_LATER
-        assert metric(resp, 'vigil_signer_expiry_seconds{ca="exp1"}') <= 0
-        assert metric(resp, 'vigil_signer_expiry_events_total{ca="exp1"}') == 2
+        assert resp.metric('vigil_signer_expiry_seconds{ca="exp1"}') <= 0
+        assert resp.metric('vigil_signer_expiry_events_total{ca="exp1"}') == 2
         # Said once, not at every probe or answer.
         time.sleep(2.2)
         assert sum("event=signer_expired" in l for l in resp.lines) == 1
@@ -180,8 +168,7 @@ def test_ca_key_signing_directly_capped_at_ca_cert(pkienv, tmp_path):
 
 
 def crlgen(conf, *args):
-    return subprocess.run([str(binary("vigil-crlgen")), "-c", str(conf), *args],
-                          capture_output=True, text=True, timeout=60)
+    return Runner(conf).crlgen(*args, check=False, timeout=60)
 
 
 def test_crlgen_caps_next_update_and_refuses_when_expired(pkienv, tmp_path):

@@ -14,8 +14,9 @@ from cryptography.hazmat.primitives.asymmetric import ec
 import datetime
 
 import pki
-from store_util import (RFC5280_REASONS, Store, expect_error, expected_from_index,
-                        issue_dated, norm_serial, summary_of, to_der, whoami)
+from conftest import run, write_config
+from store_util import (RFC5280_REASONS, Store, expect_error, expected_from_index, norm_serial,
+                        summary_of, to_der, whoami)
 
 T1 = "2026-01-01T00:00:00Z"
 T2 = "2026-02-01T00:00:00Z"
@@ -46,8 +47,8 @@ def make_pki_ca(root, name, keytype):
     ca.issue(f"{name}-valid-1")
     ca.issue(f"{name}-valid-2", keytype="rsa")
     # An expired certificate, marked E by `openssl ca -updatedb`.
-    issue_dated(ca, f"{name}-expired", "20200101000000Z", "20200201000000Z")
-    pki.run(pki.OPENSSL, "ca", "-config", ca.cnf, "-updatedb")
+    ca.issue(f"{name}-expired", startdate="20200101000000Z", enddate="20200201000000Z")
+    run(pki.OPENSSL, "ca", "-config", ca.cnf, "-updatedb")
     return ca
 
 
@@ -59,7 +60,7 @@ def pkienv(tmp_path_factory):
 
 @pytest.fixture
 def store(tmp_path, pkienv):
-    cfg = pki.write_config(tmp_path / "vigil.conf", tmp_path / "store", list(pkienv.values()))
+    cfg = write_config(tmp_path / "vigil.conf", tmp_path / "store", list(pkienv.values()))
     st = Store(cfg)
     assert "initialised" in st.ok("init")
     return st
@@ -67,7 +68,7 @@ def store(tmp_path, pkienv):
 
 def own_ca(tmp_path, name="own1", keytype="ec"):
     ca = pki.CA(tmp_path / "pki", name, keytype)
-    cfg = pki.write_config(tmp_path / "vigil.conf", tmp_path / "store", [ca])
+    cfg = write_config(tmp_path / "vigil.conf", tmp_path / "store", [ca])
     st = Store(cfg)
     st.ok("init")
     return ca, st
@@ -173,7 +174,7 @@ def test_revoke_by_issuance_window(tmp_path):
     ca, st = own_ca(tmp_path)
     dates = ["20250101000000Z", "20250501000000Z", "20250615120000Z", "20250831235959Z",
              "20250901000000Z", "20251001000000Z", "20250701000000Z", "20250702000000Z"]
-    leaves = [issue_dated(ca, f"d{i}", d) for i, d in enumerate(dates)]
+    leaves = [ca.issue(f"d{i}", startdate=d) for i, d in enumerate(dates)]
     # In the window but already revoked: stays as it is.
     ca.revoke(leaves[6][1], reason="superseded")
     # In the window, but its file is gone: issuance time unknown.
@@ -542,7 +543,7 @@ class Populated:
 @pytest.fixture(scope="module")
 def populated(pkienv, tmp_path_factory):
     d = tmp_path_factory.mktemp("populated")
-    cfg = pki.write_config(d / "vigil.conf", d / "store", list(pkienv.values()))
+    cfg = write_config(d / "vigil.conf", d / "store", list(pkienv.values()))
     st = Store(cfg)
     st.ok("init")
     st.ok("import-index", "rsa1", pkienv["rsa1"].index)
@@ -700,7 +701,7 @@ def test_malformed_serials_file_revokes_nothing(populated, tmp_path):
 
 
 def test_store_not_initialised(pkienv, tmp_path):
-    cfg = pki.write_config(tmp_path / "vigil.conf", tmp_path / "nostore", list(pkienv.values()))
+    cfg = write_config(tmp_path / "vigil.conf", tmp_path / "nostore", list(pkienv.values()))
     st = Store(cfg)
     ca = pkienv["rsa1"]
     for args in (["status", "rsa1", "1000"], ["list", "rsa1"], ["stats"], ["audit"],

@@ -27,9 +27,8 @@ import time
 
 import pytest
 
-from conftest import binary
+from conftest import binary, write_config
 from pki import CA
-from responder_util import write_conf
 from store_util import norm_serial
 
 INITIAL_MAP = 65536  # VIGIL_STORE_INITIAL_MAP: the map starts at 16 pages
@@ -49,7 +48,7 @@ def index_text(serials, status="V"):
 
 def one_round(tmp_path, ca, rng):
     store = tmp_path / "store"
-    conf = write_conf(tmp_path / "vigil.conf", store, [(ca, {})])
+    conf = write_config(tmp_path / "vigil.conf", store, [(ca, {})])
     env = dict(os.environ, VIGIL_STORE_INITIAL_MAP=str(INITIAL_MAP))
 
     def cmd(*args):
@@ -166,7 +165,7 @@ def filled(tmp_path_factory, ca):
         pytest.skip("mdb_stat (lmdb-utils) not installed")
     d = tmp_path_factory.mktemp("filled")
     store = d / "store"
-    conf = write_conf(d / "vigil.conf", store, [(ca, {})])
+    conf = write_config(d / "vigil.conf", store, [(ca, {})])
     vs = [str(binary("vigil-store")), "-q", "-c", str(conf)]
     subprocess.run(vs + ["init"], check=True, capture_output=True)
     rng = random.Random(5)
