@@ -578,11 +578,11 @@ static void test_pct_decode(void **state)
 	assert_memory_equal(out, "a\0b\0", 4);
 	assert_int_equal(strlen(out), 1);
 	/* Every octet round-trips. */
-	char in[3 * 256];
+	char in[3 * 256 + 1];
 	for (int i = 0; i < 256; i++)
 		snprintf(in + 3 * i, 4, "%%%02X", i);
 	char dec[3 * 256 + 1];
-	assert_int_equal(vg_pct_decode(in, sizeof(in), dec), 256);
+	assert_int_equal(vg_pct_decode(in, 3 * 256, dec), 256);
 	for (int i = 0; i < 256; i++)
 		assert_int_equal((unsigned char)dec[i], i);
 }
