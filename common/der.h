@@ -142,11 +142,10 @@ bool der_gmtime(int64_t t, int *year, int *mon, int *day, int *hour, int *min, i
  *
  *  - crlgen/publish.c reads the headers of a published CRL with pread to find
  *    its crlExtensions without reading its entries (vg_cbs_get_asn1_header);
- *  - responder/http.c reads thisUpdate and nextUpdate from the first bytes of
- *    a CRL file (vg_cbs_get_asn1_header for the CertificateList and the
- *    tbsCertList, whose ends are not in the buffer, then vg_cbs_get_asn1 and
- *    vg_cbs_get_any_asn1_element for the fields before them): its own
- *    der_hdr/der_tlv go;
+ *  - responder/crlfile.c reads thisUpdate and nextUpdate from the first
+ *    bytes of a CRL file (vg_cbs_get_asn1_header for the CertificateList and
+ *    the tbsCertList, whose ends are not in the buffer, then
+ *    vg_cbs_get_any_asn1_element for the fields before them);
  *  - responder/ocsp.c's certid_reparses checks a CertID's hash algorithm.
  *
  * Tags are the identifier octet, as the writer's DER_* constants: class,
