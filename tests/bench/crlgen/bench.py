@@ -31,6 +31,7 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[2]
 sys.path.insert(0, str(ROOT / "tests" / "integration"))
 import pki  # noqa: E402
+from conftest import write_config  # noqa: E402
 
 REASONS = ["", ",keyCompromise", ",superseded", ",cessationOfOperation",
            ",affiliationChanged", ",keyTime,20250101000000Z"]
@@ -102,7 +103,7 @@ def main():
         ca = pki.CA(work, "bench", a.keytype)
         print(f"index: {issued} issued, {a.revoked} revoked ({work})", flush=True)
         n_rev = write_index(ca.index, issued, a.revoked)
-        cfg = pki.write_config(work / "vigil.conf", work / "store", [ca])
+        cfg = write_config(work / "vigil.conf", work / "store", [ca])
         subprocess.run([store_bin, "-c", cfg, "init"], check=True, capture_output=True)
         wall_imp, rss_imp = timed([store_bin, "-q", "-c", cfg, "import-index", "bench", ca.index],
                                   log)

@@ -45,7 +45,7 @@ def main():
     import hsm_util
     import pki
     import responder_util as ru
-    from conftest import Runner
+    from conftest import Runner, write_config
 
     if hsm_util.missing():
         sys.exit("responder.py: " + hsm_util.missing())
@@ -58,8 +58,9 @@ def main():
             name = f"{kind}-{kt}"
             ca = (hsm_util.HsmCA(work, name, token, kt) if kind == "pkcs11"
                   else pki.CA(work, name, keytype=kt))
-            conf = hsm_util.write_config(work / f"{name}.conf", work / f"{name}.mdb", [ca],
-                                         workers=1)
+            # The CA key signs answers, in the token or in a file.
+            conf = write_config(work / f"{name}.conf", work / f"{name}.mdb",
+                                [(ca, {"delegated": False})], workers=1)
             Runner(conf).store("init")
             cacert = ru.load_cert(ca.cert)
             marker = b"N" * 16
