@@ -1,7 +1,7 @@
 # SPDX-License-Identifier: Apache-2.0
 """A test PKI made with the openssl CLI, the way a CA operator makes one.
 
-make_ca() builds a CA directory for `openssl ca` (index.txt, serial,
+CA() builds a CA directory for `openssl ca` (index.txt, serial,
 new_certs_dir), a delegated OCSP signer, and issues/revokes leaves through
 `openssl ca` itself, so index.txt is OpenSSL's own database.
 """
