@@ -102,13 +102,13 @@ MUTANTS = [
     m("ocsp.refresh_late", "responder/ocsp.c",
       "limit = this_update + validity - 8 * 3600;", "limit = this_update + validity;",
       "cached answers refreshed at nextUpdate instead of 8 hours before"),
-    # ---- responder/http.c: cache headers -----------------------------------------------
-    m("http.max_age_from_this_update", "responder/http.c",
+    # ---- responder/routes.c: cache headers ---------------------------------------------
+    m("http.max_age_from_this_update", "responder/routes.c",
       "int64_t max_age = a.next_update - (int64_t)c->w->date_t;",
       "int64_t max_age = a.next_update - a.this_update;",
       "max-age counted from thisUpdate, not from the Date sent: a cache keeps the answer "
       "past nextUpdate", area="responder"),
-    m("http.crl_max_age_from_this_update", "responder/http.c",
+    m("http.crl_max_age_from_this_update", "responder/routes.c",
       "int64_t max_age = f->next_update - (int64_t)w->date_t;",
       "int64_t max_age = f->next_update - f->this_update;",
       "a CRL's max-age counted from its thisUpdate, not from the Date sent",
