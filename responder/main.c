@@ -298,7 +298,7 @@ static int count_fds(void)
  * limit on descriptors leaves for connections: besides those open now (but
  * the connections'), libuv's own reserve per worker loop, and a CRL version
  * or two per CA being served, with a margin. Past it, connections are
- * refused with 503 (http.c, on a reserve descriptor). */
+ * refused with 503 (conn.c, on a reserve descriptor). */
 static void check_fd_limit(const struct rctx *c)
 {
 	struct rlimit rl;

@@ -32,7 +32,7 @@ struct metrics {
 	uint64_t lat_ns;
 	uint64_t lat_count;
 	uint64_t conns_accepted, conns_refused;
-	uint64_t conns_fd_limit;               /* refused with 503: no descriptor left (http.c) */
+	uint64_t conns_fd_limit;               /* refused with 503: no descriptor left (conn.c) */
 	uint64_t crl_loads, crl_load_failures; /* CRL file versions read (once per process) */
 	uint64_t timeouts;
 	int64_t conns_open;

@@ -15,6 +15,7 @@
 
 #include "responder/ctx.h"
 #include "responder/metrics.h"
+#include "responder/sign.h"
 
 /* An answer: its DER and, for a successful one, its validity. */
 struct answer {
@@ -35,10 +36,6 @@ void ocsp_answer(struct worker *w, const uint8_t *req, size_t len, struct answer
 void answer_release(struct answer *a);
 
 int ocsp_init(void);
-/* ocsp_rca_free frees the per-worker signing contexts of |ca| (ctx.c, when
- * the snapshot goes). */
-void ocsp_rca_free(struct rca *ca);
-
 /* The status of one certificate, as an answer gives it. */
 struct ocsp_status {
 	enum cert_result cr;
@@ -65,37 +62,6 @@ struct ocsp_single {
  * nextUpdate is ocsp_next_update. */
 int ocsp_build(struct worker *w, struct rca *ca, const struct ocsp_single *s, int n,
                const X509_EXTENSION *nonce, int64_t now, uint8_t **der, size_t *len);
-/* ocsp_signers_healthy returns false, with the reason in |reason|, when a CA
- * of |ctx| has failed SIGNER_UNHEALTHY_AFTER signatures in a row with no
- * success since. */
-#define SIGNER_UNHEALTHY_AFTER 3
-bool ocsp_signers_healthy(const struct rctx *ctx, char *reason, size_t len);
-/* ocsp_probe_signers signs a fixed text with the signer of each CA that
- * ocsp_signers_healthy calls failing, and calls it healthy again when that
- * works: a token that comes back, or a reload onto a working key, clears a
- * 503 on /healthz without waiting for a client's request (which a load
- * balancer that obeys /healthz would no longer send). Worker 0 calls it
- * every SIGNER_PROBE_MS. (A pkcs11 key whose token failed and came back
- * keeps failing here: libp11 keeps the old session and object handles, and
- * only a restart opens new ones.) */
-#define SIGNER_PROBE_MS 2000
-void ocsp_probe_signers(struct worker *w);
-/* A signer certificate within SIGNER_WARN_DAYS of its notAfter is logged
- * (event=signer_expires_soon) when a snapshot is loaded and then once a day;
- * one past it once (event=signer_expired): ocsp_signer_expiry_check does it
- * for |ctx| at |now| (ctx_load, and worker 0 with each probe), and counts
- * the lines per CA for /metrics (ocsp_signer_expiry_events). Past notAfter
- * /healthz is 503 (ocsp_signers_healthy) and answers that need a signature
- * are tryLater. */
-#define SIGNER_WARN_DAYS 30
-void ocsp_signer_expiry_check(const struct rctx *ctx, int64_t now);
-uint64_t ocsp_signer_expiry_events(int slot);
-/* ocsp_next_update is the nextUpdate of an answer |ca| signs at |now|: now +
- * ocsp_validity (at most 10 days less a second), but never past the signer's
- * notAfter. */
-int64_t ocsp_next_update(const struct rca *ca, int64_t now);
-/* ocsp_signer_expired tells whether |ca|'s signer may no longer sign at |now|. */
-bool ocsp_signer_expired(const struct rca *ca, int64_t now);
 /* ocsp_refresh_at is when a cached answer with |this_update| and |validity|
  * (seconds) is signed again: after |percent| of its validity, but never later
  * than the Baseline Requirements §4.9.10 allow for updating OCSP information

@@ -77,16 +77,16 @@ MUTANTS = [
       "\t\tif (it->ca != signer) {", "\t\tif (it->ca < 0) {",
       "an entry of another served CA, next to the signer's, is looked up in the signer CA's "
       "records"),
-    m("ocsp.validity_uncapped", "responder/ocsp.c",
+    m("ocsp.validity_uncapped", "responder/sign.c",
       "\tif (validity > 10 * 86400 - 1)\n\t\tvalidity = 10 * 86400 - 1;\n\tint64_t nu = now + validity;",
       "\tint64_t nu = now + validity;",
       "an answer valid for more than the BRs' ten days (inclusive interval)"),
     # Issue 11: answers never outlive their signer.
-    m("ocsp.next_update_past_signer", "responder/ocsp.c",
+    m("ocsp.next_update_past_signer", "responder/sign.c",
       "return ca->not_after && nu > ca->not_after ? ca->not_after : nu;", "return nu;",
       "an answer's nextUpdate (and Expires, max-age, the cache's keeping) past its signer "
       "certificate's notAfter"),
-    m("ocsp.signs_after_signer_expiry", "responder/ocsp.c",
+    m("ocsp.signs_after_signer_expiry", "responder/sign.c",
       "return ca->not_after && now >= ca->not_after;",
       "return ca->not_after && now >= ca->not_after + 86400;",
       "answers signed (and /healthz ok) for a day after the signer expired"),
