@@ -15,15 +15,18 @@ bench=$build/tests/bench/store/bench-store
 work=$(mktemp -d /tmp/vigil-bench-store.XXXXXX)
 trap 'rm -rf "$work"' EXIT
 cd "$work"
-openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout ca.key \
-	-out ca.pem -subj /CN=bench -days 30 2>/dev/null
+# Two CAs: a configuration may not name one CA (subject and key) twice.
+for ca in bench window; do
+	openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout $ca.key \
+		-out $ca.pem -subj /CN=$ca -days 30 2>/dev/null
+done
 cat > vigil.conf <<CONF
 [store]
 path = store
 [ca bench]
-cert = ca.pem
+cert = bench.pem
 [ca window]
-cert = ca.pem
+cert = window.pem
 CONF
 echo "== generating 1,000,000-line index.txt (random 16-byte serials, 10% revoked)"
 /usr/bin/python3 "$here/gen_index.py" 1000000 index.txt 0.1
