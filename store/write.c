@@ -323,20 +323,16 @@ static int apply(struct wtx *w, const struct vg_serial *s, const struct vg_cert 
 	return 0;
 }
 
+/* qsort orders: by serial, as the certs B-tree does. */
 static int cmp_items(const void *a, const void *b)
 {
 	const struct vg_add_item *x = a, *y = b;
-	if (x->serial.len != y->serial.len)
-		return x->serial.len < y->serial.len ? -1 : 1;
-	return memcmp(x->serial.b, y->serial.b, x->serial.len);
+	return vg_serial_cmp(&x->serial, &y->serial);
 }
 
 static int cmp_serials(const void *a, const void *b)
 {
-	const struct vg_serial *x = a, *y = b;
-	if (x->len != y->len)
-		return x->len < y->len ? -1 : 1;
-	return memcmp(x->b, y->b, x->len);
+	return vg_serial_cmp(a, b);
 }
 
 /* run_batch runs |fn| in a write transaction and commits, retrying after
