@@ -26,7 +26,8 @@ struct parse_ctx {
 	size_t n_seen;
 };
 
-static void set_err(struct parse_ctx *p, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void set_err(struct parse_ctx *p, const char *fmt, ...)
+        __attribute__((format(printf, 2, 3)));
 static void set_err(struct parse_ctx *p, const char *fmt, ...)
 {
 	if (p->msg[0])
@@ -91,10 +92,11 @@ static bool parse_int(const char *v, int lo, int hi, int *out)
 
 static bool parse_bool(const char *v, bool *out)
 {
-	if (!strcasecmp(v, "on") || !strcasecmp(v, "yes") || !strcasecmp(v, "true") || !strcmp(v, "1"))
+	if (!strcasecmp(v, "on") || !strcasecmp(v, "yes") || !strcasecmp(v, "true") ||
+	    !strcmp(v, "1"))
 		*out = true;
 	else if (!strcasecmp(v, "off") || !strcasecmp(v, "no") || !strcasecmp(v, "false") ||
-		 !strcmp(v, "0"))
+	         !strcmp(v, "0"))
 		*out = false;
 	else
 		return false;
@@ -107,8 +109,8 @@ static bool valid_ca_name(const char *s)
 		return false;
 	for (; *s; s++) {
 		char ch = *s;
-		if (!((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
-		      ch == '-' || ch == '_' || ch == '.'))
+		if (!((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') ||
+		      (ch >= '0' && ch <= '9') || ch == '-' || ch == '_' || ch == '.'))
 			return false;
 	}
 	return true;
@@ -132,7 +134,7 @@ static struct vg_conf_ca *ca_for(struct parse_ctx *p, const char *name)
 	for (int i = 0; i < c->n_cas; i++)
 		if (c->cas[i].id == id) {
 			set_err(p, "[ca %s]: name collides with [ca %s]; rename one", name,
-				c->cas[i].name);
+			        c->cas[i].name);
 			return NULL;
 		}
 	struct vg_conf_ca *ca = &c->cas[c->n_cas++];
@@ -145,15 +147,15 @@ static struct vg_conf_ca *ca_for(struct parse_ctx *p, const char *name)
 	return ca;
 }
 
-#define SET_STR(dst, val)                                                                         \
-	do {                                                                                      \
-		free(dst);                                                                        \
-		(dst) = strdup(val);                                                              \
+#define SET_STR(dst, val)                                                                          \
+	do {                                                                                       \
+		free(dst);                                                                         \
+		(dst) = strdup(val);                                                               \
 	} while (0)
-#define SET_PATH(dst, val)                                                                        \
-	do {                                                                                      \
-		free(dst);                                                                        \
-		(dst) = resolve_path(c, val);                                                     \
+#define SET_PATH(dst, val)                                                                         \
+	do {                                                                                       \
+		free(dst);                                                                         \
+		(dst) = resolve_path(c, val);                                                      \
 	} while (0)
 
 /* handle_validity reads an OCSP answer's or a CRL's validity: |lo| (|lo_s|
@@ -195,7 +197,8 @@ static int handle_ca(struct parse_ctx *p, const char *caname, const char *k, con
 		else if (!strcmp(v, "revoked"))
 			ca->not_issued = VG_NOT_ISSUED_REVOKED;
 		else {
-			set_err(p, "[ca %s] not_issued = %s: expected unknown or revoked", caname, v);
+			set_err(p, "[ca %s] not_issued = %s: expected unknown or revoked", caname,
+			        v);
 			return 0;
 		}
 	} else if (!strcmp(k, "ocsp_validity")) {
@@ -210,7 +213,8 @@ static int handle_ca(struct parse_ctx *p, const char *caname, const char *k, con
 		}
 	} else if (!strcmp(k, "digest")) {
 		if (strcmp(v, "sha256") && strcmp(v, "sha384") && strcmp(v, "sha512")) {
-			set_err(p, "[ca %s] digest = %s: expected sha256, sha384 or sha512", caname, v);
+			set_err(p, "[ca %s] digest = %s: expected sha256, sha384 or sha512", caname,
+			        v);
 			return 0;
 		}
 		SET_STR(ca->digest, v);
@@ -222,7 +226,7 @@ static int handle_ca(struct parse_ctx *p, const char *caname, const char *k, con
 }
 
 static int handle_int(struct parse_ctx *p, const char *sec, const char *k, const char *v, int lo,
-		      int hi, int *dst)
+                      int hi, int *dst)
 {
 	if (!parse_int(v, lo, hi, dst)) {
 		set_err(p, "[%s] %s = %s: expected an integer from %d to %d", sec, k, v, lo, hi);
@@ -236,7 +240,7 @@ static int handle_ms(struct parse_ctx *p, const char *sec, const char *k, const 
 	int64_t ms;
 	if (!parse_duration_ms(v, &ms) || ms < 100 || ms > 3600 * 1000) {
 		set_err(p, "[%s] %s = %s: expected a duration from 100ms to 1h (e.g. 30s)", sec, k,
-			v);
+		        v);
 		return 0;
 	}
 	*dst = (int)ms;
@@ -391,12 +395,12 @@ static int check_ca_identities(const struct vg_conf *c, char *err, size_t errlen
 				continue;
 			char subj[160];
 			X509_NAME_oneline(X509_get_subject_name(x[i]), subj, sizeof(subj));
-			snprintf(
-			    err, errlen,
-			    "%s: [ca %s] and [ca %s] have the same subject and key (%s): one CA, "
-			    "whose OCSP requests and CRLs cannot tell the two apart; keep one "
-			    "section (a re-issued certificate replaces the old one in it)",
-			    c->file, c->cas[i].name, c->cas[j].name, subj);
+			snprintf(err, errlen,
+			         "%s: [ca %s] and [ca %s] have the same subject and key (%s): one "
+			         "CA, "
+			         "whose OCSP requests and CRLs cannot tell the two apart; keep one "
+			         "section (a re-issued certificate replaces the old one in it)",
+			         c->file, c->cas[i].name, c->cas[j].name, subj);
 			rc = -EINVAL;
 		}
 	}
@@ -409,7 +413,7 @@ static int check_ca_identities(const struct vg_conf *c, char *err, size_t errlen
 /* conf_parse parses |text|, |abs|
  * naming the file in messages and anchoring relative paths. */
 static int conf_parse(const char *abs, const char *text, struct vg_conf *out, char *err,
-		      size_t errlen)
+                      size_t errlen)
 {
 	memset(out, 0, sizeof(*out));
 	set_defaults(out);
@@ -431,7 +435,7 @@ static int conf_parse(const char *abs, const char *text, struct vg_conf *out, ch
 			col = 0;
 		} else if (++col > INI_LINE_MAX) {
 			snprintf(err, errlen, "%s:%d: line longer than %d characters", abs, lineno,
-				 INI_LINE_MAX);
+			         INI_LINE_MAX);
 			vg_conf_free(out);
 			return -EINVAL;
 		}
@@ -473,12 +477,12 @@ static int conf_parse(const char *abs, const char *text, struct vg_conf *out, ch
 		}
 		if (access(ca->cert, R_OK) < 0) {
 			snprintf(err, errlen, "%s: [ca %s] cert %s: %s", abs, ca->name, ca->cert,
-				 strerror(errno));
+			         strerror(errno));
 			goto bad;
 		}
 		if (ca->ocsp_cert && access(ca->ocsp_cert, R_OK) < 0) {
 			snprintf(err, errlen, "%s: [ca %s] ocsp_cert %s: %s", abs, ca->name,
-				 ca->ocsp_cert, strerror(errno));
+			         ca->ocsp_cert, strerror(errno));
 			goto bad;
 		}
 		/* Without a delegated responder the CA key signs both. */
@@ -543,8 +547,7 @@ int vg_conf_load(const char *path, struct vg_conf *out, char *err, size_t errlen
 	bool bad = !text || ferror(f) || !feof(f);
 	fclose(f);
 	if (bad) {
-		snprintf(err, errlen, "%s: %s", abs,
-			 !text ? "out of memory" : ferror_text(n));
+		snprintf(err, errlen, "%s: %s", abs, !text ? "out of memory" : ferror_text(n));
 		free(text);
 		free(abs);
 		return -EINVAL;
@@ -565,7 +568,7 @@ int vg_conf_load(const char *path, struct vg_conf *out, char *err, size_t errlen
 }
 
 int vg_conf_parse_string(const char *text, const char *file, struct vg_conf *out, char *err,
-			 size_t errlen)
+                         size_t errlen)
 {
 	return conf_parse(file, text, out, err, errlen);
 }

@@ -35,11 +35,11 @@ enum vg_not_issued {
 
 struct vg_conf_ca {
 	char *name;
-	uint32_t id;          /* vg_ca_id(name) */
-	char *cert;           /* CA certificate (PEM or DER), required */
-	char *ocsp_cert;      /* delegated OCSP signer certificate; NULL: sign with ocsp_key as CA */
-	char *ocsp_key;       /* PEM path or pkcs11: URI */
-	char *crl_key;        /* PEM path or pkcs11: URI */
+	uint32_t id;     /* vg_ca_id(name) */
+	char *cert;      /* CA certificate (PEM or DER), required */
+	char *ocsp_cert; /* delegated OCSP signer certificate; NULL: sign with ocsp_key as CA */
+	char *ocsp_key;  /* PEM path or pkcs11: URI */
+	char *crl_key;   /* PEM path or pkcs11: URI */
 	enum vg_not_issued not_issued;
 	int64_t ocsp_validity; /* seconds; default 4 days, allowed 8 h to 10 days */
 	int64_t crl_validity;  /* seconds; default 7 days, at most 10 days */
@@ -50,8 +50,8 @@ struct vg_conf_ca {
 };
 
 struct vg_conf {
-	char *file;      /* absolute path of the config file */
-	char *dir;       /* its directory, for relative paths */
+	char *file; /* absolute path of the config file */
+	char *dir;  /* its directory, for relative paths */
 	/* [store] */
 	char *store_path;
 	/* [responder] */
@@ -66,8 +66,8 @@ struct vg_conf {
 	int idle_timeout_ms;   /* keep-alive idle, default 30000 */
 	int header_timeout_ms; /* whole header must arrive within, default 10000 */
 	int body_timeout_ms;   /* whole body must arrive within, default 10000 */
-	int refresh_percent;   /* cached answers are re-signed after this % of validity, default 50 */
-	char *base_path;       /* URL prefix before the OCSP GET segment, default "/" */
+	int refresh_percent; /* cached answers are re-signed after this % of validity, default 50 */
+	char *base_path;     /* URL prefix before the OCSP GET segment, default "/" */
 	/* [crlgen] */
 	char *crl_out;
 	int64_t crl_interval; /* seconds, default 3600 */
@@ -86,7 +86,7 @@ int vg_conf_load(const char *path, struct vg_conf *out, char *err, size_t errlen
 /* vg_conf_parse_string parses |text| as if it were the file |file| (an
  * absolute path: relative paths resolve against its directory). */
 int vg_conf_parse_string(const char *text, const char *file, struct vg_conf *out, char *err,
-			 size_t errlen);
+                         size_t errlen);
 
 void vg_conf_free(struct vg_conf *c);
 

@@ -53,9 +53,10 @@ void vg_vlog(int level, const char *fmt, va_list ap)
 	gmtime_r(&tv.tv_sec, &tm);
 	/* One buffer and one write, so lines from several threads never interleave. */
 	char line[4096];
-	int n = snprintf(line, sizeof(line), "ts=%04d-%02d-%02dT%02d:%02d:%02d.%03dZ level=%s prog=%s ",
-			 tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min,
-			 tm.tm_sec, (int)(tv.tv_usec / 1000), level_name(level), log_prog);
+	int n = snprintf(line, sizeof(line),
+	                 "ts=%04d-%02d-%02dT%02d:%02d:%02d.%03dZ level=%s prog=%s ",
+	                 tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min,
+	                 tm.tm_sec, (int)(tv.tv_usec / 1000), level_name(level), log_prog);
 	if (n < 0)
 		return;
 	int m = vsnprintf(line + n, sizeof(line) - (size_t)n - 1, fmt, ap);

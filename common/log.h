@@ -59,8 +59,8 @@ uint32_t vg_log_budget_flush(struct vg_log_budget *b, uint64_t now_ms, bool forc
 #define log_err(...) vg_log(LOG_ERR, __VA_ARGS__)
 #define log_warn(...) vg_log(LOG_WARNING, __VA_ARGS__)
 #define log_info(...) vg_log(LOG_INFO, __VA_ARGS__)
-#define log_debug(...)                                                                            \
-	do {                                                                                      \
+#define log_debug(...)                                                                             \
+	do {                                                                                       \
 		if (vg_log_level() >= LOG_DEBUG)                                                   \
-			vg_log(LOG_DEBUG, __VA_ARGS__);                                           \
+			vg_log(LOG_DEBUG, __VA_ARGS__);                                            \
 	} while (0)

@@ -272,7 +272,7 @@ static int probe_sign(EVP_PKEY *k, char *r, size_t rlen)
 {
 	static const unsigned char msg[] = "vigil: pkcs11 key check";
 	const EVP_MD *md =
-	    EVP_PKEY_is_a(k, "ED25519") || EVP_PKEY_is_a(k, "ED448") ? NULL : EVP_sha256();
+	        EVP_PKEY_is_a(k, "ED25519") || EVP_PKEY_is_a(k, "ED448") ? NULL : EVP_sha256();
 	unsigned char *sig = NULL;
 	size_t siglen = 0;
 	EVP_MD_CTX *c = EVP_MD_CTX_new();

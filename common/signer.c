@@ -57,8 +57,8 @@ static ssize_t algid_provider(EVP_PKEY *key, const EVP_MD *md, uint8_t *out, siz
 	     EVP_PKEY_CTX_set_rsa_padding(pctx, RSA_PKCS1_PADDING) != 1))
 		goto out;
 	OSSL_PARAM params[2] = {
-	    OSSL_PARAM_construct_octet_string(OSSL_SIGNATURE_PARAM_ALGORITHM_ID, out, cap),
-	    OSSL_PARAM_construct_end(),
+	        OSSL_PARAM_construct_octet_string(OSSL_SIGNATURE_PARAM_ALGORITHM_ID, out, cap),
+	        OSSL_PARAM_construct_end(),
 	};
 	if (EVP_PKEY_CTX_get_params(pctx, params) == 1 && params[0].return_size > 0 &&
 	    params[0].return_size <= cap)

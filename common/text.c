@@ -109,16 +109,10 @@ int vg_serial_cmp(const struct vg_serial *a, const struct vg_serial *b)
 }
 
 static const char *const reason_names[] = {
-	[0] = "unspecified",
-	[1] = "keyCompromise",
-	[2] = "cACompromise",
-	[3] = "affiliationChanged",
-	[4] = "superseded",
-	[5] = "cessationOfOperation",
-	[6] = "certificateHold",
-	[8] = "removeFromCRL",
-	[9] = "privilegeWithdrawn",
-	[10] = "aACompromise",
+        [0] = "unspecified",        [1] = "keyCompromise", [2] = "cACompromise",
+        [3] = "affiliationChanged", [4] = "superseded",    [5] = "cessationOfOperation",
+        [6] = "certificateHold",    [8] = "removeFromCRL", [9] = "privilegeWithdrawn",
+        [10] = "aACompromise",
 };
 
 int vg_reason_parse(const char *s, int8_t *out)
@@ -197,8 +191,8 @@ int vg_time_parse(const char *s, int64_t *out)
 		return mk_time(y, mo, d, h, mi, se, out);
 	}
 	/* RFC 3339: YYYY-MM-DDTHH:MM:SS[.frac](Z|+00:00|-00:00) */
-	if (n >= 20 && s[4] == '-' && s[7] == '-' && (s[10] == 'T' || s[10] == 't' || s[10] == ' ') &&
-	    s[13] == ':' && s[16] == ':') {
+	if (n >= 20 && s[4] == '-' && s[7] == '-' &&
+	    (s[10] == 'T' || s[10] == 't' || s[10] == ' ') && s[13] == ':' && s[16] == ':') {
 		if (!digits(s, 4, &y) || !digits(s + 5, 2, &mo) || !digits(s + 8, 2, &d) ||
 		    !digits(s + 11, 2, &h) || !digits(s + 14, 2, &mi) || !digits(s + 17, 2, &se))
 			return -EINVAL;
@@ -234,7 +228,7 @@ void vg_time_format(int64_t t, char *buf, size_t buflen)
 	const unsigned m = mp < 10 ? mp + 3 : mp - 9;
 	y += m <= 2;
 	snprintf(buf, buflen, "%04lld-%02u-%02uT%02d:%02d:%02dZ", (long long)y, m, d,
-		 (int)(rem / 3600), (int)(rem / 60 % 60), (int)(rem % 60));
+	         (int)(rem / 3600), (int)(rem / 60 % 60), (int)(rem % 60));
 }
 
 /* ---- Text codecs ---------------------------------------------------------------- */
@@ -269,15 +263,16 @@ ssize_t vg_pct_decode(const char *in, size_t len, char *out)
 /* Standard and URL-safe base64 digits, plus one (0: not a digit). A table:
  * every OCSP GET decodes a hundred-odd digits. */
 static const uint8_t b64_digit[256] = {
-    ['A'] = 1,  ['B'] = 2,  ['C'] = 3,  ['D'] = 4,  ['E'] = 5,  ['F'] = 6,  ['G'] = 7,  ['H'] = 8,
-    ['I'] = 9,  ['J'] = 10, ['K'] = 11, ['L'] = 12, ['M'] = 13, ['N'] = 14, ['O'] = 15, ['P'] = 16,
-    ['Q'] = 17, ['R'] = 18, ['S'] = 19, ['T'] = 20, ['U'] = 21, ['V'] = 22, ['W'] = 23, ['X'] = 24,
-    ['Y'] = 25, ['Z'] = 26, ['a'] = 27, ['b'] = 28, ['c'] = 29, ['d'] = 30, ['e'] = 31, ['f'] = 32,
-    ['g'] = 33, ['h'] = 34, ['i'] = 35, ['j'] = 36, ['k'] = 37, ['l'] = 38, ['m'] = 39, ['n'] = 40,
-    ['o'] = 41, ['p'] = 42, ['q'] = 43, ['r'] = 44, ['s'] = 45, ['t'] = 46, ['u'] = 47, ['v'] = 48,
-    ['w'] = 49, ['x'] = 50, ['y'] = 51, ['z'] = 52, ['0'] = 53, ['1'] = 54, ['2'] = 55, ['3'] = 56,
-    ['4'] = 57, ['5'] = 58, ['6'] = 59, ['7'] = 60, ['8'] = 61, ['9'] = 62, ['+'] = 63, ['-'] = 63,
-    ['/'] = 64, ['_'] = 64,
+        ['A'] = 1,  ['B'] = 2,  ['C'] = 3,  ['D'] = 4,  ['E'] = 5,  ['F'] = 6,  ['G'] = 7,
+        ['H'] = 8,  ['I'] = 9,  ['J'] = 10, ['K'] = 11, ['L'] = 12, ['M'] = 13, ['N'] = 14,
+        ['O'] = 15, ['P'] = 16, ['Q'] = 17, ['R'] = 18, ['S'] = 19, ['T'] = 20, ['U'] = 21,
+        ['V'] = 22, ['W'] = 23, ['X'] = 24, ['Y'] = 25, ['Z'] = 26, ['a'] = 27, ['b'] = 28,
+        ['c'] = 29, ['d'] = 30, ['e'] = 31, ['f'] = 32, ['g'] = 33, ['h'] = 34, ['i'] = 35,
+        ['j'] = 36, ['k'] = 37, ['l'] = 38, ['m'] = 39, ['n'] = 40, ['o'] = 41, ['p'] = 42,
+        ['q'] = 43, ['r'] = 44, ['s'] = 45, ['t'] = 46, ['u'] = 47, ['v'] = 48, ['w'] = 49,
+        ['x'] = 50, ['y'] = 51, ['z'] = 52, ['0'] = 53, ['1'] = 54, ['2'] = 55, ['3'] = 56,
+        ['4'] = 57, ['5'] = 58, ['6'] = 59, ['7'] = 60, ['8'] = 61, ['9'] = 62, ['+'] = 63,
+        ['-'] = 63, ['/'] = 64, ['_'] = 64,
 };
 
 static inline int b64_val(unsigned char ch)

@@ -105,9 +105,9 @@ int crl_signer_check(struct crl_signer *s, const char *ca, const char *cert, int
 	 * §4.1.2.5); a CRL made then would have no time before its nextUpdate. */
 	if (now >= s->not_after) {
 		if (!s->expired_said)
-			log_err(
-			    "event=crl_signer_expired ca=%s cert=%s not_after=%s action=not_signed",
-			    ca, cert, na);
+			log_err("event=crl_signer_expired ca=%s cert=%s not_after=%s "
+			        "action=not_signed",
+			        ca, cert, na);
 		s->expired_said = true;
 		snprintf(err, errlen,
 		         "the CA certificate %s expired at %s: no CRL is signed with it", cert, na);
@@ -149,7 +149,7 @@ static size_t serial_len(const struct vg_serial *s)
 static size_t exts_len(const struct crl_entry *e)
 {
 	size_t n =
-	    (has_reason(e) ? REASON_EXT_LEN : 0) + (e->has_invalidity ? INVALIDITY_EXT_LEN : 0);
+	        (has_reason(e) ? REASON_EXT_LEN : 0) + (e->has_invalidity ? INVALIDITY_EXT_LEN : 0);
 	return n ? 2 + n : 0;
 }
 

@@ -597,16 +597,16 @@ static int publish_one(struct crlgen *g, struct crlgen_ca *ca, bool delta,
 	}
 
 	struct crl_params p = {
-	    .issuer = ca->issuer,
-	    .issuer_len = ca->issuer_len,
-	    .akid = ca->akid,
-	    .akid_len = ca->akid_len,
-	    .this_update = now.tv_sec,
-	    .next_update = now.tv_sec + ca->conf->crl_validity,
-	    .number = number,
-	    .delta = delta,
-	    .base_number = ps->full_number,
-	    .freshest = !delta && ca->conf->delta_crl ? ca->conf->delta_crl_url : NULL,
+	        .issuer = ca->issuer,
+	        .issuer_len = ca->issuer_len,
+	        .akid = ca->akid,
+	        .akid_len = ca->akid_len,
+	        .this_update = now.tv_sec,
+	        .next_update = now.tv_sec + ca->conf->crl_validity,
+	        .number = number,
+	        .delta = delta,
+	        .base_number = ps->full_number,
+	        .freshest = !delta && ca->conf->delta_crl ? ca->conf->delta_crl_url : NULL,
 	};
 	/* nextUpdate no later than the CA certificate's notAfter; none signed past it. */
 	if ((rc = crl_signer_check(&ca->signer, name, ca->conf->cert, p.this_update, &p.next_update,
@@ -756,7 +756,8 @@ static int publish_locked(struct crlgen *g, int i, enum crlgen_kind kind)
 		const char *why = NULL;
 		if (!ps.full_number)
 			why = "no_base";
-		else if ((rc = vg_store_changes_foreach(g->txn, ps.full_counter, delta_cb, &ds)) < 0)
+		else if ((rc = vg_store_changes_foreach(g->txn, ps.full_counter, delta_cb, &ds)) <
+		         0)
 			why = "change_log_unreadable";
 		else if (ds.ca_wide)
 			why = "ca_wide_change";

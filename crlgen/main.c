@@ -214,15 +214,15 @@ static int watch(struct crlgen **gp, const char *config, const char *only)
 int main(int argc, char **argv)
 {
 	static const struct option opts[] = {
-	    {"config", required_argument, NULL, 'c'},
-	    {"once", no_argument, NULL, 'o'},
-	    {"watch", no_argument, NULL, 'w'},
-	    {"ca", required_argument, NULL, 'a'},
-	    {"delta", no_argument, NULL, 'd'},
-	    {"verbose", no_argument, NULL, 'v'},
-	    {"help", no_argument, NULL, 'h'},
-	    {"version", no_argument, NULL, 'V'},
-	    {NULL, 0, NULL, 0},
+	        {"config", required_argument, NULL, 'c'},
+	        {"once", no_argument, NULL, 'o'},
+	        {"watch", no_argument, NULL, 'w'},
+	        {"ca", required_argument, NULL, 'a'},
+	        {"delta", no_argument, NULL, 'd'},
+	        {"verbose", no_argument, NULL, 'v'},
+	        {"help", no_argument, NULL, 'h'},
+	        {"version", no_argument, NULL, 'V'},
+	        {NULL, 0, NULL, 0},
 	};
 	const char *config = NULL, *only = NULL;
 	bool once = false, watch_mode = false, delta_only = false, verbose = false;

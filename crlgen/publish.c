@@ -287,7 +287,7 @@ static int crl_number_at(int fd, uint64_t size, BIGNUM **out)
 		rc = got < 0 ? -errno : (uint64_t)got != clen ? -EBADMSG : 0;
 		const unsigned char *p = buf;
 		STACK_OF(X509_EXTENSION) *exts =
-		    rc == 0 ? d2i_X509_EXTENSIONS(NULL, &p, (long)clen) : NULL;
+		        rc == 0 ? d2i_X509_EXTENSIONS(NULL, &p, (long)clen) : NULL;
 		free(buf);
 		if (rc < 0)
 			return rc;
@@ -449,12 +449,12 @@ int pub_state_prepare(struct pub_file *f, int dirfd, const char *ca, const struc
 {
 	char name[320], buf[512];
 	snprintf(name, sizeof(name), "%s.state", ca);
-	int n =
-	    snprintf(buf, sizeof(buf),
-	             "# vigil-crlgen state for CA %s; keeps CRL numbers increasing\n"
-	             "last_number=%" PRIu64 "\nfull_number=%" PRIu64 "\nfull_this_update=%" PRId64
-	             "\nfull_counter=%" PRIu64 "\n",
-	             ca, st->last_number, st->full_number, st->full_this_update, st->full_counter);
+	int n = snprintf(buf, sizeof(buf),
+	                 "# vigil-crlgen state for CA %s; keeps CRL numbers increasing\n"
+	                 "last_number=%" PRIu64 "\nfull_number=%" PRIu64
+	                 "\nfull_this_update=%" PRId64 "\nfull_counter=%" PRIu64 "\n",
+	                 ca, st->last_number, st->full_number, st->full_this_update,
+	                 st->full_counter);
 	int rc = pub_begin(f, dirfd, name);
 	if (rc < 0)
 		return rc;

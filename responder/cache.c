@@ -489,8 +489,8 @@ size_t cache_chain_max(void)
 	for (size_t i = 0; C.b && i < C.nb; i++) {
 		for (int raw = 0; raw < 2; raw++) {
 			size_t n = 0;
-			struct centry *e =
-			    atomic_load_explicit(raw ? &C.rb[i] : &C.b[i], memory_order_relaxed);
+			struct centry *e = atomic_load_explicit(raw ? &C.rb[i] : &C.b[i],
+			                                        memory_order_relaxed);
 			for (; e; n++)
 				e = atomic_load_explicit(raw ? &e->rnext : &e->hnext,
 				                         memory_order_relaxed);

@@ -368,8 +368,8 @@ static void stream_pump(struct conn *c)
 				c->no_sendfile = true;
 			} else {
 				off_t off = (off_t)c->soff;
-				size_t want =
-				    left < STREAM_TURN - turn ? (size_t)left : STREAM_TURN - turn;
+				size_t want = left < STREAM_TURN - turn ? (size_t)left
+				                                        : STREAM_TURN - turn;
 				ssize_t n = sendfile(sock, c->sfile->fd, &off, want);
 				if (n > 0) {
 					c->soff += (uint64_t)n;

@@ -239,8 +239,8 @@ static int crl_load(const char *path, const struct stat *seen, struct crl_file *
 			goto fail;
 		}
 		if (got == 0)
-			times =
-			    crlfile_times(buf, (size_t)r, size, &f->this_update, &f->next_update);
+			times = crlfile_times(buf, (size_t)r, size, &f->this_update,
+			                      &f->next_update);
 		EVP_DigestUpdate(md, buf, (size_t)r);
 		got += (size_t)r;
 	}

@@ -32,102 +32,102 @@ static const char *conf_path;
 static uv_signal_t sig_hup, sig_term, sig_int;
 
 static const char usage[] =
-    "NAME\n"
-    "    vigil-responder - OCSP responder and CRL server over HTTP/1.1, answering from\n"
-    "    the Vigil status store\n"
-    "\n"
-    "SYNOPSIS\n"
-    "    vigil-responder -c FILE [--listen ADDR:PORT] [--check] [--verbose]\n"
-    "    vigil-responder --help | --version\n"
-    "\n"
-    "DESCRIPTION\n"
-    "    Answers OCSP requests (RFC 6960, RFC 5019) for every [ca NAME] of the\n"
-    "    configuration from the store (opened read-only), and serves the CRLs that\n"
-    "    vigil-crlgen publishes. A revocation committed with vigil-store shows in the\n"
-    "    next answer, within 100 ms, without a restart.\n"
-    "\n"
-    "OPTIONS\n"
-    "    -c, --config FILE       configuration file (INI, shared with vigil-store and\n"
-    "                            vigil-crlgen); required\n"
-    "    -l, --listen ADDR:PORT  listen here instead of [responder] listen. ADDR is an\n"
-    "                            IPv4 address, [IPv6] or *; PORT 0 picks a free port,\n"
-    "                            logged as event=listening addr=ADDR:PORT\n"
-    "    -t, --check             load the configuration, certificates and keys, open\n"
-    "                            the store, print ok and exit 0 (or 1 with the reason)\n"
-    "    -v, --verbose           log debug events too\n"
-    "    -h, --help              show this help and exit\n"
-    "    -V, --version           show the version and exit\n"
-    "\n"
-    "HTTP\n"
-    "    POST {base_path}              body: DER OCSPRequest (application/ocsp-request);\n"
-    "                                  answer: Cache-Control: no-store\n"
-    "    GET  {base_path}{base64 DER}  URL-encoded base64 request ('+', '/', '=' raw or\n"
-    "                                  %-encoded; '//' and a client prefix accepted);\n"
-    "                                  cacheable: Cache-Control max-age, public,\n"
-    "                                  no-transform, must-revalidate; Expires (=\n"
-    "                                  nextUpdate), Last-Modified (= thisUpdate), ETag;\n"
-    "                                  If-None-Match gives 304\n"
-    "    GET  /crl/{CA}.crl            newest CRL in [crlgen] out (application/pkix-crl)\n"
-    "    GET  /healthz                 200 when the store is readable and no CA's\n"
-    "                                  signer keeps failing, 503 otherwise\n"
-    "    GET  /metrics                 Prometheus text format\n"
-    "    HEAD works wherever GET does. Refused requests: 400 bad request or base64,\n"
-    "    404, 405 other methods, 408 header_timeout/body_timeout, 413 body over\n"
-    "    max_request_bytes, 414 URI and 431 headers over max_header_bytes, 503 over\n"
-    "    max_connections or past the open-file limit, 505 HTTP versions other than\n"
-    "    1.x; each with a log line.\n"
-    "\n"
-    "ANSWERS\n"
-    "    good or revoked (time, reason, invalidity date) as the store says. A serial\n"
-    "    absent from the store is unknown, or, when its CA is frozen and has\n"
-    "    not_issued = revoked, revoked with certificateHold at 1970-01-01 and the\n"
-    "    extended-revoke extension (RFC 6960 4.4.8). An issuer not configured gets\n"
-    "    unauthorized, undecodable DER or a nonce over 128 octets malformedRequest, a\n"
-    "    store or signing failure tryLater (when signing fails, a cached answer still\n"
-    "    before its nextUpdate is served instead). CertIDs may use\n"
-    "    SHA-1, SHA-256, SHA-384 or SHA-512; up to max_certids per request. Answers\n"
-    "    are signed by ocsp_cert/ocsp_key (the certificate is included) or by the CA\n"
-    "    key (RSA, ECDSA, Ed25519), responderID by key hash, valid ocsp_validity.\n"
-    "    Answers without a nonce are cached (shared by the workers, read without\n"
-    "    locks) per CA, serial and CertID, re-signed after refresh_percent of their\n"
-    "    validity (sooner where Baseline Requirements 4.9.10 ask: at most 4 days\n"
-    "    after thisUpdate, at least 8 hours before nextUpdate), and dropped when the\n"
-    "    store's change log names them.\n"
-    "\n"
-    "CONFIGURATION\n"
-    "    [responder] listen, workers (0 = one per CPU), user (drop root after binding),\n"
-    "    access_log, base_path (default /), max_connections (10000),\n"
-    "    max_request_bytes (16384), max_header_bytes (8192), max_certids (32),\n"
-    "    idle_timeout (30s), header_timeout (10s), body_timeout (10s),\n"
-    "    refresh_percent (50). [ca NAME] cert, ocsp_cert, ocsp_key (or crl_key),\n"
-    "    not_issued, ocsp_validity (8h to 10d, default 4d), digest.\n"
-    "\n"
-    "    Workers are threads, each with its own event loop, its own SO_REUSEPORT\n"
-    "    listener and its own read transaction on the store. A port another process\n"
-    "    already listens on is refused.\n"
-    "\n"
-    "SIGNALS\n"
-    "    SIGHUP   reload the configuration, CA certificates and keys; connections stay\n"
-    "             open. A bad new configuration is logged (event=reload_failed) and the\n"
-    "             old one keeps serving. listen, workers and the store path need a\n"
-    "             restart; after dropping root (user) keys must stay readable.\n"
-    "    SIGTERM, SIGINT  stop accepting, finish the requests in flight (at most\n"
-    "             10 s), exit 0.\n"
-    "\n"
-    "LOGS\n"
-    "    One key=value line per event on stderr (event=listening, reloaded,\n"
-    "    reload_failed, http_refused, timeout, conn_refused, stopping, stopped, ...);\n"
-    "    one line per request in access_log when set.\n"
-    "\n"
-    "EXIT STATUS\n"
-    "    0 after a clean stop or --check, 1 on a start-up error (one line on stderr),\n"
-    "    2 on a usage error.\n"
-    "\n"
-    "EXAMPLES\n"
-    "    vigil-responder -c /etc/vigil/vigil.conf --listen 127.0.0.1:8080 &\n"
-    "    openssl ocsp -issuer ca.pem -cert leaf.pem -CAfile ca.pem \\\n"
-    "        -url http://127.0.0.1:8080/\n"
-    "    curl -s http://127.0.0.1:8080/metrics | grep vigil_cache\n";
+        "NAME\n"
+        "    vigil-responder - OCSP responder and CRL server over HTTP/1.1, answering from\n"
+        "    the Vigil status store\n"
+        "\n"
+        "SYNOPSIS\n"
+        "    vigil-responder -c FILE [--listen ADDR:PORT] [--check] [--verbose]\n"
+        "    vigil-responder --help | --version\n"
+        "\n"
+        "DESCRIPTION\n"
+        "    Answers OCSP requests (RFC 6960, RFC 5019) for every [ca NAME] of the\n"
+        "    configuration from the store (opened read-only), and serves the CRLs that\n"
+        "    vigil-crlgen publishes. A revocation committed with vigil-store shows in the\n"
+        "    next answer, within 100 ms, without a restart.\n"
+        "\n"
+        "OPTIONS\n"
+        "    -c, --config FILE       configuration file (INI, shared with vigil-store and\n"
+        "                            vigil-crlgen); required\n"
+        "    -l, --listen ADDR:PORT  listen here instead of [responder] listen. ADDR is an\n"
+        "                            IPv4 address, [IPv6] or *; PORT 0 picks a free port,\n"
+        "                            logged as event=listening addr=ADDR:PORT\n"
+        "    -t, --check             load the configuration, certificates and keys, open\n"
+        "                            the store, print ok and exit 0 (or 1 with the reason)\n"
+        "    -v, --verbose           log debug events too\n"
+        "    -h, --help              show this help and exit\n"
+        "    -V, --version           show the version and exit\n"
+        "\n"
+        "HTTP\n"
+        "    POST {base_path}              body: DER OCSPRequest (application/ocsp-request);\n"
+        "                                  answer: Cache-Control: no-store\n"
+        "    GET  {base_path}{base64 DER}  URL-encoded base64 request ('+', '/', '=' raw or\n"
+        "                                  %-encoded; '//' and a client prefix accepted);\n"
+        "                                  cacheable: Cache-Control max-age, public,\n"
+        "                                  no-transform, must-revalidate; Expires (=\n"
+        "                                  nextUpdate), Last-Modified (= thisUpdate), ETag;\n"
+        "                                  If-None-Match gives 304\n"
+        "    GET  /crl/{CA}.crl            newest CRL in [crlgen] out (application/pkix-crl)\n"
+        "    GET  /healthz                 200 when the store is readable and no CA's\n"
+        "                                  signer keeps failing, 503 otherwise\n"
+        "    GET  /metrics                 Prometheus text format\n"
+        "    HEAD works wherever GET does. Refused requests: 400 bad request or base64,\n"
+        "    404, 405 other methods, 408 header_timeout/body_timeout, 413 body over\n"
+        "    max_request_bytes, 414 URI and 431 headers over max_header_bytes, 503 over\n"
+        "    max_connections or past the open-file limit, 505 HTTP versions other than\n"
+        "    1.x; each with a log line.\n"
+        "\n"
+        "ANSWERS\n"
+        "    good or revoked (time, reason, invalidity date) as the store says. A serial\n"
+        "    absent from the store is unknown, or, when its CA is frozen and has\n"
+        "    not_issued = revoked, revoked with certificateHold at 1970-01-01 and the\n"
+        "    extended-revoke extension (RFC 6960 4.4.8). An issuer not configured gets\n"
+        "    unauthorized, undecodable DER or a nonce over 128 octets malformedRequest, a\n"
+        "    store or signing failure tryLater (when signing fails, a cached answer still\n"
+        "    before its nextUpdate is served instead). CertIDs may use\n"
+        "    SHA-1, SHA-256, SHA-384 or SHA-512; up to max_certids per request. Answers\n"
+        "    are signed by ocsp_cert/ocsp_key (the certificate is included) or by the CA\n"
+        "    key (RSA, ECDSA, Ed25519), responderID by key hash, valid ocsp_validity.\n"
+        "    Answers without a nonce are cached (shared by the workers, read without\n"
+        "    locks) per CA, serial and CertID, re-signed after refresh_percent of their\n"
+        "    validity (sooner where Baseline Requirements 4.9.10 ask: at most 4 days\n"
+        "    after thisUpdate, at least 8 hours before nextUpdate), and dropped when the\n"
+        "    store's change log names them.\n"
+        "\n"
+        "CONFIGURATION\n"
+        "    [responder] listen, workers (0 = one per CPU), user (drop root after binding),\n"
+        "    access_log, base_path (default /), max_connections (10000),\n"
+        "    max_request_bytes (16384), max_header_bytes (8192), max_certids (32),\n"
+        "    idle_timeout (30s), header_timeout (10s), body_timeout (10s),\n"
+        "    refresh_percent (50). [ca NAME] cert, ocsp_cert, ocsp_key (or crl_key),\n"
+        "    not_issued, ocsp_validity (8h to 10d, default 4d), digest.\n"
+        "\n"
+        "    Workers are threads, each with its own event loop, its own SO_REUSEPORT\n"
+        "    listener and its own read transaction on the store. A port another process\n"
+        "    already listens on is refused.\n"
+        "\n"
+        "SIGNALS\n"
+        "    SIGHUP   reload the configuration, CA certificates and keys; connections stay\n"
+        "             open. A bad new configuration is logged (event=reload_failed) and the\n"
+        "             old one keeps serving. listen, workers and the store path need a\n"
+        "             restart; after dropping root (user) keys must stay readable.\n"
+        "    SIGTERM, SIGINT  stop accepting, finish the requests in flight (at most\n"
+        "             10 s), exit 0.\n"
+        "\n"
+        "LOGS\n"
+        "    One key=value line per event on stderr (event=listening, reloaded,\n"
+        "    reload_failed, http_refused, timeout, conn_refused, stopping, stopped, ...);\n"
+        "    one line per request in access_log when set.\n"
+        "\n"
+        "EXIT STATUS\n"
+        "    0 after a clean stop or --check, 1 on a start-up error (one line on stderr),\n"
+        "    2 on a usage error.\n"
+        "\n"
+        "EXAMPLES\n"
+        "    vigil-responder -c /etc/vigil/vigil.conf --listen 127.0.0.1:8080 &\n"
+        "    openssl ocsp -issuer ca.pem -cert leaf.pem -CAfile ca.pem \\\n"
+        "        -url http://127.0.0.1:8080/\n"
+        "    curl -s http://127.0.0.1:8080/metrics | grep vigil_cache\n";
 
 static void die_usage(const char *what, const char *arg)
 {
@@ -169,8 +169,8 @@ static int bind_one(const struct sockaddr_storage *ss, int *out, char *err, size
 		snprintf(err, errlen, "socket: %s", strerror(errno));
 		return -errno;
 	}
-	socklen_t sl =
-	    ss->ss_family == AF_INET6 ? sizeof(struct sockaddr_in6) : sizeof(struct sockaddr_in);
+	socklen_t sl = ss->ss_family == AF_INET6 ? sizeof(struct sockaddr_in6)
+	                                         : sizeof(struct sockaddr_in);
 	if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) < 0 ||
 	    setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)) < 0 ||
 	    bind(fd, (const struct sockaddr *)ss, sl) < 0 || listen(fd, 1024) < 0) {
@@ -193,8 +193,8 @@ static int probe_port(struct sockaddr_storage *ss, char *err, size_t errlen)
 		snprintf(err, errlen, "socket: %s", strerror(errno));
 		return -errno;
 	}
-	socklen_t sl =
-	    ss->ss_family == AF_INET6 ? sizeof(struct sockaddr_in6) : sizeof(struct sockaddr_in);
+	socklen_t sl = ss->ss_family == AF_INET6 ? sizeof(struct sockaddr_in6)
+	                                         : sizeof(struct sockaddr_in);
 	if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) < 0 ||
 	    bind(fd, (const struct sockaddr *)ss, sl) < 0) {
 		int e = errno;
@@ -321,8 +321,8 @@ static void reopen_access_log(const char *path)
 {
 	if (!path || g_access_fd < 0) {
 		if (!!path != (g_access_fd >= 0))
-			log_warn(
-			    "event=reload_ignored key=responder.access_log reason=needs_restart");
+			log_warn("event=reload_ignored key=responder.access_log "
+			         "reason=needs_restart");
 		return;
 	}
 	int fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0640);
@@ -500,7 +500,7 @@ int main(int argc, char **argv)
 	}
 	if (ctx->conf.access_log) {
 		g_access_fd =
-		    open(ctx->conf.access_log, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0640);
+		        open(ctx->conf.access_log, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0640);
 		if (g_access_fd < 0) {
 			fprintf(stderr, "vigil-responder: access_log %s: %s\n",
 			        ctx->conf.access_log, strerror(errno));

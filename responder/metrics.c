@@ -38,22 +38,22 @@ static const struct {
 	const char *what;
 	int level;
 } log_kinds[LK_N] = {
-    [LK_REFUSED_400] = {"http_refused status=400", LOG_INFO},
-    [LK_REFUSED_405] = {"http_refused status=405", LOG_INFO},
-    [LK_REFUSED_413] = {"http_refused status=413", LOG_INFO},
-    [LK_REFUSED_414] = {"http_refused status=414", LOG_INFO},
-    [LK_REFUSED_431] = {"http_refused status=431", LOG_INFO},
-    [LK_REFUSED_503] = {"http_refused status=503", LOG_INFO},
-    [LK_REFUSED_505] = {"http_refused status=505", LOG_INFO},
-    [LK_REFUSED_OTHER] = {"http_refused status=other", LOG_INFO},
-    [LK_TIMEOUT_HEADERS] = {"timeout phase=headers", LOG_INFO},
-    [LK_TIMEOUT_BODY] = {"timeout phase=body", LOG_INFO},
-    [LK_CONN_FULL] = {"conn_refused reason=max_connections", LOG_WARNING},
-    [LK_CONN_DRAINING] = {"conn_refused reason=draining", LOG_WARNING},
-    [LK_STORE_READ_FAILED] = {"store_read_failed", LOG_ERR},
-    [LK_CRL_UNREADABLE] = {"crl_unreadable", LOG_ERR},
-    [LK_CONN_FD_LIMIT] = {"conn_refused reason=fd_limit", LOG_WARNING},
-    [LK_ACCEPT_FAILED] = {"accept_failed", LOG_WARNING},
+        [LK_REFUSED_400] = {"http_refused status=400", LOG_INFO},
+        [LK_REFUSED_405] = {"http_refused status=405", LOG_INFO},
+        [LK_REFUSED_413] = {"http_refused status=413", LOG_INFO},
+        [LK_REFUSED_414] = {"http_refused status=414", LOG_INFO},
+        [LK_REFUSED_431] = {"http_refused status=431", LOG_INFO},
+        [LK_REFUSED_503] = {"http_refused status=503", LOG_INFO},
+        [LK_REFUSED_505] = {"http_refused status=505", LOG_INFO},
+        [LK_REFUSED_OTHER] = {"http_refused status=other", LOG_INFO},
+        [LK_TIMEOUT_HEADERS] = {"timeout phase=headers", LOG_INFO},
+        [LK_TIMEOUT_BODY] = {"timeout phase=body", LOG_INFO},
+        [LK_CONN_FULL] = {"conn_refused reason=max_connections", LOG_WARNING},
+        [LK_CONN_DRAINING] = {"conn_refused reason=draining", LOG_WARNING},
+        [LK_STORE_READ_FAILED] = {"store_read_failed", LOG_ERR},
+        [LK_CRL_UNREADABLE] = {"crl_unreadable", LOG_ERR},
+        [LK_CONN_FD_LIMIT] = {"conn_refused reason=fd_limit", LOG_WARNING},
+        [LK_ACCEPT_FAILED] = {"accept_failed", LOG_WARNING},
 };
 
 enum log_kind log_kind_refused(int status)
@@ -244,10 +244,10 @@ char *metrics_render(size_t *len)
 			sb_printf(&s, "vigil_request_duration_seconds_bucket{le=\"%g\"} %llu\n",
 			          lat_bounds[i], (unsigned long long)cum);
 	}
-	sb_printf(
-	    &s,
-	    "vigil_request_duration_seconds_sum %.6f\nvigil_request_duration_seconds_count %llu\n",
-	    (double)SUM(lat_ns) / 1e9, (unsigned long long)SUM(lat_count));
+	sb_printf(&s,
+	          "vigil_request_duration_seconds_sum %.6f\nvigil_request_duration_seconds_count "
+	          "%llu\n",
+	          (double)SUM(lat_ns) / 1e9, (unsigned long long)SUM(lat_count));
 	int64_t open = 0, oldest = 0;
 	for (int i = 0; i < g_nworkers; i++) {
 		open += LD(g_workers[i].m.conns_open);
@@ -256,32 +256,35 @@ char *metrics_render(size_t *len)
 			oldest = o;
 	}
 	sb_printf(
-	    &s,
-	    "# HELP vigil_connections_open Open client connections.\n"
-	    "# TYPE vigil_connections_open gauge\nvigil_connections_open %lld\n"
-	    "# HELP vigil_connections_accepted_total Connections accepted.\n"
-	    "# TYPE vigil_connections_accepted_total counter\nvigil_connections_accepted_total "
-	    "%llu\n"
-	    "# HELP vigil_connections_refused_total Connections refused with 503 "
-	    "(max_connections, draining, or no file descriptor left).\n"
-	    "# TYPE vigil_connections_refused_total counter\nvigil_connections_refused_total %llu\n"
-	    "# HELP vigil_connections_fd_limit_total Connections refused with 503 because the "
-	    "process had no file descriptor left (answered on a reserve descriptor).\n"
-	    "# TYPE vigil_connections_fd_limit_total counter\nvigil_connections_fd_limit_total "
-	    "%llu\n"
-	    "# HELP vigil_timeouts_total Connections closed by a timeout.\n"
-	    "# TYPE vigil_timeouts_total counter\nvigil_timeouts_total %llu\n",
-	    (long long)open, (unsigned long long)SUM(conns_accepted),
-	    (unsigned long long)SUM(conns_refused), (unsigned long long)SUM(conns_fd_limit),
-	    (unsigned long long)SUM(timeouts));
-	sb_printf(&s,
-	          "# HELP vigil_crl_loads_total CRL file versions read for serving (each version "
-	          "once per process, shared by the workers).\n"
-	          "# TYPE vigil_crl_loads_total counter\nvigil_crl_loads_total %llu\n"
-	          "# HELP vigil_crl_load_failures_total CRL file versions that could not be read or "
-	          "parsed (answered 503; tried again when the file changes, or after 10 s).\n"
-	          "# TYPE vigil_crl_load_failures_total counter\nvigil_crl_load_failures_total %llu\n",
-	          (unsigned long long)SUM(crl_loads), (unsigned long long)SUM(crl_load_failures));
+	        &s,
+	        "# HELP vigil_connections_open Open client connections.\n"
+	        "# TYPE vigil_connections_open gauge\nvigil_connections_open %lld\n"
+	        "# HELP vigil_connections_accepted_total Connections accepted.\n"
+	        "# TYPE vigil_connections_accepted_total counter\nvigil_connections_accepted_total "
+	        "%llu\n"
+	        "# HELP vigil_connections_refused_total Connections refused with 503 "
+	        "(max_connections, draining, or no file descriptor left).\n"
+	        "# TYPE vigil_connections_refused_total counter\nvigil_connections_refused_total "
+	        "%llu\n"
+	        "# HELP vigil_connections_fd_limit_total Connections refused with 503 because the "
+	        "process had no file descriptor left (answered on a reserve descriptor).\n"
+	        "# TYPE vigil_connections_fd_limit_total counter\nvigil_connections_fd_limit_total "
+	        "%llu\n"
+	        "# HELP vigil_timeouts_total Connections closed by a timeout.\n"
+	        "# TYPE vigil_timeouts_total counter\nvigil_timeouts_total %llu\n",
+	        (long long)open, (unsigned long long)SUM(conns_accepted),
+	        (unsigned long long)SUM(conns_refused), (unsigned long long)SUM(conns_fd_limit),
+	        (unsigned long long)SUM(timeouts));
+	sb_printf(
+	        &s,
+	        "# HELP vigil_crl_loads_total CRL file versions read for serving (each version "
+	        "once per process, shared by the workers).\n"
+	        "# TYPE vigil_crl_loads_total counter\nvigil_crl_loads_total %llu\n"
+	        "# HELP vigil_crl_load_failures_total CRL file versions that could not be read or "
+	        "parsed (answered 503; tried again when the file changes, or after 10 s).\n"
+	        "# TYPE vigil_crl_load_failures_total counter\nvigil_crl_load_failures_total "
+	        "%llu\n",
+	        (unsigned long long)SUM(crl_loads), (unsigned long long)SUM(crl_load_failures));
 	/* Each CA's signer: seconds to its notAfter (negative once expired),
 	 * and the expires_soon / expired lines said about it. */
 	struct rctx *ctx = ctx_current();

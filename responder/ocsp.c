@@ -50,7 +50,8 @@ static size_t err_len[7];
 static const uint8_t oid_basic[] = {DER_OID, 9, 0x2b, 6, 1, 5, 5, 7, 48, 1, 1};
 /* The extension id-pkix-ocsp-extended-revoke (RFC 6960 §4.4.8): NULL, not critical. */
 static const uint8_t ext_revoke_der[] = {
-    DER_SEQUENCE, 15, DER_OID, 9, 0x2b, 6, 1, 5, 5, 7, 48, 1, 9, DER_OCTET_STRING, 2, DER_NULL, 0};
+        DER_SEQUENCE,     15, DER_OID,  9, 0x2b, 6, 1, 5, 5, 7, 48, 1, 9,
+        DER_OCTET_STRING, 2,  DER_NULL, 0};
 static const uint8_t oid_nonce[] = {DER_OID, 9, 0x2b, 6, 1, 5, 5, 7, 48, 1, 2};
 static const uint8_t oid_invalidity[] = {DER_OID, 3, 0x55, 0x1d, 0x18};
 
@@ -213,8 +214,8 @@ static int lookup(struct worker *w, const struct rca *ca, const struct vg_serial
 				 * CRLs (RFC 5280 §5.3.1: "SHOULD be absent instead";
 				 * Baseline Requirements §7.2.2, §7.3.2). */
 				st->reason = cert.reason <= OCSP_REVOKED_STATUS_UNSPECIFIED
-				                 ? OCSP_REVOKED_STATUS_NOSTATUS
-				                 : cert.reason;
+				                     ? OCSP_REVOKED_STATUS_NOSTATUS
+				                     : cert.reason;
 				st->revoked_at = cert.revoked_at;
 				st->has_invalidity = cert.flags & VG_CERT_HAS_INVALIDITY;
 				st->invalidity = cert.invalidity_date;
@@ -549,7 +550,8 @@ void ocsp_answer(struct worker *w, const uint8_t *req_der, size_t len, struct an
 			use_cache = false;
 		}
 		const struct centry *e =
-		    use_cache ? cache_get(ca->id, &items[0].serial, certid, certid_len, now) : NULL;
+		        use_cache ? cache_get(ca->id, &items[0].serial, certid, certid_len, now)
+		                  : NULL;
 		if (e) {
 			answer_from_entry(w, e, out);
 			goto done;
@@ -579,7 +581,7 @@ void ocsp_answer(struct worker *w, const uint8_t *req_der, size_t len, struct an
 	X509_EXTENSION *next = NULL;
 	if (nonce)
 		next = OCSP_REQUEST_get_ext(
-		    req, OCSP_REQUEST_get_ext_by_NID(req, NID_id_pkix_OCSP_Nonce, -1));
+		        req, OCSP_REQUEST_get_ext_by_NID(req, NID_id_pkix_OCSP_Nonce, -1));
 	int brc = ocsp_build(w, ca, singles, n, next, now, &der, &dlen);
 	if (brc == -EAGAIN && use_cache) {
 		/* The signer failed: an answer signed before, past its refresh
@@ -587,7 +589,7 @@ void ocsp_answer(struct worker *w, const uint8_t *req_der, size_t len, struct an
 		 * drops cached answers whose status changed; the status just read
 		 * must still agree. */
 		const struct centry *e =
-		    cache_get_stale(ca->id, &items[0].serial, certid, certid_len, now);
+		        cache_get_stale(ca->id, &items[0].serial, certid, certid_len, now);
 		if (e && e->cr == (uint8_t)singles[0].st.cr) {
 			m_add(&w->m.stale_served, 1);
 			answer_from_entry(w, e, out);

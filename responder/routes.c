@@ -369,7 +369,7 @@ void routes_dispatch(struct conn *c)
 		i++;
 	if (i == rlen) {
 		http_respond_text(
-		    c, 404, "OCSP responder: POST a request or GET /{base64 request}\n", NULL);
+		        c, 404, "OCSP responder: POST a request or GET /{base64 request}\n", NULL);
 		return;
 	}
 	ocsp_get(c, rem, rlen);

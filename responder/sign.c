@@ -103,11 +103,11 @@ void ocsp_signer_expiry_check(const struct rctx *ctx, int64_t now)
 				continue;
 			expiry[ca->slot].warned_at = now;
 			vg_time_format(ca->not_after, na, sizeof(na));
-			log_warn(
-			    "event=signer_expires_soon ca=%s cert=%s not_after=%s days_left=%lld "
-			    "seconds_left=%lld",
-			    ca->name, ca->signer_file ? ca->signer_file : "-", na,
-			    (long long)(left / 86400), (long long)left);
+			log_warn("event=signer_expires_soon ca=%s cert=%s not_after=%s "
+			         "days_left=%lld "
+			         "seconds_left=%lld",
+			         ca->name, ca->signer_file ? ca->signer_file : "-", na,
+			         (long long)(left / 86400), (long long)left);
 		} else {
 			continue;
 		}
@@ -214,8 +214,9 @@ static struct rsign **rsign_slot(struct worker *w, struct rca *ca)
 			return NULL;
 		nt->n = n;
 		struct rsigns *expected = NULL;
-		if (atomic_compare_exchange_strong_explicit(
-		        &ca->signs, &expected, nt, memory_order_acq_rel, memory_order_acquire)) {
+		if (atomic_compare_exchange_strong_explicit(&ca->signs, &expected, nt,
+		                                            memory_order_acq_rel,
+		                                            memory_order_acquire)) {
 			t = nt;
 		} else {
 			free(nt);

@@ -194,7 +194,7 @@ static int lm_walk_free(struct lm_file *f, size_t pg, unsigned depth)
 			break;
 		}
 		if (pread(f->fd, d, LM_HDR + dsize, (off_t)(ov * f->psize)) !=
-		        (ssize_t)(LM_HDR + dsize) ||
+		            (ssize_t)(LM_HDR + dsize) ||
 		    get_word(d) != ov || !(get_u16n(d + LM_FLAGS) & LM_P_OVERFLOW))
 			rc = -EUCLEAN;
 		else

@@ -60,7 +60,7 @@ static inline void wr32(uint8_t *p, uint32_t v)
 /* seg_parse checks a segment's header and offsets table and returns the
  * bucket count, where the entries start and how long they are. */
 static int seg_parse(const uint8_t *seg, size_t len, size_t *nb, size_t *eoff, size_t *elen,
-		     uint32_t *count)
+                     uint32_t *count)
 {
 	if (len < PT_HDR || seg[0] != PT_VERSION || seg[1] > PT_MAX_LOG2)
 		return -EBADMSG;
@@ -95,7 +95,7 @@ int pt_open(const uint8_t *seg, size_t len, struct pt_seg *out)
 }
 
 int pt_lookup(const struct pt_seg *s, const uint8_t *key, size_t klen, uint64_t h,
-	      const uint8_t **rec, size_t *rlen)
+              const uint8_t **rec, size_t *rlen)
 {
 	size_t nb = (size_t)1 << s->lg, b = bucket_of(h, nb);
 	const uint8_t *o = s->p + PT_HDR + 4 * b, *ent = s->p + PT_HDR + 4 * (nb + 1);
@@ -119,7 +119,7 @@ int pt_lookup(const struct pt_seg *s, const uint8_t *key, size_t klen, uint64_t 
 }
 
 int pt_find(const uint8_t *seg, size_t len, const uint8_t *key, size_t klen, uint64_t h,
-	    const uint8_t **rec, size_t *rlen)
+            const uint8_t **rec, size_t *rlen)
 {
 	struct pt_seg s;
 	if (pt_open(seg, len, &s) < 0)
@@ -151,7 +151,7 @@ static uint8_t *arena_alloc(struct pt_pending *p, size_t n)
 }
 
 int pt_note_ref(struct pt_pending *p, const uint8_t *key, size_t klen, const uint8_t *rec,
-		size_t rlen)
+                size_t rlen)
 {
 	if (klen == 0 || klen > CERT_KEY_MAX || rlen > REC_MAX)
 		return -EINVAL;
@@ -174,8 +174,7 @@ int pt_note_ref(struct pt_pending *p, const uint8_t *key, size_t klen, const uin
 	return 0;
 }
 
-int pt_note(struct pt_pending *p, const uint8_t *key, size_t klen, const uint8_t *rec,
-	    size_t rlen)
+int pt_note(struct pt_pending *p, const uint8_t *key, size_t klen, const uint8_t *rec, size_t rlen)
 {
 	if (klen == 0 || klen > CERT_KEY_MAX || rlen > REC_MAX)
 		return -EINVAL;
@@ -259,13 +258,13 @@ int pt_group(struct pt_pending *p, unsigned lg)
 
 /* changed tells whether |key| (hash |h|) is among the sorted changes |c|. */
 static bool changed(const struct pt_change *c, size_t n, uint64_t h, const uint8_t *key,
-		    size_t klen)
+                    size_t klen)
 {
 	size_t lo = 0, hi = n;
 	while (lo < hi) {
 		size_t mid = lo + (hi - lo) / 2;
 		int r = c[mid].h != h ? (c[mid].h < h ? -1 : 1)
-				      : key_cmp(c[mid].key, c[mid].klen, key, klen);
+		                      : key_cmp(c[mid].key, c[mid].klen, key, klen);
 		if (r == 0)
 			return true;
 		if (r < 0)
@@ -283,8 +282,8 @@ struct ent {
 	uint32_t bucket;
 };
 
-int pt_rebuild(const uint8_t *old, size_t olen, const struct pt_change *c, size_t n,
-	       uint8_t **out, size_t *outlen)
+int pt_rebuild(const uint8_t *old, size_t olen, const struct pt_change *c, size_t n, uint8_t **out,
+               size_t *outlen)
 {
 	*out = NULL;
 	*outlen = 0;
@@ -307,15 +306,16 @@ int pt_rebuild(const uint8_t *old, size_t olen, const struct pt_change *c, size_
 			goto bad;
 		uint64_t h = pt_hash(oent + off + 2, kl);
 		if (!changed(c, n, h, oent + off + 2, kl)) {
-			v[count++] = (struct ent){oent + off + 2, oent + off + 2 + kl, h, (uint8_t)kl,
-						  (uint8_t)rl, 0};
+			v[count++] = (struct ent){oent + off + 2, oent + off + 2 + kl, h,
+			                          (uint8_t)kl,    (uint8_t)rl,         0};
 			bytes += 2 + kl + rl;
 		}
 		off += 2 + kl + rl;
 	}
 	for (size_t k = 0; k < n; k++) {
 		if (c[k].rlen) {
-			v[count++] = (struct ent){c[k].key, c[k].rec, c[k].h, c[k].klen, c[k].rlen, 0};
+			v[count++] =
+			        (struct ent){c[k].key, c[k].rec, c[k].h, c[k].klen, c[k].rlen, 0};
 			bytes += 2u + c[k].klen + c[k].rlen;
 		}
 	}

@@ -79,9 +79,9 @@ int pt_open(const uint8_t *seg, size_t len, struct pt_seg *out);
  * reads is checked. Returns 1 and the record in |rec|/|rlen|, 0 when absent,
  * -EBADMSG when the segment is malformed. pt_find opens and looks up. */
 int pt_lookup(const struct pt_seg *s, const uint8_t *key, size_t klen, uint64_t h,
-	      const uint8_t **rec, size_t *rlen);
+              const uint8_t **rec, size_t *rlen);
 int pt_find(const uint8_t *seg, size_t len, const uint8_t *key, size_t klen, uint64_t h,
-	    const uint8_t **rec, size_t *rlen);
+            const uint8_t **rec, size_t *rlen);
 
 /* One change of a write transaction: |rlen| == 0 deletes the key. The key
  * and record live in the pending set's arena (pt_note), or in the map for
@@ -102,10 +102,9 @@ struct pt_pending {
 /* pt_note records a change, copying |key| and |rec|; pt_note_ref records
  * one whose bytes stay valid until the pending set is flushed. Both return
  * 0, -EINVAL (a key or record too long), or -ENOMEM. */
-int pt_note(struct pt_pending *p, const uint8_t *key, size_t klen, const uint8_t *rec,
-	    size_t rlen);
+int pt_note(struct pt_pending *p, const uint8_t *key, size_t klen, const uint8_t *rec, size_t rlen);
 int pt_note_ref(struct pt_pending *p, const uint8_t *key, size_t klen, const uint8_t *rec,
-		size_t rlen);
+                size_t rlen);
 void pt_pending_free(struct pt_pending *p);
 
 /* pt_sort orders |p| by hash and key, and drops every change but the last
@@ -122,5 +121,5 @@ int pt_group(struct pt_pending *p, unsigned lg);
  * segment's old value |old| (|olen| bytes, 0 when absent) and returns the new
  * value in |*out| (malloc'd; NULL with *outlen 0 when the segment is now
  * empty). Returns 0, -ENOMEM, or -EBADMSG when |old| is malformed. */
-int pt_rebuild(const uint8_t *old, size_t olen, const struct pt_change *c, size_t n,
-	       uint8_t **out, size_t *outlen);
+int pt_rebuild(const uint8_t *old, size_t olen, const struct pt_change *c, size_t n, uint8_t **out,
+               size_t *outlen);

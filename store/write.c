@@ -212,8 +212,8 @@ static int wtx_commit(struct wtx *w, const char *action, const struct vg_audit *
 	const char *user = who && who->user ? who->user : "";
 	const char *cmd = who && who->command ? who->command : "";
 	size_t vlen;
-	uint8_t *vb =
-	    rec_audit_encode(time(NULL), w->changed, user, w->ca ? w->ca : "", action, cmd, &vlen);
+	uint8_t *vb = rec_audit_encode(time(NULL), w->changed, user, w->ca ? w->ca : "", action,
+	                               cmd, &vlen);
 	if (!vb) {
 		rc = -ENOMEM;
 		goto fail;

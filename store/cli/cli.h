@@ -55,7 +55,7 @@ void *cli_reserve(void *v, size_t n, size_t *cap, size_t size);
 void cli_print_result(const char *what, const struct vg_write_result *r);
 /* cli_write_failed dies saying what |r| says was committed before |rc|. */
 void cli_write_failed(const char *what, int rc, const struct vg_write_result *r)
-    __attribute__((noreturn));
+        __attribute__((noreturn));
 
 int cmd_import_index(struct ctx *c, int argc, char **argv);
 int cmd_add(struct ctx *c, int argc, char **argv);

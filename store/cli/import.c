@@ -152,7 +152,7 @@ int cmd_import_index(struct ctx *c, int argc, char **argv)
 	c->progress_what = "importing";
 	c->last_progress = 0;
 	int rc =
-	    vg_store_add(c->st, ca, items, n, &c->who, &r, n > 100000 ? cli_progress : NULL, c);
+	        vg_store_add(c->st, ca, items, n, &c->who, &r, n > 100000 ? cli_progress : NULL, c);
 	free(items);
 	if (rc < 0)
 		cli_write_failed("import-index", rc, &r);

@@ -11,17 +11,17 @@ static const struct {
 	const char *name;
 	int reason;
 } revinfo_reasons[] = {
-	{"unspecified", VG_REASON_UNSPECIFIED},
-	{"keyCompromise", VG_REASON_KEY_COMPROMISE},
-	{"CACompromise", VG_REASON_CA_COMPROMISE},
-	{"affiliationChanged", VG_REASON_AFFILIATION_CHANGED},
-	{"superseded", VG_REASON_SUPERSEDED},
-	{"cessationOfOperation", VG_REASON_CESSATION_OF_OPERATION},
-	{"certificateHold", VG_REASON_CERTIFICATE_HOLD},
-	{"removeFromCRL", VG_REASON_REMOVE_FROM_CRL},
-	{"holdInstruction", VG_REASON_CERTIFICATE_HOLD},
-	{"keyTime", VG_REASON_KEY_COMPROMISE},
-	{"CAkeyTime", VG_REASON_CA_COMPROMISE},
+        {"unspecified", VG_REASON_UNSPECIFIED},
+        {"keyCompromise", VG_REASON_KEY_COMPROMISE},
+        {"CACompromise", VG_REASON_CA_COMPROMISE},
+        {"affiliationChanged", VG_REASON_AFFILIATION_CHANGED},
+        {"superseded", VG_REASON_SUPERSEDED},
+        {"cessationOfOperation", VG_REASON_CESSATION_OF_OPERATION},
+        {"certificateHold", VG_REASON_CERTIFICATE_HOLD},
+        {"removeFromCRL", VG_REASON_REMOVE_FROM_CRL},
+        {"holdInstruction", VG_REASON_CERTIFICATE_HOLD},
+        {"keyTime", VG_REASON_KEY_COMPROMISE},
+        {"CAkeyTime", VG_REASON_CA_COMPROMISE},
 };
 
 static int parse_revinfo(char *s, struct vg_cert *c, char *err, size_t errlen)
@@ -59,10 +59,10 @@ static int parse_revinfo(char *s, struct vg_cert *c, char *err, size_t errlen)
 	}
 	const char *name = revinfo_reasons[i].name;
 	bool needs_arg = !strcasecmp(name, "holdInstruction") || !strcasecmp(name, "keyTime") ||
-			 !strcasecmp(name, "CAkeyTime");
+	                 !strcasecmp(name, "CAkeyTime");
 	if (needs_arg != (f3 != NULL)) {
-		snprintf(err, errlen, needs_arg ? "'%s' needs a third part" : "'%s' takes no third part",
-			 name);
+		snprintf(err, errlen,
+		         needs_arg ? "'%s' needs a third part" : "'%s' takes no third part", name);
 		return -EINVAL;
 	}
 	c->reason = (int8_t)revinfo_reasons[i].reason;
@@ -84,7 +84,7 @@ static int parse_revinfo(char *s, struct vg_cert *c, char *err, size_t errlen)
 }
 
 int index_parse_line(char *line, size_t len, struct vg_add_item *out, const char **file, char *err,
-		     size_t errlen)
+                     size_t errlen)
 {
 	if (len && line[len - 1] == '\r')
 		line[--len] = '\0';

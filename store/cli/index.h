@@ -19,4 +19,4 @@
  * set to the line's file name field (borrowed from |line|). The line is
  * modified. */
 int index_parse_line(char *line, size_t len, struct vg_add_item *out, const char **file, char *err,
-		     size_t errlen);
+                     size_t errlen);

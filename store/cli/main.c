@@ -31,69 +31,69 @@
 const char *const cli_progname = "vigil-store";
 
 static const char usage_text[] =
-    "Usage: vigil-store -c FILE COMMAND [ARGS]\n"
-    "\n"
-    "Administer the Vigil status store: the record of every certificate each CA\n"
-    "issued and revoked, read by vigil-responder (OCSP) and vigil-crlgen (CRLs).\n"
-    "vigil-store is the only program that writes to it. Every change is durable\n"
-    "when the command returns 0, is seen by the responder and crlgen without a\n"
-    "restart, and is recorded in the audit log.\n"
-    "\n"
-    "Options:\n"
-    "  -c, --config FILE   the Vigil configuration file (required)\n"
-    "  -q, --quiet         no progress lines\n"
-    "  -h, --help          this text\n"
-    "  -V, --version       print the version\n"
-    "\n"
-    "Commands:\n"
-    "  init\n"
-    "      Create the store at [store] path. Running it again changes nothing.\n"
-    "  import-index CA INDEX [--certs DIR]\n"
-    "      Sync CA's certificates from an OpenSSL `ca` database (index.txt): new\n"
-    "      serials are added, new revocations applied; re-running it after the CA\n"
-    "      has issued or revoked more applies only the difference. With --certs\n"
-    "      (the CA's new_certs_dir), each SERIAL.pem is read for its notBefore,\n"
-    "      which bulk revocation by issuance window needs.\n"
-    "  add CA CERT...\n"
-    "      Record certificates (PEM or DER, several per PEM file allowed). Each\n"
-    "      must be signed by CA; otherwise nothing is recorded.\n"
-    "  revoke CA SERIAL [--reason R] [--time T] [--invalidity-date T]\n"
-    "  revoke CA --serials FILE [--reason R] [--time T] [--invalidity-date T]\n"
-    "  revoke CA --issued-after T [--issued-before T] [--reason R] [--time T]\n"
-    "      Revoke one serial, every serial listed in FILE (one hexadecimal serial a\n"
-    "      line, # comments), or every certificate whose notBefore is in\n"
-    "      [after, before). A serial the store does not know is recorded as revoked\n"
-    "      anyway (an investigation may find certificates the records missed).\n"
-    "      A revoked certificate stays revoked: only certificateHold can be\n"
-    "      replaced, and any reason can be raised to keyCompromise.\n"
-    "      --time defaults to now and may not be in the future; --invalidity-date\n"
-    "      may not be later than it; --reason defaults to no reason code.\n"
-    "  release CA SERIAL\n"
-    "      Lift certificateHold: the certificate is good again.\n"
-    "  freeze CA | thaw CA\n"
-    "      Mark CA's issuance halted (the store is now complete for CA, so serials\n"
-    "      absent from it were never issued) or resumed.\n"
-    "  status CA SERIAL\n"
-    "      Print one line: SERIAL good|revoked|unknown [REASON TIME].\n"
-    "  list CA [--revoked]\n"
-    "      Print every certificate of CA (or only the revoked ones) in serial\n"
-    "      order, one line each, as status does.\n"
-    "  stats\n"
-    "      Print store size and counters, and per CA the certificates by status.\n"
-    "  audit [--ca CA]\n"
-    "      Print the audit log: one line per committed change, with who, when,\n"
-    "      what and how many.\n"
-    "\n"
-    "Values:\n"
-    "  CA       the NAME of a [ca NAME] section of the configuration\n"
-    "  SERIAL   hexadecimal, as OpenSSL prints it (case and ':' ignored)\n"
-    "  T        RFC 3339 UTC (2026-11-27T10:00:00Z) or YYMMDDHHMMSSZ\n"
-    "  R        an RFC 5280 reason: unspecified, keyCompromise, cACompromise,\n"
-    "           affiliationChanged, superseded, cessationOfOperation,\n"
-    "           certificateHold, privilegeWithdrawn, aACompromise\n"
-    "\n"
-    "Exit status: 0 on success, 1 on failure with one line on stderr, 2 on a usage\n"
-    "error.\n";
+        "Usage: vigil-store -c FILE COMMAND [ARGS]\n"
+        "\n"
+        "Administer the Vigil status store: the record of every certificate each CA\n"
+        "issued and revoked, read by vigil-responder (OCSP) and vigil-crlgen (CRLs).\n"
+        "vigil-store is the only program that writes to it. Every change is durable\n"
+        "when the command returns 0, is seen by the responder and crlgen without a\n"
+        "restart, and is recorded in the audit log.\n"
+        "\n"
+        "Options:\n"
+        "  -c, --config FILE   the Vigil configuration file (required)\n"
+        "  -q, --quiet         no progress lines\n"
+        "  -h, --help          this text\n"
+        "  -V, --version       print the version\n"
+        "\n"
+        "Commands:\n"
+        "  init\n"
+        "      Create the store at [store] path. Running it again changes nothing.\n"
+        "  import-index CA INDEX [--certs DIR]\n"
+        "      Sync CA's certificates from an OpenSSL `ca` database (index.txt): new\n"
+        "      serials are added, new revocations applied; re-running it after the CA\n"
+        "      has issued or revoked more applies only the difference. With --certs\n"
+        "      (the CA's new_certs_dir), each SERIAL.pem is read for its notBefore,\n"
+        "      which bulk revocation by issuance window needs.\n"
+        "  add CA CERT...\n"
+        "      Record certificates (PEM or DER, several per PEM file allowed). Each\n"
+        "      must be signed by CA; otherwise nothing is recorded.\n"
+        "  revoke CA SERIAL [--reason R] [--time T] [--invalidity-date T]\n"
+        "  revoke CA --serials FILE [--reason R] [--time T] [--invalidity-date T]\n"
+        "  revoke CA --issued-after T [--issued-before T] [--reason R] [--time T]\n"
+        "      Revoke one serial, every serial listed in FILE (one hexadecimal serial a\n"
+        "      line, # comments), or every certificate whose notBefore is in\n"
+        "      [after, before). A serial the store does not know is recorded as revoked\n"
+        "      anyway (an investigation may find certificates the records missed).\n"
+        "      A revoked certificate stays revoked: only certificateHold can be\n"
+        "      replaced, and any reason can be raised to keyCompromise.\n"
+        "      --time defaults to now and may not be in the future; --invalidity-date\n"
+        "      may not be later than it; --reason defaults to no reason code.\n"
+        "  release CA SERIAL\n"
+        "      Lift certificateHold: the certificate is good again.\n"
+        "  freeze CA | thaw CA\n"
+        "      Mark CA's issuance halted (the store is now complete for CA, so serials\n"
+        "      absent from it were never issued) or resumed.\n"
+        "  status CA SERIAL\n"
+        "      Print one line: SERIAL good|revoked|unknown [REASON TIME].\n"
+        "  list CA [--revoked]\n"
+        "      Print every certificate of CA (or only the revoked ones) in serial\n"
+        "      order, one line each, as status does.\n"
+        "  stats\n"
+        "      Print store size and counters, and per CA the certificates by status.\n"
+        "  audit [--ca CA]\n"
+        "      Print the audit log: one line per committed change, with who, when,\n"
+        "      what and how many.\n"
+        "\n"
+        "Values:\n"
+        "  CA       the NAME of a [ca NAME] section of the configuration\n"
+        "  SERIAL   hexadecimal, as OpenSSL prints it (case and ':' ignored)\n"
+        "  T        RFC 3339 UTC (2026-11-27T10:00:00Z) or YYMMDDHHMMSSZ\n"
+        "  R        an RFC 5280 reason: unspecified, keyCompromise, cACompromise,\n"
+        "           affiliationChanged, superseded, cessationOfOperation,\n"
+        "           certificateHold, privilegeWithdrawn, aACompromise\n"
+        "\n"
+        "Exit status: 0 on success, 1 on failure with one line on stderr, 2 on a usage\n"
+        "error.\n";
 
 /* A progress line on a terminal ends in no newline until the next one
  * replaces it; whatever else goes to stderr starts on a line of its own. */
@@ -141,10 +141,10 @@ void cli_store_open(struct ctx *c, unsigned flags)
 	if (rc == -EPROTO)
 		cli_die("store %s has an incompatible schema version", c->conf.store_path);
 	if (rc == -EROFS)
-		cli_die(
-		    "store %s: lock.mdb is not writable; readers must register in it (run as the "
-		    "store's owner or group)",
-		    c->conf.store_path);
+		cli_die("store %s: lock.mdb is not writable; readers must register in it (run as "
+		        "the "
+		        "store's owner or group)",
+		        c->conf.store_path);
 	if (rc < 0)
 		cli_die("cannot open store %s: %s", c->conf.store_path, strerror(-rc));
 }
@@ -293,11 +293,11 @@ static const char *who_am_i(void)
 int main(int argc, char **argv)
 {
 	static const struct option opts[] = {
-	    {"config", required_argument, NULL, 'c'},
-	    {"quiet", no_argument, NULL, 'q'},
-	    {"help", no_argument, NULL, 'h'},
-	    {"version", no_argument, NULL, 'V'},
-	    {0},
+	        {"config", required_argument, NULL, 'c'},
+	        {"quiet", no_argument, NULL, 'q'},
+	        {"help", no_argument, NULL, 'h'},
+	        {"version", no_argument, NULL, 'V'},
+	        {0},
 	};
 	struct ctx c;
 	memset(&c, 0, sizeof(c));

@@ -52,13 +52,13 @@ static struct vg_serial *read_serials(const char *path, size_t *count)
 int cmd_revoke(struct ctx *c, int argc, char **argv)
 {
 	static const struct option opts[] = {
-	    {"reason", required_argument, NULL, 'r'},
-	    {"time", required_argument, NULL, 't'},
-	    {"invalidity-date", required_argument, NULL, 'i'},
-	    {"issued-after", required_argument, NULL, 'a'},
-	    {"issued-before", required_argument, NULL, 'b'},
-	    {"serials", required_argument, NULL, 's'},
-	    {0},
+	        {"reason", required_argument, NULL, 'r'},
+	        {"time", required_argument, NULL, 't'},
+	        {"invalidity-date", required_argument, NULL, 'i'},
+	        {"issued-after", required_argument, NULL, 'a'},
+	        {"issued-before", required_argument, NULL, 'b'},
+	        {"serials", required_argument, NULL, 's'},
+	        {0},
 	};
 	struct vg_revocation rev = {.revoked_at = (int64_t)time(NULL), .reason = VG_REASON_NONE};
 	const char *after = NULL, *before = NULL, *serials = NULL;
@@ -102,18 +102,18 @@ int cmd_revoke(struct ctx *c, int argc, char **argv)
 	if (rev.revoked_at > (int64_t)time(NULL) + 300)
 		cli_die("--time is in the future: a revocation takes effect when it is recorded");
 	if (rev.has_invalidity && rev.invalidity_date > rev.revoked_at)
-		cli_die(
-		    "--invalidity-date is later than the revocation time (--time, default now)");
+		cli_die("--invalidity-date is later than the revocation time (--time, default "
+		        "now)");
 	int npos = argc - optind;
 	char **pos = argv + optind;
 	if (npos < 1)
 		cli_usage_die(
-		    "usage: revoke CA (SERIAL | --serials FILE | --issued-after T) [...]");
+		        "usage: revoke CA (SERIAL | --serials FILE | --issued-after T) [...]");
 	const struct vg_conf_ca *ca = cli_need_ca(c, pos[0]);
 	int modes = (npos == 2) + (serials != NULL) + (after != NULL);
 	if (modes != 1 || npos > 2)
 		cli_usage_die(
-		    "revoke takes exactly one of SERIAL, --serials FILE, --issued-after T");
+		        "revoke takes exactly one of SERIAL, --serials FILE, --issued-after T");
 	if (before && !after)
 		cli_usage_die("--issued-before needs --issued-after");
 

@@ -108,11 +108,11 @@ static void check_output(bool head)
 	if (head)
 		return;
 	static const http_parser_settings rs = {
-	    .on_message_begin = rsp_begin,
-	    .on_header_field = rsp_header_field,
-	    .on_header_value = rsp_header_value,
-	    .on_body = rsp_body,
-	    .on_message_complete = rsp_complete,
+	        .on_message_begin = rsp_begin,
+	        .on_header_field = rsp_header_field,
+	        .on_header_value = rsp_header_value,
+	        .on_body = rsp_body,
+	        .on_message_complete = rsp_complete,
 	};
 	struct rsp r = {0};
 	http_parser p;

@@ -24,7 +24,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 static X509 *ca_certs[3], *signers[3];
 static const char *const good_serials[] = {
-    "01", "80", "7F0102030405060708090A0B0C0D0E0F10111213", "10", "05",
+        "01", "80", "7F0102030405060708090A0B0C0D0E0F10111213", "10", "05",
 };
 
 static X509 *pem_cert(const char *pem)
@@ -93,10 +93,11 @@ static void check_basic(OCSP_REQUEST *req, OCSP_BASICRESP *bs)
 			continue;
 		for (int k = 0; k < 3 && which[i] < 0; k++) {
 			OCSP_CERTID *mine =
-			    serial ? OCSP_cert_id_new(EVP_get_digestbynid(nid),
-			                              X509_get_subject_name(ca_certs[k]),
-			                              X509_get0_pubkey_bitstr(ca_certs[k]), serial)
-			           : NULL;
+			        serial ? OCSP_cert_id_new(EVP_get_digestbynid(nid),
+			                                  X509_get_subject_name(ca_certs[k]),
+			                                  X509_get0_pubkey_bitstr(ca_certs[k]),
+			                                  serial)
+			               : NULL;
 			if (mine && OCSP_id_issuer_cmp(mine, qid) == 0)
 				which[i] = k;
 			OCSP_CERTID_free(mine);

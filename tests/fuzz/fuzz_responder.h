@@ -103,8 +103,8 @@ static void fz_store(void)
 	                            .invalidity_date = 1739000000};
 	FZ_CHECK(vg_store_revoke(st, "alpha", &s, 1, &rev, &who, NULL, NULL, NULL) == 0);
 	s = fz_serial("03");
-	rev =
-	    (struct vg_revocation){.revoked_at = 1740000001, .reason = VG_REASON_CERTIFICATE_HOLD};
+	rev = (struct vg_revocation){.revoked_at = 1740000001,
+	                             .reason = VG_REASON_CERTIFICATE_HOLD};
 	FZ_CHECK(vg_store_revoke(st, "alpha", &s, 1, &rev, &who, NULL, NULL, NULL) == 0);
 	a[0].serial = fz_serial("10");
 	a[1].serial = fz_serial("11");
@@ -165,13 +165,13 @@ static void fz_world_init(void)
 		const char *name, *pem;
 		int mode;
 	} files[] = {
-	    {"alpha_cert.pem", alpha_cert_pem, 0644},
-	    {"alpha_ocsp_cert.pem", alpha_ocsp_cert_pem, 0644},
-	    {"alpha_ocsp_key.pem", alpha_ocsp_key_pem, 0600},
-	    {"beta_cert.pem", beta_cert_pem, 0644},
-	    {"beta_key.pem", beta_key_pem, 0600},
-	    {"gamma_cert.pem", gamma_cert_pem, 0644},
-	    {"gamma_key.pem", gamma_key_pem, 0600},
+	        {"alpha_cert.pem", alpha_cert_pem, 0644},
+	        {"alpha_ocsp_cert.pem", alpha_ocsp_cert_pem, 0644},
+	        {"alpha_ocsp_key.pem", alpha_ocsp_key_pem, 0600},
+	        {"beta_cert.pem", beta_cert_pem, 0644},
+	        {"beta_key.pem", beta_key_pem, 0600},
+	        {"gamma_cert.pem", gamma_cert_pem, 0644},
+	        {"gamma_key.pem", gamma_key_pem, 0600},
 	};
 	for (size_t i = 0; i < sizeof(files) / sizeof(files[0]); i++)
 		fz_write(files[i].name, files[i].pem, strlen(files[i].pem), files[i].mode);

@@ -183,7 +183,7 @@ static void check_entries(X509_CRL *crl, const struct crl_entry *v, size_t n)
 		int day, sec;
 		ASN1_TIME *want = ASN1_TIME_set(NULL, (time_t)v[i].revoked_at);
 		assert_int_equal(
-		    ASN1_TIME_diff(&day, &sec, want, X509_REVOKED_get0_revocationDate(r)), 1);
+		        ASN1_TIME_diff(&day, &sec, want, X509_REVOKED_get0_revocationDate(r)), 1);
 		assert_int_equal(day, 0);
 		assert_int_equal(sec, 0);
 		ASN1_TIME_free(want);
@@ -198,7 +198,7 @@ static void check_entries(X509_CRL *crl, const struct crl_entry *v, size_t n)
 		}
 		ASN1_ENUMERATED_free(reason);
 		ASN1_GENERALIZEDTIME *inv =
-		    X509_REVOKED_get_ext_d2i(r, NID_invalidity_date, &crit, NULL);
+		        X509_REVOKED_get_ext_d2i(r, NID_invalidity_date, &crit, NULL);
 		if (v[i].has_invalidity) {
 			assert_non_null(inv);
 			want = ASN1_TIME_set(NULL, (time_t)v[i].invalidity_date);
@@ -464,7 +464,7 @@ static void test_entry_limits(void **state)
 						assert_int_equal(crl_encode_entry(&e, out), n);
 						const unsigned char *p = out;
 						X509_REVOKED *xr =
-						    d2i_X509_REVOKED(NULL, &p, (long)n);
+						        d2i_X509_REVOKED(NULL, &p, (long)n);
 						assert_non_null(xr);
 						assert_ptr_equal(p, out + n);
 						X509_REVOKED_free(xr);
@@ -550,16 +550,16 @@ static void test_memory_bounded(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-	    cmocka_unit_test(test_rsa),
-	    cmocka_unit_test(test_ecdsa),
-	    cmocka_unit_test(test_ed25519),
-	    cmocka_unit_test(test_empty),
-	    cmocka_unit_test(test_delta),
-	    cmocka_unit_test(test_ecdsa_boundary),
-	    cmocka_unit_test(test_changed_between_passes),
-	    cmocka_unit_test(test_signer_refuses),
-	    cmocka_unit_test(test_entry_limits),
-	    cmocka_unit_test(test_memory_bounded),
+	        cmocka_unit_test(test_rsa),
+	        cmocka_unit_test(test_ecdsa),
+	        cmocka_unit_test(test_ed25519),
+	        cmocka_unit_test(test_empty),
+	        cmocka_unit_test(test_delta),
+	        cmocka_unit_test(test_ecdsa_boundary),
+	        cmocka_unit_test(test_changed_between_passes),
+	        cmocka_unit_test(test_signer_refuses),
+	        cmocka_unit_test(test_entry_limits),
+	        cmocka_unit_test(test_memory_bounded),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -327,12 +327,12 @@ static void test_commit_and_pem(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-	    cmocka_unit_test(test_state_roundtrip),
-	    cmocka_unit_test(test_state_prepare_then_commit),
-	    cmocka_unit_test(test_numbers),
-	    cmocka_unit_test(test_crl_number),
-	    cmocka_unit_test(test_prune),
-	    cmocka_unit_test(test_commit_and_pem),
+	        cmocka_unit_test(test_state_roundtrip),
+	        cmocka_unit_test(test_state_prepare_then_commit),
+	        cmocka_unit_test(test_numbers),
+	        cmocka_unit_test(test_crl_number),
+	        cmocka_unit_test(test_prune),
+	        cmocka_unit_test(test_commit_and_pem),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -54,8 +54,9 @@ static void check_integer(const uint8_t *der, size_t len, uint64_t v)
 static void test_uint(void **state)
 {
 	(void)state;
-	static const uint64_t vals[] = {
-	    0, 1, 127, 128, 255, 256, 0x7fff, 0x8000, 0xffffffffu, 1700000000123456ull, UINT64_MAX};
+	static const uint64_t vals[] = {0,         1,      127,    128,         255,
+	                                256,       0x7fff, 0x8000, 0xffffffffu, 1700000000123456ull,
+	                                UINT64_MAX};
 	for (size_t i = 0; i < sizeof(vals) / sizeof(vals[0]); i++) {
 		uint8_t mem[16];
 		struct der_buf b;
@@ -288,8 +289,8 @@ static void test_cbs_basic(void **state)
 	c = CBS("\xa0\x05\x01");
 	assert_false(vg_cbs_get_optional_asn1(&c, &v, &present, DER_CTX_CONS(0)));
 	assert_int_equal(vg_cbs_len(&c), 3);
-	assert_true(
-	    vg_cbs_skip_asn1(&(struct vg_cbs){(const uint8_t *)"\x04\x00", 2}, DER_OCTET_STRING));
+	assert_true(vg_cbs_skip_asn1(&(struct vg_cbs){(const uint8_t *)"\x04\x00", 2},
+	                             DER_OCTET_STRING));
 }
 
 /* Every cut of a valid element fails, and leaves the view as it was; the
@@ -338,8 +339,9 @@ static void test_cbs_truncated(void **state)
 	assert_true(vg_cbs_get_asn1_header(&c, NULL, &hl, &cl));
 	assert_int_equal(cl, (size_t)INT64_MAX);
 	assert_false(vg_cbs_get_any_asn1_element(
-	    &(struct vg_cbs){(const uint8_t *)"\x04\x88\xff\xff\xff\xff\xff\xff\xff\xff\x00", 11},
-	    &el, NULL, NULL));
+	        &(struct vg_cbs){(const uint8_t *)"\x04\x88\xff\xff\xff\xff\xff\xff\xff\xff\x00",
+	                         11},
+	        &el, NULL, NULL));
 }
 
 static void test_cbs_long_form(void **state)
@@ -371,22 +373,22 @@ static void test_cbs_refused(void **state)
 		const char *d;
 		size_t n;
 	} bad[] = {
-	    {"\x04\x81\x05"
-	     "abcde",
-	     8}, /* long form for a short length */
-	    {"\x04\x81\x7f", 3},
-	    {"\x04\x82\x00\x80", 4}, /* a leading zero length octet */
-	    {"\x04\x82\x00\x05"
-	     "abcde",
-	     9},
-	    {"\x30\x80\x05\x00\x00\x00", 6},                      /* indefinite */
-	    {"\x04\xff", 2},                                      /* reserved */
-	    {"\x04\x89\x01\x00\x00\x00\x00\x00\x00\x00\x00", 11}, /* over 8 octets */
-	    {"\x1f\x20\x00", 3},                                  /* high tag number */
-	    {"\xbf\x81\x00\x00", 4},
-	    {"\x5f\x01\x00", 3},
-	    {"\x04", 1},
-	    {"", 0},
+	        {"\x04\x81\x05"
+	         "abcde",
+	         8}, /* long form for a short length */
+	        {"\x04\x81\x7f", 3},
+	        {"\x04\x82\x00\x80", 4}, /* a leading zero length octet */
+	        {"\x04\x82\x00\x05"
+	         "abcde",
+	         9},
+	        {"\x30\x80\x05\x00\x00\x00", 6},                      /* indefinite */
+	        {"\x04\xff", 2},                                      /* reserved */
+	        {"\x04\x89\x01\x00\x00\x00\x00\x00\x00\x00\x00", 11}, /* over 8 octets */
+	        {"\x1f\x20\x00", 3},                                  /* high tag number */
+	        {"\xbf\x81\x00\x00", 4},
+	        {"\x5f\x01\x00", 3},
+	        {"\x04", 1},
+	        {"", 0},
 	};
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
 		struct vg_cbs c = cbs_of((const uint8_t *)bad[i].d, bad[i].n), el, h = c;
@@ -406,7 +408,7 @@ static void test_cbs_refused(void **state)
 	/* INTEGERs: negative, not minimal, over 64 bits, empty. */
 	uint64_t u;
 	assert_true(
-	    vg_cbs_get_asn1_uint64(&(struct vg_cbs){(const uint8_t *)"\x02\x01\x00", 3}, &u));
+	        vg_cbs_get_asn1_uint64(&(struct vg_cbs){(const uint8_t *)"\x02\x01\x00", 3}, &u));
 	assert_int_equal(u, 0);
 	c = CBS("\x02\x09\x00\xff\xff\xff\xff\xff\xff\xff\xff");
 	assert_true(vg_cbs_get_asn1_uint64(&c, &u));
@@ -415,9 +417,9 @@ static void test_cbs_refused(void **state)
 	assert_true(vg_cbs_get_asn1_uint64(&c, &u));
 	assert_int_equal(u, 128);
 	static const char *const ints[] = {
-	    "\x02\x01\x80",     "\x02\x02\x00\x7f",
-	    "\x02\x00",         "\x02\x09\x01\x00\x00\x00\x00\x00\x00\x00\x00",
-	    "\x02\x02\xff\x7f", "\x0a\x01\x01"};
+	        "\x02\x01\x80",     "\x02\x02\x00\x7f",
+	        "\x02\x00",         "\x02\x09\x01\x00\x00\x00\x00\x00\x00\x00\x00",
+	        "\x02\x02\xff\x7f", "\x0a\x01\x01"};
 	for (size_t i = 0; i < sizeof(ints) / sizeof(ints[0]); i++) {
 		c = cbs_of((const uint8_t *)ints[i], 2 + (uint8_t)ints[i][1]);
 		assert_false(vg_cbs_get_asn1_uint64(&c, &u));
@@ -522,13 +524,13 @@ static void test_cbs_random(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-	    cmocka_unit_test(test_hdr),           cmocka_unit_test(test_uint),
-	    cmocka_unit_test(test_uint_bytes),    cmocka_unit_test(test_time),
-	    cmocka_unit_test(test_nesting),       cmocka_unit_test(test_bounds),
-	    cmocka_unit_test(test_gmtime_range),  cmocka_unit_test(test_cbs_basic),
-	    cmocka_unit_test(test_cbs_truncated), cmocka_unit_test(test_cbs_long_form),
-	    cmocka_unit_test(test_cbs_refused),   cmocka_unit_test(test_cbs_nesting),
-	    cmocka_unit_test(test_cbs_random),
+	        cmocka_unit_test(test_hdr),           cmocka_unit_test(test_uint),
+	        cmocka_unit_test(test_uint_bytes),    cmocka_unit_test(test_time),
+	        cmocka_unit_test(test_nesting),       cmocka_unit_test(test_bounds),
+	        cmocka_unit_test(test_gmtime_range),  cmocka_unit_test(test_cbs_basic),
+	        cmocka_unit_test(test_cbs_truncated), cmocka_unit_test(test_cbs_long_form),
+	        cmocka_unit_test(test_cbs_refused),   cmocka_unit_test(test_cbs_nesting),
+	        cmocka_unit_test(test_cbs_random),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -57,7 +57,7 @@ static void flush(struct model *m, struct pt_pending *p)
 }
 
 static int find(const struct model *m, const uint8_t *key, size_t klen, const uint8_t **rec,
-		size_t *rlen)
+                size_t *rlen)
 {
 	uint64_t h = pt_hash(key, klen);
 	uint32_t s = pt_segment(h, MODEL_LG);
@@ -164,12 +164,14 @@ static void test_model(void **state)
 			break;
 		case 2:
 			random_rec(&kv[i]);
-			assert_int_equal(pt_note(&p, kv[i].key, kv[i].klen, kv[i].rec, kv[i].rlen), 0);
+			assert_int_equal(pt_note(&p, kv[i].key, kv[i].klen, kv[i].rec, kv[i].rlen),
+			                 0);
 			break;
 		case 3:
 			assert_int_equal(pt_note(&p, kv[i].key, kv[i].klen, NULL, 0), 0);
 			random_rec(&kv[i]);
-			assert_int_equal(pt_note(&p, kv[i].key, kv[i].klen, kv[i].rec, kv[i].rlen), 0);
+			assert_int_equal(pt_note(&p, kv[i].key, kv[i].klen, kv[i].rec, kv[i].rlen),
+			                 0);
 			break;
 		}
 	}
@@ -277,10 +279,10 @@ static void test_hash_is_stable(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_model),
-		cmocka_unit_test(test_bad_input),
-		cmocka_unit_test(test_segment_count),
-		cmocka_unit_test(test_hash_is_stable),
+	        cmocka_unit_test(test_model),
+	        cmocka_unit_test(test_bad_input),
+	        cmocka_unit_test(test_segment_count),
+	        cmocka_unit_test(test_hash_is_stable),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

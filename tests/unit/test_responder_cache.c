@@ -57,7 +57,7 @@ static const char *get_stale(uint32_t ca, unsigned serial, const char *certid, i
 	static char buf[256];
 	struct vg_serial s = serial_of(serial);
 	const struct centry *e =
-	    cache_get_stale(ca, &s, (const uint8_t *)certid, strlen(certid), now);
+	        cache_get_stale(ca, &s, (const uint8_t *)certid, strlen(certid), now);
 	if (!e)
 		return NULL;
 	snprintf(buf, sizeof(buf), "%.*s", (int)e->der_len, (const char *)e->data + e->certid_len);
@@ -411,14 +411,14 @@ static void test_b64(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-	    cmocka_unit_test(test_put_get_evict),
-	    cmocka_unit_test(test_invalidation_from_change_log),
-	    cmocka_unit_test(test_stale_snapshot_guard),
-	    cmocka_unit_test(test_siphash_vectors),
-	    cmocka_unit_test(test_hash_keyed_per_cache),
-	    cmocka_unit_test(test_fnv_collisions_spread),
-	    cmocka_unit_test(test_chain_walk_bounded),
-	    cmocka_unit_test(test_b64),
+	        cmocka_unit_test(test_put_get_evict),
+	        cmocka_unit_test(test_invalidation_from_change_log),
+	        cmocka_unit_test(test_stale_snapshot_guard),
+	        cmocka_unit_test(test_siphash_vectors),
+	        cmocka_unit_test(test_hash_keyed_per_cache),
+	        cmocka_unit_test(test_fnv_collisions_spread),
+	        cmocka_unit_test(test_chain_walk_bounded),
+	        cmocka_unit_test(test_b64),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -44,10 +44,10 @@ static const struct {
 	const char *name, *keytype, *digest;
 	bool delegated;
 } cas[] = {
-    {"rsa-ca", "RSA", NULL, false},      {"rsa-del", "RSA", NULL, true},
-    {"ec-ca", "EC", NULL, false},        {"ec-del", "EC", NULL, true},
-    {"ec384-ca", "EC", "sha384", false}, {"ed-ca", "ED25519", NULL, false},
-    {"ed-del", "ED25519", NULL, true},
+        {"rsa-ca", "RSA", NULL, false},      {"rsa-del", "RSA", NULL, true},
+        {"ec-ca", "EC", NULL, false},        {"ec-del", "EC", NULL, true},
+        {"ec384-ca", "EC", "sha384", false}, {"ed-ca", "ED25519", NULL, false},
+        {"ed-del", "ED25519", NULL, true},
 };
 #define N_CAS (sizeof(cas) / sizeof(cas[0]))
 
@@ -218,8 +218,10 @@ static OCSP_CERTID *certid_params(const struct rca *ca, const EVP_MD *md, long s
 	OPENSSL_free(o);
 	der_add_bytes(&b, params, plen);
 	der_close(&b);
-	der_add_tlv(&b, DER_OCTET_STRING, ASN1_STRING_get0_data(nh), (size_t)ASN1_STRING_length(nh));
-	der_add_tlv(&b, DER_OCTET_STRING, ASN1_STRING_get0_data(kh), (size_t)ASN1_STRING_length(kh));
+	der_add_tlv(&b, DER_OCTET_STRING, ASN1_STRING_get0_data(nh),
+	            (size_t)ASN1_STRING_length(nh));
+	der_add_tlv(&b, DER_OCTET_STRING, ASN1_STRING_get0_data(kh),
+	            (size_t)ASN1_STRING_length(kh));
 	unsigned char *s = NULL;
 	int sl = i2d_ASN1_INTEGER(sn, &s);
 	der_add_bytes(&b, s, (size_t)sl);
@@ -242,7 +244,8 @@ static void make_singles(const struct rca *ca, struct ocsp_single *s)
 {
 	memset(s, 0, NS * sizeof(*s));
 	for (int i = 0; i < NS; i++) {
-		s[i].cid = certid(ca, i % 2 ? EVP_sha256() : EVP_sha1(), 0x1000 + i * 0x3f1, i != 3);
+		s[i].cid =
+		        certid(ca, i % 2 ? EVP_sha256() : EVP_sha1(), 0x1000 + i * 0x3f1, i != 3);
 		s[i].st.reason = OCSP_REVOKED_STATUS_NOSTATUS;
 	}
 	s[0].st.cr = CR_GOOD;
@@ -284,16 +287,19 @@ static uint8_t *openssl_build(const struct rca *ca, const struct ocsp_single *s,
 	bool ext = false;
 	for (int i = 0; i < n; i++) {
 		ASN1_GENERALIZEDTIME *rt =
-		    s[i].st.cr == CR_REVOKED ? ASN1_GENERALIZEDTIME_set(NULL, s[i].st.revoked_at)
-		                             : NULL;
+		        s[i].st.cr == CR_REVOKED
+		                ? ASN1_GENERALIZEDTIME_set(NULL, s[i].st.revoked_at)
+		                : NULL;
 		OCSP_SINGLERESP *one = OCSP_basic_add1_status(
-		    bs, s[i].cid, vstatus[s[i].st.cr], s[i].st.cr == CR_REVOKED ? s[i].st.reason : 0,
-		    rt, tu, nu);
+		        bs, s[i].cid, vstatus[s[i].st.cr],
+		        s[i].st.cr == CR_REVOKED ? s[i].st.reason : 0, rt, tu, nu);
 		assert_non_null(one);
 		ASN1_GENERALIZEDTIME_free(rt);
 		if (s[i].st.cr == CR_REVOKED && s[i].st.has_invalidity) {
-			ASN1_GENERALIZEDTIME *inv = ASN1_GENERALIZEDTIME_set(NULL, s[i].st.invalidity);
-			assert_true(OCSP_SINGLERESP_add1_ext_i2d(one, NID_invalidity_date, inv, 0, 0));
+			ASN1_GENERALIZEDTIME *inv =
+			        ASN1_GENERALIZEDTIME_set(NULL, s[i].st.invalidity);
+			assert_true(
+			        OCSP_SINGLERESP_add1_ext_i2d(one, NID_invalidity_date, inv, 0, 0));
 			ASN1_GENERALIZEDTIME_free(inv);
 		}
 		ext |= s[i].st.ext_revoke;
@@ -386,8 +392,7 @@ static void check_answer(const struct rca *ca, const uint8_t *der, size_t len,
 		ASN1_GENERALIZEDTIME *rev = NULL, *tu = NULL, *nu = NULL;
 		assert_int_equal(OCSP_resp_find_status(bs, s[i].cid, &st, &reason, &rev, &tu, &nu),
 		                 1);
-		static const int vstatus[CR_N] = {V_OCSP_CERTSTATUS_GOOD,
-		                                  V_OCSP_CERTSTATUS_REVOKED,
+		static const int vstatus[CR_N] = {V_OCSP_CERTSTATUS_GOOD, V_OCSP_CERTSTATUS_REVOKED,
 		                                  V_OCSP_CERTSTATUS_UNKNOWN};
 		assert_int_equal(st, vstatus[s[i].st.cr]);
 		assert_time(tu, now);
@@ -412,7 +417,7 @@ static void check_answer(const struct rca *ca, const uint8_t *der, size_t len,
 		OPENSSL_free(a);
 		OPENSSL_free(q);
 		ASN1_GENERALIZEDTIME *inv =
-		    OCSP_SINGLERESP_get1_ext_d2i(one, NID_invalidity_date, NULL, NULL);
+		        OCSP_SINGLERESP_get1_ext_d2i(one, NID_invalidity_date, NULL, NULL);
 		if (s[i].st.cr == CR_REVOKED && s[i].st.has_invalidity)
 			assert_time(inv, s[i].st.invalidity);
 		else
@@ -564,8 +569,8 @@ static void test_many_singles(void **state)
 	for (int i = 0; i < MANY; i++) {
 		s[i].cid = certid(ca, EVP_sha256(), 0x10000 + i, true);
 		s[i].st.cr = (enum cert_result)(i % CR_N);
-		s[i].st.reason = i % 2 ? OCSP_REVOKED_STATUS_SUPERSEDED
-		                       : OCSP_REVOKED_STATUS_NOSTATUS;
+		s[i].st.reason =
+		        i % 2 ? OCSP_REVOKED_STATUS_SUPERSEDED : OCSP_REVOKED_STATUS_NOSTATUS;
 		s[i].st.revoked_at = T_REV;
 	}
 	assert_true(build_and_check(ca, s, MANY) > 65536);
@@ -665,7 +670,8 @@ static void test_precomputed(void **state)
 	for (size_t i = 0; i < N_CAS; i++) {
 		const struct rca *ca = &ctx->cas[i];
 		int kid = EVP_PKEY_get_base_id(ca->key);
-		assert_int_equal(ca->sign_mode, kid == EVP_PKEY_ED25519 ? SIGN_ONESHOT : SIGN_DIGEST);
+		assert_int_equal(ca->sign_mode,
+		                 kid == EVP_PKEY_ED25519 ? SIGN_ONESHOT : SIGN_DIGEST);
 		assert_int_equal(ca->delegated, cas[i].delegated);
 		assert_int_equal(ca->certs_der != NULL, cas[i].delegated);
 	}
@@ -674,13 +680,13 @@ static void test_precomputed(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-	    cmocka_unit_test(test_precomputed),
-	    cmocka_unit_test(test_signer_not_after),
-	    cmocka_unit_test(test_all_cas_all_statuses),
-	    cmocka_unit_test(test_nonce_copied_as_received),
-	    cmocka_unit_test(test_many_singles),
-	    cmocka_unit_test(test_odd_hash_parameters),
-	    cmocka_unit_test(test_refresh_point),
+	        cmocka_unit_test(test_precomputed),
+	        cmocka_unit_test(test_signer_not_after),
+	        cmocka_unit_test(test_all_cas_all_statuses),
+	        cmocka_unit_test(test_nonce_copied_as_received),
+	        cmocka_unit_test(test_many_singles),
+	        cmocka_unit_test(test_odd_hash_parameters),
+	        cmocka_unit_test(test_refresh_point),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -109,8 +109,8 @@ static void test_crl_times(void **state)
 				}
 			}
 			crl[len] = 0;
-			assert_false(
-			    crlfile_times(crl, len + 1, len + 1, &t1, &t2)); /* trailing bytes */
+			assert_false(crlfile_times(crl, len + 1, len + 1, &t1,
+			                           &t2)); /* trailing bytes */
 		}
 	}
 }
@@ -316,10 +316,10 @@ static void pipeline(struct sb *in, struct sb *want)
 	size_t err_len;
 	const uint8_t *malformed = ocsp_error_der(OCSP_RESPONSE_STATUS_MALFORMEDREQUEST, &err_len);
 	char cache_get[512];
-	snprintf(
-	    cache_get, sizeof(cache_get),
-	    "Cache-Control: max-age=344800, public, no-transform, must-revalidate\r\n" HDRS_A_FMT,
-	    ETAG_A);
+	snprintf(cache_get, sizeof(cache_get),
+	         "Cache-Control: max-age=344800, public, no-transform, "
+	         "must-revalidate\r\n" HDRS_A_FMT,
+	         ETAG_A);
 
 	/* POST of a cached request: its body in place or across reads. */
 	sb_fmt(in,
@@ -478,8 +478,8 @@ static void test_pipeline_batches(void **state)
 	static char in[100 * 64];
 	size_t n = 0;
 	for (int i = 0; i < 100; i++)
-		n +=
-		    (size_t)snprintf(in + n, sizeof(in) - n, "GET /healthz?%d HTTP/1.1\r\n\r\n", i);
+		n += (size_t)snprintf(in + n, sizeof(in) - n, "GET /healthz?%d HTTP/1.1\r\n\r\n",
+		                      i);
 	char post[256];
 	int pl = snprintf(post, sizeof(post),
 	                  "POST / HTTP/1.1\r\nContent-Type: application/ocsp-request\r\n"
@@ -768,15 +768,16 @@ static void test_crl_from_file(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-	    cmocka_unit_test(test_etag_match),
-	    cmocka_unit_test(test_crl_times),
-	    cmocka_unit_test_setup_teardown(test_pipeline_whole, world_setup, world_teardown),
-	    cmocka_unit_test_setup_teardown(test_pipeline_split, world_setup, world_teardown),
-	    cmocka_unit_test_setup_teardown(test_pipeline_batches, world_setup, world_teardown),
-	    cmocka_unit_test_setup_teardown(test_worker_hold_budget, world_setup, world_teardown),
-	    cmocka_unit_test_setup_teardown(test_body_in_place, world_setup, world_teardown),
-	    cmocka_unit_test_setup_teardown(test_lazy_timer, world_setup, world_teardown),
-	    cmocka_unit_test_setup_teardown(test_crl_from_file, world_setup, world_teardown),
+	        cmocka_unit_test(test_etag_match),
+	        cmocka_unit_test(test_crl_times),
+	        cmocka_unit_test_setup_teardown(test_pipeline_whole, world_setup, world_teardown),
+	        cmocka_unit_test_setup_teardown(test_pipeline_split, world_setup, world_teardown),
+	        cmocka_unit_test_setup_teardown(test_pipeline_batches, world_setup, world_teardown),
+	        cmocka_unit_test_setup_teardown(test_worker_hold_budget, world_setup,
+	                                        world_teardown),
+	        cmocka_unit_test_setup_teardown(test_body_in_place, world_setup, world_teardown),
+	        cmocka_unit_test_setup_teardown(test_lazy_timer, world_setup, world_teardown),
+	        cmocka_unit_test_setup_teardown(test_crl_from_file, world_setup, world_teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -346,18 +346,18 @@ static void test_dates_learned(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-	    cmocka_unit_test(test_revoked_stays_revoked),
-	    cmocka_unit_test(test_hold_replaced_by_final_reason),
-	    cmocka_unit_test(test_raised_to_key_compromise),
-	    cmocka_unit_test(test_hold_only_on_good),
-	    cmocka_unit_test(test_release_only_hold),
-	    cmocka_unit_test(test_remove_from_crl),
-	    cmocka_unit_test(test_not_issued_hold_released_is_absent),
-	    cmocka_unit_test(test_sync_keeps_revoked),
-	    cmocka_unit_test(test_sync_does_not_restore_lifted_hold),
-	    cmocka_unit_test(test_absent_serial_revoked_not_issued),
-	    cmocka_unit_test(test_window),
-	    cmocka_unit_test(test_dates_learned),
+	        cmocka_unit_test(test_revoked_stays_revoked),
+	        cmocka_unit_test(test_hold_replaced_by_final_reason),
+	        cmocka_unit_test(test_raised_to_key_compromise),
+	        cmocka_unit_test(test_hold_only_on_good),
+	        cmocka_unit_test(test_release_only_hold),
+	        cmocka_unit_test(test_remove_from_crl),
+	        cmocka_unit_test(test_not_issued_hold_released_is_absent),
+	        cmocka_unit_test(test_sync_keeps_revoked),
+	        cmocka_unit_test(test_sync_does_not_restore_lifted_hold),
+	        cmocka_unit_test(test_absent_serial_revoked_not_issued),
+	        cmocka_unit_test(test_window),
+	        cmocka_unit_test(test_dates_learned),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

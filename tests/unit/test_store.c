@@ -101,10 +101,10 @@ static void test_serial_order(void **state)
 	struct fx *f = *state;
 	/* Given out of order and with different lengths; the store must walk
 	 * them as integers. */
-	const char *in[] = {"0100", "FF", "01", "8000000000000000000000000000000000000000",
-			    "00", "7F", "010000", "FFFF"};
-	const char *want[] = {"00", "01", "7F", "FF", "0100", "FFFF", "010000",
-			      "8000000000000000000000000000000000000000"};
+	const char *in[] = {"0100", "FF", "01",     "8000000000000000000000000000000000000000",
+	                    "00",   "7F", "010000", "FFFF"};
+	const char *want[] = {"00",   "01",   "7F",     "FF",
+	                      "0100", "FFFF", "010000", "8000000000000000000000000000000000000000"};
 	struct vg_add_item items[8];
 	for (int i = 0; i < 8; i++)
 		items[i] = good_item(in[i], 0);
@@ -268,9 +268,9 @@ static void test_revocation_rules(void **state)
 	assert_int_equal(vg_store_revoke(f->st, "ca1", &s1, 1, &rev, &who, &r, NULL, NULL), 0);
 	assert_int_equal(r.revoked, 1);
 	rev = (struct vg_revocation){.revoked_at = 200,
-				     .reason = VG_REASON_KEY_COMPROMISE,
-				     .has_invalidity = true,
-				     .invalidity_date = 50};
+	                             .reason = VG_REASON_KEY_COMPROMISE,
+	                             .has_invalidity = true,
+	                             .invalidity_date = 50};
 	assert_int_equal(vg_store_revoke(f->st, "ca1", &s1, 1, &rev, &who, &r, NULL, NULL), 0);
 	assert_int_equal(r.revoked, 1);
 	assert_int_equal(status_of(f->st, "ca1", "01", &c), 0);
@@ -365,13 +365,13 @@ static void test_revoke_window(void **state)
 {
 	struct fx *f = *state;
 	struct vg_add_item items[] = {good_item("01", 1000), good_item("02", 2000),
-				      good_item("03", 3000), good_item("04", 0),
-				      good_item("05", 2500)};
+	                              good_item("03", 3000), good_item("04", 0),
+	                              good_item("05", 2500)};
 	assert_int_equal(vg_store_add(f->st, "ca1", items, 5, &who, NULL, NULL, NULL), 0);
 	struct vg_revocation rev = {.revoked_at = 9, .reason = VG_REASON_KEY_COMPROMISE};
 	struct vg_write_result r;
 	assert_int_equal(
-		vg_store_revoke_window(f->st, "ca1", 2000, 3000, &rev, &who, &r, NULL, NULL), 0);
+	        vg_store_revoke_window(f->st, "ca1", 2000, 3000, &rev, &who, &r, NULL, NULL), 0);
 	assert_int_equal(r.revoked, 2);
 	assert_int_equal(r.skipped, 1);
 	struct vg_cert c;
@@ -504,9 +504,9 @@ static void test_window_batches_with_map_growth(void **state)
 	unsetenv("VIGIL_STORE_INITIAL_MAP");
 	struct vg_revocation rev = {.revoked_at = 5, .reason = VG_REASON_KEY_COMPROMISE};
 	struct vg_write_result r;
-	assert_int_equal(vg_store_revoke_window(f->st, "ca1", 1000, INT64_MAX, &rev, &who, &r, NULL,
-						NULL),
-			 0);
+	assert_int_equal(
+	        vg_store_revoke_window(f->st, "ca1", 1000, INT64_MAX, &rev, &who, &r, NULL, NULL),
+	        0);
 	assert_int_equal(r.revoked, n);
 	assert_int_equal(r.skipped, 0);
 	assert_true(r.commits >= 2);
@@ -613,7 +613,7 @@ static void test_points_agree(void **state)
 	for (size_t i = 0; i < n; i++) {
 		char hex[40];
 		snprintf(hex, sizeof(hex), "%zx%016llx", i % 13 + 1,
-			 (unsigned long long)i * 0x9e3779b97f4a7c15ull);
+		         (unsigned long long)i * 0x9e3779b97f4a7c15ull);
 		items[i] = good_item(hex, (int64_t)i);
 	}
 	/* A new store's index has one segment; 3,000 certificates in one
@@ -638,7 +638,8 @@ static void test_points_agree(void **state)
 
 	struct vg_revocation hold = {.revoked_at = 8, .reason = VG_REASON_CERTIFICATE_HOLD};
 	struct vg_serial rogue = ser("7e57");
-	assert_int_equal(vg_store_revoke(f->st, "ca1", &rogue, 1, &hold, &who, NULL, NULL, NULL), 0);
+	assert_int_equal(vg_store_revoke(f->st, "ca1", &rogue, 1, &hold, &who, NULL, NULL, NULL),
+	                 0);
 	assert_int_equal(every_cert_agrees(f->st, "ca1", NULL), n + 1);
 	assert_int_equal(vg_store_release(f->st, "ca1", &rogue, &who), 0);
 	assert_int_equal(every_cert_agrees(f->st, "ca1", "7e57"), n);
@@ -718,7 +719,8 @@ static void interleave_progress(uint64_t done, uint64_t total, void *arg)
 		struct vg_revocation rev = {.revoked_at = 9, .reason = VG_REASON_SUPERSEDED};
 		int rc = vg_store_open(&st, in->dir, 0);
 		if (rc == 0)
-			rc = vg_store_revoke(st, "ca1", in->victim, 1, &rev, &who, NULL, NULL, NULL);
+			rc = vg_store_revoke(st, "ca1", in->victim, 1, &rev, &who, NULL, NULL,
+			                     NULL);
 		vg_store_close(st);
 		_exit(rc == 0 ? 0 : 1);
 	}
@@ -741,7 +743,7 @@ static void test_points_bulk_with_interleaved_writer(void **state)
 	struct vg_serial victim = items[0].serial;
 	struct interleave in = {f->dir, &victim, 0};
 	assert_int_equal(vg_store_add(f->st, "ca1", items, n, &who, NULL, interleave_progress, &in),
-			 0);
+	                 0);
 	assert_int_equal(raw_meta_get(f->dir, "points"), 1);
 	assert_int_equal(every_cert_agrees(f->st, "ca1", NULL), n);
 	struct vg_cert c;
@@ -996,24 +998,25 @@ static void test_error_boundary(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test_setup_teardown(test_serial_order, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_revoked_index, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_counter_and_log, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_large_add_collapses_log, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_revocation_rules, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_hold_sync, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_revoke_window, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_durable_reopen, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_not_initialised_and_schema, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_map_growth_under_reader, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_window_batches_with_map_growth, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_points_agree, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_points_stale_and_upgrade, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_points_bulk_with_interleaved_writer, setup,
-						teardown),
-		cmocka_unit_test_setup_teardown(test_trim, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_truncated_data_file, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_error_boundary, setup, teardown),
+	        cmocka_unit_test_setup_teardown(test_serial_order, setup, teardown),
+	        cmocka_unit_test_setup_teardown(test_revoked_index, setup, teardown),
+	        cmocka_unit_test_setup_teardown(test_counter_and_log, setup, teardown),
+	        cmocka_unit_test_setup_teardown(test_large_add_collapses_log, setup, teardown),
+	        cmocka_unit_test_setup_teardown(test_revocation_rules, setup, teardown),
+	        cmocka_unit_test_setup_teardown(test_hold_sync, setup, teardown),
+	        cmocka_unit_test_setup_teardown(test_revoke_window, setup, teardown),
+	        cmocka_unit_test_setup_teardown(test_durable_reopen, setup, teardown),
+	        cmocka_unit_test_setup_teardown(test_not_initialised_and_schema, setup, teardown),
+	        cmocka_unit_test_setup_teardown(test_map_growth_under_reader, setup, teardown),
+	        cmocka_unit_test_setup_teardown(test_window_batches_with_map_growth, setup,
+	                                        teardown),
+	        cmocka_unit_test_setup_teardown(test_points_agree, setup, teardown),
+	        cmocka_unit_test_setup_teardown(test_points_stale_and_upgrade, setup, teardown),
+	        cmocka_unit_test_setup_teardown(test_points_bulk_with_interleaved_writer, setup,
+	                                        teardown),
+	        cmocka_unit_test_setup_teardown(test_trim, setup, teardown),
+	        cmocka_unit_test_setup_teardown(test_truncated_data_file, setup, teardown),
+	        cmocka_unit_test_setup_teardown(test_error_boundary, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

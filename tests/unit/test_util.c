@@ -148,11 +148,11 @@ static void test_record(void **state)
 	(void)state;
 	uint8_t buf[REC_MAX];
 	struct vg_cert c = {.status = VG_STATUS_REVOKED,
-			    .reason = VG_REASON_KEY_COMPROMISE,
-			    .flags = VG_CERT_HAS_INVALIDITY | VG_CERT_HAS_NOT_AFTER,
-			    .revoked_at = 1700000000,
-			    .invalidity_date = 1690000000,
-			    .not_after = -5};
+	                    .reason = VG_REASON_KEY_COMPROMISE,
+	                    .flags = VG_CERT_HAS_INVALIDITY | VG_CERT_HAS_NOT_AFTER,
+	                    .revoked_at = 1700000000,
+	                    .invalidity_date = 1690000000,
+	                    .not_after = -5};
 	size_t n = rec_encode(&c, buf);
 	assert_int_equal(n, 4 + 3 * 8);
 	struct vg_cert d;
@@ -222,33 +222,36 @@ static void test_index_line(void **state)
 	assert_int_equal(parse("V\t271127234310Z\t\t1000\tunknown\t/CN=a", &it, err), 0);
 	assert_int_equal(it.cert.status, VG_STATUS_GOOD);
 	assert_true(it.cert.flags & VG_CERT_HAS_NOT_AFTER);
-	assert_int_equal(parse("R\t271127234310Z\t261127234310Z\t1001\tunknown\t/CN=a", &it, err), 0);
+	assert_int_equal(parse("R\t271127234310Z\t261127234310Z\t1001\tunknown\t/CN=a", &it, err),
+	                 0);
 	assert_int_equal(it.cert.status, VG_STATUS_REVOKED);
 	assert_int_equal(it.cert.reason, VG_REASON_NONE);
 	assert_int_equal(
-		parse("R\t271127234310Z\t261127234310Z,superseded\t1001\tunknown\t/CN=a", &it, err),
-		0);
+	        parse("R\t271127234310Z\t261127234310Z,superseded\t1001\tunknown\t/CN=a", &it, err),
+	        0);
 	assert_int_equal(it.cert.reason, VG_REASON_SUPERSEDED);
-	assert_int_equal(parse("R\t271127234310Z\t261127234310Z,CACompromise\t1\tunknown\t/CN=a",
-			       &it, err),
-			 0);
+	assert_int_equal(
+	        parse("R\t271127234310Z\t261127234310Z,CACompromise\t1\tunknown\t/CN=a", &it, err),
+	        0);
 	assert_int_equal(it.cert.reason, VG_REASON_CA_COMPROMISE);
 	assert_int_equal(parse("R\t271127234310Z\t261127234310Z,holdInstruction,"
-			       "holdInstructionReject\t1\tunknown\t/CN=a",
-			       &it, err),
-			 0);
+	                       "holdInstructionReject\t1\tunknown\t/CN=a",
+	                       &it, err),
+	                 0);
 	assert_int_equal(it.cert.reason, VG_REASON_CERTIFICATE_HOLD);
-	assert_int_equal(parse("R\t271127234310Z\t261127234310Z,keyTime,20240101000000Z\t1\tunknown\t/"
-			       "CN=a",
-			       &it, err),
-			 0);
+	assert_int_equal(
+	        parse("R\t271127234310Z\t261127234310Z,keyTime,20240101000000Z\t1\tunknown\t/"
+	              "CN=a",
+	              &it, err),
+	        0);
 	assert_int_equal(it.cert.reason, VG_REASON_KEY_COMPROMISE);
 	assert_true(it.cert.flags & VG_CERT_HAS_INVALIDITY);
 	assert_int_equal(it.cert.invalidity_date, 1704067200);
-	assert_int_equal(parse("R\t271127234310Z\t261127234310Z,CAkeyTime,20240101000000Z\t1\tunknown"
-			       "\t/CN=a",
-			       &it, err),
-			 0);
+	assert_int_equal(
+	        parse("R\t271127234310Z\t261127234310Z,CAkeyTime,20240101000000Z\t1\tunknown"
+	              "\t/CN=a",
+	              &it, err),
+	        0);
 	assert_int_equal(it.cert.reason, VG_REASON_CA_COMPROMISE);
 	/* CRLF endings and blank lines. */
 	assert_int_equal(parse("V\t271127234310Z\t\t1000\tunknown\t/CN=a\r", &it, err), 0);
@@ -256,22 +259,25 @@ static void test_index_line(void **state)
 	/* Malformed. */
 	assert_int_equal(parse("X\t271127234310Z\t\t1000\tunknown\t/CN=a", &it, err), -EINVAL);
 	assert_int_equal(parse("V\t271127234310Z\t\t1000\tunknown", &it, err), -EINVAL);
-	assert_int_equal(parse("V\t271127234310Z\t\t1000\tunknown\t/CN=a\textra", &it, err), -EINVAL);
+	assert_int_equal(parse("V\t271127234310Z\t\t1000\tunknown\t/CN=a\textra", &it, err),
+	                 -EINVAL);
 	assert_int_equal(parse("V\tbadtime\t\t1000\tunknown\t/CN=a", &it, err), -EINVAL);
 	assert_int_equal(parse("V\t271127234310Z\t\tXYZ\tunknown\t/CN=a", &it, err), -EINVAL);
 	assert_int_equal(parse("R\t271127234310Z\t\t1000\tunknown\t/CN=a", &it, err), -EINVAL);
 	assert_int_equal(parse("V\t271127234310Z\t261127234310Z\t1000\tunknown\t/CN=a", &it, err),
-			 -EINVAL);
-	assert_int_equal(parse("R\t271127234310Z\t261127234310Z,stolen\t1\tunknown\t/CN=a", &it, err),
-			 -EINVAL);
-	assert_int_equal(parse("R\t271127234310Z\t261127234310Z,keyTime\t1\tunknown\t/CN=a", &it, err),
-			 -EINVAL);
-	assert_int_equal(parse("R\t271127234310Z\t261127234310Z,superseded,x\t1\tunknown\t/CN=a", &it,
-			       err),
-			 -EINVAL);
-	assert_int_equal(parse("R\t271127234310Z\t261127234310Z,keyTime,bad\t1\tunknown\t/CN=a", &it,
-			       err),
-			 -EINVAL);
+	                 -EINVAL);
+	assert_int_equal(
+	        parse("R\t271127234310Z\t261127234310Z,stolen\t1\tunknown\t/CN=a", &it, err),
+	        -EINVAL);
+	assert_int_equal(
+	        parse("R\t271127234310Z\t261127234310Z,keyTime\t1\tunknown\t/CN=a", &it, err),
+	        -EINVAL);
+	assert_int_equal(
+	        parse("R\t271127234310Z\t261127234310Z,superseded,x\t1\tunknown\t/CN=a", &it, err),
+	        -EINVAL);
+	assert_int_equal(
+	        parse("R\t271127234310Z\t261127234310Z,keyTime,bad\t1\tunknown\t/CN=a", &it, err),
+	        -EINVAL);
 }
 
 /* stderr sent to a file for a while, to read what was logged. */
@@ -324,9 +330,11 @@ static void test_log_budget(void **state)
 		passed += vg_log_budget_take(&b, 5000, LOG_INFO, what);
 	assert_int_equal(passed, VG_LOG_BURST);
 	/* Nothing is reported inside the window... */
-	assert_int_equal(vg_log_budget_flush(&b, 5000 + VG_LOG_WINDOW_MS - 1, false, LOG_INFO, what), 0);
+	assert_int_equal(
+	        vg_log_budget_flush(&b, 5000 + VG_LOG_WINDOW_MS - 1, false, LOG_INFO, what), 0);
 	/* ...and all of it once the window is over, once. */
-	assert_int_equal(vg_log_budget_flush(&b, 5000 + VG_LOG_WINDOW_MS, false, LOG_INFO, what), 5);
+	assert_int_equal(vg_log_budget_flush(&b, 5000 + VG_LOG_WINDOW_MS, false, LOG_INFO, what),
+	                 5);
 	assert_int_equal(vg_log_budget_flush(&b, 5000 + VG_LOG_WINDOW_MS, true, LOG_INFO, what), 0);
 	/* A new window lets a burst through again. */
 	int before = passed;
@@ -343,9 +351,10 @@ static void test_log_budget(void **state)
 	size_t n = capture_end(&cap, out, sizeof(out));
 	assert_true(n > 0);
 	/* Three reports, in order, and lines + counts account for every event. */
-	assert_int_equal(count_of(out, "event=log_suppressed what=http_refused status=400 count="), 3);
+	assert_int_equal(count_of(out, "event=log_suppressed what=http_refused status=400 count="),
+	                 3);
 	const char *r1 = strstr(out, "count=5\n"), *r2 = strstr(out, "count=3\n"),
-		   *r3 = strstr(out, "count=2\n");
+	           *r3 = strstr(out, "count=2\n");
 	assert_non_null(r1);
 	assert_non_null(r2);
 	assert_non_null(r3);
@@ -452,8 +461,8 @@ static void write_ca(const char *path, EVP_PKEY *key, const char *cn, int str_ty
 	X509_NAME *n = X509_NAME_new();
 	assert_non_null(x);
 	assert_non_null(n);
-	assert_true(
-	    X509_NAME_add_entry_by_txt(n, "CN", str_type, (const unsigned char *)cn, -1, -1, 0));
+	assert_true(X509_NAME_add_entry_by_txt(n, "CN", str_type, (const unsigned char *)cn, -1, -1,
+	                                       0));
 	assert_true(X509_set_version(x, 2));
 	assert_true(ASN1_INTEGER_set(X509_get_serialNumber(x), serial));
 	assert_true(X509_set_subject_name(x, n));
@@ -622,9 +631,9 @@ static void test_b64_decode(void **state)
 	assert_int_equal(vg_b64_decode("QU.D", 4, out), -1);
 	assert_int_equal(vg_b64_decode("QU=D", 4, out), -1);
 	assert_int_equal(vg_b64_decode("QUJD\x80"
-				       "AAA",
-				       8, out),
-			 -1);
+	                               "AAA",
+	                               8, out),
+	                 -1);
 	assert_int_equal(vg_b64_decode("QUJDRA%3D", 9, out), -1);
 	assert_int_equal(vg_b64_decode("QUJDRA", 6, out), 4);
 	assert_memory_equal(out, "ABCD", 4);
@@ -685,10 +694,10 @@ static void test_pkcs11_uri_escapes(void **state)
 	char err[400];
 	EVP_PKEY *k = NULL;
 	static const char *const bad[] = {
-	    "pkcs11:token=t;module-path=/no/such%00.so",
-	    "pkcs11:token=t;module-path=/no/such%2",
-	    "pkcs11:token=t?pin-source=file:/x%zz",
-	    "pkcs11:token=t?pin-source=%00",
+	        "pkcs11:token=t;module-path=/no/such%00.so",
+	        "pkcs11:token=t;module-path=/no/such%2",
+	        "pkcs11:token=t?pin-source=file:/x%zz",
+	        "pkcs11:token=t?pin-source=%00",
 	};
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
 		err[0] = '\0';
@@ -697,8 +706,8 @@ static void test_pkcs11_uri_escapes(void **state)
 		assert_non_null(strstr(err, "bad %-escape"));
 	}
 	/* A good escape is decoded: the module named is /no/such module.so. */
-	assert_true(vg_pkcs11_load_key("pkcs11:token=t;module-path=/no/such%20module.so", &k,
-				       err, sizeof(err)) < 0);
+	assert_true(vg_pkcs11_load_key("pkcs11:token=t;module-path=/no/such%20module.so", &k, err,
+	                               sizeof(err)) < 0);
 	assert_null(k);
 	assert_null(strstr(err, "bad %-escape"));
 }
@@ -715,22 +724,22 @@ static void test_signer(void **state)
 		const char *digest;
 		int rc;
 	} keys[] = {
-	    {"RSA", NULL, 2048, NULL, 0},
-	    {"RSA", NULL, 2048, "sha512", 0},
-	    {"RSA", NULL, 1024, "sha256", -EINVAL},
-	    {"EC", "P-256", 0, "sha256", 0},
-	    {"EC", "P-384", 0, "sha384", 0},
-	    {"EC", "P-256", 0, "sha1", -EINVAL},
-	    {"EC", "P-256", 0, "md5", -EINVAL},
-	    {"ED25519", NULL, 0, "sha1", 0},
-	    {"ED448", NULL, 0, NULL, 0},
-	    {"X25519", NULL, 0, "sha256", -EINVAL},
+	        {"RSA", NULL, 2048, NULL, 0},
+	        {"RSA", NULL, 2048, "sha512", 0},
+	        {"RSA", NULL, 1024, "sha256", -EINVAL},
+	        {"EC", "P-256", 0, "sha256", 0},
+	        {"EC", "P-384", 0, "sha384", 0},
+	        {"EC", "P-256", 0, "sha1", -EINVAL},
+	        {"EC", "P-256", 0, "md5", -EINVAL},
+	        {"ED25519", NULL, 0, "sha1", 0},
+	        {"ED448", NULL, 0, NULL, 0},
+	        {"X25519", NULL, 0, "sha256", -EINVAL},
 	};
 	for (size_t i = 0; i < sizeof(keys) / sizeof(keys[0]); i++) {
 		EVP_PKEY *k =
-		    keys[i].param  ? EVP_PKEY_Q_keygen(NULL, NULL, keys[i].type, keys[i].param)
-		    : keys[i].bits ? EVP_PKEY_Q_keygen(NULL, NULL, keys[i].type, keys[i].bits)
-		                   : EVP_PKEY_Q_keygen(NULL, NULL, keys[i].type);
+		        keys[i].param  ? EVP_PKEY_Q_keygen(NULL, NULL, keys[i].type, keys[i].param)
+		        : keys[i].bits ? EVP_PKEY_Q_keygen(NULL, NULL, keys[i].type, keys[i].bits)
+		                       : EVP_PKEY_Q_keygen(NULL, NULL, keys[i].type);
 		assert_non_null(k);
 		const EVP_MD *md = (const EVP_MD *)1;
 		char err[200] = "";
@@ -774,19 +783,19 @@ static void test_serial_cmp(void **state)
 {
 	(void)state;
 	static const char *const sorted[] = {
-	    "0",
-	    "1",
-	    "7F",
-	    "80",
-	    "FF",
-	    "0100",
-	    "0101",
-	    "7FFF",
-	    "8000",
-	    "FFFF",
-	    "010000",
-	    "FFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFE",
-	    "FFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFF",
+	        "0",
+	        "1",
+	        "7F",
+	        "80",
+	        "FF",
+	        "0100",
+	        "0101",
+	        "7FFF",
+	        "8000",
+	        "FFFF",
+	        "010000",
+	        "FFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFE",
+	        "FFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFF",
 	};
 	enum { N = sizeof(sorted) / sizeof(sorted[0]) };
 	struct vg_serial s[N];
@@ -819,20 +828,20 @@ static void test_conf_validity(void **state)
 		int64_t ocsp, crl; /* seconds, or -1: refused with |msg| */
 		const char *msg;
 	} cases[] = {
-	    {"", 4 * 86400, 7 * 86400, NULL},
-	    {"ocsp_validity = 10d\ncrl_validity = 10d", 10 * 86400, 10 * 86400, NULL},
-	    {"ocsp_validity = 8h\ncrl_validity = 1h", 8 * 3600, 3600, NULL},
-	    {"ocsp_validity = 240h", 10 * 86400, 7 * 86400, NULL},
-	    {"ocsp_validity = 10d1s", -1, 0,
-	     "[ca a] ocsp_validity = 10d1s: must be 8h to 10d (Baseline Requirements 4.9.10)"},
-	    {"ocsp_validity = 7h", -1, 0,
-	     "[ca a] ocsp_validity = 7h: must be 8h to 10d (Baseline Requirements 4.9.10)"},
-	    {"crl_validity = 11d", -1, 0,
-	     "[ca a] crl_validity = 11d: must be 1h to 10d (Baseline Requirements 4.9.7)"},
-	    {"crl_validity = 59m", -1, 0,
-	     "[ca a] crl_validity = 59m: must be 1h to 10d (Baseline Requirements 4.9.7)"},
-	    {"crl_validity = soon", -1, 0,
-	     "[ca a] crl_validity = soon: must be 1h to 10d (Baseline Requirements 4.9.7)"},
+	        {"", 4 * 86400, 7 * 86400, NULL},
+	        {"ocsp_validity = 10d\ncrl_validity = 10d", 10 * 86400, 10 * 86400, NULL},
+	        {"ocsp_validity = 8h\ncrl_validity = 1h", 8 * 3600, 3600, NULL},
+	        {"ocsp_validity = 240h", 10 * 86400, 7 * 86400, NULL},
+	        {"ocsp_validity = 10d1s", -1, 0,
+	         "[ca a] ocsp_validity = 10d1s: must be 8h to 10d (Baseline Requirements 4.9.10)"},
+	        {"ocsp_validity = 7h", -1, 0,
+	         "[ca a] ocsp_validity = 7h: must be 8h to 10d (Baseline Requirements 4.9.10)"},
+	        {"crl_validity = 11d", -1, 0,
+	         "[ca a] crl_validity = 11d: must be 1h to 10d (Baseline Requirements 4.9.7)"},
+	        {"crl_validity = 59m", -1, 0,
+	         "[ca a] crl_validity = 59m: must be 1h to 10d (Baseline Requirements 4.9.7)"},
+	        {"crl_validity = soon", -1, 0,
+	         "[ca a] crl_validity = soon: must be 1h to 10d (Baseline Requirements 4.9.7)"},
 	};
 	char dir[] = "/tmp/vigil-test-validity-XXXXXX", conf[600], cert[600], err[1024];
 	assert_non_null(mkdtemp(dir));
@@ -869,26 +878,26 @@ static void test_conf_validity(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-	    cmocka_unit_test(test_serial_parse),
-	    cmocka_unit_test(test_serial_from_bytes),
-	    cmocka_unit_test(test_time),
-	    cmocka_unit_test(test_generalized_far),
-	    cmocka_unit_test(test_reason),
-	    cmocka_unit_test(test_record),
-	    cmocka_unit_test(test_cert_key),
-	    cmocka_unit_test(test_index_line),
-	    cmocka_unit_test(test_log_budget),
-	    cmocka_unit_test(test_secret_mode),
-	    cmocka_unit_test(test_conf_ca_identity),
-	    cmocka_unit_test(test_hexval),
-	    cmocka_unit_test(test_pct_decode),
-	    cmocka_unit_test(test_b64_decode),
-	    cmocka_unit_test(test_http_date),
-	    cmocka_unit_test(test_etag),
-	    cmocka_unit_test(test_pkcs11_uri_escapes),
-	    cmocka_unit_test(test_signer),
-	    cmocka_unit_test(test_serial_cmp),
-	    cmocka_unit_test(test_conf_validity),
+	        cmocka_unit_test(test_serial_parse),
+	        cmocka_unit_test(test_serial_from_bytes),
+	        cmocka_unit_test(test_time),
+	        cmocka_unit_test(test_generalized_far),
+	        cmocka_unit_test(test_reason),
+	        cmocka_unit_test(test_record),
+	        cmocka_unit_test(test_cert_key),
+	        cmocka_unit_test(test_index_line),
+	        cmocka_unit_test(test_log_budget),
+	        cmocka_unit_test(test_secret_mode),
+	        cmocka_unit_test(test_conf_ca_identity),
+	        cmocka_unit_test(test_hexval),
+	        cmocka_unit_test(test_pct_decode),
+	        cmocka_unit_test(test_b64_decode),
+	        cmocka_unit_test(test_http_date),
+	        cmocka_unit_test(test_etag),
+	        cmocka_unit_test(test_pkcs11_uri_escapes),
+	        cmocka_unit_test(test_signer),
+	        cmocka_unit_test(test_serial_cmp),
+	        cmocka_unit_test(test_conf_validity),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -136,7 +136,8 @@ static int populate(const char *path, const char *ca, size_t n, int64_t from, in
 		items[i].cert.status = VG_STATUS_GOOD;
 		items[i].cert.reason = VG_REASON_NONE;
 		items[i].cert.flags = VG_CERT_HAS_NOT_BEFORE | VG_CERT_HAS_NOT_AFTER;
-		items[i].cert.not_before = from + (int64_t)((double)(to - from) * (double)i / (double)n);
+		items[i].cert.not_before =
+		        from + (int64_t)((double)(to - from) * (double)i / (double)n);
 		items[i].cert.not_after = items[i].cert.not_before + 90 * 86400;
 	}
 	struct vg_audit who = {"bench", "bench-store populate"};
@@ -154,8 +155,8 @@ int main(int argc, char **argv)
 		return lookup(argv[2], argv[3], argv[4], argc > 5 ? atof(argv[5]) : 3.0);
 	if (argc == 7 && !strcmp(argv[1], "populate"))
 		return populate(argv[2], argv[3], (size_t)atoll(argv[4]), atoll(argv[5]),
-				atoll(argv[6]));
+		                atoll(argv[6]));
 	fprintf(stderr, "usage: bench-store lookup STORE CA INDEX [SECONDS]\n"
-			"       bench-store populate STORE CA N FROM TO\n");
+	                "       bench-store populate STORE CA N FROM TO\n");
 	return 2;
 }
