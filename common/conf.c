@@ -319,6 +319,26 @@ static int handler(void *user, const char *section, const char *k, const char *v
 			return handle_int(p, section, k, v, 0, 1000, &c->crl_keep);
 		else
 			goto unknown;
+	} else if (!strcmp(section, "replicate")) {
+		int64_t ms;
+		if (!strcmp(k, "postgres")) {
+			if (strstr(v, "password")) {
+				set_err(p, "[replicate] postgres: no password in the connection "
+				           "string "
+				           "(use password_file, PGPASSFILE or PGPASSWORD)");
+				return 0;
+			}
+			SET_STR(c->pg_conninfo, v);
+		} else if (!strcmp(k, "password_file"))
+			SET_PATH(c->pg_password_file, v);
+		else if (!strcmp(k, "max_lag")) {
+			if (!parse_duration_ms(v, &ms) || ms < 1000 || ms > DAY * 1000) {
+				set_err(p, "[replicate] max_lag = %s: expected 1s to 1d", v);
+				return 0;
+			}
+			c->max_lag = ms / 1000;
+		} else
+			goto unknown;
 	} else if (!strncmp(section, "ca ", 3)) {
 		const char *name = section + 3;
 		while (*name == ' ')
@@ -511,6 +531,8 @@ void vg_conf_free(struct vg_conf *c)
 	free(c->access_log);
 	free(c->base_path);
 	free(c->crl_out);
+	free(c->pg_conninfo);
+	free(c->pg_password_file);
 	for (int i = 0; i < c->n_cas; i++) {
 		struct vg_conf_ca *ca = &c->cas[i];
 		free(ca->name);

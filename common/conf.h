@@ -72,6 +72,10 @@ struct vg_conf {
 	char *crl_out;
 	int64_t crl_interval; /* seconds, default 3600 */
 	int crl_keep;         /* numbered CRLs kept beside the current, default 5 */
+	/* [replicate] (issue 15) */
+	char *pg_conninfo;      /* postgres: libpq conninfo, never a password; NULL: not set */
+	char *pg_password_file; /* password_file: path of a file holding the password */
+	int64_t max_lag;        /* seconds; 0: /healthz does not look at replication */
 	/* [ca NAME] */
 	struct vg_conf_ca cas[VG_CONF_MAX_CAS];
 	int n_cas;

@@ -26,6 +26,8 @@
  *   -EPERM    vg_store_release of a certificate not on hold
  *   -EEXIST   a new CA whose id another CA's name already has
  *   -EBADMSG  a corrupt record (logged)
+ *   -EREMOTE  a write to a replica store, which only `replicate follow`
+ *             writes (store/replica.h)
  *   -EIO      anything else LMDB reports (logged once where it happens)
  * Never -EAGAIN: a map another process grew is followed inside the library,
  * and another writer getting in between the commits of a bulk write is

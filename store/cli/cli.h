@@ -30,6 +30,7 @@ struct ctx {
 	bool tty;
 	time_t last_progress;
 	const char *progress_what;
+	bool replica_ok; /* replicate: a replica store may be opened for writing */
 };
 
 extern const char *const cli_progname;
@@ -72,3 +73,4 @@ int cmd_status(struct ctx *c, int argc, char **argv);
 int cmd_list(struct ctx *c, int argc, char **argv);
 int cmd_stats(struct ctx *c, int argc, char **argv);
 int cmd_audit(struct ctx *c, int argc, char **argv);
+int cmd_replicate(struct ctx *c, int argc, char **argv);

@@ -26,6 +26,7 @@
 #include "common/conf.h"
 #include "common/log.h"
 #include "store/cli/cli.h"
+#include "store/replica.h"
 #include "store/store.h"
 
 const char *const cli_progname = "vigil-store";
@@ -139,6 +140,24 @@ void cli_usage_die(const char *fmt, ...)
 	exit(EXIT_USAGE);
 }
 
+/* cli_refuse_replica dies when the store is a replica: its writes come from
+ * the primary through `replicate follow` only. */
+static void cli_refuse_replica(struct ctx *c)
+{
+	struct vg_txn *t;
+	struct vg_store_role role;
+	if (vg_txn_begin(c->st, &t) != 0)
+		return;
+	int rc = vg_store_role(t, &role);
+	vg_txn_end(t);
+	if (rc == 0 && role.replica_of)
+		cli_die("store %s is a replica of primary store %016" PRIx64
+		        " (through %s): write on the primary, or promote this site "
+		        "(replicate promote)",
+		        c->conf.store_path, role.replica_of,
+		        c->conf.pg_conninfo ? c->conf.pg_conninfo : "[replicate] postgres");
+}
+
 void cli_store_open(struct ctx *c, unsigned flags)
 {
 	int rc = vg_store_open(&c->st, c->conf.store_path, flags);
@@ -156,6 +175,8 @@ void cli_store_open(struct ctx *c, unsigned flags)
 		        c->conf.store_path);
 	if (rc < 0)
 		cli_die("cannot open store %s: %s", c->conf.store_path, strerror(-rc));
+	if (!(flags & VG_STORE_RDONLY) && !c->replica_ok)
+		cli_refuse_replica(c);
 }
 
 const struct vg_conf_ca *cli_need_ca(struct ctx *c, const char *name)
@@ -248,6 +269,10 @@ void cli_write_failed(const char *what, int rc, const struct vg_write_result *r)
 		        " revoked, %" PRIu64 " added are durable): %s",
 		        what, r->commits, r->revoked, r->added,
 		        rc == -ENOSPC ? "no space left on device" : strerror(-rc));
+	if (rc == -EREMOTE)
+		cli_die("%s failed, nothing changed: the store is a replica (replicate follow "
+		        "writes it)",
+		        what);
 	cli_die("%s failed, nothing changed: %s", what,
 	        rc == -ENOSPC ? "no space left on device" : strerror(-rc));
 }
@@ -375,6 +400,8 @@ int main(int argc, char **argv)
 		rc = cmd_stats(&c, sub_argc, sub_argv);
 	else if (!strcmp(cmd, "audit"))
 		rc = cmd_audit(&c, sub_argc, sub_argv);
+	else if (!strcmp(cmd, "replicate"))
+		rc = cmd_replicate(&c, sub_argc, sub_argv);
 	else
 		cli_usage_die("unknown command '%s'", cmd);
 	cli_end_progress();

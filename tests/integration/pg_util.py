@@ -1,0 +1,147 @@
+# SPDX-License-Identifier: Apache-2.0
+"""PostgreSQL 15 from Debian, started by a test: a primary and streaming
+standbys made with pg_basebackup -R, each with its data directory and unix
+socket under the test's tmp directory, listening on 127.0.0.1 on a free port
+only. As root the servers run as the postgres user (runuser)."""
+import os
+import pwd
+import shutil
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+PGBIN = Path("/usr/lib/postgresql/15/bin")
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _as_pg(args):
+    if os.geteuid() == 0:
+        return ["runuser", "-u", "postgres", "--"] + [str(a) for a in args]
+    return [str(a) for a in args]
+
+
+def available():
+    if not (PGBIN / "initdb").exists():
+        return False
+    if os.geteuid() == 0:
+        try:
+            pwd.getpwnam("postgres")
+        except KeyError:
+            return False
+    return True
+
+
+def need_pg():
+    if not available():
+        pytest.skip("PostgreSQL 15 (postgresql-15) is not installed")
+
+
+class Pg:
+    """One server. start() waits until it accepts connections."""
+
+    def __init__(self, root, name):
+        self.root = Path(root)
+        self.dir = self.root / name
+        self.data = self.dir / "data"
+        self.sock = self.dir / "sock"
+        self.log = self.dir / "log"
+        self.port = free_port()
+        self.proc = None
+
+    def _prepare(self):
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.sock.mkdir(exist_ok=True)
+        if os.geteuid() == 0:
+            # Every directory above must be searchable by postgres.
+            p = self.dir
+            while p != p.parent:
+                try:
+                    os.chmod(p, os.stat(p).st_mode | 0o011)
+                except OSError:
+                    break
+                p = p.parent
+                if p == Path("/tmp") or p == Path("/"):
+                    break
+            shutil.chown(self.dir, "postgres", "postgres")
+            shutil.chown(self.sock, "postgres", "postgres")
+
+    def init(self):
+        self._prepare()
+        subprocess.run(_as_pg([PGBIN / "initdb", "-D", self.data, "-A", "trust", "-U", "postgres",
+                               "--no-sync", "-E", "UTF8"]),
+                       check=True, capture_output=True, timeout=120)
+        with open(self.data / "postgresql.conf", "a") as f:
+            f.write("\nwal_level = replica\nmax_wal_senders = 5\nhot_standby = on\n"
+                    "fsync = off\nsynchronous_commit = on\nfull_page_writes = off\n"
+                    "shared_buffers = 64MB\n")
+        with open(self.data / "pg_hba.conf", "a") as f:
+            f.write("\nhost replication all 127.0.0.1/32 trust\n")
+        return self
+
+    def standby_of(self, primary):
+        """A streaming standby of |primary| (pg_basebackup -R)."""
+        self._prepare()
+        subprocess.run(_as_pg([PGBIN / "pg_basebackup", "-h", "127.0.0.1", "-p", primary.port,
+                               "-U", "postgres", "-D", self.data, "-R", "-X", "stream"]),
+                       check=True, capture_output=True, timeout=120)
+        return self
+
+    def start(self, timeout=30):
+        self.proc = subprocess.Popen(
+            _as_pg([PGBIN / "postgres", "-D", self.data, "-p", self.port, "-h", "127.0.0.1",
+                    "-k", self.sock]),
+            stdout=open(self.log, "ab"), stderr=subprocess.STDOUT)
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            r = subprocess.run([PGBIN / "pg_isready", "-h", "127.0.0.1", "-p", str(self.port)],
+                               capture_output=True)
+            if r.returncode == 0:
+                return self
+            if self.proc.poll() is not None:
+                break
+            time.sleep(0.1)
+        raise AssertionError(f"postgres did not start: {self.log.read_text()[-2000:]}")
+
+    def stop(self):
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()  # smart shutdown is SIGTERM; fast is SIGINT
+            self.proc.send_signal(2)
+            try:
+                self.proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.proc = None
+
+    def conninfo(self, db="postgres"):
+        return f"host=127.0.0.1 port={self.port} dbname={db} user=postgres"
+
+    def sql(self, q, db="postgres", check=True):
+        r = subprocess.run([PGBIN / "psql", "-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1",
+                            "-h", "127.0.0.1", "-p", str(self.port), "-U", "postgres", "-d", db,
+                            "-c", q], capture_output=True, text=True, timeout=60)
+        if check and r.returncode != 0:
+            raise AssertionError(f"psql {q!r}: {r.stderr}")
+        return r.stdout.strip()
+
+    def promote(self):
+        subprocess.run(_as_pg([PGBIN / "pg_ctl", "promote", "-w", "-D", self.data]), check=True,
+                       capture_output=True, timeout=60)
+
+    def wait_replayed(self, primary, timeout=10):
+        """Until this standby has replayed what |primary| has written."""
+        lsn = primary.sql("SELECT pg_current_wal_lsn()")
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            if self.sql(f"SELECT pg_last_wal_replay_lsn() >= '{lsn}'::pg_lsn") == "t":
+                return
+            time.sleep(0.05)
+        raise AssertionError("standby did not catch up")
