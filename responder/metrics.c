@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* Prometheus text exposition of the per-worker counters. */
+#include "store/replstate.h"
 #include "responder/metrics.h"
 #include "responder/ocsp.h"
 #include "responder/worker.h"
@@ -303,6 +304,27 @@ char *metrics_render(size_t *len)
 		sb_printf(&s, "vigil_signer_expiry_events_total{ca=\"%s\"} %llu\n",
 		          ctx->cas[i].name,
 		          (unsigned long long)ocsp_signer_expiry_events(ctx->cas[i].slot));
+	struct vg_repl_status rs;
+	if (ctx && vg_repl_status_read(ctx->conf.store_path, time(NULL), &rs) == 0)
+		sb_printf(&s,
+		          "# HELP vigil_replicate_counter Last change counter carried through "
+		          "PostgreSQL: pushed (publish) or applied (follow).\n"
+		          "# TYPE vigil_replicate_counter gauge\n"
+		          "vigil_replicate_counter{role=\"%s\"} %llu\n"
+		          "# HELP vigil_replicate_lag_commits Commits not carried yet.\n"
+		          "# TYPE vigil_replicate_lag_commits gauge\n"
+		          "vigil_replicate_lag_commits{role=\"%s\"} %llu\n"
+		          "# HELP vigil_replicate_lag_seconds Age of the oldest commit not carried "
+		          "yet (while the link is down, at least the time since it last worked).\n"
+		          "# TYPE vigil_replicate_lag_seconds gauge\n"
+		          "vigil_replicate_lag_seconds{role=\"%s\"} %lld\n"
+		          "# HELP vigil_replicate_link_up 1 while the database answers the "
+		          "replicate daemon.\n"
+		          "# TYPE vigil_replicate_link_up gauge\n"
+		          "vigil_replicate_link_up{role=\"%s\"} %d\n",
+		          rs.role, (unsigned long long)rs.counter, rs.role,
+		          (unsigned long long)rs.lag_commits, rs.role, (long long)rs.lag_seconds,
+		          rs.role, rs.link_alive ? 1 : 0);
 	ctx_unref(ctx);
 	sb_printf(&s,
 	          "# HELP vigil_cache_oldest_next_update_seconds Seconds until the nextUpdate of "
