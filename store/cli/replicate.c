@@ -190,9 +190,13 @@ int repl_unhex(const char *s, uint8_t *out, size_t max)
 void repl_state_write(struct repl *r, bool force)
 {
 	int64_t now = time(NULL);
-	if (!force && now == r->state_written)
+	if (!force && now == r->state_written && r->state.counter == r->written_counter &&
+	    r->state.source == r->written_source && r->state.link_up == r->written_link)
 		return;
 	r->state_written = now;
+	r->written_counter = r->state.counter;
+	r->written_source = r->state.source;
+	r->written_link = r->state.link_up;
 	const struct repl_state *s = &r->state;
 	char *path = NULL, *tmp = NULL;
 	if (asprintf(&path, "%s/replicate.state", r->c->conf.store_path) < 0)
@@ -332,13 +336,10 @@ int cmd_replicate(struct ctx *c, int argc, char **argv)
 		vg_log_init(cli_progname, LOG_INFO);
 	struct repl r = {.c = c, .once = once};
 	r.state.role = publish ? "publish" : "follow";
-	if (publish) {
+	/* A replica's store is opened (made, when absent) once the database
+	 * answered: a wrong connection string writes nothing. */
+	if (publish)
 		cli_store_open(c, 0);
-	} else {
-		int rc = vg_store_open(&c->st, c->conf.store_path, VG_STORE_CREATE);
-		if (rc)
-			cli_store_open(c, VG_STORE_CREATE); /* dies with the reason */
-	}
 	vg_log(LOG_INFO, "event=replicate_start role=%s database=\"%s\"", r.state.role,
 	       role_line(c));
 	return run(&r, publish ? repl_publish_pass : repl_follow_pass);

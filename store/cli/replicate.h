@@ -50,6 +50,8 @@ struct repl {
 	bool once;
 	struct repl_state state;
 	int64_t state_written;
+	uint64_t written_counter, written_source;
+	bool written_link;
 };
 
 /* repl_connect connects to [replicate] postgres (the password from
@@ -67,8 +69,8 @@ int repl_exec(struct repl *r, const char *sql, ExecStatusType want, char *err, s
 int repl_meta(struct repl *r, unsigned *version, uint64_t *store_id, uint64_t *counter, char *err,
               size_t errlen);
 
-/* repl_state_write writes the state file (at most once a second unless
- * |force|). */
+/* repl_state_write writes the state file when it changed, else at most
+ * once a second, unless |force|. */
 void repl_state_write(struct repl *r, bool force);
 
 /* repl_stopping: SIGTERM or SIGINT arrived. */

@@ -13,10 +13,18 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "common/log.h"
 #include "store/cli/replicate.h"
 #include "store/replica.h"
+
+static int64_t now_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
 
 #define PASS_MAX 256
 #define BOOT_BATCH 50000
@@ -127,13 +135,14 @@ static void die_store(struct repl *r, const char *what, int rc)
 
 static int apply_one(struct repl *r, uint64_t primary, uint64_t counter, char *err, size_t errlen)
 {
+	int64_t t0 = now_ms();
 	char sql[1024];
 	snprintf(sql, sizeof(sql),
 	         "SELECT %s, true FROM vigil.certs WHERE counter = $1 UNION ALL SELECT ch.ca_id, "
 	         "ch.serial, c.status, c.reason, c.flags, c.revoked_at, c.invalidity_date, "
 	         "c.not_before, c.not_after, c.ca_id IS NOT NULL FROM vigil.changes ch LEFT JOIN "
 	         "vigil.certs c ON c.ca_id = ch.ca_id AND c.serial = ch.serial WHERE ch.counter = "
-	         "$1 AND octet_length(ch.serial) > 0",
+	         "$1 AND octet_length(ch.serial) > 0 AND c.counter IS DISTINCT FROM $1",
 	         cert_cols);
 	PGresult *rc_ = query(r, sql, counter);
 	PGresult *rch = rc_ ? query(r,
@@ -199,7 +208,8 @@ static int apply_one(struct repl *r, uint64_t primary, uint64_t counter, char *e
 		        r->c->conf.store_path, counter);
 	if (rc)
 		die_store(r, "apply", rc);
-	vg_log(LOG_INFO, "event=replicate_applied counter=%" PRIu64 " certs=%d", counter, ncert);
+	vg_log(LOG_INFO, "event=replicate_applied counter=%" PRIu64 " certs=%d ms=%lld", counter,
+	       ncert, (long long)(now_ms() - t0));
 	return 0;
 }
 
@@ -395,6 +405,15 @@ static int pass(struct repl *r, char *err, size_t errlen)
 	uint64_t dbid, m;
 	if (repl_meta(r, &version, &dbid, &m, err, errlen) < 0)
 		return -1;
+	if (version == 0 && !r->once) {
+		/* Deployed before the primary's first publish: wait for it. */
+		static bool said;
+		if (!said)
+			vg_log(LOG_WARNING, "event=replicate_waiting reason=\"database has no "
+			                    "vigil schema yet\"");
+		said = true;
+		return 0;
+	}
 	if (version == 0)
 		cli_die("database has no vigil schema: run replicate publish on the primary "
 		        "first; nothing written");
@@ -402,6 +421,8 @@ static int pass(struct repl *r, char *err, size_t errlen)
 		cli_die("database schema vigil is version %u, this vigil-store uses %d: nothing "
 		        "written",
 		        version, REPL_SCHEMA_VERSION);
+	if (!c->st)
+		cli_store_open(c, VG_STORE_CREATE);
 	struct vg_txn *t;
 	struct vg_store_role role;
 	int rc = vg_txn_begin(c->st, &t);

@@ -13,10 +13,18 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "common/log.h"
 #include "store/cli/replicate.h"
 #include "store/replica.h"
+
+static int64_t now_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
 
 /* Counters pushed per pass: the snapshot is renewed between passes. */
 #define PASS_MAX 256
@@ -396,6 +404,7 @@ static int push_one(struct repl *r, struct vg_txn *t, uint64_t counter, const st
 		cli_die("out of memory");
 	bool freeze = au && (!strcmp(au->action, "freeze") || !strcmp(au->action, "thaw"));
 	int rc = copy_begin(cp, r, "COPY stage FROM STDIN", err, errlen);
+	size_t gone = 0;
 	for (size_t i = 0; i < nch && rc == 0; i++) {
 		size_t k = 0;
 		while (k < cs->n && cs->s[k].id != ch[i].ca_id)
@@ -420,6 +429,7 @@ static int push_one(struct repl *r, struct vg_txn *t, uint64_t counter, const st
 		if (e && e != -ENOENT)
 			cli_die("publish: reading the store failed: %s", strerror(-e));
 		copy_cert(cp, ch[i].ca_id, &ch[i].serial, e ? NULL : &cert, true, 0);
+		gone += e != 0;
 	}
 	if (rc == 0)
 		rc = copy_end(cp, err, errlen);
@@ -451,10 +461,10 @@ static int push_one(struct repl *r, struct vg_txn *t, uint64_t counter, const st
 	         "EXCLUDED.invalidity_date, EXCLUDED.not_before, EXCLUDED.not_after)",
 	         counter);
 	if (repl_exec(r, sql, PGRES_COMMAND_OK, err, errlen) < 0 ||
-	    repl_exec(r,
-	              "DELETE FROM vigil.certs c USING stage s WHERE NOT s.present AND c.ca_id = "
-	              "s.ca_id AND c.serial = s.serial",
-	              PGRES_COMMAND_OK, err, errlen) < 0 ||
+	    (gone && repl_exec(r,
+	                       "DELETE FROM vigil.certs c USING stage s WHERE NOT s.present AND "
+	                       "c.ca_id = s.ca_id AND c.serial = s.serial",
+	                       PGRES_COMMAND_OK, err, errlen) < 0) ||
 	    push_cas(r, cs, counter, err, errlen) < 0 || set_counter(r, counter, err, errlen) < 0)
 		goto fail;
 	return 0;
@@ -563,14 +573,16 @@ int repl_publish_pass(struct repl *r, char *err, size_t errlen)
 				j++;
 			const struct vg_audit_entry *au =
 			        j < ga.n && ga.v[j].counter == k ? &ga.v[j] : NULL;
+			int64_t t0 = now_ms();
 			if (push_one(r, t, k, g.v + i0, i - i0, au, &cs, synced, err, errlen) < 0) {
 				ret = -1;
 				break;
 			}
 			r->state.counter = k;
 			r->state.pending_since = j + 1 < ga.n ? ga.v[j + 1].time : 0;
-			vg_log(LOG_INFO, "event=replicate_pushed counter=%" PRIu64 " changes=%zu",
-			       k, i - i0);
+			vg_log(LOG_INFO,
+			       "event=replicate_pushed counter=%" PRIu64 " changes=%zu ms=%lld", k,
+			       i - i0, (long long)(now_ms() - t0));
 		}
 		if (!ret && g.upto < n)
 			ret = 1;

@@ -22,6 +22,13 @@ def free_port():
         return s.getsockname()[1]
 
 
+def _run(args, timeout=120):
+    r = subprocess.run(args, capture_output=True, text=True, timeout=timeout)
+    if r.returncode != 0:
+        raise AssertionError(f"{args[-8:]} exited {r.returncode}: {r.stderr[-1500:]}")
+    return r
+
+
 def _as_pg(args):
     if os.geteuid() == 0:
         return ["runuser", "-u", "postgres", "--"] + [str(a) for a in args]
@@ -54,7 +61,7 @@ class Pg:
         self.sock = self.dir / "sock"
         self.log = self.dir / "log"
         self.port = free_port()
-        self.proc = None
+        self.running = False
 
     def _prepare(self):
         self.dir.mkdir(parents=True, exist_ok=True)
@@ -75,9 +82,8 @@ class Pg:
 
     def init(self):
         self._prepare()
-        subprocess.run(_as_pg([PGBIN / "initdb", "-D", self.data, "-A", "trust", "-U", "postgres",
-                               "--no-sync", "-E", "UTF8"]),
-                       check=True, capture_output=True, timeout=120)
+        _run(_as_pg([PGBIN / "initdb", "-D", self.data, "-A", "trust", "-U", "postgres",
+                     "--no-sync", "-E", "UTF8"]))
         with open(self.data / "postgresql.conf", "a") as f:
             f.write("\nwal_level = replica\nmax_wal_senders = 5\nhot_standby = on\n"
                     "fsync = off\nsynchronous_commit = on\nfull_page_writes = off\n"
@@ -89,37 +95,27 @@ class Pg:
     def standby_of(self, primary):
         """A streaming standby of |primary| (pg_basebackup -R)."""
         self._prepare()
-        subprocess.run(_as_pg([PGBIN / "pg_basebackup", "-h", "127.0.0.1", "-p", primary.port,
-                               "-U", "postgres", "-D", self.data, "-R", "-X", "stream"]),
-                       check=True, capture_output=True, timeout=120)
+        _run(_as_pg([PGBIN / "pg_basebackup", "-h", "127.0.0.1", "-p", primary.port,
+                     "-U", "postgres", "-D", self.data, "-R", "-X", "stream"]))
         return self
 
-    def start(self, timeout=30):
-        self.proc = subprocess.Popen(
-            _as_pg([PGBIN / "postgres", "-D", self.data, "-p", self.port, "-h", "127.0.0.1",
-                    "-k", self.sock]),
-            stdout=open(self.log, "ab"), stderr=subprocess.STDOUT)
-        deadline = time.time() + timeout
-        while time.time() < deadline:
-            r = subprocess.run([PGBIN / "pg_isready", "-h", "127.0.0.1", "-p", str(self.port)],
-                               capture_output=True)
-            if r.returncode == 0:
-                return self
-            if self.proc.poll() is not None:
-                break
-            time.sleep(0.1)
-        raise AssertionError(f"postgres did not start: {self.log.read_text()[-2000:]}")
+    def start(self, timeout=60):
+        """pg_ctl start -w: the server runs in the background until stop()."""
+        self.running = True
+        _run(_as_pg([PGBIN / "pg_ctl", "start", "-w", "-t", timeout, "-D", self.data, "-l",
+                     self.log, "-o", f"-p {self.port} -h 127.0.0.1 -k {self.sock}"]),
+             timeout=timeout + 10)
+        return self
 
-    def stop(self):
-        if self.proc and self.proc.poll() is None:
-            self.proc.terminate()  # smart shutdown is SIGTERM; fast is SIGINT
-            self.proc.send_signal(2)
-            try:
-                self.proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        self.proc = None
+    def stop(self, mode="fast"):
+        if not getattr(self, "running", False):
+            return
+        r = subprocess.run(_as_pg([PGBIN / "pg_ctl", "stop", "-w", "-t", "30", "-m", mode, "-D",
+                                   self.data]), capture_output=True, timeout=60)
+        if r.returncode != 0 and mode != "immediate":
+            subprocess.run(_as_pg([PGBIN / "pg_ctl", "stop", "-w", "-m", "immediate", "-D",
+                                   self.data]), capture_output=True, timeout=60)
+        self.running = False
 
     def conninfo(self, db="postgres"):
         return f"host=127.0.0.1 port={self.port} dbname={db} user=postgres"
@@ -133,8 +129,7 @@ class Pg:
         return r.stdout.strip()
 
     def promote(self):
-        subprocess.run(_as_pg([PGBIN / "pg_ctl", "promote", "-w", "-D", self.data]), check=True,
-                       capture_output=True, timeout=60)
+        _run(_as_pg([PGBIN / "pg_ctl", "promote", "-w", "-D", self.data]), timeout=60)
 
     def wait_replayed(self, primary, timeout=10):
         """Until this standby has replayed what |primary| has written."""

@@ -1,0 +1,323 @@
+# SPDX-License-Identifier: Apache-2.0
+"""The store replicated through PostgreSQL (issue 15): a primary site's
+`replicate publish` into a real PostgreSQL 15 started here, a streaming
+standby made with pg_basebackup -R, and a replica site's `replicate follow`
+from it, with its own store and its own responder. Dumps of both stores
+(every certificate's status, every CA's counts and frozen state) must be
+equal; the replica's responder must answer as the primary's, checked with
+openssl ocsp. The kill -9 trials are in test_replicate_crash.py."""
+import re
+import time
+
+import pytest
+
+import pg_util
+import pki
+from conftest import Runner
+from repl_util import (Daemon, counter, dump, make_sites, ocsp_statuses, serial_file,
+                       set_conninfo, wait_until)
+from responder_util import Responder
+from store_util import Store, expect_error, norm_serial
+
+
+@pytest.fixture(scope="module")
+def pgs(tmp_path_factory):
+    """A PostgreSQL primary and a streaming standby of it."""
+    pg_util.need_pg()
+    root = tmp_path_factory.mktemp("pg")
+    primary = pg_util.Pg(root, "primary").init()
+    standby = pg_util.Pg(root, "standby")
+    try:
+        primary.start()
+        standby.standby_of(primary).start()
+        yield primary, standby
+    finally:
+        standby.stop()
+        primary.stop()
+
+
+_dbs = iter(range(1, 1000))
+
+
+def new_db(pgs):
+    primary, _ = pgs
+    name = f"vigil{next(_dbs)}"
+    primary.sql(f"CREATE DATABASE {name}")
+    return name
+
+
+@pytest.fixture
+def site(tmp_path, pgs):
+    """A CA with certificates (two revoked through openssl ca, one on hold),
+    the primary store seeded from its index.txt, the primary publishing into
+    a fresh database and the replica following it through the standby."""
+    primary, standby = pgs
+    db = new_db(pgs)
+    ca = pki.CA(tmp_path, "repl1")
+    leaves = [ca.issue(f"leaf {i}")[1] for i in range(6)]
+    ca.revoke(leaves[0], "keyCompromise")
+    ca.revoke(leaves[1], "certificateHold")
+    pconf, rconf = make_sites(tmp_path, ca, primary.conninfo(db), standby.conninfo(db),
+                              ca_keys={"not_issued": "revoked"})
+    Runner(pconf).seed(ca)
+    daemons = []
+
+    class S:
+        pass
+    s = S()
+    s.ca, s.db, s.tmp, s.pconf, s.rconf = ca, db, tmp_path, pconf, rconf
+    s.p, s.r = Store(pconf), Store(rconf)
+    s.serials = sorted(norm_serial(row["serial"]) for row in ca.index_rows())
+
+    def daemon(conf, what):
+        d = Daemon(conf, what, tmp_path / f"{what}-{len(daemons)}.log").start()
+        daemons.append(d)
+        return d
+    s.daemon = daemon
+
+    def synced(timeout=10):
+        """Wait until the replica's counter is the primary's."""
+        want = s.p.counter()
+        return wait_until(lambda: counter(rconf) == want, timeout)
+    s.synced = synced
+    try:
+        yield s
+    finally:
+        for d in daemons:
+            d.kill()
+
+
+def once(conf, what, check=True):
+    return Runner(conf).store("replicate", what, "--once", check=check, timeout=120)
+
+
+def test_bootstrap_identical_and_replica_answers_as_primary(site, pgs):
+    primary, standby = pgs
+    site.p.ok("revoke", "repl1", "7777", "--reason", "keyCompromise")  # never issued
+    r = once(site.pconf, "publish")
+    assert r.returncode == 0
+    standby.wait_replayed(primary)
+    r = once(site.rconf, "follow")
+    assert "bootstrap certificates" in r.stderr, r.stderr  # progress
+    cas = ["repl1"]
+    assert dump(site.p, cas) == dump(site.r, cas)
+    assert site.p.audit() == site.r.audit()
+    # The replica's responder answers every case as the primary's: good,
+    # revoked with its reason, on hold, revoked though never issued, and an
+    # absent serial (unknown while the CA issues).
+    serials = site.serials + ["7777", "ABCDEF01"]
+    with Responder(site.pconf).start() as pr, Responder(site.rconf).start() as rr:
+        a = ocsp_statuses(site.ca.cert, serials, f"http://127.0.0.1:{pr.port}/")
+        b = ocsp_statuses(site.ca.cert, serials, f"http://127.0.0.1:{rr.port}/")
+    assert a == b
+    assert {v[0] for v in a.values()} == {"good", "revoked", "unknown"}, a
+    assert a["7777"][0] == "revoked" and a["ABCDEF01"][0] == "unknown"
+
+
+def test_steady_state_revocation_bulk_and_freeze(site, pgs):
+    """Through the standby: a revocation answered `revoked` by the replica's
+    responder within 1 s, a bulk revocation of 100,000 within 5 s, a freeze
+    seen (absent serials then revoked, as not_issued = revoked says)."""
+    site.daemon(site.pconf, "publish")
+    site.daemon(site.rconf, "follow")
+    assert site.synced(15), "replica did not bootstrap"
+    good = [s for s in site.serials
+            if site.p.status("repl1", s).split()[1] == "good"]
+    with Responder(site.rconf).start() as rr:
+        url = f"http://127.0.0.1:{rr.port}/"
+        assert ocsp_statuses(site.ca.cert, [good[0]], url)[good[0]][0] == "good"
+        t0 = time.monotonic()
+        site.p.ok("revoke", "repl1", good[0], "--reason", "superseded")
+        seen = wait_until(lambda: ocsp_statuses(site.ca.cert, [good[0]], url)[good[0]][0]
+                          == "revoked", 5)
+        dt = time.monotonic() - t0
+        assert seen and dt < 1.0, f"revocation answered by the replica after {dt:.2f} s"
+
+        serials = serial_file(site.tmp / "bulk.txt", 0x10000000, 100000)
+        t0 = time.monotonic()
+        site.p.ok("revoke", "repl1", "--serials", serials, "--reason", "keyCompromise")
+        assert site.synced(10)
+        dt = time.monotonic() - t0
+        assert dt < 5.0, f"100,000 revocations reached the replica after {dt:.2f} s"
+        last = "%X" % (0x10000000 + 99999)
+        assert ocsp_statuses(site.ca.cert, [last], url)[last][0] == "revoked"
+
+        absent = "ABCDEF0123"
+        assert ocsp_statuses(site.ca.cert, [absent], url)[absent][0] == "unknown"
+        site.p.ok("freeze", "repl1")
+        assert site.synced(5)
+        assert site.r.stats()["repl1"]["Frozen"].startswith("yes")
+        assert wait_until(lambda: ocsp_statuses(site.ca.cert, [absent], url)[absent][0]
+                          == "revoked", 5), "freeze not seen by the replica's responder"
+        # /metrics on the replica site: the follower's counter, no lag, link up.
+        c = site.p.counter()
+        assert wait_until(lambda: rr.metric('vigil_replicate_counter{role="follow"}') == c, 3)
+        assert rr.metric('vigil_replicate_lag_commits{role="follow"}') == 0
+        assert rr.metric('vigil_replicate_link_up{role="follow"}') == 1
+    assert wait_until(lambda: re.search(r"Last counter pushed: %d\n" % c, site.p.ok("stats")), 3)
+    assert "Link: up" in site.p.ok("stats")
+    assert dump(site.p, ["repl1"]) == dump(site.r, ["repl1"])
+
+
+def test_postgres_down_while_primary_revokes(site, pgs):
+    """The primary's commands never wait on PostgreSQL; both sides catch up
+    once it is back."""
+    primary, standby = pgs
+    set_conninfo(site.rconf, primary.conninfo(site.db))
+    pub = site.daemon(site.pconf, "publish")
+    site.daemon(site.rconf, "follow")
+    assert site.synced(15)
+    primary.stop()
+    try:
+        for s in site.serials[2:5]:
+            t0 = time.monotonic()
+            site.p.ok("revoke", "repl1", s, "--reason", "affiliationChanged")
+            assert time.monotonic() - t0 < 2.0, "a revocation waited on PostgreSQL"
+        assert wait_until(lambda: "Link: down" in site.p.ok("stats"), 8)
+        assert pub.alive(), "publish gave up while the database was down"
+    finally:
+        primary.start()
+    assert site.synced(20), "no catch-up after PostgreSQL came back"
+    assert dump(site.p, ["repl1"]) == dump(site.r, ["repl1"])
+    standby.wait_replayed(primary, 20)
+
+
+def test_standby_promoted_and_follow_pointed_at_it(tmp_path, site):
+    """Losing the primary database: the standby is promoted, publish is
+    pointed at it, follow (already on it) goes on; nothing lost."""
+    root = tmp_path / "pg2"
+    p2 = pg_util.Pg(root, "p").init()
+    s2 = pg_util.Pg(root, "s")
+    try:
+        p2.start()
+        s2.standby_of(p2).start()
+        set_conninfo(site.pconf, p2.conninfo())
+        set_conninfo(site.rconf, s2.conninfo())
+        pub = site.daemon(site.pconf, "publish")
+        site.daemon(site.rconf, "follow")
+        assert site.synced(15)
+        site.p.ok("revoke", "repl1", site.serials[2])
+        assert site.synced(5)
+        pub.stop()
+        p2.stop()
+        s2.promote()
+        site.p.ok("revoke", "repl1", site.serials[3], "--reason", "superseded")
+        set_conninfo(site.pconf, s2.conninfo())
+        site.daemon(site.pconf, "publish")
+        assert site.synced(15), "follow did not go on on the promoted standby"
+        assert dump(site.p, ["repl1"]) == dump(site.r, ["repl1"])
+    finally:
+        s2.stop()
+        p2.stop()
+
+
+def test_database_behind_replica_refused(site, pgs):
+    primary, standby = pgs
+    old = new_db(pgs)
+    set_conninfo(site.pconf, primary.conninfo(old))
+    once(site.pconf, "publish")                   # the old database: counter k
+    set_conninfo(site.pconf, primary.conninfo(site.db))
+    site.p.ok("revoke", "repl1", site.serials[2])
+    once(site.pconf, "publish")                   # the current one: k + 1
+    standby.wait_replayed(primary)
+    once(site.rconf, "follow")
+    before = dump(site.r, ["repl1"])
+    set_conninfo(site.rconf, standby.conninfo(old))
+    line = expect_error(site.r, "replicate", "follow", "--once",
+                        contains=["behind", "never goes backwards", "nothing written"])
+    assert str(site.p.counter() - 1) in line, line
+    assert dump(site.r, ["repl1"]) == before
+
+
+def test_write_on_replica_refused_then_promote(site, pgs):
+    primary, standby = pgs
+    once(site.pconf, "publish")
+    standby.wait_replayed(primary)
+    once(site.rconf, "follow")
+    before = dump(site.r, ["repl1"])
+    for args in (["revoke", "repl1", site.serials[2]], ["release", "repl1", site.serials[1]],
+                 ["freeze", "repl1"], ["thaw", "repl1"],
+                 ["import-index", "repl1", site.ca.index], ["add", "repl1", site.ca.cert],
+                 ["replicate", "publish", "--once"]):
+        expect_error(site.r, *args, contains=["replica", "primary"])
+    assert dump(site.r, ["repl1"]) == before
+    # The site promoted: a primary of the same store id, written again.
+    out = site.r.ok("replicate", "promote")
+    assert "now the primary" in out
+    site.r.ok("revoke", "repl1", site.serials[2])
+    expect_error(site.r, "replicate", "follow", "--once", contains="is a primary")
+
+
+def test_bad_input_refused_nothing_written(site, pgs, tmp_path):
+    primary, standby = pgs
+    # A wrong connection string: one line, exit 1, no replica store made.
+    port = pg_util.free_port()
+    set_conninfo(site.rconf, f"host=127.0.0.1 port={port} dbname=x user=postgres")
+    expect_error(site.r, "replicate", "follow", "--once", contains="cannot connect")
+    assert not (tmp_path / "replica-store").exists()
+    set_conninfo(site.pconf, f"host=127.0.0.1 port={port} dbname=x user=postgres")
+    expect_error(site.p, "replicate", "publish", "--once", contains="cannot connect")
+    # A password on the command line's config is refused by the parser.
+    text = site.pconf.read_text()
+    site.pconf.write_text(text.replace("user=postgres", "user=postgres password=x"))
+    expect_error(site.p, "stats", contains=["[replicate]", "password"])
+    site.pconf.write_text(text)
+
+    # A database of another schema version.
+    db = new_db(pgs)
+    set_conninfo(site.pconf, primary.conninfo(db))
+    once(site.pconf, "publish")
+    primary.sql("UPDATE vigil.meta SET value = '99' WHERE key = 'schema_version'", db=db)
+    standby.wait_replayed(primary)
+    set_conninfo(site.rconf, standby.conninfo(db))
+    expect_error(site.r, "replicate", "follow", "--once", contains="version 99")
+    assert not (tmp_path / "replica-store").exists()
+    site.p.ok("revoke", "repl1", site.serials[2])
+    expect_error(site.p, "replicate", "publish", "--once", contains="version 99")
+    primary.sql("UPDATE vigil.meta SET value = '1' WHERE key = 'schema_version'", db=db)
+    assert primary.sql("SELECT value FROM vigil.meta WHERE key = 'counter'", db=db) == \
+        str(site.p.counter() - 1), "a refused publish wrote"
+
+    # A store of another primary, into this database: refused.
+    (tmp_path / "o").mkdir()
+    oconf, _ = make_sites(tmp_path / "o", site.ca, primary.conninfo(db), "dbname=unused")
+    Runner(oconf).seed(site.ca)
+    expect_error(Store(oconf), "replicate", "publish", "--once",
+                 contains=["another primary", "nothing written"])
+    # A replica of this primary, given the other primary's database.
+    odb = new_db(pgs)
+    set_conninfo(oconf, primary.conninfo(odb))
+    once(oconf, "publish")
+    once(site.pconf, "publish")
+    standby.wait_replayed(primary)
+    once(site.rconf, "follow")
+    before = dump(site.r, ["repl1"])
+    set_conninfo(site.rconf, standby.conninfo(odb))
+    expect_error(site.r, "replicate", "follow", "--once",
+                 contains=["replica of store", "nothing written"])
+    assert dump(site.r, ["repl1"]) == before
+
+
+def test_max_lag_turns_healthz_503(site, pgs):
+    primary, standby = pgs
+    with open(site.rconf, "a") as f:
+        f.write("max_lag = 2s\n")
+    fol = site.daemon(site.rconf, "follow")
+    site.daemon(site.pconf, "publish")
+    assert site.synced(15)
+    with Responder(site.rconf).start() as rr:
+        assert rr.request("GET", "/healthz")[0] == 200
+        fol.kill()                       # the follower is gone: the replica falls behind
+        site.p.ok("revoke", "repl1", site.serials[2])
+        deadline = time.monotonic() + 12
+        while time.monotonic() < deadline:
+            st = rr.request("GET", "/healthz")
+            if st[0] == 503:
+                break
+            time.sleep(0.2)
+        assert st[0] == 503 and b"replica lags" in st[2], st
+        assert rr.metric('vigil_replicate_link_up{role="follow"}') == 0
+        assert "Link: down" in site.r.ok("stats")
+        site.daemon(site.rconf, "follow")
+        assert site.synced(10)
+        assert wait_until(lambda: rr.request("GET", "/healthz")[0] == 200, 5)
