@@ -6,6 +6,7 @@ from it, with its own store and its own responder. Dumps of both stores
 (every certificate's status, every CA's counts and frozen state) must be
 equal; the replica's responder must answer as the primary's, checked with
 openssl ocsp. The kill -9 trials are in test_replicate_crash.py."""
+import random
 import re
 import time
 
@@ -17,7 +18,7 @@ from conftest import Runner
 from repl_util import (Daemon, counter, dump, make_sites, ocsp_statuses, serial_file,
                        set_conninfo, wait_until)
 from responder_util import Responder
-from store_util import Store, expect_error, norm_serial
+from store_util import Store, expect_error, norm_serial, synth_index
 
 
 @pytest.fixture(scope="module")
@@ -121,6 +122,13 @@ def test_steady_state_revocation_bulk_and_freeze(site, pgs):
     site.daemon(site.pconf, "publish")
     site.daemon(site.rconf, "follow")
     assert site.synced(15), "replica did not bootstrap"
+    # An import of more than 1,024 new certificates is logged as one CA-wide
+    # change: publish copies the CA whole, follow applies what changed.
+    text, _ = synth_index(random.Random(15), 3000)
+    (site.tmp / "more.txt").write_text(text)
+    site.p.ok("import-index", "repl1", site.tmp / "more.txt")
+    assert site.synced(10)
+    assert dump(site.p, ["repl1"]) == dump(site.r, ["repl1"])
     good = [s for s in site.serials
             if site.p.status("repl1", s).split()[1] == "good"]
     with Responder(site.rconf).start() as rr:
