@@ -129,6 +129,18 @@ def test_steady_state_revocation_bulk_and_freeze(site, pgs):
     site.p.ok("import-index", "repl1", site.tmp / "more.txt")
     assert site.synced(10)
     assert dump(site.p, ["repl1"]) == dump(site.r, ["repl1"])
+    # Holds and releases: a hold on a serial never seen as issued, lifted
+    # (the certificate is gone again), and the issued one on hold released.
+    site.p.ok("revoke", "repl1", "5A5A5A", "--reason", "certificateHold")
+    assert site.synced(5)
+    assert site.r.status("repl1", "5A5A5A").split()[1] == "revoked"
+    site.p.ok("release", "repl1", "5A5A5A")
+    held = [s for s in site.serials if "certificateHold" in site.p.status("repl1", s)]
+    site.p.ok("release", "repl1", held[0])
+    assert site.synced(5)
+    assert site.r.status("repl1", "5A5A5A").split()[1] == "unknown"
+    assert site.r.status("repl1", held[0]).split()[1] == "good"
+    assert dump(site.p, ["repl1"]) == dump(site.r, ["repl1"])
     good = [s for s in site.serials
             if site.p.status("repl1", s).split()[1] == "good"]
     with Responder(site.rconf).start() as rr:
