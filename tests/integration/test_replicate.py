@@ -14,7 +14,7 @@ import pytest
 
 import pg_util
 import pki
-from conftest import Runner
+from conftest import Runner, sanitized_build
 from repl_util import (Daemon, counter, dump, make_sites, ocsp_statuses, serial_file,
                        set_conninfo, wait_until)
 from responder_util import Responder
@@ -86,6 +86,9 @@ def site(tmp_path, pgs):
     finally:
         for d in daemons:
             d.kill()
+    for d in daemons:
+        log = d.log.read_text(errors="replace")
+        assert "Sanitizer" not in log and "runtime error" not in log, log[-3000:]
 
 
 def once(conf, what, check=True):
@@ -158,7 +161,8 @@ def test_steady_state_revocation_bulk_and_freeze(site, pgs):
         site.p.ok("revoke", "repl1", "--serials", serials, "--reason", "keyCompromise")
         assert site.synced(10)
         dt = time.monotonic() - t0
-        assert dt < 5.0, f"100,000 revocations reached the replica after {dt:.2f} s"
+        limit = 15.0 if sanitized_build() else 5.0  # the 5 s is the plain build's
+        assert dt < limit, f"100,000 revocations reached the replica after {dt:.2f} s"
         last = "%X" % (0x10000000 + 99999)
         assert ocsp_statuses(site.ca.cert, [last], url)[last][0] == "revoked"
 
