@@ -18,13 +18,17 @@
  *   points_maint.c the point index kept in step with certs: flush, rebuild,
  *                  bulk merge, growth
  *   record.c       on-disk encodings of keys and values: pure (record.h)
+ *   replica.c      replication: role in meta, a primary's commit applied on
+ *                  a replica, bootstrap (replica.h)
  *
  * Sub-databases:
  *   meta     "schema" -> u32, "counter" -> u64, "created" -> i64,
  *            "points" -> u32 (1: the point index is complete, 0: stale),
  *            "points_lg" -> u32 (log2 of its segment count),
  *            "points_epoch" -> u64 (bumped by every transaction of a rebuild
- *            or merge of the index: a lock for work spread over several)
+ *            or merge of the index: a lock for work spread over several),
+ *            "store_id", "replica_of", "replica_boot" -> u64 (replication,
+ *            store/replica.h)
  *   cas      CA name -> CA record (see rec_ca_encode)
  *   certs    cert key -> record          (every certificate)
  *   revoked  cert key -> record          (revoked ones only: CRLs cost O(revoked))

@@ -4,8 +4,10 @@
 /*
  * What the files of vigil-store share (store/cli/): main.c parses the
  * command line, loads the configuration and dispatches to a cmd_* of
- * import.c (import-index, add), revoke.c (revoke, release, freeze, thaw) or
- * show.c (status, list, stats, audit); the cli_* helpers below are main.c's.
+ * import.c (import-index, add), revoke.c (revoke, release, freeze, thaw),
+ * show.c (status, list, stats, audit) or replicate.c (replicate, with
+ * replicate_publish.c and replicate_follow.c); the cli_* helpers below are
+ * main.c's.
  */
 
 #include <stdbool.h>

@@ -86,4 +86,3 @@ int repl_follow_pass(struct repl *r, char *err, size_t errlen);
 void repl_hex(const uint8_t *b, size_t n, char *out);
 int repl_unhex(const char *s, uint8_t *out, size_t max);
 
-int cmd_replicate(struct ctx *c, int argc, char **argv);
