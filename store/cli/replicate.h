@@ -85,4 +85,3 @@ int repl_follow_pass(struct repl *r, char *err, size_t errlen);
 /* Hex helpers for bytea in text form ("\x0a1b"). */
 void repl_hex(const uint8_t *b, size_t n, char *out);
 int repl_unhex(const char *s, uint8_t *out, size_t max);
-
