@@ -8,13 +8,16 @@ equal; the replica's responder must answer as the primary's, checked with
 openssl ocsp. The kill -9 trials are in test_replicate_crash.py."""
 import random
 import re
+import shutil
+import subprocess
 import time
 
 import pytest
+from cryptography import x509
 
 import pg_util
 import pki
-from conftest import Runner, sanitized_build
+from conftest import Runner, binary, sanitized_build
 from repl_util import (Daemon, counter, dump, make_sites, ocsp_statuses, serial_file,
                        set_conninfo, wait_until)
 from responder_util import Responder
@@ -253,6 +256,23 @@ def test_database_behind_replica_refused(site, pgs):
     assert dump(site.r, ["repl1"]) == before
 
 
+def test_primary_restored_from_older_backup_refused(site, pgs):
+    """publish on a store behind its database (restored from a backup):
+    refused, the database untouched."""
+    primary, _ = pgs
+    once(site.pconf, "publish")
+    backup = site.tmp / "backup"
+    shutil.copytree(site.tmp / "primary-store", backup)
+    site.p.ok("revoke", "repl1", site.serials[2])
+    once(site.pconf, "publish")
+    n = primary.sql("SELECT value FROM vigil.meta WHERE key = 'counter'", db=site.db)
+    shutil.rmtree(site.tmp / "primary-store")
+    shutil.copytree(backup, site.tmp / "primary-store")
+    expect_error(site.p, "replicate", "publish", "--once",
+                 contains=["ahead of store", "nothing written"])
+    assert primary.sql("SELECT value FROM vigil.meta WHERE key = 'counter'", db=site.db) == n
+
+
 def test_write_on_replica_refused_then_promote(site, pgs):
     primary, standby = pgs
     once(site.pconf, "publish")
@@ -345,3 +365,34 @@ def test_max_lag_turns_healthz_503(site, pgs):
         site.daemon(site.rconf, "follow")
         assert site.synced(10)
         assert wait_until(lambda: rr.request("GET", "/healthz")[0] == 200, 5)
+
+
+def test_crlgen_watch_on_replica_reacts(site):
+    """The replica store's change log drives vigil-crlgen --watch there as on
+    the primary (a replica site's CRLs are a cold copy; the primary's are the
+    ones published, README)."""
+    site.daemon(site.pconf, "publish")
+    site.daemon(site.rconf, "follow")
+    assert site.synced(15)
+    log = site.tmp / "crlgen.log"
+    p = subprocess.Popen([str(binary("vigil-crlgen")), "-c", str(site.rconf), "--watch"],
+                         stdout=subprocess.DEVNULL, stderr=open(log, "w"))
+    try:
+        assert wait_until(lambda: "event=watching" in log.read_text(), 20), log.read_text()
+        crl = site.tmp / "crl" / "repl1.crl"
+        good = [s for s in site.serials if site.p.status("repl1", s).split()[1] == "good"][0]
+
+        def listed():
+            try:
+                c = x509.load_der_x509_crl(crl.read_bytes())
+            except (ValueError, FileNotFoundError):
+                return False
+            return any("%X" % r.serial_number == good for r in c)
+        assert not listed()
+        t0 = time.monotonic()
+        site.p.ok("revoke", "repl1", good, "--reason", "keyCompromise")
+        assert wait_until(listed, 5), log.read_text()
+        assert time.monotonic() - t0 < 3.0
+    finally:
+        p.terminate()
+        p.wait(20)
