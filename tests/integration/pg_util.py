@@ -88,8 +88,12 @@ class Pg:
             f.write("\nwal_level = replica\nmax_wal_senders = 5\nhot_standby = on\n"
                     "fsync = off\nsynchronous_commit = on\nfull_page_writes = off\n"
                     "shared_buffers = 64MB\n")
-        with open(self.data / "pg_hba.conf", "a") as f:
-            f.write("\nhost replication all 127.0.0.1/32 trust\n")
+        # The role pwuser must give a password (tests of password_file);
+        # every other role is trusted.
+        hba = self.data / "pg_hba.conf"
+        text = hba.read_text()
+        hba.write_text("host all pwuser 127.0.0.1/32 scram-sha-256\n" + text +
+                       "\nhost replication all 127.0.0.1/32 trust\n")
         return self
 
     def standby_of(self, primary):

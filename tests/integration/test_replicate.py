@@ -6,6 +6,7 @@ from it, with its own store and its own responder. Dumps of both stores
 (every certificate's status, every CA's counts and frozen state) must be
 equal; the replica's responder must answer as the primary's, checked with
 openssl ocsp. The kill -9 trials are in test_replicate_crash.py."""
+import os
 import random
 import re
 import shutil
@@ -396,3 +397,38 @@ def test_crlgen_watch_on_replica_reacts(site):
     finally:
         p.terminate()
         p.wait(20)
+
+
+def test_password_from_file_never_in_the_config(site, pgs):
+    """[replicate] password_file (a secret file, as PKCS#11 PIN files), the
+    systemd credential pg-password, or libpq's PGPASSWORD: never the
+    connection string."""
+    primary, _ = pgs
+    primary.sql("CREATE ROLE pwuser LOGIN PASSWORD 's3cret-pw'", check=False)
+    primary.sql(f"GRANT ALL ON DATABASE {site.db} TO pwuser; ALTER DATABASE {site.db} OWNER TO "
+                "pwuser")
+    info = f"host=127.0.0.1 port={primary.port} dbname={site.db} user=pwuser"
+    set_conninfo(site.pconf, info)
+    line = expect_error(site.p, "replicate", "publish", "--once", contains="cannot connect")
+    assert "password" in line, line
+    pw = site.tmp / "pg-password"
+    pw.write_text("s3cret-pw\n")
+    pw.chmod(0o644)
+    with open(site.pconf, "a") as f:
+        f.write(f"password_file = {pw}\n")
+    expect_error(site.p, "replicate", "publish", "--once", contains=str(pw))
+    pw.chmod(0o600)
+    once(site.pconf, "publish")
+    assert primary.sql("SELECT value FROM vigil.meta WHERE key = 'counter'", db=site.db) == \
+        str(site.p.counter())
+    # The systemd credential, when password_file is not set.
+    site.pconf.write_text(site.pconf.read_text().replace(f"password_file = {pw}\n", ""))
+    site.p.ok("revoke", "repl1", site.serials[2])
+    creds = site.tmp / "creds"
+    creds.mkdir()
+    (creds / "pg-password").write_text("s3cret-pw\n")
+    (creds / "pg-password").chmod(0o600)
+    env = dict(os.environ, CREDENTIALS_DIRECTORY=str(creds))
+    Runner(site.pconf).run("vigil-store", "replicate", "publish", "--once", env=env)
+    assert primary.sql("SELECT value FROM vigil.meta WHERE key = 'counter'", db=site.db) == \
+        str(site.p.counter())
