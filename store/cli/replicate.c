@@ -235,6 +235,8 @@ static int run(struct repl *r, int (*pass)(struct repl *r, char *err, size_t err
 	while (!stopping) {
 		if (!r->pg && repl_connect(r, err, sizeof(err)) < 0) {
 			r->state.link_up = false;
+			if (pass == repl_publish_pass)
+				repl_publish_local(r);
 			repl_state_write(r, true);
 			if (r->once)
 				cli_die("%s", err);

@@ -82,6 +82,10 @@ bool repl_stopping(void);
 int repl_publish_pass(struct repl *r, char *err, size_t errlen);
 int repl_follow_pass(struct repl *r, char *err, size_t errlen);
 
+/* repl_publish_local refreshes what the primary's state says of the store
+ * (its counter, the oldest commit not pushed) while the database is away. */
+void repl_publish_local(struct repl *r);
+
 /* Hex helpers for bytea in text form ("\x0a1b"). */
 void repl_hex(const uint8_t *b, size_t n, char *out);
 int repl_unhex(const char *s, uint8_t *out, size_t max);

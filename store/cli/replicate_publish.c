@@ -510,6 +510,28 @@ static int ensure_schema(struct repl *r, uint64_t id, uint64_t *counter, char *e
 	return 0;
 }
 
+static int first_time(const struct vg_audit_entry *e, void *arg)
+{
+	*(int64_t *)arg = e->time;
+	return 1;
+}
+
+void repl_publish_local(struct repl *r)
+{
+	struct vg_txn *t;
+	uint64_t n;
+	if (!r->c->st || vg_txn_begin(r->c->st, &t) != 0)
+		return;
+	if (vg_store_counter(t, &n) == 0 && n > r->state.counter) {
+		int64_t when = 0;
+		r->state.source = n;
+		if (!r->state.pending_since &&
+		    vg_store_audit_since(t, r->state.counter, first_time, &when) >= 0)
+			r->state.pending_since = when;
+	}
+	vg_txn_end(t);
+}
+
 int repl_publish_pass(struct repl *r, char *err, size_t errlen)
 {
 	struct ctx *c = r->c;

@@ -202,6 +202,8 @@ def test_postgres_down_while_primary_revokes(site, pgs):
             site.p.ok("revoke", "repl1", s, "--reason", "affiliationChanged")
             assert time.monotonic() - t0 < 2.0, "a revocation waited on PostgreSQL"
         assert wait_until(lambda: "Link: down" in site.p.ok("stats"), 8)
+        # The primary's side says how far behind the database is.
+        assert wait_until(lambda: "Lag commits: 3" in site.p.ok("stats"), 8), site.p.ok("stats")
         assert pub.alive(), "publish gave up while the database was down"
     finally:
         primary.start()
