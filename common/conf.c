@@ -322,7 +322,12 @@ static int handler(void *user, const char *section, const char *k, const char *v
 	} else if (!strcmp(section, "replicate")) {
 		int64_t ms;
 		if (!strcmp(k, "postgres")) {
-			if (strstr(v, "password")) {
+			/* A URI's user:password@ too. */
+			const char *uri = !strncmp(v, "postgresql://", 13) ? v + 13
+			                  : !strncmp(v, "postgres://", 11) ? v + 11
+			                                                   : NULL;
+			const char *at = uri ? strchr(uri, '@') : NULL;
+			if (strstr(v, "password") || (at && memchr(uri, ':', (size_t)(at - uri)))) {
 				set_err(p, "[replicate] postgres: no password in the connection "
 				           "string "
 				           "(use password_file, PGPASSFILE or PGPASSWORD)");

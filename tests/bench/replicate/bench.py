@@ -32,7 +32,7 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[2]
 sys.path.insert(0, str(ROOT / "tests" / "integration"))
 
-BASE = 0x1000000000
+BASE = 0x40000000000000000000000000000000  # 16-octet serials, as CAs issue them
 
 
 def main():
