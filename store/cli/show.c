@@ -112,8 +112,10 @@ static void print_replication(struct ctx *c, struct vg_txn *t)
 	printf("Replication:\n");
 	if (role.replica_of)
 		printf("  Role: replica of store %016" PRIx64 "\n", role.replica_of);
-	else
+	else if (role.store_id)
 		printf("  Role: primary, store %016" PRIx64 "\n", role.store_id);
+	else
+		printf("  Role: primary, no store id yet (replicate publish gives it one)\n");
 	if (!have) {
 		printf("  Daemon: never ran\n");
 		return;

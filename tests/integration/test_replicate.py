@@ -308,8 +308,7 @@ def test_bad_input_refused_nothing_written(site, pgs, tmp_path):
     text = site.pconf.read_text()
     site.pconf.write_text(text.replace("user=postgres", "user=postgres password=x"))
     expect_error(site.p, "stats", contains=["[replicate]", "password"])
-    site.pconf.write_text(text.replace(f"postgres = {primary.conninfo(site.db)}",
-                                       "postgres = postgresql://postgres:x@127.0.0.1/x"))
+    set_conninfo(site.pconf, "postgresql://postgres:x@127.0.0.1/x")
     expect_error(site.p, "stats", contains=["[replicate]", "password"])
     site.pconf.write_text(text)
 
