@@ -1,6 +1,9 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 #include "crlgen/crlgen.h"
 #include "crlgen/crl.h"
+#include "crlgen/internal.h"
+#include "crlgen/lint.h"
+#include "crlgen/metrics.h"
 #include "crlgen/publish.h"
 
 #include <errno.h>
@@ -21,31 +24,12 @@
 #include "common/pki.h"
 #include "store/store.h"
 
-struct crlgen_ca {
-	const struct vg_conf_ca *conf;
-	X509 *cert;
-	EVP_PKEY *key;
-	struct crl_signer signer;
-	uint8_t *issuer; /* subject Name of the CA certificate, DER */
-	size_t issuer_len;
-	uint8_t akid[EVP_MAX_MD_SIZE];
-	size_t akid_len;
-};
-
-struct crlgen {
-	struct vg_conf conf;
-	struct crlgen_ca cas[VG_CONF_MAX_CAS];
-	int n;
-	struct vg_store *st;
-	struct vg_txn *txn;
-	int dirfd;
-};
-
 static void ca_deinit(struct crlgen_ca *ca)
 {
 	X509_free(ca->cert);
 	EVP_PKEY_free(ca->key);
 	OPENSSL_free(ca->issuer);
+	free(ca->shard_touched);
 	memset(ca, 0, sizeof(*ca));
 }
 
@@ -69,6 +53,11 @@ static int ca_init(struct crlgen_ca *ca, const struct vg_conf_ca *c, char *err, 
 	char e[400];
 	int rc;
 	ca->conf = c;
+	if (c->crl_shards &&
+	    !(ca->shard_touched = calloc((size_t)c->crl_shards + 1, sizeof(bool)))) {
+		snprintf(err, errlen, "out of memory");
+		return -ENOMEM;
+	}
 	if (!c->crl_key) {
 		snprintf(err, errlen, "[ca %s] crl_key is not set", c->name);
 		return -EINVAL;
@@ -179,6 +168,35 @@ fail:
 	return rc;
 }
 
+static int snapshot(struct crlgen *g);
+
+/* check_holds refuses a tls-br CA with certificates on hold in the store:
+ * the BRs (7.2.2.1) forbid certificateHold in a public TLS CA's CRL, so
+ * every CRL it would make fails the lint. */
+static int check_holds(struct crlgen *g, char *err, size_t errlen)
+{
+	int rc = snapshot(g);
+	for (int i = 0; rc == 0 && i < g->n; i++) {
+		const struct vg_conf_ca *c = g->cas[i].conf;
+		struct vg_ca_state cs;
+		if (c->profile != VG_CRL_PROFILE_TLS_BR)
+			continue;
+		if ((rc = vg_store_ca_get(g->txn, c->name, &cs)) < 0)
+			break;
+		if (cs.n_hold) {
+			snprintf(err, errlen,
+			         "[ca %s] profile = tls-br but the store holds %" PRIu64
+			         " certificates on hold (certificateHold is not allowed in "
+			         "public TLS CRLs): revoke them for good, or set profile = private",
+			         c->name, cs.n_hold);
+			return -EINVAL;
+		}
+	}
+	if (rc < 0)
+		snprintf(err, errlen, "store %s: %s", g->conf.store_path, strerror(-rc));
+	return rc;
+}
+
 int crlgen_new(struct crlgen **out, const char *config, const char *only, char *err, size_t errlen)
 {
 	struct crlgen *g;
@@ -194,6 +212,10 @@ int crlgen_new(struct crlgen **out, const char *config, const char *only, char *
 			         rc == -ENODATA  ? "not initialised (run vigil-store init)"
 			         : rc == -EPROTO ? "made by an incompatible version"
 			                         : strerror(-rc));
+		crlgen_free(g);
+		return rc;
+	}
+	if ((rc = check_holds(g, err, errlen)) < 0) {
 		crlgen_free(g);
 		return rc;
 	}
@@ -225,6 +247,11 @@ int crlgen_reload(struct crlgen *old, struct crlgen **out, const char *config, c
 int crlgen_n_cas(const struct crlgen *g)
 {
 	return g->n;
+}
+
+bool crlgen_sharded(const struct crlgen *g, int i)
+{
+	return g->cas[i].conf->crl_shards > 0;
 }
 
 bool crlgen_delta_enabled(const struct crlgen *g, int i)
@@ -277,9 +304,29 @@ struct touched_ctx {
 static int touched_cb(const struct vg_change *c, void *arg)
 {
 	struct touched_ctx *t = arg;
-	for (int i = 0; i < t->g->n; i++)
-		if (t->g->cas[i].conf->id == c->ca_id)
-			t->touched[i] = true;
+	for (int i = 0; i < t->g->n; i++) {
+		const struct crlgen_ca *ca = &t->g->cas[i];
+		if (ca->conf->id != c->ca_id)
+			continue;
+		t->touched[i] = true;
+		if (!ca->shard_touched)
+			continue;
+		/* The shard of the certificate as the store has it now; a
+		 * CA-wide change, or one that cannot be read, touches all. */
+		struct vg_cert cert;
+		memset(&cert, 0, sizeof(cert));
+		int rc = c->op == VG_CHANGE_CA || c->serial.len == 0
+		                 ? -EINVAL
+		                 : vg_store_get(t->g->txn, c->ca_id, &c->serial, &cert);
+		if (rc == -ENOENT)
+			memset(&cert, 0, sizeof(cert));
+		if (rc < 0 && rc != -ENOENT) {
+			for (int k = 1; k <= ca->conf->crl_shards; k++)
+				ca->shard_touched[k] = true;
+		} else {
+			ca->shard_touched[crlgen_shard_of(ca->conf, &c->serial, &cert)] = true;
+		}
+	}
 	return 0;
 }
 
@@ -311,17 +358,7 @@ int crlgen_touched(struct crlgen *g, uint64_t since, bool *touched, uint64_t *up
 
 /* ---- Entry sources --------------------------------------------------- */
 
-/* Full CRL: the CA's revoked certificates through the revoked-only index,
- * but those that expired before |cutoff| (the previous full CRL). */
-struct full_src {
-	struct vg_txn *txn;
-	uint32_t ca_id;
-	int64_t cutoff;
-	struct vg_iter *it;
-	uint64_t walked;
-};
-
-static int full_begin(void *arg)
+int crlgen_full_begin(void *arg)
 {
 	struct full_src *s = arg;
 	if (s->it)
@@ -340,7 +377,7 @@ static void entry_from(struct crl_entry *e, const struct vg_serial *s, const str
 	e->invalidity_date = c->invalidity_date;
 }
 
-static int full_next(void *arg, struct crl_entry *e)
+int crlgen_full_next(void *arg, struct crl_entry *e)
 {
 	struct full_src *s = arg;
 	struct vg_serial serial;
@@ -358,6 +395,8 @@ static int full_next(void *arg, struct crl_entry *e)
 		if ((c.flags & VG_CERT_HAS_NOT_AFTER) && c.not_after < s->cutoff)
 			continue;
 		entry_from(e, &serial, &c);
+		e->shard =
+		        s->conf && s->conf->crl_shards ? crlgen_shard_of(s->conf, &serial, &c) : 0;
 		return 1;
 	}
 }
@@ -480,6 +519,35 @@ static int delta_next(void *arg, struct crl_entry *e)
 	return 0;
 }
 
+/* The source the lint counts: every entry the store walk gives, while the
+ * CRL gets them less those a lint test leaves out (lint_inject_skip). */
+struct expect_src {
+	struct crl_source src;
+	uint64_t n;
+};
+
+static int expect_begin(void *arg)
+{
+	struct expect_src *x = arg;
+	x->n = 0;
+	return x->src.begin(x->src.arg);
+}
+
+static int expect_next(void *arg, struct crl_entry *e)
+{
+	struct expect_src *x = arg;
+	for (;;) {
+		int rc = x->src.next(x->src.arg, e);
+		if (rc <= 0)
+			return rc;
+		x->n++;
+		if (lint_inject_skip(e))
+			continue;
+		lint_inject_entry(e);
+		return 1;
+	}
+}
+
 /* ---- Publishing ------------------------------------------------------- */
 
 static const char *kind_name(bool delta)
@@ -532,8 +600,7 @@ static int published_number(int dirfd, const char *name, uint64_t *max, char *fi
 /* replaced_number_ok checks that |number| is above the number of the CRL
  * published as |fname|, the one it is about to replace; if not, it writes
  * the reason, naming both numbers, to |err| and returns -ERANGE. */
-static int replaced_number_ok(int dirfd, const char *fname, uint64_t number, char *err,
-                              size_t errlen)
+int crlgen_number_ok(int dirfd, const char *fname, uint64_t number, char *err, size_t errlen)
 {
 	uint64_t cur;
 	char dec[PUB_NUMBER_DEC];
@@ -558,6 +625,7 @@ static int publish_one(struct crlgen *g, struct crlgen_ca *ca, bool delta,
 	struct pub_file der = {.fd = -1}, pem = {.fd = -1}, state = {.fd = -1};
 	struct crl_result res = {0};
 	const char *dir = g->conf.crl_out;
+	const char *rule = NULL;
 	bool linked = false, committed = false;
 	int rc;
 
@@ -634,9 +702,13 @@ static int publish_one(struct crlgen *g, struct crlgen_ca *ca, bool delta,
 	} else {
 		if (!ps->full_number)
 			fs.cutoff = now.tv_sec;
-		src = (struct crl_source){full_begin, full_next, &fs};
+		src = (struct crl_source){crlgen_full_begin, crlgen_full_next, &fs};
 	}
-	rc = crl_write(der.fd, &p, &ca->signer, &src, &res, werr, sizeof(werr));
+	struct expect_src expect = {.src = src};
+	struct crl_source xsrc = {expect_begin, expect_next, &expect};
+	if (!delta)
+		lint_inject_params(&p);
+	rc = crl_write(der.fd, &p, &ca->signer, &xsrc, &res, werr, sizeof(werr));
 	if (fs.it)
 		vg_iter_close(fs.it);
 	vg_txn_trim(g->txn);
@@ -676,11 +748,20 @@ static int publish_one(struct crlgen *g, struct crlgen_ca *ca, bool delta,
 		}
 		linked = true;
 	}
+	/* The profile's lint, on what was written, before anything is renamed. */
+	if (ca->conf->profile == VG_CRL_PROFILE_TLS_BR) {
+		struct lint_expect x = {
+		        .ca = ca, .entries = expect.n, .previous = published, .now = now.tv_sec};
+		if ((rc = lint_crl(der.fd, res.bytes, &x, &rule, werr, sizeof(werr))) < 0) {
+			snprintf(err, sizeof(err), "%s/%s: %s", dir, fname, werr);
+			goto fail;
+		}
+	}
 	/* Never replace a CRL with one whose number is not higher: another
 	 * host writing into this directory, which our lock may not reach (a
 	 * network file system), may have published since the number was
 	 * chosen. */
-	if ((rc = replaced_number_ok(g->dirfd, fname, p.number, err, sizeof(err))) < 0)
+	if ((rc = crlgen_number_ok(g->dirfd, fname, p.number, err, sizeof(err))) < 0)
 		goto fail;
 	/* DER, PEM, then the state: a crlgen killed in between leaves each file
 	 * either old or new, and an old state only holds an older delta base. */
@@ -695,6 +776,11 @@ static int publish_one(struct crlgen *g, struct crlgen_ca *ca, bool delta,
 		goto fail;
 	}
 	*ps = next;
+	metrics_crl_published(name,
+	                      delta               ? fname
+	                      : ca->conf->crl_url ? ca->conf->crl_url
+	                                          : fname,
+	                      res.entries, res.bytes, p.number, p.this_update, p.next_update);
 	if (!delta && (rc = pub_prune(g->dirfd, name, g->conf.crl_keep)) < 0)
 		log_warn("event=prune_failed ca=%s error=\"%s\"", name, strerror(-rc));
 
@@ -723,6 +809,12 @@ fail:
 	/* A numbered copy of a CRL that was not published goes too. */
 	if (linked && !committed)
 		unlinkat(g->dirfd, numname, 0);
+	if (rule) {
+		metrics_lint_failed(name, rule);
+		log_err("event=crl_lint_failed ca=%s kind=%s rule=%s error=%s", name,
+		        kind_name(delta), rule, vg_log_quote(err, q, sizeof(q)));
+		return rc;
+	}
 	log_err("event=crl_failed ca=%s kind=%s error=%s", name, kind_name(delta),
 	        vg_log_quote(err, q, sizeof(q)));
 	return rc;
@@ -773,15 +865,34 @@ static int publish_locked(struct crlgen *g, int i, enum crlgen_kind kind)
 			delta_sort(&ds);
 		}
 	}
-	if (kind == CRLGEN_FULL) {
+	if (kind == CRLGEN_FULL || kind == CRLGEN_TOUCHED) {
 		rc = publish_one(g, ca, false, NULL, counter, &ps);
 		/* The delta against the new base is empty: same snapshot. */
 		if (rc == 0 && ca->conf->delta_crl)
 			rc = publish_one(g, ca, true, &ds, counter, &ps);
+		if (rc == 0)
+			crlgen_mirror_full(g, ca);
+		/* The shards after the full CRL, from the same snapshot: a
+		 * scheduled publication refreshes all of them, one after changes
+		 * those the changes touched. */
+		if (rc == 0 && ca->shard_touched) {
+			bool all = kind == CRLGEN_FULL;
+			rc = crlgen_publish_shards(g, ca, all ? NULL : ca->shard_touched, counter,
+			                           &ps);
+			if (rc == 0)
+				memset(ca->shard_touched, 0,
+				       sizeof(bool) * ((size_t)ca->conf->crl_shards + 1));
+		} else if (rc == 0) {
+			crlgen_write_ccadb(g, ca);
+		}
 	} else {
 		rc = publish_one(g, ca, true, &ds, counter, &ps);
 	}
 	free(ds.v);
+	int mrc = metrics_flush(g->dirfd);
+	if (mrc < 0)
+		log_warn("event=metrics_write_failed dir=%s error=\"%s\"", g->conf.crl_out,
+		         strerror(-mrc));
 	return rc;
 }
 

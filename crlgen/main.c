@@ -189,7 +189,15 @@ static int watch(struct crlgen **gp, const char *config, const char *only)
 				for (int i = 0; i < crlgen_n_cas(g) && !got_term; i++) {
 					if (!touched[i])
 						continue;
-					if (!crlgen_delta_enabled(g, i)) {
+					if (crlgen_sharded(g, i)) {
+						/* The full CRL and the touched shards; the
+						 * others keep their schedule. */
+						if (crlgen_publish(g, i, CRLGEN_TOUCHED) < 0) {
+							failures++;
+							if (next_full[i] > now_ms() + RETRY_MS)
+								next_full[i] = now_ms() + RETRY_MS;
+						}
+					} else if (!crlgen_delta_enabled(g, i)) {
 						publish_full(g, i, next_full, &failures);
 					} else if (crlgen_publish(g, i, CRLGEN_DELTA) < 0) {
 						/* The change is not published: a full CRL,
