@@ -676,18 +676,19 @@ int vg_conf_shard_url(const struct vg_conf_ca *ca, unsigned shard, char *out, si
 	return n < 0 || (size_t)n >= outlen ? -1 : n;
 }
 
-unsigned vg_conf_shard_of_url(const struct vg_conf_ca *ca, const char *url, size_t len)
+/* match_shard returns the number N (1..|shards|) for which |tpl| with its
+ * %u replaced by N is the |len| bytes of |s|, or 0. */
+static unsigned match_shard(const char *tpl, int shards, const char *s, size_t len)
 {
-	const char *u = ca->crl_shard_url ? strstr(ca->crl_shard_url, "%u") : NULL;
+	const char *u = tpl ? strstr(tpl, "%u") : NULL;
 	if (!u)
 		return 0;
-	size_t pre = (size_t)(u - ca->crl_shard_url), suf = strlen(u + 2);
-	if (len < pre + suf + 1 || memcmp(url, ca->crl_shard_url, pre) ||
-	    memcmp(url + len - suf, u + 2, suf))
+	size_t pre = (size_t)(u - tpl), suf = strlen(u + 2);
+	if (len < pre + suf + 1 || memcmp(s, tpl, pre) || memcmp(s + len - suf, u + 2, suf))
 		return 0;
 	/* The number as %u prints it: decimal, no sign, no leading zero. */
 	size_t dl = len - pre - suf;
-	const char *d = url + pre;
+	const char *d = s + pre;
 	if (dl > 5 || d[0] == '0')
 		return 0;
 	unsigned v = 0;
@@ -696,5 +697,16 @@ unsigned vg_conf_shard_of_url(const struct vg_conf_ca *ca, const char *url, size
 			return 0;
 		v = v * 10 + (unsigned)(d[i] - '0');
 	}
-	return v >= 1 && v <= (unsigned)ca->crl_shards ? v : 0;
+	return v >= 1 && v <= (unsigned)shards ? v : 0;
+}
+
+unsigned vg_conf_shard_of_url(const struct vg_conf_ca *ca, const char *url, size_t len)
+{
+	return match_shard(ca->crl_shard_url, ca->crl_shards, url, len);
+}
+
+unsigned vg_conf_shard_of_path(const struct vg_conf_ca *ca, const char *path, size_t len)
+{
+	const char *tpl = ca->crl_shard_url ? vg_conf_url_path(ca->crl_shard_url) : NULL;
+	return match_shard(tpl, ca->crl_shards, path, len);
 }

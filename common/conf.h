@@ -118,5 +118,9 @@ const char *vg_conf_url_path(const char *url);
  * |len| bytes of |url| byte for byte, or 0 when none is. */
 unsigned vg_conf_shard_of_url(const struct vg_conf_ca *ca, const char *url, size_t len);
 
+/* vg_conf_shard_of_path is vg_conf_shard_of_url for the path of the URL
+ * only ("/crl/ec/3.crl"), as an HTTP request names it. */
+unsigned vg_conf_shard_of_path(const struct vg_conf_ca *ca, const char *path, size_t len);
+
 /* vg_conf_ca_find returns the CA section named |name|, or NULL. */
 const struct vg_conf_ca *vg_conf_ca_find(const struct vg_conf *c, const char *name);
