@@ -377,6 +377,8 @@ static int handler(void *user, const char *section, const char *k, const char *v
 		int64_t ms;
 		if (!strcmp(k, "out"))
 			SET_PATH(c->crl_out, v);
+		else if (!strcmp(k, "metrics_file"))
+			SET_PATH(c->crl_metrics_file, v);
 		else if (!strcmp(k, "interval")) {
 			if (!parse_duration_ms(v, &ms) || ms < 1000 || ms > 10LL * DAY * 1000) {
 				set_err(p, "[crlgen] interval = %s: expected 1s to 10d", v);
@@ -537,6 +539,15 @@ static int conf_parse(const char *abs, const char *text, struct vg_conf *out, ch
 		out->base_path = strdup("/");
 	if (!out->crl_out)
 		out->crl_out = resolve_path(out, "crl");
+	if (!out->crl_metrics_file) {
+		/* Beside the out directory, not in it: nothing but CRLs and
+		 * crlgen's own files there. */
+		char *d = strdup(out->crl_out), *sl = d ? strrchr(d, '/') : NULL;
+		if (sl && asprintf(&out->crl_metrics_file, "%.*s/vigil-crlgen.prom", (int)(sl - d),
+		                   d) < 0)
+			out->crl_metrics_file = NULL;
+		free(d);
+	}
 	for (int i = 0; i < out->n_cas; i++) {
 		struct vg_conf_ca *ca = &out->cas[i];
 		if (!ca->cert) {
@@ -595,6 +606,7 @@ void vg_conf_free(struct vg_conf *c)
 	free(c->access_log);
 	free(c->base_path);
 	free(c->crl_out);
+	free(c->crl_metrics_file);
 	for (int i = 0; i < c->n_cas; i++) {
 		struct vg_conf_ca *ca = &c->cas[i];
 		free(ca->name);

@@ -86,8 +86,10 @@ struct vg_conf {
 	char *base_path;     /* URL prefix before the OCSP GET segment, default "/" */
 	/* [crlgen] */
 	char *crl_out;
-	int64_t crl_interval; /* seconds, default 3600 */
-	int crl_keep;         /* numbered CRLs kept beside the current, default 5 */
+	char *crl_metrics_file; /* crlgen's metrics (Prometheus text); default
+	                           OUT/../vigil-crlgen.prom */
+	int64_t crl_interval;   /* seconds, default 3600 */
+	int crl_keep;           /* numbered CRLs kept beside the current, default 5 */
 	/* [ca NAME] */
 	struct vg_conf_ca cas[VG_CONF_MAX_CAS];
 	int n_cas;

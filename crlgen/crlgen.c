@@ -889,10 +889,10 @@ static int publish_locked(struct crlgen *g, int i, enum crlgen_kind kind)
 		rc = publish_one(g, ca, true, &ds, counter, &ps);
 	}
 	free(ds.v);
-	int mrc = metrics_flush(g->dirfd);
+	int mrc = metrics_flush(g->conf.crl_metrics_file);
 	if (mrc < 0)
-		log_warn("event=metrics_write_failed dir=%s error=\"%s\"", g->conf.crl_out,
-		         strerror(-mrc));
+		log_warn("event=metrics_write_failed file=%s error=\"%s\"",
+		         g->conf.crl_metrics_file, strerror(-mrc));
 	return rc;
 }
 

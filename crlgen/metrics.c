@@ -4,6 +4,7 @@
 #include "crlgen/publish.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -70,12 +71,24 @@ void metrics_lint_failed(const char *ca, const char *rule)
 	l->n = 1;
 }
 
-int metrics_flush(int dirfd)
+int metrics_flush(const char *path)
 {
 	struct pub_file f = {.fd = -1};
-	int rc = pub_begin(&f, dirfd, "vigil-crlgen.prom");
-	if (rc < 0)
+	if (!path)
+		return 0;
+	char dir[1024];
+	const char *slash = strrchr(path, '/');
+	if (!slash || (size_t)(slash - path) >= sizeof(dir))
+		return -EINVAL;
+	snprintf(dir, sizeof(dir), "%.*s", (int)(slash - path), path);
+	int dirfd = open(*dir ? dir : "/", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (dirfd < 0)
+		return -errno;
+	int rc = pub_begin(&f, dirfd, slash + 1);
+	if (rc < 0) {
+		close(dirfd);
 		return rc;
+	}
 	FILE *o = fdopen(dup(f.fd), "w");
 	if (!o) {
 		pub_abort(&f);
@@ -107,5 +120,6 @@ int metrics_flush(int dirfd)
 	if (rc == 0 && (rc = pub_sync(&f)) == 0)
 		rc = pub_commit(&f);
 	pub_abort(&f);
+	close(dirfd);
 	return rc;
 }

@@ -3,9 +3,9 @@
 
 /*
  * vigil-crlgen's metrics (metrics.c), in Prometheus text format in
- * [crlgen] out/vigil-crlgen.prom, replaced atomically after every
- * publication; the responder's /metrics appends that file, and
- * node_exporter's textfile collector can read it as it is.
+ * [crlgen] metrics_file (default vigil-crlgen.prom beside the out
+ * directory), replaced atomically after every publication; the responder's /metrics appends that
+ * file, and node_exporter's textfile collector can read it as it is.
  *
  *   vigil_crl_entries{ca,crl}            entries of each published CRL
  *   vigil_crl_bytes{ca,crl}              its size in bytes (DER)
@@ -23,5 +23,5 @@ void metrics_crl_published(const char *ca, const char *crl, uint64_t entries, ui
                            uint64_t number, int64_t this_update, int64_t next_update);
 void metrics_lint_failed(const char *ca, const char *rule);
 
-/* metrics_flush writes the file into the directory |dirfd|. */
-int metrics_flush(int dirfd);
+/* metrics_flush writes the file |path| (a temporary file renamed). */
+int metrics_flush(const char *path);

@@ -317,14 +317,13 @@ static bool serve_url_path(struct conn *c, const char *path, size_t plen)
 	return false;
 }
 
-/* append_crlgen_metrics appends vigil-crlgen's metrics file ([crlgen] out/
- * vigil-crlgen.prom: entries and bytes of every published CRL, lint
- * failures) to |*text|, when there is one. */
+/* append_crlgen_metrics appends vigil-crlgen's metrics file ([crlgen]
+ * metrics_file: entries and bytes of every published CRL, lint failures)
+ * to |*text|, when there is one. */
 static void append_crlgen_metrics(struct conn *c, char **text, size_t *len)
 {
-	char path[1024];
-	snprintf(path, sizeof(path), "%s/vigil-crlgen.prom", c->w->ctx->conf.crl_out);
-	FILE *f = fopen(path, "re");
+	const char *path = c->w->ctx->conf.crl_metrics_file;
+	FILE *f = path ? fopen(path, "re") : NULL;
 	if (!f)
 		return;
 	char buf[65536];

@@ -217,7 +217,7 @@ def test_lint_refuses_and_keeps_the_last_good(tmp_path, ca, rule):
     lines = [ln for ln in r.stderr.splitlines() if "event=crl_lint_failed" in ln]
     assert len(lines) == 1 and f"rule={rule} " in lines[0], r.stderr
     assert {p: p.read_bytes() for p in files} == good
-    prom = (env.out / "vigil-crlgen.prom").read_text()
+    prom = (env.tmp / "vigil-crlgen.prom").read_text()
     assert f'vigil_crlgen_lint_failures_total{{ca="sh",rule="{rule}"}} 1' in prom
     # Without the fault, the next publication passes.
     env.crlgen("--once")
