@@ -4,6 +4,8 @@
  * from the status store, once or as a daemon. See usage() and crlgen.h.
  */
 #include "crlgen/crlgen.h"
+#include "crlgen/check.h"
+#include "crlgen/plan.h"
 
 #include <errno.h>
 #include <getopt.h>
@@ -16,6 +18,7 @@
 
 #include "common/conf.h"
 #include "common/log.h"
+#include "common/text.h"
 
 static volatile sig_atomic_t got_term, got_hup;
 
@@ -227,6 +230,12 @@ int main(int argc, char **argv)
 	        {"watch", no_argument, NULL, 'w'},
 	        {"ca", required_argument, NULL, 'a'},
 	        {"delta", no_argument, NULL, 'd'},
+	        {"plan", no_argument, NULL, 'p'},
+	        {"revoke-all", no_argument, NULL, 'R'},
+	        {"issued-after", required_argument, NULL, 'A'},
+	        {"issued-before", required_argument, NULL, 'B'},
+	        {"check", no_argument, NULL, 'k'},
+	        {"url-base", required_argument, NULL, 'U'},
 	        {"verbose", no_argument, NULL, 'v'},
 	        {"help", no_argument, NULL, 'h'},
 	        {"version", no_argument, NULL, 'V'},
@@ -234,6 +243,9 @@ int main(int argc, char **argv)
 	};
 	const char *config = NULL, *only = NULL;
 	bool once = false, watch_mode = false, delta_only = false, verbose = false;
+	bool plan = false, check = false;
+	const char *after = NULL, *before = NULL, *url_base = NULL;
+	struct plan_opts po = {.what = PLAN_AS_IS};
 	int ch;
 	opterr = 0;
 	while ((ch = getopt_long(argc, argv, "c:vhV", opts, NULL)) != -1) {
@@ -252,6 +264,24 @@ int main(int argc, char **argv)
 			break;
 		case 'd':
 			delta_only = true;
+			break;
+		case 'p':
+			plan = true;
+			break;
+		case 'R':
+			po.what = PLAN_REVOKE_ALL;
+			break;
+		case 'A':
+			after = optarg;
+			break;
+		case 'B':
+			before = optarg;
+			break;
+		case 'k':
+			check = true;
+			break;
+		case 'U':
+			url_base = optarg;
 			break;
 		case 'v':
 			verbose = true;
@@ -281,8 +311,20 @@ int main(int argc, char **argv)
 		bad = "unexpected argument";
 	else if (!config)
 		bad = "-c FILE is required";
-	else if (once == watch_mode)
-		bad = "exactly one of --once and --watch is required";
+	else if ((int)once + (int)watch_mode + (int)plan + (int)check != 1)
+		bad = "exactly one of --once, --watch, --plan and --check is required";
+	else if ((po.what == PLAN_REVOKE_ALL || after || before) && !plan)
+		bad = "--revoke-all, --issued-after and --issued-before go with --plan";
+	else if (po.what == PLAN_REVOKE_ALL && (after || before))
+		bad = "--revoke-all or --issued-after, not both";
+	else if (before && !after)
+		bad = "--issued-before goes with --issued-after";
+	else if (after && vg_time_parse(after, &po.after) < 0)
+		bad = "--issued-after: expected a time like 2026-11-27T10:00:00Z";
+	else if (before && (vg_time_parse(before, &po.before) < 0 || po.before <= po.after))
+		bad = "--issued-before: expected a time after --issued-after";
+	else if (url_base && !check)
+		bad = "--url-base goes with --check";
 	else if (delta_only && !once)
 		bad = "--delta goes with --once";
 	if (bad) {
@@ -307,7 +349,13 @@ int main(int argc, char **argv)
 		return 2;
 	}
 	int status = 0;
-	if (watch_mode) {
+	if (after)
+		po.what = PLAN_ISSUED;
+	if (plan) {
+		status = crlgen_plan(g, &po, stdout);
+	} else if (check) {
+		status = crlgen_check(g, url_base, stdout);
+	} else if (watch_mode) {
 		status = watch(&g, config, only);
 	} else {
 		for (int i = 0; i < crlgen_n_cas(g) && !got_term; i++) {
