@@ -128,6 +128,8 @@ int crlgen_publish_shards(struct crlgen *g, struct crlgen_ca *ca, const bool *to
 	int rc = 0;
 	unsigned selected = 0;
 	uint64_t number = 0, total = 0, published = 0;
+	char lastdir[512] = "";
+	size_t lastdir_len = SIZE_MAX;
 
 	clock_gettime(CLOCK_MONOTONIC, &t0);
 	clock_gettime(CLOCK_REALTIME, &now);
@@ -158,6 +160,14 @@ int crlgen_publish_shards(struct crlgen *g, struct crlgen_ca *ca, const bool *to
 			snprintf(err, sizeof(err), "%s/%s: %s", g->conf.crl_out, rel,
 			         strerror(-rc));
 			goto fail;
+		}
+		/* What a crlgen killed while publishing left in this directory
+		 * (once per directory: shards usually share one). */
+		size_t dl = (size_t)(sh[k].base - rel);
+		if (dl != lastdir_len || strncmp(rel, lastdir, dl)) {
+			pub_clean_stale(sh[k].dirfd);
+			snprintf(lastdir, sizeof(lastdir), "%.*s", (int)dl, rel);
+			lastdir_len = dl;
 		}
 		uint64_t num;
 		char dec[PUB_NUMBER_DEC];
@@ -346,7 +356,11 @@ int crlgen_mirror_full(struct crlgen *g, struct crlgen_ca *ca)
 	if (dfd < 0)
 		return dfd;
 	char tmp[600];
-	snprintf(tmp, sizeof(tmp), ".%s.tmp-%ld-link", base, (long)getpid());
+	/* Named as pub_begin names its files, so that pub_clean_stale removes
+	 * one a killed crlgen left. */
+	static unsigned seq = 1u << 31;
+	snprintf(tmp, sizeof(tmp), ".%s.tmp-%ld-%u", base, (long)getpid(), seq++);
+	pub_clean_stale(dfd);
 	unlinkat(dfd, tmp, 0);
 	int rc = 0;
 	if (linkat(g->dirfd, top, dfd, tmp, 0) < 0 || renameat(dfd, tmp, dfd, base) < 0 ||
