@@ -199,7 +199,7 @@ static int http_get(const char *url, size_t max, struct fetched *r, char *err, s
 		rc = -EPIPE;
 	if (rc < 0) {
 		free(buf);
-		snprintf(err, errlen, "fetching %s: %s", url,
+		snprintf(err, errlen, "fetching %.300s: %s", url,
 		         rc == -ETIMEDOUT         ? "timed out"
 		         : rc == -EPROTO          ? "not an HTTP response"
 		         : rc == -EPROTONOSUPPORT ? "chunked transfer encoding"
@@ -268,7 +268,10 @@ static int check_entries(struct crlgen *g, struct crlgen_ca *ca, X509_CRL *crl, 
 	struct vg_cert c;
 	ASN1_INTEGER *ai = ASN1_INTEGER_new();
 	*missing = 0;
+	uint64_t walked = 0;
 	while (rc >= 0 && ai && (rc = vg_iter_next(it, &s, &c)) > 0) {
+		if (++walked % 65536 == 0)
+			vg_txn_trim(g->txn);
 		if (c.status != VG_STATUS_REVOKED || c.revoked_at >= this_update ||
 		    ((c.flags & VG_CERT_HAS_NOT_AFTER) && c.not_after < now))
 			continue;

@@ -865,20 +865,30 @@ static int publish_locked(struct crlgen *g, int i, enum crlgen_kind kind)
 			delta_sort(&ds);
 		}
 	}
-	if (kind == CRLGEN_FULL || kind == CRLGEN_TOUCHED) {
+	if (kind == CRLGEN_TOUCHED && ca->shard_touched) {
+		/* After a change, the touched shards first: they are small, and
+		 * what relying parties fetch by the URL in the certificate. */
+		rc = crlgen_publish_shards(g, ca, ca->shard_touched, counter, &ps);
+		if (rc == 0)
+			memset(ca->shard_touched, 0,
+			       sizeof(bool) * ((size_t)ca->conf->crl_shards + 1));
+		if (rc == 0)
+			rc = publish_one(g, ca, false, NULL, counter, &ps);
+		if (rc == 0 && ca->conf->delta_crl)
+			rc = publish_one(g, ca, true, &ds, counter, &ps);
+		if (rc == 0)
+			crlgen_mirror_full(g, ca);
+	} else if (kind == CRLGEN_FULL || kind == CRLGEN_TOUCHED) {
 		rc = publish_one(g, ca, false, NULL, counter, &ps);
 		/* The delta against the new base is empty: same snapshot. */
 		if (rc == 0 && ca->conf->delta_crl)
 			rc = publish_one(g, ca, true, &ds, counter, &ps);
 		if (rc == 0)
 			crlgen_mirror_full(g, ca);
-		/* The shards after the full CRL, from the same snapshot: a
-		 * scheduled publication refreshes all of them, one after changes
-		 * those the changes touched. */
+		/* Every shard after the full CRL, from the same snapshot: a
+		 * scheduled publication refreshes all of them. */
 		if (rc == 0 && ca->shard_touched) {
-			bool all = kind == CRLGEN_FULL;
-			rc = crlgen_publish_shards(g, ca, all ? NULL : ca->shard_touched, counter,
-			                           &ps);
+			rc = crlgen_publish_shards(g, ca, NULL, counter, &ps);
 			if (rc == 0)
 				memset(ca->shard_touched, 0,
 				       sizeof(bool) * ((size_t)ca->conf->crl_shards + 1));

@@ -105,6 +105,14 @@ struct shard {
 	struct crl_result res;
 };
 
+/* same_dir tells whether two shards' files are in one directory. */
+static bool same_dir(const struct shard *a, const struct shard *b)
+{
+	const char *ra = mirror_rel(a->url), *rb = mirror_rel(b->url);
+	size_t la = (size_t)(a->base - ra), lb = (size_t)(b->base - rb);
+	return la == lb && !strncmp(ra, rb, la);
+}
+
 static void shards_free(struct shard *sh, unsigned n)
 {
 	for (unsigned k = 1; k <= n; k++) {
@@ -275,13 +283,20 @@ int crlgen_publish_shards(struct crlgen *g, struct crlgen_ca *ca, const bool *to
 		if (!sh[k].on)
 			continue;
 		rc = crl_writer_end(sh[k].w, &sh[k].res, werr, sizeof(werr));
-		if (rc == 0)
-			rc = pub_sync(&sh[k].f);
 		if (rc < 0) {
 			snprintf(err, sizeof(err), "%s: %s", sh[k].url, werr);
 			goto fail;
 		}
+		/* Start writing every shard back now; the fsyncs below then
+		 * wait for writes that overlap, not for one file at a time. */
+		sync_file_range(sh[k].f.fd, 0, 0, SYNC_FILE_RANGE_WRITE);
 		total += sh[k].res.bytes;
+	}
+	for (unsigned k = 1; k <= n; k++) {
+		if (sh[k].on && (rc = pub_sync(&sh[k].f)) < 0) {
+			snprintf(err, sizeof(err), "%s: fsync: %s", sh[k].url, strerror(-rc));
+			goto fail;
+		}
 	}
 	/* Lint every shard before any is renamed into place. */
 	for (unsigned k = 1; k <= n && c->profile == VG_CRL_PROFILE_TLS_BR; k++) {
@@ -307,7 +322,16 @@ int crlgen_publish_shards(struct crlgen *g, struct crlgen_ca *ca, const bool *to
 	for (unsigned k = 1; k <= n; k++) {
 		if (!sh[k].on)
 			continue;
-		if ((rc = pub_commit(&sh[k].f)) < 0 || (rc = pub_sync_dir(sh[k].dirfd)) < 0) {
+		if ((rc = pub_commit(&sh[k].f)) < 0) {
+			snprintf(err, sizeof(err), "publishing %s: %s", sh[k].url, strerror(-rc));
+			goto fail;
+		}
+		/* One fsync per directory, after its last rename. */
+		unsigned next = k + 1;
+		while (next <= n && !sh[next].on)
+			next++;
+		if ((next > n || !same_dir(&sh[k], &sh[next])) &&
+		    (rc = pub_sync_dir(sh[k].dirfd)) < 0) {
 			snprintf(err, sizeof(err), "publishing %s: %s", sh[k].url, strerror(-rc));
 			goto fail;
 		}

@@ -192,6 +192,10 @@ def test_watch_publishes_the_touched_shard(tmp_path, ca):
         serial = 0x200002  # a new serial: shard 0x200002 % 4 + 1 = 3
         env.runner.store("revoke", "sh", "%X" % serial, "--reason", "keyCompromise")
         assert d.wait_log(r"kind=shards shards=1 of=4", timeout=20)
+        # The touched shard first, then the full CRL.
+        assert d.wait_log(r"event=crl_published ca=sh kind=full", count=2, timeout=20)
+        log = d.text()
+        assert log.rindex("kind=shards shards=1 of=4") < log.rindex("kind=full")
         after = {k: shard_path(env, k).read_bytes() for k in range(1, N + 1)}
         assert serial in serials(load(shard_path(env, 3)))
         assert all(after[k] == before[k] for k in (1, 2, 4))
