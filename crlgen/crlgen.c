@@ -240,6 +240,15 @@ int crlgen_reload(struct crlgen *old, struct crlgen **out, const char *config, c
 	g->txn = old->txn;
 	old->st = NULL;
 	old->txn = NULL;
+	if ((rc = check_holds(g, err, errlen)) < 0) {
+		/* The old generator keeps the store. */
+		old->st = g->st;
+		old->txn = g->txn;
+		g->st = NULL;
+		g->txn = NULL;
+		crlgen_free(g);
+		return rc;
+	}
 	*out = g;
 	return 0;
 }
@@ -706,8 +715,8 @@ static int publish_one(struct crlgen *g, struct crlgen_ca *ca, bool delta,
 	}
 	struct expect_src expect = {.src = src};
 	struct crl_source xsrc = {expect_begin, expect_next, &expect};
-	if (!delta)
-		lint_inject_params(&p);
+	lint_inject_arm(!delta && ca->conf->profile == VG_CRL_PROFILE_TLS_BR);
+	lint_inject_params(&p);
 	rc = crl_write(der.fd, &p, &ca->signer, &xsrc, &res, werr, sizeof(werr));
 	if (fs.it)
 		vg_iter_close(fs.it);

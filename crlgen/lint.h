@@ -53,7 +53,10 @@ int lint_crl(int fd, uint64_t len, const struct lint_expect *x, const char **rul
  * aki, idp, crl_number), lint_inject_skip returns 1 for an entry to leave
  * out (entries: the first entry) and lint_inject_entry makes a reason one
  * the profile forbids (reason: certificateHold). Without the variable
- * they do nothing. */
+ * they do nothing, and they only act on a CRL that the lint will check
+ * (lint_inject_arm(true) before it is built): a fault is never published
+ * by a CA with profile = private. */
+void lint_inject_arm(bool on);
 void lint_inject_params(struct crl_params *p);
 int lint_inject_skip(const struct crl_entry *e);
 void lint_inject_entry(struct crl_entry *e);

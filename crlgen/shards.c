@@ -218,6 +218,7 @@ int crlgen_publish_shards(struct crlgen *g, struct crlgen_ca *ca, const bool *to
 		goto fail;
 	}
 
+	lint_inject_arm(c->profile == VG_CRL_PROFILE_TLS_BR);
 	/* Pass 1: measure every selected shard. A shard leaves out the
 	 * certificates that expired before the last publication of all the
 	 * shards, which listed them (RFC 5280 §3.3). */
