@@ -168,35 +168,6 @@ fail:
 	return rc;
 }
 
-static int snapshot(struct crlgen *g);
-
-/* check_holds refuses a tls-br CA with certificates on hold in the store:
- * the BRs (7.2.2.1) forbid certificateHold in a public TLS CA's CRL, so
- * every CRL it would make fails the lint. */
-static int check_holds(struct crlgen *g, char *err, size_t errlen)
-{
-	int rc = snapshot(g);
-	for (int i = 0; rc == 0 && i < g->n; i++) {
-		const struct vg_conf_ca *c = g->cas[i].conf;
-		struct vg_ca_state cs;
-		if (c->profile != VG_CRL_PROFILE_TLS_BR)
-			continue;
-		if ((rc = vg_store_ca_get(g->txn, c->name, &cs)) < 0)
-			break;
-		if (cs.n_hold) {
-			snprintf(err, errlen,
-			         "[ca %s] profile = tls-br but the store holds %" PRIu64
-			         " certificates on hold (certificateHold is not allowed in "
-			         "public TLS CRLs): revoke them for good, or set profile = private",
-			         c->name, cs.n_hold);
-			return -EINVAL;
-		}
-	}
-	if (rc < 0)
-		snprintf(err, errlen, "store %s: %s", g->conf.store_path, strerror(-rc));
-	return rc;
-}
-
 int crlgen_new(struct crlgen **out, const char *config, const char *only, char *err, size_t errlen)
 {
 	struct crlgen *g;
@@ -215,7 +186,7 @@ int crlgen_new(struct crlgen **out, const char *config, const char *only, char *
 		crlgen_free(g);
 		return rc;
 	}
-	if ((rc = check_holds(g, err, errlen)) < 0) {
+	if ((rc = lint_check_holds(g, err, errlen)) < 0) {
 		crlgen_free(g);
 		return rc;
 	}
@@ -240,7 +211,7 @@ int crlgen_reload(struct crlgen *old, struct crlgen **out, const char *config, c
 	g->txn = old->txn;
 	old->st = NULL;
 	old->txn = NULL;
-	if ((rc = check_holds(g, err, errlen)) < 0) {
+	if ((rc = lint_check_holds(g, err, errlen)) < 0) {
 		/* The old generator keeps the store. */
 		old->st = g->st;
 		old->txn = g->txn;
@@ -281,7 +252,7 @@ int64_t crlgen_period_ms(const struct crlgen *g, int i)
 }
 
 /* snapshot moves the read transaction to the newest committed state. */
-static int snapshot(struct crlgen *g)
+int crlgen_snapshot(struct crlgen *g)
 {
 	if (!g->txn)
 		return vg_txn_begin(g->st, &g->txn);
@@ -297,7 +268,7 @@ static int snapshot(struct crlgen *g)
 
 int crlgen_counter(struct crlgen *g, uint64_t *out)
 {
-	int rc = snapshot(g);
+	int rc = crlgen_snapshot(g);
 	if (rc == 0)
 		rc = vg_store_counter(g->txn, out);
 	if (rc < 0)
@@ -342,7 +313,7 @@ static int touched_cb(const struct vg_change *c, void *arg)
 int crlgen_touched(struct crlgen *g, uint64_t since, bool *touched, uint64_t *upto)
 {
 	memset(touched, 0, sizeof(bool) * (size_t)g->n);
-	int rc = snapshot(g);
+	int rc = crlgen_snapshot(g);
 	if (rc == 0)
 		rc = vg_store_counter(g->txn, upto);
 	struct touched_ctx t = {g, touched};
@@ -528,35 +499,6 @@ static int delta_next(void *arg, struct crl_entry *e)
 	return 0;
 }
 
-/* The source the lint counts: every entry the store walk gives, while the
- * CRL gets them less those a lint test leaves out (lint_inject_skip). */
-struct expect_src {
-	struct crl_source src;
-	uint64_t n;
-};
-
-static int expect_begin(void *arg)
-{
-	struct expect_src *x = arg;
-	x->n = 0;
-	return x->src.begin(x->src.arg);
-}
-
-static int expect_next(void *arg, struct crl_entry *e)
-{
-	struct expect_src *x = arg;
-	for (;;) {
-		int rc = x->src.next(x->src.arg, e);
-		if (rc <= 0)
-			return rc;
-		x->n++;
-		if (lint_inject_skip(e))
-			continue;
-		lint_inject_entry(e);
-		return 1;
-	}
-}
-
 /* ---- Publishing ------------------------------------------------------- */
 
 static const char *kind_name(bool delta)
@@ -713,8 +655,8 @@ static int publish_one(struct crlgen *g, struct crlgen_ca *ca, bool delta,
 			fs.cutoff = now.tv_sec;
 		src = (struct crl_source){crlgen_full_begin, crlgen_full_next, &fs};
 	}
-	struct expect_src expect = {.src = src};
-	struct crl_source xsrc = {expect_begin, expect_next, &expect};
+	struct lint_count expect = {.src = src};
+	struct crl_source xsrc = lint_count_source(&expect);
 	lint_inject_arm(!delta && ca->conf->profile == VG_CRL_PROFILE_TLS_BR);
 	lint_inject_params(&p);
 	rc = crl_write(der.fd, &p, &ca->signer, &xsrc, &res, werr, sizeof(werr));
@@ -836,7 +778,7 @@ static int publish_locked(struct crlgen *g, int i, enum crlgen_kind kind)
 	struct delta_set ds = {.ca_id = ca->conf->id};
 	struct pub_state ps;
 	uint64_t counter = 0;
-	int rc = snapshot(g);
+	int rc = crlgen_snapshot(g);
 	if (rc == 0)
 		rc = vg_store_counter(g->txn, &counter);
 	if (rc < 0) {

@@ -52,6 +52,9 @@ struct full_src {
 	const struct vg_conf_ca *conf; /* set: entries carry their shard */
 };
 
+/* crlgen_snapshot moves the read transaction to the newest committed state. */
+int crlgen_snapshot(struct crlgen *g);
+
 int crlgen_full_begin(void *arg);
 int crlgen_full_next(void *arg, struct crl_entry *e);
 

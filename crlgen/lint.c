@@ -289,6 +289,64 @@ out:
 	return rc;
 }
 
+/* ---- The store against the profile ---------------------------------------- */
+
+/* lint_check_holds refuses a tls-br CA with certificates on hold in the store:
+ * the BRs (7.2.2.1) forbid certificateHold in a public TLS CA's CRL, so
+ * every CRL it would make fails the lint. */
+int lint_check_holds(struct crlgen *g, char *err, size_t errlen)
+{
+	int rc = crlgen_snapshot(g);
+	for (int i = 0; rc == 0 && i < g->n; i++) {
+		const struct vg_conf_ca *c = g->cas[i].conf;
+		struct vg_ca_state cs;
+		if (c->profile != VG_CRL_PROFILE_TLS_BR)
+			continue;
+		if ((rc = vg_store_ca_get(g->txn, c->name, &cs)) < 0)
+			break;
+		if (cs.n_hold) {
+			snprintf(err, errlen,
+			         "[ca %s] profile = tls-br but the store holds %" PRIu64
+			         " certificates on hold (certificateHold is not allowed in "
+			         "public TLS CRLs): revoke them for good, or set profile = private",
+			         c->name, cs.n_hold);
+			return -EINVAL;
+		}
+	}
+	if (rc < 0)
+		snprintf(err, errlen, "store %s: %s", g->conf.store_path, strerror(-rc));
+	return rc;
+}
+
+/* ---- The count of entries the lint expects ------------------------------- */
+
+static int expect_begin(void *arg)
+{
+	struct lint_count *x = arg;
+	x->n = 0;
+	return x->src.begin(x->src.arg);
+}
+
+static int expect_next(void *arg, struct crl_entry *e)
+{
+	struct lint_count *x = arg;
+	for (;;) {
+		int rc = x->src.next(x->src.arg, e);
+		if (rc <= 0)
+			return rc;
+		x->n++;
+		if (lint_inject_skip(e))
+			continue;
+		lint_inject_entry(e);
+		return 1;
+	}
+}
+
+struct crl_source lint_count_source(struct lint_count *x)
+{
+	return (struct crl_source){expect_begin, expect_next, x};
+}
+
 /* ---- Fault injection for the tests ---------------------------------------- */
 
 static const char *inject(void)

@@ -48,6 +48,21 @@ struct lint_expect {
 int lint_crl(int fd, uint64_t len, const struct lint_expect *x, const char **rule, char *err,
              size_t errlen);
 
+/* lint_check_holds refuses (-EINVAL, one line in |err|) a tls-br CA of
+ * |g| whose certificates include holds in the store: every CRL it made
+ * would fail the reason rule. Called at start and on reload. */
+struct crlgen;
+int lint_check_holds(struct crlgen *g, char *err, size_t errlen);
+
+/* A source that passes on the entries of |src| and counts them in |n|, the
+ * count the entries rule expects (less, in the CRL, those a lint test
+ * leaves out). */
+struct lint_count {
+	struct crl_source src;
+	uint64_t n;
+};
+struct crl_source lint_count_source(struct lint_count *x);
+
 /* Fault injection for the tests of the lint (VIGIL_CRLGEN_LINT_INJECT=RULE,
  * read once): lint_inject_params spoils |p| for RULE (issuer, validity,
  * aki, idp, crl_number), lint_inject_skip returns 1 for an entry to leave
