@@ -331,8 +331,9 @@ static void append_crlgen_metrics(struct conn *c, char **text, size_t *len)
 	fclose(f);
 	/* A file larger than the buffer (thousands of CRLs) is cut at its
 	 * last whole line. */
-	while (n == sizeof(buf) && n > 0 && buf[n - 1] != '\n')
-		n--;
+	if (n == sizeof(buf))
+		while (n > 0 && buf[n - 1] != '\n')
+			n--;
 	char *t = n ? realloc(*text, *len + n) : NULL;
 	if (!t)
 		return;
