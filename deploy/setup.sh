@@ -3,7 +3,7 @@
 # Set-up on a fresh Debian 12 machine, as root (README.md):
 #   deploy/setup.sh demo   install packages, build into build/, run the demo
 #   deploy/setup.sh test   install packages, build, run every test (also under
-#                          ASan+UBSan in build-asan/), print "N passed, N failed"
+#                          ASan+UBSan in build-asan/), print "N passed, N failed, N skipped"
 #   deploy/setup.sh deps | build
 # Idempotent: packages already present are not reinstalled, build dirs are reused.
 set -eu
@@ -12,7 +12,8 @@ cd "$root"
 
 PACKAGES="meson ninja-build pkg-config gcc libc6-dev openssl libssl-dev libuv1-dev liblmdb-dev
 lmdb-utils libhttp-parser-dev libinih-dev libcmocka-dev python3 python3-pytest
-python3-cryptography gnutls-bin bc procps curl wrk scdoc man-db systemd nginx clang-14 libclang-rt-14-dev libfuzzer-14-dev clang-format clang-tidy softhsm2 libengine-pkcs11-openssl opensc"
+python3-cryptography gnutls-bin bc procps curl wrk scdoc man-db systemd nginx clang-14 libclang-rt-14-dev libfuzzer-14-dev clang-format clang-tidy softhsm2 libengine-pkcs11-openssl opensc
+debhelper dpkg-dev lintian"
 
 deps() {
 	missing=""
