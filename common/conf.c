@@ -447,6 +447,36 @@ static bool same_key(X509 *a, X509 *b)
  * re-keyed under its name is told apart by issuerKeyHash and by its CRLs'
  * signature. A certificate that cannot be read is left to the program that
  * uses it, which says why. */
+/* check_crl_urls refuses two CAs publishing at one URL: their CRLs would
+ * replace each other's file under [crlgen] out. */
+static int check_crl_urls(const struct vg_conf *c, char *err, size_t errlen)
+{
+	for (int i = 0; i < c->n_cas; i++) {
+		const struct vg_conf_ca *a = &c->cas[i];
+		for (int j = 0; j < c->n_cas; j++) {
+			const struct vg_conf_ca *b = &c->cas[j];
+			const char *clash = NULL;
+			if (j > i && a->crl_url && b->crl_url && !strcmp(a->crl_url, b->crl_url))
+				clash = a->crl_url;
+			else if (j > i && a->crl_shard_url && b->crl_shard_url &&
+			         !strcmp(a->crl_shard_url, b->crl_shard_url))
+				clash = a->crl_shard_url;
+			else if (a->crl_url && b->crl_shards &&
+			         vg_conf_shard_of_url(b, a->crl_url, strlen(a->crl_url)))
+				clash = a->crl_url;
+			if (clash) {
+				snprintf(
+				        err, errlen,
+				        "%s: [ca %s] and [ca %s] both publish at %s: give each CRL "
+				        "its own URL",
+				        c->file, a->name, b->name, clash);
+				return -EINVAL;
+			}
+		}
+	}
+	return 0;
+}
+
 static int check_ca_identities(const struct vg_conf *c, char *err, size_t errlen)
 {
 	X509 *x[VG_CONF_MAX_CAS] = {0};
@@ -586,7 +616,7 @@ static int conf_parse(const char *abs, const char *text, struct vg_conf *out, ch
 		if (!ca->crl_max_bytes)
 			ca->crl_max_bytes = 10000000;
 	}
-	if (check_ca_identities(out, err, errlen) < 0)
+	if (check_ca_identities(out, err, errlen) < 0 || check_crl_urls(out, err, errlen) < 0)
 		goto bad;
 	return 0;
 bad:

@@ -284,3 +284,17 @@ def test_ccadb_list_without_shards(tmp_path, ca):
     with Responder(env.config) as r:
         status, _, body = r.request("GET", "/crl/sh.crl")
         assert status == 200 and body == env.crl_path("sh").read_bytes()
+
+
+def test_two_cas_at_one_url_refused(tmp_path, ca):
+    other = CA(tmp_path / "pki2", "other", keytype="ec")
+    for keys_other, clash in (
+            (sharded_keys(), FULL_URL),                                  # same crl_url
+            ([f"crl_shards = {N}", "crl_shard_url = " + SHARD_URL], SHARD_URL),
+            (["crl_url = " + shard_url(2)], shard_url(2))):              # one of sh's shards
+        conf = write_config(tmp_path / "vigil.conf", tmp_path / "store",
+                            [(ca, dict(k.split(" = ", 1) for k in sharded_keys())),
+                             (other, dict(k.split(" = ", 1) for k in keys_other))])
+        r = run(binary("vigil-crlgen"), "-c", conf, "--once", check=False)
+        assert r.returncode == 2, r.stderr
+        assert "both publish at " + clash in r.stderr and "[ca" in r.stderr, r.stderr
