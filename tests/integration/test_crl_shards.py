@@ -166,9 +166,14 @@ def test_responder_serves_shards(tmp_path, ca):
             status, h2, body = r.request("GET", f"/crl/sh/{k}.crl",
                                          headers={"If-None-Match": h["etag"]})
             assert status == 304 and body == b"" and h2["etag"] == h["etag"]
-        # Absolute-form, as a proxy sends it; the full CRL at crl_url's path.
-        status, _, body = r.request("GET", shard_url(2))
-        assert status == 200 and body == shard_path(env, 2).read_bytes()
+        # Every URL of the CCADB list, in absolute form as a proxy sends it,
+        # gives the file at the URL's path under out; the full CRL too.
+        listed = json.loads((env.out / "sh.ccadb.json").read_text())
+        assert len(listed) == N
+        for url in listed:
+            status, _, body = r.request("GET", url)
+            path = url.split("/", 3)[3]
+            assert status == 200 and body == (env.out / path).read_bytes(), url
         status, _, body = r.request("GET", "/crl/sh.crl")
         assert status == 200 and body == env.crl_path("sh").read_bytes()
         for bad in ("/crl/sh/0.crl", f"/crl/sh/{N + 1}.crl", "/crl/sh/01.crl",
