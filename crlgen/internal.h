@@ -77,6 +77,25 @@ unsigned crlgen_shard_of(const struct vg_conf_ca *c, const struct vg_serial *s,
 int crlgen_publish_shards(struct crlgen *g, struct crlgen_ca *ca, const bool *touched,
                           uint64_t counter, struct pub_state *ps);
 
+/* The same in phases, for a walk that also writes the full CRL (crlgen.c's
+ * publish_one): crlgen_shards_prepare opens the files and reserves the
+ * number (above every number used, so call it after the full CRL has
+ * reserved its own); then, for each of the walk's two passes,
+ * crlgen_shards_begin and crlgen_shards_feed with every entry (its shard
+ * set); then crlgen_shards_finish signs, lints and renames, and frees |sp|
+ * (crlgen_shards_abort frees it without publishing). Entries must be those
+ * of the cutoff crlgen_shards_cutoff gives. Errors are logged. */
+struct shard_pub;
+int crlgen_shards_prepare(struct crlgen *g, struct crlgen_ca *ca, const bool *touched,
+                          uint64_t counter, struct pub_state *ps, struct shard_pub **out);
+int crlgen_shards_begin(struct shard_pub *sp);
+void crlgen_shards_feed(struct shard_pub *sp, const struct crl_entry *e);
+int crlgen_shards_finish(struct shard_pub *sp, struct pub_state *ps);
+void crlgen_shards_abort(struct shard_pub *sp);
+/* crlgen_shards_cutoff: the certificates that expired before it are left
+ * out of the shards (the last publication of all of them, or |now|). */
+int64_t crlgen_shards_cutoff(const struct pub_state *ps, int64_t now);
+
 /* crlgen_mirror_full links the full CRL NAME.crl just published at the path
  * of the CA's crl_url under [crlgen] out. */
 int crlgen_mirror_full(struct crlgen *g, struct crlgen_ca *ca);

@@ -124,28 +124,66 @@ static void shards_free(struct shard *sh, unsigned n)
 	free(sh);
 }
 
-int crlgen_publish_shards(struct crlgen *g, struct crlgen_ca *ca, const bool *touched,
-                          uint64_t counter, struct pub_state *ps)
+/* A publication of shards in phases (internal.h): prepared (files, number),
+ * fed the entries of a walk twice (measure, write), finished (signed,
+ * linted, renamed). */
+struct shard_pub {
+	struct crlgen *g;
+	struct crlgen_ca *ca;
+	struct shard *sh;
+	unsigned n, selected;
+	struct crl_params p;
+	uint64_t number, published, counter;
+	struct timespec t0;
+	int pass; /* 1 measuring, 2 writing */
+	int rc;   /* the first error of a feed */
+	char err[1200];
+	const char *rule;
+};
+
+static int sp_fail(struct shard_pub *sp, int rc)
+{
+	char q[1400];
+	const char *name = sp->ca->conf->name;
+	if (sp->rule) {
+		metrics_lint_failed(name, sp->rule);
+		log_err("event=crl_lint_failed ca=%s kind=shards rule=%s error=%s", name, sp->rule,
+		        vg_log_quote(sp->err, q, sizeof(q)));
+	} else {
+		log_err("event=crl_failed ca=%s kind=shards error=%s", name,
+		        vg_log_quote(sp->err, q, sizeof(q)));
+	}
+	shards_free(sp->sh, sp->n);
+	free(sp);
+	return rc < 0 ? rc : -EIO;
+}
+
+int crlgen_shards_prepare(struct crlgen *g, struct crlgen_ca *ca, const bool *touched,
+                          uint64_t counter, struct pub_state *ps, struct shard_pub **out)
 {
 	const struct vg_conf_ca *c = ca->conf;
 	const char *name = c->name;
 	unsigned n = (unsigned)c->crl_shards;
-	char err[1200], q[1400], werr[256];
-	const char *rule = NULL;
-	struct timespec t0, now;
+	struct timespec now;
 	int rc = 0;
-	unsigned selected = 0;
-	uint64_t number = 0, total = 0, published = 0;
 	char lastdir[512] = "";
 	size_t lastdir_len = SIZE_MAX;
 
-	clock_gettime(CLOCK_MONOTONIC, &t0);
-	clock_gettime(CLOCK_REALTIME, &now);
-	struct shard *sh = calloc(n + 1, sizeof(*sh));
+	*out = NULL;
+	struct shard_pub *sp = calloc(1, sizeof(*sp));
+	struct shard *sh = sp ? calloc(n + 1, sizeof(*sh)) : NULL;
 	if (!sh) {
+		free(sp);
 		log_err("event=crl_failed ca=%s kind=shards error=\"out of memory\"", name);
 		return -ENOMEM;
 	}
+	sp->g = g;
+	sp->ca = ca;
+	sp->sh = sh;
+	sp->n = n;
+	sp->counter = counter;
+	clock_gettime(CLOCK_MONOTONIC, &sp->t0);
+	clock_gettime(CLOCK_REALTIME, &now);
 	for (unsigned k = 0; k <= n; k++) {
 		sh[k].dirfd = -1;
 		sh[k].f.fd = -1;
@@ -155,19 +193,18 @@ int crlgen_publish_shards(struct crlgen *g, struct crlgen_ca *ca, const bool *to
 		if (touched && !touched[k])
 			continue;
 		sh[k].on = true;
-		selected++;
+		sp->selected++;
 		if (vg_conf_shard_url(c, k, sh[k].url, sizeof(sh[k].url)) < 0) {
-			rc = -ENAMETOOLONG;
-			snprintf(err, sizeof(err), "shard %u: URL too long", k);
-			goto fail;
+			snprintf(sp->err, sizeof(sp->err), "shard %u: URL too long", k);
+			return sp_fail(sp, -ENAMETOOLONG);
 		}
 		const char *rel = mirror_rel(sh[k].url);
 		sh[k].dirfd = open_parent(g->dirfd, rel, &sh[k].base);
 		if (sh[k].dirfd < 0) {
 			rc = sh[k].dirfd;
-			snprintf(err, sizeof(err), "%s/%s: %s", g->conf.crl_out, rel,
+			snprintf(sp->err, sizeof(sp->err), "%s/%s: %s", g->conf.crl_out, rel,
 			         strerror(-rc));
-			goto fail;
+			return sp_fail(sp, rc);
 		}
 		/* What a crlgen killed while publishing left in this directory
 		 * (once per directory: shards usually share one). */
@@ -181,112 +218,127 @@ int crlgen_publish_shards(struct crlgen *g, struct crlgen_ca *ca, const bool *to
 		char dec[PUB_NUMBER_DEC];
 		rc = pub_crl_number(sh[k].dirfd, sh[k].base, &num, dec, sizeof(dec));
 		if (rc == -ERANGE) {
-			snprintf(err, sizeof(err), "%s: CRL number %s needs more than 64 bits", rel,
-			         dec);
-			goto fail;
+			snprintf(sp->err, sizeof(sp->err), "%s: CRL number %s needs more than 64 bits",
+			         rel, dec);
+			return sp_fail(sp, rc);
 		}
-		if (rc == 0 && num > published)
-			published = num;
-		rc = 0;
+		if (rc == 0 && num > sp->published)
+			sp->published = num;
 	}
-	if (selected == 0)
-		goto done;
-
 	uint64_t now_us = (uint64_t)now.tv_sec * 1000000u + (uint64_t)now.tv_nsec / 1000u;
-	if ((rc = pub_next_number(g->dirfd, name, ps, published, now_us, &number)) < 0) {
-		snprintf(err, sizeof(err), "no 64-bit CRL number above %" PRIu64, published);
-		goto fail;
+	if ((rc = pub_next_number(g->dirfd, name, ps, sp->published, now_us, &sp->number)) < 0) {
+		snprintf(sp->err, sizeof(sp->err), "no 64-bit CRL number above %" PRIu64,
+		         sp->published);
+		return sp_fail(sp, rc);
 	}
-	struct crl_params p = {
+	sp->p = (struct crl_params){
 	        .issuer = ca->issuer,
 	        .issuer_len = ca->issuer_len,
 	        .akid = ca->akid,
 	        .akid_len = ca->akid_len,
 	        .this_update = now.tv_sec,
 	        .next_update = now.tv_sec + c->crl_validity,
-	        .number = number,
+	        .number = sp->number,
 	        /* Boulder's choice, and the BRs' (7.2.2.1) for a CRL that covers
 	         * only subscriber certificates: what a TLS issuing CA revokes. */
 	        .idp_user_certs = c->profile == VG_CRL_PROFILE_TLS_BR,
 	};
-	if ((rc = crl_signer_check(&ca->signer, name, c->cert, p.this_update, &p.next_update, err,
-	                           sizeof(err))) < 0)
-		goto fail;
-	ps->last_number = number;
+	if ((rc = crl_signer_check(&ca->signer, name, c->cert, sp->p.this_update,
+	                           &sp->p.next_update, sp->err, sizeof(sp->err))) < 0)
+		return sp_fail(sp, rc);
+	/* The number is reserved before anything is written. */
+	ps->last_number = sp->number;
 	if ((rc = pub_state_save(g->dirfd, name, ps)) < 0) {
-		snprintf(err, sizeof(err), "saving %s.state: %s", name, strerror(-rc));
-		goto fail;
+		snprintf(sp->err, sizeof(sp->err), "saving %s.state: %s", name, strerror(-rc));
+		return sp_fail(sp, rc);
 	}
+	*out = sp;
+	return 0;
+}
 
-	lint_inject_arm(c->profile == VG_CRL_PROFILE_TLS_BR);
-	/* Pass 1: measure every selected shard. A shard leaves out the
-	 * certificates that expired before the last publication of all the
-	 * shards, which listed them (RFC 5280 §3.3). */
-	struct full_src fs = {.txn = g->txn,
-	                      .ca_id = c->id,
-	                      .cutoff =
-	                              ps->shards_this_update ? ps->shards_this_update : now.tv_sec,
-	                      .conf = c};
-	struct crl_entry e;
-	rc = crlgen_full_begin(&fs);
-	while (rc >= 0 && (rc = crlgen_full_next(&fs, &e)) > 0) {
-		if (!sh[e.shard].on)
+int crlgen_shards_begin(struct shard_pub *sp)
+{
+	char werr[256];
+	if (sp->rc < 0)
+		return sp->rc;
+	if (++sp->pass == 1)
+		return 0;
+	/* Pass 2: every shard's length is known; open their writers. */
+	for (unsigned k = 1; k <= sp->n; k++) {
+		struct shard *sh = &sp->sh[k];
+		if (!sh->on || sh->w)
 			continue;
-		sh[e.shard].expect++;
-		if (lint_inject_skip(&e))
-			continue;
-		lint_inject_entry(&e);
+		struct crl_params pk = sp->p;
+		pk.idp = sh->url;
+		lint_inject_arm(sp->ca->conf->profile == VG_CRL_PROFILE_TLS_BR);
+		lint_inject_params(&pk);
+		int rc = pub_begin(&sh->f, sh->dirfd, sh->base);
+		if (rc < 0) {
+			snprintf(sp->err, sizeof(sp->err), "%s: %s", sh->url, strerror(-rc));
+			return sp->rc = rc;
+		}
+		if ((rc = crl_writer_begin(&sh->w, sh->f.fd, &pk, &sp->ca->signer, sh->count,
+		                           sh->len, SHARD_BUF, werr, sizeof(werr))) < 0) {
+			snprintf(sp->err, sizeof(sp->err), "%s: %s", sh->url, werr);
+			return sp->rc = rc;
+		}
+	}
+	return 0;
+}
+
+void crlgen_shards_feed(struct shard_pub *sp, const struct crl_entry *in)
+{
+	if (sp->rc < 0 || !sp->sh[in->shard].on)
+		return;
+	struct shard *sh = &sp->sh[in->shard];
+	struct crl_entry e = *in;
+	lint_inject_arm(sp->ca->conf->profile == VG_CRL_PROFILE_TLS_BR);
+	if (sp->pass == 1)
+		sh->expect++;
+	if (lint_inject_skip(&e))
+		return;
+	lint_inject_entry(&e);
+	if (sp->pass == 1) {
 		size_t l = crl_entry_len(&e);
 		if (l == 0) {
-			rc = -EINVAL;
-			break;
+			snprintf(sp->err, sizeof(sp->err), "an entry cannot be encoded");
+			sp->rc = -EINVAL;
+			return;
 		}
-		sh[e.shard].count++;
-		sh[e.shard].len += l;
+		sh->count++;
+		sh->len += l;
+	} else {
+		crl_writer_add(sh->w, &e);
 	}
-	if (rc < 0) {
-		snprintf(err, sizeof(err), "reading the store: %s", strerror(-rc));
-		goto fail;
-	}
-	for (unsigned k = 1; k <= n; k++) {
-		if (!sh[k].on)
-			continue;
-		struct crl_params pk = p;
-		pk.idp = sh[k].url;
-		lint_inject_params(&pk);
-		if ((rc = pub_begin(&sh[k].f, sh[k].dirfd, sh[k].base)) < 0) {
-			snprintf(err, sizeof(err), "%s: %s", sh[k].url, strerror(-rc));
-			goto fail;
-		}
-		if ((rc = crl_writer_begin(&sh[k].w, sh[k].f.fd, &pk, &ca->signer, sh[k].count,
-		                           sh[k].len, SHARD_BUF, werr, sizeof(werr))) < 0) {
-			snprintf(err, sizeof(err), "%s: %s", sh[k].url, werr);
-			goto fail;
-		}
-	}
-	/* Pass 2: write. */
-	rc = crlgen_full_begin(&fs);
-	while (rc >= 0 && (rc = crlgen_full_next(&fs, &e)) > 0) {
-		if (!sh[e.shard].on || lint_inject_skip(&e))
-			continue;
-		lint_inject_entry(&e);
-		crl_writer_add(sh[e.shard].w, &e);
-	}
-	if (fs.it)
-		vg_iter_close(fs.it);
-	fs.it = NULL;
-	vg_txn_trim(g->txn);
-	if (rc < 0) {
-		snprintf(err, sizeof(err), "reading the store: %s", strerror(-rc));
-		goto fail;
+}
+
+int crlgen_shards_finish(struct shard_pub *sp, struct pub_state *ps)
+{
+	struct crlgen *g = sp->g;
+	const struct vg_conf_ca *c = sp->ca->conf;
+	const char *name = c->name;
+	struct shard *sh = sp->sh;
+	unsigned n = sp->n;
+	uint64_t total = 0;
+	char werr[256];
+	int rc = sp->rc;
+	if (rc < 0)
+		return sp_fail(sp, rc);
+	if (sp->selected == 0)
+		goto done;
+	if (sp->pass < 2) {
+		/* Fed nothing (an empty walk never begins pass 2): open now. */
+		sp->pass = 1;
+		if ((rc = crlgen_shards_begin(sp)) < 0)
+			return sp_fail(sp, rc);
 	}
 	for (unsigned k = 1; k <= n; k++) {
 		if (!sh[k].on)
 			continue;
 		rc = crl_writer_end(sh[k].w, &sh[k].res, werr, sizeof(werr));
 		if (rc < 0) {
-			snprintf(err, sizeof(err), "%s: %s", sh[k].url, werr);
-			goto fail;
+			snprintf(sp->err, sizeof(sp->err), "%s: %s", sh[k].url, werr);
+			return sp_fail(sp, rc);
 		}
 		/* Start writing every shard back now; the fsyncs below then
 		 * wait for writes that overlap, not for one file at a time. */
@@ -295,8 +347,9 @@ int crlgen_publish_shards(struct crlgen *g, struct crlgen_ca *ca, const bool *to
 	}
 	for (unsigned k = 1; k <= n; k++) {
 		if (sh[k].on && (rc = pub_sync(&sh[k].f)) < 0) {
-			snprintf(err, sizeof(err), "%s: fsync: %s", sh[k].url, strerror(-rc));
-			goto fail;
+			snprintf(sp->err, sizeof(sp->err), "%s: fsync: %s", sh[k].url,
+			         strerror(-rc));
+			return sp_fail(sp, rc);
 		}
 	}
 	/* Lint every shard before any is renamed into place. */
@@ -304,28 +357,29 @@ int crlgen_publish_shards(struct crlgen *g, struct crlgen_ca *ca, const bool *to
 		if (!sh[k].on)
 			continue;
 		struct lint_expect x = {
-		        .ca = ca,
+		        .ca = sp->ca,
 		        .idp = sh[k].url,
 		        .entries = sh[k].expect,
-		        .previous = published,
-		        .now = now.tv_sec,
+		        .previous = sp->published,
+		        .now = sp->p.this_update,
 		};
-		if ((rc = lint_crl(sh[k].f.fd, sh[k].res.bytes, &x, &rule, werr, sizeof(werr))) <
-		    0) {
-			snprintf(err, sizeof(err), "%s: %s", sh[k].url, werr);
-			goto fail;
+		if ((rc = lint_crl(sh[k].f.fd, sh[k].res.bytes, &x, &sp->rule, werr,
+		                   sizeof(werr))) < 0) {
+			snprintf(sp->err, sizeof(sp->err), "%s: %s", sh[k].url, werr);
+			return sp_fail(sp, rc);
 		}
 	}
 	for (unsigned k = 1; k <= n; k++)
-		if (sh[k].on &&
-		    (rc = crlgen_number_ok(sh[k].dirfd, sh[k].base, number, err, sizeof(err))) < 0)
-			goto fail;
+		if (sh[k].on && (rc = crlgen_number_ok(sh[k].dirfd, sh[k].base, sp->number,
+		                                       sp->err, sizeof(sp->err))) < 0)
+			return sp_fail(sp, rc);
 	for (unsigned k = 1; k <= n; k++) {
 		if (!sh[k].on)
 			continue;
 		if ((rc = pub_commit(&sh[k].f)) < 0) {
-			snprintf(err, sizeof(err), "publishing %s: %s", sh[k].url, strerror(-rc));
-			goto fail;
+			snprintf(sp->err, sizeof(sp->err), "publishing %s: %s", sh[k].url,
+			         strerror(-rc));
+			return sp_fail(sp, rc);
 		}
 		/* One fsync per directory, after its last rename. */
 		unsigned next = k + 1;
@@ -333,38 +387,74 @@ int crlgen_publish_shards(struct crlgen *g, struct crlgen_ca *ca, const bool *to
 			next++;
 		if ((next > n || !same_dir(&sh[k], &sh[next])) &&
 		    (rc = pub_sync_dir(sh[k].dirfd)) < 0) {
-			snprintf(err, sizeof(err), "publishing %s: %s", sh[k].url, strerror(-rc));
-			goto fail;
+			snprintf(sp->err, sizeof(sp->err), "publishing %s: %s", sh[k].url,
+			         strerror(-rc));
+			return sp_fail(sp, rc);
 		}
-		metrics_crl_published(name, sh[k].url, sh[k].res.entries, sh[k].res.bytes, number,
-		                      p.this_update, p.next_update);
+		metrics_crl_published(name, sh[k].url, sh[k].res.entries, sh[k].res.bytes,
+		                      sp->number, sp->p.this_update, sp->p.next_update);
 	}
-	if (selected == n) {
-		ps->shards_this_update = p.this_update;
+	if (sp->selected == n) {
+		ps->shards_this_update = sp->p.this_update;
 		if ((rc = pub_state_save(g->dirfd, name, ps)) < 0)
 			log_warn("event=state_save_failed ca=%s error=\"%s\"", name, strerror(-rc));
-		rc = 0;
 	}
 	struct timespec t1;
 	clock_gettime(CLOCK_MONOTONIC, &t1);
-	long ms = (long)((t1.tv_sec - t0.tv_sec) * 1000 + (t1.tv_nsec - t0.tv_nsec) / 1000000);
+	long ms = (long)((t1.tv_sec - sp->t0.tv_sec) * 1000 +
+	                 (t1.tv_nsec - sp->t0.tv_nsec) / 1000000);
 	log_info("event=crl_published ca=%s kind=shards shards=%u of=%u number=%" PRIu64
 	         " bytes=%" PRIu64 " ms=%ld counter=%" PRIu64,
-	         name, selected, n, number, total, ms, counter);
-done:
-	shards_free(sh, n);
+	         name, sp->selected, n, sp->number, total, ms, sp->counter);
+done:;
+	struct crlgen_ca *ca = sp->ca;
+	shards_free(sp->sh, sp->n);
+	free(sp);
 	return crlgen_write_ccadb(g, ca);
-fail:
-	shards_free(sh, n);
-	if (rule) {
-		metrics_lint_failed(name, rule);
-		log_err("event=crl_lint_failed ca=%s kind=shards rule=%s error=%s", name, rule,
-		        vg_log_quote(err, q, sizeof(q)));
-	} else {
-		log_err("event=crl_failed ca=%s kind=shards error=%s", name,
-		        vg_log_quote(err, q, sizeof(q)));
+}
+
+void crlgen_shards_abort(struct shard_pub *sp)
+{
+	if (!sp)
+		return;
+	shards_free(sp->sh, sp->n);
+	free(sp);
+}
+
+int crlgen_publish_shards(struct crlgen *g, struct crlgen_ca *ca, const bool *touched,
+                          uint64_t counter, struct pub_state *ps)
+{
+	struct shard_pub *sp;
+	int rc = crlgen_shards_prepare(g, ca, touched, counter, ps, &sp);
+	if (rc < 0)
+		return rc;
+	/* A shard leaves out the certificates that expired before the last
+	 * publication of all the shards, which listed them (RFC 5280 §3.3). */
+	struct full_src fs = {.txn = g->txn,
+	                      .ca_id = ca->conf->id,
+	                      .cutoff = crlgen_shards_cutoff(ps, sp->p.this_update),
+	                      .conf = ca->conf};
+	struct crl_entry e;
+	for (int pass = 1; pass <= 2 && rc >= 0 && sp->selected; pass++) {
+		if ((rc = crlgen_shards_begin(sp)) < 0)
+			break;
+		rc = crlgen_full_begin(&fs);
+		while (rc >= 0 && (rc = crlgen_full_next(&fs, &e)) > 0)
+			crlgen_shards_feed(sp, &e);
 	}
-	return rc < 0 ? rc : -EIO;
+	if (fs.it)
+		vg_iter_close(fs.it);
+	vg_txn_trim(g->txn);
+	if (rc < 0 && sp->rc == 0) {
+		snprintf(sp->err, sizeof(sp->err), "reading the store: %s", strerror(-rc));
+		sp->rc = rc;
+	}
+	return crlgen_shards_finish(sp, ps);
+}
+
+int64_t crlgen_shards_cutoff(const struct pub_state *ps, int64_t now)
+{
+	return ps->shards_this_update ? ps->shards_this_update : now;
 }
 
 int crlgen_mirror_full(struct crlgen *g, struct crlgen_ca *ca)
