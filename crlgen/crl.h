@@ -26,7 +26,8 @@ struct crl_entry {
 	int reason; /* enum vg_reason; NONE and UNSPECIFIED omit the reasonCode */
 	bool has_invalidity;
 	int64_t invalidity_date;
-	unsigned shard; /* the shard it goes to (1..N), set by sharding sources */
+	unsigned shard;    /* the shard it goes to (1..N), set by sharding sources */
+	int64_t not_after; /* the certificate's notAfter; INT64_MAX when unknown */
 };
 
 /* crl_source yields the entries of one CRL in the order they are written.

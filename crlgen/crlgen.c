@@ -356,6 +356,7 @@ static void entry_from(struct crl_entry *e, const struct vg_serial *s, const str
 	e->reason = c->reason;
 	e->has_invalidity = c->flags & VG_CERT_HAS_INVALIDITY;
 	e->invalidity_date = c->invalidity_date;
+	e->not_after = (c->flags & VG_CERT_HAS_NOT_AFTER) ? c->not_after : INT64_MAX;
 }
 
 int crlgen_full_next(void *arg, struct crl_entry *e)
@@ -559,9 +560,45 @@ int crlgen_number_ok(int dirfd, const char *fname, uint64_t number, char *err, s
 	return 0;
 }
 
-/* publish_one writes one CRL of CA |ca| from the current snapshot. */
+/* The full CRL's walk feeding the shards too (publish_one with shards): the
+ * walk's cutoff is the older of the two, and each gets the entries of its
+ * own. */
+struct tee_src {
+	struct full_src *fs;
+	struct shard_pub *sp;
+	int64_t full_cutoff, shard_cutoff;
+	int begins;
+};
+
+static int tee_begin(void *arg)
+{
+	struct tee_src *t = arg;
+	t->begins++;
+	crlgen_shards_begin(t->sp); /* a failure is the shards', at their finish */
+	return crlgen_full_begin(t->fs);
+}
+
+static int tee_next(void *arg, struct crl_entry *e)
+{
+	struct tee_src *t = arg;
+	for (;;) {
+		int rc = crlgen_full_next(t->fs, e);
+		if (rc <= 0)
+			return rc;
+		if (e->not_after >= t->shard_cutoff)
+			crlgen_shards_feed(t->sp, e);
+		if (e->not_after >= t->full_cutoff)
+			return 1;
+	}
+}
+
+/* publish_one writes one CRL of CA |ca| from the current snapshot; with
+ * |shards_rc| set, a full CRL's walk also writes every shard, published
+ * after it, and the shards' result goes to |*shards_rc| (the full CRL's is
+ * returned). */
 static int publish_one(struct crlgen *g, struct crlgen_ca *ca, bool delta,
-                       const struct delta_set *ds, uint64_t counter, struct pub_state *ps)
+                       const struct delta_set *ds, uint64_t counter, struct pub_state *ps,
+                       int *shards_rc)
 {
 	const char *name = ca->conf->name;
 	char fname[300], pemname[310], numname[320], err[1024], q[1200], werr[256];
@@ -571,6 +608,7 @@ static int publish_one(struct crlgen *g, struct crlgen_ca *ca, bool delta,
 	const char *dir = g->conf.crl_out;
 	const char *rule = NULL;
 	bool linked = false, committed = false;
+	struct shard_pub *sp = NULL;
 	int rc;
 
 	clock_gettime(CLOCK_MONOTONIC, &t0);
@@ -638,8 +676,15 @@ static int publish_one(struct crlgen *g, struct crlgen_ca *ca, bool delta,
 		goto fail;
 	}
 
+	/* The shards' number after the full CRL's, reserved too. A failure
+	 * (logged) leaves the full CRL to be published alone. */
+	if (shards_rc && !delta &&
+	    (*shards_rc = crlgen_shards_prepare(g, ca, NULL, counter, ps, &sp)) < 0)
+		sp = NULL;
+
 	struct full_src fs = {.txn = g->txn, .ca_id = ca->conf->id, .cutoff = ps->full_this_update};
 	struct delta_src dsrc = {.txn = g->txn, .d = ds, .now = now.tv_sec};
+	struct tee_src tee = {.fs = &fs, .sp = sp};
 	struct crl_source src;
 	if (delta) {
 		src = (struct crl_source){delta_begin, delta_next, &dsrc};
@@ -648,11 +693,29 @@ static int publish_one(struct crlgen *g, struct crlgen_ca *ca, bool delta,
 			fs.cutoff = now.tv_sec;
 		src = (struct crl_source){crlgen_full_begin, crlgen_full_next, &fs};
 	}
+	if (sp) {
+		tee.full_cutoff = fs.cutoff;
+		tee.shard_cutoff = crlgen_shards_cutoff(ps, now.tv_sec);
+		if (tee.shard_cutoff < fs.cutoff)
+			fs.cutoff = tee.shard_cutoff;
+		fs.conf = ca->conf;
+		src = (struct crl_source){tee_begin, tee_next, &tee};
+	}
 	struct lint_count expect = {.src = src};
 	struct crl_source xsrc = lint_count_source(&expect);
 	lint_inject_arm(!delta && ca->conf->profile == VG_CRL_PROFILE_TLS_BR);
 	lint_inject_params(&p);
 	rc = crl_write(der.fd, &p, &ca->signer, &xsrc, &res, werr, sizeof(werr));
+	/* An empty full CRL has no second pass; the shards may still have
+	 * entries (an older cutoff): their second walk alone. */
+	if (sp && rc == 0 && tee.begins < 2) {
+		struct crl_entry e;
+		int trc = tee_begin(&tee);
+		while (trc >= 0 && (trc = tee_next(&tee, &e)) > 0)
+			;
+		if (trc < 0)
+			rc = trc;
+	}
 	if (fs.it)
 		vg_iter_close(fs.it);
 	vg_txn_trim(g->txn);
@@ -745,8 +808,14 @@ static int publish_one(struct crlgen *g, struct crlgen_ca *ca, bool delta,
 		         " bytes=%" PRIu64 " ms=%ld counter=%" PRIu64
 		         " this_update=%s next_update=%s file=%s",
 		         name, p.number, res.entries, res.bytes, ms, counter, tu, nu, fname);
+	/* The shards, written by the same walk, after the full CRL. */
+	if (sp)
+		*shards_rc = crlgen_shards_finish(sp, ps);
 	return 0;
 fail:
+	crlgen_shards_abort(sp);
+	if (shards_rc && *shards_rc == 0)
+		*shards_rc = rc;
 	pub_abort(&der);
 	pub_abort(&pem);
 	pub_abort(&state);
@@ -817,22 +886,24 @@ static int publish_locked(struct crlgen *g, int i, enum crlgen_kind kind)
 			memset(ca->shard_touched, 0,
 			       sizeof(bool) * ((size_t)ca->conf->crl_shards + 1));
 		if (rc == 0)
-			rc = publish_one(g, ca, false, NULL, counter, &ps);
+			rc = publish_one(g, ca, false, NULL, counter, &ps, NULL);
 		if (rc == 0 && ca->conf->delta_crl)
-			rc = publish_one(g, ca, true, &ds, counter, &ps);
+			rc = publish_one(g, ca, true, &ds, counter, &ps, NULL);
 		if (rc == 0)
 			crlgen_mirror_full(g, ca);
 	} else if (kind == CRLGEN_FULL || kind == CRLGEN_TOUCHED) {
-		rc = publish_one(g, ca, false, NULL, counter, &ps);
+		/* A scheduled publication refreshes every shard, written by the
+		 * full CRL's walk and published after it. */
+		int shards_rc = 0;
+		rc = publish_one(g, ca, false, NULL, counter, &ps,
+		                 ca->shard_touched ? &shards_rc : NULL);
 		/* The delta against the new base is empty: same snapshot. */
 		if (rc == 0 && ca->conf->delta_crl)
-			rc = publish_one(g, ca, true, &ds, counter, &ps);
+			rc = publish_one(g, ca, true, &ds, counter, &ps, NULL);
 		if (rc == 0)
 			crlgen_mirror_full(g, ca);
-		/* Every shard after the full CRL, from the same snapshot: a
-		 * scheduled publication refreshes all of them. */
 		if (rc == 0 && ca->shard_touched) {
-			rc = crlgen_publish_shards(g, ca, NULL, counter, &ps);
+			rc = shards_rc;
 			if (rc == 0)
 				memset(ca->shard_touched, 0,
 				       sizeof(bool) * ((size_t)ca->conf->crl_shards + 1));
@@ -840,7 +911,7 @@ static int publish_locked(struct crlgen *g, int i, enum crlgen_kind kind)
 			crlgen_write_ccadb(g, ca);
 		}
 	} else {
-		rc = publish_one(g, ca, true, &ds, counter, &ps);
+		rc = publish_one(g, ca, true, &ds, counter, &ps, NULL);
 	}
 	free(ds.v);
 	int mrc = metrics_flush(g->conf.crl_metrics_file);

@@ -218,8 +218,8 @@ int crlgen_shards_prepare(struct crlgen *g, struct crlgen_ca *ca, const bool *to
 		char dec[PUB_NUMBER_DEC];
 		rc = pub_crl_number(sh[k].dirfd, sh[k].base, &num, dec, sizeof(dec));
 		if (rc == -ERANGE) {
-			snprintf(sp->err, sizeof(sp->err), "%s: CRL number %s needs more than 64 bits",
-			         rel, dec);
+			snprintf(sp->err, sizeof(sp->err),
+			         "%s: CRL number %s needs more than 64 bits", rel, dec);
 			return sp_fail(sp, rc);
 		}
 		if (rc == 0 && num > sp->published)
@@ -370,8 +370,8 @@ int crlgen_shards_finish(struct shard_pub *sp, struct pub_state *ps)
 		}
 	}
 	for (unsigned k = 1; k <= n; k++)
-		if (sh[k].on && (rc = crlgen_number_ok(sh[k].dirfd, sh[k].base, sp->number,
-		                                       sp->err, sizeof(sp->err))) < 0)
+		if (sh[k].on && (rc = crlgen_number_ok(sh[k].dirfd, sh[k].base, sp->number, sp->err,
+		                                       sizeof(sp->err))) < 0)
 			return sp_fail(sp, rc);
 	for (unsigned k = 1; k <= n; k++) {
 		if (!sh[k].on)
