@@ -303,3 +303,20 @@ def test_two_cas_at_one_url_refused(tmp_path, ca):
         r = run(binary("vigil-crlgen"), "-c", conf, "--once", check=False)
         assert r.returncode == 2, r.stderr
         assert "both publish at " + clash in r.stderr and "[ca" in r.stderr, r.stderr
+
+
+def test_stale_temporaries_in_shard_directories_removed(tmp_path, ca):
+    """A crlgen killed while writing shards leaves temporary files beside
+    them; the next publication removes those whose process is gone."""
+    env = make_env(tmp_path, ca, n=8)
+    env.crlgen("--once")
+    d = env.out / "crl" / "sh"
+    p = run("sh", "-c", "echo $$")  # a process that has exited
+    dead = int(p.stdout.strip())
+    stale = [d / f".{k}.crl.tmp-{dead}-{k}" for k in (1, 2)]
+    mirror = env.out / "crl" / f".sh.crl.tmp-{dead}-2147483648"
+    for f in stale + [mirror]:
+        f.write_bytes(b"partial")
+    env.crlgen("--once")
+    assert not any(f.exists() for f in stale + [mirror])
+    assert sorted(f.name for f in d.iterdir()) == [f"{k}.crl" for k in range(1, N + 1)]
