@@ -456,14 +456,16 @@ static int check_crl_urls(const struct vg_conf *c, char *err, size_t errlen)
 		for (int j = 0; j < c->n_cas; j++) {
 			const struct vg_conf_ca *b = &c->cas[j];
 			const char *clash = NULL;
-			if (j > i && a->crl_url && b->crl_url && !strcmp(a->crl_url, b->crl_url))
+			bool same_full = j > i && a->crl_url && b->crl_url &&
+			                 !strcmp(a->crl_url, b->crl_url);
+			bool full_is_shard =
+			        a->crl_url && b->crl_shards &&
+			        vg_conf_shard_of_url(b, a->crl_url, strlen(a->crl_url));
+			if (same_full || full_is_shard)
 				clash = a->crl_url;
 			else if (j > i && a->crl_shard_url && b->crl_shard_url &&
 			         !strcmp(a->crl_shard_url, b->crl_shard_url))
 				clash = a->crl_shard_url;
-			else if (a->crl_url && b->crl_shards &&
-			         vg_conf_shard_of_url(b, a->crl_url, strlen(a->crl_url)))
-				clash = a->crl_url;
 			if (clash) {
 				snprintf(
 				        err, errlen,

@@ -89,7 +89,7 @@ struct shard_pub;
 int crlgen_shards_prepare(struct crlgen *g, struct crlgen_ca *ca, const bool *touched,
                           uint64_t counter, struct pub_state *ps, struct shard_pub **out);
 int crlgen_shards_begin(struct shard_pub *sp);
-void crlgen_shards_feed(struct shard_pub *sp, const struct crl_entry *e);
+void crlgen_shards_feed(struct shard_pub *sp, const struct crl_entry *in);
 int crlgen_shards_finish(struct shard_pub *sp, struct pub_state *ps);
 void crlgen_shards_abort(struct shard_pub *sp);
 /* crlgen_shards_cutoff: the certificates that expired before it are left
