@@ -39,6 +39,7 @@
 #include "common/text.h"
 
 #define SHARD_BUF (64u * 1024u)
+#define SHARD_MEMO 65536
 
 unsigned crlgen_shard_of(const struct vg_conf_ca *c, const struct vg_serial *s,
                          const struct vg_cert *cert)
@@ -434,14 +435,33 @@ int crlgen_publish_shards(struct crlgen *g, struct crlgen_ca *ca, const bool *to
 	                      .ca_id = ca->conf->id,
 	                      .cutoff = crlgen_shards_cutoff(ps, sp->p.this_update),
 	                      .conf = ca->conf};
-	struct crl_entry e;
+	/* A few shards after a change: their entries are kept from the first
+	 * walk (up to SHARD_MEMO entries, 4 MiB) so that the second pass need
+	 * not walk the store again; beyond that, it does. */
+	struct crl_entry e, *memo = NULL;
+	size_t n_memo = 0;
+	bool memo_ok = touched && sp->selected < sp->n &&
+	               (memo = malloc(SHARD_MEMO * sizeof(*memo))) != NULL;
 	for (int pass = 1; pass <= 2 && rc >= 0 && sp->selected; pass++) {
 		if ((rc = crlgen_shards_begin(sp)) < 0)
 			break;
+		if (pass == 2 && memo_ok) {
+			for (size_t i = 0; i < n_memo; i++)
+				crlgen_shards_feed(sp, &memo[i]);
+			break;
+		}
 		rc = crlgen_full_begin(&fs);
-		while (rc >= 0 && (rc = crlgen_full_next(&fs, &e)) > 0)
+		while (rc >= 0 && (rc = crlgen_full_next(&fs, &e)) > 0) {
 			crlgen_shards_feed(sp, &e);
+			if (pass == 1 && memo_ok && sp->sh[e.shard].on) {
+				if (n_memo == SHARD_MEMO)
+					memo_ok = false;
+				else
+					memo[n_memo++] = e;
+			}
+		}
 	}
+	free(memo);
 	if (fs.it)
 		vg_iter_close(fs.it);
 	vg_txn_trim(g->txn);

@@ -320,3 +320,25 @@ def test_stale_temporaries_in_shard_directories_removed(tmp_path, ca):
     env.crlgen("--once")
     assert not any(f.exists() for f in stale + [mirror])
     assert sorted(f.name for f in d.iterdir()) == [f"{k}.crl" for k in range(1, N + 1)]
+
+
+def test_watch_touched_shard_larger_than_memory_kept(tmp_path, ca):
+    """A touched shard of more than 65,536 entries is written from a second
+    walk of the store rather than from the entries kept from the first."""
+    n = 140_000
+    write_index(ca.index, synthetic_revoked(n))
+    env = Env(tmp_path, [ca], ca_extra={"sh": [
+        "crl_url = " + FULL_URL, "crl_shards = 2", "crl_shard_url = " + SHARD_URL]})
+    env.import_index(ca)
+    d = Daemon(env)
+    try:
+        assert d.wait_log(r"kind=shards shards=2 of=2", timeout=60)
+        one = shard_path(env, 1).read_bytes()
+        serial = 0x900001  # shard 0x900001 % 2 + 1 = 2
+        env.runner.store("revoke", "sh", "%X" % serial, "--reason", "keyCompromise")
+        assert d.wait_log(r"kind=shards shards=1 of=2", timeout=60)
+        got = serials(load(shard_path(env, 2)))
+        assert serial in got and len(got) == n // 2 + 1
+        assert shard_path(env, 1).read_bytes() == one
+    finally:
+        d.stop()
