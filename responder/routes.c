@@ -301,6 +301,8 @@ static bool serve_url_path(struct conn *c, const char *path, size_t plen)
 	struct worker *w = c->w;
 	for (int i = 0; i < w->ctx->n_cas; i++) {
 		const struct vg_conf_ca *cc = w->ctx->cas[i].conf;
+		if (!cc)
+			continue;
 		const char *full = cc->crl_url ? vg_conf_url_path(cc->crl_url) : NULL;
 		bool is_full = full && strlen(full) == plen && !memcmp(full, path, plen);
 		if (!is_full && !vg_conf_shard_of_path(cc, path, plen))
