@@ -32,7 +32,8 @@ static void on_signal(int sig)
 
 static void usage(FILE *f)
 {
-	fputs("Usage: vigil-crlgen -c FILE (--once | --watch) [--ca NAME] [--delta] [-v]\n"
+	fputs("Usage: vigil-crlgen -c FILE (--once | --watch | --dry-run) [--ca NAME] [--delta] "
+	      "[-v]\n"
 	      "       vigil-crlgen -c FILE --plan [--revoke-all | --issued-after T\n"
 	      "                    [--issued-before T]] [--ca NAME]\n"
 	      "       vigil-crlgen -c FILE --check [--url-base URL] [--ca NAME]\n"
@@ -50,6 +51,10 @@ static void usage(FILE *f)
 	      "                (bursts of changes are coalesced): a full CRL, or a delta CRL\n"
 	      "                for CAs with delta_crl = on; for CAs with crl_shards, the\n"
 	      "                full CRL and only the shards the change touched\n"
+	      "  --dry-run     the check before a deployment: load every key (each makes a\n"
+	      "                test signature), then build and sign each CA's CRLs as they\n"
+	      "                are now, in memory, and publish nothing (what --plan prints\n"
+	      "                for them); exit 0 when every CA could be signed\n"
 	      "  --plan        change nothing; print per CA and shard the entries, bytes\n"
 	      "                and generation time of the CRLs as they are, and with\n"
 	      "                --revoke-all or --issued-after as if that set of good\n"
@@ -256,6 +261,7 @@ int main(int argc, char **argv)
 	        {"ca", required_argument, NULL, 'a'},
 	        {"delta", no_argument, NULL, 'd'},
 	        {"plan", no_argument, NULL, 'p'},
+	        {"dry-run", no_argument, NULL, 'n'},
 	        {"revoke-all", no_argument, NULL, 'R'},
 	        {"issued-after", required_argument, NULL, 'A'},
 	        {"issued-before", required_argument, NULL, 'B'},
@@ -268,7 +274,7 @@ int main(int argc, char **argv)
 	};
 	const char *config = NULL, *only = NULL;
 	bool once = false, watch_mode = false, delta_only = false, verbose = false;
-	bool plan = false, check = false;
+	bool plan = false, check = false, dry_run = false;
 	const char *after = NULL, *before = NULL, *url_base = NULL;
 	struct plan_opts po = {.what = PLAN_AS_IS};
 	int ch;
@@ -292,6 +298,9 @@ int main(int argc, char **argv)
 			break;
 		case 'p':
 			plan = true;
+			break;
+		case 'n':
+			dry_run = true;
 			break;
 		case 'R':
 			po.what = PLAN_REVOKE_ALL;
@@ -336,8 +345,8 @@ int main(int argc, char **argv)
 		bad = "unexpected argument";
 	else if (!config)
 		bad = "-c FILE is required";
-	else if ((int)once + (int)watch_mode + (int)plan + (int)check != 1)
-		bad = "exactly one of --once, --watch, --plan and --check is required";
+	else if ((int)once + (int)watch_mode + (int)plan + (int)check + (int)dry_run != 1)
+		bad = "exactly one of --once, --watch, --dry-run, --plan and --check is required";
 	else if ((po.what == PLAN_REVOKE_ALL || after || before) && !plan)
 		bad = "--revoke-all, --issued-after and --issued-before go with --plan";
 	else if (po.what == PLAN_REVOKE_ALL && (after || before))
@@ -376,7 +385,9 @@ int main(int argc, char **argv)
 	int status = 0;
 	if (after)
 		po.what = PLAN_ISSUED;
-	if (plan) {
+	if (plan || dry_run) {
+		/* A dry run is the plan of the CRLs as they are: generated and
+		 * signed by the publishing code, into nothing. */
 		status = crlgen_plan(g, &po, stdout);
 	} else if (check) {
 		status = crlgen_check(g, url_base, stdout);

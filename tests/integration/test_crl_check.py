@@ -16,6 +16,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.x509.oid import ExtensionOID
 
+from conftest import binary, run
 from crlgen_util import Env, crl_number, synthetic_revoked, write_index
 from pki import CA
 from responder_util import Responder
@@ -272,3 +273,24 @@ def test_plan_shards_needed_and_window(tmp_path, ca):
     assert full[0]["newly_revoked"] == "0"
     bad = e.crlgen("--plan", "--issued-before", "2020-01-01T00:00:00Z", check=False)
     assert bad.returncode == 2 and "--issued-before goes with --issued-after" in bad.stderr
+
+
+def test_dry_run_signs_and_publishes_nothing(tmp_path, ca):
+    """--dry-run, the check before a deployment (issue 17): every key loaded,
+    every CA's CRLs built and signed as they are, nothing written to out; a
+    key that cannot be loaded stops it with one line, exit 2."""
+    write_index(ca.index, synthetic_revoked(5))
+    e = Env(tmp_path, [ca])
+    e.import_index(ca)
+    r = e.crlgen("--dry-run")
+    rows = [x for x in plan_lines(r.stdout) if x.get("crl") == "full"]
+    assert rows and all(x["scenario"] == "as-is" for x in rows), r.stdout
+    assert int(rows[0]["entries"]) == 5 and int(rows[0]["bytes"]) > 300, rows
+    assert not e.out.exists() or not any(p.is_file() for p in e.out.rglob("*")), \
+        list(e.out.rglob("*"))
+    bad = tmp_path / "bad.conf"
+    bad.write_text(e.config.read_text().replace(f"crl_key = {ca.key}",
+                                                f"crl_key = {tmp_path}/none.key"))
+    r = run(binary("vigil-crlgen"), "-c", bad, "--dry-run", check=False)
+    assert r.returncode == 2 and "none.key" in r.stderr and \
+        r.stderr.strip().count("\n") == 0, r.stderr
