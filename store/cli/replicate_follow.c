@@ -444,6 +444,15 @@ static int pass(struct repl *r, char *err, size_t errlen)
 	if (!role.replica_of || role.boot) {
 		if (m == 0)
 			return 0; /* nothing published yet */
+		/* Half loaded, the store is as far behind as the primary's first
+		 * commit: a responder told max_lag says 503 meanwhile. */
+		PGresult *res = query(r, "SELECT min(time) FROM vigil.audit", 0);
+		r->state.counter = 0;
+		r->state.pending_since = res && !PQgetisnull(res, 0, 0)
+		                                 ? strtoll(PQgetvalue(res, 0, 0), NULL, 10)
+		                                 : (int64_t)time(NULL);
+		PQclear(res);
+		repl_state_write(r, true);
 		if (bootstrap(r, dbid, m, err, errlen) < 0)
 			return -1;
 		r->state.counter = m;
