@@ -8,6 +8,7 @@ import pwd
 import shutil
 import socket
 import subprocess
+import tempfile
 import time
 from pathlib import Path
 
@@ -56,7 +57,16 @@ class Pg:
 
     def __init__(self, root, name):
         self.root = Path(root)
-        self.dir = self.root / name
+        if os.geteuid() == 0:
+            # The server runs as postgres, which must reach its directory:
+            # not under pytest's /tmp/pytest-of-root, which every pytest
+            # session starting makes private (0700) again.
+            self.dir = Path(tempfile.mkdtemp(prefix=f"vigil-pg-{name}-"))
+            os.chmod(self.dir, 0o755)
+            (self.root / f"{name}.pgdir").parent.mkdir(parents=True, exist_ok=True)
+            (self.root / f"{name}.pgdir").write_text(str(self.dir))  # for a look afterwards
+        else:
+            self.dir = self.root / name
         self.data = self.dir / "data"
         self.sock = self.dir / "sock"
         self.log = self.dir / "log"
@@ -67,16 +77,6 @@ class Pg:
         self.dir.mkdir(parents=True, exist_ok=True)
         self.sock.mkdir(exist_ok=True)
         if os.geteuid() == 0:
-            # Every directory above must be searchable by postgres.
-            p = self.dir
-            while p != p.parent:
-                try:
-                    os.chmod(p, os.stat(p).st_mode | 0o011)
-                except OSError:
-                    break
-                p = p.parent
-                if p == Path("/tmp") or p == Path("/"):
-                    break
             shutil.chown(self.dir, "postgres", "postgres")
             shutil.chown(self.sock, "postgres", "postgres")
 
@@ -120,6 +120,12 @@ class Pg:
             subprocess.run(_as_pg([PGBIN / "pg_ctl", "stop", "-w", "-m", "immediate", "-D",
                                    self.data]), capture_output=True, timeout=60)
         self.running = False
+
+    def destroy(self):
+        """stop(), and remove a directory made outside the test's own."""
+        self.stop(mode="immediate")
+        if os.geteuid() == 0:
+            shutil.rmtree(self.dir, ignore_errors=True)
 
     def conninfo(self, db="postgres"):
         return f"host=127.0.0.1 port={self.port} dbname={db} user=postgres"

@@ -37,8 +37,8 @@ def pgs(tmp_path_factory):
         standby.standby_of(primary).start()
         yield primary, standby
     finally:
-        standby.stop()
-        primary.stop()
+        standby.destroy()
+        primary.destroy()
 
 
 _dbs = iter(range(1, 1000))
@@ -239,8 +239,8 @@ def test_standby_promoted_and_follow_pointed_at_it(tmp_path, site):
         assert site.synced(15), "follow did not go on on the promoted standby"
         assert dump(site.p, ["repl1"]) == dump(site.r, ["repl1"])
     finally:
-        s2.stop()
-        p2.stop()
+        s2.destroy()
+        p2.destroy()
 
 
 def test_database_behind_replica_refused(site, pgs):

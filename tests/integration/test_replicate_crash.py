@@ -30,7 +30,7 @@ def pg(tmp_path):
         p.start()
         yield p
     finally:
-        p.stop()
+        p.destroy()
 
 
 class Writer:

@@ -131,8 +131,8 @@ def main():
     finally:
         for d in daemons:
             d.stop()
-        standby.stop()
-        primary.stop()
+        standby.destroy()
+        primary.destroy()
     print(f"work directory: {work}")
 
 
