@@ -438,3 +438,42 @@ def test_password_from_file_never_in_the_config(site, pgs):
     Runner(site.pconf).run("vigil-store", "replicate", "publish", "--once", env=env)
     assert primary.sql("SELECT value FROM vigil.meta WHERE key = 'counter'", db=site.db) == \
         str(site.p.counter())
+
+
+def test_dates_learned_in_bulk_carried(site, pgs):
+    """A commit that learns the notBefore of more than 1,024 known
+    certificates is logged as one CA-wide change: publish updates the rows
+    that differ and follow applies them (list shows notBefore)."""
+    import datetime
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.hazmat.primitives.serialization import Encoding
+    from cryptography.x509.oid import NameOID
+    primary, standby = pgs
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "bulk")])
+    certs = site.tmp / "newcerts"
+    certs.mkdir()
+    lines = []
+    nb = datetime.datetime(2025, 3, 1, 12, 0, 0)
+    for i in range(1100):
+        serial = 0x60000000 + i
+        c = (x509.CertificateBuilder().subject_name(name).issuer_name(name)
+             .public_key(key.public_key()).serial_number(serial).not_valid_before(nb)
+             .not_valid_after(nb + datetime.timedelta(days=90)).sign(key, hashes.SHA256()))
+        (certs / ("%X.pem" % serial)).write_bytes(c.public_bytes(Encoding.PEM))
+        lines.append(f"V\t250530120000Z\t\t{serial:X}\tunknown\t/CN=bulk{i}")
+    idx = site.tmp / "dates.txt"
+    idx.write_text("\n".join(lines) + "\n")
+    site.p.ok("import-index", "repl1", idx)                      # added, notBefore unknown
+    once(site.pconf, "publish")
+    standby.wait_replayed(primary)
+    once(site.rconf, "follow")
+    site.p.ok("import-index", "repl1", idx, "--certs", certs)    # 1,100 dates learned
+    assert any(e["action"] == "add" and e["count"] == 1100 for e in site.p.audit()[-1:])
+    once(site.pconf, "publish")
+    standby.wait_replayed(primary)
+    once(site.rconf, "follow")
+    raw = [site.p.ok("list", "repl1"), site.r.ok("list", "repl1")]
+    assert "notBefore=2025-03-01T12:00:00Z" in raw[0]
+    assert raw[0] == raw[1]
