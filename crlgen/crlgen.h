@@ -47,7 +47,10 @@ int64_t crlgen_interval_ms(const struct crlgen *g);
  * [crlgen] interval, or half of the CA's crl_validity when that is shorter. */
 int64_t crlgen_period_ms(const struct crlgen *g, int i);
 
-/* crlgen_counter reads the store's change counter from a fresh snapshot. */
+/* crlgen_counter reads the store's change counter from a fresh snapshot,
+ * of the store now at [store] path: one found replaced (vigil-store
+ * restore) is reopened first, which crlgen_reopens counts. */
+unsigned crlgen_reopens(const struct crlgen *g);
 int crlgen_counter(struct crlgen *g, uint64_t *out);
 
 /* crlgen_touched sets |touched[i]| for every CA with a change after |since|

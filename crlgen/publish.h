@@ -27,6 +27,7 @@ struct pub_state {
 	uint64_t full_number;     /* the last published full CRL; 0 if none */
 	int64_t full_this_update; /* its thisUpdate */
 	uint64_t full_counter;    /* the store change counter it was built at */
+	uint64_t store_id;        /* ... of that store (vg_store_ident); 0 unknown */
 };
 
 /* pub_open_dir opens (creating it when missing) the out directory. Returns

@@ -1,0 +1,75 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * vigil-store backup PATH [--compact] and vigil-store restore PATH: a
+ * consistent copy of the store taken while it is read and written, and the
+ * store replaced by one (store/backup.c does both).
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "store/cli/cli.h"
+
+int cmd_backup(struct ctx *c, int argc, char **argv)
+{
+	static const struct option opts[] = {{"compact", no_argument, NULL, 'k'}, {0}};
+	bool compact = false;
+	int o;
+	optind = 0;
+	while ((o = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+		if (o != 'k')
+			cli_usage_die("usage: backup PATH [--compact]");
+		compact = true;
+	}
+	if (argc - optind != 1)
+		cli_usage_die("usage: backup PATH [--compact]");
+	const char *dest = argv[optind];
+	cli_store_open(c, VG_STORE_RDONLY);
+	c->progress_what = "backup: bytes";
+	struct vg_backup_result r;
+	int rc = vg_store_backup(c->st, dest, compact, &r, cli_progress, c);
+	cli_end_progress();
+	if (rc == -EEXIST)
+		cli_die("backup %s: it exists; a backup is written to a new directory", dest);
+	if (rc < 0)
+		cli_die("backup %s failed, nothing written: %s", dest,
+		        rc == -ENOSPC ? "no space left on device" : strerror(-rc));
+	printf("backup: %s counter=%" PRIu64 " bytes=%" PRIu64 " store_id=%016" PRIx64
+	       " compact=%s\n",
+	       dest, r.counter, r.bytes, r.store_id, compact ? "yes" : "no");
+	return 0;
+}
+
+int cmd_restore(struct ctx *c, int argc, char **argv)
+{
+	if (argc != 1)
+		cli_usage_die("usage: restore PATH");
+	c->progress_what = "restore: bytes";
+	struct vg_backup_result r;
+	int rc = vg_store_restore(c->conf.store_path, argv[0], &c->who, &r, cli_progress, c);
+	cli_end_progress();
+	if (rc == -ENODATA)
+		cli_die("restore: %s holds no data.mdb: not a backup", argv[0]);
+	if (rc == -EUCLEAN)
+		cli_die("restore: backup %s fails verify (see the lines above), store %s left "
+		        "as it was",
+		        argv[0], c->conf.store_path);
+	if (rc < 0)
+		cli_die("restore from %s failed, store %s left as it was: %s", argv[0],
+		        c->conf.store_path, strerror(-rc));
+	printf("restore: %s from %s counter=%" PRIu64 " replaced_counter=%" PRIu64
+	       " store_id=%016" PRIx64 " replaced_kept=%s\n",
+	       c->conf.store_path, argv[0], r.counter, r.old_counter, r.store_id,
+	       r.moved_to[0] ? r.moved_to : "-");
+	if (r.old_counter + 1 > r.counter)
+		fprintf(stderr,
+		        "%s: warning: the replaced store had counter %" PRIu64
+		        ", the restored one %" PRIu64
+		        ": changes after the backup are not in it. vigil-crlgen will refuse to "
+		        "publish until every revocation of its last CRL is in the store again "
+		        "(vigil-store revoke CA --serials FILE)\n",
+		        cli_progname, r.old_counter, r.counter);
+	return 0;
+}
