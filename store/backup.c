@@ -395,7 +395,7 @@ int vg_store_restore(const char *path, const char *backup, const struct vg_audit
 		return rc;
 	}
 	rc = sync_parent(path);
-	log_warn("event=store_restored path=%s backup=%s counter=%llu old_counter=%llu kept=%s",
+	log_info("event=store_restored path=%s backup=%s counter=%llu old_counter=%llu kept=%s",
 	         path, backup, (unsigned long long)res->counter,
 	         (unsigned long long)res->old_counter, res->moved_to[0] ? res->moved_to : "-");
 	return rc;

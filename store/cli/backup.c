@@ -63,13 +63,15 @@ int cmd_restore(struct ctx *c, int argc, char **argv)
 	       " store_id=%016" PRIx64 " replaced_kept=%s\n",
 	       c->conf.store_path, argv[0], r.counter, r.old_counter, r.store_id,
 	       r.moved_to[0] ? r.moved_to : "-");
-	if (r.old_counter + 1 > r.counter)
+	/* The restore is one commit on top of the backup's counter. */
+	if (r.old_counter > r.counter - 1)
 		fprintf(stderr,
-		        "%s: warning: the replaced store had counter %" PRIu64
-		        ", the restored one %" PRIu64
-		        ": changes after the backup are not in it. vigil-crlgen will refuse to "
-		        "publish until every revocation of its last CRL is in the store again "
-		        "(vigil-store revoke CA --serials FILE)\n",
-		        cli_progname, r.old_counter, r.counter);
+		        "%s: warning: the replaced store was at counter %" PRIu64
+		        ", the backup at %" PRIu64
+		        ": changes committed after the backup are not in the store. vigil-crlgen "
+		        "refuses to publish until every revocation of its last CRL is in it again "
+		        "(it lists the missing ones in OUT/CA.missing for vigil-store revoke CA "
+		        "--serials)\n",
+		        cli_progname, r.old_counter, r.counter - 1);
 	return 0;
 }
