@@ -256,6 +256,13 @@ static int reopen(struct crlgen *g)
 	g->txn = NULL;
 	struct vg_store *st;
 	int rc = vg_store_open(&st, g->conf.store_path, VG_STORE_RDONLY);
+	if (rc == -EROFS || rc == -EACCES) {
+		/* Out of reach of this process (a systemd sandbox bound the old
+		 * store's lock file, not the new one's): a restart reaches it. */
+		log_err("event=store_reopen_failed path=%s error=\"%s\" action=exit_for_restart",
+		        g->conf.store_path, strerror(-rc));
+		_exit(1);
+	}
 	if (rc < 0) {
 		log_err("event=store_reopen_failed path=%s error=\"%s\"", g->conf.store_path,
 		        rc == -EUCLEAN ? vg_store_damage() : strerror(-rc));

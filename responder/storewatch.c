@@ -12,6 +12,7 @@
 #include <stdatomic.h>
 #include <stdio.h>
 #include <string.h>
+#include <unistd.h>
 
 static pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
 static atomic_uint_fast64_t gen = 1;
@@ -65,6 +66,14 @@ void storewatch_check(void)
 	}
 	struct vg_store *st;
 	int rc = vg_store_open(&st, path, VG_STORE_RDONLY);
+	if (rc == -EROFS || rc == -EACCES) {
+		/* The new directory is out of this process's reach: a systemd
+		 * sandbox bound the old store's lock file writable, not the new
+		 * one's. A restart sets the sandbox up on the new store. */
+		log_err("event=store_reopen_failed path=%s error=\"%s\" action=exit_for_restart",
+		        path, strerror(-rc));
+		_exit(1);
+	}
 	if (rc < 0) {
 		if (seen == 2 || seen % 50 == 0)
 			log_err("event=store_reopen_failed path=%s error=\"%s\" action=retry", path,

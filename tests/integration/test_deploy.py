@@ -56,7 +56,7 @@ def test_layout(installed):
 
 
 @pytest.mark.skipif(shutil.which("systemd-analyze") is None, reason="systemd-analyze not installed")
-@pytest.mark.parametrize("name", ["vigil-responder", "vigil-crlgen"])
+@pytest.mark.parametrize("name", ["vigil-responder", "vigil-crlgen", "vigil-prune"])
 def test_systemd_analyze_verify(installed, tmp_path, name):
     # verify wants the ExecStart binaries at their paths: point them at the
     # DESTDIR copies, which are the same files.
