@@ -247,15 +247,25 @@ void cli_print_result(const char *what, const struct vg_write_result *r)
 	printf(" commits=%" PRIu64 "\n", r->commits);
 }
 
+/* write_error names what a failed write ran into. */
+static const char *write_error(int rc)
+{
+	if (rc == -ENOSPC)
+		return "no space left on device";
+	if (rc == -ESTALE)
+		return "the store was replaced (vigil-store restore) while this command ran; run "
+		       "it "
+		       "again";
+	return strerror(-rc);
+}
+
 void cli_write_failed(const char *what, int rc, const struct vg_write_result *r)
 {
 	if (r && r->commits)
 		cli_die("%s failed after %" PRIu64 " committed batches (%" PRIu64
 		        " revoked, %" PRIu64 " added are durable): %s",
-		        what, r->commits, r->revoked, r->added,
-		        rc == -ENOSPC ? "no space left on device" : strerror(-rc));
-	cli_die("%s failed, nothing changed: %s", what,
-	        rc == -ENOSPC ? "no space left on device" : strerror(-rc));
+		        what, r->commits, r->revoked, r->added, write_error(rc));
+	cli_die("%s failed, nothing changed: %s", what, write_error(rc));
 }
 
 /* ---- init --------------------------------------------------------------- */
