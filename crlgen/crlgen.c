@@ -322,6 +322,8 @@ struct touched_ctx {
 static int touched_cb(const struct vg_change *c, void *arg)
 {
 	struct touched_ctx *t = arg;
+	if (c->op == VG_CHANGE_REMOVE)
+		return 0; /* no CRL changes for it (delta_cb) */
 	for (int i = 0; i < t->g->n; i++)
 		if (t->g->cas[i].conf->id == c->ca_id)
 			t->touched[i] = true;
@@ -434,7 +436,10 @@ struct delta_set {
 static int delta_cb(const struct vg_change *c, void *arg)
 {
 	struct delta_set *d = arg;
-	if (c->ca_id != d->ca_id)
+	/* An expired certificate removed from the store (vigil-store prune)
+	 * has been left out of the full CRLs since one past its expiry: the
+	 * delta has nothing to say about it (RFC 5280 §5.2.4). */
+	if (c->ca_id != d->ca_id || c->op == VG_CHANGE_REMOVE)
 		return 0;
 	if (c->op == VG_CHANGE_CA || c->serial.len == 0) {
 		d->ca_wide = true;

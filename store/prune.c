@@ -13,9 +13,12 @@
  * Certificates: those whose notAfter is older than expired_retention, of
  * the CAs the caller allows, a revoked one only once a full CRL was issued
  * after its notAfter (RFC 5280 §3.3: it has then been on one CRL past its
- * expiry, and crlgen leaves it out of later ones). Each removal is in the
- * change log (VG_CHANGE_REMOVE), each commit in the audit log, and the CA
- * is marked pruned: its absent serials are then no longer known never to
+ * expiry, and crlgen leaves it out of later ones). The removals are in the
+ * change log (VG_CHANGE_REMOVE: one per serial, or one CA-wide entry for a
+ * commit of more than PRUNE_LOG_DETAIL_MAX, on which the responder drops
+ * the CA's cached answers; crlgen ignores both, an expired entry leaving
+ * its CRLs without a removeFromCRL), each commit in the audit log, and the
+ * CA is marked pruned: its absent serials are then no longer known never to
  * have been issued, so the responder never answers them revoked
  * (not_issued = revoked), only unknown.
  */
@@ -29,6 +32,9 @@
 #define PRUNE_LOG_BATCH 10000u   /* log entries per transaction */
 #define PRUNE_CERT_BATCH 10000u  /* certificates removed per transaction */
 #define PRUNE_SCAN_BATCH 200000u /* certificates read per transaction, at most */
+/* More removals than this in one commit are logged as one CA-wide removal
+ * (the log would otherwise hold every expired serial for log_retention). */
+#define PRUNE_LOG_DETAIL_MAX 1024u
 
 /* log_cutoff finds the newest counter committed before |before| (by its
  * audit record), into |*out| (0: none). */
@@ -199,12 +205,14 @@ static int cert_fn(struct wtx *w, void *arg)
 	rc = 0;
 	for (size_t i = 0; i < nh && !rc; i++) {
 		rc = wtx_del_cert(w, &hits[i].s, &hits[i].c);
-		if (!rc)
+		if (!rc && nh <= PRUNE_LOG_DETAIL_MAX)
 			rc = wtx_log_put(w, w->ca_state.id, VG_CHANGE_REMOVE, &hits[i].s);
 		b->removed++;
 		if (hits[i].c.status == VG_STATUS_REVOKED)
 			b->revoked++;
 	}
+	if (!rc && nh > PRUNE_LOG_DETAIL_MAX)
+		rc = wtx_log_put(w, w->ca_state.id, VG_CHANGE_REMOVE, NULL);
 	if (!rc && nh && !w->ca_state.pruned) {
 		w->ca_state.pruned = true;
 		w->ca_dirty = true;

@@ -179,7 +179,8 @@ enum vg_change_op {
 	VG_CHANGE_RELEASE = 3, /* certificateHold lifted: good again */
 	VG_CHANGE_UPDATE = 4,  /* validity dates changed, status unchanged */
 	VG_CHANGE_CA = 5,      /* anything of this CA may have changed */
-	VG_CHANGE_REMOVE = 6,  /* removed: expired past [store] expired_retention */
+	VG_CHANGE_REMOVE = 6,  /* removed: expired past [store] expired_retention (one serial,
+	                        * or CA-wide when a commit removed many) */
 };
 struct vg_change {
 	uint64_t counter;

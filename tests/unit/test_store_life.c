@@ -110,6 +110,63 @@ static int count_changes(const struct vg_change *c, void *arg)
 	return 0;
 }
 
+/* Counts REMOVE entries: [0] of one serial, [1] CA-wide. */
+static int count_removes(const struct vg_change *c, void *arg)
+{
+	int *n = arg;
+	if (c->op == VG_CHANGE_REMOVE)
+		n[c->serial.len == 0]++;
+	return 0;
+}
+
+static void removes_since(struct vg_store *st, uint64_t since, int *n)
+{
+	struct vg_txn *t;
+	n[0] = n[1] = 0;
+	assert_int_equal(vg_txn_begin(st, &t), 0);
+	assert_int_equal(vg_store_changes_foreach(t, since, count_removes, n), 0);
+	vg_txn_end(t);
+}
+
+/* A few removals are logged one by one; a commit of more than 1,024 as
+ * one CA-wide entry, so the log does not hold every expired serial. */
+static void test_remove_log(void **state)
+{
+	struct fx *f = *state;
+	enum { N = 3000 };
+	struct vg_add_item *items = calloc(N, sizeof(*items));
+	char hex[16];
+	for (int i = 0; i < N; i++) {
+		snprintf(hex, sizeof(hex), "%X", 0x10000 + i);
+		items[i] = item(hex, NOW - (i < 3 ? 2000 : 1000) * DAY, false);
+	}
+	assert_int_equal(vg_store_add(f->st, "ca", items, N, &who, NULL, NULL, NULL), 0);
+	free(items);
+	struct vg_txn *t;
+	uint64_t c0;
+	assert_int_equal(vg_txn_begin(f->st, &t), 0);
+	assert_int_equal(vg_store_counter(t, &c0), 0);
+	vg_txn_end(t);
+	struct vg_prune_ca pc = {.name = "ca", .certs = true};
+	struct vg_prune_result r;
+	int n[2];
+	/* The three oldest alone: expired_retention between them and the rest. */
+	assert_int_equal(
+	        vg_store_prune(f->st, NOW, 3650 * DAY, 1500 * DAY, &pc, 1, &who, &r, NULL, NULL),
+	        0);
+	assert_int_equal(r.certs_removed, 3);
+	removes_since(f->st, c0, n);
+	assert_int_equal(n[0], 3);
+	assert_int_equal(n[1], 0);
+	assert_int_equal(
+	        vg_store_prune(f->st, NOW, 3650 * DAY, 365 * DAY, &pc, 1, &who, &r, NULL, NULL), 0);
+	assert_int_equal(r.certs_removed, N - 3);
+	removes_since(f->st, c0 + 1, n);
+	assert_int_equal(n[0], 0);
+	assert_int_equal(n[1], 1);
+	verify_clean(f->st);
+}
+
 /* notAfter exactly at the cutoff stays; one second before goes. A revoked
  * one goes only when the last full CRL is strictly after its notAfter. */
 static void test_expired_boundaries(void **state)
@@ -255,6 +312,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 	        cmocka_unit_test_setup_teardown(test_expired_boundaries, setup, teardown),
 	        cmocka_unit_test_setup_teardown(test_kept_ca, setup, teardown),
+	        cmocka_unit_test_setup_teardown(test_remove_log, setup, teardown),
 	        cmocka_unit_test_setup_teardown(test_log_floor, setup, teardown),
 	        cmocka_unit_test_setup_teardown(test_backup_restore_identity, setup, teardown),
 	};
