@@ -176,10 +176,27 @@ static int stamp_copy(const char *dir, uint64_t from_id, bool keep_origin, uint6
 	return rc;
 }
 
-int vg_store_backup(struct vg_store *st, const char *dest, bool compact,
+/* trim copies |path| without its trailing slashes (a directory's temporary
+ * sibling is named after it: "store/" would put it inside). */
+static int trim(const char *path, char *out, size_t len)
+{
+	size_t n = strlen(path);
+	while (n > 1 && path[n - 1] == '/')
+		n--;
+	if (n == 0 || n >= len)
+		return -ENAMETOOLONG;
+	memcpy(out, path, n);
+	out[n] = '\0';
+	return 0;
+}
+
+int vg_store_backup(struct vg_store *st, const char *dest_arg, bool compact,
                     struct vg_backup_result *res, vg_progress_fn progress, void *parg)
 {
 	memset(res, 0, sizeof(*res));
+	char dest[PATH_MAX];
+	if (trim(dest_arg, dest, sizeof(dest)) < 0)
+		return -ENAMETOOLONG;
 	struct stat sb;
 	if (stat(dest, &sb) == 0)
 		return -EEXIST;
@@ -333,10 +350,13 @@ static int prepare(const char *tmp, const struct vg_audit *who, struct vg_backup
 	return rc;
 }
 
-int vg_store_restore(const char *path, const char *backup, const struct vg_audit *who,
+int vg_store_restore(const char *path_arg, const char *backup, const struct vg_audit *who,
                      struct vg_backup_result *res, vg_progress_fn progress, void *parg)
 {
 	memset(res, 0, sizeof(*res));
+	char path[PATH_MAX];
+	if (trim(path_arg, path, sizeof(path)) < 0)
+		return -ENAMETOOLONG;
 	char tmp[PATH_MAX], from[PATH_MAX + 16], file[PATH_MAX + 16];
 	snprintf(from, sizeof(from), "%s/data.mdb", backup);
 	struct stat sb, old;
