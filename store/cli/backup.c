@@ -9,8 +9,22 @@
 #include <inttypes.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/resource.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 
 #include "store/cli/cli.h"
+
+/* yield_to_services lowers this process's CPU and I/O priority (nice 10, the
+ * lowest best-effort I/O priority): a hot backup reads the whole store and
+ * writes as much, on the machine the responder answers from. */
+static void yield_to_services(void)
+{
+	enum { IOPRIO_CLASS_BE = 2, IOPRIO_CLASS_SHIFT = 13, IOPRIO_WHO_PROCESS = 1 };
+	(void)setpriority(PRIO_PROCESS, 0, 10);
+	(void)syscall(SYS_ioprio_set, IOPRIO_WHO_PROCESS, 0,
+	              IOPRIO_CLASS_BE << IOPRIO_CLASS_SHIFT | 7);
+}
 
 int cmd_backup(struct ctx *c, int argc, char **argv)
 {
@@ -26,6 +40,7 @@ int cmd_backup(struct ctx *c, int argc, char **argv)
 	if (argc - optind != 1)
 		cli_usage_die("usage: backup PATH [--compact]");
 	const char *dest = argv[optind];
+	yield_to_services();
 	cli_store_open(c, VG_STORE_RDONLY);
 	c->progress_what = "backup: bytes";
 	struct vg_backup_result r;
