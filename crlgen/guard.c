@@ -10,9 +10,51 @@
 #include <inttypes.h>
 #include <stdio.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <openssl/x509.h>
+#include <openssl/x509v3.h>
+
+/* asn1_time converts an ASN1_TIME to seconds since the epoch; 0 if it cannot. */
+static int64_t asn1_time(const ASN1_TIME *t)
+{
+	struct tm tm;
+	if (!t || !ASN1_TIME_to_tm(t, &tm))
+		return 0;
+	return (int64_t)timegm(&tm);
+}
+
+/* revoke_args writes the vigil-store revoke options that record |r| again
+ * as the CRL says: its reason, revocation time and invalidity date. */
+static void revoke_args(const X509_REVOKED *r, char *out, size_t len)
+{
+	char t[32];
+	size_t n = 0;
+	out[0] = '\0';
+	ASN1_ENUMERATED *reason = X509_REVOKED_get_ext_d2i(r, NID_crl_reason, NULL, NULL);
+	if (reason) {
+		long code = ASN1_ENUMERATED_get(reason);
+		if (code > 0 && code <= 10)
+			n += (size_t)snprintf(out + n, len - n, " --reason %s",
+			                      vg_reason_name((int)code));
+		ASN1_ENUMERATED_free(reason);
+	}
+	int64_t when = asn1_time(X509_REVOKED_get0_revocationDate(r));
+	if (when && n < len) {
+		vg_time_format(when, t, sizeof(t));
+		n += (size_t)snprintf(out + n, len - n, " --time %s", t);
+	}
+	ASN1_GENERALIZEDTIME *inv = X509_REVOKED_get_ext_d2i(r, NID_invalidity_date, NULL, NULL);
+	if (inv) {
+		int64_t it = asn1_time(inv);
+		if (it && n < len) {
+			vg_time_format(it, t, sizeof(t));
+			snprintf(out + n, len - n, " --invalidity-date %s", t);
+		}
+		ASN1_GENERALIZEDTIME_free(inv);
+	}
+}
 
 /* serial_hex writes |s| in hexadecimal. */
 static void serial_hex(const struct vg_serial *s, char *out, size_t len)
@@ -52,7 +94,8 @@ int guard_check(struct vg_txn *txn, int dirfd, const char *name, uint32_t ca_id,
 	/* The serials missing go to NAME.missing, written anew. */
 	char missing[320], tmp[340];
 	snprintf(missing, sizeof(missing), "%s.missing", name);
-	snprintf(tmp, sizeof(tmp), ".%s.missing.tmp-%ld", name, (long)getpid());
+	/* Named as pub_clean_stale expects, should this process die here. */
+	snprintf(tmp, sizeof(tmp), ".%s.missing.tmp-%ld-0", name, (long)getpid());
 	int mfd = openat(dirfd, tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
 	FILE *mf = mfd >= 0 ? fdopen(mfd, "w") : NULL;
 	STACK_OF(X509_REVOKED) *rev = X509_CRL_get_REVOKED(crl);
@@ -60,8 +103,8 @@ int guard_check(struct vg_txn *txn, int dirfd, const char *name, uint32_t ca_id,
 	char first[2 * VG_SERIAL_MAX + 1] = "";
 	int rc = 0;
 	for (int i = 0; i < sk_X509_REVOKED_num(rev) && !rc; i++) {
-		const ASN1_INTEGER *ai =
-		        X509_REVOKED_get0_serialNumber(sk_X509_REVOKED_value(rev, i));
+		const X509_REVOKED *entry = sk_X509_REVOKED_value(rev, i);
+		const ASN1_INTEGER *ai = X509_REVOKED_get0_serialNumber(entry);
 		struct vg_serial s;
 		struct vg_cert c;
 		if (vg_serial_from_bytes(ASN1_STRING_get0_data(ai), (size_t)ASN1_STRING_length(ai),
@@ -79,8 +122,11 @@ int guard_check(struct vg_txn *txn, int dirfd, const char *name, uint32_t ca_id,
 		if (!n_missing)
 			snprintf(first, sizeof(first), "%s", hex);
 		n_missing++;
-		if (mf)
-			fprintf(mf, "%s\n", hex);
+		if (mf) {
+			char args[160];
+			revoke_args(entry, args, sizeof(args));
+			fprintf(mf, "%s #%s\n", hex, args);
+		}
 	}
 	X509_CRL_free(crl);
 	if (mf) {

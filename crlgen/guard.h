@@ -11,8 +11,10 @@
  * a restore), every serial of the CRL now published (NAME.crl) must be
  * revoked in the store; otherwise nothing is published, the refusal is
  * logged with the count and the first serial, and the missing serials are
- * written to NAME.missing (one hexadecimal serial a line, the input of
- * vigil-store revoke CA --serials) for the operator to revoke again.
+ * written to NAME.missing for the operator to revoke again: one hexadecimal
+ * serial a line, the input of vigil-store revoke CA --serials, each followed
+ * by a comment holding the revoke options that record it exactly as the CRL
+ * does ("SERIAL # --reason R --time T [--invalidity-date T]").
  */
 
 #include <stdint.h>
