@@ -542,3 +542,47 @@ def test_kill_during_backup_and_prune(tmp_path, ca):
         k.ok("backup", tmp_path / f"bk{i}-again")
         shutil.rmtree(d)
     assert killed >= 2, "no kill landed inside a command"
+
+
+def test_restore_under_a_running_bulk_revocation(tmp_path, ca):
+    """A restore while a bulk revocation commits batch after batch: the
+    restore waits for the writer lock between two batches, and the
+    revocation's next batch, which finds its store gone from the path,
+    writes nothing and says so. The restored store holds none of it; the
+    replaced one, kept, holds exactly the batches committed before."""
+    rng = random.Random(51)
+    st, expected = seeded(tmp_path, ca, 60_000, rng)
+    st.ok("backup", tmp_path / "bk")
+    before = st.list_map(CA)
+    good = [s for s, v in before.items() if v == "good"]
+    # 600,000 serials, 12 batches: 50,000 issued ones, the rest never seen
+    # (recorded revoked as not issued), so that the restore lands between
+    # two batches.
+    targets = rng.sample(good, 50_000) + ["%X" % (rng.getrandbits(120) | 1 << 116)
+                                          for _ in range(550_000)]
+    (tmp_path / "serials.txt").write_text("\n".join(targets) + "\n")
+    p = subprocess.Popen(store_cmd(st.config, "revoke", CA, "--serials", tmp_path / "serials.txt",
+                                   "--reason", "superseded", quiet=False),
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    first = p.stderr.readline()  # the first batch is committed
+    assert "revoking 50000/" in first, first
+    r = st.run("restore", tmp_path / "bk", check=False)
+    rest = p.stderr.read()
+    p.wait(120)
+    assert r.returncode == 0, r.stderr
+    assert p.returncode == 1, (p.returncode, rest)
+    assert "the store was replaced (vigil-store restore) while this command ran" in rest, rest
+    m = re.search(r"after (\d+) committed batches", rest)
+    assert m and 1 <= int(m.group(1)) < 12, rest
+    # The restored store: the backup, none of the revocation.
+    assert st.list_map(CA) == before
+    rc, text = verify(st)
+    assert rc == 0, text
+    # The replaced store, kept: exactly the committed batches, consistent.
+    kept = next(tmp_path.glob("store.replaced-*"))
+    old = Store(write_config(tmp_path / "old.conf", kept, [ca]))
+    rc, text = verify(old)
+    assert rc == 0, text
+    got = old.list_map(CA)
+    changed = sum(1 for s, v in got.items() if before.get(s) != v)
+    assert changed == 50_000 * int(m.group(1)), (changed, m.group(0))
