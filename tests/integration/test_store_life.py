@@ -122,6 +122,7 @@ def test_backup_under_load_is_the_source_at_its_counter(tmp_path, ca):
         wout, _ = wrk.communicate(timeout=60)
         assert "Non-2xx" not in wout and "Socket errors" not in wout, wout
         assert ocsp_answer(resp, ca_cert, int(targets[0], 16)) == "REVOKED"
+        assert resp.stop() == 0  # and no sanitizer report
     # The revocation's commits, in order: batches of 50,000 sorted serials.
     tsorted = sorted_serials(targets)
     batches = [tsorted[k:k + 50_000] for k in range(0, len(tsorted), 50_000)]
@@ -230,9 +231,10 @@ def test_restore_under_a_running_responder_and_crlgen(tmp_path, ca):
             ok, txt = openssl_crl_verify(crl, ca.cert)
             assert ok, txt
             assert ocsp_answer(resp, ca_cert, int(late, 16)) == "REVOKED"
-            assert resp.proc.poll() is None
+            assert resp.stop() == 0  # never died; no sanitizer report
     finally:
         assert d.stop() == 0, d.text()
+    assert "Sanitizer" not in d.text() and "runtime error" not in d.text(), d.text()
     rc, text = verify(st)
     assert rc == 0, text
     kept = list(tmp_path.glob("store.replaced-*"))
@@ -429,8 +431,10 @@ def test_prune_with_responder_and_crlgen_watch_running(tmp_path, ca):
             assert live_good[1] in got and live_good[2] in got
             assert not any(s in got for s in old_rev)
             assert ocsp_answer(resp, ca_cert, int(live_good[2], 16)) == "REVOKED"
+            assert resp.stop() == 0
     finally:
         assert d.stop() == 0, d.text()
+    assert "Sanitizer" not in d.text() and "runtime error" not in d.text(), d.text()
     rc, text = verify(st)
     assert rc == 0, text
     stats = st.stats()
@@ -472,6 +476,7 @@ def test_frozen_ca_never_answers_a_pruned_serial_revoked(tmp_path, ca, tmp_path_
         assert ocsp_answer(resp, c1, never) == "UNKNOWN"
         assert ocsp_answer(resp, c2, int(s2, 16)) == "GOOD"
         assert ocsp_answer(resp, c2, never) == "REVOKED"
+        assert resp.stop() == 0
     r = st2.run("prune")
     assert "ca=life1 certificates kept" in r.stdout and "ca=life2 certificates kept" in r.stdout
     rc, text = verify(st2)
