@@ -917,9 +917,13 @@ static int publish_locked(struct crlgen *g, int i, enum crlgen_kind kind)
 
 	if ((rc = guard_check(g->txn, g->dirfd, name, ca->conf->id, &ps, counter, g->store_id)) <
 	    0) {
-		if (rc != -ESTALE)
+		if (rc == -ESTALE) {
+			metrics_refused(name, "store_older_than_published");
+			(void)metrics_flush(g->conf.crl_metrics_file);
+		} else {
 			log_err("event=crl_failed ca=%s kind=%s error=\"published CRL: %s\"", name,
 			        kind_name(kind == CRLGEN_DELTA), strerror(-rc));
+		}
 		return rc;
 	}
 	if (kind == CRLGEN_DELTA) {

@@ -214,6 +214,10 @@ def test_restore_under_a_running_responder_and_crlgen(tmp_path, ca):
             assert d.wait_log(r"event=crl_refused ca=life1 reason=store_older_than_published"
                               r"[^\n]*missing=1 first=" + late), d.text()
             assert crl.read_bytes() == published
+            # ... and counts it for the alert (VigilCRLRefusedOlderStore).
+            prom = next(tmp_path.glob("*.prom")).read_text()
+            assert re.search(r'^vigil_crlgen_refusals_total\{ca="life1",'
+                             r'reason="store_older_than_published"\} [1-9]', prom, re.M), prom
             # CA.missing: the serial, and the options that record it as the
             # published CRL does (reason and revocation time).
             old_entry = entries(x509.load_der_x509_crl(published))[late]
