@@ -274,8 +274,6 @@ static int boot_begin_fn(struct vg_store *st, MDB_txn *txn, void *arg)
 	int rc = role_read(st, txn, &r);
 	if (rc)
 		return rc;
-	if (r.store_id)
-		return -EEXIST; /* a primary */
 	if (r.replica_of && r.replica_of != a->primary)
 		return -ESTALE;
 	if (!r.boot && (r.counter || r.n_cas))

@@ -8,8 +8,9 @@
  * change counter.
  *
  * Meta values (store/internal.h):
- *   "store_id"   u64  a primary's identity, made by its first `replicate
- *                     publish`; kept in the database's meta table too
+ *   "store_id"   u64  the store's identity (given at creation, store/backup.c);
+ *                     a primary's is kept in the database's meta table too, and
+ *                     a promoted replica takes its primary's
  *   "replica_of" u64  a replica: the primary's store id. Every write through
  *                     store.h is then refused with -EREMOTE.
  *   "replica_boot" u64 a bootstrap under way (its counter): a replica whose
@@ -19,7 +20,7 @@
  *   -EREMOTE  a write through store.h on a replica store
  *   -ESTALE   a change whose counter is not the next one of the local store,
  *             or a replica of another primary
- *   -EEXIST   a bootstrap of a store that is not empty, or a primary
+ *   -EEXIST   a bootstrap of a store that has data of its own
  */
 
 #include <stdbool.h>

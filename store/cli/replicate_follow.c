@@ -431,9 +431,10 @@ static int pass(struct repl *r, char *err, size_t errlen)
 	vg_txn_end(t);
 	if (rc)
 		die_store(r, "read", rc);
-	if (role.store_id)
+	if (!role.replica_of && !role.boot && (role.counter || role.n_cas))
 		cli_die("store %s is a primary (store %016" PRIx64
-		        "): follow writes only a replica site's own store; nothing written",
+		        ", with data of its own): follow writes only a replica site's own store; "
+		        "nothing written",
 		        c->conf.store_path, role.store_id);
 	if (role.replica_of && role.replica_of != dbid)
 		cli_die("store %s is a replica of store %016" PRIx64 ", the database holds store "
