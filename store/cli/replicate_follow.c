@@ -105,6 +105,7 @@ static void ca_from(PGresult *res, int row, struct vg_repl_ca *ca)
 	ca->state.n_certs = strtoull(PQgetvalue(res, row, 4), NULL, 10);
 	ca->state.n_revoked = strtoull(PQgetvalue(res, row, 5), NULL, 10);
 	ca->state.n_hold = strtoull(PQgetvalue(res, row, 6), NULL, 10);
+	ca->state.pruned = PQgetvalue(res, row, 7)[0] == 't';
 }
 
 static PGresult *query(struct repl *r, const char *sql, uint64_t counter)
@@ -124,7 +125,7 @@ static PGresult *query(struct repl *r, const char *sql, uint64_t counter)
 static const char audit_sql[] =
         "SELECT counter, time, count, usr, ca, action, command FROM vigil.audit";
 static const char cas_sql[] =
-        "SELECT name, id, frozen, frozen_at, n_certs, n_revoked, n_hold FROM vigil.cas";
+        "SELECT name, id, frozen, frozen_at, n_certs, n_revoked, n_hold, pruned FROM vigil.cas";
 
 static void die_store(struct repl *r, const char *what, int rc)
 {
@@ -136,13 +137,15 @@ static void die_store(struct repl *r, const char *what, int rc)
 static int apply_one(struct repl *r, uint64_t primary, uint64_t counter, char *err, size_t errlen)
 {
 	int64_t t0 = now_ms();
-	char sql[1024];
+	char sql[2048];
 	snprintf(sql, sizeof(sql),
 	         "SELECT %s, true FROM vigil.certs WHERE counter = $1 UNION ALL SELECT ch.ca_id, "
 	         "ch.serial, c.status, c.reason, c.flags, c.revoked_at, c.invalidity_date, "
 	         "c.not_before, c.not_after, c.ca_id IS NOT NULL FROM vigil.changes ch LEFT JOIN "
 	         "vigil.certs c ON c.ca_id = ch.ca_id AND c.serial = ch.serial WHERE ch.counter = "
-	         "$1 AND octet_length(ch.serial) > 0 AND c.counter IS DISTINCT FROM $1",
+	         "$1 AND octet_length(ch.serial) > 0 AND c.counter IS DISTINCT FROM $1 UNION ALL "
+	         "SELECT ca_id, serial, NULL, NULL, NULL, NULL, NULL, NULL, NULL, false FROM "
+	         "vigil.gone WHERE counter = $1",
 	         cert_cols);
 	PGresult *rc_ = query(r, sql, counter);
 	PGresult *rch = rc_ ? query(r,

@@ -34,12 +34,16 @@ static const char schema_sql[] =
         "CREATE TABLE IF NOT EXISTS vigil.meta (key text PRIMARY KEY, value text NOT NULL);"
         "CREATE TABLE IF NOT EXISTS vigil.cas (name text PRIMARY KEY, id bigint NOT NULL,"
         " frozen boolean NOT NULL, frozen_at bigint NOT NULL, n_certs bigint NOT NULL,"
-        " n_revoked bigint NOT NULL, n_hold bigint NOT NULL, counter bigint NOT NULL);"
+        " n_revoked bigint NOT NULL, n_hold bigint NOT NULL, counter bigint NOT NULL,"
+        " pruned boolean NOT NULL DEFAULT false);"
         "CREATE TABLE IF NOT EXISTS vigil.certs (ca_id bigint NOT NULL, serial bytea NOT NULL,"
         " status smallint NOT NULL, reason smallint, flags smallint NOT NULL,"
         " revoked_at bigint, invalidity_date bigint, not_before bigint, not_after bigint,"
         " counter bigint NOT NULL, PRIMARY KEY (ca_id, serial));"
         "CREATE INDEX IF NOT EXISTS certs_counter ON vigil.certs (counter);"
+        "CREATE TABLE IF NOT EXISTS vigil.gone (counter bigint NOT NULL, ca_id bigint NOT NULL,"
+        " serial bytea NOT NULL);"
+        "CREATE INDEX IF NOT EXISTS gone_counter ON vigil.gone (counter);"
         "CREATE TABLE IF NOT EXISTS vigil.changes (counter bigint NOT NULL, seq integer NOT NULL,"
         " ca_id bigint NOT NULL, op smallint NOT NULL, serial bytea NOT NULL,"
         " PRIMARY KEY (counter, seq));"
@@ -253,17 +257,20 @@ static int push_cas(struct repl *r, const struct cas *cs, uint64_t counter, char
 		}
 		const struct vg_ca_state *s = &cs->s[i];
 		snprintf(sql, sizeof(sql),
-		         "INSERT INTO vigil.cas AS c VALUES (%s, %" PRIu32 ", %s, %" PRId64
+		         "INSERT INTO vigil.cas AS c (name, id, frozen, frozen_at, n_certs, "
+		         "n_revoked, n_hold, counter, pruned) VALUES (%s, %" PRIu32 ", %s, %" PRId64
 		         ", %" PRIu64 ", %" PRIu64 ", %" PRIu64 ", %" PRIu64
-		         ") ON CONFLICT (name) DO UPDATE SET id = EXCLUDED.id, frozen = "
+		         ", %s) ON CONFLICT (name) DO UPDATE SET id = EXCLUDED.id, frozen = "
 		         "EXCLUDED.frozen, frozen_at = EXCLUDED.frozen_at, n_certs = "
 		         "EXCLUDED.n_certs, n_revoked = EXCLUDED.n_revoked, n_hold = "
-		         "EXCLUDED.n_hold, counter = EXCLUDED.counter WHERE (c.id, c.frozen, "
-		         "c.frozen_at, c.n_certs, c.n_revoked, c.n_hold) IS DISTINCT FROM "
-		         "(EXCLUDED.id, EXCLUDED.frozen, EXCLUDED.frozen_at, EXCLUDED.n_certs, "
-		         "EXCLUDED.n_revoked, EXCLUDED.n_hold)",
+		         "EXCLUDED.n_hold, counter = EXCLUDED.counter, pruned = EXCLUDED.pruned "
+		         "WHERE (c.id, c.frozen, c.frozen_at, c.n_certs, c.n_revoked, c.n_hold, "
+		         "c.pruned) IS DISTINCT FROM (EXCLUDED.id, EXCLUDED.frozen, "
+		         "EXCLUDED.frozen_at, EXCLUDED.n_certs, EXCLUDED.n_revoked, "
+		         "EXCLUDED.n_hold, "
+		         "EXCLUDED.pruned)",
 		         name, s->id, s->frozen ? "true" : "false", s->frozen_at, s->n_certs,
-		         s->n_revoked, s->n_hold, counter);
+		         s->n_revoked, s->n_hold, counter, s->pruned ? "true" : "false");
 		PQfreemem(name);
 		if (repl_exec(r, sql, PGRES_COMMAND_OK, err, errlen) < 0)
 			return -1;
@@ -386,12 +393,14 @@ fail:
 /* push_one pushes commit |counter|: |ch| its change-log entries, |au| its
  * audit record (NULL if none). |synced| lists the CAs already copied whole
  * from this snapshot by this pass. */
-static int push_one(struct repl *r, struct vg_txn *t, uint64_t counter, const struct vg_change *ch,
-                    size_t nch, const struct vg_audit_entry *au, const struct cas *cs, bool *synced,
-                    char *err, size_t errlen)
+static int push_one(struct repl *r, struct vg_txn *t, uint64_t from, uint64_t counter,
+                    const struct vg_change *ch, size_t nch, const struct vg_audit_entry *au,
+                    size_t nau, const struct cas *cs, bool *synced, char *err, size_t errlen)
 {
+	uint32_t resynced[CAS_MAX];
+	size_t nres = 0;
 	if (repl_exec(r, "BEGIN", PGRES_COMMAND_OK, err, errlen) < 0 ||
-	    lock_counter(r, counter - 1, err, errlen) < 0 ||
+	    lock_counter(r, from, err, errlen) < 0 ||
 	    repl_exec(r,
 	              "CREATE TEMP TABLE IF NOT EXISTS stage (ca_id bigint, serial bytea, present "
 	              "boolean, status smallint, reason smallint, flags smallint, revoked_at "
@@ -402,7 +411,8 @@ static int push_one(struct repl *r, struct vg_txn *t, uint64_t counter, const st
 	struct copy *cp = malloc(sizeof(*cp));
 	if (!cp)
 		cli_die("out of memory");
-	bool freeze = au && (!strcmp(au->action, "freeze") || !strcmp(au->action, "thaw"));
+	bool freeze = from + 1 == counter && nau == 1 &&
+	              (!strcmp(au->action, "freeze") || !strcmp(au->action, "thaw"));
 	int rc = copy_begin(cp, r, "COPY stage FROM STDIN", err, errlen);
 	size_t gone = 0;
 	for (size_t i = 0; i < nch && rc == 0; i++) {
@@ -422,6 +432,7 @@ static int push_one(struct repl *r, struct vg_txn *t, uint64_t counter, const st
 			if (e)
 				cli_die("publish: reading the store failed: %s", strerror(-e));
 			synced[k] = true;
+			resynced[nres++] = ch[i].ca_id;
 			continue;
 		}
 		struct vg_cert cert;
@@ -439,9 +450,10 @@ static int push_one(struct repl *r, struct vg_txn *t, uint64_t counter, const st
 			copy_change(cp, &ch[i], (uint32_t)i);
 		rc = copy_end(cp, err, errlen);
 	}
-	if (rc == 0 && au &&
+	if (rc == 0 && nau &&
 	    (rc = copy_begin(cp, r, "COPY vigil.audit FROM STDIN", err, errlen)) == 0) {
-		copy_audit(cp, au);
+		for (size_t i = 0; i < nau; i++)
+			copy_audit(cp, &au[i]);
 		rc = copy_end(cp, err, errlen);
 	}
 	free(cp);
@@ -465,7 +477,27 @@ static int push_one(struct repl *r, struct vg_txn *t, uint64_t counter, const st
 	                       "DELETE FROM vigil.certs c USING stage s WHERE NOT s.present AND "
 	                       "c.ca_id = s.ca_id AND c.serial = s.serial",
 	                       PGRES_COMMAND_OK, err, errlen) < 0) ||
-	    push_cas(r, cs, counter, err, errlen) < 0 || set_counter(r, counter, err, errlen) < 0)
+	    push_cas(r, cs, counter, err, errlen) < 0)
+		goto fail;
+	/* A CA copied whole: its rows the store no longer has (removed by
+	 * prune, logged CA-wide) go, noted in gone for the replicas. */
+	for (size_t i = 0; i < nres; i++) {
+		char where[512], q[768];
+		snprintf(where, sizeof(where),
+		         "FROM vigil.certs c WHERE c.ca_id = %" PRIu32
+		         " AND NOT EXISTS (SELECT 1 FROM stage s WHERE s.present AND s.ca_id = "
+		         "c.ca_id AND s.serial = c.serial)",
+		         resynced[i]);
+		snprintf(q, sizeof(q),
+		         "INSERT INTO vigil.gone SELECT %" PRIu64 ", c.ca_id, c.serial %s", counter,
+		         where);
+		if (repl_exec(r, q, PGRES_COMMAND_OK, err, errlen) < 0)
+			goto fail;
+		snprintf(q, sizeof(q), "DELETE %s", where);
+		if (repl_exec(r, q, PGRES_COMMAND_OK, err, errlen) < 0)
+			goto fail;
+	}
+	if (set_counter(r, counter, err, errlen) < 0)
 		goto fail;
 	return 0;
 fail:
@@ -532,6 +564,36 @@ void repl_publish_local(struct repl *r)
 	vg_txn_end(t);
 }
 
+/* resync_all brings a database at |d| to the store at |n| when the store's
+ * change log no longer reaches back to |d| (pruned, [store] log_retention):
+ * one transaction copies every CA whole, with a CA-wide change each and the
+ * audit records in between; a replica applies the commits in between empty. */
+static int resync_all(struct repl *r, struct vg_txn *t, uint64_t d, uint64_t n,
+                      const struct cas *cs, char *err, size_t errlen)
+{
+	vg_log(LOG_WARNING,
+	       "event=replicate_resync from=%" PRIu64 " to=%" PRIu64
+	       " reason=\"the change log was pruned past the database's counter\"",
+	       d, n);
+	static struct vg_change ch[CAS_MAX];
+	memset(ch, 0, sizeof(ch));
+	for (size_t i = 0; i < cs->n; i++) {
+		ch[i].counter = n;
+		ch[i].ca_id = cs->s[i].id;
+		ch[i].op = VG_CHANGE_CA;
+	}
+	struct gather_audit ga = {.upto = n};
+	int rc = vg_store_audit_since(t, d, gather_audit, &ga);
+	if (rc < 0)
+		cli_die("store %s: %s", r->c->conf.store_path, strerror(-rc));
+	bool synced[CAS_MAX] = {false};
+	rc = push_one(r, t, d, n, ch, cs->n, ga.v, ga.n, cs, synced, err, errlen);
+	free(ga.v);
+	if (rc == 0)
+		r->state.counter = n;
+	return rc < 0 ? -1 : 0;
+}
+
 int repl_publish_pass(struct repl *r, char *err, size_t errlen)
 {
 	struct ctx *c = r->c;
@@ -583,6 +645,10 @@ int repl_publish_pass(struct repl *r, char *err, size_t errlen)
 			r->state.counter = n;
 	} else if (d < n) {
 		rc = vg_store_changes_foreach(t, d, gather_change, &g);
+		if (rc == -ERANGE) {
+			ret = resync_all(r, t, d, n, &cs, err, errlen);
+			goto out;
+		}
 		if (rc < 0)
 			cli_die("store %s: %s", c->conf.store_path, strerror(-rc));
 		bool synced[CAS_MAX] = {false};
@@ -596,7 +662,8 @@ int repl_publish_pass(struct repl *r, char *err, size_t errlen)
 			const struct vg_audit_entry *au =
 			        j < ga.n && ga.v[j].counter == k ? &ga.v[j] : NULL;
 			int64_t t0 = now_ms();
-			if (push_one(r, t, k, g.v + i0, i - i0, au, &cs, synced, err, errlen) < 0) {
+			if (push_one(r, t, k - 1, k, g.v + i0, i - i0, au, au ? 1 : 0, &cs, synced,
+			             err, errlen) < 0) {
 				ret = -1;
 				break;
 			}
@@ -609,6 +676,7 @@ int repl_publish_pass(struct repl *r, char *err, size_t errlen)
 		if (!ret && g.upto < n)
 			ret = 1;
 	}
+out:
 	vg_txn_end(t);
 	free(g.v);
 	free(ga.v);

@@ -477,3 +477,40 @@ def test_dates_learned_in_bulk_carried(site, pgs):
     raw = [site.p.ok("list", "repl1"), site.r.ok("list", "repl1")]
     assert "notBefore=2025-03-01T12:00:00Z" in raw[0]
     assert raw[0] == raw[1]
+
+
+def test_prune_on_the_primary_carried(site, pgs):
+    """vigil-store prune on the primary (issue 16): more than 1,024 expired
+    certificates removed in one commit (one CA-wide change) are removed on
+    the replica too, and a database whose counter the pruned change log no
+    longer reaches is brought up to date by copying each CA whole."""
+    primary, standby = pgs
+    for conf in (site.pconf, site.rconf):  # prune keeps a not_issued = revoked CA whole
+        conf.write_text(conf.read_text().replace("not_issued = revoked\n", ""))
+    lines = [f"V\t200101000000Z\t\t{0x70000000 + i:X}\tunknown\t/CN=old{i}" for i in range(1100)]
+    idx = site.tmp / "expired.txt"
+    idx.write_text("\n".join(lines) + "\n")
+    site.p.ok("import-index", "repl1", idx)
+    once(site.pconf, "publish")
+    standby.wait_replayed(primary)
+    once(site.rconf, "follow")
+    assert site.r.status("repl1", "70000000").split()[1] == "good"
+    site.p.run("prune")                                          # expired in 2020: removed
+    assert site.p.status("repl1", "70000000").split()[1] == "unknown"
+    once(site.pconf, "publish")
+    standby.wait_replayed(primary)
+    once(site.rconf, "follow")
+    assert site.r.status("repl1", "70000000").split()[1] == "unknown"
+    assert dump(site.p, ["repl1"]) == dump(site.r, ["repl1"])
+
+    # The change log pruned past the database's counter (60 days on).
+    site.p.ok("revoke", "repl1", site.serials[2], "--reason", "superseded")
+    later = str(int(time.time()) + 60 * 86400)
+    r = Runner(site.pconf).run("vigil-store", "prune", env=dict(os.environ, VIGIL_NOW=later))
+    assert r.returncode == 0, r.stderr
+    r = once(site.pconf, "publish")
+    assert "event=replicate_resync" in r.stderr, r.stderr
+    standby.wait_replayed(primary)
+    once(site.rconf, "follow")
+    assert site.r.status("repl1", site.serials[2]).split()[1] == "revoked"
+    assert dump(site.p, ["repl1"]) == dump(site.r, ["repl1"])
