@@ -9,18 +9,20 @@
  *
  * The database (schema "vigil", version REPL_SCHEMA_VERSION):
  *   meta(key, value)        schema_version, store_id (hex), counter
- *   cas(name, ...)          each CA's record, with the counter that last
- *                           changed it
+ *   cas(name, ...)          each CA's record (frozen, counts, pruned), with
+ *                           the counter that last changed it
  *   certs(ca_id, serial, status, reason, flags, revoked_at,
  *         invalidity_date, not_before, not_after, counter)
  *                           every certificate's current record; counter: the
  *                           commit that last changed it
+ *   gone(counter, ca_id, serial)  certificates a CA copied whole no longer
+ *                           had (removed by prune, logged CA-wide)
  *   changes(counter, seq, ca_id, op, serial)  the store's change log
  *   audit(counter, time, count, usr, ca, action, command)  its audit log
  * One store commit is one database transaction that sets meta.counter from
  * N-1 to N; a commit is applied on a replica from the rows whose counter is
  * N, plus the current record of every serial its change log names (a row
- * removed: the certificate is gone).
+ * removed: the certificate is gone), less the rows gone at N.
  */
 
 #include <libpq-fe.h>
