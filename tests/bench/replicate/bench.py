@@ -100,20 +100,26 @@ def main():
                 r = ocsp.load_der_ocsp_response(body)
                 return r.certificate_status == ocsp.OCSPCertStatus.REVOKED
 
-            lat = []
+            lat, cmd = [], []
             for i in range(a.stream):
                 serial = BASE + a.certs - 1 - i
                 t0 = time.monotonic()
                 p.store("revoke", "bench1", "%X" % serial, "--reason", "superseded")
+                t1 = time.monotonic()  # committed: vigil-store returned
                 ok = wait_until(lambda: revoked(serial), 10, step=0.005)
                 assert ok, f"{serial:X} not revoked on the replica"
-                lat.append(time.monotonic() - t0)
+                lat.append(time.monotonic() - t1)
+                cmd.append(t1 - t0)
                 time.sleep(0.1)
             lat.sort()
+            cmd.sort()
+
+            def pct(v, q):
+                return v[min(len(v) - 1, int(len(v) * q))] * 1000
             print(f"commit to replica answer, {a.stream} revocations one every 100 ms: "
-                  f"p50 {statistics.median(lat) * 1000:.0f} ms, "
-                  f"p99 {lat[min(len(lat) - 1, int(len(lat) * 0.99))] * 1000:.0f} ms, "
-                  f"max {lat[-1] * 1000:.0f} ms (goal p99 < 1 s)")
+                  f"p50 {statistics.median(lat) * 1000:.0f} ms, p99 {pct(lat, 0.99):.0f} ms, "
+                  f"max {lat[-1] * 1000:.0f} ms (goal p99 < 1 s); the revoke command itself "
+                  f"p50 {statistics.median(cmd) * 1000:.0f} ms, max {cmd[-1] * 1000:.0f} ms")
 
             sf = serial_file(work / "bulk.txt", BASE, a.bulk)
             last = BASE + a.bulk - 1
