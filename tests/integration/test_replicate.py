@@ -197,19 +197,27 @@ def test_postgres_down_while_primary_revokes(site, pgs):
     pub = site.daemon(site.pconf, "publish")
     site.daemon(site.rconf, "follow")
     assert site.synced(15)
-    primary.stop()
-    try:
-        for s in site.serials[2:5]:
-            t0 = time.monotonic()
-            site.p.ok("revoke", "repl1", s, "--reason", "affiliationChanged")
-            assert time.monotonic() - t0 < 2.0, "a revocation waited on PostgreSQL"
-        assert wait_until(lambda: "Link: down" in site.p.ok("stats"), 8)
-        # The primary's side says how far behind the database is.
-        assert wait_until(lambda: "Lag commits: 3" in site.p.ok("stats"), 8), site.p.ok("stats")
-        assert pub.alive(), "publish gave up while the database was down"
-    finally:
-        primary.start()
-    assert site.synced(20), "no catch-up after PostgreSQL came back"
+    with Responder(site.pconf).start() as pr:     # the primary site's /metrics
+        primary.stop()
+        try:
+            for s in site.serials[2:5]:
+                t0 = time.monotonic()
+                site.p.ok("revoke", "repl1", s, "--reason", "affiliationChanged")
+                assert time.monotonic() - t0 < 2.0, "a revocation waited on PostgreSQL"
+            assert wait_until(lambda: "Link: down" in site.p.ok("stats"), 8)
+            assert wait_until(lambda: pr.metric('vigil_replicate_link_up{role="publish"}') == 0,
+                              3)
+            assert wait_until(lambda: pr.metric('vigil_replicate_lag_commits{role="publish"}')
+                              == 3, 3)
+            # The primary's side says how far behind the database is.
+            assert wait_until(lambda: "Lag commits: 3" in site.p.ok("stats"), 8), \
+                site.p.ok("stats")
+            assert pub.alive(), "publish gave up while the database was down"
+        finally:
+            primary.start()
+        assert site.synced(20), "no catch-up after PostgreSQL came back"
+        assert wait_until(lambda: pr.metric('vigil_replicate_link_up{role="publish"}') == 1, 5)
+        assert pr.metric('vigil_replicate_lag_commits{role="publish"}') == 0
     assert dump(site.p, ["repl1"]) == dump(site.r, ["repl1"])
     standby.wait_replayed(primary, 20)
 
