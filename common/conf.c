@@ -247,6 +247,160 @@ static int handle_ms(struct parse_ctx *p, const char *sec, const char *k, const 
 	return 1;
 }
 
+/* A token (RFC 9110 5.6.2): what a header field's name may hold. */
+static bool valid_token(const char *s)
+{
+	if (!*s || strlen(s) > 64)
+		return false;
+	for (; *s; s++)
+		if (!strchr("!#$%&'*+-.^_`|~", *s) &&
+		    !((*s >= 'a' && *s <= 'z') || (*s >= 'A' && *s <= 'Z') ||
+		      (*s >= '0' && *s <= '9')))
+			return false;
+	return true;
+}
+
+int vg_conf_http_url(const char *url, size_t len, struct vg_http_url *out)
+{
+	memset(out, 0, sizeof(*out));
+	if (len < 8 || strncasecmp(url, "http://", 7) != 0)
+		return -EINVAL;
+	const char *h = url + 7, *end = url + len;
+	const char *slash = memchr(h, '/', (size_t)(end - h));
+	const char *hend = slash ? slash : end;
+	const char *colon = NULL;
+	if (h < hend && *h == '[') {
+		const char *rb = memchr(h, ']', (size_t)(hend - h));
+		if (!rb)
+			return -EINVAL;
+		colon = rb + 1 < hend && rb[1] == ':' ? rb + 1 : NULL;
+		if (rb + 1 < hend && !colon)
+			return -EINVAL;
+		if ((size_t)(rb - h - 1) >= sizeof(out->host) || rb == h + 1)
+			return -EINVAL;
+		memcpy(out->host, h + 1, (size_t)(rb - h - 1));
+	} else {
+		colon = memchr(h, ':', (size_t)(hend - h));
+		const char *he = colon ? colon : hend;
+		if (he == h || (size_t)(he - h) >= sizeof(out->host))
+			return -EINVAL;
+		memcpy(out->host, h, (size_t)(he - h));
+	}
+	for (const char *q = out->host; *q; q++)
+		if (*q <= ' ' || *q == '@' || *q == '/' || *q == '?' || *q == '#' || *q == 0x7f)
+			return -EINVAL;
+	out->port = 80;
+	if (colon) {
+		int port = 0;
+		if (colon + 1 == hend || hend - colon > 6)
+			return -EINVAL;
+		for (const char *q = colon + 1; q < hend; q++) {
+			if (*q < '0' || *q > '9')
+				return -EINVAL;
+			port = port * 10 + (*q - '0');
+		}
+		if (port < 1 || port > 65535)
+			return -EINVAL;
+		out->port = port;
+	}
+	size_t plen = slash ? (size_t)(end - slash) : 1;
+	if (plen >= sizeof(out->path))
+		return -EINVAL;
+	memcpy(out->path, slash ? slash : "/", plen);
+	for (const char *q = out->path; *q; q++)
+		if (*q <= ' ' || *q == 0x7f)
+			return -EINVAL;
+	/* The authority as a Host header carries it (RFC 9110 7.2). */
+	snprintf(out->authority, sizeof(out->authority), "%.*s", (int)(hend - h), h);
+	return 0;
+}
+
+int vg_conf_url_list(const char *list, struct vg_http_url *out, int max)
+{
+	int n = 0;
+	const char *p = list;
+	while (*p) {
+		while (*p == ' ' || *p == ',')
+			p++;
+		if (!*p)
+			break;
+		const char *e = p;
+		while (*e && *e != ',' && *e != ' ')
+			e++;
+		if (n == max)
+			return -E2BIG;
+		if (vg_conf_http_url(p, (size_t)(e - p), &out[n]) < 0)
+			return -EINVAL;
+		n++;
+		p = e;
+	}
+	return n;
+}
+
+static int handle_edge(struct parse_ctx *p, const char *k, const char *v)
+{
+	struct vg_conf *c = p->c;
+	int64_t ms;
+	if (!strcmp(k, "max_age")) {
+		if (!parse_duration_ms(v, &ms) || ms % 1000 || ms > VG_EDGE_MAX_AGE_MAX * 1000LL) {
+			set_err(p,
+			        "[edge] max_age = %s: expected 0 to %d seconds (0: shared caches "
+			        "keep answers until their nextUpdate)",
+			        v, VG_EDGE_MAX_AGE_MAX);
+			return 0;
+		}
+		c->edge_max_age = (int)(ms / 1000);
+	} else if (!strcmp(k, "tag_header")) {
+		if (!valid_token(v)) {
+			set_err(p,
+			        "[edge] tag_header = %s: expected a header name of 1 to 64 "
+			        "letters, "
+			        "digits or !#$%%&'*+-.^_`|~ (xkey, Surrogate-Key, Cache-Tag, "
+			        "Edge-Cache-Tag)",
+			        v);
+			return 0;
+		}
+		SET_STR(c->edge_tag_header, v);
+	} else if (!strcmp(k, "purge_varnish") || !strcmp(k, "purge_nginx")) {
+		struct vg_http_url u[VG_EDGE_URLS_MAX];
+		int n = vg_conf_url_list(v, u, VG_EDGE_URLS_MAX);
+		if (n <= 0) {
+			set_err(p,
+			        "[edge] %s = %s: expected up to %d http://HOST[:PORT][/PATH] URLs "
+			        "separated by commas%s",
+			        k, v, VG_EDGE_URLS_MAX,
+			        !strncasecmp(v, "https:", 6)
+			                ? " (https is not spoken: purge a local "
+			                  "edge, or through a TLS proxy)"
+			                : "");
+			return 0;
+		}
+		if (k[6] == 'v')
+			SET_STR(c->edge_purge_varnish, v);
+		else
+			SET_STR(c->edge_purge_nginx, v);
+	} else if (!strcmp(k, "purge_command")) {
+		char *path = resolve_path(c, v);
+		if (!path || access(path, X_OK) < 0) {
+			int e = path ? errno : ENOMEM;
+			set_err(p, "[edge] purge_command = %s: %s", v,
+			        e == EACCES ? "not executable" : strerror(e));
+			free(path);
+			return 0;
+		}
+		free(c->edge_purge_command);
+		c->edge_purge_command = path;
+	} else if (!strcmp(k, "purge_command_timeout")) {
+		return handle_ms(p, "edge", k, v, &c->edge_command_timeout_ms);
+	} else if (!strcmp(k, "state_dir")) {
+		SET_PATH(c->edge_state_dir, v);
+	} else {
+		set_err(p, "[edge]: unknown key '%s'", k);
+		return 0;
+	}
+	return 1;
+}
+
 static int handler(void *user, const char *section, const char *k, const char *v)
 {
 	struct parse_ctx *p = user;
@@ -319,6 +473,8 @@ static int handler(void *user, const char *section, const char *k, const char *v
 			return handle_int(p, section, k, v, 0, 1000, &c->crl_keep);
 		else
 			goto unknown;
+	} else if (!strcmp(section, "edge")) {
+		return handle_edge(p, k, v);
 	} else if (!strncmp(section, "ca ", 3)) {
 		const char *name = section + 3;
 		while (*name == ' ')
@@ -347,6 +503,8 @@ static void set_defaults(struct vg_conf *c)
 	c->refresh_percent = 50;
 	c->crl_interval = 3600;
 	c->crl_keep = 5;
+	c->edge_max_age = 60;
+	c->edge_command_timeout_ms = 30000;
 }
 
 #define INI_LINE_MAX 199
@@ -469,6 +627,21 @@ static int conf_parse(const char *abs, const char *text, struct vg_conf *out, ch
 		out->base_path = strdup("/");
 	if (!out->crl_out)
 		out->crl_out = resolve_path(out, "crl");
+	if (!out->edge_tag_header)
+		out->edge_tag_header = strdup("xkey");
+	if (!out->edge_state_dir) {
+		/* Beside the store directory: the responder only reads the store. */
+		const char *sp = out->store_path;
+		size_t dl = strlen(sp);
+		while (dl > 1 && sp[dl - 1] == '/')
+			dl--;
+		while (dl > 0 && sp[dl - 1] != '/')
+			dl--;
+		while (dl > 1 && sp[dl - 1] == '/')
+			dl--;
+		if (asprintf(&out->edge_state_dir, "%.*s/edge", dl > 1 ? (int)dl : 0, sp) < 0)
+			out->edge_state_dir = NULL;
+	}
 	for (int i = 0; i < out->n_cas; i++) {
 		struct vg_conf_ca *ca = &out->cas[i];
 		if (!ca->cert) {
@@ -511,6 +684,11 @@ void vg_conf_free(struct vg_conf *c)
 	free(c->access_log);
 	free(c->base_path);
 	free(c->crl_out);
+	free(c->edge_tag_header);
+	free(c->edge_purge_varnish);
+	free(c->edge_purge_nginx);
+	free(c->edge_purge_command);
+	free(c->edge_state_dir);
 	for (int i = 0; i < c->n_cas; i++) {
 		struct vg_conf_ca *ca = &c->cas[i];
 		free(ca->name);

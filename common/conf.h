@@ -14,6 +14,10 @@
 
 #define VG_CONF_MAX_CAS 64
 
+/* [edge] limits: max_age up to a day, at most this many purge URLs per key. */
+#define VG_EDGE_MAX_AGE_MAX 86400
+#define VG_EDGE_URLS_MAX 16
+
 /* The longest validity of an OCSP answer or a CRL: ten days (Baseline
  * Requirements 4.9.7 and 4.9.10). ocsp_validity and crl_validity are at
  * most this. */
@@ -72,6 +76,14 @@ struct vg_conf {
 	char *crl_out;
 	int64_t crl_interval; /* seconds, default 3600 */
 	int crl_keep;         /* numbered CRLs kept beside the current, default 5 */
+	/* [edge]: the HTTP caches in front of the responder (responder/edge.c) */
+	int edge_max_age;            /* s-maxage bound, seconds; default 60, 0: up to nextUpdate */
+	char *edge_tag_header;       /* header naming an answer's tags, default "xkey" */
+	char *edge_purge_varnish;    /* comma-separated http:// URLs, or NULL */
+	char *edge_purge_nginx;      /* comma-separated http:// URLs, or NULL */
+	char *edge_purge_command;    /* absolute path of a program, or NULL */
+	int edge_command_timeout_ms; /* purge_command killed past this, default 30000 */
+	char *edge_state_dir;        /* where each edge's acknowledged counter is kept */
 	/* [ca NAME] */
 	struct vg_conf_ca cas[VG_CONF_MAX_CAS];
 	int n_cas;
@@ -89,6 +101,20 @@ int vg_conf_parse_string(const char *text, const char *file, struct vg_conf *out
                          size_t errlen);
 
 void vg_conf_free(struct vg_conf *c);
+
+/* An http:// URL of [edge] purge_varnish or purge_nginx. */
+struct vg_http_url {
+	char host[256];      /* name or address, without [] */
+	int port;            /* default 80 */
+	char authority[270]; /* host[:port] as written, for the Host header */
+	char path[256];      /* "/" when absent */
+};
+/* vg_conf_http_url parses the |len| bytes at |url| (http://HOST[:PORT][/PATH]);
+ * 0 or -EINVAL. */
+int vg_conf_http_url(const char *url, size_t len, struct vg_http_url *out);
+/* vg_conf_url_list parses a comma- (or space-) separated list of such URLs
+ * into |out| (at most |max|): their number, -EINVAL or -E2BIG. */
+int vg_conf_url_list(const char *list, struct vg_http_url *out, int max);
 
 /* vg_conf_ca_find returns the CA section named |name|, or NULL. */
 const struct vg_conf_ca *vg_conf_ca_find(const struct vg_conf *c, const char *name);

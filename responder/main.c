@@ -3,6 +3,7 @@
 #include "responder/worker.h"
 #include "responder/cache.h"
 #include "responder/ctx.h"
+#include "responder/edge.h"
 #include "responder/ocsp.h"
 #include "responder/routes.h"
 #include "common/log.h"
@@ -550,8 +551,12 @@ int main(int argc, char **argv)
 	         addr_str(&ss, a, sizeof(a)), g_nworkers, ctx->n_cas, ctx->conf.store_path,
 	         (unsigned long long)rl.rlim_cur, VG_VERSION);
 
+	/* After the workers: the purgers follow what they answer from. */
+	edge_start(ctx, g_store);
+
 	uv_run(loop, UV_RUN_DEFAULT);
 
+	edge_stop();
 	for (int i = 0; i < g_nworkers; i++)
 		pthread_join(g_workers[i].thread, NULL);
 	uv_close((uv_handle_t *)&sig_hup, NULL);

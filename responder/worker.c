@@ -55,6 +55,21 @@ static void store_refresh(struct worker *w)
 	w->txn_ok = true;
 	w->counter = cnt;
 	cache_apply_changes(w->txn, cnt);
+	/* From here on this worker answers from |cnt| or later, with the
+	 * cache's answers of older changes dropped: what the edge's purger
+	 * waits for (worker_applied_min). */
+	__atomic_store_n(&w->applied, cnt, __ATOMIC_RELEASE);
+}
+
+uint64_t worker_applied_min(void)
+{
+	uint64_t min = UINT64_MAX;
+	for (int i = 0; i < g_nworkers; i++) {
+		uint64_t a = __atomic_load_n(&g_workers[i].applied, __ATOMIC_ACQUIRE);
+		if (a < min)
+			min = a;
+	}
+	return g_nworkers > 0 ? min : 0;
 }
 
 static void update_date(struct worker *w)

@@ -48,6 +48,7 @@ struct worker {
 	struct vg_txn *txn;
 	bool txn_ok;
 	uint64_t counter;
+	uint64_t applied; /* store counter the worker answers from, cache applied (atomic) */
 	uint64_t last_sweep_ms;
 	uint64_t last_probe_ms;
 	struct metrics m;
@@ -79,3 +80,7 @@ void *worker_main(void *arg);
 void worker_sync_ctx(struct worker *w);
 
 int worker_init(struct worker *w, int idx, int fd);
+/* worker_applied_min is the oldest store counter a worker answers from (0
+ * while one has not read the store yet): every change up to it is out of
+ * the cache and out of every answer sent from now on. */
+uint64_t worker_applied_min(void);
