@@ -42,7 +42,7 @@ from cryptography import x509
 from cryptography.x509 import ocsp
 
 import pki
-from conftest import Runner, run, write_config
+from conftest import Runner, run, sanitized_build, write_config
 from nginx_util import NGINX, Nginx, free_port
 from responder_util import Responder, check_response, fake_cert, load_cert, make_request
 from varnish_util import VARNISHD, XKEY, Varnish
@@ -370,7 +370,10 @@ def test_revocation_and_crl_reach_clients_through_both_edges(stack):
         return status(b, s.ca_cert) == ocsp.OCSPCertStatus.REVOKED
     ok, _ = poll_until(nginx_revoked, MAX_AGE + 2, step=0.05)
     took = time.monotonic() - t_rev
-    assert ok and took <= MAX_AGE + 1, f"nginx: revoked after {took:.3f}s"
+    # nginx times entries in whole seconds (valid_sec = ngx_time() + s-maxage,
+    # fresh while ngx_time() <= valid_sec): up to max_age + 1 s after the
+    # fetch; the poll's step (50 ms) and the origin's tick come on top.
+    assert ok and took <= MAX_AGE + 1 + 0.15, f"nginx: revoked after {took:.3f}s"
     print(f"revocation through nginx: {took:.2f} s (max_age {MAX_AGE})")
 
 
@@ -573,7 +576,6 @@ esac
 def test_edge_keys_out_of_range_are_refused_in_one_line(tmp_path, key, value, says):
     ca = pki.CA(tmp_path, "conf1", "ec")
     cfg = write_config(tmp_path / "vigil.conf", tmp_path / "store", [ca], edge={key: value})
-    Runner(cfg).seed(ca) if False else None
     r = Runner(cfg).run("vigil-responder", "--check", check=False)
     assert r.returncode == 1
     lines = r.stderr.strip().splitlines()
@@ -587,6 +589,8 @@ def test_bulk_revocation_of_10000_under_wrk_load(tmp_path):
     from test_crash import window_certs
     if not shutil.which("wrk"):
         pytest.skip("wrk is not installed")
+    if sanitized_build():
+        pytest.skip("timed under load: the plain build only")
     s = Stack(tmp_path, "bulk1", max_age=60, workers=2)
     rng = random.Random(13)
     certdir = tmp_path / "certs"
