@@ -325,6 +325,28 @@ def test_max_age_zero_is_todays_behaviour(tmp_path):
         assert h["cache-tag"] == f"vigil~zero,vigil~zero~{leaf[0].upper().zfill(len(leaf[0]) + len(leaf[0]) % 2)}"
 
 
+def test_s_maxage_never_past_next_update(tmp_path):
+    """max_age longer than an answer's or a CRL's time to nextUpdate: shared
+    caches get the time to nextUpdate, not max_age."""
+    ca = pki.CA(tmp_path, "short", "ec")
+    leaf = ca.issue("s.example")
+    cfg = write_config(tmp_path / "vigil.conf", tmp_path / "store",
+                       [(ca, {"ocsp_validity": "8h", "crl_validity": "1h"})],
+                       edge={"max_age": 86400})
+    run_ = Runner(cfg).seed(ca)
+    run_.crlgen("--once", timeout=60)
+    with Responder(cfg) as r:
+        st, h, _ = r.request("GET", ocsp_path(load_cert(leaf[1]), load_cert(ca.cert)))
+        left = cc_value(h["cache-control"], "max-age")
+        assert st == 200 and 0 < left <= 8 * 3600
+        assert cc_value(h["cache-control"], "s-maxage") == left
+        assert h["cdn-cache-control"] == f"max-age={left}, must-revalidate"
+        st, h, _ = r.request("GET", "/crl/short.crl")
+        left = cc_value(h["cache-control"], "max-age")
+        assert st == 200 and 0 < left <= 3600
+        assert cc_value(h["cache-control"], "s-maxage") == left
+
+
 # ---- the purge flow through both edges ----------------------------------------------------------
 
 
