@@ -567,9 +567,11 @@ int main(int argc, char **argv)
 
 	uv_run(loop, UV_RUN_DEFAULT);
 
-	edge_stop();
 	for (int i = 0; i < g_nworkers; i++)
 		pthread_join(g_workers[i].thread, NULL);
+	/* After the workers (a /metrics answer reads the edges), before their
+	 * structs go (the purgers read what they answer from). */
+	edge_stop();
 	uv_close((uv_handle_t *)&sig_hup, NULL);
 	uv_close((uv_handle_t *)&sig_term, NULL);
 	uv_close((uv_handle_t *)&sig_int, NULL);
