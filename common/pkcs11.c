@@ -190,6 +190,21 @@ static int read_pin(const char *source, char *pin, size_t pinlen, char *err, siz
 	return 0;
 }
 
+/* credential_pin reads the PIN from systemd's credentials directory
+ * ($CREDENTIALS_DIRECTORY/pkcs11-pin, made by LoadCredential= or
+ * SetCredentialEncrypted= for this unit alone); -ENOENT when there is none. */
+static int credential_pin(char *pin, size_t pinlen, char *err, size_t errlen)
+{
+	const char *dir = getenv("CREDENTIALS_DIRECTORY");
+	char path[4096];
+	if (!dir || dir[0] != '/')
+		return -ENOENT;
+	int n = snprintf(path, sizeof(path), "%s/" VG_PKCS11_PIN_CREDENTIAL, dir);
+	if (n < 0 || (size_t)n >= sizeof(path) || access(path, F_OK) < 0)
+		return -ENOENT;
+	return read_pin(path, pin, pinlen, err, errlen);
+}
+
 static int no_prompt(UI *ui, UI_STRING *uis)
 {
 	(void)ui;
@@ -345,11 +360,17 @@ int vg_pkcs11_load_key(const char *uri, EVP_PKEY **out, char *err, size_t errlen
 			snprintf(err, errlen, "%s: %s", u.engine_uri, e);
 			goto out;
 		}
+	} else if ((rc = credential_pin(pin, sizeof(pin), e, sizeof(e))) != -ENOENT) {
+		if (rc < 0) {
+			snprintf(err, errlen, "%s: %s", u.engine_uri, e);
+			goto out;
+		}
 	} else {
 		const char *env = getenv("VIGIL_PKCS11_PIN");
 		if (!env || !*env) {
 			snprintf(err, errlen,
-			         "%s: no PIN: add pin-source=file:/path to the URI or set "
+			         "%s: no PIN: add pin-source=file:/path to the URI, give systemd's "
+			         "LoadCredential=" VG_PKCS11_PIN_CREDENTIAL ":FILE or set "
 			         "VIGIL_PKCS11_PIN",
 			         u.engine_uri);
 			rc = -EINVAL;

@@ -19,6 +19,7 @@
 #include "common/conf.h"
 #include "common/log.h"
 #include "common/pki.h"
+#include "common/text.h"
 #include "store/store.h"
 
 struct crlgen_ca {
@@ -406,18 +407,10 @@ static int delta_cb(const struct vg_change *c, void *arg)
 	return 0;
 }
 
-static int serial_cmp(const struct vg_serial *a, const struct vg_serial *b)
-{
-	/* Integers without leading zeros: the shorter is smaller. */
-	if (a->len != b->len)
-		return a->len < b->len ? -1 : 1;
-	return memcmp(a->b, b->b, a->len);
-}
-
 static int item_cmp(const void *a, const void *b)
 {
-	return serial_cmp(&((const struct delta_item *)a)->serial,
-	                  &((const struct delta_item *)b)->serial);
+	return vg_serial_cmp(&((const struct delta_item *)a)->serial,
+	                     &((const struct delta_item *)b)->serial);
 }
 
 static void delta_sort(struct delta_set *d)
@@ -427,7 +420,7 @@ static void delta_sort(struct delta_set *d)
 	qsort(d->v, d->n, sizeof(*d->v), item_cmp);
 	size_t o = 0;
 	for (size_t i = 1; i < d->n; i++) {
-		if (serial_cmp(&d->v[o].serial, &d->v[i].serial) == 0)
+		if (vg_serial_cmp(&d->v[o].serial, &d->v[i].serial) == 0)
 			d->v[o].ops |= d->v[i].ops;
 		else
 			d->v[++o] = d->v[i];

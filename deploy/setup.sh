@@ -3,7 +3,7 @@
 # Set-up on a fresh Debian 12 machine, as root (README.md):
 #   deploy/setup.sh demo   install packages, build into build/, run the demo
 #   deploy/setup.sh test   install packages, build, run every test (also under
-#                          ASan+UBSan in build-asan/), print "N passed, N failed"
+#                          ASan+UBSan in build-asan/), print "N passed, N failed, N skipped"
 #   deploy/setup.sh deps | build
 # Idempotent: packages already present are not reinstalled, build dirs are reused.
 set -eu

@@ -214,6 +214,7 @@ struct vg_write_result {
 	uint64_t unchanged; /* already as asked */
 	uint64_t kept;      /* asked to be good but revoked in the store: kept revoked */
 	uint64_t skipped;   /* bulk by window: issuance time unknown */
+	uint64_t spared;    /* bulk by window: in it, but one of vg_window.keep */
 	uint64_t missing;   /* revoke by serial: not in the store, recorded as revoked */
 	uint64_t commits;   /* transactions committed */
 };
@@ -249,11 +250,20 @@ int vg_store_revoke(struct vg_store *st, const char *ca, const struct vg_serial 
                     const struct vg_revocation *rev, const struct vg_audit *who,
                     struct vg_write_result *res, vg_progress_fn progress, void *parg);
 
-/* vg_store_revoke_window revokes every certificate of |ca| whose notBefore is
- * in [after, before) (|before| INT64_MAX for no bound) under the rules of
- * vg_store_revoke. Certificates whose issuance time is unknown are counted in
- * |res->skipped|. */
-int vg_store_revoke_window(struct vg_store *st, const char *ca, int64_t after, int64_t before,
+/* A revocation by issuance window: the certificates whose notBefore is in
+ * [after, before) (|before| INT64_MAX for no bound), less the |n_keep|
+ * serials of |keep| (the responder's own certificate, a subordinate CA's:
+ * what a bulk revocation must not take down with the rest unless asked). */
+struct vg_window {
+	int64_t after, before;
+	const struct vg_serial *keep;
+	size_t n_keep;
+};
+
+/* vg_store_revoke_window revokes every certificate of |ca| in |win| under the
+ * rules of vg_store_revoke. Certificates whose issuance time is unknown are
+ * counted in |res->skipped|, those of |win->keep| in |res->spared|. */
+int vg_store_revoke_window(struct vg_store *st, const char *ca, const struct vg_window *win,
                            const struct vg_revocation *rev, const struct vg_audit *who,
                            struct vg_write_result *res, vg_progress_fn progress, void *parg);
 

@@ -257,6 +257,7 @@ static void res_add(struct vg_write_result *dst, const struct vg_write_result *s
 	dst->unchanged += src->unchanged;
 	dst->kept += src->kept;
 	dst->skipped += src->skipped;
+	dst->spared += src->spared;
 	dst->missing += src->missing;
 	dst->commits += src->commits;
 }
@@ -467,7 +468,7 @@ int vg_store_revoke(struct vg_store *st, const char *ca, const struct vg_serial 
 }
 
 struct window_batch {
-	int64_t after, before;
+	const struct vg_window *win;
 	const struct vg_revocation *rev;
 	struct vg_serial last; /* resume after this serial; len 0 = from the start */
 	bool done;
@@ -478,6 +479,14 @@ struct window_batch {
 	bool next_done;
 	uint64_t next_scanned;
 };
+
+static bool window_keeps(const struct vg_window *win, const struct vg_serial *s)
+{
+	for (size_t i = 0; i < win->n_keep; i++)
+		if (vg_serial_cmp(&win->keep[i], s) == 0)
+			return true;
+	return false;
+}
 
 static int window_fn(struct wtx *w, void *arg)
 {
@@ -511,7 +520,7 @@ static int window_fn(struct wtx *w, void *arg)
 	    memcmp(key.mv_data, kb, key.mv_size) == 0)
 		rc = mdb_cursor_get(cur, &key, &val, MDB_NEXT);
 	bool end = true;
-	uint64_t skipped = 0, scanned = 0;
+	uint64_t skipped = 0, spared = 0, scanned = 0;
 	for (; rc == 0; rc = mdb_cursor_get(cur, &key, &val, MDB_NEXT)) {
 		uint32_t id;
 		struct vg_serial s;
@@ -524,11 +533,15 @@ static int window_fn(struct wtx *w, void *arg)
 			goto out;
 		}
 		scanned++;
-		enum rules_window where = rules_window(&c, b->after, b->before);
+		enum rules_window where = rules_window(&c, b->win->after, b->win->before);
 		if (where == RULES_WINDOW_SKIPPED)
 			skipped++;
 		if (where != RULES_WINDOW_IN)
 			continue;
+		if (window_keeps(b->win, &s)) {
+			spared++;
+			continue;
+		}
 		hits[nh++] = s;
 		if (nh == VG_TXN_MAX_CHANGES) {
 			end = false;
@@ -546,6 +559,7 @@ static int window_fn(struct wtx *w, void *arg)
 		rc = apply(w, &hits[i], &want, false);
 	if (!rc) {
 		w->res.skipped += skipped;
+		w->res.spared += spared;
 		b->next_last = nh ? hits[nh - 1] : b->last;
 		b->next_done = end;
 		b->next_scanned = b->scanned + scanned;
@@ -557,15 +571,15 @@ out:
 	return rc;
 }
 
-int vg_store_revoke_window(struct vg_store *st, const char *ca, int64_t after, int64_t before,
+int vg_store_revoke_window(struct vg_store *st, const char *ca, const struct vg_window *win,
                            const struct vg_revocation *rev, const struct vg_audit *who,
                            struct vg_write_result *res, vg_progress_fn progress, void *parg)
 {
 	struct vg_write_result total;
 	memset(&total, 0, sizeof(total));
-	if (rules_revocation_check(rev) || before <= after)
+	if (rules_revocation_check(rev) || win->before <= win->after || (win->n_keep && !win->keep))
 		return -EINVAL;
-	struct window_batch b = {.after = after, .before = before, .rev = rev};
+	struct window_batch b = {.win = win, .rev = rev};
 	int rc = 0;
 	/* How many commits it takes is known only at the end: bulk from the
 	 * start, which costs a single commit nothing more. */

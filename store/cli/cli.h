@@ -14,6 +14,8 @@
 #include <stdio.h>
 #include <time.h>
 
+#include <openssl/x509.h>
+
 #include "common/conf.h"
 #include "store/store.h"
 
@@ -56,6 +58,10 @@ void cli_print_result(const char *what, const struct vg_write_result *r);
 /* cli_write_failed dies saying what |r| says was committed before |rc|. */
 void cli_write_failed(const char *what, int rc, const struct vg_write_result *r)
         __attribute__((noreturn));
+
+/* cli_cert_serial copies |x|'s serial number; false when it is negative or
+ * longer than VG_SERIAL_MAX. */
+bool cli_cert_serial(X509 *x, struct vg_serial *out);
 
 int cmd_import_index(struct ctx *c, int argc, char **argv);
 int cmd_add(struct ctx *c, int argc, char **argv);

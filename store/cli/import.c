@@ -35,7 +35,7 @@ static bool cert_times(X509 *x, int64_t *nb, int64_t *na)
 	return true;
 }
 
-static bool cert_serial(X509 *x, struct vg_serial *out)
+bool cli_cert_serial(X509 *x, struct vg_serial *out)
 {
 	const ASN1_INTEGER *ai = X509_get0_serialNumber(x);
 	if (ASN1_STRING_type(ai) == V_ASN1_NEG_INTEGER)
@@ -69,7 +69,7 @@ static bool load_not_before(const char *dir, const char *file, const struct vg_s
 		return false;
 	struct vg_serial xs;
 	int64_t na;
-	bool ok = cert_serial(x, &xs) && xs.len == s->len && !memcmp(xs.b, s->b, s->len) &&
+	bool ok = cli_cert_serial(x, &xs) && xs.len == s->len && !memcmp(xs.b, s->b, s->len) &&
 	          cert_times(x, nb, &na);
 	X509_free(x);
 	return ok;
@@ -193,7 +193,7 @@ int cmd_add(struct ctx *c, int argc, char **argv)
 			items = cli_reserve(items, n, &cap, sizeof(*items));
 			struct vg_add_item *it = &items[n++];
 			memset(it, 0, sizeof(*it));
-			if (!cert_serial(x, &it->serial))
+			if (!cli_cert_serial(x, &it->serial))
 				cli_die("%s: certificate %d has a negative or over-long serial; "
 				        "nothing "
 				        "added",

@@ -59,7 +59,9 @@ static const char usage_text[] =
         "      must be signed by CA; otherwise nothing is recorded.\n"
         "  revoke CA SERIAL [--reason R] [--time T] [--invalidity-date T]\n"
         "  revoke CA --serials FILE [--reason R] [--time T] [--invalidity-date T]\n"
+        "         [--dry-run] [--include-signers]\n"
         "  revoke CA --issued-after T [--issued-before T] [--reason R] [--time T]\n"
+        "         [--dry-run] [--include-signers]\n"
         "      Revoke one serial, every serial listed in FILE (one hexadecimal serial a\n"
         "      line, # comments), or every certificate whose notBefore is in\n"
         "      [after, before). A serial the store does not know is recorded as revoked\n"
@@ -67,7 +69,13 @@ static const char usage_text[] =
         "      A revoked certificate stays revoked: only certificateHold can be\n"
         "      replaced, and any reason can be raised to keyCompromise.\n"
         "      --time defaults to now and may not be in the future; --invalidity-date\n"
-        "      may not be later than it; --reason defaults to no reason code.\n"
+        "      may not be later than it; --reason defaults to no reason code (choose\n"
+        "      it as the CP/CPS and Baseline Requirements 4.9.1 say).\n"
+        "      A bulk revocation (--serials, --issued-after) leaves out, and names, the\n"
+        "      certificates of the configuration that CA issued: a delegated OCSP\n"
+        "      signer (ocsp_cert) and a subordinate CA; --include-signers takes them\n"
+        "      too. --dry-run changes nothing and prints what would be revoked, left\n"
+        "      out or is already revoked, with a sample of ten.\n"
         "  release CA SERIAL\n"
         "      Lift certificateHold: the certificate is good again.\n"
         "  freeze CA | thaw CA\n"
@@ -77,7 +85,8 @@ static const char usage_text[] =
         "      Print one line: SERIAL good|revoked|unknown [REASON TIME].\n"
         "  list CA [--revoked]\n"
         "      Print every certificate of CA (or only the revoked ones) in serial\n"
-        "      order, one line each, as status does.\n"
+        "      order, one line each, as status does, then notBefore=T notAfter=T\n"
+        "      when known.\n"
         "  stats\n"
         "      Print store size and counters, and per CA the certificates by status.\n"
         "  audit [--ca CA]\n"
@@ -227,6 +236,8 @@ void cli_print_result(const char *what, const struct vg_write_result *r)
 		printf(" skipped_unknown_issuance=%" PRIu64, r->skipped);
 	if (r->missing)
 		printf(" not_in_store=%" PRIu64, r->missing);
+	if (r->spared)
+		printf(" left_out=%" PRIu64, r->spared);
 	printf(" commits=%" PRIu64 "\n", r->commits);
 }
 

@@ -14,23 +14,33 @@
 #include "common/log.h"
 #include "store/cli/cli.h"
 
-static void print_cert(const struct vg_serial *s, const struct vg_cert *cert)
+/* One certificate as status and list print it: SERIAL good, or SERIAL revoked
+ * REASON TIME [invalidity=T] [not_issued]; list adds notBefore=T notAfter=T
+ * when the store knows them (the window a bulk revocation would take). */
+static void print_cert(const struct vg_serial *s, const struct vg_cert *cert, bool dates)
 {
-	char hex[2 * VG_SERIAL_MAX + 1];
+	char hex[2 * VG_SERIAL_MAX + 1], ts[32];
 	vg_serial_format(s, hex, sizeof(hex));
 	if (cert->status == VG_STATUS_GOOD) {
-		printf("%s good\n", hex);
-		return;
+		printf("%s good", hex);
+	} else {
+		vg_time_format(cert->revoked_at, ts, sizeof(ts));
+		printf("%s revoked %s %s", hex, vg_reason_name(cert->reason), ts);
+		if (cert->flags & VG_CERT_HAS_INVALIDITY) {
+			vg_time_format(cert->invalidity_date, ts, sizeof(ts));
+			printf(" invalidity=%s", ts);
+		}
+		if (cert->flags & VG_CERT_NOT_ISSUED)
+			printf(" not_issued");
 	}
-	char ts[32];
-	vg_time_format(cert->revoked_at, ts, sizeof(ts));
-	printf("%s revoked %s %s", hex, vg_reason_name(cert->reason), ts);
-	if (cert->flags & VG_CERT_HAS_INVALIDITY) {
-		vg_time_format(cert->invalidity_date, ts, sizeof(ts));
-		printf(" invalidity=%s", ts);
+	if (dates && (cert->flags & VG_CERT_HAS_NOT_BEFORE)) {
+		vg_time_format(cert->not_before, ts, sizeof(ts));
+		printf(" notBefore=%s", ts);
 	}
-	if (cert->flags & VG_CERT_NOT_ISSUED)
-		printf(" not_issued");
+	if (dates && (cert->flags & VG_CERT_HAS_NOT_AFTER)) {
+		vg_time_format(cert->not_after, ts, sizeof(ts));
+		printf(" notAfter=%s", ts);
+	}
 	putchar('\n');
 }
 
@@ -60,7 +70,7 @@ int cmd_status(struct ctx *c, int argc, char **argv)
 	} else if (rc < 0) {
 		cli_die("cannot read store: %s", strerror(-rc));
 	} else {
-		print_cert(&s, &cert);
+		print_cert(&s, &cert, false);
 	}
 	vg_txn_end(t);
 	return 0;
@@ -80,7 +90,7 @@ int cmd_list(struct ctx *c, int argc, char **argv)
 	struct vg_serial s;
 	struct vg_cert cert;
 	while (rc >= 0 && (rc = vg_iter_next(it, &s, &cert)) > 0)
-		print_cert(&s, &cert);
+		print_cert(&s, &cert, true);
 	if (rc < 0)
 		cli_die("cannot read store: %s", strerror(-rc));
 	vg_iter_close(it);

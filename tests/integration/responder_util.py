@@ -24,8 +24,7 @@ from cryptography.x509.oid import NameOID
 
 from conftest import binary, der_tlv, write_config
 
-# The name test_survivors.py imports (write_config, from conftest, is the one).
-write_conf = write_config
+
 
 EXT_REVOKE_OID = x509.ObjectIdentifier("1.3.6.1.5.5.7.48.1.9")
 

@@ -16,13 +16,12 @@ SRC = Path(__file__).resolve().parents[2]
 
 @pytest.fixture(scope="module")
 def installed(tmp_path_factory):
-    """A separate build configured for /usr with /etc and /var, installed
-    into a DESTDIR."""
+    """A separate build with meson's defaults (the project's prefix /usr,
+    so /etc and /var: where the documents say), installed into a DESTDIR."""
     root = tmp_path_factory.mktemp("install")
     bdir = root / "build"
     dest = root / "dest"
-    subprocess.run(["meson", "setup", str(bdir), str(SRC), "--prefix=/usr", "--sysconfdir=/etc",
-                    "--localstatedir=/var", "-Dunit_tests=disabled",
+    subprocess.run(["meson", "setup", str(bdir), str(SRC), "-Dunit_tests=disabled",
                     "-Dintegration_tests=disabled"], check=True, capture_output=True)
     subprocess.run(["meson", "compile", "-C", str(bdir)], check=True, capture_output=True)
     r = subprocess.run(["meson", "install", "-C", str(bdir), "--destdir", str(dest)],
@@ -67,3 +66,47 @@ def test_systemd_analyze_verify(installed, tmp_path, name):
     r = subprocess.run(["systemd-analyze", "--man=no", "verify", str(p)], capture_output=True,
                        text=True)
     assert r.returncode == 0 and not r.stderr.strip(), r.stdout + r.stderr
+
+
+def conf_values(text):
+    """{(section, key): value} of an INI text, comments left out."""
+    out, sec = {}, None
+    for ln in text.splitlines():
+        ln = ln.split(";", 1)[0].strip()
+        if ln.startswith("["):
+            sec = ln.strip("[]")
+        elif "=" in ln and sec:
+            k, v = (x.strip() for x in ln.split("=", 1))
+            out[(sec, k)] = v
+    return out
+
+
+def test_shipped_files_agree(installed):
+    """The example configuration, the units and the edge file describe one
+    deployment (issue 17): the edge's upstream is the responder's listen
+    address, the store and CRL paths are those the units open, the access
+    log's directory is the responder's LogsDirectory, and the units only
+    start once the store exists."""
+    ex = conf_values((installed / "etc/vigil/vigil.conf.example").read_text())
+    resp = unit_path(installed, "vigil-responder").read_text()
+    crlg = unit_path(installed, "vigil-crlgen").read_text()
+    store, out = ex[("store", "path")], ex[("crlgen", "out")]
+    for unit in (resp, crlg):
+        assert f"ReadOnlyPaths={store}\n" in unit
+        assert f"ReadWritePaths=-{store}/lock.mdb\n" in unit
+        assert f"ConditionPathExists={store}/data.mdb\n" in unit
+    assert f"ReadWritePaths={out}\n" in crlg
+    tmpf = (installed / "usr/lib/tmpfiles.d/vigil.conf").read_text()
+    assert f" {store} " in tmpf and f" {out} " in tmpf
+    # access_log, commented out in the example, goes to the LogsDirectory.
+    ex_text = (installed / "etc/vigil/vigil.conf.example").read_text()
+    log = [ln for ln in ex_text.splitlines() if "access_log" in ln][0]
+    assert "/var/log/vigil/" in log and "LogsDirectory=vigil\n" in resp
+    # The edge file's upstream is the example's listen address.
+    edge = (installed / "usr/share/doc/vigil/examples/nginx/vigil-edge.conf").read_text()
+    listen = ex[("responder", "listen")]
+    assert f"server {listen};" in edge, (listen, "upstream of vigil-edge.conf")
+    # Every path the example names for keys and certificates is under /etc/vigil.
+    for (sec, k), v in ex.items():
+        if k in ("cert", "ocsp_cert", "ocsp_key", "crl_key"):
+            assert v.startswith("/etc/vigil/"), (sec, k, v)

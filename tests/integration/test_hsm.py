@@ -169,6 +169,40 @@ def test_pin_and_module_from_the_environment(hsm):
     assert r.returncode == 0, r.stderr
 
 
+def test_pin_from_systemd_credentials(hsm):
+    """LoadCredential=pkcs11-pin:FILE puts the PIN in $CREDENTIALS_DIRECTORY,
+    for this unit alone: read after pin-source and before VIGIL_PKCS11_PIN,
+    with the rules of a PIN file (not readable by others, one line)."""
+    token, tmp = hsm["token"], hsm["tmp"]
+    cas = list(hsm["cas"].values())
+    bare = {ca.name: f"pkcs11:token={token.label};object={ca.obj};type=private" for ca in cas}
+    conf = write_config(tmp / "cred.conf", tmp / "store",
+                        [hsm_util.with_key(ca, bare[ca.name]) for ca in cas])
+    creds = tmp / "credentials"
+    creds.mkdir()
+    pin = creds / "pkcs11-pin"
+    pin.write_text(hsm_util.PIN + "\n")
+    pin.chmod(0o400)
+    env = clean_env(token)
+    env["CREDENTIALS_DIRECTORY"] = str(creds)
+    env["VIGIL_PKCS11_PIN"] = "9999"  # wrong: the credential comes first
+    r = run_bin("vigil-responder", "-c", conf, "--check", env=env)
+    assert r.returncode == 0, r.stderr
+    r = run_bin("vigil-crlgen", "-c", conf, "--once", env=env)
+    assert r.returncode == 0, r.stderr
+    # A credential readable by others is refused like a PIN file.
+    pin.chmod(0o604)
+    line = one_line(run_bin("vigil-responder", "-c", conf, "--check", env=env))
+    assert "pkcs11-pin" in line and "others" in line, line
+    # No credential of that name: the environment, then the one-line refusal.
+    pin.unlink()
+    env["VIGIL_PKCS11_PIN"] = hsm_util.PIN
+    assert run_bin("vigil-responder", "-c", conf, "--check", env=env).returncode == 0
+    del env["VIGIL_PKCS11_PIN"]
+    line = one_line(run_bin("vigil-responder", "-c", conf, "--check", env=env))
+    assert "no PIN" in line and "LoadCredential=pkcs11-pin" in line, line
+
+
 def start_failure_cases(hsm):
     token, tmp = hsm["token"], hsm["tmp"]
     wrong = tmp / "wrong.pin"

@@ -140,3 +140,41 @@ def test_documented_scripts_run_as_written():
         elif not path.read_bytes().startswith(b"#!"):
             bad.append(f"{doc}: {script} has no #! line")
     assert not bad, "\n".join(bad)
+
+
+# ---- what the documents state, against what the programs do (issue 17) ----
+
+def test_documented_exit_status_on_a_key_failure(tmp_path):
+    """A key that cannot be loaded: the responder exits 1 and crlgen 2, as
+    their EXIT STATUS sections and the README's HSM section say."""
+    import pki
+    from conftest import run, write_config
+    ca = pki.CA(tmp_path, "docs1")
+    conf = write_config(tmp_path / "vigil.conf", tmp_path / "store", [(ca, {
+        "ocsp_key": tmp_path / "missing.key", "crl_key": tmp_path / "missing.key"})])
+    run(binary("vigil-store"), "-c", conf, "init")
+    r = run(binary("vigil-responder"), "-c", conf, "--check", check=False)
+    assert r.returncode == 1 and "missing.key" in r.stderr, r.stderr
+    assert "1 on a start-up error" in page_source("vigil-responder.8") and \
+        "configuration, certificate, key" in page_source("vigil-responder.8")
+    r = run(binary("vigil-crlgen"), "-c", conf, "--once", check=False)
+    assert r.returncode == 2 and "missing.key" in r.stderr, r.stderr
+    assert re.search(r"2 on a usage, configuration,\s+certificate, key",
+                     page_source("vigil-crlgen.8"))
+    readme = (SRC / "README.md").read_text()
+    assert re.search(r"exit status 1 from\s+`vigil-responder`", readme)
+    assert re.search(r"2 from `vigil-crlgen`", readme)
+
+
+def test_documented_http_statuses_and_test_summary():
+    """The README's HTTP promise names the 505 that test_abuse.py sees for
+    an unknown HTTP version, and its test command's summary line is the one
+    deploy/setup.sh prints."""
+    readme = (SRC / "README.md").read_text()
+    assert "never get a 5xx" not in readme
+    assert re.search(r"other than 1\.0 and 1\.1 a 505", readme)
+    abuse = (SRC / "tests" / "integration" / "test_abuse.py").read_text()
+    assert '(b"GET / HTTP/9.9\\r\\n\\r\\n", 505)' in abuse
+    setup = (SRC / "deploy" / "setup.sh").read_text()
+    assert 'print(f"{passed} passed, {failed} failed, {skipped} skipped")' in setup
+    assert 'print "N passed, N failed, N skipped"' in readme

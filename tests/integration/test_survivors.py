@@ -20,25 +20,17 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.x509 import ocsp
 
 import pki
-from conftest import Runner
+from conftest import Runner, binary, der_tlv, run, write_config
 from crlgen_util import Env as CrlEnv
 from crlgen_util import entries, openssl_crl_verify, openssl_verify_leaf, write_index
 from responder_util import (EXT_REVOKE_OID, Responder, check_response, fake_cert, http_date,
-                            load_cert, make_request, openssl_ocsp, status_of, write_conf)
+                            load_cert, make_request, openssl_ocsp, status_of)
 
 GOOD, REVOKED, UNKNOWN = (ocsp.OCSPCertStatus.GOOD, ocsp.OCSPCertStatus.REVOKED,
                           ocsp.OCSPCertStatus.UNKNOWN)
 
 
 # ---- DER by hand ---------------------------------------------------------------------------
-
-def der_tlv(tag, body):
-    n = len(body)
-    if n < 0x80:
-        return bytes([tag, n]) + body
-    ln = n.to_bytes((n.bit_length() + 7) // 8, "big")
-    return bytes([tag, 0x80 | len(ln)]) + ln + body
-
 
 def der_read(buf, off=0):
     """(tag, start of contents, end) of the TLV at |off|."""
@@ -138,7 +130,7 @@ def env(tmp_path_factory):
     e.imp1 = e.imp.issue("imp1.example")    # 1001 of the impostor
     e.frz1 = e.frz.issue("frz1.example")
     assert e.a1[0] == e.b1[0] == e.imp1[0] == "1001"
-    e.config = write_conf(root / "vigil.conf", root / "store",
+    e.config = write_config(root / "vigil.conf", root / "store",
                           [(e.a, {}), (e.b, {}),
                            (e.frz, {"not_issued": "revoked", "ocsp_validity": "10d"})],
                           responder={"workers": "2"})
@@ -311,9 +303,7 @@ def test_max_age_of_a_cached_answer(env):
 def test_crl_max_age_from_date(env):
     """A CRL downloaded seconds after it was published: max-age = nextUpdate
     - Date, Expires = nextUpdate, Last-Modified = thisUpdate."""
-    from crlgen_util import run as run_cmd
-    from conftest import binary
-    r = run_cmd(binary("vigil-crlgen"), "-c", env.config, "--once")
+    r = run(binary("vigil-crlgen"), "-c", env.config, "--once", check=False)
     assert r.returncode == 0, r.stderr
     published = (env.root / "crl" / "twina.crl").read_bytes()
     crl = x509.load_der_x509_crl(published)
@@ -389,6 +379,11 @@ def test_extended_revoke_for_never_issued(env, tmp_path):
 
 # ---- ocsp_cert without id-kp-OCSPSigning ---------------------------------------------------
 
+def responder_cmd(*args):
+    """vigil-responder ARGS, its exit status and output (a failure is no error)."""
+    return run(binary("vigil-responder"), *args, check=False, timeout=20)
+
+
 def signer_cert(env, tmp_path, name, eku):
     """A responder certificate for twina's delegated key, issued by twina,
     with extendedKeyUsage |eku| (None: no such extension)."""
@@ -397,11 +392,11 @@ def signer_cert(env, tmp_path, name, eku):
                    "noCheck = ignored\nauthorityKeyIdentifier = keyid:always\n" +
                    (f"extendedKeyUsage = {eku}\n" if eku else ""))
     csr, out = tmp_path / f"{name}.csr", tmp_path / f"{name}.pem"
-    pki.run("openssl", "req", "-new", "-config", env.a.cnf, "-key", env.a.ocsp_key,
-            "-subj", f"/CN={name}", "-out", csr)
-    pki.run("openssl", "x509", "-req", "-in", csr, "-CA", env.a.cert, "-CAkey", env.a.key,
-            "-set_serial", str(abs(hash(name)) % 100000 + 5000), "-days", "30", "-extfile", ext,
-            "-extensions", "e", "-out", out)
+    run("openssl", "req", "-new", "-config", env.a.cnf, "-key", env.a.ocsp_key,
+        "-subj", f"/CN={name}", "-out", csr)
+    run("openssl", "x509", "-req", "-in", csr, "-CA", env.a.cert, "-CAkey", env.a.key,
+        "-set_serial", str(abs(hash(name)) % 100000 + 5000), "-days", "30", "-extfile", ext,
+        "-extensions", "e", "-out", out)
     return out
 
 
@@ -410,7 +405,7 @@ def test_signer_without_ocsp_signing_refused(env, tmp_path):
     id-kp-OCSPSigning (RFC 6960 §4.2.2.2): such an ocsp_cert is refused at
     start (--check too) and on reload, where the old signer keeps signing."""
     store = env.root / "store"
-    good = write_conf(tmp_path / "good.conf", store, [(env.a, {})], responder={"workers": "1"})
+    good = write_config(tmp_path / "good.conf", store, [(env.a, {})], responder={"workers": "1"})
     signer_ok = signer_cert(env, tmp_path, "ocsp-ok", "critical, OCSPSigning")
     bad = {"no-eku": signer_cert(env, tmp_path, "ocsp-noeku", None),
            "server-auth": signer_cert(env, tmp_path, "ocsp-server", "serverAuth, clientAuth")}
@@ -421,14 +416,10 @@ def test_signer_without_ocsp_signing_refused(env, tmp_path):
     ok_conf = tmp_path / "ok.conf"
     ok_conf.write_text(good.read_text().replace(str(env.a.ocsp_cert), str(signer_ok)))
     # The certificates differ in their EKU only: the one with it is taken.
-    import subprocess
-    from conftest import binary
-    run = lambda *a: subprocess.run([str(binary("vigil-responder"))] + [str(x) for x in a],
-                                    capture_output=True, text=True, timeout=20)
-    assert run("-c", ok_conf, "--check").returncode == 0
+    assert responder_cmd("-c", ok_conf, "--check").returncode == 0
     for k, conf in confs.items():
         for args in (("--check",), ("--listen", "127.0.0.1:0")):
-            r = run("-c", conf, *args)
+            r = responder_cmd("-c", conf, *args)
             assert r.returncode == 1, (k, args, r.stderr)
             assert "lacks extendedKeyUsage OCSPSigning" in r.stderr and \
                 r.stderr.count("\n") == 1, (k, r.stderr)
@@ -476,18 +467,14 @@ def test_signer_from_same_name_impostor_refused(env, tmp_path):
 
     a_key = serialization.load_pem_private_key(env.a.key.read_bytes(), None)
     real, fake = make(a_key, "real-no-akid"), make(imp_key, "fake-no-akid")
-    good = write_conf(tmp_path / "good.conf", env.root / "store", [(env.a, {})],
-                      responder={"workers": "1"})
+    good = write_config(tmp_path / "good.conf", env.root / "store", [(env.a, {})],
+                        responder={"workers": "1"})
     confs = {}
     for name, path in (("real", real), ("fake", fake)):
         confs[name] = tmp_path / f"{name}.conf"
         confs[name].write_text(good.read_text().replace(str(env.a.ocsp_cert), str(path)))
-    import subprocess
-    from conftest import binary
-    run = lambda *a: subprocess.run([str(binary("vigil-responder"))] + [str(x) for x in a],
-                                    capture_output=True, text=True, timeout=20)
-    assert run("-c", confs["real"], "--check").returncode == 0
-    r = run("-c", confs["fake"], "--check")
+    assert responder_cmd("-c", confs["real"], "--check").returncode == 0
+    r = responder_cmd("-c", confs["fake"], "--check")
     assert r.returncode == 1 and "is not issued by the CA cert" in r.stderr, r.stderr
     live = tmp_path / "live.conf"
     live.write_text(confs["real"].read_text())

@@ -361,6 +361,33 @@ static void test_hold_sync(void **state)
 	assert_int_equal(c.status, VG_STATUS_REVOKED);
 }
 
+/* A window revocation leaves out the serials it is told to keep (the
+ * responder's own certificate), counts them, and revokes the rest. */
+static void test_revoke_window_keeps(void **state)
+{
+	struct fx *f = *state;
+	struct vg_add_item items[] = {good_item("01", 1000), good_item("02", 2000),
+	                              good_item("03", 2500), good_item("04", 2600)};
+	assert_int_equal(vg_store_add(f->st, "ca1", items, 4, &who, NULL, NULL, NULL), 0);
+	struct vg_revocation rev = {.revoked_at = 9, .reason = VG_REASON_KEY_COMPROMISE};
+	struct vg_serial keep[] = {ser("03"), ser("01")}; /* 01 is outside the window */
+	struct vg_window win = {.after = 2000, .before = 3000, .keep = keep, .n_keep = 2};
+	struct vg_write_result r;
+	assert_int_equal(vg_store_revoke_window(f->st, "ca1", &win, &rev, &who, &r, NULL, NULL), 0);
+	assert_int_equal(r.revoked, 2);
+	assert_int_equal(r.spared, 1);
+	struct vg_cert c;
+	const char *want[] = {"01", "02", "03", "04"};
+	int status[] = {VG_STATUS_GOOD, VG_STATUS_REVOKED, VG_STATUS_GOOD, VG_STATUS_REVOKED};
+	for (int i = 0; i < 4; i++) {
+		assert_int_equal(status_of(f->st, "ca1", want[i], &c), 0);
+		assert_int_equal(c.status, status[i]);
+	}
+	win.keep = NULL;
+	assert_int_equal(vg_store_revoke_window(f->st, "ca1", &win, &rev, &who, &r, NULL, NULL),
+	                 -EINVAL);
+}
+
 static void test_revoke_window(void **state)
 {
 	struct fx *f = *state;
@@ -370,8 +397,10 @@ static void test_revoke_window(void **state)
 	assert_int_equal(vg_store_add(f->st, "ca1", items, 5, &who, NULL, NULL, NULL), 0);
 	struct vg_revocation rev = {.revoked_at = 9, .reason = VG_REASON_KEY_COMPROMISE};
 	struct vg_write_result r;
-	assert_int_equal(
-	        vg_store_revoke_window(f->st, "ca1", 2000, 3000, &rev, &who, &r, NULL, NULL), 0);
+	assert_int_equal(vg_store_revoke_window(f->st, "ca1",
+	                                        &(struct vg_window){2000, 3000, NULL, 0}, &rev,
+	                                        &who, &r, NULL, NULL),
+	                 0);
 	assert_int_equal(r.revoked, 2);
 	assert_int_equal(r.skipped, 1);
 	struct vg_cert c;
@@ -504,9 +533,10 @@ static void test_window_batches_with_map_growth(void **state)
 	unsetenv("VIGIL_STORE_INITIAL_MAP");
 	struct vg_revocation rev = {.revoked_at = 5, .reason = VG_REASON_KEY_COMPROMISE};
 	struct vg_write_result r;
-	assert_int_equal(
-	        vg_store_revoke_window(f->st, "ca1", 1000, INT64_MAX, &rev, &who, &r, NULL, NULL),
-	        0);
+	assert_int_equal(vg_store_revoke_window(f->st, "ca1",
+	                                        &(struct vg_window){1000, INT64_MAX, NULL, 0}, &rev,
+	                                        &who, &r, NULL, NULL),
+	                 0);
 	assert_int_equal(r.revoked, n);
 	assert_int_equal(r.skipped, 0);
 	assert_true(r.commits >= 2);
@@ -1005,6 +1035,7 @@ int main(void)
 	        cmocka_unit_test_setup_teardown(test_revocation_rules, setup, teardown),
 	        cmocka_unit_test_setup_teardown(test_hold_sync, setup, teardown),
 	        cmocka_unit_test_setup_teardown(test_revoke_window, setup, teardown),
+	        cmocka_unit_test_setup_teardown(test_revoke_window_keeps, setup, teardown),
 	        cmocka_unit_test_setup_teardown(test_durable_reopen, setup, teardown),
 	        cmocka_unit_test_setup_teardown(test_not_initialised_and_schema, setup, teardown),
 	        cmocka_unit_test_setup_teardown(test_map_growth_under_reader, setup, teardown),
