@@ -26,7 +26,6 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 
-extern char **environ;
 
 static int64_t now_ms(void)
 {
