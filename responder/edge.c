@@ -296,21 +296,29 @@ static void tb_put(struct tbuf *t, const char *s, size_t n, char sep)
 /* ---- Sending --------------------------------------------------------------------------- */
 
 /* send_varnish sends the tags (each ending in '\n' in |t|) as PURGE
- * requests with xkey-purge lines. 0 when all were acknowledged (2xx). */
+ * requests with xkey-purge lines, pipelined on one connection. 0 when all
+ * were acknowledged (2xx). */
 static int send_varnish(struct edge *e, const struct tbuf *t, int *requests)
 {
-	char *hdrs = malloc(EDGE_REQ_BYTES + 512);
-	if (!hdrs)
+	/* Every request's lines in one buffer: at most the tags, their
+	 * separators and a line head per EDGE_LINE_BYTES. */
+	size_t cap = t->len + (t->len / (EDGE_LINE_BYTES / 2) + 2) * 16 + 16;
+	char *hdrs = malloc(cap);
+	int nreq = 0, maxreq = (int)(t->len / (EDGE_REQ_BYTES / 2)) + 2;
+	struct purge_req *reqs = calloc((size_t)maxreq, sizeof(*reqs));
+	if (!hdrs || !reqs) {
+		free(hdrs);
+		free(reqs);
 		return -ENOMEM;
-	size_t off = 0;
-	int rc = 0;
-	while (off < t->len && rc == 0) {
-		size_t hl = 0, line = 0;
+	}
+	size_t off = 0, hl = 0;
+	while (off < t->len && nreq < maxreq) {
+		size_t start = hl, line = 0;
 		/* Lines "xkey-purge: t1 t2 ...", whole tags each. */
 		while (off < t->len) {
 			const char *nl = memchr(t->b + off, '\n', t->len - off);
 			size_t tl = (size_t)(nl - (t->b + off));
-			if (hl + tl + 16 > EDGE_REQ_BYTES && hl)
+			if (hl - start + tl + 16 > EDGE_REQ_BYTES && hl > start)
 				break;
 			if (line == 0 || line + tl + 1 > EDGE_LINE_BYTES) {
 				if (line) {
@@ -331,21 +339,24 @@ static int send_varnish(struct edge *e, const struct tbuf *t, int *requests)
 		}
 		memcpy(hdrs + hl, "\r\n", 2);
 		hl += 2;
-		char err[300];
-		int st = purge_http(&e->pc, "PURGE", e->pc.url.path, hdrs, hl, EDGE_HTTP_TIMEOUT_MS,
-		                    err, sizeof(err));
-		if (st >= 200 && st < 300) {
-			ST(e->m_sent, LDR(e->m_sent) + 1);
-			(*requests)++;
-			continue;
-		}
+		reqs[nreq].hdrs = hdrs + start;
+		reqs[nreq].hlen = hl - start;
+		nreq++;
+	}
+	char err[300] = "";
+	int done = purge_http_run(&e->pc, "PURGE", e->pc.url.path, reqs, nreq, EDGE_HTTP_TIMEOUT_MS,
+	                          err, sizeof(err));
+	ST(e->m_sent, LDR(e->m_sent) + (uint64_t)done);
+	*requests += done;
+	int rc = 0;
+	if (done < nreq || off < t->len) {
 		ST(e->m_failed, LDR(e->m_failed) + 1);
-		if (st > 0)
-			snprintf(err, sizeof(err), "answered %d", st);
-		log_warn("event=edge_purge_failed edge=%s error=\"%s\" action=retry", e->name, err);
-		rc = st > 0 ? -EPROTO : st;
+		log_warn("event=edge_purge_failed edge=%s error=\"%s\" action=retry", e->name,
+		         err[0] ? err : "batch too large");
+		rc = strstr(err, "canceled") ? -ECANCELED : -EPROTO;
 	}
 	free(hdrs);
+	free(reqs);
 	return rc;
 }
 

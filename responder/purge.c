@@ -26,7 +26,6 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 
-
 static int64_t now_ms(void)
 {
 	struct timespec ts;
@@ -104,6 +103,7 @@ void purge_http_close(struct purge_conn *pc)
 	if (pc->fd >= 0)
 		close(pc->fd);
 	pc->fd = -1;
+	pc->n_status = 0;
 }
 
 static int send_all(struct purge_conn *pc, const char *p, size_t n, int64_t deadline)
@@ -126,31 +126,35 @@ static int send_all(struct purge_conn *pc, const char *p, size_t n, int64_t dead
 	return 0;
 }
 
-struct reply {
-	bool done;
-};
-
 static int on_complete(http_parser *hp)
 {
-	((struct reply *)hp->data)->done = true;
-	http_parser_pause(hp, 1);
+	struct purge_conn *pc = hp->data;
+	if (pc->n_status < PURGE_WINDOW + 1) {
+		pc->status[pc->n_status] = (int)hp->status_code;
+		pc->keep[pc->n_status] = http_should_keep_alive(hp);
+		pc->n_status++;
+	}
 	return 0;
 }
 
-/* read_reply reads one answer: its status, or a negative errno; |*keep|
- * tells whether the connection may carry the next request. */
+static void parser_reset(struct purge_conn *pc)
+{
+	http_parser_init(&pc->hp, HTTP_RESPONSE);
+	http_parser_settings_init(&pc->hs);
+	pc->hs.on_message_complete = on_complete;
+	pc->hp.data = pc;
+	pc->n_status = 0;
+}
+
+/* read_reply takes the next answer on the connection: its status, or a
+ * negative errno; |*keep| tells whether the connection may carry more. One
+ * parser frames the connection's answers, so pipelined answers that arrive
+ * together are all counted. */
 static int read_reply(struct purge_conn *pc, int64_t deadline, bool *keep)
 {
-	http_parser hp;
-	http_parser_settings s;
-	struct reply r = {false};
-	http_parser_init(&hp, HTTP_RESPONSE);
-	http_parser_settings_init(&s);
-	s.on_message_complete = on_complete;
-	hp.data = &r;
 	char buf[4096];
 	*keep = false;
-	while (!r.done) {
+	while (pc->n_status == 0) {
 		ssize_t n = recv(pc->fd, buf, sizeof(buf), 0);
 		if (n < 0 && errno == EINTR)
 			continue;
@@ -163,44 +167,60 @@ static int read_reply(struct purge_conn *pc, int64_t deadline, bool *keep)
 		if (n < 0)
 			return -errno;
 		/* At EOF the parser ends an answer framed by the close. */
-		size_t used = http_parser_execute(&hp, &s, buf, (size_t)n);
-		if (r.done)
-			break;
-		if (HTTP_PARSER_ERRNO(&hp) != HPE_OK || used != (size_t)n)
+		size_t used = http_parser_execute(&pc->hp, &pc->hs, buf, (size_t)n);
+		if (HTTP_PARSER_ERRNO(&pc->hp) != HPE_OK || used != (size_t)n)
 			return -EPROTO;
-		if (n == 0)
-			return r.done ? 0 : -ECONNRESET;
+		if (n == 0 && pc->n_status == 0)
+			return -ECONNRESET;
 	}
-	/* Bytes after the answer: the edge is not one to keep talking to. */
-	*keep = http_should_keep_alive(&hp);
-	return (int)hp.status_code;
+	int st = pc->status[0];
+	*keep = pc->keep[0];
+	pc->n_status--;
+	memmove(pc->status, pc->status + 1, (size_t)pc->n_status * sizeof(pc->status[0]));
+	memmove(pc->keep, pc->keep + 1, (size_t)pc->n_status * sizeof(pc->keep[0]));
+	return st;
+}
+
+static int send_req(struct purge_conn *pc, const char *method, const char *target, const char *hdrs,
+                    size_t hlen, int64_t deadline)
+{
+	char head[1024];
+	int hn = snprintf(head, sizeof(head),
+	                  "%s %s HTTP/1.1\r\nHost: %s\r\nUser-Agent: vigil-responder\r\n"
+	                  "Content-Length: 0\r\n",
+	                  method, target, pc->url.authority);
+	if (hn < 0 || (size_t)hn >= sizeof(head))
+		return -ENAMETOOLONG;
+	int rc = send_all(pc, head, (size_t)hn, deadline);
+	if (rc == 0)
+		rc = send_all(pc, hdrs, hlen, deadline);
+	if (rc == 0)
+		rc = send_all(pc, "\r\n", 2, deadline);
+	return rc;
+}
+
+static void fail_text(char *err, size_t errlen, const char *method, const struct purge_conn *pc,
+                      int rc)
+{
+	snprintf(err, errlen, "%s %s: %s", method, pc->url.authority,
+	         rc == -ETIMEDOUT ? "no answer in time" : strerror(-rc));
 }
 
 int purge_http(struct purge_conn *pc, const char *method, const char *target, const char *hdrs,
                size_t hlen, int timeout_ms, char *err, size_t errlen)
 {
 	int64_t deadline = now_ms() + timeout_ms;
-	char head[1024];
-	int hn = snprintf(head, sizeof(head),
-	                  "%s %s HTTP/1.1\r\nHost: %s\r\nUser-Agent: vigil-responder\r\n"
-	                  "Content-Length: 0\r\n",
-	                  method, target, pc->url.authority);
-	if (hn < 0 || (size_t)hn >= sizeof(head)) {
-		snprintf(err, errlen, "request target too long");
-		return -EINVAL;
-	}
 	/* A kept connection the edge has closed meanwhile fails at once: one
 	 * more try on a new one. */
 	for (int attempt = 0; attempt < 2; attempt++) {
 		bool reused = pc->fd >= 0;
 		int rc = 0;
-		if (!reused && (rc = connect_to(pc, deadline, err, errlen)) < 0)
-			return rc;
-		rc = send_all(pc, head, (size_t)hn, deadline);
-		if (rc == 0)
-			rc = send_all(pc, hdrs, hlen, deadline);
-		if (rc == 0)
-			rc = send_all(pc, "\r\n", 2, deadline);
+		if (!reused) {
+			if ((rc = connect_to(pc, deadline, err, errlen)) < 0)
+				return rc;
+			parser_reset(pc);
+		}
+		rc = send_req(pc, method, target, hdrs, hlen, deadline);
 		bool keep = false;
 		if (rc == 0)
 			rc = read_reply(pc, deadline, &keep);
@@ -210,14 +230,65 @@ int purge_http(struct purge_conn *pc, const char *method, const char *target, co
 			return rc;
 		}
 		purge_http_close(pc);
-		if (rc == -ETIMEDOUT || rc == -ECANCELED || !reused) {
-			snprintf(err, errlen, "%s %s: %s", method, pc->url.authority,
-			         rc == -ETIMEDOUT ? "no answer in time" : strerror(-rc));
+		if (rc == -ETIMEDOUT || rc == -ECANCELED || rc == -ENAMETOOLONG || !reused) {
+			fail_text(err, errlen, method, pc, rc);
 			return rc;
 		}
 	}
 	snprintf(err, errlen, "%s %s: connection closed", method, pc->url.authority);
 	return -ECONNRESET;
+}
+
+int purge_http_run(struct purge_conn *pc, const char *method, const char *target,
+                   const struct purge_req *reqs, int n, int timeout_ms, char *err, size_t errlen)
+{
+	if (n <= 0)
+		return 0;
+	int st =
+	        purge_http(pc, method, target, reqs[0].hdrs, reqs[0].hlen, timeout_ms, err, errlen);
+	if (st < 200 || st > 299) {
+		if (st > 0)
+			snprintf(err, errlen, "%s %s answered %d", method, pc->url.authority, st);
+		return 0;
+	}
+	int sent = 1, done = 1;
+	while (done < n) {
+		if (pc->fd < 0) {
+			/* The edge closed the connection after an answer: go on on
+			 * a new one. */
+			int64_t dl = now_ms() + timeout_ms;
+			if (connect_to(pc, dl, err, errlen) < 0)
+				return done;
+			parser_reset(pc);
+			sent = done;
+		}
+		int64_t deadline = now_ms() + timeout_ms;
+		while (sent < n && sent - done < PURGE_WINDOW) {
+			int rc = send_req(pc, method, target, reqs[sent].hdrs, reqs[sent].hlen,
+			                  deadline);
+			if (rc < 0) {
+				fail_text(err, errlen, method, pc, rc);
+				purge_http_close(pc);
+				return done;
+			}
+			sent++;
+		}
+		bool keep = false;
+		st = read_reply(pc, deadline, &keep);
+		if (st < 200 || st > 299) {
+			if (st > 0)
+				snprintf(err, errlen, "%s %s answered %d", method,
+				         pc->url.authority, st);
+			else
+				fail_text(err, errlen, method, pc, st);
+			purge_http_close(pc);
+			return done;
+		}
+		done++;
+		if (!keep)
+			purge_http_close(pc);
+	}
+	return done;
 }
 
 int purge_command(const char *path, const char *input, size_t len, int timeout_ms, int stop_fd,
