@@ -135,8 +135,12 @@ def bench_singles(work):
     return lat, crl_v, crl_n
 
 
-def bench_bulk(work):
-    s = Stack(work, "bulk", max_age=60, workers=2)
+def bench_bulk(work, purge=True):
+    """The bulk revocation, with the Varnish purger (|purge|) or, for
+    comparison, with no edge configured: the origin's p99 under both."""
+    work.mkdir(parents=True)
+    s = Stack(work, "bulk", max_age=60, workers=2,
+              extra_edge=None if purge else {"purge_varnish": None, "purge_nginx": None})
     rng = random.Random(13)
     res = {}
     try:
@@ -166,6 +170,13 @@ def bench_bulk(work):
         s.run.store("revoke", s.ca.name, "--issued-after", "2025-01-01T00:00:00Z",
                     "--reason", "keyCompromise", timeout=600)
         t1 = time.monotonic()
+        if not purge:
+            out, _ = proc.communicate(timeout=120)
+            m = re.search(r"99%\s+([\d.]+)(us|ms|s)", out)
+            res["during_p99_ms"] = float(m.group(1)) * {"us": 1e-3, "ms": 1.0, "s": 1e3}[m.group(2)]
+            res["during_rate"] = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
+            res["commit_s"] = t1 - t0
+            return res
         # The revocation commits in batches of 50,000 (VG_TXN_MAX_CHANGES):
         # wait until the Varnish purger has acknowledged tags for all of them.
         rx = re.compile(r"event=edge_purged edge=http://127\.0\.0\.1:(\d+)/ .*tags=(\d+) "
@@ -232,6 +243,7 @@ if not args.skip_singles:
           f"{max(crl_v) * 1000:.0f} ms; -> nginx: p50 {pct(crl_n, 50) * 1000:.0f} ms, max "
           f"{max(crl_n) * 1000:.0f} ms")
 if not args.skip_bulk:
+    nb = bench_bulk(work / "bulk-no-edge", purge=False)
     b = bench_bulk(work / "bulk")
     print(f"\nbulk revocation of {args.bulk} by window (seeded in {b['seed_s']:.0f} s): "
           f"vigil-store revoke took {b['commit_s']:.2f} s; purge acknowledged "
@@ -240,7 +252,10 @@ if not args.skip_bulk:
           f"  2,000 answers cached at Varnish still good afterwards: {b['still_good']}\n"
           f"  origin p99 (cached GET, wrk -t1 -c16): {b['baseline']['p99_ms']:.2f} ms without a "
           f"purge, {b['during_p99_ms']:.2f} ms while the revocation and its purge ran "
-          f"({b['baseline']['rate']:.0f} vs {b['during_rate']:.0f} req/s)")
+          f"({b['baseline']['rate']:.0f} vs {b['during_rate']:.0f} req/s)\n"
+          f"  the same revocation with no edge configured: {nb['baseline']['p99_ms']:.2f} ms "
+          f"before, {nb['during_p99_ms']:.2f} ms during ({nb['baseline']['rate']:.0f} vs "
+          f"{nb['during_rate']:.0f} req/s; vigil-store revoke took {nb['commit_s']:.2f} s)")
 if not args.skip_origin:
     res = {a: bench_origin(work, a) for a in (60, 0)}
     print(f"\norigin behind nginx, {args.urls} answers, wrk -t2 -c32 -d{args.duration}s through "
