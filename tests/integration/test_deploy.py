@@ -30,13 +30,13 @@ def installed(tmp_path_factory):
     return dest
 
 
-def unit_path(root, name):
+def unit_path(root, name, kind="service"):
     """systemd's own unit directory for prefix /usr: /usr/lib/systemd/system
     (or /lib/systemd/system where /lib is not merged)."""
     for d in ("usr/lib/systemd/system", "lib/systemd/system"):
-        if (root / d / f"{name}.service").exists():
-            return root / d / f"{name}.service"
-    raise AssertionError(f"{name}.service not installed")
+        if (root / d / f"{name}.{kind}").exists():
+            return root / d / f"{name}.{kind}"
+    raise AssertionError(f"{name}.{kind} not installed")
 
 
 def test_layout(installed):
@@ -55,15 +55,23 @@ def test_layout(installed):
 
 
 @pytest.mark.skipif(shutil.which("systemd-analyze") is None, reason="systemd-analyze not installed")
-@pytest.mark.parametrize("name", ["vigil-responder", "vigil-crlgen"])
+@pytest.mark.parametrize("name", ["vigil-responder", "vigil-crlgen", "vigil-import@"])
 def test_systemd_analyze_verify(installed, tmp_path, name):
     # verify wants the ExecStart binaries at their paths: point them at the
-    # DESTDIR copies, which are the same files.
+    # DESTDIR copies, which are the same files; a template as one instance.
     unit = unit_path(installed, name).read_text()
     unit = unit.replace("/usr/bin/", f"{installed}/usr/bin/")
+    if name.endswith("@"):
+        env = tmp_path / "import.env"
+        env.write_text("INDEX=/srv/ca/index.txt\nCERTS=/srv/ca/newcerts\n")
+        unit = unit.replace("/etc/vigil/import/%i.env", str(env))
+        name += "issuing-1"
+        timer = unit_path(installed, "vigil-import@", "timer").read_text()
+        (tmp_path / f"{name}.timer").write_text(timer)
     p = tmp_path / f"{name}.service"
     p.write_text(unit)
-    r = subprocess.run(["systemd-analyze", "--man=no", "verify", str(p)], capture_output=True,
+    files = [str(p)] + [str(t) for t in tmp_path.glob("*.timer")]
+    r = subprocess.run(["systemd-analyze", "--man=no", "verify", *files], capture_output=True,
                        text=True)
     assert r.returncode == 0 and not r.stderr.strip(), r.stdout + r.stderr
 

@@ -122,9 +122,27 @@ SCRIPT = re.compile(r"(?:^ *|`)((?:tests/(?:bench|drill|fuzz)|deploy)/[\w./-]+\.
                     re.M)
 
 
-def test_documented_scripts_run_as_written():
-    docs = [SRC / "README.md", *SRC.glob("*/README.md"), *SRC.glob("tests/**/RESULTS.md"),
+def all_docs():
+    """Every Markdown document a reader is sent to."""
+    return [SRC / "README.md", *SRC.glob("*/README.md"), *SRC.glob("doc/*.md"),
+            SRC / "deploy" / "INCIDENT.md", *SRC.glob("tests/**/RESULTS.md"),
             *SRC.glob("tests/**/README.md")]
+
+
+def test_documented_links_resolve():
+    """Every relative link between the documents names a file that exists."""
+    bad = []
+    for doc in all_docs():
+        for target in re.findall(r"\]\(([^)#\s]+)(?:#[^)]*)?\)", doc.read_text()):
+            if re.match(r"[a-z]+:", target):
+                continue
+            if not (doc.parent / target).exists():
+                bad.append(f"{doc.relative_to(SRC)}: {target}")
+    assert not bad, "links to nothing:\n" + "\n".join(bad)
+
+
+def test_documented_scripts_run_as_written():
+    docs = all_docs()
     seen = {}
     for doc in docs:
         for m in SCRIPT.finditer(doc.read_text()):
@@ -146,7 +164,7 @@ def test_documented_scripts_run_as_written():
 
 def test_documented_exit_status_on_a_key_failure(tmp_path):
     """A key that cannot be loaded: the responder exits 1 and crlgen 2, as
-    their EXIT STATUS sections and the README's HSM section say."""
+    their EXIT STATUS sections and the HSM guide (doc/hsm.md) say."""
     import pki
     from conftest import run, write_config
     ca = pki.CA(tmp_path, "docs1")
@@ -161,18 +179,19 @@ def test_documented_exit_status_on_a_key_failure(tmp_path):
     assert r.returncode == 2 and "missing.key" in r.stderr, r.stderr
     assert re.search(r"2 on a usage, configuration,\s+certificate, key",
                      page_source("vigil-crlgen.8"))
-    readme = (SRC / "README.md").read_text()
-    assert re.search(r"exit status 1 from\s+`vigil-responder`", readme)
-    assert re.search(r"2 from `vigil-crlgen`", readme)
+    hsm = (SRC / "doc" / "hsm.md").read_text()
+    assert re.search(r"exit status 1 from\s+`vigil-responder`", hsm)
+    assert re.search(r"2 from `vigil-crlgen`", hsm)
 
 
 def test_documented_http_statuses_and_test_summary():
-    """The README's HTTP promise names the 505 that test_abuse.py sees for
+    """The OCSP guide's HTTP promise names the 505 that test_abuse.py sees for
     an unknown HTTP version, and its test command's summary line is the one
     deploy/setup.sh prints."""
     readme = (SRC / "README.md").read_text()
-    assert "never get a 5xx" not in readme
-    assert re.search(r"other than 1\.0 and 1\.1 a 505", readme)
+    ocsp = (SRC / "doc" / "ocsp.md").read_text()
+    assert "never get a 5xx" not in ocsp
+    assert re.search(r"other than 1\.0 and\s+1\.1 a 505", ocsp)
     abuse = (SRC / "tests" / "integration" / "test_abuse.py").read_text()
     assert '(b"GET / HTTP/9.9\\r\\n\\r\\n", 505)' in abuse
     setup = (SRC / "deploy" / "setup.sh").read_text()

@@ -266,4 +266,23 @@ MUTANTS = [
       "\t\t           (have->flags & VG_CERT_HAS_INVALIDITY)) {",
       "\t\t} else if (0) {",
       "raising a revocation to keyCompromise loses the invalidity date already known"),
+    # ---- bulk revocation: what it leaves out, what --dry-run does (issue 17) ----------------
+    m("store.window_keep_ignored", "store/write.c",
+      "\t\tif (window_keeps(b->win, &s)) {",
+      "\t\tif (0 && window_keeps(b->win, &s)) {",
+      "a revocation by window takes the responder's own certificate down with the rest"),
+    m("cli.ocsp_cert_not_guarded", "store/cli/revoke.c",
+      "\t\t\tif (!paths[k] || (k == 0 && o == ca))",
+      "\t\t\tif (!paths[k] || k == 1 || (k == 0 && o == ca))",
+      "a bulk revocation does not leave out a delegated OCSP signer", area="cli"),
+    m("cli.dry_run_revokes", "store/cli/revoke.c",
+      "\t\tcase 'n':\n\t\t\tdry_run = true;",
+      "\t\tcase 'n':\n\t\t\tdry_run = false;",
+      "revoke --dry-run revokes", area="cli"),
+    m("cli.already_revoked_counted_as_change", "store/cli/revoke.c",
+      "\tif (have->status != VG_STATUS_REVOKED)\n\t\treturn true;\n\tif (have->reason == "
+      "VG_REASON_CERTIFICATE_HOLD)",
+      "\tif (have->status != VG_STATUS_REVOKED || 1)\n\t\treturn true;\n\tif (have->reason == "
+      "VG_REASON_CERTIFICATE_HOLD)",
+      "--dry-run counts certificates already revoked as ones it would revoke", area="cli"),
 ]
