@@ -616,6 +616,42 @@ def test_edge_keys_out_of_range_are_refused_in_one_line(tmp_path, key, value, sa
     assert len(lines) == 1 and says in lines[0] and str(cfg) in lines[0], r.stderr
 
 
+def test_edge_key_refused_at_start_and_reload(tmp_path):
+    """A bad [edge] key stops a start (one line, exit 1); at a reload it is
+    refused and the old configuration keeps serving. max_age and tag_header
+    follow a reload; the purge targets need a restart, and say so."""
+    ca = pki.CA(tmp_path, "rel1", "ec")
+    leaf = ca.issue("r.example")
+    cfg = write_config(tmp_path / "vigil.conf", tmp_path / "store", [ca])
+    Runner(cfg).seed(ca)
+    # Every program reads [edge]: vigil-store refuses it too.
+    write_config(cfg, tmp_path / "store", [ca], edge={"max_age": "99999"})
+    r = Runner(cfg).store("status", ca.name, leaf[0], check=False)
+    assert r.returncode != 0 and "[edge] max_age = 99999" in r.stderr
+    r = Runner(cfg).run("vigil-responder", check=False, timeout=20)
+    assert r.returncode == 1 and len(r.stderr.strip().splitlines()) == 1, r.stderr
+    assert "[edge] max_age = 99999: expected 0 to 86400 seconds" in r.stderr
+    write_config(cfg, tmp_path / "store", [ca], edge={"max_age": 30})
+    p = ocsp_path(load_cert(leaf[1]), load_cert(ca.cert))
+    with Responder(cfg) as resp:
+        assert cc_value(resp.request("GET", p)[1]["cache-control"], "s-maxage") == 30
+        n = resp.n_lines()
+        write_config(cfg, tmp_path / "store", [ca], edge={"max_age": "1d1s"})
+        resp.signal(signal.SIGHUP)
+        resp.wait_log(r"event=reload_failed .*\[edge\] max_age = 1d1s", 5, n)
+        assert cc_value(resp.request("GET", p)[1]["cache-control"], "s-maxage") == 30
+        n = resp.n_lines()
+        write_config(cfg, tmp_path / "store", [ca],
+                     edge={"max_age": 10, "tag_header": "Surrogate-Key",
+                           "purge_varnish": "http://127.0.0.1:9/"})
+        resp.signal(signal.SIGHUP)
+        resp.wait_log(r"event=reload_ignored key=edge\.purge_varnish reason=needs_restart", 5, n)
+        resp.wait_log(r"event=reloaded", 5, n)
+        h = resp.request("GET", p)[1]
+        assert cc_value(h["cache-control"], "s-maxage") == 10 and "surrogate-key" in h
+        assert resp.stop() == 0
+
+
 # ---- bulk under load ---------------------------------------------------------------------------
 
 
