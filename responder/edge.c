@@ -546,15 +546,15 @@ static void *edge_main(void *arg)
 			continue;
 		}
 		logged_store = false;
-		uint64_t safe = worker_applied_min();
-		if (safe > counter)
-			safe = counter;
-		if (safe == 0) {
+		uint64_t safe = 0;
+		if (!worker_applied_min(&safe)) {
 			/* The workers have not read the store yet. */
 			if (!nap(EDGE_TICK_MS))
 				break;
 			continue;
 		}
+		if (safe > counter)
+			safe = counter;
 		if (e->acked > counter) {
 			log_warn("event=edge_state_ahead edge=%s acked=%llu counter=%llu "
 			         "action=\"store replaced: follow it from now\"",

@@ -58,10 +58,10 @@ static void store_refresh(struct worker *w)
 	/* From here on this worker answers from |cnt| or later, with the
 	 * cache's answers of older changes dropped: what the edge's purger
 	 * waits for (worker_applied_min). */
-	__atomic_store_n(&w->applied, cnt, __ATOMIC_RELEASE);
+	__atomic_store_n(&w->applied, cnt + 1, __ATOMIC_RELEASE);
 }
 
-uint64_t worker_applied_min(void)
+bool worker_applied_min(uint64_t *out)
 {
 	uint64_t min = UINT64_MAX;
 	for (int i = 0; i < g_nworkers; i++) {
@@ -69,7 +69,10 @@ uint64_t worker_applied_min(void)
 		if (a < min)
 			min = a;
 	}
-	return g_nworkers > 0 ? min : 0;
+	if (g_nworkers <= 0 || min == 0)
+		return false;
+	*out = min - 1;
+	return true;
 }
 
 static void update_date(struct worker *w)
