@@ -427,6 +427,12 @@ static bool crl_changed(const struct crl_id *id, const struct stat *st)
 	       id->mtime.tv_nsec != st->st_mtim.tv_nsec;
 }
 
+static uint64_t counter_now(struct vg_txn *txn)
+{
+	uint64_t c = 0;
+	return vg_store_counter(txn, &c) == 0 ? c : 0;
+}
+
 /* cycle makes and sends one round of purges up to |safe|: 0 when there was
  * nothing to do or all was acknowledged. */
 static int cycle(struct edge *e, struct vg_txn *txn, uint64_t safe, int64_t *first_seen)
@@ -465,7 +471,8 @@ static int cycle(struct edge *e, struct vg_txn *txn, uint64_t safe, int64_t *fir
 			e->acked = safe;
 			save_acked(e);
 		}
-		*first_seen = 0;
+		if (e->acked >= counter_now(txn))
+			*first_seen = 0;
 		free(c.v);
 		ctx_unref(ctx);
 		return 0;
@@ -514,7 +521,9 @@ static int cycle(struct edge *e, struct vg_txn *txn, uint64_t safe, int64_t *fir
 			e->acked = safe;
 		memcpy(e->crl, now_id, sizeof(now_id));
 		save_acked(e);
-		*first_seen = 0;
+		/* Changes committed meanwhile keep their (earlier) first sight. */
+		if (e->acked >= counter_now(txn))
+			*first_seen = 0;
 	}
 	free(t.b);
 	free(c.v);
@@ -553,6 +562,10 @@ static void *edge_main(void *arg)
 				break;
 			continue;
 		}
+		/* The lag runs from the first sight of a change, before the
+		 * workers have it. */
+		if (counter > e->acked && !first_seen)
+			first_seen = mono_ms();
 		if (safe > counter)
 			safe = counter;
 		if (e->acked > counter) {

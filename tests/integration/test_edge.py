@@ -400,7 +400,8 @@ def test_revocation_and_crl_reach_clients_through_both_edges(stack):
     crl = x509.load_der_x509_crl(new_crl)
     assert crl.get_revoked_certificate_by_serial_number(int(s.leaf["rev"][0], 16))
     for edge in (s.varnish, s.nginx):
-        got, took = poll_until(lambda: edge.request("GET", s.crl_path())[2] == new_crl, 5)
+        got, _ = poll_until(lambda: edge.request("GET", s.crl_path())[2] == new_crl, 5)
+        took = time.monotonic() - t_crl
         assert got and took < 1.0, f"{type(edge).__name__}: new CRL after {took:.3f}s"
         print(f"new CRL through {type(edge).__name__}: {took * 1000:.0f} ms after crlgen --once")
 
