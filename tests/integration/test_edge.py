@@ -362,6 +362,34 @@ def test_s_maxage_never_past_next_update(tmp_path):
         assert cc_value(h["cache-control"], "s-maxage") == left
 
 
+def test_tags_of_an_answer_about_several_certificates(stack, tmp_path):
+    """A GET request with several CertIDs (openssl ocsp -serial ...): up to 8
+    serials, each tagged; more, the CA's tag only and s-maxage 0 (shared
+    caches revalidate it every time)."""
+    s = stack
+    def get(serials):
+        req = tmp_path / "req.der"
+        args = ["openssl", "ocsp", "-issuer", s.ca.cert, "-no_nonce", "-reqout", req]
+        for x in serials:
+            args += ["-serial", f"0x{x}"]
+        run(*args)
+        p = "/" + urllib.parse.quote(base64.b64encode(req.read_bytes()).decode(), safe="")
+        st, h, der = s.resp.request("GET", p)
+        assert st == 200
+        assert ocsp.load_der_ocsp_response(der).response_status == \
+            ocsp.OCSPResponseStatus.SUCCESSFUL
+        return h
+    few = ["0A", "0B", "0C"]
+    h = get(few)
+    assert h["xkey"].split(" ") == [f"vigil~{s.ca.name}"] + [f"vigil~{s.ca.name}~{x}" for x in few]
+    assert cc_value(h["cache-control"], "s-maxage") == MAX_AGE
+    many = [f"{i:02X}" for i in range(16, 25)]  # 9 serials
+    h = get(many)
+    assert h["xkey"] == f"vigil~{s.ca.name}"
+    assert cc_value(h["cache-control"], "s-maxage") == 0
+    assert h["cdn-cache-control"] == "max-age=0, must-revalidate"
+
+
 # ---- the purge flow through both edges ----------------------------------------------------------
 
 
@@ -596,6 +624,11 @@ esac
         r.wait_log(r"event=edge_purged edge=\S+purge\.sh counter=\d+ tags=1", 5)
         serial = leaf[0].upper().zfill(len(leaf[0]) + len(leaf[0]) % 2)
         assert f"vigil~cmd1~{serial}\n" in out.read_text()
+        # A published CRL: its tag.
+        n = r.n_lines()
+        run_.crlgen("--once", timeout=60)
+        r.wait_log(r"event=edge_purged edge=\S+purge\.sh .*crls=1", 5, n)
+        assert "vigil~cmd1~crl\n" in out.read_text()
         # A failing program: logged with its exit status, retried.
         mode.write_text("fail")
         n = r.n_lines()
