@@ -652,6 +652,28 @@ esac
         assert r.stop() == 0  # a clean exit (and, in an ASan build, no report)
 
 
+def test_state_dir_unwritable_purges_go_on(tmp_path):
+    """A state directory that cannot be made: one line says so, and purges
+    are still sent (only their replay after a restart is lost)."""
+    ca = pki.CA(tmp_path, "st1", "ec")
+    leaf = ca.issue("s.example")
+    out = tmp_path / "tags.txt"
+    script = tmp_path / "purge.sh"
+    script.write_text(f"#!/bin/sh\ncat >> {out}\n")
+    script.chmod(0o755)
+    blocker = tmp_path / "not-a-dir"
+    blocker.write_text("a file where the directory should be\n")
+    cfg = write_config(tmp_path / "vigil.conf", tmp_path / "store", [ca],
+                       edge={"purge_command": script, "state_dir": blocker / "edge"})
+    run_ = Runner(cfg).seed(ca)
+    with Responder(cfg) as r:
+        r.wait_log(r"event=edge_state_unwritable .*not-a-dir/edge", 5)
+        run_.store("revoke", ca.name, leaf[0])
+        r.wait_log(r"event=edge_purged edge=\S+purge\.sh counter=\d+ tags=1", 5)
+        assert f"~{leaf[0].upper().zfill(len(leaf[0]) + len(leaf[0]) % 2)}" in out.read_text()
+        assert r.stop() == 0
+
+
 # ---- configuration -------------------------------------------------------------------------------
 
 
