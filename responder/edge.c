@@ -485,7 +485,8 @@ static int cycle(struct edge *e, struct vg_txn *txn, uint64_t safe, int64_t *fir
 		ST(e->m_pending, (uint64_t)any_crl);
 		rc = send_nginx(e, ctx, crl, &requests);
 	} else {
-		qsort(c.v, c.n, sizeof(*c.v), stag_cmp);
+		if (c.n)
+			qsort(c.v, c.n, sizeof(*c.v), stag_cmp);
 		char tag[EDGE_TAG_MAX];
 		for (size_t i = 0; i < c.n; i++) {
 			if (c.ca_wide[c.v[i].ca] || (i > 0 && stag_cmp(&c.v[i], &c.v[i - 1]) == 0))
