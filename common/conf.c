@@ -173,6 +173,45 @@ static int handle_validity(struct parse_ctx *p, const char *caname, const char *
 	return 1;
 }
 
+const char *vg_conf_url_path(const char *url)
+{
+	if (strncmp(url, "http://", 7) != 0)
+		return NULL;
+	const char *host = url + 7;
+	const char *path = strchr(host, '/');
+	if (!path || path == host)
+		return NULL;
+	return path;
+}
+
+/* check_crl_url refuses a CRL URL that is not a plain http:// URL with a
+ * host and a path that can be mirrored under [crlgen] out (Baseline
+ * Requirements 7.1.2.11.2: CRL distribution points are http URIs); a shard
+ * URL has exactly one %u. */
+static bool check_crl_url(struct parse_ctx *p, const char *caname, const char *k, const char *v,
+                          bool shard)
+{
+	const char *path = vg_conf_url_path(v);
+	const char *why = NULL;
+	const char *u = strstr(v, "%u");
+	if (!path)
+		why = "not an http:// URL with a host and a path";
+	else if (strlen(v) > 400)
+		why = "longer than 400 bytes";
+	else if (strpbrk(v, "?# \t\\\"") || strstr(path, "/../") || strstr(path, "/./") ||
+	         strstr(path, "//") || path[strlen(path) - 1] == '/')
+		why = "the path must name a file (no query, fragment, blank, //, . or ..)";
+	else if (shard && (!u || u < path || strstr(u + 2, "%u")))
+		why = "needs exactly one %u (the shard number) in its path";
+	else if (strchr(v, '%') && (!shard || strchr(v, '%') != u || strchr(u + 1, '%')))
+		why = "has a % other than the shard number's %u";
+	if (why) {
+		set_err(p, "[ca %s] %s = %s: %s", caname, k, v, why);
+		return false;
+	}
+	return true;
+}
+
 static int handle_ca(struct parse_ctx *p, const char *caname, const char *k, const char *v)
 {
 	struct vg_conf *c = p->c;
@@ -187,9 +226,38 @@ static int handle_ca(struct parse_ctx *p, const char *caname, const char *k, con
 		SET_PATH(ca->ocsp_key, v);
 	else if (!strcmp(k, "crl_key"))
 		SET_PATH(ca->crl_key, v);
-	else if (!strcmp(k, "crl_url"))
+	else if (!strcmp(k, "crl_url")) {
+		if (!check_crl_url(p, caname, k, v, false))
+			return 0;
 		SET_STR(ca->crl_url, v);
-	else if (!strcmp(k, "delta_crl_url"))
+	} else if (!strcmp(k, "crl_shard_url")) {
+		if (!check_crl_url(p, caname, k, v, true))
+			return 0;
+		SET_STR(ca->crl_shard_url, v);
+	} else if (!strcmp(k, "crl_shards")) {
+		if (!parse_int(v, 0, VG_CRL_SHARDS_MAX, &ca->crl_shards)) {
+			set_err(p, "[ca %s] crl_shards = %s: expected an integer from 0 to %d",
+			        caname, v, VG_CRL_SHARDS_MAX);
+			return 0;
+		}
+	} else if (!strcmp(k, "crl_max_bytes")) {
+		int mb;
+		if (!parse_int(v, 1, 2000000000, &mb)) {
+			set_err(p, "[ca %s] crl_max_bytes = %s: expected bytes, 1 to 2000000000",
+			        caname, v);
+			return 0;
+		}
+		ca->crl_max_bytes = mb;
+	} else if (!strcmp(k, "profile")) {
+		if (!strcmp(v, "tls-br"))
+			ca->profile = VG_CRL_PROFILE_TLS_BR;
+		else if (!strcmp(v, "private"))
+			ca->profile = VG_CRL_PROFILE_PRIVATE;
+		else {
+			set_err(p, "[ca %s] profile = %s: expected tls-br or private", caname, v);
+			return 0;
+		}
+	} else if (!strcmp(k, "delta_crl_url"))
 		SET_STR(ca->delta_crl_url, v);
 	else if (!strcmp(k, "not_issued")) {
 		if (!strcmp(v, "unknown"))
@@ -463,6 +531,8 @@ static int handler(void *user, const char *section, const char *k, const char *v
 		int64_t ms;
 		if (!strcmp(k, "out"))
 			SET_PATH(c->crl_out, v);
+		else if (!strcmp(k, "metrics_file"))
+			SET_PATH(c->crl_metrics_file, v);
 		else if (!strcmp(k, "interval")) {
 			if (!parse_duration_ms(v, &ms) || ms < 1000 || ms > 10LL * DAY * 1000) {
 				set_err(p, "[crlgen] interval = %s: expected 1s to 10d", v);
@@ -535,6 +605,38 @@ static bool same_key(X509 *a, X509 *b)
  * re-keyed under its name is told apart by issuerKeyHash and by its CRLs'
  * signature. A certificate that cannot be read is left to the program that
  * uses it, which says why. */
+/* check_crl_urls refuses two CAs publishing at one URL: their CRLs would
+ * replace each other's file under [crlgen] out. */
+static int check_crl_urls(const struct vg_conf *c, char *err, size_t errlen)
+{
+	for (int i = 0; i < c->n_cas; i++) {
+		const struct vg_conf_ca *a = &c->cas[i];
+		for (int j = 0; j < c->n_cas; j++) {
+			const struct vg_conf_ca *b = &c->cas[j];
+			const char *clash = NULL;
+			bool same_full = j > i && a->crl_url && b->crl_url &&
+			                 !strcmp(a->crl_url, b->crl_url);
+			bool full_is_shard =
+			        a->crl_url && b->crl_shards &&
+			        vg_conf_shard_of_url(b, a->crl_url, strlen(a->crl_url));
+			if (same_full || full_is_shard)
+				clash = a->crl_url;
+			else if (j > i && a->crl_shard_url && b->crl_shard_url &&
+			         !strcmp(a->crl_shard_url, b->crl_shard_url))
+				clash = a->crl_shard_url;
+			if (clash) {
+				snprintf(
+				        err, errlen,
+				        "%s: [ca %s] and [ca %s] both publish at %s: give each CRL "
+				        "its own URL",
+				        c->file, a->name, b->name, clash);
+				return -EINVAL;
+			}
+		}
+	}
+	return 0;
+}
+
 static int check_ca_identities(const struct vg_conf *c, char *err, size_t errlen)
 {
 	X509 *x[VG_CONF_MAX_CAS] = {0};
@@ -642,6 +744,15 @@ static int conf_parse(const char *abs, const char *text, struct vg_conf *out, ch
 		if (asprintf(&out->edge_state_dir, "%.*s/edge", dl > 1 ? (int)dl : 0, sp) < 0)
 			out->edge_state_dir = NULL;
 	}
+	if (!out->crl_metrics_file) {
+		/* Beside the out directory, not in it: nothing but CRLs and
+		 * crlgen's own files there. */
+		char *d = strdup(out->crl_out), *sl = d ? strrchr(d, '/') : NULL;
+		if (sl && asprintf(&out->crl_metrics_file, "%.*s/vigil-crlgen.prom", (int)(sl - d),
+		                   d) < 0)
+			out->crl_metrics_file = NULL;
+		free(d);
+	}
 	for (int i = 0; i < out->n_cas; i++) {
 		struct vg_conf_ca *ca = &out->cas[i];
 		if (!ca->cert) {
@@ -663,8 +774,24 @@ static int conf_parse(const char *abs, const char *text, struct vg_conf *out, ch
 			ca->ocsp_key = strdup(ca->crl_key);
 		if (!ca->digest)
 			ca->digest = strdup("sha256");
+		if (ca->crl_shards > 0 && !ca->crl_shard_url) {
+			snprintf(err, errlen,
+			         "%s: [ca %s] crl_shards = %d needs crl_shard_url (a URL with %%u)",
+			         abs, ca->name, ca->crl_shards);
+			goto bad;
+		}
+		if (ca->crl_shard_url && ca->crl_shards == 0) {
+			snprintf(err, errlen,
+			         "%s: [ca %s] crl_shard_url is set but crl_shards is 0 (no shards)",
+			         abs, ca->name);
+			goto bad;
+		}
+		if (ca->profile == VG_CRL_PROFILE_DEFAULT)
+			ca->profile = ca->crl_url ? VG_CRL_PROFILE_TLS_BR : VG_CRL_PROFILE_PRIVATE;
+		if (!ca->crl_max_bytes)
+			ca->crl_max_bytes = 10000000;
 	}
-	if (check_ca_identities(out, err, errlen) < 0)
+	if (check_ca_identities(out, err, errlen) < 0 || check_crl_urls(out, err, errlen) < 0)
 		goto bad;
 	return 0;
 bad:
@@ -689,6 +816,7 @@ void vg_conf_free(struct vg_conf *c)
 	free(c->edge_purge_nginx);
 	free(c->edge_purge_command);
 	free(c->edge_state_dir);
+	free(c->crl_metrics_file);
 	for (int i = 0; i < c->n_cas; i++) {
 		struct vg_conf_ca *ca = &c->cas[i];
 		free(ca->name);
@@ -697,6 +825,7 @@ void vg_conf_free(struct vg_conf *c)
 		free(ca->ocsp_key);
 		free(ca->crl_key);
 		free(ca->crl_url);
+		free(ca->crl_shard_url);
 		free(ca->delta_crl_url);
 		free(ca->digest);
 	}
@@ -757,4 +886,49 @@ const struct vg_conf_ca *vg_conf_ca_find(const struct vg_conf *c, const char *na
 		if (!strcmp(c->cas[i].name, name))
 			return &c->cas[i];
 	return NULL;
+}
+
+int vg_conf_shard_url(const struct vg_conf_ca *ca, unsigned shard, char *out, size_t outlen)
+{
+	const char *u = ca->crl_shard_url ? strstr(ca->crl_shard_url, "%u") : NULL;
+	if (!u)
+		return -1;
+	int n = snprintf(out, outlen, "%.*s%u%s", (int)(u - ca->crl_shard_url), ca->crl_shard_url,
+	                 shard, u + 2);
+	return n < 0 || (size_t)n >= outlen ? -1 : n;
+}
+
+/* match_shard returns the number N (1..|shards|) for which |tpl| with its
+ * %u replaced by N is the |len| bytes of |s|, or 0. */
+static unsigned match_shard(const char *tpl, int shards, const char *s, size_t len)
+{
+	const char *u = tpl ? strstr(tpl, "%u") : NULL;
+	if (!u)
+		return 0;
+	size_t pre = (size_t)(u - tpl), suf = strlen(u + 2);
+	if (len < pre + suf + 1 || memcmp(s, tpl, pre) || memcmp(s + len - suf, u + 2, suf))
+		return 0;
+	/* The number as %u prints it: decimal, no sign, no leading zero. */
+	size_t dl = len - pre - suf;
+	const char *d = s + pre;
+	if (dl > 5 || d[0] == '0')
+		return 0;
+	unsigned v = 0;
+	for (size_t i = 0; i < dl; i++) {
+		if (d[i] < '0' || d[i] > '9')
+			return 0;
+		v = v * 10 + (unsigned)(d[i] - '0');
+	}
+	return v >= 1 && v <= (unsigned)shards ? v : 0;
+}
+
+unsigned vg_conf_shard_of_url(const struct vg_conf_ca *ca, const char *url, size_t len)
+{
+	return match_shard(ca->crl_shard_url, ca->crl_shards, url, len);
+}
+
+unsigned vg_conf_shard_of_path(const struct vg_conf_ca *ca, const char *path, size_t len)
+{
+	const char *tpl = ca->crl_shard_url ? vg_conf_url_path(ca->crl_shard_url) : NULL;
+	return match_shard(tpl, ca->crl_shards, path, len);
 }

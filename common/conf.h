@@ -37,6 +37,18 @@ enum vg_not_issued {
 	VG_NOT_ISSUED_REVOKED = 1, /* RFC 6960 §2.2 revoked, certificateHold, 1970-01-01 */
 };
 
+/* The CRL profile a CA's CRLs are linted against before each publication
+ * (crlgen/lint.c). */
+enum vg_crl_profile {
+	VG_CRL_PROFILE_DEFAULT = 0, /* not set: tls-br with crl_url, else private */
+	VG_CRL_PROFILE_TLS_BR = 1,  /* CA/B Forum Baseline Requirements 7.2, CCADB */
+	VG_CRL_PROFILE_PRIVATE = 2, /* RFC 5280 only */
+};
+
+/* The most shards a CA may have: the shard number of a certificate is kept
+ * in one byte of its store record (store/record.c). */
+#define VG_CRL_SHARDS_MAX 256
+
 struct vg_conf_ca {
 	char *name;
 	uint32_t id;     /* vg_ca_id(name) */
@@ -45,12 +57,16 @@ struct vg_conf_ca {
 	char *ocsp_key;  /* PEM path or pkcs11: URI */
 	char *crl_key;   /* PEM path or pkcs11: URI */
 	enum vg_not_issued not_issued;
-	int64_t ocsp_validity; /* seconds; default 4 days, allowed 8 h to 10 days */
-	int64_t crl_validity;  /* seconds; default 7 days, at most 10 days */
-	bool delta_crl;        /* publish delta CRLs too */
-	char *crl_url;         /* CRL distribution point (informational, Freshest CRL base) */
-	char *delta_crl_url;   /* Freshest CRL URL for full CRLs */
-	char *digest;          /* signature digest: sha256 (default), sha384, sha512 */
+	int64_t ocsp_validity;       /* seconds; default 4 days, allowed 8 h to 10 days */
+	int64_t crl_validity;        /* seconds; default 7 days, at most 10 days */
+	bool delta_crl;              /* publish delta CRLs too */
+	char *crl_url;               /* the full CRL's public URL (http://), or NULL */
+	int crl_shards;              /* shards (partitioned CRLs), 0 = none (default) */
+	char *crl_shard_url;         /* URL of shard %u (1..crl_shards), http:// */
+	enum vg_crl_profile profile; /* default tls-br when crl_url is set */
+	int64_t crl_max_bytes;       /* size budget of one CRL for --plan, default 10 MB */
+	char *delta_crl_url;         /* Freshest CRL URL for full CRLs */
+	char *digest;                /* signature digest: sha256 (default), sha384, sha512 */
 };
 
 struct vg_conf {
@@ -74,8 +90,10 @@ struct vg_conf {
 	char *base_path;     /* URL prefix before the OCSP GET segment, default "/" */
 	/* [crlgen] */
 	char *crl_out;
-	int64_t crl_interval; /* seconds, default 3600 */
-	int crl_keep;         /* numbered CRLs kept beside the current, default 5 */
+	char *crl_metrics_file; /* crlgen's metrics (Prometheus text); default
+	                           OUT/../vigil-crlgen.prom */
+	int64_t crl_interval;   /* seconds, default 3600 */
+	int crl_keep;           /* numbered CRLs kept beside the current, default 5 */
 	/* [edge]: the HTTP caches in front of the responder (responder/edge.c) */
 	int edge_max_age;            /* s-maxage bound, seconds; default 60, 0: up to nextUpdate */
 	char *edge_tag_header;       /* header naming an answer's tags, default "xkey" */
@@ -101,6 +119,22 @@ int vg_conf_parse_string(const char *text, const char *file, struct vg_conf *out
                          size_t errlen);
 
 void vg_conf_free(struct vg_conf *c);
+
+/* vg_conf_shard_url writes the URL of shard |shard| (1..crl_shards) of |ca|
+ * into |out|. Returns the length, or -1 when it does not fit. */
+int vg_conf_shard_url(const struct vg_conf_ca *ca, unsigned shard, char *out, size_t outlen);
+
+/* vg_conf_url_path returns the path part of an http:// URL ("/crl/1.crl"),
+ * or NULL when |url| is not an http URL with a path. */
+const char *vg_conf_url_path(const char *url);
+
+/* vg_conf_shard_of_url returns the shard (1..crl_shards) whose URL is the
+ * |len| bytes of |url| byte for byte, or 0 when none is. */
+unsigned vg_conf_shard_of_url(const struct vg_conf_ca *ca, const char *url, size_t len);
+
+/* vg_conf_shard_of_path is vg_conf_shard_of_url for the path of the URL
+ * only ("/crl/ec/3.crl"), as an HTTP request names it. */
+unsigned vg_conf_shard_of_path(const struct vg_conf_ca *ca, const char *path, size_t len);
 
 /* An http:// URL of [edge] purge_varnish or purge_nginx. */
 struct vg_http_url {

@@ -61,6 +61,7 @@ static const uint8_t oid_crl_number[] = {0x55, 0x1d, 0x14};      /* 2.5.29.20 cR
 static const uint8_t oid_delta_indicator[] = {0x55, 0x1d, 0x1b}; /* 2.5.29.27 */
 static const uint8_t oid_akid[] = {0x55, 0x1d, 0x23};            /* 2.5.29.35 */
 static const uint8_t oid_freshest[] = {0x55, 0x1d, 0x2e};        /* 2.5.29.46 freshestCRL */
+static const uint8_t oid_idp[] = {0x55, 0x1d, 0x1c}; /* 2.5.29.28 issuingDistributionPoint */
 
 int crl_signer_init(struct crl_signer *s, EVP_PKEY *key, const char *digest, char *err,
                     size_t errlen)
@@ -203,7 +204,7 @@ struct out {
 	off_t off;
 	EVP_MD_CTX *md;
 	uint8_t *buf;
-	size_t len;
+	size_t len, cap;
 	int err;
 	off_t kicked; /* writeback started up to here */
 };
@@ -242,9 +243,9 @@ static int out_put(struct out *o, const void *p, size_t n)
 {
 	if (o->err)
 		return o->err;
-	if (n > OUT_BUF - o->len && out_flush(o) < 0)
+	if (n > o->cap - o->len && out_flush(o) < 0)
 		return o->err;
-	if (n > OUT_BUF) {
+	if (n > o->cap) {
 		o->err = -EINVAL;
 		return o->err;
 	}
@@ -291,6 +292,28 @@ static bool build_exts(struct der_buf *b, const struct crl_params *p)
 	der_add_uint(b, DER_INTEGER, p->number);
 	der_close(b);
 	der_close(b);
+	if (p->idp) {
+		/* IssuingDistributionPoint ::= SEQUENCE {
+		 *   distributionPoint [0] { fullName [0] { [6] URI } },
+		 *   onlyContainsUserCerts [1] BOOLEAN DEFAULT FALSE, ... }
+		 * critical (RFC 5280 §5.2.5); DER leaves out a FALSE default. */
+		static const uint8_t true_ = 0xff;
+		der_open(b, DER_SEQUENCE);
+		der_add_tlv(b, DER_OID, oid_idp, sizeof(oid_idp));
+		der_add_tlv(b, DER_BOOLEAN, &true_, 1);
+		der_open(b, DER_OCTET_STRING);
+		der_open(b, DER_SEQUENCE);
+		der_open(b, DER_CTX_CONS(0));
+		der_open(b, DER_CTX_CONS(0));
+		der_add_tlv(b, DER_CTX(6), p->idp, strlen(p->idp));
+		der_close(b);
+		der_close(b);
+		if (p->idp_user_certs)
+			der_add_tlv(b, DER_CTX(1), &true_, 1);
+		der_close(b);
+		der_close(b);
+		der_close(b);
+	}
 	if (p->delta) {
 		static const uint8_t true_ = 0xff;
 		der_open(b, DER_SEQUENCE);
@@ -351,163 +374,227 @@ static int sign_tbs(const struct crl_signer *s, EVP_MD_CTX *md, int fd, off_t tb
 	return rc;
 }
 
-int crl_write(int fd, const struct crl_params *p, const struct crl_signer *s,
-              const struct crl_source *src, struct crl_result *res, char *err, size_t errlen)
+struct crl_writer {
+	struct out o;
+	const struct crl_signer *s;
+	EVP_MD_CTX *md;
+	uint8_t *exts, *sig;
+	size_t exts_len, bufsize;
+	size_t tbs_total, hdr_len;
+	uint64_t count, rev_len;   /* measured (pass 1) */
+	uint64_t count2, rev_len2; /* written */
+	bool bad_entry;
+};
+
+void crl_writer_free(struct crl_writer *w)
+{
+	if (!w)
+		return;
+	EVP_MD_CTX_free(w->md);
+	free(w->exts);
+	free(w->sig);
+	free(w->o.buf);
+	free(w);
+}
+
+int crl_writer_begin(struct crl_writer **out, int fd, const struct crl_params *p,
+                     const struct crl_signer *s, uint64_t count, uint64_t rev_len, size_t bufsize,
+                     char *err, size_t errlen)
 {
 	int rc;
-	uint8_t *prefix = NULL, *exts = NULL, *sig = NULL;
-	EVP_MD_CTX *md = NULL;
-	struct out o = {.fd = fd};
+	uint8_t *prefix = NULL;
 	struct der_buf pb, eb;
 	char e[256];
 
+	*out = NULL;
 	if (s->not_after && (p->this_update >= s->not_after || p->next_update > s->not_after)) {
 		snprintf(err, errlen,
 		         "the signer's certificate expires before the CRL's nextUpdate");
 		return -EKEYEXPIRED;
 	}
-	size_t url_len = p->freshest ? strlen(p->freshest) : 0;
+	if (bufsize < 4096)
+		bufsize = 4096;
+	struct crl_writer *w = calloc(1, sizeof(*w));
+	size_t url_len = (p->freshest ? strlen(p->freshest) : 0) + (p->idp ? strlen(p->idp) : 0);
 	size_t prefix_cap = 256 + s->alg_len + p->issuer_len;
 	size_t exts_cap = 256 + p->akid_len + url_len;
-	prefix = malloc(prefix_cap);
-	exts = malloc(exts_cap);
-	sig = malloc(s->sig_max);
-	o.buf = malloc(OUT_BUF);
-	if (!prefix || !exts || !sig || !o.buf) {
+	if (w) {
+		w->o.fd = fd;
+		w->s = s;
+		w->bufsize = bufsize;
+		w->count = count;
+		w->rev_len = rev_len;
+		prefix = malloc(prefix_cap);
+		w->exts = malloc(exts_cap);
+		w->sig = malloc(s->sig_max);
+		w->o.buf = malloc(bufsize);
+		w->o.cap = bufsize;
+	}
+	if (!w || !prefix || !w->exts || !w->sig || !w->o.buf) {
 		rc = -ENOMEM;
 		snprintf(err, errlen, "out of memory");
-		goto out;
+		goto fail;
 	}
 	der_init(&pb, prefix, prefix_cap);
-	der_init(&eb, exts, exts_cap);
+	der_init(&eb, w->exts, exts_cap);
 	if (!build_prefix(&pb, p, s) || !build_exts(&eb, p)) {
 		rc = -EINVAL;
 		snprintf(err, errlen, "cannot encode the CRL header (times or sizes out of range)");
-		goto out;
+		goto fail;
 	}
+	w->exts_len = eb.len;
 
+	size_t tbs_content = pb.len + eb.len + (count ? der_hdr_len(rev_len) + rev_len : 0);
+	w->tbs_total = der_hdr_len(tbs_content) + tbs_content;
+	size_t bits_max = 1 + s->sig_max;
+	size_t outer_max = w->tbs_total + s->alg_len + der_hdr_len(bits_max) + bits_max;
+	w->hdr_len = der_hdr_len(outer_max);
+
+	/* Write the TBS after the room for the outer header, hashing it. */
+	w->o.off = (off_t)w->hdr_len;
+	if (!s->oneshot) {
+		EVP_PKEY_CTX *pctx = NULL;
+		w->md = EVP_MD_CTX_new();
+		if (!w->md || EVP_DigestSignInit(w->md, &pctx, s->md, NULL, s->key) != 1 ||
+		    (EVP_PKEY_is_a(s->key, "RSA") &&
+		     EVP_PKEY_CTX_set_rsa_padding(pctx, RSA_PKCS1_PADDING) != 1)) {
+			rc = -EIO;
+			snprintf(err, errlen, "signing: %s", vg_pki_ssl_error(e, sizeof(e)));
+			goto fail;
+		}
+		w->o.md = w->md;
+	}
+	out_hdr(&w->o, DER_SEQUENCE, tbs_content);
+	out_put(&w->o, prefix, pb.len);
+	if (count)
+		out_hdr(&w->o, DER_SEQUENCE, rev_len);
+	free(prefix);
+	*out = w;
+	return 0;
+fail:
+	free(prefix);
+	crl_writer_free(w);
+	return rc;
+}
+
+int crl_writer_add(struct crl_writer *w, const struct crl_entry *e)
+{
+	struct out *o = &w->o;
+	if (o->err)
+		return o->err;
+	/* Encode in place in the output buffer. */
+	if (o->cap - o->len < CRL_ENTRY_MAX && out_flush(o) < 0)
+		return o->err;
+	size_t n = crl_encode_entry(e, o->buf + o->len);
+	w->rev_len2 += n;
+	/* Never write past what pass 1 measured. */
+	if (n == 0 || ++w->count2 > w->count || w->rev_len2 > w->rev_len) {
+		w->bad_entry = true;
+		return -EIO;
+	}
+	o->len += n;
+	return 0;
+}
+
+int crl_writer_end(struct crl_writer *w, struct crl_result *res, char *err, size_t errlen)
+{
+	struct out *o = &w->o;
+	const struct crl_signer *s = w->s;
+	char e[256];
+	int rc;
+	if (o->err)
+		goto write_error;
+	if (w->bad_entry || w->count2 != w->count || w->rev_len2 != w->rev_len) {
+		snprintf(err, errlen, "the store changed between the two passes");
+		return -EIO;
+	}
+	out_put(o, w->exts, w->exts_len);
+	if (out_flush(o) < 0) {
+		rc = o->err;
+		snprintf(err, errlen, "writing: %s",
+		         rc == -EIO ? vg_pki_ssl_error(e, sizeof(e)) : strerror(-rc));
+		return rc;
+	}
+	o->md = NULL;
+
+	/* Sign; with ECDSA, again until the outer header has the size reserved. */
+	size_t siglen, outer;
+	for (int tries = 0;; tries++) {
+		siglen = s->sig_max;
+		rc = sign_tbs(s, w->md, o->fd, (off_t)w->hdr_len, w->tbs_total, w->sig, &siglen);
+		if (rc < 0) {
+			snprintf(err, errlen, "signing: %s",
+			         rc == -EIO ? vg_pki_ssl_error(e, sizeof(e)) : strerror(-rc));
+			return rc;
+		}
+		outer = w->tbs_total + s->alg_len + der_hdr_len(1 + siglen) + 1 + siglen;
+		if (der_hdr_len(outer) == w->hdr_len)
+			break;
+		if (tries == 64) {
+			snprintf(err, errlen, "signing: no signature of the reserved length");
+			return -EIO;
+		}
+	}
+	out_put(o, s->alg, s->alg_len);
+	out_hdr(o, DER_BIT_STRING, 1 + siglen);
+	out_put(o, "", 1); /* no unused bits */
+	out_put(o, w->sig, siglen);
+	if (out_flush(o) < 0)
+		goto write_error;
+	o->off = 0;
+	out_hdr(o, DER_SEQUENCE, outer);
+	if (out_flush(o) < 0)
+		goto write_error;
+	if (res) {
+		res->entries = w->count;
+		res->bytes = w->hdr_len + outer;
+	}
+	return 0;
+write_error:
+	rc = o->err;
+	snprintf(err, errlen, "writing: %s", strerror(-rc));
+	return rc;
+}
+
+int crl_write(int fd, const struct crl_params *p, const struct crl_signer *s,
+              const struct crl_source *src, struct crl_result *res, char *err, size_t errlen)
+{
 	/* Pass 1: measure. */
 	uint64_t count = 0, rev_len = 0;
 	struct crl_entry ce;
-	rc = src->begin(src->arg);
+	int rc = src->begin(src->arg);
 	while (rc >= 0 && (rc = src->next(src->arg, &ce)) > 0) {
 		size_t n = crl_entry_len(&ce);
 		if (n == 0) {
 			char hex[2 * VG_SERIAL_MAX + 1];
 			vg_serial_format(&ce.serial, hex, sizeof(hex));
 			snprintf(err, errlen, "serial %s: cannot encode the entry", hex);
-			rc = -EINVAL;
-			goto out;
+			return -EINVAL;
 		}
 		rev_len += n;
 		count++;
 	}
 	if (rc < 0) {
 		snprintf(err, errlen, "reading the store: %s", strerror(-rc));
-		goto out;
+		return rc;
 	}
-
-	size_t tbs_content = pb.len + eb.len + (count ? der_hdr_len(rev_len) + rev_len : 0);
-	size_t tbs_total = der_hdr_len(tbs_content) + tbs_content;
-	size_t bits_max = 1 + s->sig_max;
-	size_t outer_max = tbs_total + s->alg_len + der_hdr_len(bits_max) + bits_max;
-	size_t hdr_len = der_hdr_len(outer_max);
-
-	/* Pass 2: write the TBS after the room for the outer header, hashing it. */
-	o.off = (off_t)hdr_len;
-	if (!s->oneshot) {
-		EVP_PKEY_CTX *pctx = NULL;
-		md = EVP_MD_CTX_new();
-		if (!md || EVP_DigestSignInit(md, &pctx, s->md, NULL, s->key) != 1 ||
-		    (EVP_PKEY_is_a(s->key, "RSA") &&
-		     EVP_PKEY_CTX_set_rsa_padding(pctx, RSA_PKCS1_PADDING) != 1)) {
-			rc = -EIO;
-			snprintf(err, errlen, "signing: %s", vg_pki_ssl_error(e, sizeof(e)));
-			goto out;
-		}
-		o.md = md;
-	}
-	out_hdr(&o, DER_SEQUENCE, tbs_content);
-	out_put(&o, prefix, pb.len);
-	uint64_t count2 = 0, rev_len2 = 0;
+	/* Pass 2: write. */
+	struct crl_writer *w;
+	rc = crl_writer_begin(&w, fd, p, s, count, rev_len, OUT_BUF, err, errlen);
+	if (rc < 0)
+		return rc;
 	if (count) {
-		out_hdr(&o, DER_SEQUENCE, rev_len);
 		rc = src->begin(src->arg);
-		while (rc >= 0 && !o.err && (rc = src->next(src->arg, &ce)) > 0) {
-			/* Encode in place in the output buffer. */
-			if (OUT_BUF - o.len < CRL_ENTRY_MAX && out_flush(&o) < 0)
+		while (rc >= 0 && (rc = src->next(src->arg, &ce)) > 0)
+			if (crl_writer_add(w, &ce) < 0)
 				break;
-			size_t n = crl_encode_entry(&ce, o.buf + o.len);
-			rev_len2 += n;
-			/* Never write past what pass 1 measured. */
-			if (n == 0 || ++count2 > count || rev_len2 > rev_len)
-				break;
-			o.len += n;
-		}
-		if (o.err)
-			goto write_error;
 		if (rc < 0) {
 			snprintf(err, errlen, "reading the store: %s", strerror(-rc));
-			goto out;
-		}
-		if (count2 != count || rev_len2 != rev_len) {
-			snprintf(err, errlen, "the store changed between the two passes");
-			rc = -EIO;
-			goto out;
+			crl_writer_free(w);
+			return rc;
 		}
 	}
-	out_put(&o, exts, eb.len);
-	if (out_flush(&o) < 0) {
-		rc = o.err;
-		snprintf(err, errlen, "writing: %s",
-		         rc == -EIO ? vg_pki_ssl_error(e, sizeof(e)) : strerror(-rc));
-		goto out;
-	}
-	o.md = NULL;
-
-	/* Sign; with ECDSA, again until the outer header has the size reserved. */
-	size_t siglen, outer;
-	for (int tries = 0;; tries++) {
-		siglen = s->sig_max;
-		rc = sign_tbs(s, md, fd, (off_t)hdr_len, tbs_total, sig, &siglen);
-		if (rc < 0) {
-			snprintf(err, errlen, "signing: %s",
-			         rc == -EIO ? vg_pki_ssl_error(e, sizeof(e)) : strerror(-rc));
-			goto out;
-		}
-		outer = tbs_total + s->alg_len + der_hdr_len(1 + siglen) + 1 + siglen;
-		if (der_hdr_len(outer) == hdr_len)
-			break;
-		if (tries == 64) {
-			rc = -EIO;
-			snprintf(err, errlen, "signing: no signature of the reserved length");
-			goto out;
-		}
-	}
-	out_put(&o, s->alg, s->alg_len);
-	out_hdr(&o, DER_BIT_STRING, 1 + siglen);
-	out_put(&o, "", 1); /* no unused bits */
-	out_put(&o, sig, siglen);
-	if (out_flush(&o) < 0)
-		goto write_error;
-	o.off = 0;
-	out_hdr(&o, DER_SEQUENCE, outer);
-	if (out_flush(&o) < 0)
-		goto write_error;
-	if (res) {
-		res->entries = count;
-		res->bytes = hdr_len + outer;
-	}
-	rc = 0;
-	goto out;
-write_error:
-	rc = o.err;
-	snprintf(err, errlen, "writing: %s", strerror(-rc));
-out:
-	EVP_MD_CTX_free(md);
-	free(prefix);
-	free(exts);
-	free(sig);
-	free(o.buf);
+	rc = crl_writer_end(w, res, err, errlen);
+	crl_writer_free(w);
 	return rc;
 }

@@ -26,6 +26,8 @@ struct crl_entry {
 	int reason; /* enum vg_reason; NONE and UNSPECIFIED omit the reasonCode */
 	bool has_invalidity;
 	int64_t invalidity_date;
+	unsigned shard;    /* the shard it goes to (1..N), set by sharding sources */
+	int64_t not_after; /* the certificate's notAfter; INT64_MAX when unknown */
 };
 
 /* crl_source yields the entries of one CRL in the order they are written.
@@ -89,6 +91,11 @@ struct crl_params {
 	bool delta;           /* a delta CRL: adds the critical deltaCRLIndicator */
 	uint64_t base_number; /* deltaCRLIndicator's BaseCRLNumber */
 	const char *freshest; /* Freshest CRL URI for a full CRL, or NULL */
+	/* A shard: the URI of its critical IssuingDistributionPoint, byte for
+	 * byte the CRL distribution point of the certificates it covers; NULL
+	 * for a full CRL (no IDP, as RFC 5280 and the BRs recommend). */
+	const char *idp;
+	bool idp_user_certs; /* the IDP asserts onlyContainsUserCerts */
 };
 
 struct crl_result {
@@ -103,6 +110,23 @@ struct crl_result {
  * thisUpdate has reached or its nextUpdate passes (crl_signer_check caps it). */
 int crl_write(int fd, const struct crl_params *p, const struct crl_signer *s,
               const struct crl_source *src, struct crl_result *res, char *err, size_t errlen);
+
+/* The streaming writer under crl_write, for callers that feed several CRLs
+ * from one walk (the shards and the full CRL of a CA): the caller measures
+ * (crl_entry_len) and passes the count and total length of the entries,
+ * then adds exactly those entries in order, then ends. |bufsize| is the
+ * output buffer (flushed to |fd| as it fills). crl_writer_begin checks the
+ * signer as crl_write does; crl_writer_add returns 0 or a negative errno
+ * (an entry beyond what was measured, a write error: crl_writer_end then
+ * says which); crl_writer_end signs and completes the file. Every writer is
+ * freed with crl_writer_free. */
+struct crl_writer;
+int crl_writer_begin(struct crl_writer **out, int fd, const struct crl_params *p,
+                     const struct crl_signer *s, uint64_t count, uint64_t rev_len, size_t bufsize,
+                     char *err, size_t errlen);
+int crl_writer_add(struct crl_writer *w, const struct crl_entry *e);
+int crl_writer_end(struct crl_writer *w, struct crl_result *res, char *err, size_t errlen);
+void crl_writer_free(struct crl_writer *w);
 
 /* crl_encode_entry encodes one revokedCertificates element into |out| (at
  * least CRL_ENTRY_MAX bytes) and returns its length, or 0 when the entry

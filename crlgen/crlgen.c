@@ -1,6 +1,9 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 #include "crlgen/crlgen.h"
 #include "crlgen/crl.h"
+#include "crlgen/internal.h"
+#include "crlgen/lint.h"
+#include "crlgen/metrics.h"
 #include "crlgen/publish.h"
 
 #include <errno.h>
@@ -22,31 +25,12 @@
 #include "common/text.h"
 #include "store/store.h"
 
-struct crlgen_ca {
-	const struct vg_conf_ca *conf;
-	X509 *cert;
-	EVP_PKEY *key;
-	struct crl_signer signer;
-	uint8_t *issuer; /* subject Name of the CA certificate, DER */
-	size_t issuer_len;
-	uint8_t akid[EVP_MAX_MD_SIZE];
-	size_t akid_len;
-};
-
-struct crlgen {
-	struct vg_conf conf;
-	struct crlgen_ca cas[VG_CONF_MAX_CAS];
-	int n;
-	struct vg_store *st;
-	struct vg_txn *txn;
-	int dirfd;
-};
-
 static void ca_deinit(struct crlgen_ca *ca)
 {
 	X509_free(ca->cert);
 	EVP_PKEY_free(ca->key);
 	OPENSSL_free(ca->issuer);
+	free(ca->shard_touched);
 	memset(ca, 0, sizeof(*ca));
 }
 
@@ -70,6 +54,11 @@ static int ca_init(struct crlgen_ca *ca, const struct vg_conf_ca *c, char *err, 
 	char e[400];
 	int rc;
 	ca->conf = c;
+	if (c->crl_shards &&
+	    !(ca->shard_touched = calloc((size_t)c->crl_shards + 1, sizeof(bool)))) {
+		snprintf(err, errlen, "out of memory");
+		return -ENOMEM;
+	}
 	if (!c->crl_key) {
 		snprintf(err, errlen, "[ca %s] crl_key is not set", c->name);
 		return -EINVAL;
@@ -198,6 +187,10 @@ int crlgen_new(struct crlgen **out, const char *config, const char *only, char *
 		crlgen_free(g);
 		return rc;
 	}
+	if ((rc = lint_check_holds(g, err, errlen)) < 0) {
+		crlgen_free(g);
+		return rc;
+	}
 	*out = g;
 	return 0;
 }
@@ -219,6 +212,15 @@ int crlgen_reload(struct crlgen *old, struct crlgen **out, const char *config, c
 	g->txn = old->txn;
 	old->st = NULL;
 	old->txn = NULL;
+	if ((rc = lint_check_holds(g, err, errlen)) < 0) {
+		/* The old generator keeps the store. */
+		old->st = g->st;
+		old->txn = g->txn;
+		g->st = NULL;
+		g->txn = NULL;
+		crlgen_free(g);
+		return rc;
+	}
 	*out = g;
 	return 0;
 }
@@ -226,6 +228,11 @@ int crlgen_reload(struct crlgen *old, struct crlgen **out, const char *config, c
 int crlgen_n_cas(const struct crlgen *g)
 {
 	return g->n;
+}
+
+bool crlgen_sharded(const struct crlgen *g, int i)
+{
+	return g->cas[i].conf->crl_shards > 0;
 }
 
 bool crlgen_delta_enabled(const struct crlgen *g, int i)
@@ -246,7 +253,7 @@ int64_t crlgen_period_ms(const struct crlgen *g, int i)
 }
 
 /* snapshot moves the read transaction to the newest committed state. */
-static int snapshot(struct crlgen *g)
+int crlgen_snapshot(struct crlgen *g)
 {
 	if (!g->txn)
 		return vg_txn_begin(g->st, &g->txn);
@@ -262,7 +269,7 @@ static int snapshot(struct crlgen *g)
 
 int crlgen_counter(struct crlgen *g, uint64_t *out)
 {
-	int rc = snapshot(g);
+	int rc = crlgen_snapshot(g);
 	if (rc == 0)
 		rc = vg_store_counter(g->txn, out);
 	if (rc < 0)
@@ -278,16 +285,36 @@ struct touched_ctx {
 static int touched_cb(const struct vg_change *c, void *arg)
 {
 	struct touched_ctx *t = arg;
-	for (int i = 0; i < t->g->n; i++)
-		if (t->g->cas[i].conf->id == c->ca_id)
-			t->touched[i] = true;
+	for (int i = 0; i < t->g->n; i++) {
+		const struct crlgen_ca *ca = &t->g->cas[i];
+		if (ca->conf->id != c->ca_id)
+			continue;
+		t->touched[i] = true;
+		if (!ca->shard_touched)
+			continue;
+		/* The shard of the certificate as the store has it now; a
+		 * CA-wide change, or one that cannot be read, touches all. */
+		struct vg_cert cert;
+		memset(&cert, 0, sizeof(cert));
+		int rc = c->op == VG_CHANGE_CA || c->serial.len == 0
+		                 ? -EINVAL
+		                 : vg_store_get(t->g->txn, c->ca_id, &c->serial, &cert);
+		if (rc == -ENOENT)
+			memset(&cert, 0, sizeof(cert));
+		if (rc < 0 && rc != -ENOENT) {
+			for (int k = 1; k <= ca->conf->crl_shards; k++)
+				ca->shard_touched[k] = true;
+		} else {
+			ca->shard_touched[crlgen_shard_of(ca->conf, &c->serial, &cert)] = true;
+		}
+	}
 	return 0;
 }
 
 int crlgen_touched(struct crlgen *g, uint64_t since, bool *touched, uint64_t *upto)
 {
 	memset(touched, 0, sizeof(bool) * (size_t)g->n);
-	int rc = snapshot(g);
+	int rc = crlgen_snapshot(g);
 	if (rc == 0)
 		rc = vg_store_counter(g->txn, upto);
 	struct touched_ctx t = {g, touched};
@@ -312,17 +339,7 @@ int crlgen_touched(struct crlgen *g, uint64_t since, bool *touched, uint64_t *up
 
 /* ---- Entry sources --------------------------------------------------- */
 
-/* Full CRL: the CA's revoked certificates through the revoked-only index,
- * but those that expired before |cutoff| (the previous full CRL). */
-struct full_src {
-	struct vg_txn *txn;
-	uint32_t ca_id;
-	int64_t cutoff;
-	struct vg_iter *it;
-	uint64_t walked;
-};
-
-static int full_begin(void *arg)
+int crlgen_full_begin(void *arg)
 {
 	struct full_src *s = arg;
 	if (s->it)
@@ -339,9 +356,10 @@ static void entry_from(struct crl_entry *e, const struct vg_serial *s, const str
 	e->reason = c->reason;
 	e->has_invalidity = c->flags & VG_CERT_HAS_INVALIDITY;
 	e->invalidity_date = c->invalidity_date;
+	e->not_after = (c->flags & VG_CERT_HAS_NOT_AFTER) ? c->not_after : INT64_MAX;
 }
 
-static int full_next(void *arg, struct crl_entry *e)
+int crlgen_full_next(void *arg, struct crl_entry *e)
 {
 	struct full_src *s = arg;
 	struct vg_serial serial;
@@ -359,6 +377,8 @@ static int full_next(void *arg, struct crl_entry *e)
 		if ((c.flags & VG_CERT_HAS_NOT_AFTER) && c.not_after < s->cutoff)
 			continue;
 		entry_from(e, &serial, &c);
+		e->shard =
+		        s->conf && s->conf->crl_shards ? crlgen_shard_of(s->conf, &serial, &c) : 0;
 		return 1;
 	}
 }
@@ -525,8 +545,7 @@ static int published_number(int dirfd, const char *name, uint64_t *max, char *fi
 /* replaced_number_ok checks that |number| is above the number of the CRL
  * published as |fname|, the one it is about to replace; if not, it writes
  * the reason, naming both numbers, to |err| and returns -ERANGE. */
-static int replaced_number_ok(int dirfd, const char *fname, uint64_t number, char *err,
-                              size_t errlen)
+int crlgen_number_ok(int dirfd, const char *fname, uint64_t number, char *err, size_t errlen)
 {
 	uint64_t cur;
 	char dec[PUB_NUMBER_DEC];
@@ -541,9 +560,45 @@ static int replaced_number_ok(int dirfd, const char *fname, uint64_t number, cha
 	return 0;
 }
 
-/* publish_one writes one CRL of CA |ca| from the current snapshot. */
+/* The full CRL's walk feeding the shards too (publish_one with shards): the
+ * walk's cutoff is the older of the two, and each gets the entries of its
+ * own. */
+struct tee_src {
+	struct full_src *fs;
+	struct shard_pub *sp;
+	int64_t full_cutoff, shard_cutoff;
+	int begins;
+};
+
+static int tee_begin(void *arg)
+{
+	struct tee_src *t = arg;
+	t->begins++;
+	crlgen_shards_begin(t->sp); /* a failure is the shards', at their finish */
+	return crlgen_full_begin(t->fs);
+}
+
+static int tee_next(void *arg, struct crl_entry *e)
+{
+	struct tee_src *t = arg;
+	for (;;) {
+		int rc = crlgen_full_next(t->fs, e);
+		if (rc <= 0)
+			return rc;
+		if (e->not_after >= t->shard_cutoff)
+			crlgen_shards_feed(t->sp, e);
+		if (e->not_after >= t->full_cutoff)
+			return 1;
+	}
+}
+
+/* publish_one writes one CRL of CA |ca| from the current snapshot; with
+ * |shards_rc| set, a full CRL's walk also writes every shard, published
+ * after it, and the shards' result goes to |*shards_rc| (the full CRL's is
+ * returned). */
 static int publish_one(struct crlgen *g, struct crlgen_ca *ca, bool delta,
-                       const struct delta_set *ds, uint64_t counter, struct pub_state *ps)
+                       const struct delta_set *ds, uint64_t counter, struct pub_state *ps,
+                       int *shards_rc)
 {
 	const char *name = ca->conf->name;
 	char fname[300], pemname[310], numname[320], err[1024], q[1200], werr[256];
@@ -551,7 +606,9 @@ static int publish_one(struct crlgen *g, struct crlgen_ca *ca, bool delta,
 	struct pub_file der = {.fd = -1}, pem = {.fd = -1}, state = {.fd = -1};
 	struct crl_result res = {0};
 	const char *dir = g->conf.crl_out;
+	const char *rule = NULL;
 	bool linked = false, committed = false;
+	struct shard_pub *sp = NULL;
 	int rc;
 
 	clock_gettime(CLOCK_MONOTONIC, &t0);
@@ -619,17 +676,46 @@ static int publish_one(struct crlgen *g, struct crlgen_ca *ca, bool delta,
 		goto fail;
 	}
 
+	/* The shards' number after the full CRL's, reserved too. A failure
+	 * (logged) leaves the full CRL to be published alone. */
+	if (shards_rc && !delta &&
+	    (*shards_rc = crlgen_shards_prepare(g, ca, NULL, counter, ps, &sp)) < 0)
+		sp = NULL;
+
 	struct full_src fs = {.txn = g->txn, .ca_id = ca->conf->id, .cutoff = ps->full_this_update};
 	struct delta_src dsrc = {.txn = g->txn, .d = ds, .now = now.tv_sec};
+	struct tee_src tee = {.fs = &fs, .sp = sp};
 	struct crl_source src;
 	if (delta) {
 		src = (struct crl_source){delta_begin, delta_next, &dsrc};
 	} else {
 		if (!ps->full_number)
 			fs.cutoff = now.tv_sec;
-		src = (struct crl_source){full_begin, full_next, &fs};
+		src = (struct crl_source){crlgen_full_begin, crlgen_full_next, &fs};
 	}
-	rc = crl_write(der.fd, &p, &ca->signer, &src, &res, werr, sizeof(werr));
+	if (sp) {
+		tee.full_cutoff = fs.cutoff;
+		tee.shard_cutoff = crlgen_shards_cutoff(ps, now.tv_sec);
+		if (tee.shard_cutoff < fs.cutoff)
+			fs.cutoff = tee.shard_cutoff;
+		fs.conf = ca->conf;
+		src = (struct crl_source){tee_begin, tee_next, &tee};
+	}
+	struct lint_count expect = {.src = src};
+	struct crl_source xsrc = lint_count_source(&expect);
+	lint_inject_arm(!delta && ca->conf->profile == VG_CRL_PROFILE_TLS_BR);
+	lint_inject_params(&p);
+	rc = crl_write(der.fd, &p, &ca->signer, &xsrc, &res, werr, sizeof(werr));
+	/* An empty full CRL has no second pass; the shards may still have
+	 * entries (an older cutoff): their second walk alone. */
+	if (sp && rc == 0 && tee.begins < 2) {
+		struct crl_entry e;
+		int trc = tee_begin(&tee);
+		while (trc >= 0 && (trc = tee_next(&tee, &e)) > 0)
+			;
+		if (trc < 0)
+			rc = trc;
+	}
 	if (fs.it)
 		vg_iter_close(fs.it);
 	vg_txn_trim(g->txn);
@@ -669,11 +755,20 @@ static int publish_one(struct crlgen *g, struct crlgen_ca *ca, bool delta,
 		}
 		linked = true;
 	}
+	/* The profile's lint, on what was written, before anything is renamed. */
+	if (ca->conf->profile == VG_CRL_PROFILE_TLS_BR) {
+		struct lint_expect x = {
+		        .ca = ca, .entries = expect.n, .previous = published, .now = now.tv_sec};
+		if ((rc = lint_crl(der.fd, res.bytes, &x, &rule, werr, sizeof(werr))) < 0) {
+			snprintf(err, sizeof(err), "%s/%s: %s", dir, fname, werr);
+			goto fail;
+		}
+	}
 	/* Never replace a CRL with one whose number is not higher: another
 	 * host writing into this directory, which our lock may not reach (a
 	 * network file system), may have published since the number was
 	 * chosen. */
-	if ((rc = replaced_number_ok(g->dirfd, fname, p.number, err, sizeof(err))) < 0)
+	if ((rc = crlgen_number_ok(g->dirfd, fname, p.number, err, sizeof(err))) < 0)
 		goto fail;
 	/* DER, PEM, then the state: a crlgen killed in between leaves each file
 	 * either old or new, and an old state only holds an older delta base. */
@@ -688,6 +783,11 @@ static int publish_one(struct crlgen *g, struct crlgen_ca *ca, bool delta,
 		goto fail;
 	}
 	*ps = next;
+	metrics_crl_published(name,
+	                      delta               ? fname
+	                      : ca->conf->crl_url ? ca->conf->crl_url
+	                                          : fname,
+	                      res.entries, res.bytes, p.number, p.this_update, p.next_update);
 	if (!delta && (rc = pub_prune(g->dirfd, name, g->conf.crl_keep)) < 0)
 		log_warn("event=prune_failed ca=%s error=\"%s\"", name, strerror(-rc));
 
@@ -708,14 +808,26 @@ static int publish_one(struct crlgen *g, struct crlgen_ca *ca, bool delta,
 		         " bytes=%" PRIu64 " ms=%ld counter=%" PRIu64
 		         " this_update=%s next_update=%s file=%s",
 		         name, p.number, res.entries, res.bytes, ms, counter, tu, nu, fname);
+	/* The shards, written by the same walk, after the full CRL. */
+	if (sp)
+		*shards_rc = crlgen_shards_finish(sp, ps);
 	return 0;
 fail:
+	crlgen_shards_abort(sp);
+	if (shards_rc && *shards_rc == 0)
+		*shards_rc = rc;
 	pub_abort(&der);
 	pub_abort(&pem);
 	pub_abort(&state);
 	/* A numbered copy of a CRL that was not published goes too. */
 	if (linked && !committed)
 		unlinkat(g->dirfd, numname, 0);
+	if (rule) {
+		metrics_lint_failed(name, rule);
+		log_err("event=crl_lint_failed ca=%s kind=%s rule=%s error=%s", name,
+		        kind_name(delta), rule, vg_log_quote(err, q, sizeof(q)));
+		return rc;
+	}
 	log_err("event=crl_failed ca=%s kind=%s error=%s", name, kind_name(delta),
 	        vg_log_quote(err, q, sizeof(q)));
 	return rc;
@@ -728,7 +840,7 @@ static int publish_locked(struct crlgen *g, int i, enum crlgen_kind kind)
 	struct delta_set ds = {.ca_id = ca->conf->id};
 	struct pub_state ps;
 	uint64_t counter = 0;
-	int rc = snapshot(g);
+	int rc = crlgen_snapshot(g);
 	if (rc == 0)
 		rc = vg_store_counter(g->txn, &counter);
 	if (rc < 0) {
@@ -766,15 +878,46 @@ static int publish_locked(struct crlgen *g, int i, enum crlgen_kind kind)
 			delta_sort(&ds);
 		}
 	}
-	if (kind == CRLGEN_FULL) {
-		rc = publish_one(g, ca, false, NULL, counter, &ps);
+	if (kind == CRLGEN_TOUCHED && ca->shard_touched) {
+		/* After a change, the touched shards first: they are small, and
+		 * what relying parties fetch by the URL in the certificate. */
+		rc = crlgen_publish_shards(g, ca, ca->shard_touched, counter, &ps);
+		if (rc == 0)
+			memset(ca->shard_touched, 0,
+			       sizeof(bool) * ((size_t)ca->conf->crl_shards + 1));
+		if (rc == 0)
+			rc = publish_one(g, ca, false, NULL, counter, &ps, NULL);
+		if (rc == 0 && ca->conf->delta_crl)
+			rc = publish_one(g, ca, true, &ds, counter, &ps, NULL);
+		if (rc == 0)
+			crlgen_mirror_full(g, ca);
+	} else if (kind == CRLGEN_FULL || kind == CRLGEN_TOUCHED) {
+		/* A scheduled publication refreshes every shard, written by the
+		 * full CRL's walk and published after it. */
+		int shards_rc = 0;
+		rc = publish_one(g, ca, false, NULL, counter, &ps,
+		                 ca->shard_touched ? &shards_rc : NULL);
 		/* The delta against the new base is empty: same snapshot. */
 		if (rc == 0 && ca->conf->delta_crl)
-			rc = publish_one(g, ca, true, &ds, counter, &ps);
+			rc = publish_one(g, ca, true, &ds, counter, &ps, NULL);
+		if (rc == 0)
+			crlgen_mirror_full(g, ca);
+		if (rc == 0 && ca->shard_touched) {
+			rc = shards_rc;
+			if (rc == 0)
+				memset(ca->shard_touched, 0,
+				       sizeof(bool) * ((size_t)ca->conf->crl_shards + 1));
+		} else if (rc == 0) {
+			crlgen_write_ccadb(g, ca);
+		}
 	} else {
-		rc = publish_one(g, ca, true, &ds, counter, &ps);
+		rc = publish_one(g, ca, true, &ds, counter, &ps, NULL);
 	}
 	free(ds.v);
+	int mrc = metrics_flush(g->conf.crl_metrics_file);
+	if (mrc < 0)
+		log_warn("event=metrics_write_failed file=%s error=\"%s\"",
+		         g->conf.crl_metrics_file, strerror(-mrc));
 	return rc;
 }
 

@@ -22,6 +22,9 @@ enum crlgen_kind {
 	 * happened since it, or when more than CRLGEN_DELTA_MAX certificates
 	 * changed. */
 	CRLGEN_DELTA = 1,
+	/* After changes, for a CA with shards: the full CRL and the shards the
+	 * changes seen by crlgen_touched touched (a CA-wide change touches all). */
+	CRLGEN_TOUCHED = 2,
 };
 
 /* The most certificates a delta CRL lists; the set is sorted in memory. */
@@ -43,6 +46,8 @@ void crlgen_free(struct crlgen *g);
 int crlgen_n_cas(const struct crlgen *g);
 bool crlgen_delta_enabled(const struct crlgen *g, int i);
 int64_t crlgen_interval_ms(const struct crlgen *g);
+/* crlgen_sharded tells whether CA |i| has crl_shards > 0. */
+bool crlgen_sharded(const struct crlgen *g, int i);
 /* crlgen_period_ms is the time between scheduled full CRLs of CA |i|: the
  * [crlgen] interval, or half of the CA's crl_validity when that is shorter. */
 int64_t crlgen_period_ms(const struct crlgen *g, int i);

@@ -4,6 +4,8 @@
  * from the status store, once or as a daemon. See usage() and crlgen.h.
  */
 #include "crlgen/crlgen.h"
+#include "crlgen/check.h"
+#include "crlgen/plan.h"
 
 #include <errno.h>
 #include <getopt.h>
@@ -16,6 +18,7 @@
 
 #include "common/conf.h"
 #include "common/log.h"
+#include "common/text.h"
 
 static volatile sig_atomic_t got_term, got_hup;
 
@@ -29,7 +32,11 @@ static void on_signal(int sig)
 
 static void usage(FILE *f)
 {
-	fputs("Usage: vigil-crlgen -c FILE (--once | --watch) [--ca NAME] [--delta] [-v]\n"
+	fputs("Usage: vigil-crlgen -c FILE (--once | --watch | --dry-run) [--ca NAME] [--delta] "
+	      "[-v]\n"
+	      "       vigil-crlgen -c FILE --plan [--revoke-all | --issued-after T\n"
+	      "                    [--issued-before T]] [--ca NAME]\n"
+	      "       vigil-crlgen -c FILE --check [--url-base URL] [--ca NAME]\n"
 	      "\n"
 	      "Build, sign and publish the CRLs of the CAs in FILE from the Vigil status\n"
 	      "store (opened read-only). Each CRL is an X.509 v2 CRL (RFC 5280 section 5)\n"
@@ -42,13 +49,33 @@ static void usage(FILE *f)
 	      "                [crlgen] interval (or half of crl_validity when shorter, so\n"
 	      "                a CRL never expires), and within one second of any store change\n"
 	      "                (bursts of changes are coalesced): a full CRL, or a delta CRL\n"
-	      "                for CAs with delta_crl = on\n"
+	      "                for CAs with delta_crl = on; for CAs with crl_shards, the\n"
+	      "                full CRL and only the shards the change touched\n"
+	      "  --dry-run     the check before a deployment: load every key (each makes a\n"
+	      "                test signature), then build and sign each CA's CRLs as they\n"
+	      "                are now, in memory, and publish nothing (what --plan prints\n"
+	      "                for them); exit 0 when every CA could be signed\n"
+	      "  --plan        change nothing; print per CA and shard the entries, bytes\n"
+	      "                and generation time of the CRLs as they are, and with\n"
+	      "                --revoke-all or --issued-after as if that set of good\n"
+	      "                certificates were revoked now, and the shard count that\n"
+	      "                keeps every shard under crl_max_bytes (key=value lines)\n"
+	      "  --check       the watchdog: fetch every URL of each CA's NAME.ccadb.json\n"
+	      "                and check signature, IDP = URL, thisUpdate age, nextUpdate,\n"
+	      "                CRL number, Content-Type, Expires, and that every revoked\n"
+	      "                certificate of the store is listed; Prometheus text on\n"
+	      "                stdout, one line per failure on stderr, exit 1 on a failure\n"
 	      "\n"
 	      "Options:\n"
 	      "  -c, --config FILE  the Vigil configuration file (required)\n"
 	      "  --ca NAME          only the CA of section [ca NAME]\n"
 	      "  --delta            with --once: only delta CRLs, against the last full CRL\n"
 	      "                     (CAs with delta_crl = on)\n"
+	      "  --revoke-all       with --plan: every unexpired good certificate\n"
+	      "  --issued-after T   with --plan: those issued at T or later (RFC 3339 UTC)\n"
+	      "  --issued-before T  with --issued-after: and before T\n"
+	      "  --url-base URL     with --check: fetch http://HOST/PATH as URL/PATH (a CDN\n"
+	      "                     edge, the local responder)\n"
 	      "  -v, --verbose      log debug events too\n"
 	      "  -h, --help         this text\n"
 	      "  -V, --version      print the version\n"
@@ -59,13 +86,19 @@ static void usage(FILE *f)
 	      "  NAME-NUMBER.crl                     the last [crlgen] keep full CRLs\n"
 	      "                                      (default 5), by CRL number\n"
 	      "  NAME.state                          the last CRL number and delta base\n"
+	      "  PATH of crl_url, of each shard URL  the full CRL, each shard (crl_shards)\n"
+	      "  NAME.ccadb.json                     the JSON array of the shard URLs, or\n"
+	      "                                      [crl_url], for the CCADB\n"
 	      "Every file is written under a temporary name, fsynced and renamed, so\n"
 	      "readers never see a partial CRL.\n"
 	      "\n"
 	      "Config keys used: [store] path; [crlgen] out, interval, keep; per [ca NAME]:\n"
 	      "cert, crl_key (RSA >= 2048 bits, ECDSA or Ed25519), digest (sha256, sha384,\n"
 	      "sha512), crl_validity (nextUpdate - thisUpdate, default 7d, at most 10d),\n"
-	      "delta_crl (on/off), delta_crl_url (Freshest CRL in full CRLs).\n"
+	      "delta_crl (on/off), delta_crl_url (Freshest CRL in full CRLs), crl_url,\n"
+	      "crl_shards, crl_shard_url (with %u), profile (tls-br: each CRL is linted\n"
+	      "before it is renamed into place, a failing one is not published),\n"
+	      "crl_max_bytes; [crlgen] metrics_file.\n"
 	      "\n"
 	      "CRL numbers are the thisUpdate time in microseconds, and always above every\n"
 	      "number published before for the CA that crlgen can see (NAME.state, the\n"
@@ -189,7 +222,15 @@ static int watch(struct crlgen **gp, const char *config, const char *only)
 				for (int i = 0; i < crlgen_n_cas(g) && !got_term; i++) {
 					if (!touched[i])
 						continue;
-					if (!crlgen_delta_enabled(g, i)) {
+					if (crlgen_sharded(g, i)) {
+						/* The full CRL and the touched shards; the
+						 * others keep their schedule. */
+						if (crlgen_publish(g, i, CRLGEN_TOUCHED) < 0) {
+							failures++;
+							if (next_full[i] > now_ms() + RETRY_MS)
+								next_full[i] = now_ms() + RETRY_MS;
+						}
+					} else if (!crlgen_delta_enabled(g, i)) {
 						publish_full(g, i, next_full, &failures);
 					} else if (crlgen_publish(g, i, CRLGEN_DELTA) < 0) {
 						/* The change is not published: a full CRL,
@@ -219,6 +260,13 @@ int main(int argc, char **argv)
 	        {"watch", no_argument, NULL, 'w'},
 	        {"ca", required_argument, NULL, 'a'},
 	        {"delta", no_argument, NULL, 'd'},
+	        {"plan", no_argument, NULL, 'p'},
+	        {"dry-run", no_argument, NULL, 'n'},
+	        {"revoke-all", no_argument, NULL, 'R'},
+	        {"issued-after", required_argument, NULL, 'A'},
+	        {"issued-before", required_argument, NULL, 'B'},
+	        {"check", no_argument, NULL, 'k'},
+	        {"url-base", required_argument, NULL, 'U'},
 	        {"verbose", no_argument, NULL, 'v'},
 	        {"help", no_argument, NULL, 'h'},
 	        {"version", no_argument, NULL, 'V'},
@@ -226,6 +274,9 @@ int main(int argc, char **argv)
 	};
 	const char *config = NULL, *only = NULL;
 	bool once = false, watch_mode = false, delta_only = false, verbose = false;
+	bool plan = false, check = false, dry_run = false;
+	const char *after = NULL, *before = NULL, *url_base = NULL;
+	struct plan_opts po = {.what = PLAN_AS_IS};
 	int ch;
 	opterr = 0;
 	while ((ch = getopt_long(argc, argv, "c:vhV", opts, NULL)) != -1) {
@@ -244,6 +295,27 @@ int main(int argc, char **argv)
 			break;
 		case 'd':
 			delta_only = true;
+			break;
+		case 'p':
+			plan = true;
+			break;
+		case 'n':
+			dry_run = true;
+			break;
+		case 'R':
+			po.what = PLAN_REVOKE_ALL;
+			break;
+		case 'A':
+			after = optarg;
+			break;
+		case 'B':
+			before = optarg;
+			break;
+		case 'k':
+			check = true;
+			break;
+		case 'U':
+			url_base = optarg;
 			break;
 		case 'v':
 			verbose = true;
@@ -273,8 +345,20 @@ int main(int argc, char **argv)
 		bad = "unexpected argument";
 	else if (!config)
 		bad = "-c FILE is required";
-	else if (once == watch_mode)
-		bad = "exactly one of --once and --watch is required";
+	else if ((int)once + (int)watch_mode + (int)plan + (int)check + (int)dry_run != 1)
+		bad = "exactly one of --once, --watch, --dry-run, --plan and --check is required";
+	else if ((po.what == PLAN_REVOKE_ALL || after || before) && !plan)
+		bad = "--revoke-all, --issued-after and --issued-before go with --plan";
+	else if (po.what == PLAN_REVOKE_ALL && (after || before))
+		bad = "--revoke-all or --issued-after, not both";
+	else if (before && !after)
+		bad = "--issued-before goes with --issued-after";
+	else if (after && vg_time_parse(after, &po.after) < 0)
+		bad = "--issued-after: expected a time like 2026-11-27T10:00:00Z";
+	else if (before && (vg_time_parse(before, &po.before) < 0 || po.before <= po.after))
+		bad = "--issued-before: expected a time after --issued-after";
+	else if (url_base && !check)
+		bad = "--url-base goes with --check";
 	else if (delta_only && !once)
 		bad = "--delta goes with --once";
 	if (bad) {
@@ -299,7 +383,15 @@ int main(int argc, char **argv)
 		return 2;
 	}
 	int status = 0;
-	if (watch_mode) {
+	if (after)
+		po.what = PLAN_ISSUED;
+	if (plan || dry_run) {
+		/* A dry run is the plan of the CRLs as they are: generated and
+		 * signed by the publishing code, into nothing. */
+		status = crlgen_plan(g, &po, stdout);
+	} else if (check) {
+		status = crlgen_check(g, url_base, stdout);
+	} else if (watch_mode) {
 		status = watch(&g, config, only);
 	} else {
 		for (int i = 0; i < crlgen_n_cas(g) && !got_term; i++) {

@@ -439,6 +439,9 @@ int pub_state_load(int dirfd, const char *ca, struct pub_state *st)
 		else if (!strcmp(key, "full_this_update") &&
 		         sscanf(line, "%*[a-z_]=%lld", &sv) == 1)
 			st->full_this_update = sv;
+		else if (!strcmp(key, "shards_this_update") &&
+		         sscanf(line, "%*[a-z_]=%lld", &sv) == 1)
+			st->shards_this_update = sv;
 		/* Unknown keys are skipped: a newer crlgen may add some. */
 	}
 	fclose(f);
@@ -452,9 +455,10 @@ int pub_state_prepare(struct pub_file *f, int dirfd, const char *ca, const struc
 	int n = snprintf(buf, sizeof(buf),
 	                 "# vigil-crlgen state for CA %s; keeps CRL numbers increasing\n"
 	                 "last_number=%" PRIu64 "\nfull_number=%" PRIu64
-	                 "\nfull_this_update=%" PRId64 "\nfull_counter=%" PRIu64 "\n",
+	                 "\nfull_this_update=%" PRId64 "\nfull_counter=%" PRIu64
+	                 "\nshards_this_update=%" PRId64 "\n",
 	                 ca, st->last_number, st->full_number, st->full_this_update,
-	                 st->full_counter);
+	                 st->full_counter, st->shards_this_update);
 	int rc = pub_begin(f, dirfd, name);
 	if (rc < 0)
 		return rc;

@@ -27,6 +27,9 @@ struct pub_state {
 	uint64_t full_number;     /* the last published full CRL; 0 if none */
 	int64_t full_this_update; /* its thisUpdate */
 	uint64_t full_counter;    /* the store change counter it was built at */
+	/* The thisUpdate of the last publication of every shard (0: none):
+	 * a shard leaves out the certificates that expired before it. */
+	int64_t shards_this_update;
 };
 
 /* pub_open_dir opens (creating it when missing) the out directory. Returns

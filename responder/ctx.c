@@ -160,6 +160,7 @@ static int rca_load(struct rctx *c, struct rca *ca, const struct vg_conf_ca *cc,
 	char e[256];
 	int rc;
 	ca->name = strdup(cc->name);
+	ca->conf = cc;
 	ca->id = cc->id;
 	ca->slot = metrics_slot(cc->name);
 	ca->not_issued = cc->not_issued;

@@ -65,6 +65,7 @@ struct rca {
 	uint8_t name_hash[RH_N][EVP_MAX_MD_SIZE];
 	uint8_t key_hash[RH_N][EVP_MAX_MD_SIZE];
 	char *crl_path;
+	const struct vg_conf_ca *conf; /* in the rctx's conf: crl_url, the shards */
 };
 
 struct rctx {

@@ -278,36 +278,35 @@ static void ocsp_get(struct conn *c, const char *rem, size_t len)
 	}
 }
 
-static void serve_crl(struct conn *c, const char *name, size_t nlen)
+/* serve_crl_file answers with the CRL file |path| of CA |idx|: ETag,
+ * Last-Modified (thisUpdate), Expires (nextUpdate) and Cache-Control, and
+ * 304 to a matching If-None-Match. |slot| is the worker's cached version of
+ * that file, or NULL (a shard: the version is looked up in the process's
+ * registry, which reads each version once). */
+static void serve_crl_file(struct conn *c, int idx, const char *path, struct crl_file **slot)
 {
 	struct worker *w = c->w;
-	int idx = -1;
-	for (int i = 0; i < w->ctx->n_cas; i++)
-		if (strlen(w->ctx->cas[i].name) == nlen && !memcmp(w->ctx->cas[i].name, name, nlen))
-			idx = i;
-	if (idx < 0) {
-		http_respond_text(c, 404, "no such CA\n", NULL);
-		return;
-	}
-	const char *path = w->ctx->cas[idx].crl_path;
 	struct stat st;
 	if (stat(path, &st) < 0) {
 		http_respond_text(c, 404, "no CRL published yet\n", NULL);
 		return;
 	}
-	struct crl_file *f = w->crls[idx];
+	struct crl_file *f = slot ? *slot : NULL;
 	if (!crlfile_current(f, &st)) {
 		struct crl_file *nf = NULL;
 		if (crlfile_get(w, w->ctx->cas[idx].name, path, &st, &nf) < 0) {
 			http_respond_text(c, 503, "CRL unreadable\n", "Retry-After: 10\r\n");
 			return;
 		}
-		crlfile_unref(f);
-		w->crls[idx] = f = nf;
+		if (slot) {
+			crlfile_unref(f);
+			*slot = nf;
+		}
+		f = nf;
 	}
 	if (f->err) {
 		http_respond_text(c, 503, "CRL unreadable\n", "Retry-After: 10\r\n");
-		return;
+		goto out;
 	}
 	char extra[768], lm[40], ex[40], tags[2 * EDGE_TAG_MAX];
 	struct hb b = {extra, extra + sizeof(extra), false};
@@ -339,14 +338,81 @@ static void serve_crl(struct conn *c, const char *name, size_t nlen)
 	}
 	if (b.over) {
 		http_respond_text(c, 503, "CRL headers too long\n", "Retry-After: 10\r\n");
-		return;
+		goto out;
 	}
 	size_t elen = (size_t)(b.p - extra);
-	if (c->inm_len && http_etag_match(c->inm, f->etag)) {
+	if (c->inm_len && http_etag_match(c->inm, f->etag))
 		http_respond_n(c, 304, NULL, extra, elen, NULL, 0, NULL);
+	else
+		http_respond_n(c, 200, "application/pkix-crl", extra, elen, NULL, f->len, f);
+out:
+	if (!slot)
+		crlfile_unref(f);
+}
+
+static void serve_crl(struct conn *c, const char *name, size_t nlen)
+{
+	struct worker *w = c->w;
+	int idx = -1;
+	for (int i = 0; i < w->ctx->n_cas; i++)
+		if (strlen(w->ctx->cas[i].name) == nlen && !memcmp(w->ctx->cas[i].name, name, nlen))
+			idx = i;
+	if (idx < 0) {
+		http_respond_text(c, 404, "no such CA\n", NULL);
 		return;
 	}
-	http_respond_n(c, 200, "application/pkix-crl", extra, elen, NULL, f->len, f);
+	serve_crl_file(c, idx, w->ctx->cas[idx].crl_path, &w->crls[idx]);
+}
+
+/* serve_url_path serves the CRL published at the path of a CA's crl_url or
+ * of one of its shard URLs (crlgen mirrors those paths under [crlgen] out).
+ * Returns false when |path| is none of them. */
+static bool serve_url_path(struct conn *c, const char *path, size_t plen)
+{
+	struct worker *w = c->w;
+	for (int i = 0; i < w->ctx->n_cas; i++) {
+		const struct vg_conf_ca *cc = w->ctx->cas[i].conf;
+		if (!cc)
+			continue;
+		const char *full = cc->crl_url ? vg_conf_url_path(cc->crl_url) : NULL;
+		bool is_full = full && strlen(full) == plen && !memcmp(full, path, plen);
+		if (!is_full && !vg_conf_shard_of_path(cc, path, plen))
+			continue;
+		char file[1024];
+		if ((size_t)snprintf(file, sizeof(file), "%s%.*s", w->ctx->conf.crl_out, (int)plen,
+		                     path) >= sizeof(file)) {
+			http_respond_text(c, 404, "not found\n", NULL);
+			return true;
+		}
+		serve_crl_file(c, i, file, NULL);
+		return true;
+	}
+	return false;
+}
+
+/* append_crlgen_metrics appends vigil-crlgen's metrics file ([crlgen]
+ * metrics_file: entries and bytes of every published CRL, lint failures)
+ * to |*text|, when there is one. */
+static void append_crlgen_metrics(struct conn *c, char **text, size_t *len)
+{
+	const char *path = c->w->ctx->conf.crl_metrics_file;
+	FILE *f = path ? fopen(path, "re") : NULL;
+	if (!f)
+		return;
+	char buf[65536];
+	size_t n = fread(buf, 1, sizeof(buf), f);
+	fclose(f);
+	/* A file larger than the buffer (thousands of CRLs) is cut at its
+	 * last whole line. */
+	if (n == sizeof(buf))
+		while (n > 0 && buf[n - 1] != '\n')
+			n--;
+	char *t = n ? realloc(*text, *len + n) : NULL;
+	if (!t)
+		return;
+	memcpy(t + *len, buf, n);
+	*text = t;
+	*len += n;
 }
 
 static void serve_metrics(struct conn *c)
@@ -357,6 +423,7 @@ static void serve_metrics(struct conn *c)
 		http_respond_text(c, 503, "out of memory\n", NULL);
 		return;
 	}
+	append_crlgen_metrics(c, &text, &len);
 	http_respond(c, 200, "text/plain; version=0.0.4; charset=utf-8",
 	             "Cache-Control: no-store\r\n", text, len, NULL);
 	free(text);
@@ -400,6 +467,8 @@ void routes_dispatch(struct conn *c)
 	if (q)
 		plen = (size_t)(q - path);
 	bool get = m == HTTP_GET || m == HTTP_HEAD;
+	if (get && plen > 1 && serve_url_path(c, path, plen))
+		return;
 
 	if ((plen == 8 && !memcmp(path, "/healthz", 8)) ||
 	    (plen == 8 && !memcmp(path, "/metrics", 8)) ||

@@ -7,7 +7,7 @@
 
 #define KNOWN_FLAGS                                                                                \
 	(VG_CERT_HAS_INVALIDITY | VG_CERT_HAS_NOT_BEFORE | VG_CERT_HAS_NOT_AFTER |                 \
-	 VG_CERT_NOT_ISSUED | VG_CERT_RELEASED)
+	 VG_CERT_NOT_ISSUED | VG_CERT_RELEASED | VG_CERT_HAS_SHARD)
 
 size_t rec_encode(const struct vg_cert *c, uint8_t *buf)
 {
@@ -32,6 +32,8 @@ size_t rec_encode(const struct vg_cert *c, uint8_t *buf)
 		put_u64(buf + o, (uint64_t)c->not_after);
 		o += 8;
 	}
+	if (c->flags & VG_CERT_HAS_SHARD)
+		buf[o++] = (uint8_t)(c->crl_shard - 1);
 	return o;
 }
 
@@ -52,6 +54,7 @@ int rec_decode(const uint8_t *buf, size_t len, struct vg_cert *out)
 	want += (c.flags & VG_CERT_HAS_INVALIDITY) ? 8 : 0;
 	want += (c.flags & VG_CERT_HAS_NOT_BEFORE) ? 8 : 0;
 	want += (c.flags & VG_CERT_HAS_NOT_AFTER) ? 8 : 0;
+	want += (c.flags & VG_CERT_HAS_SHARD) ? 1 : 0;
 	if (len != want)
 		return -EBADMSG;
 	size_t o = 4;
@@ -67,8 +70,12 @@ int rec_decode(const uint8_t *buf, size_t len, struct vg_cert *out)
 		c.not_before = (int64_t)get_u64(buf + o);
 		o += 8;
 	}
-	if (c.flags & VG_CERT_HAS_NOT_AFTER)
+	if (c.flags & VG_CERT_HAS_NOT_AFTER) {
 		c.not_after = (int64_t)get_u64(buf + o);
+		o += 8;
+	}
+	if (c.flags & VG_CERT_HAS_SHARD)
+		c.crl_shard = (uint16_t)(buf[o] + 1);
 	*out = c;
 	return 0;
 }

@@ -28,7 +28,7 @@
 #include "store/store.h"
 
 #define REC_VERSION 1
-#define REC_MAX (4 + 4 * 8)
+#define REC_MAX (4 + 4 * 8 + 1)
 #define CERT_KEY_MAX (4 + 1 + VG_SERIAL_MAX)
 #define CA_REC_LEN 40
 #define LOG_KEY_LEN 12

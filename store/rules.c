@@ -60,6 +60,13 @@ int rules_merge(const struct vg_cert *have, const struct vg_cert *want, bool syn
 		out->not_after = want->not_after;
 		dates = true;
 	}
+	/* The shard its CRL distribution point names, learned like the dates. */
+	if ((want->flags & VG_CERT_HAS_SHARD) &&
+	    (!(have->flags & VG_CERT_HAS_SHARD) || have->crl_shard != want->crl_shard)) {
+		out->flags |= VG_CERT_HAS_SHARD;
+		out->crl_shard = want->crl_shard;
+		dates = true;
+	}
 	/* Seen as issued now (a record from the CA's side, not a revocation,
 	 * which says nothing about issuance): no longer a serial known only
 	 * from a revocation. */

@@ -58,6 +58,7 @@ enum vg_status {
 #define VG_CERT_HAS_NOT_AFTER 0x04u  /* not_after is set */
 #define VG_CERT_NOT_ISSUED 0x08u     /* revoked by serial only: never seen as issued */
 #define VG_CERT_RELEASED 0x10u       /* a certificateHold on it was lifted */
+#define VG_CERT_HAS_SHARD 0x20u      /* crl_shard is set: its own CRL DP named that shard */
 /* In a vg_store_add item only, never stored: lift a hold (an index.txt
  * removeFromCRL line, openssl ca's record of a lifted hold). */
 #define VG_CERT_LIFT_HOLD 0x80u
@@ -71,6 +72,9 @@ struct vg_cert {
 	int64_t invalidity_date;
 	int64_t not_before;
 	int64_t not_after;
+	/* With VG_CERT_HAS_SHARD: the shard (1..256) whose URL the certificate's
+	 * CRL distribution point names; one byte in the record. */
+	uint16_t crl_shard;
 };
 
 /* Per-CA state. */

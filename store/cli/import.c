@@ -51,9 +51,49 @@ bool cli_cert_serial(X509 *x, struct vg_serial *out)
 	return vg_serial_from_bytes(der, (size_t)len + 1, out) == 0;
 }
 
-static bool load_not_before(const char *dir, const char *file, const struct vg_serial *s,
-                            int64_t *nb)
+/* cert_shard returns the shard of CA |ca| (1..crl_shards) whose URL one of
+ * the CRL distribution points of |x| names byte for byte, or 0. */
+static unsigned cert_shard(X509 *x, const struct vg_conf_ca *ca)
 {
+	if (!ca->crl_shards)
+		return 0;
+	unsigned shard = 0;
+	STACK_OF(DIST_POINT) *dps = X509_get_ext_d2i(x, NID_crl_distribution_points, NULL, NULL);
+	for (int i = 0; dps && !shard && i < sk_DIST_POINT_num(dps); i++) {
+		DIST_POINT *dp = sk_DIST_POINT_value(dps, i);
+		if (!dp->distpoint || dp->distpoint->type != 0)
+			continue;
+		GENERAL_NAMES *gns = dp->distpoint->name.fullname;
+		for (int j = 0; !shard && j < sk_GENERAL_NAME_num(gns); j++) {
+			GENERAL_NAME *gn = sk_GENERAL_NAME_value(gns, j);
+			if (gn->type != GEN_URI)
+				continue;
+			shard = vg_conf_shard_of_url(
+			        ca,
+			        (const char *)ASN1_STRING_get0_data(
+			                gn->d.uniformResourceIdentifier),
+			        (size_t)ASN1_STRING_length(gn->d.uniformResourceIdentifier));
+		}
+	}
+	sk_DIST_POINT_pop_free(dps, DIST_POINT_free);
+	ERR_clear_error();
+	return shard;
+}
+
+/* set_shard records in |it| the shard |x|'s CRL distribution point names. */
+static void set_shard(struct vg_add_item *it, X509 *x, const struct vg_conf_ca *ca)
+{
+	unsigned k = cert_shard(x, ca);
+	if (k) {
+		it->cert.flags |= VG_CERT_HAS_SHARD;
+		it->cert.crl_shard = (uint16_t)k;
+	}
+}
+
+static bool load_not_before(const char *dir, const char *file, struct vg_add_item *it,
+                            const struct vg_conf_ca *ca, int64_t *nb)
+{
+	const struct vg_serial *s = &it->serial;
 	char hex[2 * VG_SERIAL_MAX + 1], path[PATH_MAX];
 	vg_serial_format(s, hex, sizeof(hex));
 	/* new_certs_dir names files SERIAL.pem; the index's file field is
@@ -71,6 +111,8 @@ static bool load_not_before(const char *dir, const char *file, const struct vg_s
 	int64_t na;
 	bool ok = cli_cert_serial(x, &xs) && xs.len == s->len && !memcmp(xs.b, s->b, s->len) &&
 	          cert_times(x, nb, &na);
+	if (ok)
+		set_shard(it, x, ca);
 	X509_free(x);
 	return ok;
 }
@@ -90,7 +132,7 @@ int cmd_import_index(struct ctx *c, int argc, char **argv)
 	if (argc - optind != 2)
 		cli_usage_die("usage: import-index CA INDEX [--certs DIR]");
 	const char *ca = argv[optind], *path = argv[optind + 1];
-	cli_need_ca(c, ca);
+	const struct vg_conf_ca *cc = cli_need_ca(c, ca);
 	if (certs) {
 		struct stat sb;
 		if (stat(certs, &sb) < 0 || !S_ISDIR(sb.st_mode))
@@ -126,7 +168,7 @@ int cmd_import_index(struct ctx *c, int argc, char **argv)
 		items[n].line = lineno;
 		if (certs) {
 			int64_t nb;
-			if (load_not_before(certs, file, &items[n].serial, &nb)) {
+			if (load_not_before(certs, file, &items[n], cc, &nb)) {
 				items[n].cert.flags |= VG_CERT_HAS_NOT_BEFORE;
 				items[n].cert.not_before = nb;
 				nb_found++;
@@ -205,6 +247,7 @@ int cmd_add(struct ctx *c, int argc, char **argv)
 			it->cert.status = VG_STATUS_GOOD;
 			it->cert.reason = VG_REASON_NONE;
 			it->cert.flags = VG_CERT_HAS_NOT_BEFORE | VG_CERT_HAS_NOT_AFTER;
+			set_shard(it, x, ca);
 		}
 		sk_X509_pop_free(sk, X509_free);
 	}

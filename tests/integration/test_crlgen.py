@@ -347,7 +347,7 @@ def test_delta_crl_lists_exactly_the_changes(tmp_path):
     ca, leaves = make_ca_with_leaves(tmp_path, keytype="ec")
     extra_leaf = ca.issue("later.example")
     env = Env(tmp_path, [ca], ca_extra={"ca1": [
-        "delta_crl = on", "crl_url = http://crl.example/ca1.crl",
+        "delta_crl = on", "crl_url = http://crl.example/ca1.crl", "profile = private",
         "delta_crl_url = http://crl.example/ca1-delta.crl"]})
     env.import_index(ca)
     env.crlgen("--once")

@@ -55,7 +55,8 @@ def test_layout(installed):
 
 
 @pytest.mark.skipif(shutil.which("systemd-analyze") is None, reason="systemd-analyze not installed")
-@pytest.mark.parametrize("name", ["vigil-responder", "vigil-crlgen", "vigil-import@"])
+@pytest.mark.parametrize("name", ["vigil-responder", "vigil-crlgen", "vigil-import@",
+                                  "vigil-crl-check"])
 def test_systemd_analyze_verify(installed, tmp_path, name):
     # verify wants the ExecStart binaries at their paths: point them at the
     # DESTDIR copies, which are the same files; a template as one instance.
@@ -73,6 +74,27 @@ def test_systemd_analyze_verify(installed, tmp_path, name):
     files = [str(p)] + [str(t) for t in tmp_path.glob("*.timer")]
     r = subprocess.run(["systemd-analyze", "--man=no", "verify", *files], capture_output=True,
                        text=True)
+    assert r.returncode == 0 and not r.stderr.strip(), r.stdout + r.stderr
+
+
+def test_crl_check_timer(installed, tmp_path):
+    """The watchdog (vigil-crlgen --check) runs every 5 minutes from a timer;
+    its service writes the node_exporter textfile atomically."""
+    d = unit_path(installed, "vigil-crl-check").parent
+    timer = (d / "vigil-crl-check.timer").read_text()
+    assert "OnUnitActiveSec=5min" in timer and "WantedBy=timers.target" in timer
+    svc = (d / "vigil-crl-check.service").read_text()
+    assert "/usr/bin/vigil-crlgen -c /etc/vigil/vigil.conf --check" in svc
+    assert "ReadWritePaths=/var/lib/vigil/metrics" in svc
+    tmpf = (installed / "usr/lib/tmpfiles.d/vigil.conf").read_text()
+    assert "/var/lib/vigil/metrics" in tmpf
+    if shutil.which("systemd-analyze") is None:
+        return
+    for name in ("vigil-crl-check.service", "vigil-crl-check.timer"):
+        (tmp_path / name).write_text((d / name).read_text().replace(
+            "/usr/bin/", f"{installed}/usr/bin/"))
+    r = subprocess.run(["systemd-analyze", "--man=no", "verify",
+                        str(tmp_path / "vigil-crl-check.timer")], capture_output=True, text=True)
     assert r.returncode == 0 and not r.stderr.strip(), r.stdout + r.stderr
 
 

@@ -532,7 +532,7 @@ def test_delta_lists_remove_from_crl(tmp_path):
     held = ca.issue("held.example")
     other = ca.issue("other.example")
     env = CrlEnv(tmp_path, [ca], ca_extra={"ca1": [
-        "delta_crl = on", "crl_url = http://crl.example/ca1.crl",
+        "delta_crl = on", "crl_url = http://crl.example/ca1.crl", "profile = private",
         "delta_crl_url = http://crl.example/ca1-delta.crl"]})
     env.import_index(ca)
     env.runner.store("revoke", "ca1", held[0], "--reason", "certificateHold")

@@ -4,6 +4,7 @@
 
     tests/bench/crlgen/bench.py [--build DIR] [--revoked N] [--issued N]
                                 [--keytype rsa|ec] [--skip-openssl] [--work DIR]
+                                [--shards N]
 
 Builds an OpenSSL `ca` database (index.txt) of N revoked certificates for a
 fresh CA, imports it with `vigil-store import-index`, then times, each under
@@ -72,6 +73,53 @@ def timed(cmd, log):
     return wall, int(m.group(1))
 
 
+def log_tail(work):
+    """The stdout of the last command bench.log holds (its key=value lines)."""
+    text = (work / "bench.log").read_text()
+    last = text.rsplit("$ ", 1)[-1]
+    return [ln for ln in last.splitlines() if ln.startswith("ca=")]
+
+
+def watch_one(crlgen_bin, store_bin, cfg, work, shards, issued, log):
+    """One revocation under --watch: revoke returns -> the shard is replaced."""
+    d = subprocess.Popen([crlgen_bin, "-c", cfg, "--watch"], stdout=subprocess.DEVNULL,
+                         stderr=subprocess.PIPE, text=True)
+    lines = []
+    try:
+        deadline = time.monotonic() + 600
+        while time.monotonic() < deadline:
+            line = d.stderr.readline()
+            lines.append(line)
+            if "event=watching" in line:
+                break
+        serial = 0x10000000 + issued + 12345  # never issued: revoked by serial
+        k = serial % shards + 1
+        shard = work / "crl" / "crl" / "bench" / f"{k}.crl"
+        ino = shard.stat().st_ino
+        subprocess.run([store_bin, "-q", "-c", cfg, "revoke", "bench", "%X" % serial,
+                        "--reason", "keyCompromise"], check=True, capture_output=True)
+        t0 = time.monotonic()
+        while shard.stat().st_ino == ino and time.monotonic() - t0 < 60:
+            time.sleep(0.002)
+        dt = time.monotonic() - t0
+        while True:
+            line = d.stderr.readline()
+            lines.append(line)
+            if "kind=shards" in line or not line:
+                break
+        m = re.search(r"shards=(\d+) of=(\d+).* ms=(\d+)", line)
+        full = [ln for ln in lines if "kind=full" in ln][-1]
+        fm = re.search(r" ms=(\d+)", full)
+        print(f"--watch, one revocation (serial {serial:X}, shard {k}): shard file replaced "
+              f"{dt * 1000:.0f} ms after vigil-store revoke returned (the daemon polls every "
+              f"100 ms and waits for 200 ms of quiet); crlgen: full CRL {fm.group(1)} ms, "
+              f"shards {m.group(1)} of {m.group(2)} in {m.group(3)} ms", flush=True)
+    finally:
+        d.terminate()
+        d.wait(60)
+        log.write("".join(lines))
+
+
 def crl_count(path, inform, cafile):
     r = subprocess.run(["openssl", "crl", "-inform", inform, "-in", path, "-CAfile", cafile,
                         "-noout", "-text"], capture_output=True, text=True)
@@ -89,6 +137,7 @@ def main():
     ap.add_argument("--with-openssl", action="store_true")
     ap.add_argument("--work", default=None, help="work directory (default: a temporary one)")
     ap.add_argument("--keep", action="store_true", help="keep the work directory")
+    ap.add_argument("--shards", type=int, default=0, help="crl_shards (0: none)")
     a = ap.parse_args()
     issued = max(a.issued, a.revoked)
     build = Path(a.build)
@@ -103,7 +152,11 @@ def main():
         ca = pki.CA(work, "bench", a.keytype)
         print(f"index: {issued} issued, {a.revoked} revoked ({work})", flush=True)
         n_rev = write_index(ca.index, issued, a.revoked)
-        cfg = write_config(work / "vigil.conf", work / "store", [ca])
+        keys = {}
+        if a.shards:
+            keys = {"crl_url": "http://crl.example/crl/bench.crl", "crl_shards": a.shards,
+                    "crl_shard_url": "http://crl.example/crl/bench/%u.crl"}
+        cfg = write_config(work / "vigil.conf", work / "store", [(ca, keys)])
         subprocess.run([store_bin, "-c", cfg, "init"], check=True, capture_output=True)
         wall_imp, rss_imp = timed([store_bin, "-q", "-c", cfg, "import-index", "bench", ca.index],
                                   log)
@@ -125,6 +178,25 @@ def main():
               f"openssl crl -verify: {'OK' if ok else 'FAILED'}", flush=True)
         if not ok or count != n_rev:
             sys.exit("vigil CRL check failed")
+        if a.shards:
+            total = 0
+            for k in range(1, a.shards + 1):
+                ok, c = crl_count(work / "crl" / "crl" / "bench" / f"{k}.crl", "DER", ca.cert)
+                if not ok:
+                    sys.exit(f"shard {k} does not verify")
+                total += c
+            print(f"{a.shards} shards: {total} entries in all, every shard verify OK",
+                  flush=True)
+            if total != n_rev:
+                sys.exit("the shards do not add up to the full CRL")
+            watch_one(crlgen_bin, store_bin, cfg, work, a.shards, issued, log)
+            wall, rss = timed([crlgen_bin, "-c", cfg, "--plan", "--revoke-all"], log)
+            plan = log_tail(work)
+            print(f"vigil-crlgen --plan --revoke-all: {wall:.2f} s, peak RSS {rss / 1024:.1f} MiB",
+                  flush=True)
+            for line in plan:
+                if "crl=full" in line or "shards_needed" in line or "shard=1 " in line:
+                    print("  " + line, flush=True)
 
         run_openssl = not a.skip_openssl and (issued == a.revoked or a.with_openssl)
         if run_openssl:

@@ -6,9 +6,11 @@
  *       Point lookups of every serial of INDEX (OpenSSL index.txt) in random
  *       order, on one core, through one reused read transaction, as a
  *       responder worker does. Prints lookups per second.
- *   bench-store populate STORE CA N FROM TO
+ *   bench-store populate STORE CA N FROM TO [SHARDS]
  *       Record N good certificates with random 16-byte serials and notBefore
- *       spread evenly over [FROM, TO) (Unix seconds), through the store API.
+ *       spread evenly over [FROM, TO) (Unix seconds), through the store API;
+ *       with SHARDS, each with the CRL shard its CDP would name (1..SHARDS),
+ *       to measure what that byte costs (tests/bench/crlgen/RESULTS.md).
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -117,7 +119,8 @@ static int lookup(const char *path, const char *ca, const char *index, double se
 	return 0;
 }
 
-static int populate(const char *path, const char *ca, size_t n, int64_t from, int64_t to)
+static int populate(const char *path, const char *ca, size_t n, int64_t from, int64_t to,
+                    int shards)
 {
 	struct vg_store *st;
 	int rc = vg_store_open(&st, path, VG_STORE_CREATE);
@@ -139,6 +142,10 @@ static int populate(const char *path, const char *ca, size_t n, int64_t from, in
 		items[i].cert.not_before =
 		        from + (int64_t)((double)(to - from) * (double)i / (double)n);
 		items[i].cert.not_after = items[i].cert.not_before + 90 * 86400;
+		if (shards > 0) {
+			items[i].cert.flags |= VG_CERT_HAS_SHARD;
+			items[i].cert.crl_shard = (uint16_t)(i % (size_t)shards + 1);
+		}
 	}
 	struct vg_audit who = {"bench", "bench-store populate"};
 	double t0 = now();
@@ -153,10 +160,10 @@ int main(int argc, char **argv)
 {
 	if (argc >= 5 && !strcmp(argv[1], "lookup"))
 		return lookup(argv[2], argv[3], argv[4], argc > 5 ? atof(argv[5]) : 3.0);
-	if (argc == 7 && !strcmp(argv[1], "populate"))
+	if ((argc == 7 || argc == 8) && !strcmp(argv[1], "populate"))
 		return populate(argv[2], argv[3], (size_t)atoll(argv[4]), atoll(argv[5]),
-		                atoll(argv[6]));
+		                atoll(argv[6]), argc == 8 ? atoi(argv[7]) : 0);
 	fprintf(stderr, "usage: bench-store lookup STORE CA INDEX [SECONDS]\n"
-	                "       bench-store populate STORE CA N FROM TO\n");
+	                "       bench-store populate STORE CA N FROM TO [SHARDS]\n");
 	return 2;
 }
