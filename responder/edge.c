@@ -81,12 +81,11 @@ size_t edge_tag_crl(char *buf, const char *ca)
 enum edge_kind { EK_VARNISH, EK_NGINX, EK_COMMAND };
 static const char *const kind_names[] = {"varnish", "nginx", "command"};
 
-/* The identity of a CRL file as last purged (0: never). */
+/* What a CA's CRL files were when last purged: a hash of the identity
+ * (device, inode, size, mtime) of each (the full CRL at /crl/CA.crl and at
+ * its crl_url's path, each shard), and whether it was ever taken. */
 struct crl_id {
-	dev_t dev;
-	ino_t ino;
-	off_t size;
-	struct timespec mtime;
+	uint64_t hash;
 	bool seen;
 };
 
@@ -293,6 +292,66 @@ static void tb_put(struct tbuf *t, const char *s, size_t n, char sep)
 	t->count++;
 }
 
+/* The URL paths at which the responder serves CA |i|'s CRLs: /crl/CA.crl,
+ * the path of its crl_url, and of each shard's URL. */
+#define CRL_PATHS_MAX (2 + VG_CRL_SHARDS_MAX)
+struct crl_paths {
+	int n;
+	char p[CRL_PATHS_MAX][300];
+};
+
+static void crl_paths(const struct rctx *ctx, int i, struct crl_paths *out)
+{
+	const struct rca *ca = &ctx->cas[i];
+	out->n = 0;
+	snprintf(out->p[out->n++], sizeof(out->p[0]), "/crl/%s.crl", ca->name);
+	const struct vg_conf_ca *cc = ca->conf;
+	if (!cc)
+		return;
+	const char *up = cc->crl_url ? vg_conf_url_path(cc->crl_url) : NULL;
+	/* Even when it is /crl/CA.crl too: it is another file (crlgen mirrors
+	 * the URL's path under [crlgen] out), which the responder serves first. */
+	if (up && strlen(up) < sizeof(out->p[0]))
+		snprintf(out->p[out->n++], sizeof(out->p[0]), "%s", up);
+	for (int k = 1; k <= cc->crl_shards && out->n < CRL_PATHS_MAX; k++) {
+		char url[600];
+		if (vg_conf_shard_url(cc, (unsigned)k, url, sizeof(url)) < 0)
+			continue;
+		const char *sp = vg_conf_url_path(url);
+		if (sp && strlen(sp) < sizeof(out->p[0]))
+			snprintf(out->p[out->n++], sizeof(out->p[0]), "%s", sp);
+	}
+}
+
+/* crl_hash hashes the identity of each of CA |i|'s CRL files that exists
+ * (0: none does). */
+static uint64_t crl_hash(const struct rctx *ctx, int i, const struct crl_paths *cp)
+{
+	uint64_t h = 1469598103934665603ull;
+	bool any = false;
+	for (int k = 0; k < cp->n; k++) {
+		char file[1024];
+		if (k == 0)
+			snprintf(file, sizeof(file), "%s", ctx->cas[i].crl_path);
+		else
+			snprintf(file, sizeof(file), "%s%s", ctx->conf.crl_out, cp->p[k]);
+		struct stat st;
+		if (stat(file, &st) < 0)
+			continue;
+		any = true;
+		uint64_t v[6] = {(uint64_t)k,
+		                 (uint64_t)st.st_dev,
+		                 (uint64_t)st.st_ino,
+		                 (uint64_t)st.st_size,
+		                 (uint64_t)st.st_mtim.tv_sec,
+		                 (uint64_t)st.st_mtim.tv_nsec};
+		const uint8_t *b = (const uint8_t *)v;
+		for (size_t j = 0; j < sizeof(v); j++)
+			h = (h ^ b[j]) * 1099511628211ull;
+	}
+	return any ? h | 1 : 0;
+}
+
 /* ---- Sending --------------------------------------------------------------------------- */
 
 /* send_varnish sends the tags (each ending in '\n' in |t|) as PURGE
@@ -367,26 +426,36 @@ static int send_nginx(struct edge *e, const struct rctx *ctx, const bool *crl, i
 	size_t pl = strlen(e->pc.url.path);
 	while (pl > 0 && e->pc.url.path[pl - 1] == '/')
 		pl--;
-	for (int i = 0; i < ctx->n_cas; i++) {
+	struct crl_paths *cp = malloc(sizeof(*cp));
+	if (!cp)
+		return -ENOMEM;
+	int rc = 0;
+	for (int i = 0; i < ctx->n_cas && rc == 0; i++) {
 		if (!crl[i])
 			continue;
-		char target[600], err[700];
-		snprintf(target, sizeof(target), "%.*s/crl/%s.crl", (int)pl, e->pc.url.path,
-		         ctx->cas[i].name);
-		int st = purge_http(&e->pc, "PURGE", target, "", 0, EDGE_HTTP_TIMEOUT_MS, err,
-		                    sizeof(err));
-		if ((st >= 200 && st < 300) || st == 404) {
-			ST(e->m_sent, LDR(e->m_sent) + 1);
-			(*requests)++;
-			continue;
+		crl_paths(ctx, i, cp);
+		for (int k = 0; k < cp->n; k++) {
+			char target[600], err[700];
+			snprintf(target, sizeof(target), "%.*s%s", (int)pl, e->pc.url.path,
+			         cp->p[k]);
+			int st = purge_http(&e->pc, "PURGE", target, "", 0, EDGE_HTTP_TIMEOUT_MS,
+			                    err, sizeof(err));
+			if ((st >= 200 && st < 300) || st == 404) {
+				ST(e->m_sent, LDR(e->m_sent) + 1);
+				(*requests)++;
+				continue;
+			}
+			ST(e->m_failed, LDR(e->m_failed) + 1);
+			if (st > 0)
+				snprintf(err, sizeof(err), "PURGE %s answered %d", target, st);
+			log_warn("event=edge_purge_failed edge=%s error=\"%s\" action=retry",
+			         e->name, err);
+			rc = st > 0 ? -EPROTO : st;
+			break;
 		}
-		ST(e->m_failed, LDR(e->m_failed) + 1);
-		if (st > 0)
-			snprintf(err, sizeof(err), "PURGE %s answered %d", target, st);
-		log_warn("event=edge_purge_failed edge=%s error=\"%s\" action=retry", e->name, err);
-		return st > 0 ? -EPROTO : st;
 	}
-	return 0;
+	free(cp);
+	return rc;
 }
 
 /* send_command runs the program with the tags, EDGE_CMD_TAGS at a time. */
@@ -420,13 +489,6 @@ static int send_command(struct edge *e, const struct tbuf *t, int *requests)
 
 /* ---- The purger -------------------------------------------------------------------------- */
 
-static bool crl_changed(const struct crl_id *id, const struct stat *st)
-{
-	return !id->seen || id->dev != st->st_dev || id->ino != st->st_ino ||
-	       id->size != st->st_size || id->mtime.tv_sec != st->st_mtim.tv_sec ||
-	       id->mtime.tv_nsec != st->st_mtim.tv_nsec;
-}
-
 static uint64_t counter_now(struct vg_txn *txn)
 {
 	uint64_t c = 0;
@@ -444,14 +506,19 @@ static int cycle(struct edge *e, struct vg_txn *txn, uint64_t safe, int64_t *fir
 	bool crl[VG_CONF_MAX_CAS] = {false}, any_crl = false;
 	struct crl_id now_id[VG_CONF_MAX_CAS];
 	memset(now_id, 0, sizeof(now_id));
+	struct crl_paths *cp = malloc(sizeof(*cp));
+	if (!cp) {
+		ctx_unref(ctx);
+		return -ENOMEM;
+	}
 	for (int i = 0; i < ctx->n_cas; i++) {
-		struct stat st;
-		if (stat(ctx->cas[i].crl_path, &st) < 0)
-			continue;
-		now_id[i] = (struct crl_id){st.st_dev, st.st_ino, st.st_size, st.st_mtim, true};
-		if (crl_changed(&e->crl[i], &st))
+		crl_paths(ctx, i, cp);
+		now_id[i] = (struct crl_id){crl_hash(ctx, i, cp), true};
+		/* At start, every CA that has a CRL; then each that changed. */
+		if (e->crl[i].seen ? e->crl[i].hash != now_id[i].hash : now_id[i].hash != 0)
 			crl[i] = any_crl = true;
 	}
+	free(cp);
 	int rc = 0;
 	if (safe > e->acked && e->kind != EK_NGINX)
 		rc = vg_store_changes_foreach(txn, e->acked, on_change, &c);

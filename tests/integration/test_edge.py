@@ -182,7 +182,8 @@ class Stack:
     nginx in front of it; the responder purging Varnish through a Proxy and
     nginx's purge server directly."""
 
-    def __init__(self, root, name, max_age=MAX_AGE, leaves=(), extra_edge=None, workers=2):
+    def __init__(self, root, name, max_age=MAX_AGE, leaves=(), extra_edge=None, workers=2,
+                 ca_keys=None):
         self.root = Path(root)
         self.ca = pki.CA(self.root, name, "ec")
         self.ca_cert = load_cert(self.ca.cert)
@@ -195,7 +196,8 @@ class Stack:
                           "purge_varnish": f"http://127.0.0.1:{self.proxy.port}/",
                           "purge_nginx": f"http://127.0.0.1:{self.nginx.purge_port}/",
                           **(extra_edge or {})}
-        self.config = write_config(self.root / "vigil.conf", self.root / "store", [self.ca],
+        self.config = write_config(self.root / "vigil.conf", self.root / "store",
+                                   [(self.ca, ca_keys or {})],
                                    workers=workers,
                                    responder={"listen": f"127.0.0.1:{self.port}",
                                               "access_log": self.root / "access.log"},
@@ -462,6 +464,37 @@ def test_purge_follows_the_workers(stack):
         ok, took = poll_until(lambda: status(s.varnish.request("GET", p)[2], s.ca_cert)
                               == ocsp.OCSPCertStatus.REVOKED, MAX_AGE + 2, step=0.001)
         assert ok and took < 1.0, f"run {i}: revoked at Varnish after {took:.3f}s"
+
+
+def test_crl_shards_and_crl_url_purged_at_both_edges(tmp_path):
+    """A sharded CA: its crl_url path and every shard's path are served, cached
+    by both edges, and purged when crlgen publishes (nginx by URL, Varnish by
+    the CA's CRL tag that each carries)."""
+    keys = {"crl_url": "http://crl.example/crl/sh.crl", "crl_shards": 4,
+            "crl_shard_url": "http://crl.example/crl/sh/%u.crl"}
+    s = Stack(tmp_path, "sh", max_age=60, leaves=("a", "b", "c"), ca_keys=keys, workers=1)
+    try:
+        s.start()
+        paths = ["/crl/sh.crl"] + [f"/crl/sh/{k}.crl" for k in range(1, 5)]
+        for edge in (s.varnish, s.nginx):
+            for p in paths:
+                edge.request("GET", p)
+        for p in paths:
+            assert s.nginx.request("GET", p)[1]["x-cache-status"] == "HIT", p
+            assert s.varnish.request("GET", p)[1]["x-cache"] == "HIT", p
+        for name in ("a", "b", "c"):
+            s.revoke(name)
+        s.run.crlgen("--once", timeout=60)
+        t0 = time.monotonic()
+        # crlgen mirrors each URL's path under [crlgen] out.
+        want = {p: (s.root / "crl" / p.lstrip("/")).read_bytes() for p in paths}
+        for edge in (s.varnish, s.nginx):
+            for p, body in want.items():
+                ok, _ = poll_until(lambda: edge.request("GET", p)[2] == body, 5)
+                took = time.monotonic() - t0
+                assert ok and took < 1.0, f"{type(edge).__name__} {p}: after {took:.3f}s"
+    finally:
+        s.stop()
 
 
 def test_rfc5019_clients_verify_answers_through_varnish(stack, tmp_path):
