@@ -837,7 +837,8 @@ char *edge_metrics_text(void)
 	         "The store change counter up to which an edge has acknowledged purges.",
 	         offsetof(struct edge, m_acked)},
 	};
-	for (size_t k = 0; n_edges && k < sizeof(m) / sizeof(m[0]); k++) {
+	/* The families are declared with no edge too, for the alert rules. */
+	for (size_t k = 0; k < sizeof(m) / sizeof(m[0]); k++) {
 		mt_printf(&t, "# HELP %s %s\n# TYPE %s %s\n", m[k].name, m[k].help, m[k].name,
 		          m[k].type);
 		for (int i = 0; i < n_edges; i++) {
@@ -847,10 +848,9 @@ char *edge_metrics_text(void)
 			          edges[i].name, kind_names[edges[i].kind], (unsigned long long)v);
 		}
 	}
-	if (n_edges)
-		mt_printf(&t, "# HELP vigil_edge_purge_lag_seconds From the responder seeing a "
-		              "commit (or a new CRL) to the edge acknowledging its purge (the last "
-		              "one).\n# TYPE vigil_edge_purge_lag_seconds gauge\n");
+	mt_printf(&t, "# HELP vigil_edge_purge_lag_seconds From the responder seeing a "
+	              "commit (or a new CRL) to the edge acknowledging its purge (the last "
+	              "one).\n# TYPE vigil_edge_purge_lag_seconds gauge\n");
 	for (int i = 0; i < n_edges; i++)
 		mt_printf(&t, "vigil_edge_purge_lag_seconds{edge=\"%s\",kind=\"%s\"} %.3f\n",
 		          edges[i].name, kind_names[edges[i].kind],
