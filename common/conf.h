@@ -12,6 +12,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "common/text.h"
+
 #define VG_CONF_MAX_CAS 64
 
 /* [edge] limits: max_age up to a day, at most this many purge URLs per key. */
@@ -135,20 +137,6 @@ unsigned vg_conf_shard_of_url(const struct vg_conf_ca *ca, const char *url, size
 /* vg_conf_shard_of_path is vg_conf_shard_of_url for the path of the URL
  * only ("/crl/ec/3.crl"), as an HTTP request names it. */
 unsigned vg_conf_shard_of_path(const struct vg_conf_ca *ca, const char *path, size_t len);
-
-/* An http:// URL of [edge] purge_varnish or purge_nginx. */
-struct vg_http_url {
-	char host[256];      /* name or address, without [] */
-	int port;            /* default 80 */
-	char authority[270]; /* host[:port] as written, for the Host header */
-	char path[256];      /* "/" when absent */
-};
-/* vg_conf_http_url parses the |len| bytes at |url| (http://HOST[:PORT][/PATH]);
- * 0 or -EINVAL. */
-int vg_conf_http_url(const char *url, size_t len, struct vg_http_url *out);
-/* vg_conf_url_list parses a comma- (or space-) separated list of such URLs
- * into |out| (at most |max|): their number, -EINVAL or -E2BIG. */
-int vg_conf_url_list(const char *list, struct vg_http_url *out, int max);
 
 /* vg_conf_ca_find returns the CA section named |name|, or NULL. */
 const struct vg_conf_ca *vg_conf_ca_find(const struct vg_conf *c, const char *name);

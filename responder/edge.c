@@ -730,7 +730,7 @@ void edge_start(const struct rctx *ctx, struct vg_store *st)
 		if (!list)
 			continue;
 		struct vg_http_url u[VG_EDGE_URLS_MAX];
-		int n = vg_conf_url_list(list, u, VG_EDGE_URLS_MAX);
+		int n = vg_http_url_list(list, u, VG_EDGE_URLS_MAX);
 		for (int i = 0; i < n; i++) {
 			char name[540];
 			snprintf(name, sizeof(name), "http://%s%s", u[i].authority, u[i].path);

@@ -821,7 +821,7 @@ static void test_serial_cmp(void **state)
 /* ocsp_validity and crl_validity: their ranges, to ten days, and the line
  * that refuses one out of range. */
 /* [edge]: max_age's range and default, the state directory beside the
- * store, and the purge URLs as vg_conf_http_url splits them. */
+ * store, and the purge URLs as vg_http_url_parse splits them. */
 static void test_conf_edge(void **state)
 {
 	(void)state;
@@ -862,7 +862,7 @@ static void test_conf_edge(void **state)
 	}
 	struct vg_http_url u[4];
 	assert_int_equal(
-	        vg_conf_url_list("http://127.0.0.1:6081/, http://[::1]:8081/p/,http://e", u, 4), 3);
+	        vg_http_url_list("http://127.0.0.1:6081/, http://[::1]:8081/p/,http://e", u, 4), 3);
 	assert_string_equal(u[0].host, "127.0.0.1");
 	assert_int_equal(u[0].port, 6081);
 	assert_string_equal(u[0].path, "/");
@@ -871,11 +871,11 @@ static void test_conf_edge(void **state)
 	assert_string_equal(u[1].path, "/p/");
 	assert_int_equal(u[2].port, 80);
 	assert_string_equal(u[2].authority, "e");
-	assert_int_equal(vg_conf_url_list("http://a,http://b,http://c,http://d,http://e", u, 4),
+	assert_int_equal(vg_http_url_list("http://a,http://b,http://c,http://d,http://e", u, 4),
 	                 -E2BIG);
-	assert_int_equal(vg_conf_http_url("http://a b/", 11, u), -EINVAL);
-	assert_int_equal(vg_conf_http_url("https://a/", 10, u), -EINVAL);
-	assert_int_equal(vg_conf_http_url("http://a:65536/", 15, u), -EINVAL);
+	assert_int_equal(vg_http_url_parse("http://a b/", 11, u), -EINVAL);
+	assert_int_equal(vg_http_url_parse("https://a/", 10, u), -EINVAL);
+	assert_int_equal(vg_http_url_parse("http://a:65536/", 15, u), -EINVAL);
 }
 
 static void test_conf_validity(void **state)
