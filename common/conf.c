@@ -392,6 +392,20 @@ static int handle_edge(struct parse_ctx *p, const char *k, const char *v)
 	return 1;
 }
 
+/* handle_retention reads a [store] retention: a duration of 1 day to 100
+ * years (e.g. 30d). Shorter would prune what a reader may still follow. */
+static int handle_retention(struct parse_ctx *p, const char *k, const char *v, int64_t *dst)
+{
+	int64_t ms;
+	if (!parse_duration_ms(v, &ms) || ms < DAY * 1000 || ms > 36500LL * DAY * 1000) {
+		set_err(p, "[store] %s = %s: expected a duration from 1d to 36500d (e.g. 30d)", k,
+		        v);
+		return 0;
+	}
+	*dst = ms / 1000;
+	return 1;
+}
+
 static int handler(void *user, const char *section, const char *k, const char *v)
 {
 	struct parse_ctx *p = user;
@@ -419,6 +433,9 @@ static int handler(void *user, const char *section, const char *k, const char *v
 	if (!strcmp(section, "store")) {
 		if (!strcmp(k, "path"))
 			SET_PATH(c->store_path, v);
+		else if (!strcmp(k, "log_retention") || !strcmp(k, "expired_retention"))
+			return handle_retention(
+			        p, k, v, k[0] == 'l' ? &c->log_retention : &c->expired_retention);
 		else
 			goto unknown;
 	} else if (!strcmp(section, "responder")) {
@@ -495,6 +512,8 @@ static void set_defaults(struct vg_conf *c)
 	c->body_timeout_ms = 10000;
 	c->refresh_percent = 50;
 	c->crl_interval = 3600;
+	c->log_retention = 30 * DAY;
+	c->expired_retention = 365 * DAY;
 	c->crl_keep = 5;
 	c->edge_max_age = 60;
 	c->edge_command_timeout_ms = 30000;

@@ -76,6 +76,9 @@ struct vg_conf {
 	char *dir;  /* its directory, for relative paths */
 	/* [store] */
 	char *store_path;
+	int64_t log_retention;     /* seconds change-log entries are kept, default 30 days */
+	int64_t expired_retention; /* seconds past notAfter a certificate is kept, default 365 days
+	                            */
 	/* [responder] */
 	char *listen;          /* ADDR:PORT, default 127.0.0.1:8080 */
 	int workers;           /* 0: one per CPU */

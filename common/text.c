@@ -7,7 +7,9 @@
 #include <errno.h>
 #include <stdio.h>
 #include <string.h>
+#include <stdlib.h>
 #include <strings.h>
+#include <time.h>
 
 #include <openssl/evp.h>
 
@@ -169,6 +171,21 @@ static int mk_time(int y, int mo, int d, int h, int mi, int se, int64_t *out)
 		se = 59; /* a leap second is not representable in Unix time */
 	*out = days_from_civil(y, (unsigned)mo, (unsigned)d) * 86400 + h * 3600 + mi * 60 + se;
 	return 0;
+}
+
+int64_t vg_now(void)
+{
+	const char *e = getenv("VIGIL_NOW");
+	int64_t t;
+	char *end;
+	if (e && *e) {
+		long long v = strtoll(e, &end, 10);
+		if (*end == '\0' && v > 0)
+			return v;
+		if (vg_time_parse(e, &t) == 0)
+			return t;
+	}
+	return (int64_t)time(NULL);
 }
 
 int vg_time_parse(const char *s, int64_t *out)

@@ -73,6 +73,12 @@ const char *vg_reason_name(int reason);
  * YYYYMMDDHHMMSSZ. Returns 0 or -EINVAL. */
 int vg_time_parse(const char *s, int64_t *out);
 
+/* vg_now is the current time, seconds since the epoch: time(2), unless the
+ * environment variable VIGIL_NOW gives another (RFC 3339 or seconds), which
+ * tests use to simulate months of certificate expiry and retention in
+ * seconds. Only vigil-store's audit times and prune read it. */
+int64_t vg_now(void);
+
 /* vg_time_format writes |t| as RFC 3339 UTC into |buf| (at least 21 bytes). */
 void vg_time_format(int64_t t, char *buf, size_t buflen);
 

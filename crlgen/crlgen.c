@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 #include "crlgen/crlgen.h"
 #include "crlgen/crl.h"
+#include "crlgen/guard.h"
 #include "crlgen/internal.h"
 #include "crlgen/lint.h"
 #include "crlgen/metrics.h"
@@ -210,6 +211,7 @@ int crlgen_reload(struct crlgen *old, struct crlgen **out, const char *config, c
 	}
 	g->st = old->st;
 	g->txn = old->txn;
+	g->reopens = old->reopens;
 	old->st = NULL;
 	old->txn = NULL;
 	if ((rc = lint_check_holds(g, err, errlen)) < 0) {
@@ -252,19 +254,60 @@ int64_t crlgen_period_ms(const struct crlgen *g, int i)
 	return half < iv ? half : iv;
 }
 
-/* snapshot moves the read transaction to the newest committed state. */
+/* reopen replaces the store handle by one on the store now at the path (a
+ * restore exchanged it): never read a store file that is no longer there. */
+static int reopen(struct crlgen *g)
+{
+	vg_txn_end(g->txn);
+	g->txn = NULL;
+	struct vg_store *st;
+	int rc = vg_store_open(&st, g->conf.store_path, VG_STORE_RDONLY);
+	if (rc == -EROFS || rc == -EACCES) {
+		/* Out of reach of this process (a systemd sandbox bound the old
+		 * store's lock file, not the new one's): a restart reaches it. */
+		log_err("event=store_reopen_failed path=%s error=\"%s\" action=exit_for_restart",
+		        g->conf.store_path, strerror(-rc));
+		_exit(1);
+	}
+	if (rc < 0) {
+		log_err("event=store_reopen_failed path=%s error=\"%s\"", g->conf.store_path,
+		        rc == -EUCLEAN ? vg_store_damage() : strerror(-rc));
+		return rc;
+	}
+	vg_store_close(g->st);
+	g->st = st;
+	g->reopens++;
+	log_warn("event=store_reopened path=%s reason=replaced", g->conf.store_path);
+	return 0;
+}
+
+/* crlgen_snapshot moves the read transaction to the newest committed state, of
+ * the store now at the path. */
 int crlgen_snapshot(struct crlgen *g)
 {
-	if (!g->txn)
-		return vg_txn_begin(g->st, &g->txn);
-	int rc = vg_txn_renew(g->txn);
-	if (rc < 0) {
+	int rc = 0;
+	if (vg_store_replaced(g->st)) {
+		log_warn("event=store_replaced path=%s action=reopen", g->conf.store_path);
+		if ((rc = reopen(g)) < 0)
+			return rc;
+	}
+	if (!g->txn) {
+		rc = vg_txn_begin(g->st, &g->txn);
+	} else if ((rc = vg_txn_renew(g->txn)) < 0) {
 		/* Start over with a new transaction rather than give up. */
 		vg_txn_end(g->txn);
 		g->txn = NULL;
 		rc = vg_txn_begin(g->st, &g->txn);
 	}
+	struct vg_store_ident id;
+	if (rc == 0 && (rc = vg_store_ident(g->txn, &id)) == 0)
+		g->store_id = id.store_id;
 	return rc;
+}
+
+unsigned crlgen_reopens(const struct crlgen *g)
+{
+	return g->reopens;
 }
 
 int crlgen_counter(struct crlgen *g, uint64_t *out)
@@ -285,6 +328,8 @@ struct touched_ctx {
 static int touched_cb(const struct vg_change *c, void *arg)
 {
 	struct touched_ctx *t = arg;
+	if (c->op == VG_CHANGE_REMOVE)
+		return 0; /* no CRL changes for it (delta_cb) */
 	for (int i = 0; i < t->g->n; i++) {
 		const struct crlgen_ca *ca = &t->g->cas[i];
 		if (ca->conf->id != c->ca_id)
@@ -320,6 +365,15 @@ int crlgen_touched(struct crlgen *g, uint64_t since, bool *touched, uint64_t *up
 	struct touched_ctx t = {g, touched};
 	if (rc == 0)
 		rc = vg_store_changes_foreach(g->txn, since, touched_cb, &t);
+	if (rc == -ERANGE || (rc == 0 && *upto < since)) {
+		/* The log was pruned past |since|, or the store went back (a
+		 * restore): any CA may have changed. */
+		log_info("event=changes_unknown since=%" PRIu64 " reason=%s action=all_cas", since,
+		         rc ? "change_log_pruned" : "counter_went_back");
+		for (int i = 0; i < g->n; i++)
+			touched[i] = true;
+		rc = 0;
+	}
 	if (rc < 0)
 		log_err("event=store_error op=changes error=\"%s\"", strerror(-rc));
 	return rc;
@@ -401,7 +455,10 @@ struct delta_set {
 static int delta_cb(const struct vg_change *c, void *arg)
 {
 	struct delta_set *d = arg;
-	if (c->ca_id != d->ca_id)
+	/* An expired certificate removed from the store (vigil-store prune)
+	 * has been left out of the full CRLs since one past its expiry: the
+	 * delta has nothing to say about it (RFC 5280 §5.2.4). */
+	if (c->ca_id != d->ca_id || c->op == VG_CHANGE_REMOVE)
 		return 0;
 	if (c->op == VG_CHANGE_CA || c->serial.len == 0) {
 		d->ca_wide = true;
@@ -741,6 +798,7 @@ static int publish_one(struct crlgen *g, struct crlgen_ca *ca, bool delta,
 		next.full_number = p.number;
 		next.full_this_update = p.this_update;
 		next.full_counter = counter;
+		next.store_id = g->store_id;
 		if ((rc = pub_state_prepare(&state, g->dirfd, name, &next)) < 0) {
 			snprintf(err, sizeof(err), "saving %s/%s.state: %s", dir, name,
 			         strerror(-rc));
@@ -857,12 +915,27 @@ static int publish_locked(struct crlgen *g, int i, enum crlgen_kind kind)
 		memset(&ps, 0, sizeof(ps));
 	}
 
+	if ((rc = guard_check(g->txn, g->dirfd, name, ca->conf->id, &ps, counter, g->store_id)) <
+	    0) {
+		if (rc == -ESTALE) {
+			metrics_refused(name, "store_older_than_published");
+			(void)metrics_flush(g->conf.crl_metrics_file);
+		} else {
+			log_err("event=crl_failed ca=%s kind=%s error=\"published CRL: %s\"", name,
+			        kind_name(kind == CRLGEN_DELTA), strerror(-rc));
+		}
+		return rc;
+	}
 	if (kind == CRLGEN_DELTA) {
 		const char *why = NULL;
 		if (!ps.full_number)
 			why = "no_base";
-		else if ((rc = vg_store_changes_foreach(g->txn, ps.full_counter, delta_cb, &ds)) <
-		         0)
+		else if (counter < ps.full_counter || (ps.store_id && ps.store_id != g->store_id))
+			why = "store_replaced"; /* the base's changes are another store's */
+		else if ((rc = vg_store_changes_foreach(g->txn, ps.full_counter, delta_cb, &ds)) ==
+		         -ERANGE)
+			why = "change_log_pruned";
+		else if (rc < 0)
 			why = "change_log_unreadable";
 		else if (ds.ca_wide)
 			why = "ca_wide_change";

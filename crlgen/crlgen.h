@@ -52,8 +52,14 @@ bool crlgen_sharded(const struct crlgen *g, int i);
  * [crlgen] interval, or half of the CA's crl_validity when that is shorter. */
 int64_t crlgen_period_ms(const struct crlgen *g, int i);
 
-/* crlgen_counter reads the store's change counter from a fresh snapshot. */
+/* crlgen_counter reads the store's change counter from a fresh snapshot,
+ * of the store now at [store] path: one found replaced (vigil-store
+ * restore) is reopened first. */
 int crlgen_counter(struct crlgen *g, uint64_t *out);
+
+/* crlgen_reopens counts the times the store was found replaced and reopened
+ * (the daemon then publishes every CA's full CRL from the new one). */
+unsigned crlgen_reopens(const struct crlgen *g);
 
 /* crlgen_touched sets |touched[i]| for every CA with a change after |since|
  * and writes the counter it read up to into |upto|. */

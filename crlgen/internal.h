@@ -38,6 +38,8 @@ struct crlgen {
 	int n;
 	struct vg_store *st;
 	struct vg_txn *txn;
+	uint64_t store_id; /* of st, read by crlgen_snapshot */
+	unsigned reopens;  /* times st was found replaced and reopened */
 	int dirfd;
 };
 
@@ -52,7 +54,8 @@ struct full_src {
 	const struct vg_conf_ca *conf; /* set: entries carry their shard */
 };
 
-/* crlgen_snapshot moves the read transaction to the newest committed state. */
+/* crlgen_snapshot moves the read transaction to the newest committed state,
+ * of the store now at [store] path (one found replaced is reopened). */
 int crlgen_snapshot(struct crlgen *g);
 
 int crlgen_full_begin(void *arg);

@@ -205,7 +205,16 @@ static int watch(struct crlgen **gp, const char *config, const char *only)
 		if (got_term)
 			break;
 		uint64_t c;
-		if (crlgen_counter(g, &c) == 0 && c != last_counter) {
+		unsigned reopens = crlgen_reopens(g);
+		int crc = crlgen_counter(g, &c);
+		if (crc == 0 && crlgen_reopens(g) != reopens) {
+			/* Another store: every CA's full CRL from it now, each
+			 * checked against what was published (guard.h). */
+			for (int i = 0; i < crlgen_n_cas(g); i++)
+				next_full[i] = 0;
+			seen = last_counter = c;
+			first = last = 0;
+		} else if (crc == 0 && c != last_counter) {
 			int64_t t = now_ms();
 			if (!first)
 				first = t;

@@ -28,6 +28,8 @@ static struct crl_metric *crls;
 static size_t n_crls, cap_crls;
 static struct lint_metric lints[256];
 static size_t n_lints;
+static struct lint_metric refusals[64]; /* rule: the reason */
+static size_t n_refusals;
 
 void metrics_crl_published(const char *ca, const char *crl, uint64_t entries, uint64_t bytes,
                            uint64_t number, int64_t this_update, int64_t next_update)
@@ -56,19 +58,30 @@ void metrics_crl_published(const char *ca, const char *crl, uint64_t entries, ui
 	m->next_update = next_update;
 }
 
-void metrics_lint_failed(const char *ca, const char *rule)
+/* count adds one to the (ca, what) counter of |v| (|n| used of |cap|). */
+static void count(struct lint_metric *v, size_t *n, size_t cap, const char *ca, const char *what)
 {
-	for (size_t i = 0; i < n_lints; i++)
-		if (!strcmp(lints[i].ca, ca) && !strcmp(lints[i].rule, rule)) {
-			lints[i].n++;
+	for (size_t i = 0; i < *n; i++)
+		if (!strcmp(v[i].ca, ca) && !strcmp(v[i].rule, what)) {
+			v[i].n++;
 			return;
 		}
-	if (n_lints == sizeof(lints) / sizeof(lints[0]))
+	if (*n == cap)
 		return;
-	struct lint_metric *l = &lints[n_lints++];
+	struct lint_metric *l = &v[(*n)++];
 	snprintf(l->ca, sizeof(l->ca), "%s", ca);
-	snprintf(l->rule, sizeof(l->rule), "%s", rule);
+	snprintf(l->rule, sizeof(l->rule), "%s", what);
 	l->n = 1;
+}
+
+void metrics_lint_failed(const char *ca, const char *rule)
+{
+	count(lints, &n_lints, sizeof(lints) / sizeof(lints[0]), ca, rule);
+}
+
+void metrics_refused(const char *ca, const char *reason)
+{
+	count(refusals, &n_refusals, sizeof(refusals) / sizeof(refusals[0]), ca, reason);
 }
 
 int metrics_flush(const char *path)
@@ -116,6 +129,12 @@ int metrics_flush(const char *path)
 	for (size_t i = 0; i < n_lints; i++)
 		fprintf(o, "vigil_crlgen_lint_failures_total{ca=\"%s\",rule=\"%s\"} %" PRIu64 "\n",
 		        lints[i].ca, lints[i].rule, lints[i].n);
+	fprintf(o, "# HELP vigil_crlgen_refusals_total Publications refused: the store is older "
+	           "than what was published.\n"
+	           "# TYPE vigil_crlgen_refusals_total counter\n");
+	for (size_t i = 0; i < n_refusals; i++)
+		fprintf(o, "vigil_crlgen_refusals_total{ca=\"%s\",reason=\"%s\"} %" PRIu64 "\n",
+		        refusals[i].ca, refusals[i].rule, refusals[i].n);
 	rc = fclose(o) == 0 ? 0 : -EIO;
 	if (rc == 0 && (rc = pub_sync(&f)) == 0)
 		rc = pub_commit(&f);

@@ -436,6 +436,8 @@ int pub_state_load(int dirfd, const char *ca, struct pub_state *st)
 			st->full_number = v;
 		else if (!strcmp(key, "full_counter"))
 			st->full_counter = v;
+		else if (!strcmp(key, "store_id"))
+			st->store_id = v;
 		else if (!strcmp(key, "full_this_update") &&
 		         sscanf(line, "%*[a-z_]=%lld", &sv) == 1)
 			st->full_this_update = sv;
@@ -456,9 +458,9 @@ int pub_state_prepare(struct pub_file *f, int dirfd, const char *ca, const struc
 	                 "# vigil-crlgen state for CA %s; keeps CRL numbers increasing\n"
 	                 "last_number=%" PRIu64 "\nfull_number=%" PRIu64
 	                 "\nfull_this_update=%" PRId64 "\nfull_counter=%" PRIu64
-	                 "\nshards_this_update=%" PRId64 "\n",
+	                 "\nshards_this_update=%" PRId64 "\nstore_id=%" PRIu64 "\n",
 	                 ca, st->last_number, st->full_number, st->full_this_update,
-	                 st->full_counter, st->shards_this_update);
+	                 st->full_counter, st->shards_this_update, st->store_id);
 	int rc = pub_begin(f, dirfd, name);
 	if (rc < 0)
 		return rc;

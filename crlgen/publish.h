@@ -30,6 +30,8 @@ struct pub_state {
 	/* The thisUpdate of the last publication of every shard (0: none):
 	 * a shard leaves out the certificates that expired before it. */
 	int64_t shards_this_update;
+	uint64_t store_id; /* the store the last full CRL was built from (vg_store_ident); 0 unknown
+	                    */
 };
 
 /* pub_open_dir opens (creating it when missing) the out directory. Returns

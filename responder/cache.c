@@ -444,6 +444,14 @@ static void clear_locked(void)
 		unlink_entry(C.head);
 }
 
+void cache_reset(void)
+{
+	pthread_mutex_lock(&C.lock);
+	clear_locked();
+	C.have_applied = false;
+	pthread_mutex_unlock(&C.lock);
+}
+
 void cache_clear(void)
 {
 	pthread_mutex_lock(&C.lock);
@@ -472,10 +480,22 @@ int cache_apply_changes(struct vg_txn *txn, uint64_t counter)
 		C.have_applied = true;
 	} else if (counter > C.applied) {
 		rc = vg_store_changes_foreach(txn, C.applied, on_change, NULL);
-		if (rc < 0) {
+		if (rc == -ERANGE) {
+			/* Pruned past where the cache stood: anything may have changed. */
+			log_info("event=change_log_pruned since=%llu action=cache_cleared",
+			         (unsigned long long)C.applied);
+			clear_locked();
+			rc = 0;
+		} else if (rc < 0) {
 			log_warn("event=change_log_unreadable error=%d action=cache_cleared", rc);
 			clear_locked();
 		}
+		C.applied = counter;
+	} else if (counter < C.applied) {
+		/* The counter went back: another store (a restore) is read now. */
+		log_warn("event=store_counter_went_back from=%llu to=%llu action=cache_cleared",
+		         (unsigned long long)C.applied, (unsigned long long)counter);
+		clear_locked();
 		C.applied = counter;
 	}
 	pthread_mutex_unlock(&C.lock);

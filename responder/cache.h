@@ -84,6 +84,9 @@ void cache_offline(int worker);
  * |counter| (read through |txn|). */
 int cache_apply_changes(struct vg_txn *txn, uint64_t counter);
 void cache_clear(void);
+/* cache_reset clears the cache and forgets the counter it followed: the
+ * store was reopened (storewatch.h). */
+void cache_reset(void);
 /* cache_sweep drops entries past their nextUpdate and returns the earliest
  * nextUpdate of the rest (0 when empty). */
 int64_t cache_sweep(int64_t now, size_t *count);

@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* vigil-responder: OCSP over HTTP/1.1 (and CRL download) from the Vigil status store. */
 #include "responder/worker.h"
+#include "responder/storewatch.h"
 #include "responder/cache.h"
 #include "responder/ctx.h"
 #include "responder/edge.h"
@@ -400,6 +401,14 @@ static void on_hup(uv_signal_t *h, int sig)
 	log_info("event=reloaded config=%s cas=%d", conf_path, c->n_cas);
 }
 
+static uv_timer_t store_watch;
+
+static void on_store_watch(uv_timer_t *t)
+{
+	(void)t;
+	storewatch_check();
+}
+
 static void on_term(uv_signal_t *h, int sig)
 {
 	log_info("event=stopping signal=%s", sig == SIGINT ? "SIGINT" : "SIGTERM");
@@ -567,6 +576,8 @@ int main(int argc, char **argv)
 	uv_signal_start(&sig_hup, on_hup, SIGHUP);
 	uv_signal_start(&sig_term, on_term, SIGTERM);
 	uv_signal_start(&sig_int, on_term, SIGINT);
+	uv_timer_init(loop, &store_watch);
+	uv_timer_start(&store_watch, on_store_watch, STOREWATCH_MS, STOREWATCH_MS);
 
 	for (int i = 0; i < g_nworkers; i++) {
 		rc = pthread_create(&g_workers[i].thread, NULL, worker_main, &g_workers[i]);
@@ -596,12 +607,13 @@ int main(int argc, char **argv)
 	uv_close((uv_handle_t *)&sig_hup, NULL);
 	uv_close((uv_handle_t *)&sig_term, NULL);
 	uv_close((uv_handle_t *)&sig_int, NULL);
+	uv_close((uv_handle_t *)&store_watch, NULL);
 	uv_run(loop, UV_RUN_DEFAULT);
 	uv_loop_close(loop);
 	free(g_workers);
 	cache_destroy();
 	ctx_publish_clear();
-	vg_store_close(g_store);
+	storewatch_close();
 	if (g_access_fd >= 0)
 		close(g_access_fd);
 	log_info("event=stopped");

@@ -228,13 +228,17 @@ static int lookup(struct worker *w, const struct rca *ca, const struct vg_serial
 		if (rc != -ENOENT)
 			return rc;
 	}
-	/* Absent: never good. Revoked only when the CA is frozen and so configured. */
+	/* Absent: never good. Revoked only when the CA is frozen and so configured,
+	 * and its store complete (never pruned, vg_store_prune). */
 	if (ca->not_issued == VG_NOT_ISSUED_REVOKED) {
 		struct vg_ca_state cs;
 		rc = vg_store_ca_get(w->txn, ca->name, &cs);
 		if (rc < 0)
 			return rc;
-		if (cs.frozen) {
+		/* A CA whose expired certificates were pruned is no longer
+		 * complete in the store: an absent serial may have been issued,
+		 * and must not be called revoked (unknown instead). */
+		if (cs.frozen && !cs.pruned) {
 			st->cr = CR_REVOKED;
 			st->reason = OCSP_REVOKED_STATUS_CERTIFICATEHOLD;
 			st->revoked_at = 0;

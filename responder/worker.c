@@ -14,6 +14,7 @@
 #include "responder/conn.h"
 #include "responder/crlfile.h"
 #include "responder/ocsp.h"
+#include "responder/storewatch.h"
 #include "common/text.h"
 #include "common/log.h"
 
@@ -27,12 +28,48 @@
 #define SWEEP_MS 1000
 #define DRAIN_MS 10000
 
+/* store_follow moves |w| to a store storewatch reopened, or stops it
+ * answering from one that was replaced. Returns false when it must not
+ * read the store now. */
+static bool store_follow(struct worker *w)
+{
+	uint64_t gen = storewatch_gen();
+	if (!w->st || gen != atomic_load(&w->store_gen)) {
+		vg_txn_end(w->txn);
+		w->txn = NULL;
+		bool had = w->st != NULL;
+		uint64_t g;
+		w->st = storewatch_get(&g);
+		atomic_store(&w->store_gen, g);
+		w->replaced = false;
+		if (had) {
+			/* Nothing cached came from this store. */
+			cache_reset();
+			log_info("event=store_adopted worker=%d", w->idx);
+		}
+		return true;
+	}
+	if (!vg_store_replaced(w->st))
+		return true;
+	if (!w->replaced)
+		log_err("event=store_replaced worker=%d path=%s action=stop_answering", w->idx,
+		        vg_store_path(w->st));
+	w->replaced = true;
+	w->txn_ok = false;
+	vg_txn_end(w->txn);
+	w->txn = NULL;
+	cache_clear();
+	return false;
+}
+
 static void store_refresh(struct worker *w)
 {
 	int rc;
 	bool was_ok = w->txn_ok;
+	if (!store_follow(w))
+		return;
 	if (!w->txn)
-		rc = vg_txn_begin(g_store, &w->txn);
+		rc = vg_txn_begin(w->st, &w->txn);
 	else
 		rc = vg_txn_renew(w->txn);
 	uint64_t cnt = 0;
@@ -219,6 +256,7 @@ void *worker_main(void *arg)
 	cache_offline(w->idx);
 	vg_txn_end(w->txn);
 	w->txn = NULL;
+	atomic_store(&w->stopped, true);
 	ctx_unref(w->ctx);
 	w->ctx = NULL;
 	return NULL;

@@ -45,6 +45,10 @@ struct worker {
 	uv_async_t async;
 	struct rctx *ctx;
 	uint64_t ctx_gen;
+	struct vg_store *st;            /* the store txn reads (storewatch.h) */
+	atomic_uint_fast64_t store_gen; /* its generation, read by the main thread */
+	atomic_bool stopped;            /* the worker thread has ended */
+	bool replaced;                  /* st was found replaced: not answering from it */
 	struct vg_txn *txn;
 	bool txn_ok;
 	uint64_t counter;

@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/random.h>
 #include <sys/sysmacros.h>
 #include <unistd.h>
 
@@ -253,6 +254,8 @@ int vg_store_open(struct vg_store **out, const char *path, unsigned flags)
 			rc = env_meta_put(st, txn, "counter", 0, 8);
 		if (!rc)
 			rc = env_meta_put(st, txn, "created", (uint64_t)time(NULL), 8);
+		if (!rc)
+			rc = env_meta_put(st, txn, "store_id", env_random(), 8);
 		if (rc)
 			goto fail;
 		schema = SCHEMA_VERSION;
@@ -269,6 +272,8 @@ int vg_store_open(struct vg_store **out, const char *path, unsigned flags)
 		goto fail;
 	}
 	rc = open_points(st, txn, schema, fresh);
+	if (!rc && !rdonly)
+		rc = env_ident_init(st, txn);
 	if (rc)
 		goto fail;
 	unsigned lg;
@@ -282,6 +287,11 @@ int vg_store_open(struct vg_store **out, const char *path, unsigned flags)
 	}
 	if (rdonly)
 		map_locate(st);
+	mdb_filehandle_t fd;
+	if (mdb_env_get_fd(st->env, &fd) == 0 && fstat(fd, &sb) == 0) {
+		st->dev = sb.st_dev;
+		st->ino = sb.st_ino;
+	}
 	if (rebuild) {
 		/* Upgraded, or a large write stopped before it rebuilt the index:
 		 * readers use the B-tree until this finishes. */
@@ -302,6 +312,42 @@ fail:
 	free(st->path);
 	free(st);
 	return rc;
+}
+
+uint64_t env_random(void)
+{
+	uint64_t v = 0;
+	while (v == 0) {
+		if (getrandom(&v, sizeof(v), 0) != (ssize_t)sizeof(v)) {
+			struct timespec ts;
+			clock_gettime(CLOCK_REALTIME, &ts);
+			v = (uint64_t)ts.tv_nsec * 6364136223846793005ull ^ (uint64_t)ts.tv_sec ^
+			    (uint64_t)getpid() << 32;
+		}
+	}
+	return v;
+}
+
+int env_ident_init(struct vg_store *st, MDB_txn *txn)
+{
+	uint64_t id;
+	int rc = env_meta_get(st, txn, "store_id", &id);
+	if (rc == -ENOENT)
+		rc = env_meta_put(st, txn, "store_id", env_random(), 8);
+	return rc;
+}
+
+bool vg_store_replaced(struct vg_store *st)
+{
+	char *datafile = NULL;
+	struct stat sb;
+	if (asprintf(&datafile, "%s/data.mdb", st->path) < 0)
+		return false; /* cannot tell: out of memory */
+	int rc = stat(datafile, &sb);
+	free(datafile);
+	if (rc < 0)
+		return errno == ENOENT || errno == ENOTDIR;
+	return sb.st_dev != st->dev || sb.st_ino != st->ino;
 }
 
 void vg_store_close(struct vg_store *st)

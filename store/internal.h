@@ -18,13 +18,19 @@
  *   points_maint.c the point index kept in step with certs: flush, rebuild,
  *                  bulk merge, growth
  *   record.c       on-disk encodings of keys and values: pure (record.h)
+ *   backup.c       identity (store_id), backup and restore
+ *   verify.c       the invariants, walked
+ *   prune.c        retention: the change log and expired certificates
  *
  * Sub-databases:
  *   meta     "schema" -> u32, "counter" -> u64, "created" -> i64,
  *            "points" -> u32 (1: the point index is complete, 0: stale),
  *            "points_lg" -> u32 (log2 of its segment count),
  *            "points_epoch" -> u64 (bumped by every transaction of a rebuild
- *            or merge of the index: a lock for work spread over several)
+ *            or merge of the index: a lock for work spread over several),
+ *            "store_id" -> u64 (random; a backup copy gets its own),
+ *            "backup_of", "base_counter", "backup_time" -> u64 (a copy's
+ *            origin), "log_floor" -> u64 (log entries up to it were pruned)
  *   cas      CA name -> CA record (see rec_ca_encode)
  *   certs    cert key -> record          (every certificate)
  *   revoked  cert key -> record          (revoked ones only: CRLs cost O(revoked))
@@ -48,6 +54,7 @@
 
 #include <lmdb.h>
 #include <pthread.h>
+#include <sys/types.h>
 #include <stdbool.h>
 #include <stdint.h>
 
@@ -93,6 +100,9 @@ struct vg_store {
 	 * with MDB_FIXEDMAP. Updated under maplock when the map moves. */
 	void *map_addr;
 	size_t map_len;
+	/* The data file this handle opened (vg_store_replaced). */
+	dev_t dev;
+	ino_t ino;
 };
 
 struct vg_txn {
@@ -131,6 +141,44 @@ int env_txn_begin(struct vg_store *st, unsigned flags, MDB_txn **txn);
 int env_follow_map(struct vg_store *st);
 /* env_grow_map doubles the map after MDB_MAP_FULL; no transaction may be open. */
 int env_grow_map(struct vg_store *st);
+
+/* env_ident_init gives a store without a store_id one (in |txn|, a write
+ * transaction). */
+int env_ident_init(struct vg_store *st, MDB_txn *txn);
+/* env_random returns 64 random bits, never 0. */
+uint64_t env_random(void);
+
+/* ---- write.c ---- */
+
+/* One write transaction of a batch (write.c); prune.c and backup.c write
+ * through it too. */
+struct wtx {
+	struct vg_store *st;
+	MDB_txn *txn;
+	const char *ca;
+	struct vg_ca_state ca_state;
+	bool ca_dirty;
+	uint64_t counter; /* the value this commit will have */
+	uint32_t seq;     /* next log entry sequence in this commit */
+	uint64_t changed; /* certificates changed in this commit */
+	uint32_t n_adds;  /* ADD/UPDATE entries this commit */
+	bool adds_collapsed;
+	struct vg_serial *pending_adds; /* first LOG_ADD_DETAIL_MAX additions */
+	uint8_t *pending_ops;
+	struct pt_pending points;   /* certs changes, for the point index */
+	struct vg_write_result res; /* this batch's share */
+};
+
+/* wtx_run runs |fn| in a write transaction of CA |ca| (NULL: none) and
+ * commits it with an audit record of |action|, when |fn| changed anything;
+ * it grows the map and runs |fn| again when the map fills. */
+int wtx_run(struct vg_store *st, const char *ca, const char *action, const struct vg_audit *who,
+            int (*fn)(struct wtx *w, void *arg), void *arg, struct vg_write_result *total);
+/* wtx_log_put appends a change-log entry to this commit. */
+int wtx_log_put(struct wtx *w, uint32_t ca_id, uint8_t op, const struct vg_serial *s);
+/* wtx_del_cert removes (|ca_state.id|, |s|), whose record is |old|, from
+ * certs, revoked and the point index, and from the CA's counts. */
+int wtx_del_cert(struct wtx *w, const struct vg_serial *s, const struct vg_cert *old);
 
 /* ---- datafile.c ---- */
 

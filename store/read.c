@@ -297,6 +297,12 @@ static int change_entry(const MDB_val *key, const MDB_val *val, void *arg)
 int vg_store_changes_foreach(struct vg_txn *t, uint64_t since,
                              int (*cb)(const struct vg_change *c, void *arg), void *arg)
 {
+	uint64_t floor = 0;
+	int rc = env_meta_get(t->st, t->txn, "log_floor", &floor);
+	if (rc && rc != -ENOENT)
+		return rc;
+	if (since < floor)
+		return -ERANGE; /* changes after |since| were pruned: unknown */
 	uint8_t kb[LOG_KEY_LEN];
 	rec_log_key(since + 1, 0, kb);
 	MDB_val from = {sizeof(kb), kb};
@@ -324,6 +330,28 @@ int vg_store_audit_foreach(struct vg_txn *t, int (*cb)(const struct vg_audit_ent
 	return walk(t, t->st->audit, NULL, audit_entry, &w);
 }
 
+/* free_pages counts the pages LMDB's free list holds in |t|'s snapshot (as
+ * mdb_stat -f does): each of its values is a list of page numbers, its
+ * length first, in the host's word. */
+static uint64_t free_pages(struct vg_txn *t)
+{
+	MDB_cursor *cur;
+	uint64_t n = 0;
+	if (mdb_cursor_open(t->txn, 0, &cur) != 0)
+		return 0;
+	MDB_val key, val;
+	for (int rc = mdb_cursor_get(cur, &key, &val, MDB_FIRST); rc == 0;
+	     rc = mdb_cursor_get(cur, &key, &val, MDB_NEXT)) {
+		size_t len;
+		if (val.mv_size < sizeof(len))
+			continue;
+		memcpy(&len, val.mv_data, sizeof(len));
+		n += len;
+	}
+	mdb_cursor_close(cur);
+	return n;
+}
+
 int vg_store_info(struct vg_txn *t, struct vg_store_info *out)
 {
 	struct vg_store *st = t->st;
@@ -347,6 +375,8 @@ int vg_store_info(struct vg_txn *t, struct vg_store_info *out)
 		out->log_entries = ms.ms_entries;
 	if (mdb_stat(t->txn, st->audit, &ms) == 0)
 		out->audit_entries = ms.ms_entries;
+	out->page_size = ms.ms_psize;
+	out->free_pages = free_pages(t);
 	unsigned lg;
 	out->points_valid = env_points_valid(st, t->txn, &lg);
 	out->points_segments = out->points_valid ? 1u << lg : 0;

@@ -100,12 +100,13 @@ int cert_key_decode(const uint8_t *buf, size_t len, uint32_t *ca_id, struct vg_s
 }
 
 #define CA_FROZEN 0x01
+#define CA_PRUNED 0x02 /* expired certificates were removed */
 
 void rec_ca_encode(const struct vg_ca_state *s, uint8_t *b)
 {
 	memset(b, 0, CA_REC_LEN);
 	b[0] = 1;
-	b[1] = s->frozen ? CA_FROZEN : 0;
+	b[1] = (uint8_t)((s->frozen ? CA_FROZEN : 0) | (s->pruned ? CA_PRUNED : 0));
 	put_u32(b + 4, s->id);
 	put_u64(b + 8, (uint64_t)s->frozen_at);
 	put_u64(b + 16, s->n_certs);
@@ -118,6 +119,7 @@ int rec_ca_decode(const uint8_t *b, size_t len, struct vg_ca_state *s)
 	if (len != CA_REC_LEN || b[0] != 1)
 		return -EBADMSG;
 	s->frozen = b[1] & CA_FROZEN;
+	s->pruned = b[1] & CA_PRUNED;
 	s->id = get_u32(b + 4);
 	s->frozen_at = (int64_t)get_u64(b + 8);
 	s->n_certs = get_u64(b + 16);

@@ -14,7 +14,7 @@
  *   revoked_at i64 (if revoked) | invalidity i64 (if flag) |
  *   not_before i64 (if flag) | not_after i64 (if flag)
  * CA record (key: the CA's name):
- *   version u8 (=1) | flags u8 | reserved u16 | id u32 | frozen_at i64 |
+ *   version u8 (=1) | flags u8 (1 frozen, 2 pruned) | reserved u16 | id u32 | frozen_at i64 |
  *   n_certs u64 | n_revoked u64 | n_hold u64
  * Change-log entry:  key counter u64 | seq u32;
  *   value ca_id u32 | op u8 | len u8 | serial (len octets, 0 for CA-wide)

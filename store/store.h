@@ -27,6 +27,11 @@
  *   -EEXIST   a new CA whose id another CA's name already has
  *   -EBADMSG  a corrupt record (logged)
  *   -EIO      anything else LMDB reports (logged once where it happens)
+ *   -ESTALE   the store was replaced (vigil-store restore) under this handle:
+ *             a write waiting for the writer lock finds its data file gone
+ *             from the store's path, and writes nothing
+ *   -ERANGE   vg_store_changes_foreach from a position the change log no
+ *             longer reaches (pruned, vg_store_prune)
  * Never -EAGAIN: a map another process grew is followed inside the library,
  * and another writer getting in between the commits of a bulk write is
  * handled there too (internal.h).
@@ -85,6 +90,10 @@ struct vg_ca_state {
 	uint64_t n_certs;  /* certificates recorded, any status */
 	uint64_t n_revoked;
 	uint64_t n_hold; /* revoked with certificateHold, included in n_revoked */
+	/* Expired certificates of this CA were removed (vg_store_prune): the
+	 * store is no longer complete for it, so an absent serial may have been
+	 * issued, and is never answered revoked (not_issued = revoked). */
+	bool pruned;
 };
 
 struct vg_store;
@@ -174,6 +183,8 @@ enum vg_change_op {
 	VG_CHANGE_RELEASE = 3, /* certificateHold lifted: good again */
 	VG_CHANGE_UPDATE = 4,  /* validity dates changed, status unchanged */
 	VG_CHANGE_CA = 5,      /* anything of this CA may have changed */
+	VG_CHANGE_REMOVE = 6,  /* removed: expired past [store] expired_retention (one serial,
+	                        * or CA-wide when a commit removed many) */
 };
 struct vg_change {
 	uint64_t counter;
@@ -182,7 +193,11 @@ struct vg_change {
 	struct vg_serial serial;
 };
 /* vg_store_changes_foreach calls |cb| for every change with counter > |since|, in
- * counter order, until |cb| returns non-zero (which it then returns). */
+ * counter order, until |cb| returns non-zero (which it then returns). When
+ * the log no longer holds every change after |since| (its entries up to
+ * vg_store_ident's log_floor were pruned), it returns -ERANGE without calling
+ * |cb|: the caller must assume anything changed (drop its whole cache, build
+ * a full CRL). */
 int vg_store_changes_foreach(struct vg_txn *t, uint64_t since,
                              int (*cb)(const struct vg_change *c, void *arg), void *arg);
 
@@ -308,6 +323,9 @@ struct vg_store_info {
 	uint64_t audit_entries;
 	bool points_valid;        /* the point index is complete (else lookups use the B-tree) */
 	uint32_t points_segments; /* its segment count */
+	uint64_t page_size;
+	uint64_t free_pages; /* pages below the last used one that are free for reuse: what
+	                      * backup --compact would return */
 };
 int vg_store_info(struct vg_txn *t, struct vg_store_info *out);
 
@@ -315,3 +333,93 @@ int vg_store_info(struct vg_txn *t, struct vg_store_info *out);
 int vg_store_ca_foreach(struct vg_txn *t,
                         int (*cb)(const char *name, const struct vg_ca_state *s, void *arg),
                         void *arg);
+
+/* ---- The store's life: identity, backup, restore, verify, prune ----------
+ * (store/backup.c, store/verify.c, store/prune.c) */
+
+/* Where a store comes from. Kept in meta; never changed by a status write. */
+struct vg_store_ident {
+	uint64_t store_id;     /* random: given by init, and anew to every backup copy */
+	uint64_t backup_of;    /* a copy: the store_id of the store it was taken from */
+	uint64_t base_counter; /* a copy: the change counter it was taken at */
+	int64_t backup_time;   /* a copy: when */
+	uint64_t log_floor;    /* change-log entries up to this counter were pruned */
+	int64_t created;
+};
+int vg_store_ident(struct vg_txn *t, struct vg_store_ident *out);
+
+/* vg_store_replaced tells whether the data file at the store's path is no
+ * longer the one |st| opened (another inode: a restore put another store
+ * there, or it was moved or removed). It costs one stat(2). */
+bool vg_store_replaced(struct vg_store *st);
+
+/* What vg_store_backup and vg_store_restore did. */
+struct vg_backup_result {
+	uint64_t counter;     /* the change counter the copy holds */
+	uint64_t bytes;       /* size of its data file */
+	uint64_t store_id;    /* the copy's own id */
+	uint64_t old_counter; /* restore: the replaced store's counter */
+	char moved_to[4160];  /* restore: where the replaced store was kept (PATH_MAX + 64) */
+};
+
+/* vg_store_backup copies the store into the new directory |dest| (it must not
+ * exist), consistently, while readers read and another process writes
+ * (LMDB's environment copy from one read snapshot; it never blocks the
+ * writer): written as DEST.tmp-PID, fsynced, then renamed to |dest|. The copy
+ * is a store: [store] path may name it. It gets its own store_id and records
+ * the source's id and the counter it holds (vg_store_ident). |compact| drops
+ * free pages (the way to return space: restore the compact copy). */
+int vg_store_backup(struct vg_store *st, const char *dest, bool compact,
+                    struct vg_backup_result *res, vg_progress_fn progress, void *parg);
+
+/* vg_store_restore replaces the store at directory |path| with a copy of the
+ * backup |backup| (checked with vg_store_verify first: a damaged backup is
+ * refused with -EUCLEAN). The copy is prepared beside |path| and exchanged
+ * with it in one rename (renameat2 RENAME_EXCHANGE) while holding the old
+ * store's writer lock, so no write is half in; a writer that was waiting then
+ * gets -ESTALE. The old store is kept as PATH.replaced-TIME (in
+ * |res->moved_to|). The restore is one commit of the restored store, in its
+ * audit log, with a CA-wide change for every CA. Readers (responder, crlgen)
+ * see vg_store_replaced and reopen. */
+int vg_store_restore(const char *path, const char *backup, const struct vg_audit *who,
+                     struct vg_backup_result *res, vg_progress_fn progress, void *parg);
+
+/* vg_store_verify walks every invariant the store relies on in |t|'s
+ * snapshot and calls |report| for each difference found, with the database
+ * and key (CA name or ca_id/serial in hexadecimal) it concerns and what is
+ * wrong. It returns the number of differences, or a negative errno when the
+ * walk itself failed; |*checked| counts the records it read. */
+typedef void (*vg_verify_fn)(const char *db, const char *key, const char *what, void *arg);
+int vg_store_verify(struct vg_txn *t, vg_verify_fn report, void *arg, uint64_t *checked);
+
+/* One CA's pruning policy. */
+struct vg_prune_ca {
+	const char *name;
+	/* Remove expired certificates of this CA at all: false for a CA whose
+	 * absent serials are answered revoked (not_issued = revoked), which
+	 * needs the store complete. */
+	bool certs;
+	/* The thisUpdate of the CA's last full CRL (crlgen's state): a revoked
+	 * certificate goes only once a full CRL was issued after its notAfter
+	 * (RFC 5280 §3.3); 0 if unknown, and then no revoked one goes. */
+	int64_t last_full_crl;
+};
+
+struct vg_prune_result {
+	uint64_t log_removed;     /* change-log entries */
+	uint64_t log_floor;       /* the log now starts after this counter */
+	uint64_t certs_removed;   /* expired certificates */
+	uint64_t revoked_removed; /* ... of which revoked */
+	uint64_t kept_no_crl;     /* expired revoked ones kept: no full CRL past expiry yet */
+	uint64_t commits;
+};
+
+/* vg_store_prune removes change-log entries committed before |now| -
+ * |log_retention|, and certificates whose notAfter is before |now| -
+ * |expired_retention| under each CA's policy, in small write transactions
+ * (a reader is never held up for long). Removed certificates are in the
+ * change log (VG_CHANGE_REMOVE) and their CA is marked pruned. */
+int vg_store_prune(struct vg_store *st, int64_t now, int64_t log_retention,
+                   int64_t expired_retention, const struct vg_prune_ca *cas, size_t n_cas,
+                   const struct vg_audit *who, struct vg_prune_result *res, vg_progress_fn progress,
+                   void *parg);

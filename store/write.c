@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
- * Writing the store. A write is a series of batches (run_batch). Each batch
+ * Writing the store. A write is a series of batches (wtx_run). Each batch
  * runs in one write transaction (struct wtx): it reads the CA record,
  * applies changes through apply(), which decides by the revocation rules
  * (rules.c) and keeps the certs and revoked databases, the CA's counts and
@@ -22,23 +22,6 @@
 /* More than this many additions in one commit are logged as one CA-wide change. */
 #define LOG_ADD_DETAIL_MAX 1024
 
-struct wtx {
-	struct vg_store *st;
-	MDB_txn *txn;
-	const char *ca;
-	struct vg_ca_state ca_state;
-	bool ca_dirty;
-	uint64_t counter; /* the value this commit will have */
-	uint32_t seq;     /* next log entry sequence in this commit */
-	uint64_t changed; /* certificates changed in this commit */
-	uint32_t n_adds;  /* ADD/UPDATE entries this commit */
-	bool adds_collapsed;
-	struct vg_serial *pending_adds; /* first LOG_ADD_DETAIL_MAX additions */
-	uint8_t *pending_ops;
-	struct pt_pending points;   /* certs changes, for the point index */
-	struct vg_write_result res; /* this batch's share */
-};
-
 static int wtx_begin(struct vg_store *st, const char *ca, struct wtx *w)
 {
 	memset(w, 0, sizeof(*w));
@@ -49,6 +32,13 @@ static int wtx_begin(struct vg_store *st, const char *ca, struct wtx *w)
 	int rc = env_txn_begin(st, 0, &w->txn);
 	if (rc)
 		return rc;
+	if (vg_store_replaced(st)) {
+		/* A restore exchanged the store while this write waited for the
+		 * writer lock: writing here would write into the old store. */
+		log_err("event=store_replaced path=%s action=write_refused", st->path);
+		rc = -ESTALE;
+		goto fail;
+	}
 	if (ca) {
 		rc = read_ca(st, w->txn, ca, &w->ca_state);
 		if (rc)
@@ -86,7 +76,7 @@ static void wtx_abort(struct wtx *w)
 	pt_pending_free(&w->points);
 }
 
-static int log_put(struct wtx *w, uint32_t ca_id, uint8_t op, const struct vg_serial *s)
+int wtx_log_put(struct wtx *w, uint32_t ca_id, uint8_t op, const struct vg_serial *s)
 {
 	uint8_t kb[LOG_KEY_LEN], vb[LOG_VAL_MAX];
 	rec_log_key(w->counter, w->seq++, kb);
@@ -154,11 +144,11 @@ static int wtx_commit(struct wtx *w, const char *action, const struct vg_audit *
 	int rc = 0;
 	if (w->n_adds) {
 		if (w->adds_collapsed) {
-			rc = log_put(w, w->ca_state.id, VG_CHANGE_CA, NULL);
+			rc = wtx_log_put(w, w->ca_state.id, VG_CHANGE_CA, NULL);
 		} else {
 			for (uint32_t i = 0; i < w->n_adds && !rc; i++)
-				rc = log_put(w, w->ca_state.id, w->pending_ops[i],
-				             &w->pending_adds[i]);
+				rc = wtx_log_put(w, w->ca_state.id, w->pending_ops[i],
+				                 &w->pending_adds[i]);
 		}
 		if (rc)
 			goto fail;
@@ -212,8 +202,8 @@ static int wtx_commit(struct wtx *w, const char *action, const struct vg_audit *
 	const char *user = who && who->user ? who->user : "";
 	const char *cmd = who && who->command ? who->command : "";
 	size_t vlen;
-	uint8_t *vb = rec_audit_encode(time(NULL), w->changed, user, w->ca ? w->ca : "", action,
-	                               cmd, &vlen);
+	uint8_t *vb = rec_audit_encode(vg_now(), w->changed, user, w->ca ? w->ca : "", action, cmd,
+	                               &vlen);
 	if (!vb) {
 		rc = -ENOMEM;
 		goto fail;
@@ -303,6 +293,28 @@ static int put_cert(struct wtx *w, const struct vg_serial *s, const struct vg_ce
 	return 0;
 }
 
+int wtx_del_cert(struct wtx *w, const struct vg_serial *s, const struct vg_cert *old)
+{
+	uint8_t kb[CERT_KEY_MAX];
+	MDB_val key = {cert_key(w->ca_state.id, s, kb), kb};
+	int rc = mdb_del(w->txn, w->st->certs, &key, NULL);
+	if (!rc && old->status == VG_STATUS_REVOKED)
+		rc = mdb_del(w->txn, w->st->revoked, &key, NULL);
+	if (rc)
+		return env_err(w->st, rc, "del");
+	rc = pt_note(&w->points, kb, key.mv_size, NULL, 0);
+	if (rc)
+		return rc;
+	w->ca_state.n_certs--;
+	if (old->status == VG_STATUS_REVOKED)
+		w->ca_state.n_revoked--;
+	if (rules_is_hold(old))
+		w->ca_state.n_hold--;
+	w->ca_dirty = true;
+	w->changed++;
+	return 0;
+}
+
 /* apply merges |want| into the store for serial |s|; |sync| when it comes
  * from the CA's records (vg_store_add) rather than an operator's revoke. */
 static int apply(struct wtx *w, const struct vg_serial *s, const struct vg_cert *want, bool sync)
@@ -319,7 +331,7 @@ static int apply(struct wtx *w, const struct vg_serial *s, const struct vg_cert 
 	if (rc)
 		return rc;
 	if (op == VG_CHANGE_REVOKE || op == VG_CHANGE_RELEASE)
-		return log_put(w, w->ca_state.id, (uint8_t)op, s);
+		return wtx_log_put(w, w->ca_state.id, (uint8_t)op, s);
 	note_add(w, s, (uint8_t)op);
 	return 0;
 }
@@ -336,11 +348,10 @@ static int cmp_serials(const void *a, const void *b)
 	return vg_serial_cmp(a, b);
 }
 
-/* run_batch runs |fn| in a write transaction and commits, retrying after
+/* wtx_run runs |fn| in a write transaction and commits, retrying after
  * growing the map when it fills. */
-static int run_batch(struct vg_store *st, const char *ca, const char *action,
-                     const struct vg_audit *who, int (*fn)(struct wtx *w, void *arg), void *arg,
-                     struct vg_write_result *total)
+int wtx_run(struct vg_store *st, const char *ca, const char *action, const struct vg_audit *who,
+            int (*fn)(struct wtx *w, void *arg), void *arg, struct vg_write_result *total)
 {
 	for (int tries = 0;; tries++) {
 		struct wtx w;
@@ -387,7 +398,7 @@ static int run_batches(struct vg_store *st, const char *ca, const char *action,
 		pt_bulk_begin(st);
 	for (b->off = 0; b->off < n; b->off += VG_TXN_MAX_CHANGES) {
 		b->cnt = n - b->off < VG_TXN_MAX_CHANGES ? n - b->off : VG_TXN_MAX_CHANGES;
-		rc = run_batch(st, ca, action, who, fn, b, total);
+		rc = wtx_run(st, ca, action, who, fn, b, total);
 		if (rc)
 			break;
 		if (progress)
@@ -474,7 +485,7 @@ struct window_batch {
 	bool done;
 	uint64_t scanned;
 	/* What this batch reached; adopted only once it committed, since
-	 * run_batch may run it again from |last| after growing the map. */
+	 * wtx_run may run it again from |last| after growing the map. */
 	struct vg_serial next_last;
 	bool next_done;
 	uint64_t next_scanned;
@@ -585,7 +596,7 @@ int vg_store_revoke_window(struct vg_store *st, const char *ca, const struct vg_
 	 * start, which costs a single commit nothing more. */
 	pt_bulk_begin(st);
 	while (!b.done) {
-		rc = run_batch(st, ca, "revoke-window", who, window_fn, &b, &total);
+		rc = wtx_run(st, ca, "revoke-window", who, window_fn, &b, &total);
 		if (rc)
 			break;
 		b.last = b.next_last;
@@ -616,29 +627,17 @@ static int release_fn(struct wtx *w, void *arg)
 		return rc;
 	if (rc == 1) {
 		/* Known only from the hold: absent again. */
-		uint8_t kb[CERT_KEY_MAX];
-		MDB_val key = {cert_key(w->ca_state.id, a->s, kb), kb};
-		rc = mdb_del(w->txn, w->st->certs, &key, NULL);
-		if (!rc)
-			rc = mdb_del(w->txn, w->st->revoked, &key, NULL);
-		if (rc)
-			return env_err(w->st, rc, "del");
-		rc = pt_note(&w->points, kb, key.mv_size, NULL, 0);
+		rc = wtx_del_cert(w, a->s, &have);
 		if (rc)
 			return rc;
-		w->ca_state.n_certs--;
-		w->ca_state.n_revoked--;
-		w->ca_state.n_hold--;
-		w->ca_dirty = true;
-		w->changed++;
 		w->res.released++;
-		return log_put(w, w->ca_state.id, VG_CHANGE_RELEASE, a->s);
+		return wtx_log_put(w, w->ca_state.id, VG_CHANGE_RELEASE, a->s);
 	}
 	rc = put_cert(w, a->s, &have, &c);
 	if (rc)
 		return rc;
 	w->res.released++;
-	return log_put(w, w->ca_state.id, VG_CHANGE_RELEASE, a->s);
+	return wtx_log_put(w, w->ca_state.id, VG_CHANGE_RELEASE, a->s);
 }
 
 int vg_store_release(struct vg_store *st, const char *ca, const struct vg_serial *serial,
@@ -647,7 +646,7 @@ int vg_store_release(struct vg_store *st, const char *ca, const struct vg_serial
 	struct vg_write_result total;
 	memset(&total, 0, sizeof(total));
 	struct release_arg a = {serial};
-	return run_batch(st, ca, "release", who, release_fn, &a, &total);
+	return wtx_run(st, ca, "release", who, release_fn, &a, &total);
 }
 
 struct freeze_arg {
@@ -665,7 +664,7 @@ static int freeze_fn(struct wtx *w, void *arg)
 		w->ca_state.frozen_at = a->when;
 	w->ca_dirty = true;
 	/* Every absent serial's answer changes. */
-	return log_put(w, w->ca_state.id, VG_CHANGE_CA, NULL);
+	return wtx_log_put(w, w->ca_state.id, VG_CHANGE_CA, NULL);
 }
 
 int vg_store_freeze(struct vg_store *st, const char *ca, bool frozen, int64_t when,
@@ -674,5 +673,5 @@ int vg_store_freeze(struct vg_store *st, const char *ca, bool frozen, int64_t wh
 	struct vg_write_result total;
 	memset(&total, 0, sizeof(total));
 	struct freeze_arg a = {frozen, when};
-	return run_batch(st, ca, frozen ? "freeze" : "thaw", who, freeze_fn, &a, &total);
+	return wtx_run(st, ca, frozen ? "freeze" : "thaw", who, freeze_fn, &a, &total);
 }

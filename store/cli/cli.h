@@ -5,7 +5,8 @@
  * What the files of vigil-store share (store/cli/): main.c parses the
  * command line, loads the configuration and dispatches to a cmd_* of
  * import.c (import-index, add), revoke.c (revoke, release, freeze, thaw) or
- * show.c (status, list, stats, audit); the cli_* helpers below are main.c's.
+ * show.c (status, list, stats, audit), backup.c (backup, restore) or verify.c
+ * (verify, prune); the cli_* helpers below are main.c's.
  */
 
 #include <stdbool.h>
@@ -72,3 +73,7 @@ int cmd_status(struct ctx *c, int argc, char **argv);
 int cmd_list(struct ctx *c, int argc, char **argv);
 int cmd_stats(struct ctx *c, int argc, char **argv);
 int cmd_audit(struct ctx *c, int argc, char **argv);
+int cmd_backup(struct ctx *c, int argc, char **argv);
+int cmd_restore(struct ctx *c, int argc, char **argv);
+int cmd_verify(struct ctx *c, int argc, char **argv);
+int cmd_prune(struct ctx *c, int argc, char **argv);

@@ -94,6 +94,23 @@ static const char usage_text[] =
         "  audit [--ca CA]\n"
         "      Print the audit log: one line per committed change, with who, when,\n"
         "      what and how many.\n"
+        "  backup PATH [--compact]\n"
+        "      Copy the store into the new directory PATH while it is read and\n"
+        "      written (one consistent snapshot; writers are not held up), fsynced\n"
+        "      and renamed into place. The copy is a store of its own and records\n"
+        "      the change counter it holds. --compact leaves free pages out.\n"
+        "  restore PATH\n"
+        "      Replace the store with a copy of the backup PATH, after verifying it.\n"
+        "      The replaced store is kept as STORE.replaced-TIME. A running\n"
+        "      responder and crlgen notice within a second and reopen.\n"
+        "  verify\n"
+        "      Check every invariant of the store and print each difference with\n"
+        "      its key; exit 1 if there is any.\n"
+        "  prune\n"
+        "      Remove change-log entries older than [store] log_retention and\n"
+        "      certificates expired longer than [store] expired_retention (a\n"
+        "      revoked one only after a full CRL past its expiry; none of a CA with\n"
+        "      not_issued = revoked), in small transactions, and report it.\n"
         "\n"
         "Values:\n"
         "  CA       the NAME of a [ca NAME] section of the configuration\n"
@@ -243,15 +260,25 @@ void cli_print_result(const char *what, const struct vg_write_result *r)
 	printf(" commits=%" PRIu64 "\n", r->commits);
 }
 
+/* write_error names what a failed write ran into. */
+static const char *write_error(int rc)
+{
+	if (rc == -ENOSPC)
+		return "no space left on device";
+	if (rc == -ESTALE)
+		return "the store was replaced (vigil-store restore) while this command ran; run "
+		       "it "
+		       "again";
+	return strerror(-rc);
+}
+
 void cli_write_failed(const char *what, int rc, const struct vg_write_result *r)
 {
 	if (r && r->commits)
 		cli_die("%s failed after %" PRIu64 " committed batches (%" PRIu64
 		        " revoked, %" PRIu64 " added are durable): %s",
-		        what, r->commits, r->revoked, r->added,
-		        rc == -ENOSPC ? "no space left on device" : strerror(-rc));
-	cli_die("%s failed, nothing changed: %s", what,
-	        rc == -ENOSPC ? "no space left on device" : strerror(-rc));
+		        what, r->commits, r->revoked, r->added, write_error(rc));
+	cli_die("%s failed, nothing changed: %s", what, write_error(rc));
 }
 
 /* ---- init --------------------------------------------------------------- */
@@ -377,6 +404,14 @@ int main(int argc, char **argv)
 		rc = cmd_stats(&c, sub_argc, sub_argv);
 	else if (!strcmp(cmd, "audit"))
 		rc = cmd_audit(&c, sub_argc, sub_argv);
+	else if (!strcmp(cmd, "backup"))
+		rc = cmd_backup(&c, sub_argc + 1, sub_argv - 1);
+	else if (!strcmp(cmd, "restore"))
+		rc = cmd_restore(&c, sub_argc, sub_argv);
+	else if (!strcmp(cmd, "verify"))
+		rc = cmd_verify(&c, sub_argc, sub_argv);
+	else if (!strcmp(cmd, "prune"))
+		rc = cmd_prune(&c, sub_argc, sub_argv);
 	else
 		cli_usage_die("unknown command '%s'", cmd);
 	cli_end_progress();

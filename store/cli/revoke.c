@@ -260,7 +260,7 @@ int cmd_revoke(struct ctx *c, int argc, char **argv)
 	        {"include-signers", no_argument, NULL, 'I'},
 	        {0},
 	};
-	struct vg_revocation rev = {.revoked_at = (int64_t)time(NULL), .reason = VG_REASON_NONE};
+	struct vg_revocation rev = {.revoked_at = vg_now(), .reason = VG_REASON_NONE};
 	const char *after = NULL, *before = NULL, *serials = NULL;
 	bool dry_run = false, include_signers = false;
 	int o;
@@ -306,7 +306,7 @@ int cmd_revoke(struct ctx *c, int argc, char **argv)
 	 * with a revocationTime after the answer's producedAt. The invalidity
 	 * date is when the key was compromised or the certificate became invalid,
 	 * which a revocation records after the fact (RFC 5280 §5.3.2). */
-	if (rev.revoked_at > (int64_t)time(NULL) + 300)
+	if (rev.revoked_at > vg_now() + 300)
 		cli_die("--time is in the future: a revocation takes effect when it is recorded");
 	if (rev.has_invalidity && rev.invalidity_date > rev.revoked_at)
 		cli_die("--invalidity-date is later than the revocation time (--time, default "

@@ -113,7 +113,22 @@ int cmd_stats(struct ctx *c, int argc, char **argv)
 	printf("  File bytes: %" PRIu64 "\n", in.file_bytes);
 	printf("  Used bytes: %" PRIu64 "\n", in.used_bytes);
 	printf("  Map bytes: %" PRIu64 "\n", in.map_bytes);
+	printf("  Free pages: %" PRIu64 " (%" PRIu64 " bytes, %.1f%% of used; backup --compact and "
+	       "restore return them)\n",
+	       in.free_pages, in.free_pages * in.page_size,
+	       in.used_bytes
+	               ? 100.0 * (double)(in.free_pages * in.page_size) / (double)in.used_bytes
+	               : 0.0);
 	printf("  Change log entries: %" PRIu64 "\n", in.log_entries);
+	struct vg_store_ident id;
+	if (vg_store_ident(t, &id) == 0) {
+		printf("  Store id: %016" PRIx64 "\n", id.store_id);
+		if (id.log_floor)
+			printf("  Change log pruned through: %" PRIu64 "\n", id.log_floor);
+		if (id.backup_of)
+			printf("  Copy of: %016" PRIx64 " at counter %" PRIu64 "\n", id.backup_of,
+			       id.base_counter);
+	}
 	printf("  Audit records: %" PRIu64 "\n", in.audit_entries);
 	if (in.points_valid)
 		printf("  Point index: complete, %u segment%s\n", in.points_segments,
@@ -129,6 +144,8 @@ int cmd_stats(struct ctx *c, int argc, char **argv)
 		printf("  Good: %" PRIu64 "\n", s.n_certs - s.n_revoked);
 		printf("  Revoked: %" PRIu64 "\n", s.n_revoked);
 		printf("  On hold: %" PRIu64 "\n", s.n_hold);
+		if (s.pruned)
+			printf("  Expired certificates pruned: yes\n");
 		if (s.frozen) {
 			char ts[32];
 			vg_time_format(s.frozen_at, ts, sizeof(ts));

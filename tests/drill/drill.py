@@ -21,7 +21,14 @@ lost request or wrong answer:
     `openssl ocsp`);
  6. SIGHUP to the responder and crlgen under load; then ca2's signer key is
     made unreadable and SIGHUP sent again: the old keys keep serving and the
-    error is logged.
+    error is logged;
+ 7. `vigil-store backup` under the load, another revocation on ca2, then
+    `vigil-store restore` of the backup under the load: the responder
+    reopens within a second and answers what the restored store holds (the
+    checkers accept tryLater only while the store is being replaced);
+    crlgen refuses to publish a CRL of ca2 without the revocations made
+    after the backup and lists them in ca2.missing; revoked again from that
+    list, they are on the next CRL and answered revoked.
 
 Pass: zero failed or wrong answers, zero dropped connections, timings printed.
 
@@ -154,6 +161,11 @@ class Model:
     def __init__(self):
         self.lock = threading.Lock()
         self.state = {}  # key -> [old, new, t_start, t_end]
+        self.try_later = (float("inf"), float("inf"))  # a store being replaced
+
+    def try_later_ok(self, t_sent, t_recv):
+        t0, t1 = self.try_later
+        return t_recv >= t0 and t_sent <= t1 + GRACE
 
     def set(self, key, status):
         with self.lock:
@@ -268,6 +280,10 @@ def issuer_key_hash(ca):
     return _hash_cache[k]
 
 
+class TryLater(Exception):
+    pass
+
+
 class Checker(threading.Thread):
     """Queries over one keep-alive connection and checks every answer."""
 
@@ -319,6 +335,10 @@ class Checker(threading.Thread):
                 continue
             try:
                 got = self.verify(ca, serial, der, body)
+            except TryLater:
+                if not self.model.try_later_ok(t_sent, t_recv):
+                    self.wrong.append(f"{ca.name} {serial:X}: tryLater outside a restore")
+                continue
             except Exception as e:
                 self.wrong.append(f"{ca.name} {serial:X}: bad answer: {e}")
                 continue
@@ -333,6 +353,8 @@ class Checker(threading.Thread):
 
     def verify(self, ca, serial, req, der):
         r = ocsp.load_der_ocsp_response(der)
+        if r.response_status == ocsp.OCSPResponseStatus.TRY_LATER:
+            raise TryLater()
         if r.response_status != ocsp.OCSPResponseStatus.SUCCESSFUL:
             raise AssertionError(f"status {r.response_status}")
         signer = r.certificates[0] if r.certificates else ca.cert
@@ -652,6 +674,66 @@ crl_key = {ca2.key_path}
         # ca2 still answered and signed by the old key (checkers verify).
         time.sleep(2)
         hidden.rename(ca2.key_path)
+        rl, cl = len(resp.text()), len(crlgen.text())
+        resp.p.send_signal(signal.SIGHUP)
+        crlgen.p.send_signal(signal.SIGHUP)
+        resp.wait_for(r"event=reloaded", after=rl)
+        crlgen.wait_for(r"event=reloaded", after=cl)
+
+        log("7. backup under load; a revocation after it; restore under load")
+        t = time.monotonic()
+        bk = vs("backup", work / "backup")
+        figures["backup_seconds"] = time.monotonic() - t
+        log(f"   {bk.stdout.strip()}")
+        late = rnd.sample([s for s in ca2.serials if model.current(("ca2", s)) == "good"], 200)
+        (work / "late.txt").write_text("".join(f"{s:X}\n" for s in late))
+        keys = [("ca2", s) for s in late]
+        before_num = crl_serials(work / "crl" / "ca2.crl")[0]
+        model.begin(keys, "revoked:key_compromise")
+        vs("revoke", "ca2", "--serials", work / "late.txt", "--reason", "keyCompromise")
+        t_commit = time.monotonic()
+        model.end(keys)
+        ca2_revoked = set(lst) | set(pre["ca2"]) | set(late)
+        wait_crl(ca2, ca2_revoked, before_num, t_commit)
+        published = (work / "crl" / "ca2.crl").read_bytes()
+        # The restore brings back the store of the backup: the late ones good.
+        rl, cl = len(resp.text()), len(crlgen.text())
+        model.begin(keys, "good")
+        model.try_later = (time.monotonic(), float("inf"))
+        t = time.monotonic()
+        rr = vs("restore", work / "backup")
+        t_restore = time.monotonic()
+        log(f"   {rr.stdout.strip()} in {t_restore - t:.2f} s")
+        resp.wait_for(r"event=store_reopened", after=rl, timeout=5)
+        figures["restore_to_reopen_seconds"] = time.monotonic() - t_restore
+        model.end(keys)
+        model.try_later = (model.try_later[0], time.monotonic())
+        if figures["restore_to_reopen_seconds"] > 1.0:
+            failures.append(f"responder reopened {figures['restore_to_reopen_seconds']:.2f} s "
+                            "after the restore (goal < 1 s)")
+        m = crlgen.wait_for(r"event=crl_refused ca=ca2 reason=store_older_than_published"
+                            r"[^\n]*missing=(\d+)", after=cl, timeout=20)
+        if int(m.group(1)) != len(late):
+            failures.append(f"crlgen found {m.group(1)} missing, not {len(late)}")
+        if (work / "crl" / "ca2.crl").read_bytes() != published:
+            failures.append("a ca2 CRL was published from the older store")
+        missing = [ln.split()[0] for ln in
+                   (work / "crl" / "ca2.missing").read_text().splitlines()]
+        if {int(x, 16) for x in missing} != set(late):
+            failures.append("ca2.missing does not list exactly the revocations after the backup")
+        log(f"   crlgen refused ca2's CRL: {len(missing)} revocations missing, listed")
+        refused_num = crl_serials(work / "crl" / "ca2.crl")[0]
+        model.begin(keys, "revoked:key_compromise")
+        vs("revoke", "ca2", "--serials", work / "crl" / "ca2.missing", "--reason",
+           "keyCompromise")
+        t_commit = time.monotonic()
+        model.end(keys)
+        dt, num, entries = wait_crl(ca2, ca2_revoked, refused_num, t_commit)
+        figures["rerevoke_to_crl_seconds"] = dt
+        log(f"   revoked again: CRL {num} with {len(entries)} entries {dt:.3f} s later")
+        v = vs("verify")
+        log(f"   {v.stdout.strip()}")
+        time.sleep(2)
 
         stop.set()
         for c in checkers:

@@ -91,6 +91,8 @@ def after_crash(st, pre, post, prior_ok, marker, what):
     serials the killed command had changed in it."""
     r = st.run("stats", check=False)
     assert r.returncode == 0, f"{what}: store does not open after kill -9: {r.stderr}"
+    r = st.run("verify", check=False)
+    assert r.returncode == 0, f"{what}: verify after kill -9: {r.stdout}{r.stderr}"
     full = st.check_consistent(CA)
     got = dict(ln.split(" ", 1) for ln in full)
     for s, v in prior_ok.items():

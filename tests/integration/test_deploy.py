@@ -56,7 +56,7 @@ def test_layout(installed):
 
 @pytest.mark.skipif(shutil.which("systemd-analyze") is None, reason="systemd-analyze not installed")
 @pytest.mark.parametrize("name", ["vigil-responder", "vigil-crlgen", "vigil-import@",
-                                  "vigil-crl-check"])
+                                  "vigil-crl-check", "vigil-prune"])
 def test_systemd_analyze_verify(installed, tmp_path, name):
     # verify wants the ExecStart binaries at their paths: point them at the
     # DESTDIR copies, which are the same files; a template as one instance.
@@ -68,6 +68,9 @@ def test_systemd_analyze_verify(installed, tmp_path, name):
         unit = unit.replace("/etc/vigil/import/%i.env", str(env))
         name += "issuing-1"
         timer = unit_path(installed, "vigil-import@", "timer").read_text()
+        (tmp_path / f"{name}.timer").write_text(timer)
+    elif name == "vigil-prune":
+        timer = unit_path(installed, "vigil-prune", "timer").read_text()
         (tmp_path / f"{name}.timer").write_text(timer)
     p = tmp_path / f"{name}.service"
     p.write_text(unit)

@@ -243,6 +243,69 @@ static void test_invalidation_from_change_log(void **state)
 	rmtree(store_dir);
 }
 
+/* Another store under the cache (a restore) or a change log pruned past
+ * where it stood: nothing cached survives (issue 16). */
+static void test_store_replaced_or_log_pruned(void **state)
+{
+	(void)state;
+	assert_int_equal(cache_init(100, 1), 0);
+	cache_quiescent(0);
+	/* The counter went back: another store. */
+	assert_int_equal(cache_apply_changes(NULL, 9), 0);
+	put(9, 7, 1, "cid", "from-old-store", 1000);
+	assert_string_equal(get(7, 1, "cid", 10), "from-old-store");
+	assert_int_equal(cache_apply_changes(NULL, 4), 0);
+	assert_null(get(7, 1, "cid", 10));
+	/* cache_reset (a store reopened): cleared, and the next counter seen
+	 * is taken as is, even a lower one. */
+	put(4, 7, 2, "cid", "x", 1000);
+	assert_string_equal(get(7, 2, "cid", 10), "x");
+	cache_reset();
+	assert_null(get(7, 2, "cid", 10));
+	assert_int_equal(cache_apply_changes(NULL, 2), 0);
+	put(2, 7, 2, "cid", "y", 1000);
+	assert_string_equal(get(7, 2, "cid", 10), "y");
+	cache_quiescent(0);
+	cache_destroy();
+
+	/* The log pruned past the cache's position: all dropped. */
+	struct vg_store *st;
+	struct vg_txn *txn;
+	snprintf(store_dir, sizeof(store_dir), "/tmp/vg-cache-XXXXXX");
+	assert_non_null(mkdtemp(store_dir));
+	assert_int_equal(vg_store_open(&st, store_dir, VG_STORE_CREATE), 0);
+	struct vg_audit who = {"test", "test"};
+	struct vg_add_item it;
+	memset(&it, 0, sizeof(it));
+	it.cert.status = VG_STATUS_GOOD;
+	it.cert.reason = VG_REASON_NONE;
+	setenv("VIGIL_NOW", "1700000000", 1);
+	for (unsigned i = 0; i < 3; i++) {
+		it.serial = serial_of(0x200 + i);
+		assert_int_equal(vg_store_add(st, "ca1", &it, 1, &who, NULL, NULL, NULL), 0);
+	}
+	unsetenv("VIGIL_NOW");
+	uint32_t id = vg_ca_id("ca1");
+	assert_int_equal(cache_init(100, 1), 0);
+	cache_quiescent(0);
+	assert_int_equal(cache_apply_changes(NULL, 1), 0); /* the cache stood at 1 */
+	put(1, id, 0x999, "cid", "cached", 1000);
+	struct vg_prune_ca pc = {.name = "ca1", .certs = false};
+	struct vg_prune_result r;
+	assert_int_equal(vg_store_prune(st, 1700000000 + 2 * 86400, 86400, 365 * 86400, &pc, 1,
+	                                &who, &r, NULL, NULL),
+	                 0);
+	assert_int_equal(r.log_floor, 3);
+	assert_int_equal(vg_txn_begin(st, &txn), 0);
+	assert_int_equal(cache_apply_changes(txn, 3), 0);
+	assert_null(get(id, 0x999, "cid", 10));
+	vg_txn_end(txn);
+	vg_store_close(st);
+	cache_quiescent(0);
+	cache_destroy();
+	rmtree(store_dir);
+}
+
 /* ---- Floods: a keyed hash, short chains ---------------------------------- */
 
 static struct vg_serial serial4(uint32_t v)
@@ -413,6 +476,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 	        cmocka_unit_test(test_put_get_evict),
 	        cmocka_unit_test(test_invalidation_from_change_log),
+	        cmocka_unit_test(test_store_replaced_or_log_pruned),
 	        cmocka_unit_test(test_stale_snapshot_guard),
 	        cmocka_unit_test(test_siphash_vectors),
 	        cmocka_unit_test(test_hash_keyed_per_cache),

@@ -933,6 +933,53 @@ static void test_conf_validity(void **state)
 	rmdir(dir);
 }
 
+/* [store] log_retention and expired_retention: defaults, range (1d to
+ * 36500d) and the line that refuses one. */
+static void test_conf_retention(void **state)
+{
+	(void)state;
+	static const struct {
+		const char *line;
+		int64_t log, expired; /* seconds, or -1: refused with |msg| */
+		const char *msg;
+	} cases[] = {
+	        {"", 30 * 86400, 365 * 86400, NULL},
+	        {"log_retention = 1d\nexpired_retention = 36500d", 86400, 36500LL * 86400, NULL},
+	        {"log_retention = 48h", 2 * 86400, 365 * 86400, NULL},
+	        {"log_retention = 23h", -1, 0,
+	         "[store] log_retention = 23h: expected a duration from 1d to 36500d"},
+	        {"expired_retention = 36501d", -1, 0,
+	         "[store] expired_retention = 36501d: expected a duration from 1d to 36500d"},
+	        {"expired_retention = never", -1, 0,
+	         "[store] expired_retention = never: expected a duration from 1d to 36500d"},
+	};
+	char dir[] = "/tmp/vigil-test-retention-XXXXXX", conf[600], err[1024];
+	assert_non_null(mkdtemp(dir));
+	snprintf(conf, sizeof(conf), "%s/vigil.conf", dir);
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		FILE *f = fopen(conf, "w");
+		assert_non_null(f);
+		fprintf(f, "[store]\npath = store\n%s\n", cases[i].line);
+		fclose(f);
+		struct vg_conf c;
+		err[0] = '\0';
+		int rc = vg_conf_load(conf, &c, err, sizeof(err));
+		if (cases[i].log < 0) {
+			assert_int_equal(rc, -EINVAL);
+			if (!strstr(err, cases[i].msg))
+				fail_msg("%s: %s", cases[i].line, err);
+			continue;
+		}
+		if (rc != 0)
+			fail_msg("%s: %s", cases[i].line, err);
+		assert_int_equal(c.log_retention, cases[i].log);
+		assert_int_equal(c.expired_retention, cases[i].expired);
+		vg_conf_free(&c);
+	}
+	unlink(conf);
+	rmdir(dir);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -957,6 +1004,7 @@ int main(void)
 	        cmocka_unit_test(test_serial_cmp),
 	        cmocka_unit_test(test_conf_validity),
 	        cmocka_unit_test(test_conf_edge),
+	        cmocka_unit_test(test_conf_retention),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
