@@ -21,6 +21,7 @@
 #include "responder/edge.h"
 #include "responder/ctx.h"
 #include "responder/purge.h"
+#include "responder/storewatch.h"
 #include "responder/worker.h"
 #include "common/log.h"
 
@@ -101,6 +102,9 @@ struct edge {
 	bool started;
 	uint64_t acked;
 	struct crl_id crl[VG_CONF_MAX_CAS];
+	/* The generation of the store this purger reads (storewatch.h): a
+	 * retired store is closed only once no purger reads it. */
+	atomic_uint_fast64_t store_gen;
 	/* Metrics, read by /metrics (relaxed atomics). */
 	uint64_t m_sent, m_failed, m_tags, m_pending, m_acked, m_lag_ms;
 };
@@ -497,7 +501,8 @@ static uint64_t counter_now(struct vg_txn *txn)
 
 /* cycle makes and sends one round of purges up to |safe|: 0 when there was
  * nothing to do or all was acknowledged. */
-static int cycle(struct edge *e, struct vg_txn *txn, uint64_t safe, int64_t *first_seen)
+static int cycle(struct edge *e, struct vg_txn *txn, uint64_t safe, int64_t *first_seen,
+                 bool force_all)
 {
 	struct rctx *ctx = ctx_current();
 	if (!ctx)
@@ -522,16 +527,27 @@ static int cycle(struct edge *e, struct vg_txn *txn, uint64_t safe, int64_t *fir
 	int rc = 0;
 	if (safe > e->acked && e->kind != EK_NGINX)
 		rc = vg_store_changes_foreach(txn, e->acked, on_change, &c);
-	if (rc < 0) {
+	if (rc == -ERANGE)
+		/* Pruned past what this edge acknowledged (a long outage): the
+		 * changes are not known one by one any more. */
+		log_warn("event=edge_change_log_pruned edge=%s acked=%llu action=\"purge every "
+		         "CA\"",
+		         e->name, (unsigned long long)e->acked);
+	else if (rc < 0)
 		log_err("event=edge_change_log_unreadable edge=%s error=%d action=\"purge every "
 		        "CA\"",
 		        e->name, rc);
-		for (int i = 0; i < ctx->n_cas; i++)
+	if (rc < 0 || force_all) {
+		for (int i = 0; i < ctx->n_cas; i++) {
 			c.ca_wide[i] = true;
+			if (force_all && e->kind == EK_NGINX)
+				crl[i] = any_crl = true;
+		}
 		rc = 0;
 	}
-	bool work = any_crl || (safe > e->acked && e->kind != EK_NGINX &&
-	                        (c.n || memchr(c.ca_wide, true, sizeof(c.ca_wide))));
+	bool work = any_crl || (force_all && e->kind != EK_NGINX) ||
+	            (safe > e->acked && e->kind != EK_NGINX &&
+	             (c.n || memchr(c.ca_wide, true, sizeof(c.ca_wide))));
 	if (!work) {
 		/* Nothing this edge purges: the changes are acknowledged as they are. */
 		if (safe > e->acked) {
@@ -599,6 +615,23 @@ static int cycle(struct edge *e, struct vg_txn *txn, uint64_t safe, int64_t *fir
 	return rc;
 }
 
+/* workers_on_gen tells whether every worker has adopted the store of
+ * generation |gen| and emptied its cache, a tick ago at least. */
+static bool workers_on_gen(uint64_t gen)
+{
+	static _Thread_local int64_t since;
+	for (int i = 0; i < g_nworkers; i++)
+		if (atomic_load(&g_workers[i].store_gen) < gen &&
+		    !atomic_load(&g_workers[i].stopped)) {
+			since = 0;
+			return false;
+		}
+	if (!since)
+		since = mono_ms();
+	/* store_gen moves just before the worker's cache is emptied. */
+	return mono_ms() - since >= 100;
+}
+
 static void *edge_main(void *arg)
 {
 	struct edge *e = arg;
@@ -606,8 +639,29 @@ static void *edge_main(void *arg)
 	int backoff = 0;
 	int64_t first_seen = 0;
 	bool logged_store = false;
+	uint64_t gen = atomic_load(&e->store_gen);
+	struct vg_store *st = edge_store;
+	bool force_all = false;
 	while (!atomic_load(&stopping)) {
-		int rc = txn ? vg_txn_renew(txn) : vg_txn_begin(edge_store, &txn);
+		/* A store replaced under the responder (a restore): read the new
+		 * one, and once every worker answers from it, purge everything. */
+		if (storewatch_gen() != gen) {
+			vg_txn_end(txn);
+			txn = NULL;
+			st = storewatch_get(&gen);
+			atomic_store(&e->store_gen, gen);
+			force_all = true;
+			log_warn("event=edge_store_replaced edge=%s action=\"purge every CA once "
+			         "the "
+			         "workers answer from the new store\"",
+			         e->name);
+		}
+		if (force_all && !workers_on_gen(gen)) {
+			if (!nap(EDGE_TICK_MS))
+				break;
+			continue;
+		}
+		int rc = txn ? vg_txn_renew(txn) : vg_txn_begin(st, &txn);
 		uint64_t counter = 0;
 		if (rc == 0)
 			rc = vg_store_counter(txn, &counter);
@@ -636,6 +690,8 @@ static void *edge_main(void *arg)
 			first_seen = mono_ms();
 		if (safe > counter)
 			safe = counter;
+		if (force_all)
+			e->acked = counter; /* the old store's counter means nothing here */
 		if (e->acked > counter) {
 			log_warn("event=edge_state_ahead edge=%s acked=%llu counter=%llu "
 			         "action=\"store replaced: follow it from now\"",
@@ -644,7 +700,9 @@ static void *edge_main(void *arg)
 			e->acked = counter;
 			save_acked(e);
 		}
-		rc = cycle(e, txn, safe, &first_seen);
+		rc = cycle(e, txn, safe, &first_seen, force_all);
+		if (rc == 0)
+			force_all = false;
 		if (rc == -ECANCELED)
 			break;
 		if (rc < 0) {
@@ -712,7 +770,9 @@ void edge_start(const struct rctx *ctx, struct vg_store *st)
 	const struct vg_conf *conf = &ctx->conf;
 	if (!conf->edge_purge_varnish && !conf->edge_purge_nginx && !conf->edge_purge_command)
 		return;
-	edge_store = st;
+	uint64_t gen0 = 0;
+	edge_store = storewatch_get(&gen0);
+	(void)st;
 	if (pipe2(stop_pipe, O_CLOEXEC) < 0) {
 		log_err("event=edge_start_failed error=\"%s\"", strerror(errno));
 		return;
@@ -742,6 +802,7 @@ void edge_start(const struct rctx *ctx, struct vg_store *st)
 	    !edge_add(conf, EK_COMMAND, conf->edge_purge_command, NULL, counter))
 		goto oom;
 	for (int i = 0; i < n_edges; i++) {
+		atomic_store(&edges[i].store_gen, gen0);
 		int rc = pthread_create(&edges[i].thread, NULL, edge_main, &edges[i]);
 		if (rc != 0) {
 			log_err("event=edge_start_failed edge=%s error=\"%s\"", edges[i].name,
@@ -755,6 +816,17 @@ void edge_start(const struct rctx *ctx, struct vg_store *st)
 	return;
 oom:
 	log_err("event=edge_start_failed error=\"out of memory\"");
+}
+
+uint64_t edge_store_gen_min(void)
+{
+	uint64_t min = UINT64_MAX;
+	for (int i = 0; i < n_edges; i++) {
+		uint64_t g = atomic_load(&edges[i].store_gen);
+		if (edges[i].started && g < min)
+			min = g;
+	}
+	return min;
 }
 
 void edge_stop(void)

@@ -629,6 +629,35 @@ def test_kill_9_state_replays_the_purge_to_a_warm_edge(tmp_path):
         s.stop()
 
 
+def test_store_restored_under_the_responder_purges_everything(tmp_path):
+    """vigil-store restore puts another store under the running responder: once
+    its workers answer from it, the purger reads it too and purges every CA,
+    so that the edge serves what the restored store says (here the backup
+    from before a revocation) rather than what the old store said."""
+    s = Stack(tmp_path, "rst", max_age=60, leaves=("x",), workers=1)
+    try:
+        s.start()
+        backup = tmp_path / "backup"
+        s.run.store("backup", backup)
+        n = s.resp.n_lines()
+        s.revoke("x")
+        s.resp.wait_log(r"event=edge_purged edge=http://127\.0\.0\.1:\d+/ .*tags=1", 5, n)
+        p = s.path("x")
+        # The revoked answer cached at Varnish, its purge long done.
+        s.varnish.request("GET", p)
+        _, h, b = s.varnish.request("GET", p)
+        assert h["x-cache"] == "HIT" and status(b, s.ca_cert) == ocsp.OCSPCertStatus.REVOKED
+        n = s.resp.n_lines()
+        s.run.store("restore", backup)
+        s.resp.wait_log(r"event=edge_store_replaced", 5, n)
+        ok, took = poll_until(lambda: status(s.varnish.request("GET", p)[2], s.ca_cert)
+                              == ocsp.OCSPCertStatus.GOOD, 10)
+        assert ok and took < 3, f"Varnish still had the old store's answer after {took:.2f}s"
+        s.resp.wait_log(r"event=edge_purged edge=http://127\.0\.0\.1:\d+/ .*tags=[1-9]", 5, n)
+    finally:
+        s.stop()
+
+
 # ---- purge_command -------------------------------------------------------------------------------
 
 
