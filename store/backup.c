@@ -79,14 +79,14 @@ static int sync_parent(const char *path)
 	return rc;
 }
 
-/* remove_tree removes a copy being prepared: its files, then itself. */
+/* remove_tmp removes a copy being prepared: its files, then itself. */
 static void remove_tmp(const char *dir)
 {
-	char p[PATH_MAX];
-	snprintf(p, sizeof(p), "%s/data.mdb", dir);
-	unlink(p);
-	snprintf(p, sizeof(p), "%s/lock.mdb", dir);
-	unlink(p);
+	static const char *const files[] = {"data.mdb", "lock.mdb"};
+	char p[PATH_MAX + 16];
+	for (size_t i = 0; i < sizeof(files) / sizeof(files[0]); i++)
+		if ((size_t)snprintf(p, sizeof(p), "%s/%s", dir, files[i]) < sizeof(p))
+			unlink(p);
 	rmdir(dir);
 }
 

@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 #include <sys/stat.h>
 #include <time.h>
 
@@ -19,6 +20,7 @@
 #include <openssl/x509v3.h>
 
 #include "common/pki.h"
+#include "common/text.h"
 #include "store/cli/cli.h"
 #include "store/cli/index.h"
 
@@ -117,20 +119,62 @@ static bool load_not_before(const char *dir, const char *file, struct vg_add_ite
 	return ok;
 }
 
+/* write_import_metrics writes, for node_exporter's textfile collector, when
+ * CA's last import succeeded and what it did: under a temporary name, fsynced
+ * and renamed, so the collector never reads half a file. A failed import
+ * leaves the file as it was, so its age is what an alert watches. */
+static void write_import_metrics(const char *path, const char *ca, uint32_t lines,
+                                 const struct vg_write_result *r)
+{
+	char tmp[4096];
+	if ((size_t)snprintf(tmp, sizeof(tmp), "%s.tmp-%ld", path, (long)getpid()) >= sizeof(tmp))
+		cli_die("--metrics-file %s: path too long", path);
+	FILE *f = fopen(tmp, "w");
+	if (!f)
+		cli_die("--metrics-file %s: %s (the import itself is committed)", tmp,
+		        strerror(errno));
+	fprintf(f,
+	        "# HELP vigil_store_import_last_success_seconds Unix time of the CA's last "
+	        "successful import-index.\n"
+	        "# TYPE vigil_store_import_last_success_seconds gauge\n"
+	        "vigil_store_import_last_success_seconds{ca=\"%s\"} %lld\n"
+	        "# HELP vigil_store_import_lines Lines of the index the last import read.\n"
+	        "# TYPE vigil_store_import_lines gauge\n"
+	        "vigil_store_import_lines{ca=\"%s\"} %u\n"
+	        "# HELP vigil_store_import_changes Certificates the last import changed.\n"
+	        "# TYPE vigil_store_import_changes gauge\n"
+	        "vigil_store_import_changes{ca=\"%s\",change=\"added\"} %" PRIu64 "\n"
+	        "vigil_store_import_changes{ca=\"%s\",change=\"revoked\"} %" PRIu64 "\n"
+	        "vigil_store_import_changes{ca=\"%s\",change=\"released\"} %" PRIu64 "\n",
+	        ca, (long long)vg_now(), ca, lines, ca, r->added, ca, r->revoked, ca, r->released);
+	bool ok = fflush(f) == 0 && fsync(fileno(f)) == 0;
+	ok = fclose(f) == 0 && ok;
+	if (!ok || rename(tmp, path) < 0) {
+		int e = errno;
+		unlink(tmp);
+		cli_die("--metrics-file %s: %s (the import itself is committed)", path,
+		        strerror(e));
+	}
+}
+
 int cmd_import_index(struct ctx *c, int argc, char **argv)
 {
-	const char *certs = NULL;
-	static const struct option opts[] = {{"certs", required_argument, NULL, 'd'}, {0}};
+	const char *certs = NULL, *metrics = NULL;
+	static const struct option opts[] = {{"certs", required_argument, NULL, 'd'},
+	                                     {"metrics-file", required_argument, NULL, 'm'},
+	                                     {0}};
 	int o;
 	optind = 0;
 	while ((o = getopt_long(argc, argv, "", opts, NULL)) != -1) {
 		if (o == 'd')
 			certs = optarg;
+		else if (o == 'm')
+			metrics = optarg;
 		else
 			cli_usage_die("import-index: unknown option");
 	}
 	if (argc - optind != 2)
-		cli_usage_die("usage: import-index CA INDEX [--certs DIR]");
+		cli_usage_die("usage: import-index CA INDEX [--certs DIR] [--metrics-file FILE]");
 	const char *ca = argv[optind], *path = argv[optind + 1];
 	const struct vg_conf_ca *cc = cli_need_ca(c, ca);
 	if (certs) {
@@ -204,6 +248,8 @@ int cmd_import_index(struct ctx *c, int argc, char **argv)
 	if (certs)
 		printf("issuance times: read=%" PRIu64 " unreadable_or_missing=%" PRIu64 "\n",
 		       nb_found, nb_missing);
+	if (metrics)
+		write_import_metrics(metrics, ca, lineno, &r);
 	return 0;
 }
 

@@ -61,9 +61,42 @@ def test_every_metric_the_rules_use_is_emitted(tmp_path):
     with Responder(e.config) as resp:
         _, _, body = resp.request("GET", "/metrics")
         check = e.crlgen("--check", "--url-base", f"http://127.0.0.1:{resp.port}", check=False)
-    emitted = metric_names(body.decode()) | metric_names(check.stdout)
+    prom = tmp_path / "import.prom"
+    e.runner.store("import-index", ca.name, ca.index, "--metrics-file", prom)
+    emitted = metric_names(body.decode()) | metric_names(check.stdout) | \
+        metric_names(prom.read_text())
     used = rule_metrics()
     assert {"vigil_crl_next_update_seconds", "vigil_signer_expiry_seconds",
             "vigil_crl_check_ok"} <= used, used
     missing = sorted(n for n in used - EXTERNAL if n not in emitted)
     assert not missing, f"the alert rules use metrics no program emits: {missing}"
+
+
+def test_import_metrics_file(tmp_path):
+    """import-index --metrics-file (vigil-import@.timer): a successful import
+    writes when it ran and what it changed; a failed one leaves the file as it
+    was, so the file's age is what VigilImportStale watches."""
+    import time
+    ca = CA(tmp_path / "pki", "imp", keytype="ec")
+    write_index(ca.index, synthetic_revoked(3))
+    e = Env(tmp_path, [ca])
+    prom = tmp_path / "metrics" / "vigil-import-imp.prom"
+    prom.parent.mkdir()
+    t0 = int(time.time())
+    e.runner.store("import-index", ca.name, ca.index, "--metrics-file", prom)
+    text = prom.read_text()
+    t = int(re.search(r'^vigil_store_import_last_success_seconds\{ca="imp"\} (\d+)$', text,
+                      re.M).group(1))
+    assert t0 <= t <= t0 + 60, (t0, t)
+    # Three revoked lines, new to the store: recorded revoked.
+    assert 'vigil_store_import_changes{ca="imp",change="revoked"} 3' in text, text
+    assert re.search(r'^vigil_store_import_lines\{ca="imp"\} 3$', text, re.M), text
+    assert list(prom.parent.iterdir()) == [prom], "a temporary file was left"
+    # A malformed index: nothing imported, the metrics file unchanged.
+    bad = tmp_path / "bad-index.txt"
+    bad.write_text("V\tnot-a-time\t\t01\tunknown\t/CN=x\n")
+    r = e.runner.store("import-index", ca.name, bad, "--metrics-file", prom, check=False)
+    assert r.returncode == 1 and prom.read_text() == text, r.stderr
+    # The same index again: a success that changed nothing.
+    e.runner.store("import-index", ca.name, ca.index, "--metrics-file", prom)
+    assert 'vigil_store_import_changes{ca="imp",change="revoked"} 0' in prom.read_text()
