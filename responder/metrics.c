@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* Prometheus text exposition of the per-worker counters. */
 #include "responder/metrics.h"
+#include "responder/edge.h"
 #include "responder/ocsp.h"
 #include "responder/worker.h"
 
@@ -311,6 +312,12 @@ char *metrics_render(size_t *len)
 	if (oldest)
 		sb_printf(&s, "vigil_cache_oldest_next_update_seconds %lld\n",
 		          (long long)(oldest - (int64_t)time(NULL)));
+	char *edge = edge_metrics_text();
+	if (!edge)
+		s.oom = true;
+	else
+		sb_printf(&s, "%s", edge);
+	free(edge);
 	if (s.oom) {
 		free(s.b);
 		return NULL;

@@ -104,15 +104,21 @@ MUTANTS = [
       "cached answers refreshed at nextUpdate instead of 8 hours before"),
     # ---- responder/routes.c: cache headers ---------------------------------------------
     m("http.max_age_from_this_update", "responder/routes.c",
-      "int64_t max_age = a.next_update - (int64_t)c->w->date_t;",
-      "int64_t max_age = a.next_update - a.this_update;",
+      "cache_lines(&b, c->w->ctx, a.next_update - (int64_t)c->w->date_t,",
+      "cache_lines(&b, c->w->ctx, a.next_update - a.this_update,",
       "max-age counted from thisUpdate, not from the Date sent: a cache keeps the answer "
       "past nextUpdate", area="responder"),
     m("http.crl_max_age_from_this_update", "responder/routes.c",
-      "int64_t max_age = f->next_update - (int64_t)w->date_t;",
-      "int64_t max_age = f->next_update - f->this_update;",
+      "cache_lines(&b, w->ctx, f->next_update - (int64_t)w->date_t, true, tags, tl);",
+      "cache_lines(&b, w->ctx, f->next_update - f->this_update, true, tags, tl);",
       "a CRL's max-age counted from its thisUpdate, not from the Date sent",
       area="responder"),
+    # Issue 13: shared caches keep an answer at most [edge] max_age, never past nextUpdate.
+    m("http.s_maxage_past_next_update", "responder/routes.c",
+      "int64_t s = !shared ? 0 : left < edge ? left : edge;",
+      "int64_t s = !shared ? 0 : edge;",
+      "s-maxage = max_age even when nextUpdate is sooner: a shared cache keeps the answer "
+      "past nextUpdate", area="responder"),
     # ---- responder/ctx.c: the signer ---------------------------------------------------
     m("ctx.eku_unchecked", "responder/ctx.c",
       "\t\tif (!(X509_get_extension_flags(ca->signer) & EXFLAG_XKUSAGE) ||\n"
