@@ -283,6 +283,32 @@ static void ocsp_get(struct conn *c, const char *rem, size_t len)
  * 304 to a matching If-None-Match. |slot| is the worker's cached version of
  * that file, or NULL (a shard: the version is looked up in the process's
  * registry, which reads each version once). */
+/* crl_version returns the version of the CRL file |path| (CA |idx|) that
+ * |st| describes, from |*slot| when it is still that version, else read (once
+ * per process) and kept in |*slot| (NULL: not kept, a reference the caller
+ * drops). NULL when it cannot be read. */
+static struct crl_file *crl_version(struct worker *w, int idx, const char *path,
+                                    const struct stat *st, struct crl_file **slot)
+{
+	struct crl_file *f = slot ? *slot : NULL;
+	if (crlfile_current(f, st))
+		return f;
+	struct crl_file *nf = NULL;
+	if (crlfile_get(w, w->ctx->cas[idx].name, path, st, &nf) < 0)
+		return NULL;
+	if (slot) {
+		crlfile_unref(f);
+		*slot = nf;
+	}
+	return nf;
+}
+
+/* crl_expired tells whether CRL |f| is past its nextUpdate at the Date sent. */
+static bool crl_expired(const struct worker *w, const struct crl_file *f)
+{
+	return f->next_update && f->next_update <= (int64_t)w->date_t;
+}
+
 static void serve_crl_file(struct conn *c, int idx, const char *path, struct crl_file **slot)
 {
 	struct worker *w = c->w;
@@ -291,21 +317,22 @@ static void serve_crl_file(struct conn *c, int idx, const char *path, struct crl
 		http_respond_text(c, 404, "no CRL published yet\n", NULL);
 		return;
 	}
-	struct crl_file *f = slot ? *slot : NULL;
-	if (!crlfile_current(f, &st)) {
-		struct crl_file *nf = NULL;
-		if (crlfile_get(w, w->ctx->cas[idx].name, path, &st, &nf) < 0) {
-			http_respond_text(c, 503, "CRL unreadable\n", "Retry-After: 10\r\n");
-			return;
-		}
-		if (slot) {
-			crlfile_unref(f);
-			*slot = nf;
-		}
-		f = nf;
+	struct crl_file *f = crl_version(w, idx, path, &st, slot);
+	if (!f) {
+		http_respond_text(c, 503, "CRL unreadable\n", "Retry-After: 10\r\n");
+		return;
 	}
 	if (f->err) {
 		http_respond_text(c, 503, "CRL unreadable\n", "Retry-After: 10\r\n");
+		goto out;
+	}
+	/* A CRL past its nextUpdate is refused by relying parties, and a 200
+	 * would hide that publication stopped from every monitor and cache:
+	 * 503 until crlgen publishes (/healthz says so too). */
+	if (crl_expired(w, f)) {
+		m_add(&w->m.crl_expired, 1);
+		http_respond_text(c, 503, "CRL expired: nothing published since its nextUpdate\n",
+		                  "Retry-After: 60\r\nCache-Control: no-store\r\n");
 		goto out;
 	}
 	char extra[768], lm[40], ex[40], tags[2 * EDGE_TAG_MAX];
@@ -440,6 +467,24 @@ static void serve_health(struct conn *c)
 	if (!ocsp_signers_healthy(w->ctx, reason, sizeof(reason))) {
 		http_respond_text(c, 503, reason, "Cache-Control: no-store\r\n");
 		return;
+	}
+	/* Each CA's full CRL, as /crl/{CA}.crl serves it: one past its
+	 * nextUpdate means crlgen stopped publishing (none published yet is not
+	 * the responder's failure: a new deployment). */
+	for (int i = 0; i < w->ctx->n_cas; i++) {
+		const char *path = w->ctx->cas[i].crl_path;
+		struct stat st;
+		if (!path || stat(path, &st) < 0)
+			continue;
+		const struct crl_file *f = crl_version(w, i, path, &st, &w->crls[i]);
+		if (f && !f->err && crl_expired(w, f)) {
+			char when[40];
+			vg_http_date((time_t)f->next_update, when, sizeof(when));
+			snprintf(reason, sizeof(reason), "CRL of CA %s expired (nextUpdate %s)\n",
+			         w->ctx->cas[i].name, when);
+			http_respond_text(c, 503, reason, "Cache-Control: no-store\r\n");
+			return;
+		}
 	}
 	http_respond_text(c, 200, "ok\n", "Cache-Control: no-store\r\n");
 }
