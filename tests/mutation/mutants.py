@@ -54,7 +54,7 @@ MUTANTS = [
       "\tst->cr = CR_GOOD;\n\tst->reason = OCSP_REVOKED_STATUS_NOSTATUS;\n\tif (!w->txn_ok)",
       "a serial not in the store is answered good (DigiNotar)"),
     m("ocsp.frozen_ignored", "responder/ocsp.c",
-      "\t\tif (cs.frozen) {", "\t\tif (!cs.frozen) {",
+      "\t\tif (cs.frozen && !cs.pruned) {", "\t\tif (!cs.frozen && !cs.pruned) {",
       "not_issued = revoked applied to a CA that still issues, not to a frozen one"),
     m("ocsp.frozen_no_ext_revoke", "responder/ocsp.c",
       "\t\t\tst->revoked_at = 0;\n\t\t\tst->ext_revoke = true;",
