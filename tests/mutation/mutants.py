@@ -327,4 +327,22 @@ MUTANTS = [
       "\t} else if (counter < C.applied) {",
       "\t} else if (0) {",
       "the responder keeps cached answers when the store's counter goes back", area="life"),
+    # ---- CRL shards and the lint (issue 14) ------------------------------------------------
+    m("shards.off_by_one", "crlgen/shards.c",
+      "\treturn r + 1;\n", "\treturn r;\n",
+      "a certificate is listed in the shard before its own (serial mod N instead of + 1)",
+      area="shards"),
+    m("shards.idp_not_critical", "crlgen/crl.c",
+      "\t\tder_add_tlv(b, DER_OID, oid_idp, sizeof(oid_idp));\n"
+      "\t\tder_add_tlv(b, DER_BOOLEAN, &true_, 1);\n",
+      "\t\tder_add_tlv(b, DER_OID, oid_idp, sizeof(oid_idp));\n",
+      "a shard's Issuing Distribution Point is not critical (RFC 5280 §5.2.5)", area="shards"),
+    m("shards.lint_issuer_unchecked", "crlgen/lint.c",
+      "\tif (!cbs_is(&name, ca->issuer, ca->issuer_len))",
+      "\tif (0 && !cbs_is(&name, ca->issuer, ca->issuer_len))",
+      "the lint publishes a CRL whose issuer is not the CA's subject", area="shards"),
+    m("shards.lint_validity_unbounded", "crlgen/lint.c",
+      "\tif (nu <= tu || nu - tu > VG_VALIDITY_MAX)",
+      "\tif (nu <= tu || nu - tu > 2 * VG_VALIDITY_MAX)",
+      "the lint lets a CRL valid for more than 10 days through (BR §4.9.7)", area="shards"),
 ]
