@@ -315,6 +315,83 @@ static int handle_ms(struct parse_ctx *p, const char *sec, const char *k, const 
 	return 1;
 }
 
+/* A token (RFC 9110 5.6.2): what a header field's name may hold. */
+static bool valid_token(const char *s)
+{
+	if (!*s || strlen(s) > 64)
+		return false;
+	for (; *s; s++)
+		if (!strchr("!#$%&'*+-.^_`|~", *s) &&
+		    !((*s >= 'a' && *s <= 'z') || (*s >= 'A' && *s <= 'Z') ||
+		      (*s >= '0' && *s <= '9')))
+			return false;
+	return true;
+}
+
+static int handle_edge(struct parse_ctx *p, const char *k, const char *v)
+{
+	struct vg_conf *c = p->c;
+	int64_t ms;
+	if (!strcmp(k, "max_age")) {
+		if (!parse_duration_ms(v, &ms) || ms % 1000 || ms > VG_EDGE_MAX_AGE_MAX * 1000LL) {
+			set_err(p,
+			        "[edge] max_age = %s: expected 0 to %d seconds (0: shared caches "
+			        "keep answers until their nextUpdate)",
+			        v, VG_EDGE_MAX_AGE_MAX);
+			return 0;
+		}
+		c->edge_max_age = (int)(ms / 1000);
+	} else if (!strcmp(k, "tag_header")) {
+		if (!valid_token(v)) {
+			set_err(p,
+			        "[edge] tag_header = %s: expected a header name of 1 to 64 "
+			        "letters, "
+			        "digits or !#$%%&'*+-.^_`|~ (xkey, Surrogate-Key, Cache-Tag, "
+			        "Edge-Cache-Tag)",
+			        v);
+			return 0;
+		}
+		SET_STR(c->edge_tag_header, v);
+	} else if (!strcmp(k, "purge_varnish") || !strcmp(k, "purge_nginx")) {
+		struct vg_http_url u[VG_EDGE_URLS_MAX];
+		int n = vg_http_url_list(v, u, VG_EDGE_URLS_MAX);
+		if (n <= 0) {
+			set_err(p,
+			        "[edge] %s = %s: expected up to %d http://HOST[:PORT][/PATH] URLs "
+			        "separated by commas%s",
+			        k, v, VG_EDGE_URLS_MAX,
+			        !strncasecmp(v, "https:", 6)
+			                ? " (https is not spoken: purge a local "
+			                  "edge, or through a TLS proxy)"
+			                : "");
+			return 0;
+		}
+		if (k[6] == 'v')
+			SET_STR(c->edge_purge_varnish, v);
+		else
+			SET_STR(c->edge_purge_nginx, v);
+	} else if (!strcmp(k, "purge_command")) {
+		char *path = resolve_path(c, v);
+		if (!path || access(path, X_OK) < 0) {
+			int e = path ? errno : ENOMEM;
+			set_err(p, "[edge] purge_command = %s: %s", v,
+			        e == EACCES ? "not executable" : strerror(e));
+			free(path);
+			return 0;
+		}
+		free(c->edge_purge_command);
+		c->edge_purge_command = path;
+	} else if (!strcmp(k, "purge_command_timeout")) {
+		return handle_ms(p, "edge", k, v, &c->edge_command_timeout_ms);
+	} else if (!strcmp(k, "state_dir")) {
+		SET_PATH(c->edge_state_dir, v);
+	} else {
+		set_err(p, "[edge]: unknown key '%s'", k);
+		return 0;
+	}
+	return 1;
+}
+
 /* handle_retention reads a [store] retention: a duration of 1 day to 100
  * years (e.g. 30d). Shorter would prune what a reader may still follow. */
 static int handle_retention(struct parse_ctx *p, const char *k, const char *v, int64_t *dst)
@@ -406,6 +483,8 @@ static int handler(void *user, const char *section, const char *k, const char *v
 			return handle_int(p, section, k, v, 0, 1000, &c->crl_keep);
 		else
 			goto unknown;
+	} else if (!strcmp(section, "edge")) {
+		return handle_edge(p, k, v);
 	} else if (!strcmp(section, "replicate")) {
 		int64_t ms;
 		if (!strcmp(k, "postgres")) {
@@ -461,6 +540,8 @@ static void set_defaults(struct vg_conf *c)
 	c->log_retention = 30 * DAY;
 	c->expired_retention = 365 * DAY;
 	c->crl_keep = 5;
+	c->edge_max_age = 60;
+	c->edge_command_timeout_ms = 30000;
 }
 
 #define INI_LINE_MAX 199
@@ -615,6 +696,21 @@ static int conf_parse(const char *abs, const char *text, struct vg_conf *out, ch
 		out->base_path = strdup("/");
 	if (!out->crl_out)
 		out->crl_out = resolve_path(out, "crl");
+	if (!out->edge_tag_header)
+		out->edge_tag_header = strdup("xkey");
+	if (!out->edge_state_dir) {
+		/* Beside the store directory: the responder only reads the store. */
+		const char *sp = out->store_path;
+		size_t dl = strlen(sp);
+		while (dl > 1 && sp[dl - 1] == '/')
+			dl--;
+		while (dl > 0 && sp[dl - 1] != '/')
+			dl--;
+		while (dl > 1 && sp[dl - 1] == '/')
+			dl--;
+		if (asprintf(&out->edge_state_dir, "%.*s/edge", dl > 1 ? (int)dl : 0, sp) < 0)
+			out->edge_state_dir = NULL;
+	}
 	if (!out->crl_metrics_file) {
 		/* Beside the out directory, not in it: nothing but CRLs and
 		 * crlgen's own files there. */
@@ -682,6 +778,11 @@ void vg_conf_free(struct vg_conf *c)
 	free(c->access_log);
 	free(c->base_path);
 	free(c->crl_out);
+	free(c->edge_tag_header);
+	free(c->edge_purge_varnish);
+	free(c->edge_purge_nginx);
+	free(c->edge_purge_command);
+	free(c->edge_state_dir);
 	free(c->crl_metrics_file);
 	free(c->pg_conninfo);
 	free(c->pg_password_file);

@@ -12,7 +12,13 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "common/text.h"
+
 #define VG_CONF_MAX_CAS 64
+
+/* [edge] limits: max_age up to a day, at most this many purge URLs per key. */
+#define VG_EDGE_MAX_AGE_MAX 86400
+#define VG_EDGE_URLS_MAX 16
 
 /* The longest validity of an OCSP answer or a CRL: ten days (Baseline
  * Requirements 4.9.7 and 4.9.10). ocsp_validity and crl_validity are at
@@ -93,6 +99,14 @@ struct vg_conf {
 	                           OUT/../vigil-crlgen.prom */
 	int64_t crl_interval;   /* seconds, default 3600 */
 	int crl_keep;           /* numbered CRLs kept beside the current, default 5 */
+	/* [edge]: the HTTP caches in front of the responder (responder/edge.c) */
+	int edge_max_age;            /* s-maxage bound, seconds; default 60, 0: up to nextUpdate */
+	char *edge_tag_header;       /* header naming an answer's tags, default "xkey" */
+	char *edge_purge_varnish;    /* comma-separated http:// URLs, or NULL */
+	char *edge_purge_nginx;      /* comma-separated http:// URLs, or NULL */
+	char *edge_purge_command;    /* absolute path of a program, or NULL */
+	int edge_command_timeout_ms; /* purge_command killed past this, default 30000 */
+	char *edge_state_dir;        /* where each edge's acknowledged counter is kept */
 	/* [replicate] (issue 15) */
 	char *pg_conninfo;      /* postgres: libpq conninfo, never a password; NULL: not set */
 	char *pg_password_file; /* password_file: path of a file holding the password */

@@ -363,3 +363,80 @@ void vg_etag(const uint8_t *data, size_t len, char out[VG_ETAG_LEN])
 		memset(md, 0, sizeof(md)); /* only on no memory; an ETag is still written */
 	vg_etag_from_sha256(md, out);
 }
+
+int vg_http_url_parse(const char *url, size_t len, struct vg_http_url *out)
+{
+	memset(out, 0, sizeof(*out));
+	if (len < 8 || strncasecmp(url, "http://", 7) != 0)
+		return -EINVAL;
+	const char *h = url + 7, *end = url + len;
+	const char *slash = memchr(h, '/', (size_t)(end - h));
+	const char *hend = slash ? slash : end;
+	const char *colon = NULL;
+	if (h < hend && *h == '[') {
+		const char *rb = memchr(h, ']', (size_t)(hend - h));
+		if (!rb)
+			return -EINVAL;
+		colon = rb + 1 < hend && rb[1] == ':' ? rb + 1 : NULL;
+		if (rb + 1 < hend && !colon)
+			return -EINVAL;
+		if ((size_t)(rb - h - 1) >= sizeof(out->host) || rb == h + 1)
+			return -EINVAL;
+		memcpy(out->host, h + 1, (size_t)(rb - h - 1));
+	} else {
+		colon = memchr(h, ':', (size_t)(hend - h));
+		const char *he = colon ? colon : hend;
+		if (he == h || (size_t)(he - h) >= sizeof(out->host))
+			return -EINVAL;
+		memcpy(out->host, h, (size_t)(he - h));
+	}
+	for (const char *q = out->host; *q; q++)
+		if (*q <= ' ' || *q == '@' || *q == '/' || *q == '?' || *q == '#' || *q == 0x7f)
+			return -EINVAL;
+	out->port = 80;
+	if (colon) {
+		int port = 0;
+		if (colon + 1 == hend || hend - colon > 6)
+			return -EINVAL;
+		for (const char *q = colon + 1; q < hend; q++) {
+			if (*q < '0' || *q > '9')
+				return -EINVAL;
+			port = port * 10 + (*q - '0');
+		}
+		if (port < 1 || port > 65535)
+			return -EINVAL;
+		out->port = port;
+	}
+	size_t plen = slash ? (size_t)(end - slash) : 1;
+	if (plen >= sizeof(out->path))
+		return -EINVAL;
+	memcpy(out->path, slash ? slash : "/", plen);
+	for (const char *q = out->path; *q; q++)
+		if (*q <= ' ' || *q == 0x7f)
+			return -EINVAL;
+	/* The authority as a Host header carries it (RFC 9110 7.2). */
+	snprintf(out->authority, sizeof(out->authority), "%.*s", (int)(hend - h), h);
+	return 0;
+}
+
+int vg_http_url_list(const char *list, struct vg_http_url *out, int max)
+{
+	int n = 0;
+	const char *p = list;
+	while (*p) {
+		while (*p == ' ' || *p == ',')
+			p++;
+		if (!*p)
+			break;
+		const char *e = p;
+		while (*e && *e != ',' && *e != ' ')
+			e++;
+		if (n == max)
+			return -E2BIG;
+		if (vg_http_url_parse(p, (size_t)(e - p), &out[n]) < 0)
+			return -EINVAL;
+		n++;
+		p = e;
+	}
+	return n;
+}

@@ -4,8 +4,9 @@
 /*
  * The values every program shares and their text forms: serial numbers, RFC
  * 5280 reason codes, times, and CA ids; and the text codecs written once for
- * all: hex digits, percent- and base64-decoding, IMF-fixdate, ETags. No LMDB;
- * the header includes no OpenSSL (text.c uses its SHA-256 for the ETag).
+ * all: hex digits, percent- and base64-decoding, IMF-fixdate, ETags, http://
+ * URLs. No LMDB; the header includes no OpenSSL (text.c uses its SHA-256 for
+ * the ETag).
  */
 
 #include <stdbool.h>
@@ -119,3 +120,17 @@ void vg_etag(const uint8_t *data, size_t len, char out[VG_ETAG_LEN]);
  * for callers that hash the body piece by piece (a CRL file read in chunks).
  * vg_etag(d, n, e) equals vg_etag_from_sha256(SHA256(d, n), e). */
 void vg_etag_from_sha256(const uint8_t digest[32], char out[VG_ETAG_LEN]);
+
+/* An http:// URL (vigil.conf's [edge] purge_varnish, purge_nginx). */
+struct vg_http_url {
+	char host[256];      /* name or address, without [] */
+	int port;            /* default 80 */
+	char authority[270]; /* host[:port] as written, for the Host header */
+	char path[256];      /* "/" when absent */
+};
+/* vg_http_url_parse parses the |len| bytes at |url| (http://HOST[:PORT][/PATH]);
+ * 0 or -EINVAL. */
+int vg_http_url_parse(const char *url, size_t len, struct vg_http_url *out);
+/* vg_http_url_list parses a comma- (or space-) separated list of such URLs
+ * into |out| (at most |max|): their number, -EINVAL or -E2BIG. */
+int vg_http_url_list(const char *list, struct vg_http_url *out, int max);

@@ -84,5 +84,5 @@ static inline void hb_u64(struct hb *b, uint64_t v)
 	hb_put(b, d + i, sizeof(d) - i);
 }
 
-#define HEAD_MAX 1024
+#define HEAD_MAX 2048
 #define INLINE_BODY_MAX 3072 /* bodies up to this are sent in one buffer with their head */

@@ -4,6 +4,7 @@
 #include "responder/storewatch.h"
 #include "responder/cache.h"
 #include "responder/ctx.h"
+#include "responder/edge.h"
 #include "responder/ocsp.h"
 #include "responder/routes.h"
 #include "common/log.h"
@@ -17,6 +18,7 @@
 #include <pthread.h>
 #include <pwd.h>
 #include <signal.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -64,13 +66,17 @@ static const char usage[] =
         "                                  answer: Cache-Control: no-store\n"
         "    GET  {base_path}{base64 DER}  URL-encoded base64 request ('+', '/', '=' raw or\n"
         "                                  %-encoded; '//' and a client prefix accepted);\n"
-        "                                  cacheable: Cache-Control max-age, public,\n"
-        "                                  no-transform, must-revalidate; Expires (=\n"
-        "                                  nextUpdate), Last-Modified (= thisUpdate), ETag;\n"
-        "                                  If-None-Match gives 304\n"
-        "    GET  /crl/{CA}.crl            newest CRL in [crlgen] out (application/pkix-crl)\n"
-        "    GET  /healthz                 200 when the store is readable and no CA's\n"
-        "                                  signer keeps failing, 503 otherwise\n"
+        "                                  cacheable: Cache-Control max-age (to\n"
+        "                                  nextUpdate), s-maxage and CDN-Cache-Control (at\n"
+        "                                  most [edge] max_age), public, no-transform,\n"
+        "                                  must-revalidate; Expires (= nextUpdate),\n"
+        "                                  Last-Modified (= thisUpdate), ETag, the tags in\n"
+        "                                  [edge] tag_header; If-None-Match gives 304\n"
+        "    GET  /crl/{CA}.crl            newest CRL in [crlgen] out (application/pkix-crl);\n"
+        "                                  503 once it is past its nextUpdate\n"
+        "    GET  /healthz                 200 when the store is readable, no CA's signer\n"
+        "                                  keeps failing or has expired, and no CA's CRL\n"
+        "                                  is past its nextUpdate; 503 with the reason\n"
         "    GET  /metrics                 Prometheus text format\n"
         "    HEAD works wherever GET does. Refused requests: 400 bad request or base64,\n"
         "    404, 405 other methods, 408 header_timeout/body_timeout, 413 body over\n"
@@ -101,7 +107,16 @@ static const char usage[] =
         "    max_request_bytes (16384), max_header_bytes (8192), max_certids (32),\n"
         "    idle_timeout (30s), header_timeout (10s), body_timeout (10s),\n"
         "    refresh_percent (50). [ca NAME] cert, ocsp_cert, ocsp_key (or crl_key),\n"
-        "    not_issued, ocsp_validity (8h to 10d, default 4d), digest.\n"
+        "    not_issued, ocsp_validity (8h to 10d, default 4d), digest. [edge] max_age\n"
+        "    (60), tag_header (xkey), purge_varnish, purge_nginx, purge_command,\n"
+        "    purge_command_timeout (30s), state_dir.\n"
+        "\n"
+        "EDGE\n"
+        "    After a store change has left the cache and every worker, one thread per\n"
+        "    configured edge purges its tags (Varnish: PURGE with xkey-purge lines;\n"
+        "    nginx: PURGE of the CRL URLs; purge_command: tags on stdin), batched,\n"
+        "    retried with back-off, and again after a restart for what an edge never\n"
+        "    acknowledged (state_dir). A new CRL is purged too. Answering never waits.\n"
         "\n"
         "    Workers are threads, each with its own event loop, its own SO_REUSEPORT\n"
         "    listener and its own read transaction on the store. A port another process\n"
@@ -358,6 +373,26 @@ static void on_hup(uv_signal_t *h, int sig)
 		log_warn("event=reload_ignored key=responder.listen reason=needs_restart");
 	if (old->conf.workers != c->conf.workers)
 		log_warn("event=reload_ignored key=responder.workers reason=needs_restart");
+	/* The purgers run from the start-up configuration. */
+	static const struct {
+		const char *key;
+		size_t off;
+	} edge_keys[] = {
+	        {"edge.purge_varnish", offsetof(struct vg_conf, edge_purge_varnish)},
+	        {"edge.purge_nginx", offsetof(struct vg_conf, edge_purge_nginx)},
+	        {"edge.purge_command", offsetof(struct vg_conf, edge_purge_command)},
+	        {"edge.state_dir", offsetof(struct vg_conf, edge_state_dir)},
+	};
+	for (size_t i = 0; i < sizeof(edge_keys) / sizeof(edge_keys[0]); i++) {
+		const char *a = *(char *const *)((const char *)&old->conf + edge_keys[i].off);
+		const char *b = *(char *const *)((const char *)&c->conf + edge_keys[i].off);
+		if ((a == NULL) != (b == NULL) || (a && strcmp(a, b)))
+			log_warn("event=reload_ignored key=%s reason=needs_restart",
+			         edge_keys[i].key);
+	}
+	if (old->conf.edge_command_timeout_ms != c->conf.edge_command_timeout_ms)
+		log_warn(
+		        "event=reload_ignored key=edge.purge_command_timeout reason=needs_restart");
 	reopen_access_log(c->conf.access_log);
 	if (old->conf.max_connections != c->conf.max_connections)
 		check_fd_limit(c);
@@ -561,10 +596,16 @@ int main(int argc, char **argv)
 	         addr_str(&ss, a, sizeof(a)), g_nworkers, ctx->n_cas, ctx->conf.store_path,
 	         (unsigned long long)rl.rlim_cur, VG_VERSION);
 
+	/* After the workers: the purgers follow what they answer from. */
+	edge_start(ctx, g_store);
+
 	uv_run(loop, UV_RUN_DEFAULT);
 
 	for (int i = 0; i < g_nworkers; i++)
 		pthread_join(g_workers[i].thread, NULL);
+	/* After the workers (a /metrics answer reads the edges), before their
+	 * structs go (the purgers read what they answer from). */
+	edge_stop();
 	uv_close((uv_handle_t *)&sig_hup, NULL);
 	uv_close((uv_handle_t *)&sig_term, NULL);
 	uv_close((uv_handle_t *)&sig_int, NULL);

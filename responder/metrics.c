@@ -2,6 +2,7 @@
 /* Prometheus text exposition of the per-worker counters. */
 #include "store/replstate.h"
 #include "responder/metrics.h"
+#include "responder/edge.h"
 #include "responder/ocsp.h"
 #include "responder/worker.h"
 
@@ -284,8 +285,12 @@ char *metrics_render(size_t *len)
 	        "# HELP vigil_crl_load_failures_total CRL file versions that could not be read or "
 	        "parsed (answered 503; tried again when the file changes, or after 10 s).\n"
 	        "# TYPE vigil_crl_load_failures_total counter\nvigil_crl_load_failures_total "
-	        "%llu\n",
-	        (unsigned long long)SUM(crl_loads), (unsigned long long)SUM(crl_load_failures));
+	        "%llu\n"
+	        "# HELP vigil_crl_expired_total CRL requests answered 503 because the published "
+	        "CRL is past its nextUpdate (crlgen has not published since).\n"
+	        "# TYPE vigil_crl_expired_total counter\nvigil_crl_expired_total %llu\n",
+	        (unsigned long long)SUM(crl_loads), (unsigned long long)SUM(crl_load_failures),
+	        (unsigned long long)SUM(crl_expired));
 	/* Each CA's signer: seconds to its notAfter (negative once expired),
 	 * and the expires_soon / expired lines said about it. */
 	struct rctx *ctx = ctx_current();
@@ -337,6 +342,12 @@ char *metrics_render(size_t *len)
 	if (oldest)
 		sb_printf(&s, "vigil_cache_oldest_next_update_seconds %lld\n",
 		          (long long)(oldest - (int64_t)time(NULL)));
+	char *edge = edge_metrics_text();
+	if (!edge)
+		s.oom = true;
+	else
+		sb_printf(&s, "%s", edge);
+	free(edge);
 	if (s.oom) {
 		free(s.b);
 		return NULL;

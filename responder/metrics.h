@@ -34,6 +34,7 @@ struct metrics {
 	uint64_t conns_accepted, conns_refused;
 	uint64_t conns_fd_limit;               /* refused with 503: no descriptor left (conn.c) */
 	uint64_t crl_loads, crl_load_failures; /* CRL file versions read (once per process) */
+	uint64_t crl_expired; /* CRL requests answered 503: the file is past its nextUpdate */
 	uint64_t timeouts;
 	int64_t conns_open;
 	int64_t oldest_next_update; /* unix time, 0 when the cache is empty */

@@ -482,11 +482,18 @@ static void answer_from_entry(struct worker *w, const struct centry *e, struct a
 	out->this_update = e->this_update;
 	out->next_update = e->next_update;
 	out->note = e->note;
+	out->tag_ca = -1;
+	for (int i = 0; i < w->ctx->n_cas; i++)
+		if (w->ctx->cas[i].id == e->ca_id)
+			out->tag_ca = i;
+	out->n_tag_serials = 1;
+	out->tag_serials[0] = e->serial;
 }
 
 void ocsp_answer(struct worker *w, const uint8_t *req_der, size_t len, struct answer *out)
 {
 	memset(out, 0, sizeof(*out));
+	out->tag_ca = -1;
 	struct rctx *ctx = w->ctx;
 	struct item stack_items[8], *items = stack_items;
 	struct ocsp_single stack_singles[8], *singles = stack_singles;
@@ -620,6 +627,16 @@ void ocsp_answer(struct worker *w, const uint8_t *req_der, size_t len, struct an
 	out->len = dlen;
 	out->owned = true;
 	out->cacheable = nonce == 0;
+	out->tag_ca = signer;
+	for (int i = 0; i < n; i++) {
+		if (items[i].ca != signer || !items[i].serial_ok)
+			continue;
+		if (out->n_tag_serials == ANSWER_TAG_SERIALS) {
+			out->n_tag_serials = -1;
+			break;
+		}
+		out->tag_serials[out->n_tag_serials++] = items[i].serial;
+	}
 	/* As ocsp_build wrote them: producedAt and thisUpdate now, nextUpdate
 	 * capped at the signer's notAfter (and so are Expires, max-age and the
 	 * cache's keeping of it). */

@@ -17,6 +17,10 @@
 #include "responder/metrics.h"
 #include "responder/sign.h"
 
+/* The serials an answer names for the edge's tags (edge.h); an answer about
+ * more is tagged with its CA only and kept by no shared cache. */
+#define ANSWER_TAG_SERIALS 8
+
 /* An answer: its DER and, for a successful one, its validity. */
 struct answer {
 	uint8_t *der; /* owned when |owned|, else borrowed from the cache until the next call */
@@ -27,6 +31,12 @@ struct answer {
 	/* The note (cache.h) of the cache entry the answer came from or went
 	 * into, or NULL: what the HTTP layer made of it once. */
 	const uint8_t *note;
+	/* What a cacheable answer depends on: its CA (an index into the
+	 * worker's snapshot, -1: none) and serials (-1: more than
+	 * ANSWER_TAG_SERIALS). */
+	int tag_ca;
+	int n_tag_serials;
+	struct vg_serial tag_serials[ANSWER_TAG_SERIALS];
 };
 
 struct worker;

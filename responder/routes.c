@@ -11,6 +11,7 @@
 #include "responder/cache.h"
 #include "responder/conn.h"
 #include "responder/crlfile.h"
+#include "responder/edge.h"
 #include "responder/http.h"
 #include "responder/ocsp.h"
 #include "common/text.h"
@@ -100,6 +101,60 @@ void routes_init(void)
 	cache_set_note(cache_note);
 }
 
+/* cache_lines writes the lifetimes of a cacheable answer with |left|
+ * seconds to its nextUpdate: Cache-Control max-age up to nextUpdate for
+ * every cache (RFC 5019 §6.2), s-maxage and CDN-Cache-Control (RFC 9213) =
+ * min([edge] max_age, max-age) for shared caches (0 when |shared| is false:
+ * they revalidate every time), and the tag header with |tags| (|tlen|
+ * bytes; none when 0). With max_age 0 and |shared|, max-age alone. */
+static void cache_lines(struct hb *b, const struct rctx *ctx, int64_t left, bool shared,
+                        const char *tags, size_t tlen)
+{
+	int64_t edge = ctx->conf.edge_max_age;
+	if (left < 0)
+		left = 0;
+	bool bound = edge > 0 || !shared;
+	int64_t s = !shared ? 0 : left < edge ? left : edge;
+	HB_LIT(b, "Cache-Control: max-age=");
+	hb_u64(b, (uint64_t)left);
+	if (bound) {
+		HB_LIT(b, ", s-maxage=");
+		hb_u64(b, (uint64_t)s);
+	}
+	HB_LIT(b, ", public, no-transform, must-revalidate\r\n");
+	if (bound) {
+		HB_LIT(b, "CDN-Cache-Control: max-age=");
+		hb_u64(b, (uint64_t)s);
+		HB_LIT(b, ", must-revalidate\r\n");
+	}
+	if (tlen) {
+		hb_str(b, ctx->conf.edge_tag_header);
+		HB_LIT(b, ": ");
+		hb_put(b, tags, tlen);
+		HB_LIT(b, "\r\n");
+	}
+}
+
+/* ANSWER_TAGS_MAX: the tag text of an answer about ANSWER_TAG_SERIALS
+ * serials at most. */
+#define ANSWER_TAGS_MAX ((ANSWER_TAG_SERIALS + 1) * EDGE_TAG_MAX)
+
+/* ocsp_tags writes the tags of answer |a| into |buf| (ANSWER_TAGS_MAX
+ * bytes): its CA's, and each serial's. Returns their length (0: none). */
+static size_t ocsp_tags(const struct worker *w, const struct answer *a, char *buf)
+{
+	if (a->tag_ca < 0 || a->tag_ca >= w->ctx->n_cas || !w->ctx->conf.edge_tag_header)
+		return 0;
+	const char *ca = w->ctx->cas[a->tag_ca].name;
+	char sep = edge_tag_sep(w->ctx->conf.edge_tag_header);
+	size_t n = edge_tag_ca(buf, ca);
+	for (int i = 0; i < a->n_tag_serials; i++) {
+		buf[n++] = sep;
+		n += edge_tag_serial(buf + n, ca, &a->tag_serials[i]);
+	}
+	return n;
+}
+
 static void send_ocsp(struct conn *c, const uint8_t *der, size_t len, bool get)
 {
 	struct answer a;
@@ -113,7 +168,7 @@ static void send_ocsp(struct conn *c, const uint8_t *der, size_t len, bool get)
 		vg_http_date(c->w->date_t, c->w->date, sizeof(c->w->date));
 	}
 	static const char no_store[] = "Cache-Control: no-store\r\n";
-	char extra[64 + NOTE_HDRS_MAX];
+	char extra[256 + ANSWER_TAGS_MAX + NOTE_HDRS_MAX], tags[ANSWER_TAGS_MAX];
 	const char *ex = no_store;
 	size_t elen = sizeof(no_store) - 1;
 	if (get && a.cacheable) {
@@ -124,11 +179,9 @@ static void send_ocsp(struct conn *c, const uint8_t *der, size_t len, bool get)
 			note_make(a.der, a.len, a.this_update, a.next_update, &made);
 			n = &made;
 		}
-		int64_t max_age = a.next_update - (int64_t)c->w->date_t;
 		struct hb b = {extra, extra + sizeof(extra), false};
-		HB_LIT(&b, "Cache-Control: max-age=");
-		hb_u64(&b, max_age > 0 ? (uint64_t)max_age : 0);
-		HB_LIT(&b, ", public, no-transform, must-revalidate\r\n");
+		cache_lines(&b, c->w->ctx, a.next_update - (int64_t)c->w->date_t,
+		            a.n_tag_serials >= 0, tags, ocsp_tags(c->w, &a, tags));
 		hb_put(&b, n->hdrs, n->hlen);
 		ex = extra;
 		elen = (size_t)(b.p - extra);
@@ -231,6 +284,32 @@ static void ocsp_get(struct conn *c, const char *rem, size_t len)
  * 304 to a matching If-None-Match. |slot| is the worker's cached version of
  * that file, or NULL (a shard: the version is looked up in the process's
  * registry, which reads each version once). */
+/* crl_version returns the version of the CRL file |path| (CA |idx|) that
+ * |st| describes, from |*slot| when it is still that version, else read (once
+ * per process) and kept in |*slot| (NULL: not kept, a reference the caller
+ * drops). NULL when it cannot be read. */
+static struct crl_file *crl_version(struct worker *w, int idx, const char *path,
+                                    const struct stat *st, struct crl_file **slot)
+{
+	struct crl_file *f = slot ? *slot : NULL;
+	if (crlfile_current(f, st))
+		return f;
+	struct crl_file *nf = NULL;
+	if (crlfile_get(w, w->ctx->cas[idx].name, path, st, &nf) < 0)
+		return NULL;
+	if (slot) {
+		crlfile_unref(f);
+		*slot = nf;
+	}
+	return nf;
+}
+
+/* crl_expired tells whether CRL |f| is past its nextUpdate at the Date sent. */
+static bool crl_expired(const struct worker *w, const struct crl_file *f)
+{
+	return f->next_update && f->next_update <= (int64_t)w->date_t;
+}
+
 static void serve_crl_file(struct conn *c, int idx, const char *path, struct crl_file **slot)
 {
 	struct worker *w = c->w;
@@ -239,42 +318,61 @@ static void serve_crl_file(struct conn *c, int idx, const char *path, struct crl
 		http_respond_text(c, 404, "no CRL published yet\n", NULL);
 		return;
 	}
-	struct crl_file *f = slot ? *slot : NULL;
-	if (!crlfile_current(f, &st)) {
-		struct crl_file *nf = NULL;
-		if (crlfile_get(w, w->ctx->cas[idx].name, path, &st, &nf) < 0) {
-			http_respond_text(c, 503, "CRL unreadable\n", "Retry-After: 10\r\n");
-			return;
-		}
-		if (slot) {
-			crlfile_unref(f);
-			*slot = nf;
-		}
-		f = nf;
+	struct crl_file *f = crl_version(w, idx, path, &st, slot);
+	if (!f) {
+		http_respond_text(c, 503, "CRL unreadable\n", "Retry-After: 10\r\n");
+		return;
 	}
 	if (f->err) {
 		http_respond_text(c, 503, "CRL unreadable\n", "Retry-After: 10\r\n");
 		goto out;
 	}
-	char extra[512], lm[40], ex[40];
-	int n = snprintf(extra, sizeof(extra), "ETag: %s\r\n", f->etag);
+	/* A CRL past its nextUpdate is refused by relying parties, and a 200
+	 * would hide that publication stopped from every monitor and cache:
+	 * 503 until crlgen publishes (/healthz says so too). */
+	if (crl_expired(w, f)) {
+		m_add(&w->m.crl_expired, 1);
+		http_respond_text(c, 503, "CRL expired: nothing published since its nextUpdate\n",
+		                  "Retry-After: 60\r\nCache-Control: no-store\r\n");
+		goto out;
+	}
+	char extra[768], lm[40], ex[40], tags[2 * EDGE_TAG_MAX];
+	struct hb b = {extra, extra + sizeof(extra), false};
+	HB_LIT(&b, "ETag: ");
+	hb_str(&b, f->etag);
+	HB_LIT(&b, "\r\n");
 	if (f->this_update) {
 		vg_http_date((time_t)f->this_update, lm, sizeof(lm));
-		n += snprintf(extra + n, sizeof(extra) - (size_t)n, "Last-Modified: %s\r\n", lm);
+		HB_LIT(&b, "Last-Modified: ");
+		hb_str(&b, lm);
+		HB_LIT(&b, "\r\n");
+	}
+	/* Tagged with its CA's tag (a CA-wide change) and its own (each
+	 * publication), both purged at the edges. */
+	const char *ca = w->ctx->cas[idx].name;
+	size_t tl = 0;
+	if (w->ctx->conf.edge_tag_header) {
+		tl = edge_tag_ca(tags, ca);
+		tags[tl++] = edge_tag_sep(w->ctx->conf.edge_tag_header);
+		tl += edge_tag_crl(tags + tl, ca);
 	}
 	if (f->next_update) {
 		/* Counted from the Date this response carries. */
-		int64_t max_age = f->next_update - (int64_t)w->date_t;
 		vg_http_date((time_t)f->next_update, ex, sizeof(ex));
-		snprintf(extra + n, sizeof(extra) - (size_t)n,
-		         "Expires: %s\r\nCache-Control: max-age=%lld, public, no-transform, "
-		         "must-revalidate\r\n",
-		         ex, (long long)(max_age > 0 ? max_age : 0));
+		HB_LIT(&b, "Expires: ");
+		hb_str(&b, ex);
+		HB_LIT(&b, "\r\n");
+		cache_lines(&b, w->ctx, f->next_update - (int64_t)w->date_t, true, tags, tl);
 	}
+	if (b.over) {
+		http_respond_text(c, 503, "CRL headers too long\n", "Retry-After: 10\r\n");
+		goto out;
+	}
+	size_t elen = (size_t)(b.p - extra);
 	if (c->inm_len && http_etag_match(c->inm, f->etag))
-		http_respond(c, 304, NULL, extra, NULL, 0, NULL);
+		http_respond_n(c, 304, NULL, extra, elen, NULL, 0, NULL);
 	else
-		http_respond(c, 200, "application/pkix-crl", extra, NULL, f->len, f);
+		http_respond_n(c, 200, "application/pkix-crl", extra, elen, NULL, f->len, f);
 out:
 	if (!slot)
 		crlfile_unref(f);
@@ -370,6 +468,24 @@ static void serve_health(struct conn *c)
 	if (!ocsp_signers_healthy(w->ctx, reason, sizeof(reason))) {
 		http_respond_text(c, 503, reason, "Cache-Control: no-store\r\n");
 		return;
+	}
+	/* Each CA's full CRL, as /crl/{CA}.crl serves it: one past its
+	 * nextUpdate means crlgen stopped publishing (none published yet is not
+	 * the responder's failure: a new deployment). */
+	for (int i = 0; i < w->ctx->n_cas; i++) {
+		const char *path = w->ctx->cas[i].crl_path;
+		struct stat st;
+		if (!path || stat(path, &st) < 0)
+			continue;
+		const struct crl_file *f = crl_version(w, i, path, &st, &w->crls[i]);
+		if (f && !f->err && crl_expired(w, f)) {
+			char when[40];
+			vg_http_date((time_t)f->next_update, when, sizeof(when));
+			snprintf(reason, sizeof(reason), "CRL of CA %s expired (nextUpdate %s)\n",
+			         w->ctx->cas[i].name, when);
+			http_respond_text(c, 503, reason, "Cache-Control: no-store\r\n");
+			return;
+		}
 	}
 	/* A replica site that lags: a load balancer should stop sending it
 	 * traffic ([replicate] max_lag, issue 15). */

@@ -3,6 +3,7 @@
  * A replaced store noticed and reopened (storewatch.h).
  */
 #include "responder/storewatch.h"
+#include "responder/edge.h"
 #include "responder/worker.h"
 #include "common/log.h"
 
@@ -43,6 +44,9 @@ static void retire_done(void)
 		if (atomic_load(&g_workers[i].store_gen) < retired_gen &&
 		    !atomic_load(&g_workers[i].stopped))
 			return;
+	/* Nor an edge's purger (edge.c). */
+	if (edge_store_gen_min() < retired_gen)
+		return;
 	vg_store_close(retired);
 	retired = NULL;
 }

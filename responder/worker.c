@@ -92,6 +92,24 @@ static void store_refresh(struct worker *w)
 	w->txn_ok = true;
 	w->counter = cnt;
 	cache_apply_changes(w->txn, cnt);
+	/* From here on this worker answers from |cnt| or later, with the
+	 * cache's answers of older changes dropped: what the edge's purger
+	 * waits for (worker_applied_min). */
+	__atomic_store_n(&w->applied, cnt + 1, __ATOMIC_RELEASE);
+}
+
+bool worker_applied_min(uint64_t *out)
+{
+	uint64_t min = UINT64_MAX;
+	for (int i = 0; i < g_nworkers; i++) {
+		uint64_t a = __atomic_load_n(&g_workers[i].applied, __ATOMIC_ACQUIRE);
+		if (a < min)
+			min = a;
+	}
+	if (g_nworkers <= 0 || min == 0)
+		return false;
+	*out = min - 1;
+	return true;
 }
 
 static void update_date(struct worker *w)

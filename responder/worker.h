@@ -52,6 +52,8 @@ struct worker {
 	struct vg_txn *txn;
 	bool txn_ok;
 	uint64_t counter;
+	uint64_t applied; /* 1 + the store counter the worker answers from, cache applied;
+	                     0: not read yet (atomic) */
 	uint64_t last_sweep_ms;
 	uint64_t last_probe_ms;
 	struct metrics m;
@@ -83,3 +85,7 @@ void *worker_main(void *arg);
 void worker_sync_ctx(struct worker *w);
 
 int worker_init(struct worker *w, int idx, int fd);
+/* worker_applied_min writes the oldest store counter a worker answers
+ * from (false while one has not read the store yet): every change up to it
+ * is out of the cache and out of every answer sent from now on. */
+bool worker_applied_min(uint64_t *out);

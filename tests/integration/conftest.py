@@ -76,7 +76,8 @@ class Runner:
         return self
 
 
-def write_config(path, store, cas, workers=2, responder=None, crlgen=None, crl_out=None):
+def write_config(path, store, cas, workers=2, responder=None, crlgen=None, crl_out=None,
+                 edge=None):
     """Write a Vigil configuration to |path| and return its path.
 
     |cas| holds CAs (pki.CA, hsm_util.HsmCA), each alone or as (CA, {key:
@@ -85,7 +86,8 @@ def write_config(path, store, cas, workers=2, responder=None, crlgen=None, crl_o
     which signs its CRLs. Keys given replace those in place or follow them;
     a key given None is left out. |responder| and |crlgen| hold more keys of
     those sections; [responder] listens on 127.0.0.1:0 with |workers|
-    workers, [crlgen] writes to |crl_out| (default: crl/ beside |path|)."""
+    workers, [crlgen] writes to |crl_out| (default: crl/ beside |path|). An
+    [edge] section is written when |edge| holds its keys."""
     def section(name, keys):
         return [f"[{name}]"] + [f"{k} = {v}" for k, v in keys.items() if v is not None] + [""]
 
@@ -94,6 +96,8 @@ def write_config(path, store, cas, workers=2, responder=None, crlgen=None, crl_o
                                    **(responder or {})})
     lines += section("crlgen", {"out": crl_out or Path(path).parent / "crl", "interval": 3600,
                                 **(crlgen or {})})
+    if edge is not None:
+        lines += section("edge", edge)
     for item in cas:
         ca, keys = item if isinstance(item, tuple) else (item, {})
         keys = dict(keys)

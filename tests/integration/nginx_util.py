@@ -26,18 +26,21 @@ _SUBST = [
     (r"^(\s*proxy_cache_path\s+)/var/lib/nginx/vigil-cache(?=\s)", "cache"),
     (r"^(\s*listen\s+)80;", "listen"),
     (r"^\s*listen\s+\[::\]:80;", "listen6"),
+    (r"^(\s*listen\s+)127\.0\.0\.1:8081;", "purge"),
 ]
 
 
-def render_edge_conf(upstream_port, cache_dir, listen_port, src=EDGE_CONF):
+def render_edge_conf(upstream_port, cache_dir, listen_port, purge_port, src=EDGE_CONF):
     """The shipped config with the origin at 127.0.0.1:|upstream_port|, the cache
-    in |cache_dir| and the edge listening on 127.0.0.1:|listen_port| only."""
+    in |cache_dir|, the edge listening on 127.0.0.1:|listen_port| only and its
+    purge server on 127.0.0.1:|purge_port|."""
     text = Path(src).read_text()
     repl = {
         "upstream": lambda m: f"{m.group(1)}127.0.0.1:{upstream_port};",
         "cache": lambda m: f"{m.group(1)}{cache_dir}",
         "listen": lambda m: f"{m.group(1)}127.0.0.1:{listen_port};",
         "listen6": lambda m: "    # listen [::]:80; (the test listens on 127.0.0.1 only)",
+        "purge": lambda m: f"{m.group(1)}127.0.0.1:{purge_port};",
     }
     for rx, name in _SUBST:
         text, n = re.subn(rx, repl[name], text, flags=re.M)
@@ -58,6 +61,8 @@ MAIN_CONF = """\
 # Written by tests/integration/nginx_util.py: a minimal main context around
 # the shipped http{{}}-context file, like Debian's /etc/nginx/nginx.conf.
 {user}worker_processes 1;
+# As Debian's modules-enabled/50-mod-http-cache-purge.conf does.
+load_module /usr/lib/nginx/modules/ngx_http_cache_purge_module.so;
 events {{ worker_connections 256; }}
 http {{
     log_format edge '$request_method $request_uri $status cache=$upstream_cache_status '
@@ -85,11 +90,13 @@ class Nginx:
         self.upstream_port = upstream_port
         self.cache_dir = self.prefix / "cache"
         self.port = free_port()
+        self.purge_port = free_port()
         self.proc = None
         for d in ("conf", "logs", "tmp"):
             (self.prefix / d).mkdir(parents=True, exist_ok=True)
         self.edge_conf = self.prefix / "conf" / "vigil-edge.conf"
-        self.edge_conf.write_text(render_edge_conf(upstream_port, self.cache_dir, self.port))
+        self.edge_conf.write_text(render_edge_conf(upstream_port, self.cache_dir, self.port,
+                                                  self.purge_port))
         # As root, workers would run as "nobody" and could not enter pytest's
         # 0700 temporary directories: keep them as the invoking user.
         user = "user root root;\n" if os.geteuid() == 0 else ""

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from conftest import BUILD
 from crlgen_util import Env, synthetic_revoked, write_index
 from pki import CA
 from responder_util import Responder
@@ -100,3 +101,32 @@ def test_import_metrics_file(tmp_path):
     # The same index again: a success that changed nothing.
     e.runner.store("import-index", ca.name, ca.index, "--metrics-file", prom)
     assert 'vigil_store_import_changes{ca="imp",change="revoked"} 0' in prom.read_text()
+
+
+def test_expired_crl_is_503_and_healthz_says_so(tmp_path):
+    """A CRL past its nextUpdate (crlgen stopped publishing) is answered 503,
+    never 200 with max-age=0, counted, and /healthz turns 503 naming the CA;
+    a fresh CRL brings both back (issue 17)."""
+    import datetime
+    from conftest import write_config
+    from responder_util import CrlMaker
+    ca = CA(tmp_path / "pki", "exp", keytype="rsa")
+    conf = write_config(tmp_path / "vigil.conf", tmp_path / "store", [ca], workers=1)
+    subprocess.run([str(BUILD / "store" / "vigil-store"), "-c", str(conf), "init"], check=True,
+                   capture_output=True)
+    path = tmp_path / "crl" / "exp.crl"
+    path.parent.mkdir()
+    old = CrlMaker(ca, 3)
+    old.now -= datetime.timedelta(days=2)  # nextUpdate = thisUpdate + 1 day: yesterday
+    old.publish(path)
+    with Responder(conf) as r:
+        status, _, body = r.request("GET", "/crl/exp.crl")
+        assert status == 503 and b"expired" in body, (status, body)
+        status, _, body = r.request("GET", "/healthz")
+        assert status == 503 and b"CRL of CA exp expired" in body, (status, body)
+        assert r.metric("vigil_crl_expired_total") == 1
+        der = CrlMaker(ca, 3).publish(path)
+        status, _, body = r.request("GET", "/crl/exp.crl")
+        assert status == 200 and body == der
+        status, _, body = r.request("GET", "/healthz")
+        assert status == 200, body

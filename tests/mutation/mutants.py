@@ -54,7 +54,7 @@ MUTANTS = [
       "\tst->cr = CR_GOOD;\n\tst->reason = OCSP_REVOKED_STATUS_NOSTATUS;\n\tif (!w->txn_ok)",
       "a serial not in the store is answered good (DigiNotar)"),
     m("ocsp.frozen_ignored", "responder/ocsp.c",
-      "\t\tif (cs.frozen) {", "\t\tif (!cs.frozen) {",
+      "\t\tif (cs.frozen && !cs.pruned) {", "\t\tif (!cs.frozen && !cs.pruned) {",
       "not_issued = revoked applied to a CA that still issues, not to a frozen one"),
     m("ocsp.frozen_no_ext_revoke", "responder/ocsp.c",
       "\t\t\tst->revoked_at = 0;\n\t\t\tst->ext_revoke = true;",
@@ -104,15 +104,21 @@ MUTANTS = [
       "cached answers refreshed at nextUpdate instead of 8 hours before"),
     # ---- responder/routes.c: cache headers ---------------------------------------------
     m("http.max_age_from_this_update", "responder/routes.c",
-      "int64_t max_age = a.next_update - (int64_t)c->w->date_t;",
-      "int64_t max_age = a.next_update - a.this_update;",
+      "cache_lines(&b, c->w->ctx, a.next_update - (int64_t)c->w->date_t,",
+      "cache_lines(&b, c->w->ctx, a.next_update - a.this_update,",
       "max-age counted from thisUpdate, not from the Date sent: a cache keeps the answer "
       "past nextUpdate", area="responder"),
     m("http.crl_max_age_from_this_update", "responder/routes.c",
-      "int64_t max_age = f->next_update - (int64_t)w->date_t;",
-      "int64_t max_age = f->next_update - f->this_update;",
+      "cache_lines(&b, w->ctx, f->next_update - (int64_t)w->date_t, true, tags, tl);",
+      "cache_lines(&b, w->ctx, f->next_update - f->this_update, true, tags, tl);",
       "a CRL's max-age counted from its thisUpdate, not from the Date sent",
       area="responder"),
+    # Issue 13: shared caches keep an answer at most [edge] max_age, never past nextUpdate.
+    m("http.s_maxage_past_next_update", "responder/routes.c",
+      "int64_t s = !shared ? 0 : left < edge ? left : edge;",
+      "int64_t s = !shared ? 0 : edge;",
+      "s-maxage = max_age even when nextUpdate is sooner: a shared cache keeps the answer "
+      "past nextUpdate", area="responder"),
     # ---- responder/ctx.c: the signer ---------------------------------------------------
     m("ctx.eku_unchecked", "responder/ctx.c",
       "\t\tif (!(X509_get_extension_flags(ca->signer) & EXFLAG_XKUSAGE) ||\n"
@@ -321,4 +327,22 @@ MUTANTS = [
       "\t} else if (counter < C.applied) {",
       "\t} else if (0) {",
       "the responder keeps cached answers when the store's counter goes back", area="life"),
+    # ---- CRL shards and the lint (issue 14) ------------------------------------------------
+    m("shards.off_by_one", "crlgen/shards.c",
+      "\treturn r + 1;\n", "\treturn r;\n",
+      "a certificate is listed in the shard before its own (serial mod N instead of + 1)",
+      area="shards"),
+    m("shards.idp_not_critical", "crlgen/crl.c",
+      "\t\tder_add_tlv(b, DER_OID, oid_idp, sizeof(oid_idp));\n"
+      "\t\tder_add_tlv(b, DER_BOOLEAN, &true_, 1);\n",
+      "\t\tder_add_tlv(b, DER_OID, oid_idp, sizeof(oid_idp));\n",
+      "a shard's Issuing Distribution Point is not critical (RFC 5280 §5.2.5)", area="shards"),
+    m("shards.lint_issuer_unchecked", "crlgen/lint.c",
+      "\tif (!cbs_is(&name, ca->issuer, ca->issuer_len))",
+      "\tif (0 && !cbs_is(&name, ca->issuer, ca->issuer_len))",
+      "the lint publishes a CRL whose issuer is not the CA's subject", area="shards"),
+    m("shards.lint_validity_unbounded", "crlgen/lint.c",
+      "\tif (nu <= tu || nu - tu > VG_VALIDITY_MAX)",
+      "\tif (nu <= tu || nu - tu > 2 * VG_VALIDITY_MAX)",
+      "the lint lets a CRL valid for more than 10 days through (BR §4.9.7)", area="shards"),
 ]

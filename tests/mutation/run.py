@@ -50,6 +50,7 @@ SUITES = {
               ("test_responder.py", RESPONDER_SLOW)],
     "conf": [("test_config_checks.py", None), ("test_survivors.py", None)],
     "cli": [("test_bulk_revoke.py", None)],
+    "shards": [("test_crl_shards.py", None)],
     "life": [("test_store_life.py", None)],
 }
 # The build targets the suites need: the programs and the unit tests, read

@@ -820,6 +820,64 @@ static void test_serial_cmp(void **state)
 
 /* ocsp_validity and crl_validity: their ranges, to ten days, and the line
  * that refuses one out of range. */
+/* [edge]: max_age's range and default, the state directory beside the
+ * store, and the purge URLs as vg_http_url_parse splits them. */
+static void test_conf_edge(void **state)
+{
+	(void)state;
+	static const struct {
+		const char *text;
+		int max_age; /* -1: refused with |msg| */
+		const char *msg;
+	} cases[] = {
+	        {"", 60, NULL},
+	        {"[edge]\nmax_age = 0", 0, NULL},
+	        {"[edge]\nmax_age = 86400", 86400, NULL},
+	        {"[edge]\nmax_age = 2m", 120, NULL},
+	        {"[edge]\nmax_age = 86401", -1, "[edge] max_age = 86401: expected 0 to 86400"},
+	        {"[edge]\nmax_age = 1500ms", -1, "[edge] max_age = 1500ms: expected 0 to 86400"},
+	        {"[edge]\ntag_header = a:b", -1, "[edge] tag_header = a:b: expected a header name"},
+	        {"[edge]\npurge_varnish = http://[::1", -1, "[edge] purge_varnish = http://[::1: "},
+	        {"[edge]\npurge_nginx = http://a:0/", -1, "[edge] purge_nginx = http://a:0/: "},
+	};
+	char err[1024];
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		char text[256];
+		snprintf(text, sizeof(text), "[store]\npath = /srv/v/store/\n%s\n", cases[i].text);
+		struct vg_conf c;
+		err[0] = '\0';
+		int rc = vg_conf_parse_string(text, "/etc/v/vigil.conf", &c, err, sizeof(err));
+		if (cases[i].max_age < 0) {
+			assert_int_equal(rc, -EINVAL);
+			if (!strstr(err, cases[i].msg))
+				fail_msg("%s: %s", cases[i].text, err);
+			continue;
+		}
+		if (rc != 0)
+			fail_msg("%s: %s", cases[i].text, err);
+		assert_int_equal(c.edge_max_age, cases[i].max_age);
+		assert_string_equal(c.edge_tag_header, "xkey");
+		assert_string_equal(c.edge_state_dir, "/srv/v/edge");
+		vg_conf_free(&c);
+	}
+	struct vg_http_url u[4];
+	assert_int_equal(
+	        vg_http_url_list("http://127.0.0.1:6081/, http://[::1]:8081/p/,http://e", u, 4), 3);
+	assert_string_equal(u[0].host, "127.0.0.1");
+	assert_int_equal(u[0].port, 6081);
+	assert_string_equal(u[0].path, "/");
+	assert_string_equal(u[1].host, "::1");
+	assert_string_equal(u[1].authority, "[::1]:8081");
+	assert_string_equal(u[1].path, "/p/");
+	assert_int_equal(u[2].port, 80);
+	assert_string_equal(u[2].authority, "e");
+	assert_int_equal(vg_http_url_list("http://a,http://b,http://c,http://d,http://e", u, 4),
+	                 -E2BIG);
+	assert_int_equal(vg_http_url_parse("http://a b/", 11, u), -EINVAL);
+	assert_int_equal(vg_http_url_parse("https://a/", 10, u), -EINVAL);
+	assert_int_equal(vg_http_url_parse("http://a:65536/", 15, u), -EINVAL);
+}
+
 static void test_conf_validity(void **state)
 {
 	(void)state;
@@ -945,6 +1003,7 @@ int main(void)
 	        cmocka_unit_test(test_signer),
 	        cmocka_unit_test(test_serial_cmp),
 	        cmocka_unit_test(test_conf_validity),
+	        cmocka_unit_test(test_conf_edge),
 	        cmocka_unit_test(test_conf_retention),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
