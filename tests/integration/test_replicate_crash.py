@@ -74,6 +74,17 @@ class Writer:
         assert self.err is None, self.err
 
 
+def wait_log(path, needles, timeout=15):
+    """Until the daemon's log at |path| has a line with one of |needles|."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        text = path.read_text(errors="replace") if path.exists() else ""
+        if any(n in text for n in needles):
+            return True
+        time.sleep(0.01)
+    return False
+
+
 def make_primary(tmp_path, pg, rng):
     ca = pki.CA(tmp_path, "crash1")
     pconf, rconf = make_sites(tmp_path, ca, pg.conninfo(), pg.conninfo())
@@ -103,7 +114,12 @@ def test_kill_publish_at_random_moments(tmp_path, pg):
                 # The first half killed the first push (the whole store
                 # by COPY); the rest kill commits pushed one by one.
                 Runner(pconf).store("replicate", "publish", "--once")
-            d = Daemon(pconf, "publish", tmp_path / f"pub{i}.log").start()
+            log = tmp_path / f"pub{i}.log"
+            d = Daemon(pconf, "publish", log).start()
+            # Every other trial waits for the work of its phase to begin,
+            # so both phases are hit however loaded the machine is.
+            if i % 2:
+                wait_log(log, ("full_push", "changes="))
             time.sleep(rng.uniform(0.02, 0.6))
             d.kill()
         logs = "".join((tmp_path / f"pub{i}.log").read_text() for i in range(TRIALS))
@@ -125,7 +141,10 @@ def test_kill_follow_at_random_moments(tmp_path, pg):
             # steady state.
             if i == TRIALS // 2:
                 Runner(rconf).store("replicate", "follow", "--once")
-            d = Daemon(rconf, "follow", tmp_path / f"fol{i}.log").start()
+            log = tmp_path / f"fol{i}.log"
+            d = Daemon(rconf, "follow", log).start()
+            if i % 2:
+                wait_log(log, ("bootstrap_start", "replicate_applied"))
             time.sleep(rng.uniform(0.02, 0.6))
             d.kill()
         logs = "".join((tmp_path / f"fol{i}.log").read_text() for i in range(TRIALS))
