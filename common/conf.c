@@ -485,6 +485,31 @@ static int handler(void *user, const char *section, const char *k, const char *v
 			goto unknown;
 	} else if (!strcmp(section, "edge")) {
 		return handle_edge(p, k, v);
+	} else if (!strcmp(section, "replicate")) {
+		int64_t ms;
+		if (!strcmp(k, "postgres")) {
+			/* A URI's user:password@ too. */
+			const char *uri = !strncmp(v, "postgresql://", 13) ? v + 13
+			                  : !strncmp(v, "postgres://", 11) ? v + 11
+			                                                   : NULL;
+			const char *at = uri ? strchr(uri, '@') : NULL;
+			if (strstr(v, "password") || (at && memchr(uri, ':', (size_t)(at - uri)))) {
+				set_err(p, "[replicate] postgres: no password in the connection "
+				           "string "
+				           "(use password_file, PGPASSFILE or PGPASSWORD)");
+				return 0;
+			}
+			SET_STR(c->pg_conninfo, v);
+		} else if (!strcmp(k, "password_file"))
+			SET_PATH(c->pg_password_file, v);
+		else if (!strcmp(k, "max_lag")) {
+			if (!parse_duration_ms(v, &ms) || ms < 1000 || ms > DAY * 1000) {
+				set_err(p, "[replicate] max_lag = %s: expected 1s to 1d", v);
+				return 0;
+			}
+			c->max_lag = ms / 1000;
+		} else
+			goto unknown;
 	} else if (!strncmp(section, "ca ", 3)) {
 		const char *name = section + 3;
 		while (*name == ' ')
@@ -759,6 +784,8 @@ void vg_conf_free(struct vg_conf *c)
 	free(c->edge_purge_command);
 	free(c->edge_state_dir);
 	free(c->crl_metrics_file);
+	free(c->pg_conninfo);
+	free(c->pg_password_file);
 	for (int i = 0; i < c->n_cas; i++) {
 		struct vg_conf_ca *ca = &c->cas[i];
 		free(ca->name);

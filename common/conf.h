@@ -107,6 +107,10 @@ struct vg_conf {
 	char *edge_purge_command;    /* absolute path of a program, or NULL */
 	int edge_command_timeout_ms; /* purge_command killed past this, default 30000 */
 	char *edge_state_dir;        /* where each edge's acknowledged counter is kept */
+	/* [replicate] (issue 15) */
+	char *pg_conninfo;      /* postgres: libpq conninfo, never a password; NULL: not set */
+	char *pg_password_file; /* password_file: path of a file holding the password */
+	int64_t max_lag;        /* seconds; 0: /healthz does not look at replication */
 	/* [ca NAME] */
 	struct vg_conf_ca cas[VG_CONF_MAX_CAS];
 	int n_cas;

@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* Prometheus text exposition of the per-worker counters. */
+#include "store/replstate.h"
 #include "responder/metrics.h"
 #include "responder/edge.h"
 #include "responder/ocsp.h"
@@ -308,6 +309,31 @@ char *metrics_render(size_t *len)
 		sb_printf(&s, "vigil_signer_expiry_events_total{ca=\"%s\"} %llu\n",
 		          ctx->cas[i].name,
 		          (unsigned long long)ocsp_signer_expiry_events(ctx->cas[i].slot));
+	/* Replication (issue 15): what the replicate daemon of this site last
+	 * recorded; the families are declared whether or not one runs. */
+	static const char *const repl_help[4][2] = {
+	        {"vigil_replicate_counter",
+	         "Last change counter carried through PostgreSQL: pushed (publish) or applied "
+	         "(follow)."},
+	        {"vigil_replicate_lag_commits", "Commits not carried yet."},
+	        {"vigil_replicate_lag_seconds",
+	         "Age of the oldest commit not carried yet (while the link is down, at least the "
+	         "time since it last worked)."},
+	        {"vigil_replicate_link_up", "1 while the database answers the replicate daemon."},
+	};
+	struct vg_repl_status rs;
+	bool have = ctx && vg_repl_status_read(ctx->conf.store_path, time(NULL), &rs) == 0;
+	for (int i = 0; i < 4; i++) {
+		sb_printf(&s, "# HELP %s %s\n# TYPE %s gauge\n", repl_help[i][0], repl_help[i][1],
+		          repl_help[i][0]);
+		if (!have)
+			continue;
+		long long v = i == 0   ? (long long)rs.counter
+		              : i == 1 ? (long long)rs.lag_commits
+		              : i == 2 ? (long long)rs.lag_seconds
+		                       : (long long)rs.link_alive;
+		sb_printf(&s, "%s{role=\"%s\"} %lld\n", repl_help[i][0], rs.role, v);
+	}
 	ctx_unref(ctx);
 	sb_printf(&s,
 	          "# HELP vigil_cache_oldest_next_update_seconds Seconds until the nextUpdate of "

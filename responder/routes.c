@@ -15,6 +15,7 @@
 #include "responder/http.h"
 #include "responder/ocsp.h"
 #include "common/text.h"
+#include "store/replstate.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -485,6 +486,18 @@ static void serve_health(struct conn *c)
 			http_respond_text(c, 503, reason, "Cache-Control: no-store\r\n");
 			return;
 		}
+	}
+	/* A replica site that lags: a load balancer should stop sending it
+	 * traffic ([replicate] max_lag, issue 15). */
+	struct vg_repl_status rs;
+	int64_t max_lag = w->ctx->conf.max_lag;
+	if (max_lag && vg_repl_status_read(w->ctx->conf.store_path, time(NULL), &rs) == 0 &&
+	    !strcmp(rs.role, "follow") && rs.lag_seconds > max_lag) {
+		snprintf(reason, sizeof(reason),
+		         "replica lags %lld s behind the primary (max_lag %lld s)\n",
+		         (long long)rs.lag_seconds, (long long)max_lag);
+		http_respond_text(c, 503, reason, "Cache-Control: no-store\r\n");
+		return;
 	}
 	http_respond_text(c, 200, "ok\n", "Cache-Control: no-store\r\n");
 }

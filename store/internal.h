@@ -21,6 +21,8 @@
  *   backup.c       identity (store_id), backup and restore
  *   verify.c       the invariants, walked
  *   prune.c        retention: the change log and expired certificates
+ *   replica.c      replication: role in meta, a primary's commit applied on
+ *                  a replica, bootstrap (replica.h)
  *
  * Sub-databases:
  *   meta     "schema" -> u32, "counter" -> u64, "created" -> i64,
@@ -30,7 +32,9 @@
  *            or merge of the index: a lock for work spread over several),
  *            "store_id" -> u64 (random; a backup copy gets its own),
  *            "backup_of", "base_counter", "backup_time" -> u64 (a copy's
- *            origin), "log_floor" -> u64 (log entries up to it were pruned)
+ *            origin), "log_floor" -> u64 (log entries up to it were pruned),
+ *            "replica_of", "replica_boot" -> u64 (replication,
+ *            store/replica.h)
  *   cas      CA name -> CA record (see rec_ca_encode)
  *   certs    cert key -> record          (every certificate)
  *   revoked  cert key -> record          (revoked ones only: CRLs cost O(revoked))

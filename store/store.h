@@ -26,6 +26,8 @@
  *   -EPERM    vg_store_release of a certificate not on hold
  *   -EEXIST   a new CA whose id another CA's name already has
  *   -EBADMSG  a corrupt record (logged)
+ *   -EREMOTE  a write to a replica store, which only `replicate follow`
+ *             writes (store/replica.h)
  *   -EIO      anything else LMDB reports (logged once where it happens)
  *   -ESTALE   the store was replaced (vigil-store restore) under this handle:
  *             a write waiting for the writer lock finds its data file gone

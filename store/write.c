@@ -45,6 +45,12 @@ static int wtx_begin(struct vg_store *st, const char *ca, struct wtx *w)
 			goto fail;
 	}
 	uint64_t counter;
+	/* A replica is written by `replicate follow` only (store/replica.c). */
+	rc = env_meta_get(st, w->txn, "replica_of", &counter);
+	if (rc == 0) {
+		rc = -EREMOTE;
+		goto fail;
+	}
 	rc = env_meta_get(st, w->txn, "counter", &counter);
 	if (rc)
 		goto fail;

@@ -4,9 +4,10 @@
 /*
  * What the files of vigil-store share (store/cli/): main.c parses the
  * command line, loads the configuration and dispatches to a cmd_* of
- * import.c (import-index, add), revoke.c (revoke, release, freeze, thaw) or
- * show.c (status, list, stats, audit), backup.c (backup, restore) or verify.c
- * (verify, prune); the cli_* helpers below are main.c's.
+ * import.c (import-index, add), revoke.c (revoke, release, freeze, thaw),
+ * show.c (status, list, stats, audit), backup.c (backup, restore), verify.c
+ * (verify, prune) or replicate.c (replicate, with replicate_publish.c and
+ * replicate_follow.c); the cli_* helpers below are main.c's.
  */
 
 #include <stdbool.h>
@@ -31,6 +32,7 @@ struct ctx {
 	bool tty;
 	time_t last_progress;
 	const char *progress_what;
+	bool replica_ok; /* replicate: a replica store may be opened for writing */
 };
 
 extern const char *const cli_progname;
@@ -77,3 +79,4 @@ int cmd_backup(struct ctx *c, int argc, char **argv);
 int cmd_restore(struct ctx *c, int argc, char **argv);
 int cmd_verify(struct ctx *c, int argc, char **argv);
 int cmd_prune(struct ctx *c, int argc, char **argv);
+int cmd_replicate(struct ctx *c, int argc, char **argv);

@@ -26,6 +26,7 @@
 #include "common/conf.h"
 #include "common/log.h"
 #include "store/cli/cli.h"
+#include "store/replica.h"
 #include "store/store.h"
 
 const char *const cli_progname = "vigil-store";
@@ -113,6 +114,19 @@ static const char usage_text[] =
         "      certificates expired longer than [store] expired_retention (a\n"
         "      revoked one only after a full CRL past its expiry; none of a CA with\n"
         "      not_issued = revoked), in small transactions, and report it.\n"
+        "  replicate publish [--once]\n"
+        "      On the primary site: carry every commit of the store into PostgreSQL\n"
+        "      ([replicate] postgres), each as one database transaction keyed by the\n"
+        "      store's change counter; the first run copies the whole store. A daemon\n"
+        "      that follows the store within 100 ms; --once catches up and exits.\n"
+        "  replicate follow [--once]\n"
+        "      On a replica site: bootstrap an empty store from the database (the\n"
+        "      primary's or a streaming standby's), then apply each commit in counter\n"
+        "      order as one local commit. A replica store refuses every other write;\n"
+        "      a database behind it or of another primary is refused.\n"
+        "  replicate promote\n"
+        "      Turn a replica store into the primary (after its database was\n"
+        "      promoted): it takes the primary's store id and accepts writes.\n"
         "\n"
         "Values:\n"
         "  CA       the NAME of a [ca NAME] section of the configuration\n"
@@ -160,6 +174,24 @@ void cli_usage_die(const char *fmt, ...)
 	exit(EXIT_USAGE);
 }
 
+/* cli_refuse_replica dies when the store is a replica: its writes come from
+ * the primary through `replicate follow` only. */
+static void cli_refuse_replica(struct ctx *c)
+{
+	struct vg_txn *t;
+	struct vg_store_role role;
+	if (vg_txn_begin(c->st, &t) != 0)
+		return;
+	int rc = vg_store_role(t, &role);
+	vg_txn_end(t);
+	if (rc == 0 && role.replica_of)
+		cli_die("store %s is a replica of primary store %016" PRIx64
+		        " (through %s): write on the primary, or promote this site "
+		        "(replicate promote)",
+		        c->conf.store_path, role.replica_of,
+		        c->conf.pg_conninfo ? c->conf.pg_conninfo : "[replicate] postgres");
+}
+
 void cli_store_open(struct ctx *c, unsigned flags)
 {
 	int rc = vg_store_open(&c->st, c->conf.store_path, flags);
@@ -177,6 +209,8 @@ void cli_store_open(struct ctx *c, unsigned flags)
 		        c->conf.store_path);
 	if (rc < 0)
 		cli_die("cannot open store %s: %s", c->conf.store_path, strerror(-rc));
+	if (!(flags & VG_STORE_RDONLY) && !c->replica_ok)
+		cli_refuse_replica(c);
 }
 
 const struct vg_conf_ca *cli_need_ca(struct ctx *c, const char *name)
@@ -267,6 +301,8 @@ static const char *write_error(int rc)
 {
 	if (rc == -ENOSPC)
 		return "no space left on device";
+	if (rc == -EREMOTE)
+		return "the store is a replica (replicate follow writes it)";
 	if (rc == -ESTALE)
 		return "the store was replaced (vigil-store restore) while this command ran; run "
 		       "it "
@@ -414,6 +450,8 @@ int main(int argc, char **argv)
 		rc = cmd_verify(&c, sub_argc, sub_argv);
 	else if (!strcmp(cmd, "prune"))
 		rc = cmd_prune(&c, sub_argc, sub_argv);
+	else if (!strcmp(cmd, "replicate"))
+		rc = cmd_replicate(&c, sub_argc, sub_argv);
 	else
 		cli_usage_die("unknown command '%s'", cmd);
 	cli_end_progress();

@@ -13,6 +13,8 @@
 
 #include "common/log.h"
 #include "store/cli/cli.h"
+#include "store/replica.h"
+#include "store/replstate.h"
 
 /* One certificate as status and list print it: SERIAL good, or SERIAL revoked
  * REASON TIME [invalidity=T] [not_issued]; list adds notBefore=T notAfter=T
@@ -98,6 +100,32 @@ int cmd_list(struct ctx *c, int argc, char **argv)
 	return 0;
 }
 
+/* print_replication prints what `replicate publish` or `follow` left in the
+ * state file, and the store's role. */
+static void print_replication(struct ctx *c, struct vg_txn *t)
+{
+	struct vg_store_role role;
+	struct vg_repl_status rs;
+	bool have = vg_repl_status_read(c->conf.store_path, time(NULL), &rs) == 0;
+	if (vg_store_role(t, &role) != 0 || (!role.replica_of && !have))
+		return;
+	printf("Replication:\n");
+	if (role.replica_of)
+		printf("  Role: replica of store %016" PRIx64 "\n", role.replica_of);
+	else
+		printf("  Role: primary, store %016" PRIx64 "\n", role.store_id);
+	if (!have) {
+		printf("  Daemon: never ran\n");
+		return;
+	}
+	printf("  Daemon: %s\n", rs.role);
+	printf("  Last counter %s: %" PRIu64 "\n",
+	       strcmp(rs.role, "publish") ? "applied" : "pushed", rs.counter);
+	printf("  Lag commits: %" PRIu64 "\n", rs.lag_commits);
+	printf("  Lag seconds: %" PRId64 "\n", rs.lag_seconds);
+	printf("  Link: %s\n", rs.link_alive ? "up" : "down");
+}
+
 int cmd_stats(struct ctx *c, int argc, char **argv)
 {
 	(void)argv;
@@ -156,6 +184,7 @@ int cmd_stats(struct ctx *c, int argc, char **argv)
 	}
 	if (total)
 		printf("Bytes per certificate: %.1f\n", (double)in.used_bytes / (double)total);
+	print_replication(c, t);
 	vg_txn_end(t);
 	return 0;
 }

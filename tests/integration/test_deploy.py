@@ -56,7 +56,8 @@ def test_layout(installed):
 
 @pytest.mark.skipif(shutil.which("systemd-analyze") is None, reason="systemd-analyze not installed")
 @pytest.mark.parametrize("name", ["vigil-responder", "vigil-crlgen", "vigil-import@",
-                                  "vigil-crl-check", "vigil-prune"])
+                                  "vigil-crl-check", "vigil-prune",
+                                  "vigil-replicate-publish", "vigil-replicate-follow"])
 def test_systemd_analyze_verify(installed, tmp_path, name):
     # verify wants the ExecStart binaries at their paths: point them at the
     # DESTDIR copies, which are the same files; a template as one instance.

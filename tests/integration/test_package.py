@@ -88,6 +88,10 @@ def test_installed_root(package):
     # Enabled, not started: the postinst never starts a unit (no store yet).
     for u in ("vigil-responder", "vigil-crlgen"):
         assert (root / "etc/systemd/system/multi-user.target.wants" / f"{u}.service").is_symlink()
+    # The replicate daemons are the site's choice (issue 15): installed, not enabled.
+    for u in ("vigil-replicate-publish", "vigil-replicate-follow"):
+        assert (root / "lib/systemd/system" / f"{u}.service").exists()
+        assert not (root / "etc/systemd/system/multi-user.target.wants" / f"{u}.service").exists()
     post = subprocess.run(["dpkg-deb", "-I", str(deb), "postinst"], capture_output=True,
                           text=True, check=True).stdout
     assert "deb-systemd-helper enable" in post and "deb-systemd-invoke start" not in post, post
