@@ -107,7 +107,7 @@ MUTANTS = [
       "cache_lines(&b, c->w->ctx, a.next_update - (int64_t)c->w->date_t,",
       "cache_lines(&b, c->w->ctx, a.next_update - a.this_update,",
       "max-age counted from thisUpdate, not from the Date sent: a cache keeps the answer "
-      "past nextUpdate", area="responder"),
+      "past nextUpdate", area="edge"),
     m("http.crl_max_age_from_this_update", "responder/routes.c",
       "cache_lines(&b, w->ctx, f->next_update - (int64_t)w->date_t, true, tags, tl);",
       "cache_lines(&b, w->ctx, f->next_update - f->this_update, true, tags, tl);",
@@ -118,7 +118,7 @@ MUTANTS = [
       "int64_t s = !shared ? 0 : left < edge ? left : edge;",
       "int64_t s = !shared ? 0 : edge;",
       "s-maxage = max_age even when nextUpdate is sooner: a shared cache keeps the answer "
-      "past nextUpdate", area="responder"),
+      "past nextUpdate", area="edge"),
     # ---- responder/ctx.c: the signer ---------------------------------------------------
     m("ctx.eku_unchecked", "responder/ctx.c",
       "\t\tif (!(X509_get_extension_flags(ca->signer) & EXFLAG_XKUSAGE) ||\n"

@@ -50,6 +50,7 @@ SUITES = {
               ("test_responder.py", RESPONDER_SLOW)],
     "conf": [("test_config_checks.py", None), ("test_survivors.py", None)],
     "cli": [("test_bulk_revoke.py", None)],
+    "edge": [("test_edge.py", "never_past or headers_bound")],
     "shards": [("test_crl_shards.py", None)],
     "life": [("test_store_life.py", None)],
 }
