@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 #include "crlgen/crlgen.h"
+#include "crlgen/delta.h"
 #include "crlgen/crl.h"
 #include "crlgen/guard.h"
 #include "crlgen/internal.h"
@@ -329,7 +330,7 @@ static int touched_cb(const struct vg_change *c, void *arg)
 {
 	struct touched_ctx *t = arg;
 	if (c->op == VG_CHANGE_REMOVE)
-		return 0; /* no CRL changes for it (delta_cb) */
+		return 0; /* no CRL changes for it (crlgen_delta_cb) */
 	for (int i = 0; i < t->g->n; i++) {
 		const struct crlgen_ca *ca = &t->g->cas[i];
 		if (ca->conf->id != c->ca_id)
@@ -403,7 +404,7 @@ int crlgen_full_begin(void *arg)
 	return vg_iter_open(s->txn, s->ca_id, VG_ITER_REVOKED, &s->it);
 }
 
-static void entry_from(struct crl_entry *e, const struct vg_serial *s, const struct vg_cert *c)
+void crlgen_entry_from(struct crl_entry *e, const struct vg_serial *s, const struct vg_cert *c)
 {
 	e->serial = *s;
 	e->revoked_at = c->revoked_at;
@@ -430,7 +431,7 @@ int crlgen_full_next(void *arg, struct crl_entry *e)
 		 * regular CRL issued after the certificate expired. */
 		if ((c.flags & VG_CERT_HAS_NOT_AFTER) && c.not_after < s->cutoff)
 			continue;
-		entry_from(e, &serial, &c);
+		crlgen_entry_from(e, &serial, &c);
 		e->shard =
 		        s->conf && s->conf->crl_shards ? crlgen_shard_of(s->conf, &serial, &c) : 0;
 		return 1;
@@ -438,118 +439,6 @@ int crlgen_full_next(void *arg, struct crl_entry *e)
 }
 
 /* Delta CRL: the certificates changed since the base, sorted by serial. */
-#define OP_BIT(op) (1u << (op))
-struct delta_item {
-	struct vg_serial serial;
-	uint8_t ops; /* OP_BIT of every change seen */
-};
-
-struct delta_set {
-	uint32_t ca_id;
-	struct delta_item *v;
-	size_t n, cap;
-	bool ca_wide;
-	bool overflow;
-};
-
-static int delta_cb(const struct vg_change *c, void *arg)
-{
-	struct delta_set *d = arg;
-	/* An expired certificate removed from the store (vigil-store prune)
-	 * has been left out of the full CRLs since one past its expiry: the
-	 * delta has nothing to say about it (RFC 5280 §5.2.4). */
-	if (c->ca_id != d->ca_id || c->op == VG_CHANGE_REMOVE)
-		return 0;
-	if (c->op == VG_CHANGE_CA || c->serial.len == 0) {
-		d->ca_wide = true;
-		return 1;
-	}
-	if (d->n == d->cap) {
-		if (d->cap >= CRLGEN_DELTA_MAX) {
-			d->overflow = true;
-			return 1;
-		}
-		size_t cap = d->cap ? d->cap * 2 : 256;
-		if (cap > CRLGEN_DELTA_MAX)
-			cap = CRLGEN_DELTA_MAX;
-		struct delta_item *v = realloc(d->v, cap * sizeof(*v));
-		if (!v)
-			return -ENOMEM;
-		d->v = v;
-		d->cap = cap;
-	}
-	d->v[d->n].serial = c->serial;
-	d->v[d->n].ops = (uint8_t)OP_BIT(c->op & 7);
-	d->n++;
-	return 0;
-}
-
-static int item_cmp(const void *a, const void *b)
-{
-	return vg_serial_cmp(&((const struct delta_item *)a)->serial,
-	                     &((const struct delta_item *)b)->serial);
-}
-
-static void delta_sort(struct delta_set *d)
-{
-	if (d->n == 0)
-		return;
-	qsort(d->v, d->n, sizeof(*d->v), item_cmp);
-	size_t o = 0;
-	for (size_t i = 1; i < d->n; i++) {
-		if (vg_serial_cmp(&d->v[o].serial, &d->v[i].serial) == 0)
-			d->v[o].ops |= d->v[i].ops;
-		else
-			d->v[++o] = d->v[i];
-	}
-	d->n = o + 1;
-}
-
-struct delta_src {
-	struct vg_txn *txn;
-	const struct delta_set *d;
-	size_t i;
-	int64_t now;
-};
-
-static int delta_begin(void *arg)
-{
-	((struct delta_src *)arg)->i = 0;
-	return 0;
-}
-
-static int delta_next(void *arg, struct crl_entry *e)
-{
-	struct delta_src *s = arg;
-	while (s->i < s->d->n) {
-		const struct delta_item *it = &s->d->v[s->i++];
-		struct vg_cert c;
-		int rc = vg_store_get(s->txn, s->d->ca_id, &it->serial, &c);
-		if (rc < 0 && rc != -ENOENT)
-			return rc;
-		if (rc == 0 && c.status == VG_STATUS_REVOKED) {
-			/* Newly revoked or its details changed; a date update
-			 * alone does not change the CRL entry. */
-			if (!(it->ops & ~OP_BIT(VG_CHANGE_UPDATE)))
-				continue;
-			entry_from(e, &it->serial, &c);
-			return 1;
-		}
-		/* Good again, or absent again: a serial known only from its hold
-		 * (VG_CERT_NOT_ISSUED) leaves the store when the hold is lifted,
-		 * and the base may still list it. */
-		if (it->ops & OP_BIT(VG_CHANGE_RELEASE)) {
-			/* Hold lifted: RFC 5280 §5.3.1 removeFromCRL. */
-			e->serial = it->serial;
-			e->revoked_at = s->now;
-			e->reason = VG_REASON_REMOVE_FROM_CRL;
-			e->has_invalidity = false;
-			return 1;
-		}
-	}
-	return 0;
-}
-
 /* ---- Publishing ------------------------------------------------------- */
 
 static const char *kind_name(bool delta)
@@ -744,7 +633,7 @@ static int publish_one(struct crlgen *g, struct crlgen_ca *ca, bool delta,
 	struct tee_src tee = {.fs = &fs, .sp = sp};
 	struct crl_source src;
 	if (delta) {
-		src = (struct crl_source){delta_begin, delta_next, &dsrc};
+		src = (struct crl_source){crlgen_delta_begin, crlgen_delta_next, &dsrc};
 	} else {
 		if (!ps->full_number)
 			fs.cutoff = now.tv_sec;
@@ -932,8 +821,8 @@ static int publish_locked(struct crlgen *g, int i, enum crlgen_kind kind)
 			why = "no_base";
 		else if (counter < ps.full_counter || (ps.store_id && ps.store_id != g->store_id))
 			why = "store_replaced"; /* the base's changes are another store's */
-		else if ((rc = vg_store_changes_foreach(g->txn, ps.full_counter, delta_cb, &ds)) ==
-		         -ERANGE)
+		else if ((rc = vg_store_changes_foreach(g->txn, ps.full_counter, crlgen_delta_cb,
+		                                        &ds)) == -ERANGE)
 			why = "change_log_pruned";
 		else if (rc < 0)
 			why = "change_log_unreadable";
@@ -948,7 +837,7 @@ static int publish_locked(struct crlgen *g, int i, enum crlgen_kind kind)
 			memset(&ds, 0, sizeof(ds));
 			ds.ca_id = ca->conf->id;
 		} else {
-			delta_sort(&ds);
+			crlgen_delta_sort(&ds);
 		}
 	}
 	if (kind == CRLGEN_TOUCHED && ca->shard_touched) {

@@ -54,6 +54,9 @@ struct full_src {
 	const struct vg_conf_ca *conf; /* set: entries carry their shard */
 };
 
+/* crlgen_entry_from fills a CRL entry from a store record. */
+void crlgen_entry_from(struct crl_entry *e, const struct vg_serial *s, const struct vg_cert *c);
+
 /* crlgen_snapshot moves the read transaction to the newest committed state,
  * of the store now at [store] path (one found replaced is reopened). */
 int crlgen_snapshot(struct crlgen *g);
