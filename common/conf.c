@@ -1,4 +1,12 @@
 /* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * The configuration file: every section and key all three programs read,
+ * its range, its default and its one-line refusal, and the checks across
+ * sections (one CA identity, URLs unique, secrets never in the file). One
+ * file on purpose, past 800 lines: a key's parsing and its refusal side by
+ * side, and vigil.conf(5) is checked against the keys this file accepts
+ * (tests/integration/test_manuals.py).
+ */
 #include "common/conf.h"
 #include "common/pki.h"
 #include "common/text.h"

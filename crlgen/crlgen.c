@@ -1,4 +1,12 @@
 /* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * The CRL generator (crlgen.h): keys and certificates per CA, the store
+ * snapshot (reopened when the store is replaced), what a change touched, and
+ * publish_one/publish_locked, which build, lint, number and publish a CA's
+ * full CRL, its delta (delta.c) and its shards (shards.c) from one snapshot.
+ * Past 800 lines because publication is one sequence of checks (numbers,
+ * guard, lint) that reads best in one place.
+ */
 #include "crlgen/crlgen.h"
 #include "crlgen/delta.h"
 #include "crlgen/crl.h"

@@ -17,6 +17,9 @@
  * At start |acked| is read from the state file (none: the store's counter
  * now), so what was committed but not acknowledged before a crash is purged
  * again, and every CRL is purged once.
+ *
+ * Past 800 lines: the cycle above, its state file and the tags of each kind
+ * of change belong together; purge.c holds what goes on the wire.
  */
 #include "responder/edge.h"
 #include "responder/ctx.h"
