@@ -2,6 +2,9 @@
 #include "common/der.h"
 
 #include <string.h>
+#include <time.h>
+
+#include <openssl/asn1.h>
 
 void der_init(struct der_buf *b, uint8_t *mem, size_t cap)
 {
@@ -412,4 +415,21 @@ bool vg_cbs_get_asn1_uint64(struct vg_cbs *cbs, uint64_t *out)
 	*out = x;
 	*cbs = c;
 	return true;
+}
+
+bool vg_cbs_get_time(struct vg_cbs *c, int64_t *t)
+{
+	struct vg_cbs el;
+	unsigned tag;
+	if (!vg_cbs_get_any_asn1_element(c, &el, &tag, NULL) ||
+	    (tag != DER_UTCTIME && tag != DER_GENERALIZEDTIME))
+		return false;
+	const unsigned char *q = vg_cbs_data(&el);
+	ASN1_TIME *a = d2i_ASN1_TIME(NULL, &q, (long)vg_cbs_len(&el));
+	struct tm tm;
+	bool ok = a && ASN1_TIME_to_tm(a, &tm);
+	ASN1_TIME_free(a);
+	if (ok)
+		*t = (int64_t)timegm(&tm);
+	return ok;
 }

@@ -188,6 +188,12 @@ bool vg_cbs_get_bytes(struct vg_cbs *cbs, struct vg_cbs *out, size_t len);
 bool vg_cbs_get_asn1_header(struct vg_cbs *cbs, unsigned *out_tag, size_t *out_header_len,
                             size_t *out_content_len);
 
+/* vg_cbs_get_time reads a UTCTime or GeneralizedTime element from the front
+ * of |c| into |*t| (seconds since the epoch); false when the next element is
+ * neither or does not parse (the CRL readers of crlgen's lint and the
+ * responder's CRL files). */
+bool vg_cbs_get_time(struct vg_cbs *c, int64_t *t);
+
 /* vg_cbs_get_any_asn1_element sets |out| to the whole next element (header
  * and content) and drops it from |cbs|; |*out_tag| and |*out_header_len| as
  * above (either may be NULL). Fails when the content is not all in |cbs|. */

@@ -41,23 +41,6 @@ static bool cbs_is(const struct vg_cbs *c, const uint8_t *b, size_t n)
 	return vg_cbs_len(c) == n && !memcmp(vg_cbs_data(c), b, n);
 }
 
-static bool get_time(struct vg_cbs *c, int64_t *t)
-{
-	struct vg_cbs el;
-	unsigned tag;
-	if (!vg_cbs_get_any_asn1_element(c, &el, &tag, NULL) ||
-	    (tag != DER_UTCTIME && tag != DER_GENERALIZEDTIME))
-		return false;
-	const unsigned char *q = vg_cbs_data(&el);
-	ASN1_TIME *a = d2i_ASN1_TIME(NULL, &q, (long)vg_cbs_len(&el));
-	struct tm tm;
-	bool ok = a && ASN1_TIME_to_tm(a, &tm);
-	ASN1_TIME_free(a);
-	if (ok)
-		*t = (int64_t)timegm(&tm);
-	return ok;
-}
-
 #define FAIL(r, ...)                                                                               \
 	do {                                                                                       \
 		*rule = (r);                                                                       \
@@ -140,11 +123,11 @@ int lint_crl(int fd, uint64_t len, const struct lint_expect *x, const char **rul
 	if (!cbs_is(&name, ca->issuer, ca->issuer_len))
 		FAIL("issuer", "issuer differs from the CA certificate's subject");
 	int64_t tu, nu;
-	if (!get_time(&tbs, &tu))
+	if (!vg_cbs_get_time(&tbs, &tu))
 		FAIL("der", "no thisUpdate");
 	if (vg_cbs_peek_asn1_tag(&tbs, DER_UTCTIME) ||
 	    vg_cbs_peek_asn1_tag(&tbs, DER_GENERALIZEDTIME)) {
-		if (!get_time(&tbs, &nu))
+		if (!vg_cbs_get_time(&tbs, &nu))
 			FAIL("der", "nextUpdate does not parse");
 	} else {
 		FAIL("validity", "no nextUpdate");

@@ -91,24 +91,6 @@ static struct crl_file *crl_find(const struct stat *st, uint64_t now)
 	return NULL;
 }
 
-/* crl_time reads a UTCTime or GeneralizedTime element from the front of |c|. */
-static bool crl_time(struct vg_cbs *c, int64_t *t)
-{
-	struct vg_cbs el;
-	unsigned tag;
-	if (!vg_cbs_get_any_asn1_element(c, &el, &tag, NULL) ||
-	    (tag != DER_UTCTIME && tag != DER_GENERALIZEDTIME))
-		return false;
-	const unsigned char *q = vg_cbs_data(&el);
-	ASN1_TIME *a = d2i_ASN1_TIME(NULL, &q, (long)vg_cbs_len(&el));
-	struct tm tm;
-	bool ok = a && ASN1_TIME_to_tm(a, &tm);
-	ASN1_TIME_free(a);
-	if (ok)
-		*t = (int64_t)timegm(&tm);
-	return ok;
-}
-
 /* crlfile_times: d2i_X509_CRL takes half a second on a CRL of 600,000
  * entries; this reads the fields before them with the bounded reader of
  * common/der.h. */
@@ -138,7 +120,7 @@ bool crlfile_times(const uint8_t *der, size_t avail, size_t len, int64_t *this_u
 		return false;
 	if (tag != DER_SEQUENCE || !vg_cbs_skip_asn1(&tbs, DER_SEQUENCE))
 		return false;
-	if (!crl_time(&tbs, this_update))
+	if (!vg_cbs_get_time(&tbs, this_update))
 		return false;
 	*next_update = 0;
 	struct vg_cbs peek = tbs;
@@ -146,7 +128,7 @@ bool crlfile_times(const uint8_t *der, size_t avail, size_t len, int64_t *this_u
 		return !cut; /* the end of the tbsCertList, or of what was read */
 	if (tag != DER_UTCTIME && tag != DER_GENERALIZEDTIME)
 		return true; /* no nextUpdate */
-	return crl_time(&tbs, next_update);
+	return vg_cbs_get_time(&tbs, next_update);
 }
 
 /* crl_decode_times reads the dates of the CRL in |fd| (|size| bytes) by
