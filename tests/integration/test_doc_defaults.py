@@ -105,6 +105,9 @@ PAGES = [SRC / "doc" / f"{p}.scd" for p in ("vigil-store.8", "vigil-responder.8"
                                              "vigil-crlgen.8")]
 HELP = ["vigil-store", "vigil-responder", "vigil-crlgen"]
 EXAMPLE = SRC / "deploy" / "vigil.conf.example"
+# The shipped edge configurations and purge scripts explain the keys in comments.
+COMMENTED = [SRC / "deploy" / "nginx" / "vigil-edge.conf",
+             SRC / "deploy" / "varnish" / "vigil-edge.vcl", *sorted((SRC / "deploy" / "edge").glob("*.sh"))]
 
 # (document, key, phrase): a space in a phrase matches any run of white
 # space (a line break included), so re-wrapping a paragraph changes nothing.
@@ -116,6 +119,8 @@ DOCS = [
     ("doc/cdn.md", "state_dir", r"`\[edge\] state_dir` \(default `/var/lib/vigil/(?P<v>\w+)`"),
     ("doc/backup.md", "log_retention", r"`\[store\] log_retention`, default (?P<v>\d+d);"),
     ("doc/backup.md", "expired_retention", r"`expired_retention`, default (?P<v>\d+d)\)"),
+    ("doc/backup.md", "log_retention", r"the log does not hold every expired serial for "
+                                       r"(?P<v>\d+ days)\)"),
     ("doc/crl.md", "crl_max_bytes", r"`crl_max_bytes` \((?P<v>\d+ MB) by default\)"),
     ("doc/production.md", "log_retention", r"`log_retention` \((?P<v>\d+ days)\)"),
     ("doc/production.md", "expired_retention", r"`expired_retention` \((?P<v>\d+ days);"),
@@ -143,6 +148,18 @@ DOCS = [
     ("doc/vigil-crlgen.8.scd", "keep", r"keep \((?P<v>\d+)\)"),
     ("doc/vigil-crlgen.8.scd", "metrics_file",
      r"\*\[crlgen\] metrics_file\* \(default (?P<v>[\w.-]+)\)"),
+    # The edge configurations' and purge scripts' comments.
+    ("deploy/nginx/vigil-edge.conf", "max_age",
+     r"s-maxage = min\(\[edge\] max_age, #? nextUpdate - now\), (?P<v>\d+ s) by default"),
+    ("deploy/nginx/vigil-edge.conf", "idle_timeout",
+     r"the responder's idle_timeout \((?P<v>\d+ s) by default\)"),
+    ("deploy/nginx/vigil-edge.conf", "max_request_bytes",
+     r"max_request_bytes \((?P<v>\d+)\)"),
+    ("deploy/nginx/vigil-edge.conf", "base_path", r"base_path is \"(?P<v>/)\" by default"),
+    ("deploy/varnish/vigil-edge.vcl", "tag_header", r"tag_header = (?P<v>[\w-]+) +; the default"),
+    ("deploy/varnish/vigil-edge.vcl", "max_age", r"max_age \((?P<v>\d+ s) by default\)"),
+    ("deploy/edge/fastly-purge.sh", "purge_command_timeout",
+     r"purge_command_timeout \((?P<v>\d+ s) by default\)"),
     # --help.
     ("vigil-responder --help", "workers", r"workers \((?P<v>\d+) = one per CPU\)"),
     ("vigil-responder --help", "base_path", r"base_path \(default (?P<v>/)\)"),
@@ -164,13 +181,20 @@ SET_ON_PURPOSE = {
     ("deploy/vigil.conf.example", "crl_shards", "16"),
     ("deploy/vigil.conf.example", "profile", "tls-br"),         # the default once crl_url is set
 }
+# What the scan below takes for a default and is not: (document, key, what follows).
+NOT_A_DEFAULT = {
+    ("doc/vigil-crlgen.8.scd", "delta_crl", "(on/off),"),
+    ("vigil-crlgen --help", "delta_crl", "(on/off),"),
+    ("vigil-responder --help", "out", "(application/pkix-crl)"),   # a Content-Type
+}
 # Keys whose default is a path or another key (the example names its own
 # files): an example line of these states no default.
 PATHS = {"access_log", "out", "metrics_file", "state_dir", "ocsp_key"}
 
 
 def phrase(rx):
-    return re.compile(rx.replace(" ", r"[\s>]+"))  # '>': a Markdown quote's line starts
+    # '>' and '#': a Markdown quote's and a comment's line starts.
+    return re.compile(rx.replace(" ", r"[\s>#]+"))
 
 
 _help = {}
@@ -283,7 +307,8 @@ def test_every_default_statement_is_known():
     guide, a man page or --help, is covered by a DOCS row: a new sentence
     stating a default cannot drift unchecked."""
     keys = sorted({conf_key(k) for k in MAN}, key=len, reverse=True)
-    docs = [str(p.relative_to(SRC)) for p in DOCS_MD + PAGES] + [f"{p} --help" for p in HELP]
+    docs = [str(p.relative_to(SRC)) for p in DOCS_MD + PAGES + COMMENTED] + \
+        [f"{p} --help" for p in HELP]
     mention = re.compile(r"(?<![\w/.-])(" + "|".join(keys) + r")(?![\w/-])")
     unknown, flagged = [], 0
     for doc in docs:
@@ -300,10 +325,14 @@ def test_every_default_statement_is_known():
                 after = after[:nxt.start()]
             # Back to the sentence's start or the previous key, at most 25 characters.
             before = masked[max(prev, m.start() - 25):m.start()]
-            before = re.split(r"[.;:]\s", before)[-1]
+            before = re.split(r"[.;:,)]\s", before)[-1]
             prev = m.end()
+            # "key (60 s)", "key (xkey)", "key` (30 days;", "default `key = v`".
             if not (re.search(r"\bdefault", after + " " + before) or
-                    re.match(r"[`*]?\s*\(\s*[*`]?[\d/]", after)):
+                    re.match(r"[`*]?\s*\(\s*[*`]?(\d|[\w/.-]+[*`]?\))", after)):
+                continue
+            if any(doc == d and m.group(1) == k and after.strip().startswith(x)
+                   for d, k, x in NOT_A_DEFAULT):
                 continue
             flagged += 1
             if not any(a <= m.end() + len(after) and m.start() - len(before) <= b
