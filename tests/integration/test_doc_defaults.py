@@ -52,6 +52,13 @@ def nbytes(v):
                                                "GB": 10**9}[m.group(2)]
 
 
+def show(label, v):
+    """A value for a message: durations in seconds and days."""
+    if MAN[label][0] is seconds and isinstance(v, (int, float)) and v >= 86400:
+        return f"{v:.0f} s ({v / 86400:g}d)"
+    return repr(v)
+
+
 def word(v):
     return v.strip().strip("`*").lower()
 
@@ -258,7 +265,7 @@ def test_documents_state_the_reference_defaults():
             v = MAN[key][0](m.group("v"))
             if v != ref[key]:
                 bad.append(f"{doc}:{lineno(text, m.start())}: {key} default {m.group('v')!r}, "
-                           f"vigil.conf(5) says {ref[key]!r}")
+                           f"vigil.conf(5) says {show(key, ref[key])}")
     assert not bad, "\n".join(bad)
 
 
@@ -296,7 +303,7 @@ def test_examples_show_the_defaults():
             except (AssertionError, ValueError):
                 val = v
             if val != ref[key]:
-                bad.append(f"{doc}:{n}: {key} = {v}, the default is {ref[key]!r} "
+                bad.append(f"{doc}:{n}: {key} = {v}, the default is {show(key, ref[key])} "
                            "(state the default, or add the line to SET_ON_PURPOSE)")
     assert seen >= 15, f"only {seen} example lines found: the INI scan is broken"
     assert not bad, "\n".join(bad)
@@ -352,6 +359,9 @@ SOURCE = {
     "idle_timeout": (r"c->idle_timeout_ms = (\d+);", 0.001),
     "refresh_percent": (r"c->refresh_percent = (\d+);", 1),
     "purge_command_timeout": (r"c->edge_command_timeout_ms = (\d+);", 0.001),
+    # Observed too, within a timer's lateness.
+    "header_timeout": (r"c->header_timeout_ms = (\d+);", 0.001),
+    "body_timeout": (r"c->body_timeout_ms = (\d+);", 0.001),
 }
 # Nothing to observe: no access log is written unless access_log is set.
 NOT_OBSERVED = {"access_log"}
@@ -551,8 +561,11 @@ def observed(tmp_path_factory):
         for t in slow:
             t.join(30)
         for key in ("header_timeout", "body_timeout"):
+            # Timers fire late on a busy machine, never early: the exact value
+            # is SOURCE's, this is that the responder uses it.
             st, sec = box.get(key, (None, None))
-            obs[key] = round(sec) if st == 408 else box.get(key)
+            obs[key] = (ref[key] if st == 408 and ref[key] - 0.5 <= sec < ref[key] + 2.5
+                        else box.get(key))
 
     # The listen default: held by this test (or by someone else), so the
     # responder does not start, and names it.
@@ -592,11 +605,11 @@ def observed(tmp_path_factory):
     k = timedelta(seconds=ref["log_retention"])
     a, b = prune(now + k - hour), prune(now + k + hour)
     obs["log_retention"] = (ref["log_retention"] if a["log_removed"] == 0 and b["log_removed"] > 0
-                            else f"not {k}: {a} {b}")
+                            else f"removed before {k} + 1h: {a}; after: {b}")
     k = timedelta(seconds=ref["expired_retention"])
     a, b = prune(end + k - hour), prune(end + k + hour)
     obs["expired_retention"] = (ref["expired_retention"] if a["certs_removed"] == 0 and
-                                b["certs_removed"] > 0 else f"not {k}: {a} {b}")
+                                b["certs_removed"] > 0 else f"removed before {k} + 1h: {a}; after: {b}")
     return obs
 
 
@@ -613,12 +626,14 @@ def test_programs_use_the_reference_defaults(observed):
             rx, mul = SOURCE[label]
             m = re.search(rx, src)
             got = int(m.group(1)) * mul if m else f"/{rx}/ not in common/conf.c"
-            how = "common/conf.c"
-        else:
+            if got != want:
+                bad.append(f"{label}: vigil.conf(5) says {show(label, want)}, common/conf.c: "
+                           f"{show(label, got)}")
+        if label in observed or label not in SOURCE:
             got = observed.get(label, "not observed")
-            how = "observed"
-        if got != want:
-            bad.append(f"{label}: vigil.conf(5) says {want!r}, {how}: {got!r}")
+            if got != want:
+                bad.append(f"{label}: vigil.conf(5) says {show(label, want)}, observed: "
+                           f"{show(label, got)}")
     assert set(ref) == set(observed) | set(SOURCE) | NOT_OBSERVED, \
         set(ref) ^ (set(observed) | set(SOURCE) | NOT_OBSERVED)
     assert not bad, "\n".join(bad)
