@@ -114,7 +114,8 @@ HELP = ["vigil-store", "vigil-responder", "vigil-crlgen"]
 EXAMPLE = SRC / "deploy" / "vigil.conf.example"
 # The shipped edge configurations and purge scripts explain the keys in comments.
 COMMENTED = [SRC / "deploy" / "nginx" / "vigil-edge.conf",
-             SRC / "deploy" / "varnish" / "vigil-edge.vcl", *sorted((SRC / "deploy" / "edge").glob("*.sh"))]
+             SRC / "deploy" / "varnish" / "vigil-edge.vcl",
+             *sorted((SRC / "deploy" / "edge").glob("*.sh"))]
 
 # (document, key, phrase): a space in a phrase matches any run of white
 # space (a line break included), so re-wrapping a paragraph changes nothing.
@@ -145,11 +146,13 @@ DOCS = [
                 "idle_timeout", "header_timeout", "body_timeout", "refresh_percent", "max_age",
                 "tag_header", "purge_command_timeout")],
     ("doc/vigil-responder.8.scd", "state_dir", r"state_dir \(\*(?P<v>\w+)\* beside the store\)"),
-    ("doc/vigil-responder.8.scd", "ocsp_validity", r"ocsp_validity \(8h to 10d, default (?P<v>\w+)\)"),
+    ("doc/vigil-responder.8.scd", "ocsp_validity",
+     r"ocsp_validity \(8h to 10d, default (?P<v>\w+)\)"),
     # vigil-crlgen(8).
     ("doc/vigil-crlgen.8.scd", "crl_max_bytes", r"\*crl_max_bytes\* \(default (?P<v>\d+ MB)\)"),
     ("doc/vigil-crlgen.8.scd", "digest", r"\*digest\* \((?P<v>sha\d+) by default;"),
-    ("doc/vigil-crlgen.8.scd", "crl_validity", r"crl_validity\*? \(1h to 10d, default (?P<v>\w+)\)"),
+    ("doc/vigil-crlgen.8.scd", "crl_validity",
+     r"crl_validity\*? \(1h to 10d, default (?P<v>\w+)\)"),
     ("doc/vigil-crlgen.8.scd", "out", r"out \(default \*(?P<v>\w+)\* beside _FILE_;"),
     ("doc/vigil-crlgen.8.scd", "interval", r"interval \((?P<v>\d+ seconds)\)"),
     ("doc/vigil-crlgen.8.scd", "keep", r"keep \((?P<v>\d+)\)"),
@@ -453,7 +456,6 @@ def observed(tmp_path_factory):
     import threading
 
     import pki
-    from cryptography import x509
     from cryptography.x509 import ocsp
     from responder_util import (Responder, check_response, fake_cert, load_cert,
                                 make_request)
@@ -602,14 +604,13 @@ def observed(tmp_path_factory):
                                                         .timestamp()))))
         return {k: int(v) for k, v in re.findall(r"(\w+)=(\d+)", r.stdout)}
     hour = timedelta(hours=1)
-    k = timedelta(seconds=ref["log_retention"])
-    a, b = prune(now + k - hour), prune(now + k + hour)
-    obs["log_retention"] = (ref["log_retention"] if a["log_removed"] == 0 and b["log_removed"] > 0
-                            else f"removed before {k} + 1h: {a}; after: {b}")
-    k = timedelta(seconds=ref["expired_retention"])
-    a, b = prune(end + k - hour), prune(end + k + hour)
-    obs["expired_retention"] = (ref["expired_retention"] if a["certs_removed"] == 0 and
-                                b["certs_removed"] > 0 else f"removed before {k} + 1h: {a}; after: {b}")
+    # The commits are now, the leaf's notAfter |end|.
+    for key, count, t0 in (("log_retention", "log_removed", now),
+                           ("expired_retention", "certs_removed", end)):
+        k = timedelta(seconds=ref[key])
+        a, b = prune(t0 + k - hour), prune(t0 + k + hour)
+        obs[key] = (ref[key] if a[count] == 0 and b[count] > 0
+                    else f"{count} at {k} - 1h: {a[count]}, at {k} + 1h: {b[count]}")
     return obs
 
 
