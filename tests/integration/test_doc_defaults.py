@@ -638,3 +638,49 @@ def test_programs_use_the_reference_defaults(observed):
     assert set(ref) == set(observed) | set(SOURCE) | NOT_OBSERVED, \
         set(ref) ^ (set(observed) | set(SOURCE) | NOT_OBSERVED)
     assert not bad, "\n".join(bad)
+
+
+# Where a default's value is written without the key, and is not that default.
+NOT_A_DEFAULT_VALUE = {
+    ("doc/ocsp.md", "30 days of its notAfter"),          # the signer expiry warning
+    ("deploy/varnish/vigil-edge.vcl", "keep = 1h"),      # Varnish's own keep
+}
+
+
+def test_every_default_value_is_known():
+    """A duration equal to a default of 30 s or more (60 s, one hour, 30 days,
+    4 days...) written in a guide or an edge configuration, with or without
+    its key, is a DOCS row or is named in NOT_A_DEFAULT_VALUE: "the log does
+    not hold every expired serial for 30 days" states log_retention's default
+    too. (The man pages and --help list every key with its default, which
+    the scan above covers.)"""
+    ref = man_defaults()
+    spell = set()
+    for label, v in ref.items():
+        if MAN[label][0] is not seconds or v < 30:
+            continue
+        spell.add(rf"{v} ?(?:s|seconds?)")
+        if v % 3600 == 0:
+            spell.add(rf"{v // 3600} ?(?:h|hours?)")
+        if v == 3600:
+            spell.add(r"one hour")
+        if v % 86400 == 0:
+            spell.add(rf"{v // 86400} ?(?:d|days?)")
+    value = re.compile(r"(?<![\w.])(?:" + "|".join(sorted(spell)) + r")(?![\w])")
+    docs = [str(p.relative_to(SRC)) for p in DOCS_MD + COMMENTED]
+    unknown, found = [], 0
+    for doc in docs:
+        text = doc_text(doc)
+        masked = re.sub(r"```.*?```", lambda m: " " * len(m.group(0)), text, flags=re.S)
+        covered = [m.span() for d, _, rx in DOCS if d == doc for m in phrase(rx).finditer(text)]
+        for m in value.finditer(masked):
+            found += 1
+            if any(a <= m.start() and m.end() <= b for a, b in covered):
+                continue
+            around = " ".join(masked[max(0, m.start() - 40):m.end() + 40].split())
+            if any(doc == d and " ".join(x.split()) in around for d, x in NOT_A_DEFAULT_VALUE):
+                continue
+            unknown.append(f"{doc}:{lineno(text, m.start())}: {m.group(0)!r} in {around!r}")
+    assert found >= 10, f"only {found} values found: the scan is broken"
+    assert not unknown, ("a default's value that no DOCS row checks (add a row, or name it in "
+                         "NOT_A_DEFAULT_VALUE):\n" + "\n".join(unknown))
