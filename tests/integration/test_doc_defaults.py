@@ -41,10 +41,16 @@ UNITS = {"ms": 0.001, "s": 1, "sec": 1, "second": 1, "seconds": 1, "m": 60, "min
          "day": 86400, "days": 86400}
 
 
+NUMBERS = {"a": 1, "an": 1, "one": 1, "two": 2, "three": 3, "four": 4, "five": 5, "six": 6,
+           "seven": 7, "eight": 8, "nine": 9, "ten": 10}
+
+
 def seconds(v):
-    m = re.fullmatch(r"(\d+)\s*([a-z]*)", v.strip())
-    assert m and m.group(2) in UNITS or m and not m.group(2), f"not a duration: {v!r}"
-    return int(m.group(1)) * (UNITS[m.group(2)] if m.group(2) else 1)
+    m = re.fullmatch(r"(\d+|[a-z]+)\s*([a-z]*)", v.strip())
+    assert m and (m.group(1).isdigit() or m.group(1) in NUMBERS) and \
+        (not m.group(2) or m.group(2) in UNITS), f"not a duration: {v!r}"
+    n = int(m.group(1)) if m.group(1).isdigit() else NUMBERS[m.group(1)]
+    return n * (UNITS[m.group(2)] if m.group(2) else 1)
 
 
 def nbytes(v):
@@ -65,7 +71,8 @@ def word(v):
     return v.strip().strip("`*").lower()
 
 
-# key: (kind, the phrase of its vigil.conf(5) entry that states the default)
+# key: (kind, the phrase of its vigil.conf(5) entry that states the default;
+# a group w is the same value said again, "3600 (one hour)")
 MAN = {
     "log_retention": (seconds, r"default (?P<v>\d+d)\."),
     "expired_retention": (seconds, r"default (?P<v>\d+d)\."),
@@ -82,7 +89,7 @@ MAN = {
     "body_timeout": (seconds, r"and body \((?P<v>\w+)\);"),
     "refresh_percent": (int, r"1 to 90, default (?P<v>\d+)\."),
     "out": (word, r"\(default \*(?P<v>\w+)\* beside the file\)"),
-    "interval": (seconds, r"default (?P<v>\d+) \(one hour\)"),
+    "interval": (seconds, r"default (?P<v>\d+) \((?P<w>\w+\s\w+)\)"),
     "metrics_file": (word, r"Default (?P<v>[\w.-]+) beside the \*out\* directory"),
     "keep": (int, r"0 to 1000, default (?P<v>\d+);"),
     "max_age": (seconds, r"0 to 86400, default (?P<v>\d+);"),
@@ -96,7 +103,7 @@ MAN = {
     "crl_shards": (int, r"(?P<v>\d+), the default, is none"),
     "profile": (word, r"\*(?P<v>[\w-]+)\* \(the default otherwise\)"),
     "profile with crl_url": (word, r"\*(?P<v>[\w-]+)\* \(the default when \*crl_url\* is set\)"),
-    "crl_max_bytes": (nbytes, r"default (?P<v>\d+) \(10 MB"),
+    "crl_max_bytes": (nbytes, r"default (?P<v>\d+) \((?P<w>\d+ MB),"),
     "digest": (word, r"Default (?P<v>sha\d+)\."),
     "ocsp_key": (word, r"Default: \*(?P<v>\w+)\* when no \*ocsp_cert\* is set"),
 }
@@ -113,7 +120,6 @@ DOCS_MD = [SRC / "README.md", SRC / "store" / "README.md", *sorted((SRC / "doc")
 PAGES = [SRC / "doc" / f"{p}.scd" for p in ("vigil-store.8", "vigil-responder.8",
                                              "vigil-crlgen.8")]
 HELP = ["vigil-store", "vigil-responder", "vigil-crlgen"]
-EXAMPLE = SRC / "deploy" / "vigil.conf.example"
 # The shipped edge configurations and purge scripts explain the keys in comments.
 COMMENTED = [SRC / "deploy" / "nginx" / "vigil-edge.conf",
              SRC / "deploy" / "varnish" / "vigil-edge.vcl",
@@ -249,6 +255,9 @@ def man_defaults():
         assert m, f"vigil.conf.5.scd, *{conf_key(label)}*: the default is no longer stated " \
                   f"as /{rx}/ (update MAN in {Path(__file__).name}):\n{entry}"
         out[label] = kind(m.group("v"))
+        if m.groupdict().get("w"):
+            assert kind(m.group("w")) == out[label], \
+                f"vigil.conf.5.scd, *{conf_key(label)}*: {m.group(0)!r} says two values"
     return out
 
 
