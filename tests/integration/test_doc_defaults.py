@@ -382,7 +382,7 @@ NOT_OBSERVED = {"access_log"}
 
 
 def utc(s):
-    """An `openssl crl` date (notBefore=Dec  3 10:00:00 2026 GMT) as a datetime."""
+    """An `openssl crl -text` date (Dec  3 10:00:00 2026 GMT) as a naive UTC datetime."""
     return datetime.strptime(" ".join(s.split()), "%b %d %H:%M:%S %Y %Z")
 
 
