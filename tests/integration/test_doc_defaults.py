@@ -140,7 +140,7 @@ DOCS = [
     ("doc/crl.md", "crl_max_bytes", r"`crl_max_bytes` \((?P<v>\d+ MB) by default\)"),
     ("doc/production.md", "log_retention", r"`log_retention` \((?P<v>\d+ days)\)"),
     ("doc/production.md", "expired_retention", r"`expired_retention` \((?P<v>\d+ days);"),
-    ("doc/install.md", "not_issued", r"with the default `not_issued = (?P<v>\w+)`"),
+    ("doc/operations.md", "not_issued", r"with the default `not_issued = (?P<v>\w+)`"),
     ("deploy/INCIDENT.md", "log_retention", r"`\[store\] log_retention` \((?P<v>\d+ days)\)"),
     ("deploy/INCIDENT.md", "expired_retention", r"`expired_retention` \((?P<v>\d+ days);"),
     ("deploy/INCIDENT.md", "not_issued",
