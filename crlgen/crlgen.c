@@ -59,7 +59,8 @@ void crlgen_free(struct crlgen *g)
 }
 
 /* ca_init loads what CA |c| needs to sign CRLs. */
-static int ca_init(struct crlgen_ca *ca, const struct vg_conf_ca *c, char *err, size_t errlen)
+static int ca_init(struct crlgen_ca *ca, const struct vg_conf_ca *c, bool publishes, char *err,
+                   size_t errlen)
 {
 	char e[400];
 	int rc;
@@ -77,6 +78,10 @@ static int ca_init(struct crlgen_ca *ca, const struct vg_conf_ca *c, char *err, 
 		snprintf(err, errlen, "[ca %s] cert: %s", c->name, e);
 		return rc;
 	}
+	/* The watchdog verifies with the certificate; it never holds the key
+	 * (nor the token's PIN). */
+	if (!publishes)
+		goto named;
 	if ((rc = vg_pki_load_key(c->crl_key, &ca->key, e, sizeof(e))) < 0) {
 		snprintf(err, errlen, "[ca %s] crl_key: %s", c->name, e);
 		return rc;
@@ -100,6 +105,7 @@ static int ca_init(struct crlgen_ca *ca, const struct vg_conf_ca *c, char *err, 
 		snprintf(err, errlen, "[ca %s] cert %s: unreadable notAfter", c->name, c->cert);
 		return rc;
 	}
+named:;
 	int n = i2d_X509_NAME(X509_get_subject_name(ca->cert), &ca->issuer);
 	if (n <= 0) {
 		snprintf(err, errlen, "[ca %s] cert %s: cannot encode the subject", c->name,
@@ -127,8 +133,8 @@ static int ca_init(struct crlgen_ca *ca, const struct vg_conf_ca *c, char *err, 
 }
 
 /* load reads the config and the CAs' material, without the store. */
-static int load(struct crlgen **out, const char *config, const char *only, bool writes, char *err,
-                size_t errlen)
+static int load(struct crlgen **out, const char *config, const char *only, bool publishes,
+                char *err, size_t errlen)
 {
 	struct crlgen *g = calloc(1, sizeof(*g));
 	if (!g) {
@@ -158,7 +164,7 @@ static int load(struct crlgen **out, const char *config, const char *only, bool 
 		const struct vg_conf_ca *c = &g->conf.cas[i];
 		if (only && strcmp(c->name, only))
 			continue;
-		rc = ca_init(&g->cas[g->n++], c, err, errlen);
+		rc = ca_init(&g->cas[g->n++], c, publishes, err, errlen);
 		if (rc < 0)
 			goto fail;
 	}
@@ -169,7 +175,7 @@ static int load(struct crlgen **out, const char *config, const char *only, bool 
 		goto fail;
 	}
 	/* The watchdog only reads out (its unit binds it read-only). */
-	if (writes && access(g->conf.crl_out, W_OK) < 0) {
+	if (publishes && access(g->conf.crl_out, W_OK) < 0) {
 		rc = -errno;
 		snprintf(err, errlen, "[crlgen] out %s: %s", g->conf.crl_out, strerror(-rc));
 		goto fail;
@@ -181,11 +187,11 @@ fail:
 	return rc;
 }
 
-int crlgen_new(struct crlgen **out, const char *config, const char *only, bool writes, char *err,
+int crlgen_new(struct crlgen **out, const char *config, const char *only, bool publishes, char *err,
                size_t errlen)
 {
 	struct crlgen *g;
-	int rc = load(&g, config, only, writes, err, errlen);
+	int rc = load(&g, config, only, publishes, err, errlen);
 	if (rc < 0)
 		return rc;
 	rc = vg_store_open(&g->st, g->conf.store_path, VG_STORE_RDONLY);

@@ -31,10 +31,11 @@ enum crlgen_kind {
 #define CRLGEN_DELTA_MAX 200000
 
 /* crlgen_new loads the configuration |config|, the certificates and keys of
- * every CA (or only of |only|), and opens the store read-only; [crlgen] out
- * must be writable unless |writes| is false (the watchdog). On error it
- * returns a negative errno with a one-line reason in |err|. */
-int crlgen_new(struct crlgen **out, const char *config, const char *only, bool writes, char *err,
+ * every CA (or only of |only|), and opens the store read-only. Unless
+ * |publishes| is false (the watchdog, which only reads and verifies), the keys
+ * are loaded and [crlgen] out must be writable. On error it returns a
+ * negative errno with a one-line reason in |err|. */
+int crlgen_new(struct crlgen **out, const char *config, const char *only, bool publishes, char *err,
                size_t errlen);
 
 /* crlgen_reload loads the configuration again into a new generator, reusing

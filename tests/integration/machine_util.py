@@ -33,6 +33,9 @@ ip link set lo up
 cd $m
 pivot_root . .
 umount -l .
+# Shared, as on a booted machine: systemd sets up a unit's credentials in a
+# namespace of its own and moves the mount back through this propagation.
+mount --make-rshared /
 exec /lib/systemd/systemd --system --log-target=journal --unit=multi-user.target
 """
 

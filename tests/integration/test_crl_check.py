@@ -109,16 +109,23 @@ def test_healthy_service_passes(env):
 
 
 @pytest.mark.skipif(os.geteuid() != 0 or not shutil.which("unshare"), reason="needs root")
-def test_check_reads_out_from_a_read_only_file_system(env):
+def test_check_reads_out_from_a_read_only_file_system(env, ca):
     """vigil-crl-check.service binds [crlgen] out read-only (it only reads the
-    CCADB list there): --check must not ask for it to be writable, while the
-    publishing modes still refuse a read-only out. A read-only bind mount in
-    a mount namespace of its own, as the unit's sandbox makes."""
+    CCADB list there) and the watchdog verifies with the CA certificate: it
+    must neither ask for out to be writable nor load crl_key (in an HSM it
+    would need the token's PIN), while the publishing modes still refuse a
+    read-only out. A read-only bind mount in a mount namespace of its own,
+    as the unit's sandbox makes."""
     ro = (f"mount --bind {env.out} {env.out} && mount -o remount,bind,ro {env.out} && "
           f"exec {binary('vigil-crlgen')} -c {env.config}")
+    hidden = ca.key.with_suffix(".away")
     with Responder(env.config) as resp:
-        r = run("unshare", "-m", "sh", "-c",
-                ro + f" --check --url-base http://127.0.0.1:{resp.port}", check=False)
+        ca.key.rename(hidden)
+        try:
+            r = run("unshare", "-m", "sh", "-c",
+                    ro + f" --check --url-base http://127.0.0.1:{resp.port}", check=False)
+        finally:
+            hidden.rename(ca.key)
     assert r.returncode == 0 and 'vigil_crl_check_ccadb_list_ok{ca="sh"} 1' in r.stdout, \
         r.stdout + r.stderr
     r = run("unshare", "-m", "sh", "-c", ro + " --once", check=False)

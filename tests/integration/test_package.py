@@ -300,3 +300,40 @@ def wait_listed(machine, where, serial, timeout=30):
             return
         assert time.monotonic() < deadline, f"{where} never listed {serial:X}"
         time.sleep(0.5)
+
+
+def section_blocks(doc, heading):
+    text = doc.read_text()
+    start = text.index("\n" + heading + "\n")
+    end = text.find("\n## ", start + 1)
+    return BLOCK.findall(text[start:end if end > 0 else None])
+
+
+def test_hsm_guide_under_systemd(machine, package):
+    """doc/hsm.md's "Under the shipped units", as written, on the deployment
+    of the install guide: the CA key imported into SoftHSM2 and its file
+    shredded, the PIN handed to vigil-crlgen as a systemd credential. Then a
+    revocation reaches the edge's CRL, signed through the token (verified
+    with the CA certificate by python3-cryptography), and the vigil user
+    cannot read the PIN file."""
+    if not machine.path("/var/lib/vigil/crl/issuing-1.crl").exists():
+        pytest.skip("needs the deployment of test_install_guide_runs_as_written")
+    heading = "## Under the shipped units: the CRL key into a token"
+    blocks = section_blocks(SRC / "doc" / "hsm.md", heading)
+    assert len(blocks) == 1, blocks
+    r = machine.run(BASH + guide_blocks()[0] + "\n" + blocks[0], check=False, timeout=300)
+    assert r.returncode == 0, f"doc/hsm.md: {heading} failed:\n{r.stdout}\n{r.stderr}"
+    assert not machine.run("test -e /etc/vigil/issuing-1/ca.key", check=False).returncode == 0
+    assert machine.run("runuser -u vigil -- cat /etc/vigil/token.pin", check=False).returncode
+    started = machine.run("date -u +'%Y-%m-%d %H:%M:%S'").stdout.strip()
+    leaf = sorted(machine.path("/srv/ca/issuing-1/newcerts").glob("*.pem"))[3]
+    serial = x509.load_pem_x509_certificate(leaf.read_bytes()).serial_number
+    machine.run(f"vigil-store -c /etc/vigil/vigil.conf revoke issuing-1 {serial:X} "
+                f"--reason cessationOfOperation")
+    wait_listed(machine, "http://ocsp.example.com/crl/issuing-1.crl", serial)
+    crl = x509.load_der_x509_crl(machine.path("/root/fetched.crl").read_bytes())
+    ca_cert = x509.load_pem_x509_certificate(machine.path("/srv/ca/issuing-1/ca.pem")
+                                             .read_bytes())
+    assert crl.is_signature_valid(ca_cert.public_key())
+    log = machine.run(f"journalctl -u vigil-crlgen --since '{started}' --no-pager -o cat").stdout
+    assert "event=crl_published" in log and "level=error" not in log, log
