@@ -41,6 +41,20 @@ static struct vg_add_item good_item(const char *hex, int64_t nb)
 	return it;
 }
 
+/* spread_items makes |n| good certificates whose serials spread over the
+ * key space, enough to grow the map. */
+static struct vg_add_item *spread_items(size_t n)
+{
+	struct vg_add_item *items = calloc(n, sizeof(*items));
+	assert_non_null(items);
+	for (size_t i = 0; i < n; i++) {
+		char hex[32];
+		snprintf(hex, sizeof(hex), "%zx%08zx", i * 7919 + 3, i);
+		items[i] = good_item(hex, 0);
+	}
+	return items;
+}
+
 static int status_of(struct vg_store *st, const char *ca, const char *hex, struct vg_cert *out)
 {
 	struct vg_txn *t;
@@ -453,12 +467,7 @@ static void test_map_growth_under_reader(void **state)
 	assert_int_equal(vg_txn_begin(ro, &t), 0);
 
 	size_t n = 20000;
-	struct vg_add_item *items = calloc(n, sizeof(*items));
-	for (size_t i = 0; i < n; i++) {
-		char hex[32];
-		snprintf(hex, sizeof(hex), "%zx%08zx", i * 7919 + 3, i);
-		items[i] = good_item(hex, 0);
-	}
+	struct vg_add_item *items = spread_items(n);
 	assert_int_equal(vg_store_add(f->st, "ca1", items, n, &who, NULL, NULL, NULL), 0);
 
 	/* The reader's old snapshot still reads; after renew it sees it all. */
@@ -896,12 +905,7 @@ static void test_truncated_data_file(void **state)
 {
 	struct store_fx *f = *state;
 	size_t n = 20000;
-	struct vg_add_item *items = calloc(n, sizeof(*items));
-	for (size_t i = 0; i < n; i++) {
-		char hex[32];
-		snprintf(hex, sizeof(hex), "%zx%08zx", i * 7919 + 3, i);
-		items[i] = good_item(hex, 0);
-	}
+	struct vg_add_item *items = spread_items(n);
 	assert_int_equal(vg_store_add(f->st, "ca1", items, n, &who, NULL, NULL, NULL), 0);
 	/* Single revocations until the file ends with free pages: each commit
 	 * frees the copies it replaced and takes pages from the free list. */
