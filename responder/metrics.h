@@ -101,5 +101,5 @@ struct metrics_text {
 	size_t len, cap;
 	bool oom;
 };
-void metrics_printf(struct metrics_text *t, const char *fmt, ...)
+void metrics_printf(struct metrics_text *s, const char *fmt, ...)
         __attribute__((format(printf, 2, 3)));
