@@ -127,7 +127,8 @@ static int ca_init(struct crlgen_ca *ca, const struct vg_conf_ca *c, char *err, 
 }
 
 /* load reads the config and the CAs' material, without the store. */
-static int load(struct crlgen **out, const char *config, const char *only, char *err, size_t errlen)
+static int load(struct crlgen **out, const char *config, const char *only, bool writes, char *err,
+                size_t errlen)
 {
 	struct crlgen *g = calloc(1, sizeof(*g));
 	if (!g) {
@@ -167,7 +168,8 @@ static int load(struct crlgen **out, const char *config, const char *only, char 
 		snprintf(err, errlen, "[crlgen] out %s: %s", g->conf.crl_out, strerror(-rc));
 		goto fail;
 	}
-	if (access(g->conf.crl_out, W_OK) < 0) {
+	/* The watchdog only reads out (its unit binds it read-only). */
+	if (writes && access(g->conf.crl_out, W_OK) < 0) {
 		rc = -errno;
 		snprintf(err, errlen, "[crlgen] out %s: %s", g->conf.crl_out, strerror(-rc));
 		goto fail;
@@ -179,10 +181,11 @@ fail:
 	return rc;
 }
 
-int crlgen_new(struct crlgen **out, const char *config, const char *only, char *err, size_t errlen)
+int crlgen_new(struct crlgen **out, const char *config, const char *only, bool writes, char *err,
+               size_t errlen)
 {
 	struct crlgen *g;
-	int rc = load(&g, config, only, err, errlen);
+	int rc = load(&g, config, only, writes, err, errlen);
 	if (rc < 0)
 		return rc;
 	rc = vg_store_open(&g->st, g->conf.store_path, VG_STORE_RDONLY);
@@ -209,7 +212,7 @@ int crlgen_reload(struct crlgen *old, struct crlgen **out, const char *config, c
                   char *err, size_t errlen)
 {
 	struct crlgen *g;
-	int rc = load(&g, config, only, err, errlen);
+	int rc = load(&g, config, only, true, err, errlen);
 	if (rc < 0)
 		return rc;
 	if (strcmp(g->conf.store_path, old->conf.store_path)) {

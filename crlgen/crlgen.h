@@ -31,9 +31,11 @@ enum crlgen_kind {
 #define CRLGEN_DELTA_MAX 200000
 
 /* crlgen_new loads the configuration |config|, the certificates and keys of
- * every CA (or only of |only|), and opens the store read-only. On error it
+ * every CA (or only of |only|), and opens the store read-only; [crlgen] out
+ * must be writable unless |writes| is false (the watchdog). On error it
  * returns a negative errno with a one-line reason in |err|. */
-int crlgen_new(struct crlgen **out, const char *config, const char *only, char *err, size_t errlen);
+int crlgen_new(struct crlgen **out, const char *config, const char *only, bool writes, char *err,
+               size_t errlen);
 
 /* crlgen_reload loads the configuration again into a new generator, reusing
  * the store of |old| (LMDB must not be opened twice in one process). A

@@ -386,7 +386,7 @@ int main(int argc, char **argv)
 
 	struct crlgen *g = NULL;
 	char err[512];
-	int rc = crlgen_new(&g, config, only, err, sizeof(err));
+	int rc = crlgen_new(&g, config, only, !check, err, sizeof(err));
 	if (rc < 0) {
 		fprintf(stderr, "vigil-crlgen: %s\n", err);
 		return 2;

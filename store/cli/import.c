@@ -4,6 +4,7 @@
  * (OpenSSL's index.txt with its certificate files, or PEM/DER files).
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <getopt.h>
 #include <inttypes.h>
 #include <limits.h>
@@ -122,17 +123,25 @@ static bool load_not_before(const char *dir, const char *file, struct vg_add_ite
 /* write_import_metrics writes, for node_exporter's textfile collector, when
  * CA's last import succeeded and what it did: under a temporary name, fsynced
  * and renamed, so the collector never reads half a file. A failed import
- * leaves the file as it was, so its age is what an alert watches. */
+ * leaves the file as it was, so its age is what an alert watches. The file is
+ * 0644 whatever the umask (the units' 0007 keeps the store private): the
+ * collector runs as another user, and the file holds nothing secret. */
 static void write_import_metrics(const char *path, const char *ca, uint32_t lines,
                                  const struct vg_write_result *r)
 {
 	char tmp[4096];
 	if ((size_t)snprintf(tmp, sizeof(tmp), "%s.tmp-%ld", path, (long)getpid()) >= sizeof(tmp))
 		cli_die("--metrics-file %s: path too long", path);
-	FILE *f = fopen(tmp, "w");
-	if (!f)
-		cli_die("--metrics-file %s: %s (the import itself is committed)", tmp,
-		        strerror(errno));
+	int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+	FILE *f = fd < 0 || fchmod(fd, 0644) < 0 ? NULL : fdopen(fd, "w");
+	if (!f) {
+		int e = errno;
+		if (fd >= 0) {
+			close(fd);
+			unlink(tmp);
+		}
+		cli_die("--metrics-file %s: %s (the import itself is committed)", tmp, strerror(e));
+	}
 	fprintf(f,
 	        "# HELP vigil_store_import_last_success_seconds Unix time of the CA's last "
 	        "successful import-index.\n"

@@ -7,7 +7,9 @@ missing an entry (both signed here with python3-cryptography and the CA's
 key), a stale copy, a wrong Content-Type; and at a port nobody listens on."""
 import datetime
 import http.server
+import os
 import re
+import shutil
 import socket
 import threading
 
@@ -104,6 +106,23 @@ def test_healthy_service_passes(env):
         assert f'vigil_crl_check_ok{{ca="sh",url="{shard_url(k)}"}} 1' in r.stdout
         assert f'vigil_crl_check_missing_entries{{ca="sh",url="{shard_url(k)}"}} 0' in r.stdout
     assert 'vigil_crl_check_ccadb_list_ok{ca="sh"} 1' in r.stdout
+
+
+@pytest.mark.skipif(os.geteuid() != 0 or not shutil.which("unshare"), reason="needs root")
+def test_check_reads_out_from_a_read_only_file_system(env):
+    """vigil-crl-check.service binds [crlgen] out read-only (it only reads the
+    CCADB list there): --check must not ask for it to be writable, while the
+    publishing modes still refuse a read-only out. A read-only bind mount in
+    a mount namespace of its own, as the unit's sandbox makes."""
+    ro = (f"mount --bind {env.out} {env.out} && mount -o remount,bind,ro {env.out} && "
+          f"exec {binary('vigil-crlgen')} -c {env.config}")
+    with Responder(env.config) as resp:
+        r = run("unshare", "-m", "sh", "-c",
+                ro + f" --check --url-base http://127.0.0.1:{resp.port}", check=False)
+    assert r.returncode == 0 and 'vigil_crl_check_ccadb_list_ok{ca="sh"} 1' in r.stdout, \
+        r.stdout + r.stderr
+    r = run("unshare", "-m", "sh", "-c", ro + " --once", check=False)
+    assert r.returncode == 2 and "Read-only file system" in r.stderr, r.stderr
 
 
 def resign(ca, der, this_update, next_update, drop=None, number=None):

@@ -4,6 +4,7 @@ promtool accepts them and their unit tests pass, and every vigil_* metric
 they use is one the programs really emit (the responder's /metrics with
 crlgen's metrics file appended, and the CRL watchdog's output), so a renamed
 metric cannot leave an alert that never fires."""
+import os
 import re
 import shutil
 import subprocess
@@ -84,7 +85,13 @@ def test_import_metrics_file(tmp_path):
     prom = tmp_path / "metrics" / "vigil-import-imp.prom"
     prom.parent.mkdir()
     t0 = int(time.time())
-    e.runner.store("import-index", ca.name, ca.index, "--metrics-file", prom)
+    old = os.umask(0o007)  # vigil-import@.service's UMask=
+    try:
+        e.runner.store("import-index", ca.name, ca.index, "--metrics-file", prom)
+    finally:
+        os.umask(old)
+    # node_exporter runs as another user: the file is readable by all.
+    assert prom.stat().st_mode & 0o777 == 0o644, oct(prom.stat().st_mode)
     text = prom.read_text()
     t = int(re.search(r'^vigil_store_import_last_success_seconds\{ca="imp"\} (\d+)$', text,
                       re.M).group(1))
