@@ -1,19 +1,17 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
- * The configuration file: every section and key all three programs read,
- * its range, its default and its one-line refusal, and the checks across
- * sections (one CA identity, URLs unique, secrets never in the file). One
- * file on purpose, past 800 lines: a key's parsing and its refusal side by
- * side, and vigil.conf(5) is checked against the keys this file accepts
- * (tests/integration/test_manuals.py).
+ * The configuration file: the parse (libinih) and its dispatch by section,
+ * the [store], [responder], [crlgen] and [ca NAME] keys, the defaults, and
+ * the checks across sections (one CA identity, URLs unique, secrets never in
+ * the file). conf_sections.c holds the value readers, the [store] retention
+ * keys and the [edge] and [replicate] sections; vigil.conf(5) is checked
+ * against the keys both files accept (tests/integration/test_manuals.py).
  */
-#include "common/conf.h"
+#include "common/conf_int.h"
 #include "common/pki.h"
-#include "common/text.h"
 
 #include <errno.h>
 #include <ini.h>
-#include <limits.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -24,19 +22,7 @@
 #include <openssl/err.h>
 #include <openssl/x509.h>
 
-#define DAY (24 * 3600)
-
-struct parse_ctx {
-	struct vg_conf *c;
-	char msg[512]; /* first error, without the file:line prefix */
-	/* Keys already seen, "section\nkey", to refuse duplicates. */
-	char **seen;
-	size_t n_seen;
-};
-
-static void set_err(struct parse_ctx *p, const char *fmt, ...)
-        __attribute__((format(printf, 2, 3)));
-static void set_err(struct parse_ctx *p, const char *fmt, ...)
+void conf_set_err(struct parse_ctx *p, const char *fmt, ...)
 {
 	if (p->msg[0])
 		return;
@@ -46,8 +32,8 @@ static void set_err(struct parse_ctx *p, const char *fmt, ...)
 	va_end(ap);
 }
 
-/* resolve_path makes |v| absolute against the config file's directory. */
-static char *resolve_path(const struct vg_conf *c, const char *v)
+/* conf_resolve_path makes |v| absolute against the config file's directory. */
+char *conf_resolve_path(const struct vg_conf *c, const char *v)
 {
 	char *r = NULL;
 	if (v[0] == '/' || strncasecmp(v, "pkcs11:", 7) == 0)
@@ -55,60 +41,6 @@ static char *resolve_path(const struct vg_conf *c, const char *v)
 	if (asprintf(&r, "%s/%s", c->dir, v) < 0)
 		return NULL;
 	return r;
-}
-
-/* parse_duration reads "N" (seconds) or N with a unit ms, s, m, h or d into
- * milliseconds. */
-static bool parse_duration_ms(const char *v, int64_t *out)
-{
-	char *end;
-	errno = 0;
-	long long n = strtoll(v, &end, 10);
-	if (errno || end == v || n < 0)
-		return false;
-	while (*end == ' ')
-		end++;
-	int64_t mul;
-	if (*end == '\0' || strcmp(end, "s") == 0)
-		mul = 1000;
-	else if (strcmp(end, "ms") == 0)
-		mul = 1;
-	else if (strcmp(end, "m") == 0)
-		mul = 60 * 1000;
-	else if (strcmp(end, "h") == 0)
-		mul = 3600 * 1000;
-	else if (strcmp(end, "d") == 0)
-		mul = (int64_t)DAY * 1000;
-	else
-		return false;
-	if (n > INT64_MAX / mul)
-		return false;
-	*out = n * mul;
-	return true;
-}
-
-static bool parse_int(const char *v, int lo, int hi, int *out)
-{
-	char *end;
-	errno = 0;
-	long n = strtol(v, &end, 10);
-	if (errno || end == v || *end != '\0' || n < lo || n > hi)
-		return false;
-	*out = (int)n;
-	return true;
-}
-
-static bool parse_bool(const char *v, bool *out)
-{
-	if (!strcasecmp(v, "on") || !strcasecmp(v, "yes") || !strcasecmp(v, "true") ||
-	    !strcmp(v, "1"))
-		*out = true;
-	else if (!strcasecmp(v, "off") || !strcasecmp(v, "no") || !strcasecmp(v, "false") ||
-	         !strcmp(v, "0"))
-		*out = false;
-	else
-		return false;
-	return true;
 }
 
 static bool valid_ca_name(const char *s)
@@ -131,18 +63,18 @@ static struct vg_conf_ca *ca_for(struct parse_ctx *p, const char *name)
 		if (strcmp(c->cas[i].name, name) == 0)
 			return &c->cas[i];
 	if (c->n_cas == VG_CONF_MAX_CAS) {
-		set_err(p, "too many [ca] sections (at most %d)", VG_CONF_MAX_CAS);
+		conf_set_err(p, "too many [ca] sections (at most %d)", VG_CONF_MAX_CAS);
 		return NULL;
 	}
 	if (!valid_ca_name(name)) {
-		set_err(p, "[ca %s]: a CA name is 1 to 63 of A-Z a-z 0-9 . _ -", name);
+		conf_set_err(p, "[ca %s]: a CA name is 1 to 63 of A-Z a-z 0-9 . _ -", name);
 		return NULL;
 	}
 	uint32_t id = vg_ca_id(name);
 	for (int i = 0; i < c->n_cas; i++)
 		if (c->cas[i].id == id) {
-			set_err(p, "[ca %s]: name collides with [ca %s]; rename one", name,
-			        c->cas[i].name);
+			conf_set_err(p, "[ca %s]: name collides with [ca %s]; rename one", name,
+			             c->cas[i].name);
 			return NULL;
 		}
 	struct vg_conf_ca *ca = &c->cas[c->n_cas++];
@@ -155,26 +87,15 @@ static struct vg_conf_ca *ca_for(struct parse_ctx *p, const char *name)
 	return ca;
 }
 
-#define SET_STR(dst, val)                                                                          \
-	do {                                                                                       \
-		free(dst);                                                                         \
-		(dst) = strdup(val);                                                               \
-	} while (0)
-#define SET_PATH(dst, val)                                                                         \
-	do {                                                                                       \
-		free(dst);                                                                         \
-		(dst) = resolve_path(c, val);                                                      \
-	} while (0)
-
 /* handle_validity reads an OCSP answer's or a CRL's validity: |lo| (|lo_s|
  * seconds) to ten days, the Baseline Requirements' section |br|. */
 static int handle_validity(struct parse_ctx *p, const char *caname, const char *k, const char *v,
                            const char *lo, int64_t lo_s, const char *br, int64_t *dst)
 {
 	int64_t ms;
-	if (!parse_duration_ms(v, &ms) || ms < lo_s * 1000 || ms > VG_VALIDITY_MAX * 1000LL) {
-		set_err(p, "[ca %s] %s = %s: must be %s to 10d (Baseline Requirements %s)", caname,
-		        k, v, lo, br);
+	if (!conf_parse_duration_ms(v, &ms) || ms < lo_s * 1000 || ms > VG_VALIDITY_MAX * 1000LL) {
+		conf_set_err(p, "[ca %s] %s = %s: must be %s to 10d (Baseline Requirements %s)",
+		             caname, k, v, lo, br);
 		return 0;
 	}
 	*dst = ms / 1000;
@@ -214,7 +135,7 @@ static bool check_crl_url(struct parse_ctx *p, const char *caname, const char *k
 	else if (strchr(v, '%') && (!shard || strchr(v, '%') != u || strchr(u + 1, '%')))
 		why = "has a % other than the shard number's %u";
 	if (why) {
-		set_err(p, "[ca %s] %s = %s: %s", caname, k, v, why);
+		conf_set_err(p, "[ca %s] %s = %s: %s", caname, k, v, why);
 		return false;
 	}
 	return true;
@@ -243,16 +164,17 @@ static int handle_ca(struct parse_ctx *p, const char *caname, const char *k, con
 			return 0;
 		SET_STR(ca->crl_shard_url, v);
 	} else if (!strcmp(k, "crl_shards")) {
-		if (!parse_int(v, 0, VG_CRL_SHARDS_MAX, &ca->crl_shards)) {
-			set_err(p, "[ca %s] crl_shards = %s: expected an integer from 0 to %d",
-			        caname, v, VG_CRL_SHARDS_MAX);
+		if (!conf_parse_int(v, 0, VG_CRL_SHARDS_MAX, &ca->crl_shards)) {
+			conf_set_err(p, "[ca %s] crl_shards = %s: expected an integer from 0 to %d",
+			             caname, v, VG_CRL_SHARDS_MAX);
 			return 0;
 		}
 	} else if (!strcmp(k, "crl_max_bytes")) {
 		int mb;
-		if (!parse_int(v, 1, 2000000000, &mb)) {
-			set_err(p, "[ca %s] crl_max_bytes = %s: expected bytes, 1 to 2000000000",
-			        caname, v);
+		if (!conf_parse_int(v, 1, 2000000000, &mb)) {
+			conf_set_err(p,
+			             "[ca %s] crl_max_bytes = %s: expected bytes, 1 to 2000000000",
+			             caname, v);
 			return 0;
 		}
 		ca->crl_max_bytes = mb;
@@ -262,7 +184,8 @@ static int handle_ca(struct parse_ctx *p, const char *caname, const char *k, con
 		else if (!strcmp(v, "private"))
 			ca->profile = VG_CRL_PROFILE_PRIVATE;
 		else {
-			set_err(p, "[ca %s] profile = %s: expected tls-br or private", caname, v);
+			conf_set_err(p, "[ca %s] profile = %s: expected tls-br or private", caname,
+			             v);
 			return 0;
 		}
 	} else if (!strcmp(k, "delta_crl_url"))
@@ -273,8 +196,8 @@ static int handle_ca(struct parse_ctx *p, const char *caname, const char *k, con
 		else if (!strcmp(v, "revoked"))
 			ca->not_issued = VG_NOT_ISSUED_REVOKED;
 		else {
-			set_err(p, "[ca %s] not_issued = %s: expected unknown or revoked", caname,
-			        v);
+			conf_set_err(p, "[ca %s] not_issued = %s: expected unknown or revoked",
+			             caname, v);
 			return 0;
 		}
 	} else if (!strcmp(k, "ocsp_validity")) {
@@ -283,134 +206,21 @@ static int handle_ca(struct parse_ctx *p, const char *caname, const char *k, con
 	} else if (!strcmp(k, "crl_validity")) {
 		return handle_validity(p, caname, k, v, "1h", 3600, "4.9.7", &ca->crl_validity);
 	} else if (!strcmp(k, "delta_crl")) {
-		if (!parse_bool(v, &ca->delta_crl)) {
-			set_err(p, "[ca %s] delta_crl = %s: expected on or off", caname, v);
+		if (!conf_parse_bool(v, &ca->delta_crl)) {
+			conf_set_err(p, "[ca %s] delta_crl = %s: expected on or off", caname, v);
 			return 0;
 		}
 	} else if (!strcmp(k, "digest")) {
 		if (strcmp(v, "sha256") && strcmp(v, "sha384") && strcmp(v, "sha512")) {
-			set_err(p, "[ca %s] digest = %s: expected sha256, sha384 or sha512", caname,
-			        v);
+			conf_set_err(p, "[ca %s] digest = %s: expected sha256, sha384 or sha512",
+			             caname, v);
 			return 0;
 		}
 		SET_STR(ca->digest, v);
 	} else {
-		set_err(p, "[ca %s]: unknown key '%s'", caname, k);
+		conf_set_err(p, "[ca %s]: unknown key '%s'", caname, k);
 		return 0;
 	}
-	return 1;
-}
-
-static int handle_int(struct parse_ctx *p, const char *sec, const char *k, const char *v, int lo,
-                      int hi, int *dst)
-{
-	if (!parse_int(v, lo, hi, dst)) {
-		set_err(p, "[%s] %s = %s: expected an integer from %d to %d", sec, k, v, lo, hi);
-		return 0;
-	}
-	return 1;
-}
-
-static int handle_ms(struct parse_ctx *p, const char *sec, const char *k, const char *v, int *dst)
-{
-	int64_t ms;
-	if (!parse_duration_ms(v, &ms) || ms < 100 || ms > 3600 * 1000) {
-		set_err(p, "[%s] %s = %s: expected a duration from 100ms to 1h (e.g. 30s)", sec, k,
-		        v);
-		return 0;
-	}
-	*dst = (int)ms;
-	return 1;
-}
-
-/* A token (RFC 9110 5.6.2): what a header field's name may hold. */
-static bool valid_token(const char *s)
-{
-	if (!*s || strlen(s) > 64)
-		return false;
-	for (; *s; s++)
-		if (!strchr("!#$%&'*+-.^_`|~", *s) &&
-		    !((*s >= 'a' && *s <= 'z') || (*s >= 'A' && *s <= 'Z') ||
-		      (*s >= '0' && *s <= '9')))
-			return false;
-	return true;
-}
-
-static int handle_edge(struct parse_ctx *p, const char *k, const char *v)
-{
-	struct vg_conf *c = p->c;
-	int64_t ms;
-	if (!strcmp(k, "max_age")) {
-		if (!parse_duration_ms(v, &ms) || ms % 1000 || ms > VG_EDGE_MAX_AGE_MAX * 1000LL) {
-			set_err(p,
-			        "[edge] max_age = %s: expected 0 to %d seconds (0: shared caches "
-			        "keep answers until their nextUpdate)",
-			        v, VG_EDGE_MAX_AGE_MAX);
-			return 0;
-		}
-		c->edge_max_age = (int)(ms / 1000);
-	} else if (!strcmp(k, "tag_header")) {
-		if (!valid_token(v)) {
-			set_err(p,
-			        "[edge] tag_header = %s: expected a header name of 1 to 64 "
-			        "letters, "
-			        "digits or !#$%%&'*+-.^_`|~ (xkey, Surrogate-Key, Cache-Tag, "
-			        "Edge-Cache-Tag)",
-			        v);
-			return 0;
-		}
-		SET_STR(c->edge_tag_header, v);
-	} else if (!strcmp(k, "purge_varnish") || !strcmp(k, "purge_nginx")) {
-		struct vg_http_url u[VG_EDGE_URLS_MAX];
-		int n = vg_http_url_list(v, u, VG_EDGE_URLS_MAX);
-		if (n <= 0) {
-			set_err(p,
-			        "[edge] %s = %s: expected up to %d http://HOST[:PORT][/PATH] URLs "
-			        "separated by commas%s",
-			        k, v, VG_EDGE_URLS_MAX,
-			        !strncasecmp(v, "https:", 6)
-			                ? " (https is not spoken: purge a local "
-			                  "edge, or through a TLS proxy)"
-			                : "");
-			return 0;
-		}
-		if (k[6] == 'v')
-			SET_STR(c->edge_purge_varnish, v);
-		else
-			SET_STR(c->edge_purge_nginx, v);
-	} else if (!strcmp(k, "purge_command")) {
-		char *path = resolve_path(c, v);
-		if (!path || access(path, X_OK) < 0) {
-			int e = path ? errno : ENOMEM;
-			set_err(p, "[edge] purge_command = %s: %s", v,
-			        e == EACCES ? "not executable" : strerror(e));
-			free(path);
-			return 0;
-		}
-		free(c->edge_purge_command);
-		c->edge_purge_command = path;
-	} else if (!strcmp(k, "purge_command_timeout")) {
-		return handle_ms(p, "edge", k, v, &c->edge_command_timeout_ms);
-	} else if (!strcmp(k, "state_dir")) {
-		SET_PATH(c->edge_state_dir, v);
-	} else {
-		set_err(p, "[edge]: unknown key '%s'", k);
-		return 0;
-	}
-	return 1;
-}
-
-/* handle_retention reads a [store] retention: a duration of 1 day to 100
- * years (e.g. 30d). Shorter would prune what a reader may still follow. */
-static int handle_retention(struct parse_ctx *p, const char *k, const char *v, int64_t *dst)
-{
-	int64_t ms;
-	if (!parse_duration_ms(v, &ms) || ms < DAY * 1000 || ms > 36500LL * DAY * 1000) {
-		set_err(p, "[store] %s = %s: expected a duration from 1d to 36500d (e.g. 30d)", k,
-		        v);
-		return 0;
-	}
-	*dst = ms / 1000;
 	return 1;
 }
 
@@ -426,7 +236,7 @@ static int handler(void *user, const char *section, const char *k, const char *v
 		return 0;
 	for (size_t i = 0; i < p->n_seen; i++)
 		if (!strcmp(p->seen[i], key)) {
-			set_err(p, "[%s] %s is set twice", section, k);
+			conf_set_err(p, "[%s] %s is set twice", section, k);
 			free(key);
 			return 0;
 		}
@@ -442,7 +252,7 @@ static int handler(void *user, const char *section, const char *k, const char *v
 		if (!strcmp(k, "path"))
 			SET_PATH(c->store_path, v);
 		else if (!strcmp(k, "log_retention") || !strcmp(k, "expired_retention"))
-			return handle_retention(
+			return conf_handle_retention(
 			        p, k, v, k[0] == 'l' ? &c->log_retention : &c->expired_retention);
 		else
 			goto unknown;
@@ -450,7 +260,7 @@ static int handler(void *user, const char *section, const char *k, const char *v
 		if (!strcmp(k, "listen"))
 			SET_STR(c->listen, v);
 		else if (!strcmp(k, "workers"))
-			return handle_int(p, section, k, v, 0, 256, &c->workers);
+			return conf_handle_int(p, section, k, v, 0, 256, &c->workers);
 		else if (!strcmp(k, "user"))
 			SET_STR(c->user, v);
 		else if (!strcmp(k, "access_log"))
@@ -458,21 +268,23 @@ static int handler(void *user, const char *section, const char *k, const char *v
 		else if (!strcmp(k, "base_path"))
 			SET_STR(c->base_path, v);
 		else if (!strcmp(k, "max_connections"))
-			return handle_int(p, section, k, v, 1, 1000000, &c->max_connections);
+			return conf_handle_int(p, section, k, v, 1, 1000000, &c->max_connections);
 		else if (!strcmp(k, "max_request_bytes"))
-			return handle_int(p, section, k, v, 512, 1 << 20, &c->max_request_bytes);
+			return conf_handle_int(p, section, k, v, 512, 1 << 20,
+			                       &c->max_request_bytes);
 		else if (!strcmp(k, "max_header_bytes"))
-			return handle_int(p, section, k, v, 512, 1 << 20, &c->max_header_bytes);
+			return conf_handle_int(p, section, k, v, 512, 1 << 20,
+			                       &c->max_header_bytes);
 		else if (!strcmp(k, "max_certids"))
-			return handle_int(p, section, k, v, 1, 1000, &c->max_certids);
+			return conf_handle_int(p, section, k, v, 1, 1000, &c->max_certids);
 		else if (!strcmp(k, "refresh_percent"))
-			return handle_int(p, section, k, v, 1, 90, &c->refresh_percent);
+			return conf_handle_int(p, section, k, v, 1, 90, &c->refresh_percent);
 		else if (!strcmp(k, "idle_timeout"))
-			return handle_ms(p, section, k, v, &c->idle_timeout_ms);
+			return conf_handle_ms(p, section, k, v, &c->idle_timeout_ms);
 		else if (!strcmp(k, "header_timeout"))
-			return handle_ms(p, section, k, v, &c->header_timeout_ms);
+			return conf_handle_ms(p, section, k, v, &c->header_timeout_ms);
 		else if (!strcmp(k, "body_timeout"))
-			return handle_ms(p, section, k, v, &c->body_timeout_ms);
+			return conf_handle_ms(p, section, k, v, &c->body_timeout_ms);
 		else
 			goto unknown;
 	} else if (!strcmp(section, "crlgen")) {
@@ -482,54 +294,32 @@ static int handler(void *user, const char *section, const char *k, const char *v
 		else if (!strcmp(k, "metrics_file"))
 			SET_PATH(c->crl_metrics_file, v);
 		else if (!strcmp(k, "interval")) {
-			if (!parse_duration_ms(v, &ms) || ms < 1000 || ms > 10LL * DAY * 1000) {
-				set_err(p, "[crlgen] interval = %s: expected 1s to 10d", v);
+			if (!conf_parse_duration_ms(v, &ms) || ms < 1000 ||
+			    ms > 10LL * DAY * 1000) {
+				conf_set_err(p, "[crlgen] interval = %s: expected 1s to 10d", v);
 				return 0;
 			}
 			c->crl_interval = ms / 1000;
 		} else if (!strcmp(k, "keep"))
-			return handle_int(p, section, k, v, 0, 1000, &c->crl_keep);
+			return conf_handle_int(p, section, k, v, 0, 1000, &c->crl_keep);
 		else
 			goto unknown;
 	} else if (!strcmp(section, "edge")) {
-		return handle_edge(p, k, v);
+		return conf_handle_edge(p, k, v);
 	} else if (!strcmp(section, "replicate")) {
-		int64_t ms;
-		if (!strcmp(k, "postgres")) {
-			/* A URI's user:password@ too. */
-			const char *uri = !strncmp(v, "postgresql://", 13) ? v + 13
-			                  : !strncmp(v, "postgres://", 11) ? v + 11
-			                                                   : NULL;
-			const char *at = uri ? strchr(uri, '@') : NULL;
-			if (strstr(v, "password") || (at && memchr(uri, ':', (size_t)(at - uri)))) {
-				set_err(p, "[replicate] postgres: no password in the connection "
-				           "string "
-				           "(use password_file, PGPASSFILE or PGPASSWORD)");
-				return 0;
-			}
-			SET_STR(c->pg_conninfo, v);
-		} else if (!strcmp(k, "password_file"))
-			SET_PATH(c->pg_password_file, v);
-		else if (!strcmp(k, "max_lag")) {
-			if (!parse_duration_ms(v, &ms) || ms < 1000 || ms > DAY * 1000) {
-				set_err(p, "[replicate] max_lag = %s: expected 1s to 1d", v);
-				return 0;
-			}
-			c->max_lag = ms / 1000;
-		} else
-			goto unknown;
+		return conf_handle_replicate(p, k, v);
 	} else if (!strncmp(section, "ca ", 3)) {
 		const char *name = section + 3;
 		while (*name == ' ')
 			name++;
 		return handle_ca(p, name, k, v);
 	} else {
-		set_err(p, "unknown section [%s]", section);
+		conf_set_err(p, "unknown section [%s]", section);
 		return 0;
 	}
 	return 1;
 unknown:
-	set_err(p, "[%s]: unknown key '%s'", section, k);
+	conf_set_err(p, "[%s]: unknown key '%s'", section, k);
 	return 0;
 }
 
@@ -573,13 +363,6 @@ static bool same_key(X509 *a, X509 *b)
 	return eq;
 }
 
-/* check_ca_identities refuses two sections whose certificates have the same
- * subject and key: a re-issued CA certificate is the same CA, so every OCSP
- * CertID names both (issuerNameHash, issuerKeyHash) and both would publish a
- * CRL for one issuer. Same subject with different keys is allowed: a CA
- * re-keyed under its name is told apart by issuerKeyHash and by its CRLs'
- * signature. A certificate that cannot be read is left to the program that
- * uses it, which says why. */
 /* check_crl_urls refuses two CAs publishing at one URL: their CRLs would
  * replace each other's file under [crlgen] out. */
 static int check_crl_urls(const struct vg_conf *c, char *err, size_t errlen)
@@ -612,6 +395,13 @@ static int check_crl_urls(const struct vg_conf *c, char *err, size_t errlen)
 	return 0;
 }
 
+/* check_ca_identities refuses two sections whose certificates have the same
+ * subject and key: a re-issued CA certificate is the same CA, so every OCSP
+ * CertID names both (issuerNameHash, issuerKeyHash) and both would publish a
+ * CRL for one issuer. Same subject with different keys is allowed: a CA
+ * re-keyed under its name is told apart by issuerKeyHash and by its CRLs'
+ * signature. A certificate that cannot be read is left to the program that
+ * uses it, which says why. */
 static int check_ca_identities(const struct vg_conf *c, char *err, size_t errlen)
 {
 	X509 *x[VG_CONF_MAX_CAS] = {0};
@@ -703,7 +493,7 @@ static int conf_parse(const char *abs, const char *text, struct vg_conf *out, ch
 	if (!out->base_path)
 		out->base_path = strdup("/");
 	if (!out->crl_out)
-		out->crl_out = resolve_path(out, "crl");
+		out->crl_out = conf_resolve_path(out, "crl");
 	if (!out->edge_tag_header)
 		out->edge_tag_header = strdup("xkey");
 	if (!out->edge_state_dir) {

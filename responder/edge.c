@@ -23,6 +23,7 @@
  */
 #include "responder/edge.h"
 #include "responder/ctx.h"
+#include "responder/metrics.h"
 #include "responder/purge.h"
 #include "responder/storewatch.h"
 #include "responder/worker.h"
@@ -33,7 +34,6 @@
 #include <inttypes.h>
 #include <limits.h>
 #include <poll.h>
-#include <stdarg.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -852,43 +852,9 @@ void edge_stop(void)
 	n_edges = 0;
 }
 
-/* A growing text for /metrics. */
-struct mtext {
-	char *b;
-	size_t len, cap;
-	bool oom;
-};
-
-static void mt_printf(struct mtext *t, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void mt_printf(struct mtext *t, const char *fmt, ...)
-{
-	for (int tries = 0; tries < 2 && !t->oom; tries++) {
-		va_list ap;
-		va_start(ap, fmt);
-		int n = vsnprintf(t->b + t->len, t->cap - t->len, fmt, ap);
-		va_end(ap);
-		if (n < 0) {
-			t->oom = true;
-			return;
-		}
-		if ((size_t)n < t->cap - t->len) {
-			t->len += (size_t)n;
-			return;
-		}
-		size_t nc = t->cap * 2 + (size_t)n;
-		char *nb = realloc(t->b, nc);
-		if (!nb) {
-			t->oom = true;
-			return;
-		}
-		t->b = nb;
-		t->cap = nc;
-	}
-}
-
 char *edge_metrics_text(void)
 {
-	struct mtext t = {.cap = 4096};
+	struct metrics_text t = {.cap = 4096};
 	t.b = malloc(t.cap);
 	if (!t.b)
 		return NULL;
@@ -914,22 +880,23 @@ char *edge_metrics_text(void)
 	};
 	/* The families are declared with no edge too, for the alert rules. */
 	for (size_t k = 0; k < sizeof(m) / sizeof(m[0]); k++) {
-		mt_printf(&t, "# HELP %s %s\n# TYPE %s %s\n", m[k].name, m[k].help, m[k].name,
-		          m[k].type);
+		metrics_printf(&t, "# HELP %s %s\n# TYPE %s %s\n", m[k].name, m[k].help, m[k].name,
+		               m[k].type);
 		for (int i = 0; i < n_edges; i++) {
 			uint64_t v = __atomic_load_n((uint64_t *)((char *)&edges[i] + m[k].off),
 			                             __ATOMIC_RELAXED);
-			mt_printf(&t, "%s{edge=\"%s\",kind=\"%s\"} %llu\n", m[k].name,
-			          edges[i].name, kind_names[edges[i].kind], (unsigned long long)v);
+			metrics_printf(&t, "%s{edge=\"%s\",kind=\"%s\"} %llu\n", m[k].name,
+			               edges[i].name, kind_names[edges[i].kind],
+			               (unsigned long long)v);
 		}
 	}
-	mt_printf(&t, "# HELP vigil_edge_purge_lag_seconds From the responder seeing a "
-	              "commit (or a new CRL) to the edge acknowledging its purge (the last "
-	              "one).\n# TYPE vigil_edge_purge_lag_seconds gauge\n");
+	metrics_printf(&t, "# HELP vigil_edge_purge_lag_seconds From the responder seeing a "
+	                   "commit (or a new CRL) to the edge acknowledging its purge (the last "
+	                   "one).\n# TYPE vigil_edge_purge_lag_seconds gauge\n");
 	for (int i = 0; i < n_edges; i++)
-		mt_printf(&t, "vigil_edge_purge_lag_seconds{edge=\"%s\",kind=\"%s\"} %.3f\n",
-		          edges[i].name, kind_names[edges[i].kind],
-		          (double)LDR(edges[i].m_lag_ms) / 1000.0);
+		metrics_printf(&t, "vigil_edge_purge_lag_seconds{edge=\"%s\",kind=\"%s\"} %.3f\n",
+		               edges[i].name, kind_names[edges[i].kind],
+		               (double)LDR(edges[i].m_lag_ms) / 1000.0);
 	if (t.oom) {
 		free(t.b);
 		return NULL;

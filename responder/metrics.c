@@ -129,14 +129,7 @@ void metrics_observe_latency(struct metrics *m, uint64_t ns)
 	m_add(&m->lat_count, 1);
 }
 
-struct sbuf {
-	char *b;
-	size_t len, cap;
-	bool oom;
-};
-
-static void sb_printf(struct sbuf *s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void sb_printf(struct sbuf *s, const char *fmt, ...)
+void metrics_printf(struct metrics_text *s, const char *fmt, ...)
 {
 	if (s->oom)
 		return;
@@ -182,74 +175,81 @@ char *metrics_render(size_t *len)
 	static const char *const ocsp_names[OR_N] = {"successful", "malformedRequest",
 	                                             "internalError", "tryLater", "unauthorized"};
 	static const char *const cert_names[CR_N] = {"good", "revoked", "unknown"};
-	struct sbuf s = {.cap = 8192};
+	struct metrics_text s = {.cap = 8192};
 	s.b = malloc(s.cap);
 	if (!s.b)
 		return NULL;
 	s.b[0] = '\0';
 
-	sb_printf(&s, "# HELP vigil_http_responses_total HTTP responses by status code.\n"
-	              "# TYPE vigil_http_responses_total counter\n");
+	metrics_printf(&s, "# HELP vigil_http_responses_total HTTP responses by status code.\n"
+	                   "# TYPE vigil_http_responses_total counter\n");
 	for (int code = 100; code < 600; code++) {
 		uint64_t v = SUM(http[code]);
 		if (v)
-			sb_printf(&s, "vigil_http_responses_total{code=\"%d\"} %llu\n", code,
-			          (unsigned long long)v);
+			metrics_printf(&s, "vigil_http_responses_total{code=\"%d\"} %llu\n", code,
+			               (unsigned long long)v);
 	}
-	sb_printf(&s, "# HELP vigil_ocsp_responses_total OCSP responses by responseStatus.\n"
-	              "# TYPE vigil_ocsp_responses_total counter\n");
+	metrics_printf(&s, "# HELP vigil_ocsp_responses_total OCSP responses by responseStatus.\n"
+	                   "# TYPE vigil_ocsp_responses_total counter\n");
 	for (int r = 0; r < OR_N; r++)
-		sb_printf(&s, "vigil_ocsp_responses_total{result=\"%s\"} %llu\n", ocsp_names[r],
-		          (unsigned long long)SUM(ocsp[r]));
-	sb_printf(&s, "# HELP vigil_ocsp_certificates_total Certificate statuses answered, by CA.\n"
-	              "# TYPE vigil_ocsp_certificates_total counter\n");
+		metrics_printf(&s, "vigil_ocsp_responses_total{result=\"%s\"} %llu\n",
+		               ocsp_names[r], (unsigned long long)SUM(ocsp[r]));
+	metrics_printf(
+	        &s, "# HELP vigil_ocsp_certificates_total Certificate statuses answered, by CA.\n"
+	            "# TYPE vigil_ocsp_certificates_total counter\n");
 	pthread_mutex_lock(&slot_lock);
 	for (int slot = 0; slot < n_slots; slot++)
 		for (int r = 0; r < CR_N; r++)
-			sb_printf(&s,
-			          "vigil_ocsp_certificates_total{ca=\"%s\",status=\"%s\"} %llu\n",
-			          slot_names[slot], cert_names[r],
-			          (unsigned long long)SUM(certs[slot][r]));
+			metrics_printf(
+			        &s, "vigil_ocsp_certificates_total{ca=\"%s\",status=\"%s\"} %llu\n",
+			        slot_names[slot], cert_names[r],
+			        (unsigned long long)SUM(certs[slot][r]));
 	pthread_mutex_unlock(&slot_lock);
-	sb_printf(&s,
-	          "# HELP vigil_cache_hits_total Answers served from the cache of signed answers.\n"
-	          "# TYPE vigil_cache_hits_total counter\nvigil_cache_hits_total %llu\n"
-	          "# HELP vigil_cache_misses_total Cacheable requests that needed a signature.\n"
-	          "# TYPE vigil_cache_misses_total counter\nvigil_cache_misses_total %llu\n"
-	          "# HELP vigil_cache_entries Signed answers held in the caches.\n"
-	          "# TYPE vigil_cache_entries gauge\nvigil_cache_entries %llu\n",
-	          (unsigned long long)SUM(cache_hit), (unsigned long long)SUM(cache_miss),
-	          (unsigned long long)SUM(cache_entries));
-	sb_printf(&s,
-	          "# HELP vigil_signatures_total OCSP responses signed.\n"
-	          "# TYPE vigil_signatures_total counter\nvigil_signatures_total %llu\n"
-	          "# HELP vigil_signing_seconds_total Time spent signing.\n"
-	          "# TYPE vigil_signing_seconds_total counter\nvigil_signing_seconds_total %.6f\n"
-	          "# HELP vigil_signing_failures_total Signatures the signer failed to make.\n"
-	          "# TYPE vigil_signing_failures_total counter\nvigil_signing_failures_total %llu\n"
-	          "# HELP vigil_stale_answers_total Cached answers past their refresh point "
-	          "(before nextUpdate) served because a new signature failed.\n"
-	          "# TYPE vigil_stale_answers_total counter\nvigil_stale_answers_total %llu\n",
-	          (unsigned long long)SUM(signs), (double)SUM(sign_ns) / 1e9,
-	          (unsigned long long)SUM(sign_failures), (unsigned long long)SUM(stale_served));
-	sb_printf(&s,
-	          "# HELP vigil_request_duration_seconds Time from the first byte of a request to "
-	          "its response being queued.\n"
-	          "# TYPE vigil_request_duration_seconds histogram\n");
+	metrics_printf(
+	        &s,
+	        "# HELP vigil_cache_hits_total Answers served from the cache of signed answers.\n"
+	        "# TYPE vigil_cache_hits_total counter\nvigil_cache_hits_total %llu\n"
+	        "# HELP vigil_cache_misses_total Cacheable requests that needed a signature.\n"
+	        "# TYPE vigil_cache_misses_total counter\nvigil_cache_misses_total %llu\n"
+	        "# HELP vigil_cache_entries Signed answers held in the caches.\n"
+	        "# TYPE vigil_cache_entries gauge\nvigil_cache_entries %llu\n",
+	        (unsigned long long)SUM(cache_hit), (unsigned long long)SUM(cache_miss),
+	        (unsigned long long)SUM(cache_entries));
+	metrics_printf(
+	        &s,
+	        "# HELP vigil_signatures_total OCSP responses signed.\n"
+	        "# TYPE vigil_signatures_total counter\nvigil_signatures_total %llu\n"
+	        "# HELP vigil_signing_seconds_total Time spent signing.\n"
+	        "# TYPE vigil_signing_seconds_total counter\nvigil_signing_seconds_total %.6f\n"
+	        "# HELP vigil_signing_failures_total Signatures the signer failed to make.\n"
+	        "# TYPE vigil_signing_failures_total counter\nvigil_signing_failures_total %llu\n"
+	        "# HELP vigil_stale_answers_total Cached answers past their refresh point "
+	        "(before nextUpdate) served because a new signature failed.\n"
+	        "# TYPE vigil_stale_answers_total counter\nvigil_stale_answers_total %llu\n",
+	        (unsigned long long)SUM(signs), (double)SUM(sign_ns) / 1e9,
+	        (unsigned long long)SUM(sign_failures), (unsigned long long)SUM(stale_served));
+	metrics_printf(
+	        &s,
+	        "# HELP vigil_request_duration_seconds Time from the first byte of a request to "
+	        "its response being queued.\n"
+	        "# TYPE vigil_request_duration_seconds histogram\n");
 	uint64_t cum = 0;
 	for (int i = 0; i < LAT_BUCKETS; i++) {
 		cum += SUM(lat[i]);
 		if (i == LAT_BUCKETS - 1)
-			sb_printf(&s, "vigil_request_duration_seconds_bucket{le=\"+Inf\"} %llu\n",
-			          (unsigned long long)cum);
+			metrics_printf(&s,
+			               "vigil_request_duration_seconds_bucket{le=\"+Inf\"} %llu\n",
+			               (unsigned long long)cum);
 		else
-			sb_printf(&s, "vigil_request_duration_seconds_bucket{le=\"%g\"} %llu\n",
-			          lat_bounds[i], (unsigned long long)cum);
+			metrics_printf(&s,
+			               "vigil_request_duration_seconds_bucket{le=\"%g\"} %llu\n",
+			               lat_bounds[i], (unsigned long long)cum);
 	}
-	sb_printf(&s,
-	          "vigil_request_duration_seconds_sum %.6f\nvigil_request_duration_seconds_count "
-	          "%llu\n",
-	          (double)SUM(lat_ns) / 1e9, (unsigned long long)SUM(lat_count));
+	metrics_printf(
+	        &s,
+	        "vigil_request_duration_seconds_sum %.6f\nvigil_request_duration_seconds_count "
+	        "%llu\n",
+	        (double)SUM(lat_ns) / 1e9, (unsigned long long)SUM(lat_count));
 	int64_t open = 0, oldest = 0;
 	for (int i = 0; i < g_nworkers; i++) {
 		open += LD(g_workers[i].m.conns_open);
@@ -257,7 +257,7 @@ char *metrics_render(size_t *len)
 		if (o && (!oldest || o < oldest))
 			oldest = o;
 	}
-	sb_printf(
+	metrics_printf(
 	        &s,
 	        "# HELP vigil_connections_open Open client connections.\n"
 	        "# TYPE vigil_connections_open gauge\nvigil_connections_open %lld\n"
@@ -277,7 +277,7 @@ char *metrics_render(size_t *len)
 	        (long long)open, (unsigned long long)SUM(conns_accepted),
 	        (unsigned long long)SUM(conns_refused), (unsigned long long)SUM(conns_fd_limit),
 	        (unsigned long long)SUM(timeouts));
-	sb_printf(
+	metrics_printf(
 	        &s,
 	        "# HELP vigil_crl_loads_total CRL file versions read for serving (each version "
 	        "once per process, shared by the workers).\n"
@@ -294,21 +294,22 @@ char *metrics_render(size_t *len)
 	/* Each CA's signer: seconds to its notAfter (negative once expired),
 	 * and the expires_soon / expired lines said about it. */
 	struct rctx *ctx = ctx_current();
-	sb_printf(&s, "# HELP vigil_signer_expiry_seconds Seconds until the notAfter of each CA's "
-	              "OCSP signer certificate (negative: expired, nothing is signed).\n"
-	              "# TYPE vigil_signer_expiry_seconds gauge\n");
+	metrics_printf(&s,
+	               "# HELP vigil_signer_expiry_seconds Seconds until the notAfter of each CA's "
+	               "OCSP signer certificate (negative: expired, nothing is signed).\n"
+	               "# TYPE vigil_signer_expiry_seconds gauge\n");
 	for (int i = 0; ctx && i < ctx->n_cas; i++)
 		if (ctx->cas[i].not_after)
-			sb_printf(&s, "vigil_signer_expiry_seconds{ca=\"%s\"} %lld\n",
-			          ctx->cas[i].name,
-			          (long long)(ctx->cas[i].not_after - (int64_t)time(NULL)));
-	sb_printf(&s, "# HELP vigil_signer_expiry_events_total Signer certificates logged as "
-	              "expiring within 30 days (once a day) or expired.\n"
-	              "# TYPE vigil_signer_expiry_events_total counter\n");
+			metrics_printf(&s, "vigil_signer_expiry_seconds{ca=\"%s\"} %lld\n",
+			               ctx->cas[i].name,
+			               (long long)(ctx->cas[i].not_after - (int64_t)time(NULL)));
+	metrics_printf(&s, "# HELP vigil_signer_expiry_events_total Signer certificates logged as "
+	                   "expiring within 30 days (once a day) or expired.\n"
+	                   "# TYPE vigil_signer_expiry_events_total counter\n");
 	for (int i = 0; ctx && i < ctx->n_cas; i++)
-		sb_printf(&s, "vigil_signer_expiry_events_total{ca=\"%s\"} %llu\n",
-		          ctx->cas[i].name,
-		          (unsigned long long)ocsp_signer_expiry_events(ctx->cas[i].slot));
+		metrics_printf(&s, "vigil_signer_expiry_events_total{ca=\"%s\"} %llu\n",
+		               ctx->cas[i].name,
+		               (unsigned long long)ocsp_signer_expiry_events(ctx->cas[i].slot));
 	/* Replication (issue 15): what the replicate daemon of this site last
 	 * recorded; the families are declared whether or not one runs. */
 	static const char *const repl_help[4][2] = {
@@ -324,29 +325,29 @@ char *metrics_render(size_t *len)
 	struct vg_repl_status rs;
 	bool have = ctx && vg_repl_status_read(ctx->conf.store_path, time(NULL), &rs) == 0;
 	for (int i = 0; i < 4; i++) {
-		sb_printf(&s, "# HELP %s %s\n# TYPE %s gauge\n", repl_help[i][0], repl_help[i][1],
-		          repl_help[i][0]);
+		metrics_printf(&s, "# HELP %s %s\n# TYPE %s gauge\n", repl_help[i][0],
+		               repl_help[i][1], repl_help[i][0]);
 		if (!have)
 			continue;
 		long long v = i == 0   ? (long long)rs.counter
 		              : i == 1 ? (long long)rs.lag_commits
 		              : i == 2 ? (long long)rs.lag_seconds
 		                       : (long long)rs.link_alive;
-		sb_printf(&s, "%s{role=\"%s\"} %lld\n", repl_help[i][0], rs.role, v);
+		metrics_printf(&s, "%s{role=\"%s\"} %lld\n", repl_help[i][0], rs.role, v);
 	}
 	ctx_unref(ctx);
-	sb_printf(&s,
-	          "# HELP vigil_cache_oldest_next_update_seconds Seconds until the nextUpdate of "
-	          "the oldest cached answer (absent when the cache is empty).\n"
-	          "# TYPE vigil_cache_oldest_next_update_seconds gauge\n");
+	metrics_printf(
+	        &s, "# HELP vigil_cache_oldest_next_update_seconds Seconds until the nextUpdate of "
+	            "the oldest cached answer (absent when the cache is empty).\n"
+	            "# TYPE vigil_cache_oldest_next_update_seconds gauge\n");
 	if (oldest)
-		sb_printf(&s, "vigil_cache_oldest_next_update_seconds %lld\n",
-		          (long long)(oldest - (int64_t)time(NULL)));
+		metrics_printf(&s, "vigil_cache_oldest_next_update_seconds %lld\n",
+		               (long long)(oldest - (int64_t)time(NULL)));
 	char *edge = edge_metrics_text();
 	if (!edge)
 		s.oom = true;
 	else
-		sb_printf(&s, "%s", edge);
+		metrics_printf(&s, "%s", edge);
 	free(edge);
 	if (s.oom) {
 		free(s.b);

@@ -92,3 +92,14 @@ int metrics_slot(const char *name);
 void metrics_observe_latency(struct metrics *m, uint64_t ns);
 /* metrics_render writes the Prometheus text of all workers into a new buffer. */
 char *metrics_render(size_t *len);
+
+/* A growing Prometheus text (metrics_render's, edge_metrics_text's):
+ * metrics_printf appends to it; |oom| once something could not be written
+ * (the text is then dropped). It starts with |b| malloc'd to |cap| bytes. */
+struct metrics_text {
+	char *b;
+	size_t len, cap;
+	bool oom;
+};
+void metrics_printf(struct metrics_text *s, const char *fmt, ...)
+        __attribute__((format(printf, 2, 3)));

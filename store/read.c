@@ -6,6 +6,7 @@
  */
 #include "store/internal.h"
 #include "common/log.h"
+#include "store/replica.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -328,6 +329,17 @@ int vg_store_audit_foreach(struct vg_txn *t, int (*cb)(const struct vg_audit_ent
 {
 	struct audit_walk w = {cb, arg};
 	return walk(t, t->st->audit, NULL, audit_entry, &w);
+}
+
+/* vg_store_audit_since (replica.h): the audit from counter |since| + 1. */
+int vg_store_audit_since(struct vg_txn *t, uint64_t since,
+                         int (*cb)(const struct vg_audit_entry *e, void *arg), void *arg)
+{
+	uint8_t kb[8];
+	put_u64(kb, since + 1);
+	MDB_val from = {sizeof(kb), kb};
+	struct audit_walk w = {cb, arg};
+	return walk(t, t->st->audit, &from, audit_entry, &w);
 }
 
 /* free_pages counts the pages LMDB's free list holds in |t|'s snapshot (as

@@ -339,29 +339,3 @@ int vg_store_replica_boot_end(struct vg_store *st, uint64_t counter)
 	struct boot_arg a = {.counter = counter};
 	return with_write(st, boot_end_fn, &a);
 }
-
-int vg_store_audit_since(struct vg_txn *t, uint64_t since,
-                         int (*cb)(const struct vg_audit_entry *e, void *arg), void *arg)
-{
-	MDB_cursor *cur;
-	int rc = mdb_cursor_open(t->txn, t->st->audit, &cur);
-	if (rc)
-		return env_err(t->st, rc, "cursor_open");
-	uint8_t kb[8];
-	put_u64(kb, since + 1);
-	MDB_val key = {8, kb}, val;
-	int ret = 0;
-	for (rc = mdb_cursor_get(cur, &key, &val, MDB_SET_RANGE); rc == 0;
-	     rc = mdb_cursor_get(cur, &key, &val, MDB_NEXT)) {
-		struct vg_audit_entry e;
-		ret = rec_audit_decode(key.mv_data, key.mv_size, val.mv_data, val.mv_size, &e);
-		if (!ret)
-			ret = cb(&e, arg);
-		if (ret)
-			break;
-	}
-	if (!ret && rc && rc != MDB_NOTFOUND)
-		ret = env_err(t->st, rc, "cursor_get");
-	mdb_cursor_close(cur);
-	return ret;
-}

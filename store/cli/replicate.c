@@ -14,6 +14,7 @@
 
 #include "common/log.h"
 #include "common/pki.h"
+#include "common/text.h"
 #include "store/cli/replicate.h"
 #include "store/replica.h"
 
@@ -160,17 +161,6 @@ void repl_hex(const uint8_t *b, size_t n, char *out)
 	out[2 * n] = '\0';
 }
 
-static int hexval(char ch)
-{
-	if (ch >= '0' && ch <= '9')
-		return ch - '0';
-	if (ch >= 'a' && ch <= 'f')
-		return ch - 'a' + 10;
-	if (ch >= 'A' && ch <= 'F')
-		return ch - 'A' + 10;
-	return -1;
-}
-
 int repl_unhex(const char *s, uint8_t *out, size_t max)
 {
 	if (s[0] == '\\' && s[1] == '\\')
@@ -179,7 +169,7 @@ int repl_unhex(const char *s, uint8_t *out, size_t max)
 		s += 2;
 	size_t n = 0;
 	for (; s[0] && s[1]; s += 2) {
-		int hi = hexval(s[0]), lo = hexval(s[1]);
+		int hi = vg_hexval(s[0]), lo = vg_hexval(s[1]);
 		if (hi < 0 || lo < 0 || n >= max)
 			return -1;
 		out[n++] = (uint8_t)(hi << 4 | lo);

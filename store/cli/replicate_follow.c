@@ -234,6 +234,29 @@ static int split(char *line, const char **f, int max)
 	return n;
 }
 
+/* copy_start runs a COPY ... TO STDOUT: true when the rows follow. */
+static bool copy_start(struct repl *r, const char *sql)
+{
+	PGresult *res = PQexec(r->pg, sql);
+	bool ok = PQresultStatus(res) == PGRES_COPY_OUT;
+	PQclear(res);
+	return ok;
+}
+
+/* copy_finish reads the end of a COPY whose last PQgetCopyData returned
+ * |len|: true when every row came (-1) and the server says the COPY
+ * completed. It reads every result left, so the connection is ready for
+ * the next command either way. */
+static bool copy_finish(struct repl *r, int len)
+{
+	PGresult *res = PQgetResult(r->pg);
+	bool ok = len == -1 && PQresultStatus(res) == PGRES_COMMAND_OK;
+	PQclear(res);
+	while ((res = PQgetResult(r->pg)))
+		PQclear(res);
+	return ok;
+}
+
 static int boot_certs(struct repl *r, uint64_t total, char *err, size_t errlen)
 {
 	struct ctx *c = r->c;
@@ -242,10 +265,7 @@ static int boot_certs(struct repl *r, uint64_t total, char *err, size_t errlen)
 	         "COPY (SELECT %s FROM vigil.certs ORDER BY ca_id, octet_length(serial), serial) "
 	         "TO STDOUT",
 	         cert_cols);
-	PGresult *res = PQexec(r->pg, sql);
-	int ok = PQresultStatus(res) == PGRES_COPY_OUT;
-	PQclear(res);
-	if (!ok)
+	if (!copy_start(r, sql))
 		return db_fail(r, err, errlen);
 	struct vg_repl_cert *batch = malloc(BOOT_BATCH * sizeof(*batch));
 	if (!batch)
@@ -272,12 +292,7 @@ static int boot_certs(struct repl *r, uint64_t total, char *err, size_t errlen)
 			cli_progress(done, total, c);
 		}
 	}
-	res = PQgetResult(r->pg);
-	ok = len == -1 && PQresultStatus(res) == PGRES_COMMAND_OK;
-	PQclear(res);
-	while ((res = PQgetResult(r->pg)))
-		PQclear(res);
-	if (!ok) {
+	if (!copy_finish(r, len)) {
 		free(batch);
 		return db_fail(r, err, errlen);
 	}
@@ -294,11 +309,8 @@ static int boot_certs(struct repl *r, uint64_t total, char *err, size_t errlen)
 
 static int boot_logs(struct repl *r, char *err, size_t errlen)
 {
-	PGresult *res = PQexec(r->pg, "COPY (SELECT counter, ca_id, op, serial FROM vigil.changes "
-	                              "ORDER BY counter, seq) TO STDOUT");
-	int ok = PQresultStatus(res) == PGRES_COPY_OUT;
-	PQclear(res);
-	if (!ok)
+	if (!copy_start(r, "COPY (SELECT counter, ca_id, op, serial FROM vigil.changes "
+	                   "ORDER BY counter, seq) TO STDOUT"))
 		return db_fail(r, err, errlen);
 	size_t n = 0, cap = 4096;
 	struct vg_change *v = cli_reserve(NULL, 0, &cap, sizeof(*v));
@@ -325,12 +337,7 @@ static int boot_logs(struct repl *r, char *err, size_t errlen)
 		v = cli_reserve(v, n, &cap, sizeof(*v));
 		v[n++] = ch;
 	}
-	res = PQgetResult(r->pg);
-	ok = len == -1 && PQresultStatus(res) == PGRES_COMMAND_OK;
-	PQclear(res);
-	while ((res = PQgetResult(r->pg)))
-		PQclear(res);
-	if (!ok) {
+	if (!copy_finish(r, len)) {
 		free(v);
 		return db_fail(r, err, errlen);
 	}
@@ -340,7 +347,7 @@ static int boot_logs(struct repl *r, char *err, size_t errlen)
 	if (rc)
 		die_store(r, "bootstrap", rc);
 
-	res = query(r, audit_sql, 0);
+	PGresult *res = query(r, audit_sql, 0);
 	PGresult *rca = res ? query(r, cas_sql, 0) : NULL;
 	if (!rca) {
 		PQclear(res);

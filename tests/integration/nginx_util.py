@@ -3,17 +3,14 @@
 shipped deploy/nginx/vigil-edge.conf (only its addresses and cache directory
 substituted), talk HTTP to it, and read nginx's own record of a cache entry."""
 import hashlib
-import http.client
 import os
 import re
-import signal
 import socket
 import struct
 import subprocess
-import time
 from pathlib import Path
 
-from responder_util import _die_with_parent
+from server_util import Server, free_port
 
 NGINX = Path("/usr/sbin/nginx")
 EDGE_CONF = Path(__file__).resolve().parents[2] / "deploy" / "nginx" / "vigil-edge.conf"
@@ -48,15 +45,6 @@ def render_edge_conf(upstream_port, cache_dir, listen_port, purge_port, src=EDGE
     return text
 
 
-def free_port():
-    s = socket.socket()
-    try:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-    finally:
-        s.close()
-
-
 MAIN_CONF = """\
 # Written by tests/integration/nginx_util.py: a minimal main context around
 # the shipped http{{}}-context file, like Debian's /etc/nginx/nginx.conf.
@@ -78,12 +66,15 @@ http {{
 """
 
 
-class Nginx:
+class Nginx(Server):
     """The real nginx (master and one worker) in its own prefix directory, in
     the foreground, with the shipped edge config in front of 127.0.0.1:|upstream_port|.
 
     Use as a context manager: the master and all its children are always
     stopped (SIGTERM, then SIGKILL after a bounded wait)."""
+
+    name = "nginx"
+    poll = 0.02
 
     def __init__(self, root, upstream_port):
         self.prefix = Path(root)
@@ -117,20 +108,15 @@ class Nginx:
     def start(self, timeout=10):
         self.check_config()
         with open(self.stderr, "wb") as err:
-            self.proc = subprocess.Popen(self.cmd(), stdin=subprocess.DEVNULL,
-                                         stdout=subprocess.DEVNULL, stderr=err,
-                                         preexec_fn=_die_with_parent)
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise AssertionError(f"nginx exited {self.proc.returncode}:\n{self.logs()}")
-            try:
-                socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
-                return self
-            except OSError:
-                time.sleep(0.02)
-        self.stop()
-        raise AssertionError(f"nginx did not listen on 127.0.0.1:{self.port}:\n{self.logs()}")
+            return self.spawn(self.cmd(), subprocess.DEVNULL, err, timeout,
+                              f"did not listen on 127.0.0.1:{self.port}")
+
+    def ready(self):
+        try:
+            socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
+            return True
+        except OSError:
+            return False
 
     def logs(self):
         out = []
@@ -138,52 +124,6 @@ class Nginx:
             if p.exists():
                 out.append(f"--- {p.name}\n" + p.read_text(errors="replace")[-4000:])
         return "\n".join(out)
-
-    def _children(self):
-        try:
-            t = Path(f"/proc/{self.proc.pid}/task/{self.proc.pid}/children").read_text()
-            return [int(x) for x in t.split()]
-        except OSError:
-            return []
-
-    def stop(self, timeout=10):
-        if self.proc is None or self.proc.poll() is not None:
-            return
-        children = self._children()
-        self.proc.send_signal(signal.SIGTERM)  # fast shutdown: workers exit, then the master
-        try:
-            self.proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            for pid in children:
-                try:
-                    os.kill(pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
-            self.proc.kill()
-            self.proc.wait(5)
-            raise AssertionError(f"nginx did not stop within {timeout}s of SIGTERM")
-
-    def __enter__(self):
-        return self.start()
-
-    def __exit__(self, *exc):
-        self.stop()
-
-    # ---- HTTP -------------------------------------------------------------------------
-
-    def request(self, method, path, body=None, headers=None, timeout=15):
-        c = http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout)
-        try:
-            c.request(method, path, body=body, headers=headers or {})
-            r = c.getresponse()
-            # A repeated header is one list (RFC 9110 5.3): a Cache-Control sent
-            # twice must show both values.
-            h = {}
-            for k, v in r.getheaders():
-                h[k.lower()] = f"{h[k.lower()]}, {v}" if k.lower() in h else v
-            return r.status, h, r.read()
-        finally:
-            c.close()
 
     # ---- nginx's cache entries ------------------------------------------------------------
 

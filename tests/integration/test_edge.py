@@ -45,8 +45,9 @@ from cryptography.x509 import ocsp
 
 import pki
 from conftest import Runner, run, sanitized_build, write_config
-from nginx_util import NGINX, Nginx, free_port
+from nginx_util import NGINX, Nginx
 from responder_util import Responder, check_response, fake_cert, load_cert, make_request
+from server_util import free_port
 from varnish_util import VARNISHD, XKEY, Varnish
 
 pytestmark = pytest.mark.skipif(

@@ -1,8 +1,9 @@
 # SPDX-License-Identifier: Apache-2.0
 """Manual pages (issue 6) stay consistent with the programs: every long option
 a program's --help prints is in its man page, every configuration key and
-section the parser accepts (common/conf.c) is in vigil.conf(5), and the
-scdoc sources render without error (nor fall into scdoc's silent pitfalls).
+section the parser accepts (common/conf.c, conf_sections.c) is in
+vigil.conf(5), and the scdoc sources render without error (nor fall into
+scdoc's silent pitfalls).
 Every script the READMEs and RESULTS files tell the reader to run exists and
 can be run as written."""
 import re
@@ -16,7 +17,8 @@ from conftest import binary
 
 SRC = Path(__file__).resolve().parents[2]
 DOC = SRC / "doc"
-CONF_C = SRC / "common" / "conf.c"
+# The parser: its dispatch by section, and the sections it leaves to conf_sections.c.
+CONF_C = [SRC / "common" / "conf.c", SRC / "common" / "conf_sections.c"]
 PROGRAMS = ["vigil-store", "vigil-responder", "vigil-crlgen"]
 PAGES = {"vigil-store": "vigil-store.8", "vigil-responder": "vigil-responder.8",
          "vigil-crlgen": "vigil-crlgen.8"}
@@ -52,8 +54,9 @@ def test_help_options_in_man_page(prog):
 
 
 def conf_keys():
-    """The key names common/conf.c accepts, as the handler spells them."""
-    text = CONF_C.read_text()
+    """The key names common/conf.c and conf_sections.c accept, as the handlers
+    spell them."""
+    text = "".join(p.read_text() for p in CONF_C)
     keys = sorted(set(re.findall(r'!strcmp\(\s*k\s*,\s*"([^"]+)"\s*\)', text)))
     sections = sorted(set(re.findall(r'!strn?cmp\(\s*section\s*,\s*"([^"]+)"', text)))
     return keys, sections
@@ -68,7 +71,7 @@ def test_conf_keys_in_vigil_conf_5():
     src = page_source("vigil.conf.5")
     # Each key is documented as a bold term, *key*.
     missing = [k for k in keys if f"*{k}*" not in src]
-    assert not missing, f"vigil.conf.5.scd lacks the keys {missing} that conf.c accepts"
+    assert not missing, f"vigil.conf.5.scd lacks the keys {missing} that the parser accepts"
     heads = re.findall(r"^# \[([^\]]+)\]", src, re.M)
     for s in sections:
         s = s.strip()

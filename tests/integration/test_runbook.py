@@ -21,7 +21,7 @@ from cryptography import x509
 
 import pki
 from conftest import BUILD, Runner, write_config
-from nginx_util import free_port
+from server_util import free_port
 from store_util import norm_serial
 
 SRC = Path(__file__).resolve().parents[2]

@@ -21,46 +21,11 @@
 
 #include "store/replica.h"
 #include "store/store.h"
+#include "tests/common/store_fixture.h"
 
 #define PRIMARY 0x1122334455667788ull
 
-struct fx {
-	char dir[64];
-	struct vg_store *st;
-};
-
 static const struct vg_audit who = {"tester", "unit test"};
-
-static int setup(void **state)
-{
-	struct fx *f = calloc(1, sizeof(*f));
-	snprintf(f->dir, sizeof(f->dir), "/tmp/vigil-unit-XXXXXX");
-	if (!mkdtemp(f->dir))
-		return -1;
-	if (vg_store_open(&f->st, f->dir, VG_STORE_CREATE) != 0)
-		return -1;
-	*state = f;
-	return 0;
-}
-
-static int teardown(void **state)
-{
-	struct fx *f = *state;
-	vg_store_close(f->st);
-	char cmd[128];
-	snprintf(cmd, sizeof(cmd), "rm -rf %s", f->dir);
-	if (system(cmd) != 0)
-		return -1;
-	free(f);
-	return 0;
-}
-
-static struct vg_serial ser(const char *hex)
-{
-	struct vg_serial s;
-	assert_int_equal(vg_serial_parse(hex, strlen(hex), &s), 0);
-	return s;
-}
 
 static struct vg_store_role role(struct vg_store *st)
 {
@@ -75,7 +40,7 @@ static struct vg_store_role role(struct vg_store *st)
 static int status_of(struct vg_store *st, uint32_t ca, const char *hex, struct vg_cert *out)
 {
 	struct vg_txn *t;
-	struct vg_serial s = ser(hex);
+	struct vg_serial s = store_fx_serial(hex);
 	assert_int_equal(vg_txn_begin(st, &t), 0);
 	int rc = vg_store_get(t, ca, &s, out);
 	vg_txn_end(t);
@@ -90,24 +55,27 @@ static void boot_empty(struct vg_store *st)
 
 static void test_apply_in_counter_order(void **state)
 {
-	struct fx *f = *state;
+	struct store_fx *f = *state;
 	uint32_t ca = vg_ca_id("ca1");
 	boot_empty(f->st);
 	struct vg_repl_cert certs[2] = {
 	        {.ca_id = ca,
 	         .present = true,
-	         .serial = ser("0A"),
+	         .serial = store_fx_serial("0A"),
 	         .cert = {.status = VG_STATUS_GOOD, .reason = VG_REASON_NONE}},
 	        {.ca_id = ca,
 	         .present = true,
-	         .serial = ser("0B"),
+	         .serial = store_fx_serial("0B"),
 	         .cert = {.status = VG_STATUS_REVOKED, .reason = 1, .revoked_at = 1700000000}},
 	};
 	struct vg_repl_ca cas[1] = {
 	        {.name = "ca1", .state = {.id = ca, .n_certs = 2, .n_revoked = 1}}};
 	struct vg_change ch[2] = {
-	        {.counter = 1, .ca_id = ca, .op = VG_CHANGE_ADD, .serial = ser("0A")},
-	        {.counter = 1, .ca_id = ca, .op = VG_CHANGE_REVOKE, .serial = ser("0B")}};
+	        {.counter = 1, .ca_id = ca, .op = VG_CHANGE_ADD, .serial = store_fx_serial("0A")},
+	        {.counter = 1,
+	         .ca_id = ca,
+	         .op = VG_CHANGE_REVOKE,
+	         .serial = store_fx_serial("0B")}};
 	struct vg_audit_entry au = {.counter = 1, .time = 1700000001, .count = 2};
 	strcpy(au.action, "add");
 	struct vg_repl_commit c = {.counter = 1,
@@ -135,15 +103,20 @@ static void test_apply_in_counter_order(void **state)
 
 	/* Commit 2: 0B gone (a hold-only serial released), 0A revoked. */
 	struct vg_repl_cert c2[2] = {
-	        {.ca_id = ca, .present = false, .serial = ser("0B")},
+	        {.ca_id = ca, .present = false, .serial = store_fx_serial("0B")},
 	        {.ca_id = ca,
 	         .present = true,
-	         .serial = ser("0A"),
+	         .serial = store_fx_serial("0A"),
 	         .cert = {.status = VG_STATUS_REVOKED, .reason = 4, .revoked_at = 1700000100}},
 	};
-	struct vg_change ch2[2] = {
-	        {.counter = 2, .ca_id = ca, .op = VG_CHANGE_RELEASE, .serial = ser("0B")},
-	        {.counter = 2, .ca_id = ca, .op = VG_CHANGE_REVOKE, .serial = ser("0A")}};
+	struct vg_change ch2[2] = {{.counter = 2,
+	                            .ca_id = ca,
+	                            .op = VG_CHANGE_RELEASE,
+	                            .serial = store_fx_serial("0B")},
+	                           {.counter = 2,
+	                            .ca_id = ca,
+	                            .op = VG_CHANGE_REVOKE,
+	                            .serial = store_fx_serial("0A")}};
 	struct vg_repl_commit cm2 = {
 	        .counter = 2, .certs = c2, .n_certs = 2, .changes = ch2, .n_changes = 2};
 	assert_int_equal(vg_store_replica_apply(f->st, PRIMARY, &cm2), 0);
@@ -170,9 +143,9 @@ static void test_apply_in_counter_order(void **state)
 
 static void test_replica_refuses_writes_and_promotes(void **state)
 {
-	struct fx *f = *state;
+	struct store_fx *f = *state;
 	boot_empty(f->st);
-	struct vg_serial s = ser("0C");
+	struct vg_serial s = store_fx_serial("0C");
 	struct vg_revocation rev = {.revoked_at = 1700000000, .reason = 1};
 	assert_int_equal(vg_store_revoke(f->st, "ca1", &s, 1, &rev, &who, NULL, NULL, NULL),
 	                 -EREMOTE);
@@ -190,10 +163,10 @@ static void test_replica_refuses_writes_and_promotes(void **state)
 
 static void test_bootstrap_only_into_empty_and_restarts(void **state)
 {
-	struct fx *f = *state;
+	struct store_fx *f = *state;
 	uint32_t ca = vg_ca_id("ca1");
 	/* A store with data of its own is not bootstrapped. */
-	struct vg_serial s = ser("0D");
+	struct vg_serial s = store_fx_serial("0D");
 	struct vg_revocation rev = {.revoked_at = 1700000000, .reason = 1};
 	assert_int_equal(vg_store_revoke(f->st, "ca1", &s, 1, &rev, &who, NULL, NULL, NULL), 0);
 	assert_int_equal(vg_store_replica_boot_begin(f->st, PRIMARY, 5), -EEXIST);
@@ -207,7 +180,7 @@ static void test_bootstrap_only_into_empty_and_restarts(void **state)
 	 * of the first attempt gone. */
 	struct vg_repl_cert a = {.ca_id = ca,
 	                         .present = true,
-	                         .serial = ser("01"),
+	                         .serial = store_fx_serial("01"),
 	                         .cert = {.status = VG_STATUS_GOOD, .reason = VG_REASON_NONE}};
 	struct vg_repl_commit b1 = {.certs = &a, .n_certs = 1};
 	assert_int_equal(vg_store_replica_boot_begin(f->st, PRIMARY, 5), 0);
@@ -218,7 +191,7 @@ static void test_bootstrap_only_into_empty_and_restarts(void **state)
 	struct vg_cert got;
 	assert_int_equal(status_of(f->st, ca, "01", &got), -ENOENT);
 	struct vg_repl_cert bb = a;
-	bb.serial = ser("02");
+	bb.serial = store_fx_serial("02");
 	struct vg_repl_commit b2 = {.certs = &bb, .n_certs = 1};
 	assert_int_equal(vg_store_replica_boot_load(f->st, &b2, NULL, 0), 0);
 	assert_int_equal(vg_store_replica_boot_end(f->st, 6), 0);
@@ -232,11 +205,12 @@ static void test_bootstrap_only_into_empty_and_restarts(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-	        cmocka_unit_test_setup_teardown(test_apply_in_counter_order, setup, teardown),
-	        cmocka_unit_test_setup_teardown(test_replica_refuses_writes_and_promotes, setup,
-	                                        teardown),
-	        cmocka_unit_test_setup_teardown(test_bootstrap_only_into_empty_and_restarts, setup,
-	                                        teardown),
+	        cmocka_unit_test_setup_teardown(test_apply_in_counter_order, store_fx_setup,
+	                                        store_fx_teardown),
+	        cmocka_unit_test_setup_teardown(test_replica_refuses_writes_and_promotes,
+	                                        store_fx_setup, store_fx_teardown),
+	        cmocka_unit_test_setup_teardown(test_bootstrap_only_into_empty_and_restarts,
+	                                        store_fx_setup, store_fx_teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -23,50 +23,15 @@
 
 #include "store/internal.h"
 #include "store/store.h"
-
-struct fx {
-	char dir[64];
-	struct vg_store *st;
-};
+#include "tests/common/store_fixture.h"
 
 static const struct vg_audit who = {"tester", "unit test"};
-
-static int setup(void **state)
-{
-	struct fx *f = calloc(1, sizeof(*f));
-	snprintf(f->dir, sizeof(f->dir), "/tmp/vigil-unit-XXXXXX");
-	if (!mkdtemp(f->dir))
-		return -1;
-	if (vg_store_open(&f->st, f->dir, VG_STORE_CREATE) != 0)
-		return -1;
-	*state = f;
-	return 0;
-}
-
-static int teardown(void **state)
-{
-	struct fx *f = *state;
-	vg_store_close(f->st);
-	char cmd[128];
-	snprintf(cmd, sizeof(cmd), "rm -rf %s", f->dir);
-	if (system(cmd) != 0)
-		return -1;
-	free(f);
-	return 0;
-}
-
-static struct vg_serial ser(const char *hex)
-{
-	struct vg_serial s;
-	assert_int_equal(vg_serial_parse(hex, strlen(hex), &s), 0);
-	return s;
-}
 
 static struct vg_add_item good_item(const char *hex, int64_t nb)
 {
 	struct vg_add_item it;
 	memset(&it, 0, sizeof(it));
-	it.serial = ser(hex);
+	it.serial = store_fx_serial(hex);
 	it.cert.status = VG_STATUS_GOOD;
 	it.cert.reason = VG_REASON_NONE;
 	if (nb) {
@@ -76,11 +41,25 @@ static struct vg_add_item good_item(const char *hex, int64_t nb)
 	return it;
 }
 
+/* spread_items makes |n| good certificates whose serials spread over the
+ * key space, enough to grow the map. */
+static struct vg_add_item *spread_items(size_t n)
+{
+	struct vg_add_item *items = calloc(n, sizeof(*items));
+	assert_non_null(items);
+	for (size_t i = 0; i < n; i++) {
+		char hex[32];
+		snprintf(hex, sizeof(hex), "%zx%08zx", i * 7919 + 3, i);
+		items[i] = good_item(hex, 0);
+	}
+	return items;
+}
+
 static int status_of(struct vg_store *st, const char *ca, const char *hex, struct vg_cert *out)
 {
 	struct vg_txn *t;
 	assert_int_equal(vg_txn_begin(st, &t), 0);
-	struct vg_serial s = ser(hex);
+	struct vg_serial s = store_fx_serial(hex);
 	int rc = vg_store_get(t, vg_ca_id(ca), &s, out);
 	vg_txn_end(t);
 	return rc;
@@ -98,7 +77,7 @@ static uint64_t counter_of(struct vg_store *st)
 
 static void test_serial_order(void **state)
 {
-	struct fx *f = *state;
+	struct store_fx *f = *state;
 	/* Given out of order and with different lengths; the store must walk
 	 * them as integers. */
 	const char *in[] = {"0100", "FF", "01",     "8000000000000000000000000000000000000000",
@@ -135,16 +114,16 @@ static void test_serial_order(void **state)
 
 static void test_revoked_index(void **state)
 {
-	struct fx *f = *state;
+	struct store_fx *f = *state;
 	struct vg_add_item items[6];
 	const char *s[] = {"10", "20", "30", "40", "50", "60"};
 	for (int i = 0; i < 6; i++)
 		items[i] = good_item(s[i], 0);
 	assert_int_equal(vg_store_add(f->st, "ca1", items, 6, &who, NULL, NULL, NULL), 0);
-	struct vg_serial rv[] = {ser("50"), ser("20")};
+	struct vg_serial rv[] = {store_fx_serial("50"), store_fx_serial("20")};
 	struct vg_revocation rev = {.revoked_at = 1000, .reason = VG_REASON_SUPERSEDED};
 	assert_int_equal(vg_store_revoke(f->st, "ca1", rv, 2, &rev, &who, NULL, NULL, NULL), 0);
-	struct vg_serial hold = ser("40");
+	struct vg_serial hold = store_fx_serial("40");
 	rev.reason = VG_REASON_CERTIFICATE_HOLD;
 	assert_int_equal(vg_store_revoke(f->st, "ca1", &hold, 1, &rev, &who, NULL, NULL, NULL), 0);
 	assert_int_equal(vg_store_release(f->st, "ca1", &hold, &who), 0);
@@ -193,7 +172,7 @@ static int collect_cb(const struct vg_change *c, void *arg)
 
 static void test_counter_and_log(void **state)
 {
-	struct fx *f = *state;
+	struct store_fx *f = *state;
 	assert_int_equal(counter_of(f->st), 0);
 	struct vg_add_item it = good_item("AA", 0);
 	assert_int_equal(vg_store_add(f->st, "ca1", &it, 1, &who, NULL, NULL, NULL), 0);
@@ -202,7 +181,7 @@ static void test_counter_and_log(void **state)
 	it = good_item("AA", 0);
 	assert_int_equal(vg_store_add(f->st, "ca1", &it, 1, &who, NULL, NULL, NULL), 0);
 	assert_int_equal(counter_of(f->st), 1);
-	struct vg_serial s = ser("AA");
+	struct vg_serial s = store_fx_serial("AA");
 	struct vg_revocation rev = {.revoked_at = 5, .reason = VG_REASON_KEY_COMPROMISE};
 	assert_int_equal(vg_store_revoke(f->st, "ca1", &s, 1, &rev, &who, NULL, NULL, NULL), 0);
 	assert_int_equal(counter_of(f->st), 2);
@@ -235,7 +214,7 @@ static void test_counter_and_log(void **state)
 
 static void test_large_add_collapses_log(void **state)
 {
-	struct fx *f = *state;
+	struct store_fx *f = *state;
 	size_t n = 5000;
 	struct vg_add_item *items = calloc(n, sizeof(*items));
 	for (size_t i = 0; i < n; i++) {
@@ -256,12 +235,13 @@ static void test_large_add_collapses_log(void **state)
 
 static void test_revocation_rules(void **state)
 {
-	struct fx *f = *state;
+	struct store_fx *f = *state;
 	struct vg_add_item items[] = {good_item("01", 0), good_item("02", 0), good_item("03", 0)};
 	assert_int_equal(vg_store_add(f->st, "ca1", items, 3, &who, NULL, NULL, NULL), 0);
 	struct vg_cert c;
 	struct vg_write_result r;
-	struct vg_serial s1 = ser("01"), s2 = ser("02"), s9 = ser("09");
+	struct vg_serial s1 = store_fx_serial("01"), s2 = store_fx_serial("02"),
+	                 s9 = store_fx_serial("09");
 
 	/* superseded, then keyCompromise: reason raised, time kept. */
 	struct vg_revocation rev = {.revoked_at = 100, .reason = VG_REASON_SUPERSEDED};
@@ -318,7 +298,7 @@ static void test_revocation_rules(void **state)
 
 static void test_hold_sync(void **state)
 {
-	struct fx *f = *state;
+	struct store_fx *f = *state;
 	/* The CA's database puts 01 and 02 on hold. */
 	struct vg_add_item held[2] = {good_item("01", 0), good_item("02", 0)};
 	for (int i = 0; i < 2; i++) {
@@ -330,7 +310,7 @@ static void test_hold_sync(void **state)
 	assert_int_equal(vg_store_add(f->st, "ca1", held, 2, &who, NULL, NULL, NULL), 0);
 	/* The operator lifts 01's hold in Vigil: a later sync of the same
 	 * database must not put it back. */
-	struct vg_serial s1 = ser("01");
+	struct vg_serial s1 = store_fx_serial("01");
 	assert_int_equal(vg_store_release(f->st, "ca1", &s1, &who), 0);
 	struct vg_write_result r;
 	assert_int_equal(vg_store_add(f->st, "ca1", again, 2, &who, &r, NULL, NULL), 0);
@@ -351,7 +331,7 @@ static void test_hold_sync(void **state)
 	assert_int_equal(vg_store_revoke(f->st, "ca1", &s1, 1, &rev, &who, &r, NULL, NULL), 0);
 	assert_int_equal(r.revoked, 1);
 	/* A lift never touches a final revocation. */
-	struct vg_serial s3 = ser("03");
+	struct vg_serial s3 = store_fx_serial("03");
 	rev = (struct vg_revocation){.revoked_at = 30, .reason = VG_REASON_KEY_COMPROMISE};
 	assert_int_equal(vg_store_revoke(f->st, "ca1", &s3, 1, &rev, &who, &r, NULL, NULL), 0);
 	lift = good_item("03", 0);
@@ -365,12 +345,13 @@ static void test_hold_sync(void **state)
  * responder's own certificate), counts them, and revokes the rest. */
 static void test_revoke_window_keeps(void **state)
 {
-	struct fx *f = *state;
+	struct store_fx *f = *state;
 	struct vg_add_item items[] = {good_item("01", 1000), good_item("02", 2000),
 	                              good_item("03", 2500), good_item("04", 2600)};
 	assert_int_equal(vg_store_add(f->st, "ca1", items, 4, &who, NULL, NULL, NULL), 0);
 	struct vg_revocation rev = {.revoked_at = 9, .reason = VG_REASON_KEY_COMPROMISE};
-	struct vg_serial keep[] = {ser("03"), ser("01")}; /* 01 is outside the window */
+	struct vg_serial keep[] = {store_fx_serial("03"),
+	                           store_fx_serial("01")}; /* 01 is outside the window */
 	struct vg_window win = {.after = 2000, .before = 3000, .keep = keep, .n_keep = 2};
 	struct vg_write_result r;
 	assert_int_equal(vg_store_revoke_window(f->st, "ca1", &win, &rev, &who, &r, NULL, NULL), 0);
@@ -390,7 +371,7 @@ static void test_revoke_window_keeps(void **state)
 
 static void test_revoke_window(void **state)
 {
-	struct fx *f = *state;
+	struct store_fx *f = *state;
 	struct vg_add_item items[] = {good_item("01", 1000), good_item("02", 2000),
 	                              good_item("03", 3000), good_item("04", 0),
 	                              good_item("05", 2500)};
@@ -414,10 +395,10 @@ static void test_revoke_window(void **state)
 
 static void test_durable_reopen(void **state)
 {
-	struct fx *f = *state;
+	struct store_fx *f = *state;
 	struct vg_add_item it = good_item("1234", 42);
 	assert_int_equal(vg_store_add(f->st, "ca1", &it, 1, &who, NULL, NULL, NULL), 0);
-	struct vg_serial s = ser("1234");
+	struct vg_serial s = store_fx_serial("1234");
 	struct vg_revocation rev = {.revoked_at = 1, .reason = VG_REASON_AFFILIATION_CHANGED};
 	assert_int_equal(vg_store_revoke(f->st, "ca1", &s, 1, &rev, &who, NULL, NULL, NULL), 0);
 	vg_store_close(f->st);
@@ -437,7 +418,7 @@ static void test_durable_reopen(void **state)
 
 static void test_not_initialised_and_schema(void **state)
 {
-	struct fx *f = *state;
+	struct store_fx *f = *state;
 	struct vg_store *st;
 	char empty[80];
 	snprintf(empty, sizeof(empty), "%s/absent", f->dir);
@@ -468,7 +449,7 @@ static void test_not_initialised_and_schema(void **state)
 
 static void test_map_growth_under_reader(void **state)
 {
-	struct fx *f = *state;
+	struct store_fx *f = *state;
 	vg_store_close(f->st);
 	f->st = NULL;
 	char dir[80];
@@ -486,17 +467,12 @@ static void test_map_growth_under_reader(void **state)
 	assert_int_equal(vg_txn_begin(ro, &t), 0);
 
 	size_t n = 20000;
-	struct vg_add_item *items = calloc(n, sizeof(*items));
-	for (size_t i = 0; i < n; i++) {
-		char hex[32];
-		snprintf(hex, sizeof(hex), "%zx%08zx", i * 7919 + 3, i);
-		items[i] = good_item(hex, 0);
-	}
+	struct vg_add_item *items = spread_items(n);
 	assert_int_equal(vg_store_add(f->st, "ca1", items, n, &who, NULL, NULL, NULL), 0);
 
 	/* The reader's old snapshot still reads; after renew it sees it all. */
 	struct vg_cert c;
-	struct vg_serial s1 = ser("01");
+	struct vg_serial s1 = store_fx_serial("01");
 	assert_int_equal(vg_store_get(t, vg_ca_id("ca1"), &s1, &c), 0);
 	assert_int_equal(vg_txn_renew(t), 0);
 	struct vg_ca_state cs;
@@ -510,7 +486,7 @@ static void test_map_growth_under_reader(void **state)
 
 static void test_window_batches_with_map_growth(void **state)
 {
-	struct fx *f = *state;
+	struct store_fx *f = *state;
 	vg_store_close(f->st);
 	f->st = NULL;
 	char dir[80];
@@ -577,7 +553,7 @@ static size_t every_cert_agrees(struct vg_store *st, const char *ca, const char 
 	}
 	vg_iter_close(it);
 	if (gone) {
-		struct vg_serial g = ser(gone);
+		struct vg_serial g = store_fx_serial(gone);
 		assert_int_equal(vg_store_get(t, vg_ca_id(ca), &g, &b), -ENOENT);
 	}
 	vg_txn_end(t);
@@ -637,7 +613,7 @@ static uint32_t raw_meta_get(const char *dir, const char *k)
  * after each step. */
 static void test_points_agree(void **state)
 {
-	struct fx *f = *state;
+	struct store_fx *f = *state;
 	size_t n = VG_TXN_MAX_CHANGES + 5000;
 	struct vg_add_item *items = calloc(n, sizeof(*items));
 	for (size_t i = 0; i < n; i++) {
@@ -667,7 +643,7 @@ static void test_points_agree(void **state)
 	assert_int_equal(every_cert_agrees(f->st, "ca1", NULL), n);
 
 	struct vg_revocation hold = {.revoked_at = 8, .reason = VG_REASON_CERTIFICATE_HOLD};
-	struct vg_serial rogue = ser("7e57");
+	struct vg_serial rogue = store_fx_serial("7e57");
 	assert_int_equal(vg_store_revoke(f->st, "ca1", &rogue, 1, &hold, &who, NULL, NULL, NULL),
 	                 0);
 	assert_int_equal(every_cert_agrees(f->st, "ca1", NULL), n + 1);
@@ -682,7 +658,7 @@ static void test_points_agree(void **state)
  * next read-write open rebuilds the index. */
 static void test_points_stale_and_upgrade(void **state)
 {
-	struct fx *f = *state;
+	struct store_fx *f = *state;
 	static struct vg_add_item items[3000];
 	for (int i = 0; i < 3000; i++) {
 		char hex[16];
@@ -761,7 +737,7 @@ static void interleave_progress(uint64_t done, uint64_t total, void *arg)
 
 static void test_points_bulk_with_interleaved_writer(void **state)
 {
-	struct fx *f = *state;
+	struct store_fx *f = *state;
 	size_t n = VG_TXN_MAX_CHANGES + 10;
 	struct vg_add_item *items = calloc(n, sizeof(*items));
 	for (size_t i = 0; i < n; i++) {
@@ -809,7 +785,7 @@ static long map_rss_kb(const char *dir)
  * on as before. */
 static void test_trim(void **state)
 {
-	struct fx *f = *state;
+	struct store_fx *f = *state;
 	size_t n = 20000;
 	struct vg_add_item *items = calloc(n, sizeof(*items));
 	for (size_t i = 0; i < n; i++) {
@@ -927,14 +903,9 @@ static int open_in_child(const char *dir, unsigned flags, char *msg, size_t msgl
 
 static void test_truncated_data_file(void **state)
 {
-	struct fx *f = *state;
+	struct store_fx *f = *state;
 	size_t n = 20000;
-	struct vg_add_item *items = calloc(n, sizeof(*items));
-	for (size_t i = 0; i < n; i++) {
-		char hex[32];
-		snprintf(hex, sizeof(hex), "%zx%08zx", i * 7919 + 3, i);
-		items[i] = good_item(hex, 0);
-	}
+	struct vg_add_item *items = spread_items(n);
 	assert_int_equal(vg_store_add(f->st, "ca1", items, n, &who, NULL, NULL, NULL), 0);
 	/* Single revocations until the file ends with free pages: each commit
 	 * frees the copies it replaced and takes pages from the free list. */
@@ -998,7 +969,7 @@ static void test_truncated_data_file(void **state)
  * comes out as -EAGAIN. */
 static void test_error_boundary(void **state)
 {
-	struct fx *f = *state;
+	struct store_fx *f = *state;
 	char other[96];
 	snprintf(other, sizeof(other), "%s/other", f->dir);
 	struct vg_store *b;
@@ -1018,7 +989,8 @@ static void test_error_boundary(void **state)
 	assert_int_equal(env_err(b, 0, "test"), 0);
 
 	/* A write clears what an earlier error left on its handle. */
-	struct vg_add_item it = {.serial = ser("01"), .cert = {.status = VG_STATUS_GOOD}};
+	struct vg_add_item it = {.serial = store_fx_serial("01"),
+	                         .cert = {.status = VG_STATUS_GOOD}};
 	it.cert.reason = VG_REASON_NONE;
 	assert_int_equal(vg_store_add(f->st, "ca1", &it, 1, &who, NULL, NULL, NULL), 0);
 	assert_false(f->st->map_full);
@@ -1028,26 +1000,40 @@ static void test_error_boundary(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-	        cmocka_unit_test_setup_teardown(test_serial_order, setup, teardown),
-	        cmocka_unit_test_setup_teardown(test_revoked_index, setup, teardown),
-	        cmocka_unit_test_setup_teardown(test_counter_and_log, setup, teardown),
-	        cmocka_unit_test_setup_teardown(test_large_add_collapses_log, setup, teardown),
-	        cmocka_unit_test_setup_teardown(test_revocation_rules, setup, teardown),
-	        cmocka_unit_test_setup_teardown(test_hold_sync, setup, teardown),
-	        cmocka_unit_test_setup_teardown(test_revoke_window, setup, teardown),
-	        cmocka_unit_test_setup_teardown(test_revoke_window_keeps, setup, teardown),
-	        cmocka_unit_test_setup_teardown(test_durable_reopen, setup, teardown),
-	        cmocka_unit_test_setup_teardown(test_not_initialised_and_schema, setup, teardown),
-	        cmocka_unit_test_setup_teardown(test_map_growth_under_reader, setup, teardown),
-	        cmocka_unit_test_setup_teardown(test_window_batches_with_map_growth, setup,
-	                                        teardown),
-	        cmocka_unit_test_setup_teardown(test_points_agree, setup, teardown),
-	        cmocka_unit_test_setup_teardown(test_points_stale_and_upgrade, setup, teardown),
-	        cmocka_unit_test_setup_teardown(test_points_bulk_with_interleaved_writer, setup,
-	                                        teardown),
-	        cmocka_unit_test_setup_teardown(test_trim, setup, teardown),
-	        cmocka_unit_test_setup_teardown(test_truncated_data_file, setup, teardown),
-	        cmocka_unit_test_setup_teardown(test_error_boundary, setup, teardown),
+	        cmocka_unit_test_setup_teardown(test_serial_order, store_fx_setup,
+	                                        store_fx_teardown),
+	        cmocka_unit_test_setup_teardown(test_revoked_index, store_fx_setup,
+	                                        store_fx_teardown),
+	        cmocka_unit_test_setup_teardown(test_counter_and_log, store_fx_setup,
+	                                        store_fx_teardown),
+	        cmocka_unit_test_setup_teardown(test_large_add_collapses_log, store_fx_setup,
+	                                        store_fx_teardown),
+	        cmocka_unit_test_setup_teardown(test_revocation_rules, store_fx_setup,
+	                                        store_fx_teardown),
+	        cmocka_unit_test_setup_teardown(test_hold_sync, store_fx_setup, store_fx_teardown),
+	        cmocka_unit_test_setup_teardown(test_revoke_window, store_fx_setup,
+	                                        store_fx_teardown),
+	        cmocka_unit_test_setup_teardown(test_revoke_window_keeps, store_fx_setup,
+	                                        store_fx_teardown),
+	        cmocka_unit_test_setup_teardown(test_durable_reopen, store_fx_setup,
+	                                        store_fx_teardown),
+	        cmocka_unit_test_setup_teardown(test_not_initialised_and_schema, store_fx_setup,
+	                                        store_fx_teardown),
+	        cmocka_unit_test_setup_teardown(test_map_growth_under_reader, store_fx_setup,
+	                                        store_fx_teardown),
+	        cmocka_unit_test_setup_teardown(test_window_batches_with_map_growth, store_fx_setup,
+	                                        store_fx_teardown),
+	        cmocka_unit_test_setup_teardown(test_points_agree, store_fx_setup,
+	                                        store_fx_teardown),
+	        cmocka_unit_test_setup_teardown(test_points_stale_and_upgrade, store_fx_setup,
+	                                        store_fx_teardown),
+	        cmocka_unit_test_setup_teardown(test_points_bulk_with_interleaved_writer,
+	                                        store_fx_setup, store_fx_teardown),
+	        cmocka_unit_test_setup_teardown(test_trim, store_fx_setup, store_fx_teardown),
+	        cmocka_unit_test_setup_teardown(test_truncated_data_file, store_fx_setup,
+	                                        store_fx_teardown),
+	        cmocka_unit_test_setup_teardown(test_error_boundary, store_fx_setup,
+	                                        store_fx_teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

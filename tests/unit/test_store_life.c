@@ -20,55 +20,18 @@
 #include <cmocka.h>
 
 #include "store/store.h"
+#include "tests/common/store_fixture.h"
 
 #define DAY 86400
 #define NOW 1800000000 /* 2027-01-15 */
 
-struct fx {
-	char dir[64];
-	char store[96];
-	struct vg_store *st;
-};
-
 static const struct vg_audit who = {"tester", "unit test"};
-
-static int setup(void **state)
-{
-	struct fx *f = calloc(1, sizeof(*f));
-	snprintf(f->dir, sizeof(f->dir), "/tmp/vigil-life-XXXXXX");
-	if (!mkdtemp(f->dir))
-		return -1;
-	snprintf(f->store, sizeof(f->store), "%s/store", f->dir);
-	if (vg_store_open(&f->st, f->store, VG_STORE_CREATE) != 0)
-		return -1;
-	*state = f;
-	return 0;
-}
-
-static int teardown(void **state)
-{
-	struct fx *f = *state;
-	vg_store_close(f->st);
-	char cmd[128];
-	snprintf(cmd, sizeof(cmd), "rm -rf %s", f->dir);
-	if (system(cmd) != 0)
-		return -1;
-	free(f);
-	return 0;
-}
-
-static struct vg_serial ser(const char *hex)
-{
-	struct vg_serial s;
-	assert_int_equal(vg_serial_parse(hex, strlen(hex), &s), 0);
-	return s;
-}
 
 static struct vg_add_item item(const char *hex, int64_t not_after, bool revoked)
 {
 	struct vg_add_item it;
 	memset(&it, 0, sizeof(it));
-	it.serial = ser(hex);
+	it.serial = store_fx_serial(hex);
 	it.cert.status = revoked ? VG_STATUS_REVOKED : VG_STATUS_GOOD;
 	it.cert.reason = revoked ? VG_REASON_KEY_COMPROMISE : VG_REASON_NONE;
 	it.cert.revoked_at = revoked ? not_after - 100 * DAY : 0;
@@ -81,7 +44,7 @@ static int get(struct vg_store *st, const char *hex, struct vg_cert *c)
 {
 	struct vg_txn *t;
 	assert_int_equal(vg_txn_begin(st, &t), 0);
-	struct vg_serial s = ser(hex);
+	struct vg_serial s = store_fx_serial(hex);
 	int rc = vg_store_get(t, vg_ca_id("ca"), &s, c);
 	vg_txn_end(t);
 	return rc;
@@ -132,7 +95,7 @@ static void removes_since(struct vg_store *st, uint64_t since, int *n)
  * one CA-wide entry, so the log does not hold every expired serial. */
 static void test_remove_log(void **state)
 {
-	struct fx *f = *state;
+	struct store_fx *f = *state;
 	enum { N = 3000 };
 	struct vg_add_item *items = calloc(N, sizeof(*items));
 	char hex[16];
@@ -171,7 +134,7 @@ static void test_remove_log(void **state)
  * one goes only when the last full CRL is strictly after its notAfter. */
 static void test_expired_boundaries(void **state)
 {
-	struct fx *f = *state;
+	struct store_fx *f = *state;
 	int64_t cutoff = NOW - 365 * DAY;
 	struct vg_add_item items[] = {
 	        item("0A", cutoff, false),         /* at the cutoff: kept */
@@ -207,7 +170,7 @@ static void test_expired_boundaries(void **state)
  * is not marked pruned. */
 static void test_kept_ca(void **state)
 {
-	struct fx *f = *state;
+	struct store_fx *f = *state;
 	struct vg_add_item it = item("0B", NOW - 1000 * DAY, false);
 	assert_int_equal(vg_store_add(f->st, "ca", &it, 1, &who, NULL, NULL, NULL), 0);
 	struct vg_prune_ca pc = {.name = "ca", .certs = false, .last_full_crl = NOW};
@@ -229,7 +192,7 @@ static void test_kept_ca(void **state)
  * gets -ERANGE, one from the floor on its changes. */
 static void test_log_floor(void **state)
 {
-	struct fx *f = *state;
+	struct store_fx *f = *state;
 	setenv("VIGIL_NOW", "1700000000", 1);
 	struct vg_add_item a = item("01", NOW + 400 * DAY, false);
 	assert_int_equal(vg_store_add(f->st, "ca", &a, 1, &who, NULL, NULL, NULL), 0); /* 1 */
@@ -265,7 +228,7 @@ static void test_log_floor(void **state)
  * replaced and cannot write. */
 static void test_backup_restore_identity(void **state)
 {
-	struct fx *f = *state;
+	struct store_fx *f = *state;
 	struct vg_add_item it = item("0E", NOW + DAY, false);
 	assert_int_equal(vg_store_add(f->st, "ca", &it, 1, &who, NULL, NULL, NULL), 0);
 	char bk[128];
@@ -310,11 +273,16 @@ static void test_backup_restore_identity(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-	        cmocka_unit_test_setup_teardown(test_expired_boundaries, setup, teardown),
-	        cmocka_unit_test_setup_teardown(test_kept_ca, setup, teardown),
-	        cmocka_unit_test_setup_teardown(test_remove_log, setup, teardown),
-	        cmocka_unit_test_setup_teardown(test_log_floor, setup, teardown),
-	        cmocka_unit_test_setup_teardown(test_backup_restore_identity, setup, teardown),
+	        cmocka_unit_test_setup_teardown(test_expired_boundaries, store_fx_setup_nested,
+	                                        store_fx_teardown),
+	        cmocka_unit_test_setup_teardown(test_kept_ca, store_fx_setup_nested,
+	                                        store_fx_teardown),
+	        cmocka_unit_test_setup_teardown(test_remove_log, store_fx_setup_nested,
+	                                        store_fx_teardown),
+	        cmocka_unit_test_setup_teardown(test_log_floor, store_fx_setup_nested,
+	                                        store_fx_teardown),
+	        cmocka_unit_test_setup_teardown(test_backup_restore_identity, store_fx_setup_nested,
+	                                        store_fx_teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
