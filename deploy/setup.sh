@@ -13,7 +13,7 @@ cd "$root"
 PACKAGES="meson ninja-build pkg-config gcc libc6-dev openssl libssl-dev libuv1-dev liblmdb-dev
 lmdb-utils libhttp-parser-dev libinih-dev libcmocka-dev python3 python3-pytest
 python3-cryptography gnutls-bin bc procps curl wrk scdoc man-db systemd nginx clang-14 libclang-rt-14-dev libfuzzer-14-dev clang-format clang-tidy softhsm2 libengine-pkcs11-openssl opensc
-build-essential debhelper dpkg-dev lintian prometheus prometheus-node-exporter varnish varnish-modules libnginx-mod-http-cache-purge
+build-essential debhelper dpkg-dev lintian debootstrap prometheus prometheus-node-exporter varnish varnish-modules libnginx-mod-http-cache-purge
 libpq-dev postgresql-15 postgresql-client-15"
 
 deps() {

@@ -19,8 +19,8 @@ from pathlib import Path
 BOOT = r"""#!/bin/bash
 # boot TOP: mount the overlay and the API file systems, then exec systemd.
 set -e
-top=$1 m=$1/root
-mount -t overlay overlay -o lowerdir=/,upperdir=$top/upper,workdir=$top/work $m
+top=$1 lower=$2 m=$1/root
+mount -t overlay overlay -o lowerdir=$lower,upperdir=$top/upper,workdir=$top/work $m
 mount -t proc proc $m/proc
 mount -t sysfs sysfs $m/sys
 mount -t cgroup2 cgroup2 $m/sys/fs/cgroup
@@ -53,8 +53,15 @@ def available():
 
 
 class Machine:
-    def __init__(self, top, mask=()):
+    """|lower| is the root file system the machine starts from (this
+    machine's by default; a debootstrap'd tree for a fresh install). With
+    |network| it shares this machine's network instead of a loopback of its
+    own (for apt on a fresh tree; never in the test suite)."""
+
+    def __init__(self, top, mask=(), lower="/", network=False):
         self.top = Path(top)
+        self.lower = str(lower)
+        self.network = network
         self.upper = self.top / "upper"
         for d in ("upper", "work", "root"):
             (self.top / d).mkdir(parents=True, exist_ok=True)
@@ -76,9 +83,11 @@ class Machine:
         script.write_text(BOOT)
         script.chmod(0o755)
         self.log = open(self.top / "boot.log", "w")
+        ns = ["--pid", "--fork", "--mount", "--uts", "--ipc", "--cgroup"]
+        if not self.network:
+            ns.append("--net")
         self.proc = subprocess.Popen(
-            ["unshare", "--pid", "--fork", "--mount", "--net", "--uts", "--ipc", "--cgroup",
-             "--propagation", "private", str(script), str(self.top)],
+            ["unshare", *ns, "--propagation", "private", str(script), str(self.top), self.lower],
             stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:

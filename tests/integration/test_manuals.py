@@ -121,7 +121,7 @@ def test_page_renders(page, tmp_path):
 # A command as the documents write it: a script's path at the start of a code
 # span or of a line, e.g. `tests/bench/store/run.sh` or "deploy/setup.sh demo"
 # (the tests under tests/integration are named, not run, so they are left out).
-SCRIPT = re.compile(r"(?:^ *|`)((?:tests/(?:bench|drill|fuzz)|deploy)/[\w./-]+\.(?:py|sh)|\.ci/run)\b",
+SCRIPT = re.compile(r"(?:^ *|`)((?:tests/(?:bench|drill|fuzz|walkthrough)|deploy)/[\w./-]+\.(?:py|sh)|\.ci/run)\b",
                     re.M)
 
 

@@ -169,23 +169,33 @@ def prom(machine, path, query=None):
     return json.loads(r.stdout)["data"]
 
 
-def test_install_guide_runs_as_written(machine, package):
+def run_install_guide(machine, timeout=300):
     """doc/install.md from its third block on, in order, each block in a root
-    shell with the variables of the first: the package installed with apt,
-    keys, the configuration, the store fed by vigil-import@.timer, the units
-    started by systemd, nginx in front, Prometheus and node_exporter. Then,
-    independently of what the guide printed: every unit active, OCSP through
-    the public name with `openssl ocsp`, the CRL through the edge with
-    python3-cryptography, Prometheus scraping both jobs with every alert rule
-    evaluated without error, and no error line in the units' journal."""
+    shell with the variables of the first; returns what step 10 printed."""
     blocks = guide_blocks()
     assert len(blocks) == 10, "doc/install.md: the test expects ten steps"
     for i, block in enumerate(blocks[2:], 3):
-        r = machine.run(BASH + blocks[0] + "\n" + block, check=False, timeout=300)
+        r = machine.run(BASH + blocks[0] + "\n" + block, check=False, timeout=timeout)
         assert r.returncode == 0, f"doc/install.md block {i} failed (exit {r.returncode}):\n" \
             f"{block}\n--- stdout\n{r.stdout[-3000:]}\n--- stderr\n{r.stderr[-3000:]}"
-        if i == 10:
-            tried = r.stdout
+    return r.stdout
+
+
+def test_install_guide_runs_as_written(machine, package):
+    """doc/install.md as written (run_install_guide): the package installed
+    with apt, keys, the configuration, the store fed by vigil-import@.timer,
+    the units started by systemd, nginx in front, Prometheus and
+    node_exporter; then check_deployment."""
+    check_deployment(machine, run_install_guide(machine))
+
+
+def check_deployment(machine, tried):
+    """What the install guide made, checked independently of what it printed:
+    every unit active, OCSP through the public name with `openssl ocsp`, the
+    CRL through the edge with python3-cryptography, Prometheus scraping both
+    jobs with every alert rule evaluated without error and none firing, the
+    watchdog and prune passing under their units, and no error line in the
+    units' journal. Also run by tests/walkthrough/fresh_debian.py."""
     # Step 10 showed good, then revoked, then the serial in the edge's CRL.
     status = re.findall(r"^test\.pem: (good|revoked)$", tried, re.M)
     assert status == ["good", "revoked"], tried
@@ -337,3 +347,20 @@ def test_hsm_guide_under_systemd(machine, package):
     assert crl.is_signature_valid(ca_cert.public_key())
     log = machine.run(f"journalctl -u vigil-crlgen --since '{started}' --no-pager -o cat").stdout
     assert "event=crl_published" in log and "level=error" not in log, log
+
+
+def test_crl_out_drop_in(machine, package):
+    """doc/production.md's "Publishing CRLs elsewhere", as written: crlgen
+    publishes into the new directory through its drop-in (its sandbox
+    refuses any other), and the responder and the edge serve from it."""
+    if not machine.path("/var/lib/vigil/crl/issuing-1.crl").exists():
+        pytest.skip("needs the deployment of test_install_guide_runs_as_written")
+    blocks = section_blocks(SRC / "doc" / "production.md", "### Publishing CRLs elsewhere")
+    assert len(blocks) == 1, blocks
+    r = machine.run(BASH + blocks[0], check=False, timeout=120)
+    assert r.returncode == 0, f"doc/production.md: {r.stdout}\n{r.stderr}"
+    serial = 0x7A7A7A  # from an investigation: never seen issued, revoked all the same
+    machine.run(f"vigil-store -c /etc/vigil/vigil.conf revoke issuing-1 {serial:X} "
+                f"--reason keyCompromise")
+    wait_listed(machine, "/srv/crl/issuing-1.crl", serial)
+    wait_listed(machine, "http://ocsp.example.com/crl/issuing-1.crl", serial)
