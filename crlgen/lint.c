@@ -287,7 +287,8 @@ int lint_crl(int fd, uint64_t len, const struct lint_expect *x, const char **rul
 		} else if (cbs_is(&eoid, oid_idp, sizeof(oid_idp))) {
 			idp = true;
 			if (!x->idp)
-				FAIL("idp", "a full CRL carries an IssuingDistributionPoint");
+				FAIL("idp", "a %s CRL carries an IssuingDistributionPoint",
+				     x->delta ? "delta" : "full");
 			if (!crit)
 				FAIL("idp", "IssuingDistributionPoint is not critical");
 			const char *why = check_idp(val, x->idp);
