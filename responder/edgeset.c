@@ -121,15 +121,17 @@ static void apply(const struct vg_conf *conf, bool reload)
 		for (int j = 0; j < nw; j++) {
 			if (w[j].have)
 				continue;
+			/* Under the lock: /metrics may be reading the old array. */
+			pthread_mutex_lock(&lock);
 			struct edge **ne = realloc(edges, (size_t)(n_edges + 1) * sizeof(*ne));
+			if (ne)
+				edges = ne;
+			pthread_mutex_unlock(&lock);
 			if (!ne) {
 				log_err("event=edge_start_failed edge=%s error=\"out of memory\"",
 				        w[j].name);
 				continue;
 			}
-			pthread_mutex_lock(&lock);
-			edges = ne;
-			pthread_mutex_unlock(&lock);
 			struct edge *e =
 			        edge_new(conf, run_state_dir, w[j].kind, w[j].name,
 			                 w[j].kind == EK_COMMAND ? NULL : &w[j].url, counter);
