@@ -19,12 +19,14 @@
  * again, and every CRL is purged once.
  *
  * Past 800 lines: the cycle above, its state file and the tags of each kind
- * of change belong together; purge.c holds what goes on the wire.
+ * of change belong together; purge.c holds what goes on the wire, and
+ * edgeset.c which edges have a purger (start, reload, stop, /metrics).
  */
 #include "responder/edge.h"
 #include "responder/ctx.h"
 #include "responder/metrics.h"
 #include "responder/purge.h"
+#include "responder/purger.h"
 #include "responder/storewatch.h"
 #include "responder/worker.h"
 #include "common/log.h"
@@ -82,47 +84,13 @@ size_t edge_tag_crl(char *buf, const char *ca)
 	return n < 0 ? 0 : (size_t)n < EDGE_TAG_MAX ? (size_t)n : EDGE_TAG_MAX - 1;
 }
 
-enum edge_kind { EK_VARNISH, EK_NGINX, EK_COMMAND };
-static const char *const kind_names[] = {"varnish", "nginx", "command"};
-
-/* What a CA's CRL files were when last purged: a hash of the identity
- * (device, inode, size, mtime) of each (the full CRL at /crl/CA.crl and at
- * its crl_url's path, each shard), and whether it was ever taken. */
-struct crl_id {
-	uint64_t hash;
-	bool seen;
-};
-
-struct edge {
-	enum edge_kind kind;
-	char name[600]; /* the URL or the program, as configured */
-	struct purge_conn pc;
-	char *command;
-	int command_timeout_ms;
-	char state_path[PATH_MAX];
-	bool state_ok;
-	pthread_t thread;
-	bool started;
-	uint64_t acked;
-	struct crl_id crl[VG_CONF_MAX_CAS];
-	/* The generation of the store this purger reads (storewatch.h): a
-	 * retired store is closed only once no purger reads it. */
-	atomic_uint_fast64_t store_gen;
-	/* Metrics, read by /metrics (relaxed atomics). */
-	uint64_t m_sent, m_failed, m_tags, m_pending, m_acked, m_lag_ms;
-};
+const char *const edge_kind_names[] = {"varnish", "nginx", "command"};
 
 /* A serial tag to send: the CA (index in the snapshot) and the serial. */
 struct stag {
 	int ca;
 	struct vg_serial serial;
 };
-
-static struct edge *edges;
-static int n_edges;
-static struct vg_store *edge_store;
-static int stop_pipe[2] = {-1, -1};
-static atomic_bool stopping;
 
 #define ST(p, v) __atomic_store_n(&(p), (v), __ATOMIC_RELAXED)
 #define LDR(p) __atomic_load_n(&(p), __ATOMIC_RELAXED)
@@ -134,14 +102,14 @@ static int64_t mono_ms(void)
 	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-/* nap sleeps |ms| or until edge_stop: false when stopping. */
-static bool nap(int ms)
+/* nap sleeps |ms| or until |e| is halted: false when stopping. */
+static bool nap(struct edge *e, int ms)
 {
-	struct pollfd p = {.fd = stop_pipe[0], .events = POLLIN};
+	struct pollfd p = {.fd = e->stop_pipe[0], .events = POLLIN};
 	int n;
 	while ((n = poll(&p, 1, ms)) < 0 && errno == EINTR)
 		;
-	return n == 0 && !atomic_load(&stopping);
+	return n == 0 && !atomic_load(&e->stopping);
 }
 
 /* ---- State ----------------------------------------------------------------------------- */
@@ -181,7 +149,7 @@ static int state_save(struct edge *e)
 		return -errno;
 	char buf[700];
 	int n = snprintf(buf, sizeof(buf), "acked=%llu\nedge=%s %s\n", (unsigned long long)e->acked,
-	                 kind_names[e->kind], e->name);
+	                 edge_kind_names[e->kind], e->name);
 	int rc = 0;
 	if (write(fd, buf, (size_t)n) != n || fsync(fd) < 0)
 		rc = errno ? -errno : -EIO;
@@ -477,8 +445,9 @@ static int send_command(struct edge *e, const struct tbuf *t, int *requests)
 			n++;
 		}
 		char err[600];
-		int rc = purge_command(e->command, t->b + off, end - off, e->command_timeout_ms,
-		                       stop_pipe[0], err, sizeof(err));
+		int rc = purge_command(e->command, t->b + off, end - off,
+		                       atomic_load(&e->command_timeout_ms), e->stop_pipe[0], err,
+		                       sizeof(err));
 		if (rc == -ECANCELED)
 			return rc;
 		if (rc < 0) {
@@ -643,9 +612,9 @@ static void *edge_main(void *arg)
 	int64_t first_seen = 0;
 	bool logged_store = false;
 	uint64_t gen = atomic_load(&e->store_gen);
-	struct vg_store *st = edge_store;
+	struct vg_store *st = e->store;
 	bool force_all = false;
-	while (!atomic_load(&stopping)) {
+	while (!atomic_load(&e->stopping)) {
 		/* A store replaced under the responder (a restore): read the new
 		 * one, and once every worker answers from it, purge everything. */
 		if (storewatch_gen() != gen) {
@@ -660,7 +629,7 @@ static void *edge_main(void *arg)
 			         e->name);
 		}
 		if (force_all && !workers_on_gen(gen)) {
-			if (!nap(EDGE_TICK_MS))
+			if (!nap(e, EDGE_TICK_MS))
 				break;
 			continue;
 		}
@@ -675,7 +644,7 @@ static void *edge_main(void *arg)
 			logged_store = true;
 			vg_txn_end(txn);
 			txn = NULL;
-			if (!nap(1000))
+			if (!nap(e, 1000))
 				break;
 			continue;
 		}
@@ -683,7 +652,7 @@ static void *edge_main(void *arg)
 		uint64_t safe = 0;
 		if (!worker_applied_min(&safe)) {
 			/* The workers have not read the store yet. */
-			if (!nap(EDGE_TICK_MS))
+			if (!nap(e, EDGE_TICK_MS))
 				break;
 			continue;
 		}
@@ -712,14 +681,14 @@ static void *edge_main(void *arg)
 			backoff = backoff ? backoff * 2 : EDGE_BACKOFF_MIN_MS;
 			if (backoff > EDGE_BACKOFF_MAX_MS)
 				backoff = EDGE_BACKOFF_MAX_MS;
-			if (!nap(backoff))
+			if (!nap(e, backoff))
 				break;
 			continue;
 		}
 		if (backoff)
 			log_info("event=edge_reachable edge=%s", e->name);
 		backoff = 0;
-		if (!nap(EDGE_TICK_MS))
+		if (!nap(e, EDGE_TICK_MS))
 			break;
 	}
 	purge_http_close(&e->pc);
@@ -727,28 +696,32 @@ static void *edge_main(void *arg)
 	return NULL;
 }
 
-/* edge_add sets up one edge; false when out of memory. */
-static bool edge_add(const struct vg_conf *conf, enum edge_kind kind, const char *name,
-                     const struct vg_http_url *url, uint64_t counter)
+struct edge *edge_new(const struct vg_conf *conf, const char *state_dir, enum edge_kind kind,
+                      const char *name, const struct vg_http_url *url, uint64_t counter)
 {
-	struct edge *ne = realloc(edges, (size_t)(n_edges + 1) * sizeof(*ne));
-	if (!ne)
-		return false;
-	edges = ne;
-	struct edge *e = &edges[n_edges++];
-	memset(e, 0, sizeof(*e));
+	struct edge *e = calloc(1, sizeof(*e));
+	if (!e || pipe2(e->stop_pipe, O_CLOEXEC) < 0) {
+		log_err("event=edge_start_failed edge=%s error=\"%s\"", name,
+		        e ? strerror(errno) : "out of memory");
+		free(e);
+		return NULL;
+	}
 	e->kind = kind;
 	snprintf(e->name, sizeof(e->name), "%s", name);
 	e->pc.fd = -1;
-	e->pc.stop_fd = stop_pipe[0];
+	e->pc.stop_fd = e->stop_pipe[0];
 	if (url)
 		e->pc.url = *url;
-	if (kind == EK_COMMAND) {
-		e->command = strdup(name);
-		e->command_timeout_ms = conf->edge_command_timeout_ms;
+	if (kind == EK_COMMAND && !(e->command = strdup(name))) {
+		log_err("event=edge_start_failed edge=%s error=\"out of memory\"", name);
+		close(e->stop_pipe[0]);
+		close(e->stop_pipe[1]);
+		free(e);
+		return NULL;
 	}
-	snprintf(e->state_path, sizeof(e->state_path), "%s/%s-%08x.state", conf->edge_state_dir,
-	         kind_names[kind], fnv32(name));
+	atomic_store(&e->command_timeout_ms, conf->edge_command_timeout_ms);
+	snprintf(e->state_path, sizeof(e->state_path), "%s/%s-%08x.state", state_dir,
+	         edge_kind_names[kind], fnv32(name));
 	uint64_t v = 0;
 	int rc = state_load(e, &v);
 	e->state_ok = true;
@@ -765,141 +738,32 @@ static bool edge_add(const struct vg_conf *conf, enum edge_kind kind, const char
 		save_acked(e);
 	}
 	ST(e->m_acked, e->acked);
-	return true;
+	return e;
 }
 
-void edge_start(const struct rctx *ctx, struct vg_store *st)
+int edge_launch(struct edge *e, struct vg_store *store, uint64_t gen)
 {
-	const struct vg_conf *conf = &ctx->conf;
-	if (!conf->edge_purge_varnish && !conf->edge_purge_nginx && !conf->edge_purge_command)
-		return;
-	uint64_t gen0 = 0;
-	edge_store = storewatch_get(&gen0);
-	(void)st;
-	if (pipe2(stop_pipe, O_CLOEXEC) < 0) {
-		log_err("event=edge_start_failed error=\"%s\"", strerror(errno));
-		return;
+	e->store = store;
+	atomic_store(&e->store_gen, gen);
+	int rc = pthread_create(&e->thread, NULL, edge_main, e);
+	if (rc != 0) {
+		log_err("event=edge_start_failed edge=%s error=\"%s\"", e->name, strerror(rc));
+		return -rc;
 	}
-	if (mkdir(conf->edge_state_dir, 0750) < 0 && errno != EEXIST)
-		log_err("event=edge_state_unwritable path=%s error=\"%s\"", conf->edge_state_dir,
-		        strerror(errno));
-	uint64_t counter = 0;
-	struct vg_txn *txn = NULL;
-	if (vg_txn_begin(st, &txn) == 0)
-		vg_store_counter(txn, &counter);
-	vg_txn_end(txn);
-	for (int k = 0; k < 2; k++) {
-		const char *list = k ? conf->edge_purge_nginx : conf->edge_purge_varnish;
-		if (!list)
-			continue;
-		struct vg_http_url u[VG_EDGE_URLS_MAX];
-		int n = vg_http_url_list(list, u, VG_EDGE_URLS_MAX);
-		for (int i = 0; i < n; i++) {
-			char name[540];
-			snprintf(name, sizeof(name), "http://%s%s", u[i].authority, u[i].path);
-			if (!edge_add(conf, k ? EK_NGINX : EK_VARNISH, name, &u[i], counter))
-				goto oom;
-		}
-	}
-	if (conf->edge_purge_command &&
-	    !edge_add(conf, EK_COMMAND, conf->edge_purge_command, NULL, counter))
-		goto oom;
-	for (int i = 0; i < n_edges; i++) {
-		atomic_store(&edges[i].store_gen, gen0);
-		int rc = pthread_create(&edges[i].thread, NULL, edge_main, &edges[i]);
-		if (rc != 0) {
-			log_err("event=edge_start_failed edge=%s error=\"%s\"", edges[i].name,
-			        strerror(rc));
-			continue;
-		}
-		edges[i].started = true;
-		log_info("event=edge_purger kind=%s edge=%s state=%s", kind_names[edges[i].kind],
-		         edges[i].name, edges[i].state_path);
-	}
-	return;
-oom:
-	log_err("event=edge_start_failed error=\"out of memory\"");
+	e->started = true;
+	log_info("event=edge_purger kind=%s edge=%s state=%s", edge_kind_names[e->kind], e->name,
+	         e->state_path);
+	return 0;
 }
 
-uint64_t edge_store_gen_min(void)
+void edge_halt(struct edge *e)
 {
-	uint64_t min = UINT64_MAX;
-	for (int i = 0; i < n_edges; i++) {
-		uint64_t g = atomic_load(&edges[i].store_gen);
-		if (edges[i].started && g < min)
-			min = g;
-	}
-	return min;
-}
-
-void edge_stop(void)
-{
-	if (stop_pipe[1] < 0)
-		return;
-	int w = stop_pipe[1];
-	atomic_store(&stopping, true);
-	(void)!write(w, "x", 1);
-	for (int i = 0; i < n_edges; i++) {
-		if (edges[i].started)
-			pthread_join(edges[i].thread, NULL);
-		free(edges[i].command);
-	}
-	close(w);
-	close(stop_pipe[0]);
-	stop_pipe[0] = stop_pipe[1] = -1;
-	free(edges);
-	edges = NULL;
-	n_edges = 0;
-}
-
-char *edge_metrics_text(void)
-{
-	struct metrics_text t = {.cap = 4096};
-	t.b = malloc(t.cap);
-	if (!t.b)
-		return NULL;
-	t.b[0] = '\0';
-	static const struct {
-		const char *name, *type, *help;
-		size_t off;
-	} m[] = {
-	        {"vigil_edge_purges_sent_total", "counter",
-	         "Purge requests (or purge_command runs) an edge acknowledged.",
-	         offsetof(struct edge, m_sent)},
-	        {"vigil_edge_purges_failed_total", "counter",
-	         "Purge requests that failed (refused, unanswered, unreachable); retried.",
-	         offsetof(struct edge, m_failed)},
-	        {"vigil_edge_purges_pending", "gauge",
-	         "Tags (CRL URLs for nginx) waiting for an edge's acknowledgement.",
-	         offsetof(struct edge, m_pending)},
-	        {"vigil_edge_tags_purged_total", "counter", "Tags an edge acknowledged.",
-	         offsetof(struct edge, m_tags)},
-	        {"vigil_edge_acked_counter", "gauge",
-	         "The store change counter up to which an edge has acknowledged purges.",
-	         offsetof(struct edge, m_acked)},
-	};
-	/* The families are declared with no edge too, for the alert rules. */
-	for (size_t k = 0; k < sizeof(m) / sizeof(m[0]); k++) {
-		metrics_printf(&t, "# HELP %s %s\n# TYPE %s %s\n", m[k].name, m[k].help, m[k].name,
-		               m[k].type);
-		for (int i = 0; i < n_edges; i++) {
-			uint64_t v = __atomic_load_n((uint64_t *)((char *)&edges[i] + m[k].off),
-			                             __ATOMIC_RELAXED);
-			metrics_printf(&t, "%s{edge=\"%s\",kind=\"%s\"} %llu\n", m[k].name,
-			               edges[i].name, kind_names[edges[i].kind],
-			               (unsigned long long)v);
-		}
-	}
-	metrics_printf(&t, "# HELP vigil_edge_purge_lag_seconds From the responder seeing a "
-	                   "commit (or a new CRL) to the edge acknowledging its purge (the last "
-	                   "one).\n# TYPE vigil_edge_purge_lag_seconds gauge\n");
-	for (int i = 0; i < n_edges; i++)
-		metrics_printf(&t, "vigil_edge_purge_lag_seconds{edge=\"%s\",kind=\"%s\"} %.3f\n",
-		               edges[i].name, kind_names[edges[i].kind],
-		               (double)LDR(edges[i].m_lag_ms) / 1000.0);
-	if (t.oom) {
-		free(t.b);
-		return NULL;
-	}
-	return t.b;
+	atomic_store(&e->stopping, true);
+	(void)!write(e->stop_pipe[1], "x", 1);
+	if (e->started)
+		pthread_join(e->thread, NULL);
+	close(e->stop_pipe[0]);
+	close(e->stop_pipe[1]);
+	free(e->command);
+	free(e);
 }

@@ -49,6 +49,9 @@ size_t edge_tag_crl(char *buf, const char *ca);
 /* edge_start starts a purger thread for each edge |ctx| configures (none:
  * nothing). Failures to start one are logged; answering goes on. */
 void edge_start(const struct rctx *ctx, struct vg_store *st);
+/* edge_reload makes the purgers those of |ctx| (a reloaded configuration,
+ * published): kept, stopped and started as edgeset.c says. Main thread. */
+void edge_reload(const struct rctx *ctx);
 /* edge_store_gen_min is the oldest store generation (storewatch.h) a
  * purger still reads (UINT64_MAX: none): an older store stays open. */
 uint64_t edge_store_gen_min(void);

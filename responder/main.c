@@ -117,6 +117,9 @@ static const char usage[] =
         "    nginx: PURGE of the CRL URLs; purge_command: tags on stdin), batched,\n"
         "    retried with back-off, and again after a restart for what an edge never\n"
         "    acknowledged (state_dir). A new CRL is purged too. Answering never waits.\n"
+        "    SIGHUP applies the purge targets: an edge still listed keeps its purger\n"
+        "    (not purged again), a new one starts as at start, a removed one's stops;\n"
+        "    state_dir needs a restart.\n"
         "\n"
         "    Workers are threads, each with its own event loop, its own SO_REUSEPORT\n"
         "    listener and its own read transaction on the store. A port another process\n"
@@ -125,8 +128,9 @@ static const char usage[] =
         "SIGNALS\n"
         "    SIGHUP   reload the configuration, CA certificates and keys; connections stay\n"
         "             open. A bad new configuration is logged (event=reload_failed) and the\n"
-        "             old one keeps serving. listen, workers and the store path need a\n"
-        "             restart; after dropping root (user) keys must stay readable.\n"
+        "             old one keeps serving. listen, workers, the store path and [edge]\n"
+        "             state_dir need a restart; after dropping root (user) keys must stay\n"
+        "             readable.\n"
         "    SIGTERM, SIGINT  stop accepting, finish the requests in flight (at most\n"
         "             10 s), exit 0.\n"
         "\n"
@@ -373,26 +377,6 @@ static void on_hup(uv_signal_t *h, int sig)
 		log_warn("event=reload_ignored key=responder.listen reason=needs_restart");
 	if (old->conf.workers != c->conf.workers)
 		log_warn("event=reload_ignored key=responder.workers reason=needs_restart");
-	/* The purgers run from the start-up configuration. */
-	static const struct {
-		const char *key;
-		size_t off;
-	} edge_keys[] = {
-	        {"edge.purge_varnish", offsetof(struct vg_conf, edge_purge_varnish)},
-	        {"edge.purge_nginx", offsetof(struct vg_conf, edge_purge_nginx)},
-	        {"edge.purge_command", offsetof(struct vg_conf, edge_purge_command)},
-	        {"edge.state_dir", offsetof(struct vg_conf, edge_state_dir)},
-	};
-	for (size_t i = 0; i < sizeof(edge_keys) / sizeof(edge_keys[0]); i++) {
-		const char *a = *(char *const *)((const char *)&old->conf + edge_keys[i].off);
-		const char *b = *(char *const *)((const char *)&c->conf + edge_keys[i].off);
-		if ((a == NULL) != (b == NULL) || (a && strcmp(a, b)))
-			log_warn("event=reload_ignored key=%s reason=needs_restart",
-			         edge_keys[i].key);
-	}
-	if (old->conf.edge_command_timeout_ms != c->conf.edge_command_timeout_ms)
-		log_warn(
-		        "event=reload_ignored key=edge.purge_command_timeout reason=needs_restart");
 	reopen_access_log(c->conf.access_log);
 	if (old->conf.max_connections != c->conf.max_connections)
 		check_fd_limit(c);
@@ -400,6 +384,8 @@ static void on_hup(uv_signal_t *h, int sig)
 	ctx_publish(c);
 	for (int i = 0; i < g_nworkers; i++)
 		uv_async_send(&g_workers[i].async);
+	/* After the publication: a new purger reads the new CAs. */
+	edge_reload(c);
 	log_info("event=reloaded config=%s cas=%d", conf_path, c->n_cas);
 }
 

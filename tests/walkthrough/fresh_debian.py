@@ -8,13 +8,13 @@ integration.package).
 
 1. debootstrap bookworm (minbase with systemd, what a cloud image boots)
    into DIR (default /var/cache/vigil-walkthrough/bookworm), once;
-2. builds the package from this tree (dpkg-buildpackage, as step 2 does);
-3. boots that tree with systemd (tests/integration/machine_util.py) sharing
-   this machine's network, so that apt fetches what step 3 installs from the
-   mirror, as on a new machine;
-4. puts the CA a guide reader starts from in /srv/ca/issuing-1 (`openssl ca`,
-   three certificates) and names the machine ocsp.example.com;
-5. runs steps 3 to 10 as written, then the same independent checks as
+2. boots that tree with systemd (tests/integration/machine_util.py) sharing
+   this machine's network, so that apt fetches what the guide installs from
+   the mirror, as on a new machine, with this source tree in /root/vigil,
+   the CA a guide reader starts from in /srv/ca/issuing-1 (`openssl ca`,
+   three certificates), and the machine named ocsp.example.com;
+3. runs steps 1 to 10 as written (step 2 builds the package there, with
+   the build dependencies apt fetches), then the same independent checks as
    integration.package (check_deployment).
 Root only; ports 80, 8080, 8081, 9090 and 9100 of this machine must be free.
 Prints one line per step and exits 0 when the deployment passes."""
@@ -48,14 +48,6 @@ def debootstrap(dest, mirror):
     shutil.copy2("/etc/resolv.conf", dest / "etc/resolv.conf")
 
 
-def build_deb(work):
-    tree = work / "vigil"
-    tp.copy_tree(tree)
-    subprocess.run(["dpkg-buildpackage", "-us", "-uc", "-b"], cwd=tree, check=True,
-                   stdout=subprocess.DEVNULL)
-    return next(work.glob("vigil_*_amd64.deb"))
-
-
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--mirror", default="http://deb.debian.org/debian")
@@ -66,11 +58,8 @@ def main():
     debootstrap(a.cache, a.mirror)
     print(f"walkthrough: step=debootstrap tree={a.cache} s={time.monotonic() - t0:.0f}")
     work = Path(tempfile.mkdtemp(prefix="vigil-walk-"))
-    deb = build_deb(work)
-    print(f"walkthrough: step=build deb={deb.name} s={time.monotonic() - t0:.0f}")
     m = machine_util.Machine(work / "machine", mask=MASK, lower=a.cache, network=True)
-    m.path("/root").mkdir(parents=True, exist_ok=True)
-    shutil.copy2(deb, m.path("/root") / deb.name)
+    tp.copy_tree(m.path("/root/vigil"))
     ca = pki.CA(m.path("/srv/ca"), "issuing-1", keytype="ec")
     for i in range(3):
         ca.issue(f"leaf{i}.example.com")
@@ -78,6 +67,9 @@ def main():
     m.path("/etc/hosts").write_text("127.0.0.1 localhost\n127.0.0.1 ocsp.example.com\n")
     m.boot()
     try:
+        blocks = tp.guide_blocks()
+        m.run(tp.BASH + blocks[0] + "\n" + blocks[1], timeout=1800)
+        print(f"walkthrough: step=build s={time.monotonic() - t0:.0f}")
         tried = tp.run_install_guide(m, timeout=1200)
         print(f"walkthrough: step=guide blocks=3-10 s={time.monotonic() - t0:.0f}")
         tp.check_deployment(m, tried)
