@@ -430,6 +430,39 @@ static void metric(FILE *o, const char *name, const char *ca, const char *url, c
 	fprintf(o, "%s{ca=\"%s\",url=\"%s\"%s} %.17g\n", name, ca, url, extra, v);
 }
 
+/* check_one checks the CRL served at |u|, a URL of CA |ca| (a shard's, or
+ * crl_url: the full CRL), and prints its metrics. Returns 1 when a check
+ * failed, else 0. */
+static int check_one(struct crlgen *g, struct crlgen_ca *ca, const char *u, const char *url_base,
+                     FILE *o)
+{
+	const struct vg_conf_ca *c = ca->conf;
+	unsigned shard = c->crl_shards ? vg_conf_shard_of_url(c, u, strlen(u)) : 0;
+	const char *rel = vg_conf_url_path(u);
+	char local[600];
+	snprintf(local, sizeof(local), "%s.crl", c->name);
+	if (shard && rel)
+		snprintf(local, sizeof(local), "%s", rel + 1);
+	struct result r = {0};
+	if (!rel)
+		fail(&r, "fetch", "not an http:// URL");
+	else
+		check_url(g, ca, u, shard, g->dirfd, local, url_base, &r);
+	metric(o, "vigil_crl_check_ok", c->name, u, "", r.n_failed == 0);
+	for (int j = 0; j < r.n_failed; j++) {
+		char lbl[64], q[600];
+		snprintf(lbl, sizeof(lbl), ",check=\"%s\"", r.failed[j]);
+		metric(o, "vigil_crl_check_failed", c->name, u, lbl, 1);
+		log_err("event=crl_check_failed ca=%s url=%s check=%s detail=%s", c->name, u,
+		        r.failed[j], vg_log_quote(r.detail[j], q, sizeof(q)));
+	}
+	metric(o, "vigil_crl_check_age_seconds", c->name, u, "", (double)r.age);
+	metric(o, "vigil_crl_check_next_update_seconds", c->name, u, "", (double)r.ahead);
+	metric(o, "vigil_crl_check_missing_entries", c->name, u, "", (double)r.missing);
+	metric(o, "vigil_crl_check_fetch_seconds", c->name, u, "", r.seconds);
+	return r.n_failed ? 1 : 0;
+}
+
 int crlgen_check(struct crlgen *g, const char *url_base, FILE *o)
 {
 	int status = 0;
@@ -481,39 +514,22 @@ int crlgen_check(struct crlgen *g, const char *url_base, FILE *o)
 			        "does not list exactly the configured URLs\"",
 			        c->name, c->name);
 			if (rc < 0)
-				continue;
+				n = 0; /* no list: only crl_url, below */
 		}
+		/* The full CRL at crl_url too when the list does not hold it (a
+		 * CA with shards, a list that cannot be read): certificates
+		 * issued before sharding, or whose CDP names crl_url, point at
+		 * it, and relying parties fetch it. */
+		bool full_listed = false;
 		u = list;
 		for (int k = 1; k <= n; k++, u += strlen(u) + 1) {
-			unsigned shard = c->crl_shards ? vg_conf_shard_of_url(c, u, strlen(u)) : 0;
-			const char *rel = vg_conf_url_path(u);
-			char local[600];
-			snprintf(local, sizeof(local), "%s.crl", c->name);
-			if (shard && rel)
-				snprintf(local, sizeof(local), "%s", rel + 1);
-			struct result r = {0};
-			if (!rel)
-				fail(&r, "fetch", "not an http:// URL");
-			else
-				check_url(g, ca, u, shard, g->dirfd, local, url_base, &r);
-			metric(o, "vigil_crl_check_ok", c->name, u, "", r.n_failed == 0);
-			for (int j = 0; j < r.n_failed; j++) {
-				char lbl[64], q[600];
-				snprintf(lbl, sizeof(lbl), ",check=\"%s\"", r.failed[j]);
-				metric(o, "vigil_crl_check_failed", c->name, u, lbl, 1);
-				log_err("event=crl_check_failed ca=%s url=%s check=%s detail=%s",
-				        c->name, u, r.failed[j],
-				        vg_log_quote(r.detail[j], q, sizeof(q)));
-			}
-			metric(o, "vigil_crl_check_age_seconds", c->name, u, "", (double)r.age);
-			metric(o, "vigil_crl_check_next_update_seconds", c->name, u, "",
-			       (double)r.ahead);
-			metric(o, "vigil_crl_check_missing_entries", c->name, u, "",
-			       (double)r.missing);
-			metric(o, "vigil_crl_check_fetch_seconds", c->name, u, "", r.seconds);
-			if (r.n_failed)
+			if (c->crl_url && !strcmp(u, c->crl_url))
+				full_listed = true;
+			if (check_one(g, ca, u, url_base, o) > 0)
 				status = 1;
 		}
+		if (c->crl_url && !full_listed && check_one(g, ca, c->crl_url, url_base, o) > 0)
+			status = 1;
 	}
 	fflush(o);
 	return status;

@@ -5,8 +5,10 @@
  * vigil-crlgen --check (check.c): the watchdog on what the world fetches.
  * For every CA with a CCADB list (NAME.ccadb.json in [crlgen] out), fetch
  * every URL in it over plain HTTP, as a crawler would (through the CDN, or
- * through --url-base, which replaces the URL's scheme and host), and check
- * what comes back:
+ * through --url-base, which replaces the URL's scheme and host), and the
+ * CA's crl_url when the list does not hold it (a CA with shards lists only
+ * them, yet the certificates issued before sharding, or whose CDP names
+ * crl_url, point at the full CRL there), and check what comes back:
  *
  *   ccadb_list     the list holds exactly the URLs of the configuration
  *   fetch          connected, answered within CHECK_TIMEOUT_S, status 200

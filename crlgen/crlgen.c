@@ -666,7 +666,7 @@ static int publish_one(struct crlgen *g, struct crlgen_ca *ca, bool delta,
 	}
 	struct lint_count expect = {.src = src};
 	struct crl_source xsrc = lint_count_source(&expect);
-	lint_inject_arm(!delta && ca->conf->profile == VG_CRL_PROFILE_TLS_BR);
+	lint_inject_arm(ca->conf->profile == VG_CRL_PROFILE_TLS_BR, delta);
 	lint_inject_params(&p);
 	rc = crl_write(der.fd, &p, &ca->signer, &xsrc, &res, werr, sizeof(werr));
 	/* An empty full CRL has no second pass; the shards may still have
@@ -719,10 +719,13 @@ static int publish_one(struct crlgen *g, struct crlgen_ca *ca, bool delta,
 		}
 		linked = true;
 	}
-	/* The profile's lint, on what was written, before anything is renamed. */
+	/* The profile's lint, on what was written, before anything is renamed
+	 * (a delta with the delta rules: its base is the state's full CRL). */
 	if (ca->conf->profile == VG_CRL_PROFILE_TLS_BR) {
 		struct lint_expect x = {
 		        .ca = ca, .entries = expect.n, .previous = published, .now = now.tv_sec};
+		x.delta = delta;
+		x.base = ps->full_number;
 		if ((rc = lint_crl(der.fd, res.bytes, &x, &rule, werr, sizeof(werr))) < 0) {
 			snprintf(err, sizeof(err), "%s/%s: %s", dir, fname, werr);
 			goto fail;

@@ -31,6 +31,8 @@ static const uint8_t oid_reason[] = {0x55, 0x1d, 0x15};
 static const uint8_t oid_crl_number[] = {0x55, 0x1d, 0x14};
 static const uint8_t oid_akid[] = {0x55, 0x1d, 0x23};
 static const uint8_t oid_idp[] = {0x55, 0x1d, 0x1c};
+static const uint8_t oid_delta_indicator[] = {0x55, 0x1d, 0x1b};
+static const uint8_t oid_freshest[] = {0x55, 0x1d, 0x2e};
 /* SHA-1 signatures: sha1WithRSAEncryption, ecdsa-with-SHA1, dsa-with-sha1. */
 static const uint8_t oid_sha1_rsa[] = {0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x01, 0x05};
 static const uint8_t oid_sha1_ecdsa[] = {0x2a, 0x86, 0x48, 0xce, 0x3d, 0x04, 0x01};
@@ -48,6 +50,29 @@ static bool cbs_is(const struct vg_cbs *c, const uint8_t *b, size_t n)
 		rc = -EBADMSG;                                                                     \
 		goto out;                                                                          \
 	} while (0)
+
+/* get_number reads a CRL number (cRLNumber, BaseCRLNumber: a non-negative
+ * INTEGER below 2^159, RFC 5280 §5.2.3) from an extension's OCTET STRING
+ * content |val|: into |v|, or |*big| when it needs more than 64 bits.
+ * Returns NULL or what is wrong. */
+static const char *get_number(struct vg_cbs val, uint64_t *v, bool *big)
+{
+	struct vg_cbs in;
+	if (!vg_cbs_get_asn1(&val, &in, DER_INTEGER) || vg_cbs_len(&val) || vg_cbs_len(&in) == 0 ||
+	    (vg_cbs_data(&in)[0] & 0x80))
+		return "is not a non-negative INTEGER";
+	/* Below 2^159: at most 20 octets with the top bit clear. */
+	if (vg_cbs_len(&in) > 20)
+		return "is 2^159 or more";
+	*v = 0;
+	*big = vg_cbs_len(&in) > 9 || (vg_cbs_len(&in) == 9 && vg_cbs_data(&in)[0]);
+	while (!*big && vg_cbs_len(&in)) {
+		uint8_t b;
+		vg_cbs_get_u8(&in, &b);
+		*v = *v << 8 | b;
+	}
+	return NULL;
+}
 
 /* check_idp checks the content of an IDP extension's OCTET STRING. */
 static const char *check_idp(struct vg_cbs v, const char *want)
@@ -96,7 +121,7 @@ int lint_crl(int fd, uint64_t len, const struct lint_expect *x, const char **rul
 		snprintf(err, errlen, "mapping the CRL: %s", strerror(errno));
 		return -errno;
 	}
-	struct vg_cbs all, cl, tbs, alg1, alg2, name, t;
+	struct vg_cbs all, cl, tbs, alg1, alg2, name;
 	vg_cbs_init(&all, map, (size_t)len);
 	if (!vg_cbs_get_asn1(&all, &cl, DER_SEQUENCE) || vg_cbs_len(&all))
 		FAIL("der", "not one DER SEQUENCE");
@@ -188,6 +213,11 @@ int lint_crl(int fd, uint64_t len, const struct lint_expect *x, const char **rul
 				if (code == VG_REASON_UNSPECIFIED)
 					FAIL("reason", "entry %" PRIu64 ": reasonCode unspecified",
 					     count + 1);
+				/* RFC 5280 §5.3.1: removeFromCRL only in a delta CRL. */
+				if (code == VG_REASON_REMOVE_FROM_CRL && !x->delta)
+					FAIL("reason",
+					     "entry %" PRIu64 ": removeFromCRL outside a delta CRL",
+					     count + 1);
 			}
 			count++;
 			size_t at = (size_t)(vg_cbs_data(&rev) - map);
@@ -203,7 +233,9 @@ int lint_crl(int fd, uint64_t len, const struct lint_expect *x, const char **rul
 		     x->entries);
 
 	/* crlExtensions */
-	bool has_ext, aki = false, number = false, idp = false;
+	bool has_ext, aki = false, number = false, idp = false, indicator = false;
+	bool num_big = false, base_big = false;
+	uint64_t num = 0, base = 0;
 	struct vg_cbs ex0, exts;
 	if (!vg_cbs_get_optional_asn1(&tbs, &ex0, &has_ext, DER_CTX_CONS(0)) || vg_cbs_len(&tbs))
 		FAIL("der", "trailing data in tbsCertList");
@@ -224,36 +256,39 @@ int lint_crl(int fd, uint64_t len, const struct lint_expect *x, const char **rul
 		if (cbs_is(&eoid, oid_akid, sizeof(oid_akid))) {
 			aki = true;
 		} else if (cbs_is(&eoid, oid_crl_number, sizeof(oid_crl_number))) {
-			struct vg_cbs in;
 			number = true;
 			if (crit)
 				FAIL("crl_number", "cRLNumber is critical");
-			if (!vg_cbs_get_asn1(&val, &in, DER_INTEGER) || vg_cbs_len(&val) ||
-			    vg_cbs_len(&in) == 0 || (vg_cbs_data(&in)[0] & 0x80))
-				FAIL("crl_number", "cRLNumber is not a non-negative INTEGER");
-			/* Below 2^159: at most 20 octets with the top bit clear. */
-			if (vg_cbs_len(&in) > 20)
-				FAIL("crl_number", "cRLNumber is 2^159 or more");
-			t = in;
-			uint64_t v = 0;
-			bool big = vg_cbs_len(&in) > 9 ||
-			           (vg_cbs_len(&in) == 9 && vg_cbs_data(&in)[0]);
-			if (!big) {
-				while (vg_cbs_len(&t)) {
-					uint8_t b;
-					vg_cbs_get_u8(&t, &b);
-					v = v << 8 | b;
-				}
-				if (v <= x->previous)
-					FAIL("crl_number",
-					     "cRLNumber %" PRIu64
-					     " does not increase over %" PRIu64,
-					     v, x->previous);
-			}
+			const char *why = get_number(val, &num, &num_big);
+			if (why)
+				FAIL("crl_number", "cRLNumber %s", why);
+			if (!num_big && num <= x->previous)
+				FAIL("crl_number",
+				     "cRLNumber %" PRIu64 " does not increase over %" PRIu64, num,
+				     x->previous);
+		} else if (cbs_is(&eoid, oid_delta_indicator, sizeof(oid_delta_indicator))) {
+			/* RFC 5280 §5.2.4: critical, naming the base CRL's number. */
+			indicator = true;
+			if (!x->delta)
+				FAIL("delta_indicator", "a full CRL carries a deltaCRLIndicator");
+			if (!crit)
+				FAIL("delta_indicator", "deltaCRLIndicator is not critical");
+			const char *why = get_number(val, &base, &base_big);
+			if (why)
+				FAIL("delta_indicator", "BaseCRLNumber %s", why);
+			if (base_big || base != x->base)
+				FAIL("delta_indicator",
+				     "BaseCRLNumber is not %" PRIu64 ", the base full CRL's number",
+				     x->base);
+		} else if (cbs_is(&eoid, oid_freshest, sizeof(oid_freshest))) {
+			/* RFC 5280 §5.2.6: MUST NOT appear in a delta CRL. */
+			if (x->delta)
+				FAIL("freshest_crl", "a delta CRL carries a freshestCRL");
 		} else if (cbs_is(&eoid, oid_idp, sizeof(oid_idp))) {
 			idp = true;
 			if (!x->idp)
-				FAIL("idp", "a full CRL carries an IssuingDistributionPoint");
+				FAIL("idp", "a %s CRL carries an IssuingDistributionPoint",
+				     x->delta ? "delta" : "full");
 			if (!crit)
 				FAIL("idp", "IssuingDistributionPoint is not critical");
 			const char *why = check_idp(val, x->idp);
@@ -267,6 +302,13 @@ int lint_crl(int fd, uint64_t len, const struct lint_expect *x, const char **rul
 		FAIL("crl_number", "no cRLNumber");
 	if (x->idp && !idp)
 		FAIL("idp", "a shard without an IssuingDistributionPoint");
+	if (x->delta && !indicator)
+		FAIL("delta_indicator", "a delta CRL without a deltaCRLIndicator");
+	/* RFC 5280 §5.2.4: a delta's number is above its base's. */
+	if (x->delta && !num_big && num <= base)
+		FAIL("crl_number",
+		     "cRLNumber %" PRIu64 " of the delta CRL is not above its base's, %" PRIu64,
+		     num, base);
 out:
 	munmap(map, (size_t)len);
 	return rc;
@@ -343,17 +385,25 @@ static const char *inject(void)
 	return v;
 }
 
-static bool armed;
+static bool armed, armed_delta;
 
-void lint_inject_arm(bool on)
+void lint_inject_arm(bool on, bool delta)
 {
 	armed = on;
+	armed_delta = delta;
 }
 
+/* injecting tells whether the fault for |rule| is asked for the CRL being
+ * built: RULE for a full CRL or a shard, delta:RULE for a delta CRL. */
 static bool injecting(const char *rule)
 {
 	const char *v = armed ? inject() : NULL;
-	return v && !strcmp(v, rule);
+	if (!v)
+		return false;
+	bool for_delta = !strncmp(v, "delta:", 6);
+	if (for_delta != armed_delta)
+		return false;
+	return !strcmp(v + (for_delta ? 6 : 0), rule);
 }
 
 void lint_inject_params(struct crl_params *p)
@@ -362,7 +412,13 @@ void lint_inject_params(struct crl_params *p)
 	                                       0x04, 0x03, 0x0c, 0x04, 'e',  'v',  'i',  'l'};
 	if (!armed || !inject())
 		return;
-	if (injecting("issuer")) {
+	if (injecting("delta_indicator")) {
+		/* A full CRL that says it is a delta; a delta naming another base. */
+		if (p->delta)
+			p->base_number--;
+		else
+			p->delta = true;
+	} else if (injecting("issuer")) {
 		p->issuer = other_issuer;
 		p->issuer_len = sizeof(other_issuer);
 	} else if (injecting("validity")) {

@@ -271,7 +271,7 @@ int crlgen_shards_begin(struct shard_pub *sp)
 			continue;
 		struct crl_params pk = sp->p;
 		pk.idp = sh->url;
-		lint_inject_arm(sp->ca->conf->profile == VG_CRL_PROFILE_TLS_BR);
+		lint_inject_arm(sp->ca->conf->profile == VG_CRL_PROFILE_TLS_BR, false);
 		lint_inject_params(&pk);
 		int rc = pub_begin(&sh->f, sh->dirfd, sh->base);
 		if (rc < 0) {
@@ -293,7 +293,7 @@ void crlgen_shards_feed(struct shard_pub *sp, const struct crl_entry *in)
 		return;
 	struct shard *sh = &sp->sh[in->shard];
 	struct crl_entry e = *in;
-	lint_inject_arm(sp->ca->conf->profile == VG_CRL_PROFILE_TLS_BR);
+	lint_inject_arm(sp->ca->conf->profile == VG_CRL_PROFILE_TLS_BR, false);
 	if (sp->pass == 1)
 		sh->expect++;
 	if (lint_inject_skip(&e))

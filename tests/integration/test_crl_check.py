@@ -4,7 +4,10 @@
 pointed at the real vigil-responder, and at a test HTTP server standing for
 a CDN edge that serves what a broken edge would: an expired CRL, a shard
 missing an entry (both signed here with python3-cryptography and the CA's
-key), a stale copy, a wrong Content-Type; and at a port nobody listens on."""
+key), a stale copy, a wrong Content-Type; and at a port nobody listens on.
+A sharded CA's full CRL, at crl_url, is checked beside its shards though the
+CCADB list names only the shards: certificates issued before sharding point
+at it."""
 import datetime
 import http.server
 import os
@@ -84,6 +87,7 @@ class Edge:
         self.t.join(10)
 
     def serve_files(self, env):
+        self.put("/crl/sh.crl", env.crl_path("sh").read_bytes())
         for k in range(1, N + 1):
             self.put(f"/crl/sh/{k}.crl", (env.out / "crl" / "sh" / f"{k}.crl").read_bytes())
 
@@ -105,6 +109,9 @@ def test_healthy_service_passes(env):
     for k in range(1, N + 1):
         assert f'vigil_crl_check_ok{{ca="sh",url="{shard_url(k)}"}} 1' in r.stdout
         assert f'vigil_crl_check_missing_entries{{ca="sh",url="{shard_url(k)}"}} 0' in r.stdout
+    # The full CRL, which the list does not name, checked once, under crl_url.
+    assert r.stdout.count(f'vigil_crl_check_ok{{ca="sh",url="{FULL_URL}"}} 1') == 1, r.stdout
+    assert f'vigil_crl_check_missing_entries{{ca="sh",url="{FULL_URL}"}} 0' in r.stdout
     assert 'vigil_crl_check_ccadb_list_ok{ca="sh"} 1' in r.stdout
 
 
@@ -193,7 +200,8 @@ def test_stale_edge_copy_reported(env):
         r, failed = check(env, edge.base)
         assert r.returncode == 1
         assert {c for _, c in failed} == {"crl_number"}, r.stdout
-        assert len(failed) == N  # every shard is behind the origin
+        assert len(failed) == N + 1  # every shard and the full CRL are behind the origin
+        assert (FULL_URL, "crl_number") in failed
         # Fresh copies: healthy again.
         edge.serve_files(env)
         r, failed = check(env, edge.base)
@@ -217,7 +225,8 @@ def test_unreachable_url_reported(env):
     s.close()  # nobody listens there now
     r, failed = check(env, f"http://127.0.0.1:{port}")
     assert r.returncode == 1
-    assert failed == {(shard_url(k), "fetch") for k in range(1, N + 1)}, r.stdout
+    assert failed == {(shard_url(k), "fetch") for k in range(1, N + 1)} | \
+        {(FULL_URL, "fetch")}, r.stdout
     assert "connecting to 127.0.0.1" in r.stderr
 
 
@@ -227,6 +236,66 @@ def test_ccadb_list_mismatch_reported(env):
         r, _ = check(env, f"http://127.0.0.1:{resp.port}")
     assert r.returncode == 1
     assert 'vigil_crl_check_ccadb_list_ok{ca="sh"} 0' in r.stdout
+    # Without a list at all, the full CRL at crl_url is still checked.
+    with Responder(env.config) as resp:
+        (env.out / "sh.ccadb.json").unlink()
+        r, failed = check(env, f"http://127.0.0.1:{resp.port}")
+    assert r.returncode == 1 and not failed, r.stdout
+    assert 'vigil_crl_check_ccadb_list_ok{ca="sh"} 0' in r.stdout
+    assert f'vigil_crl_check_ok{{ca="sh",url="{FULL_URL}"}} 1' in r.stdout, r.stdout
+
+
+def full_broken(env, ca, how):
+    """The bytes and headers a broken edge serves at crl_url, and the checks
+    that must fail for the full CRL alone."""
+    full = env.crl_path("sh").read_bytes()
+    old = x509.load_der_x509_crl(full)
+    nxt = crl_number(old) + 1
+    week = now() + datetime.timedelta(days=7)
+    if how == "shard_at_full_url":  # a shard (with its IDP) where the full CRL belongs
+        body = (env.out / "crl" / "sh" / "1.crl").read_bytes()
+        return body, {}, {"idp", "entries"}
+    if how == "missing_entry":
+        victim = sorted(rc.serial_number for rc in old)[-1]
+        return resign(ca, full, now(), week, drop=victim, number=nxt), {}, {"entries"}
+    if how == "expired":
+        body = resign(ca, full, now() - datetime.timedelta(days=9),
+                      now() - datetime.timedelta(hours=1), number=nxt)
+        return body, {}, {"this_update", "next_update"}
+    if how == "old_number":
+        return resign(ca, full, now(), week, number=crl_number(old) - 1), {}, {"crl_number"}
+    if how == "headers":
+        return full, {"ctype": "text/html",
+                      "extra": {"Expires": "Fri, 01 Jan 2100 00:00:00 GMT"}}, \
+            {"content_type", "expires"}
+    if how == "other_key":
+        other = CA(env.tmp / "other", "sh", keytype="ec")  # same name, another key
+        return resign(other, full, now(), week, number=nxt), {}, {"signature"}
+    if how == "not_der":
+        return full[:-10], {}, {"der"}
+    if how == "not_found":
+        return b"", {"status": 404}, {"fetch"}
+    raise AssertionError(how)
+
+
+@pytest.mark.parametrize("how", ["shard_at_full_url", "missing_entry", "expired", "old_number",
+                                 "headers", "other_key", "not_der", "not_found"])
+def test_broken_full_crl_of_a_sharded_ca_reported(env, ca, how):
+    """The edge serves healthy shards and a broken full CRL: the full CRL's
+    URL (crl_url, not the --url-base it was fetched through) fails the check
+    that applies, and nothing else does."""
+    body, kw, want = full_broken(env, ca, how)
+    with Edge() as edge:
+        edge.serve_files(env)
+        edge.put("/crl/sh.crl", body, **kw)
+        r, failed = check(env, edge.base)
+    assert r.returncode == 1
+    assert failed == {(FULL_URL, c) for c in want}, r.stdout + r.stderr
+    assert f'vigil_crl_check_ok{{ca="sh",url="{FULL_URL}"}} 0' in r.stdout
+    for c in want:
+        assert re.search(rf"event=crl_check_failed ca=sh url={re.escape(FULL_URL)} check={c} ",
+                         r.stderr), r.stderr
+    assert edge.base not in r.stdout  # metrics name the public URL
 
 
 def plan_lines(out):

@@ -232,6 +232,62 @@ def test_lint_refuses_and_keeps_the_last_good(tmp_path, ca, rule):
     env.crlgen("--once")
 
 
+DELTA_URL = HOST + "/crl/sh-delta.crl"
+
+
+@pytest.mark.parametrize("rule", LINT_RULES + ["delta_indicator"])
+def test_lint_refuses_a_delta_and_keeps_the_last_good(tmp_path, ca, rule):
+    """A tls-br CA with delta_crl = on: its delta CRL is linted like its full
+    CRL, with the delta's rules (the fault delta:RULE spoils the delta only:
+    delta_indicator names another base). The delta that fails is not
+    published, the last good one stays; the full CRL and shards are not
+    touched; the next delta passes and python3-cryptography and openssl read
+    it as a delta of the published full CRL."""
+    env = make_env(tmp_path, ca, n=12, extra=["delta_crl = on", "delta_crl_url = " + DELTA_URL])
+    env.crlgen("--once")
+    files = [env.crl_path("sh"), env.crl_path("sh", delta=True),
+             env.crl_path("sh", delta=True, pem=True)] + \
+        [shard_path(env, k) for k in range(1, N + 1)]
+    good = {p: p.read_bytes() for p in files}
+    serial = 0x200002
+    env.runner.store("revoke", "sh", "%X" % serial, "--reason", "keyCompromise")
+    r = env.runner.crlgen("--once", "--delta", check=False,
+                          env={**os.environ, "VIGIL_CRLGEN_LINT_INJECT": "delta:" + rule})
+    assert r.returncode == 1, r.stderr
+    lines = [ln for ln in r.stderr.splitlines() if "event=crl_lint_failed" in ln]
+    assert len(lines) == 1 and f"kind=delta rule={rule} " in lines[0], r.stderr
+    assert {p: p.read_bytes() for p in files} == good
+    prom = (env.tmp / "vigil-crlgen.prom").read_text()
+    assert f'vigil_crlgen_lint_failures_total{{ca="sh",rule="{rule}"}} 1' in prom
+    # Without the fault, the delta passes the lint and is published.
+    r = env.runner.crlgen("--once", "--delta")
+    assert "crl_lint_failed" not in r.stderr
+    delta = env.crl("sh", delta=True)
+    full = env.crl("sh")
+    ind = delta.extensions.get_extension_for_oid(ExtensionOID.DELTA_CRL_INDICATOR)
+    assert ind.critical and ind.value.crl_number == crl_number(full)
+    assert crl_number(delta) > crl_number(full)
+    assert serials(delta) == {serial}
+    assert delta.is_signature_valid(
+        x509.load_pem_x509_certificate(ca.cert.read_bytes()).public_key())
+    ok, out = openssl_crl_verify(env.crl_path("sh", delta=True), ca.cert)
+    assert ok, out
+
+
+def test_lint_refuses_a_full_crl_that_says_it_is_a_delta(tmp_path, ca):
+    """The delta_indicator rule on a full CRL: a deltaCRLIndicator in it
+    (the fault makes the full CRL a delta) is refused, the last good stays."""
+    env = make_env(tmp_path, ca, n=12)
+    env.crlgen("--once")
+    good = env.crl_path("sh").read_bytes()
+    r = env.runner.crlgen("--once", check=False,
+                          env={**os.environ, "VIGIL_CRLGEN_LINT_INJECT": "delta_indicator"})
+    assert r.returncode == 1
+    lines = [ln for ln in r.stderr.splitlines() if "event=crl_lint_failed" in ln]
+    assert len(lines) == 1 and "kind=full rule=delta_indicator " in lines[0], r.stderr
+    assert env.crl_path("sh").read_bytes() == good
+
+
 def refused(tmp_path, ca, keys):
     """Each program refuses the configuration in one line."""
     conf = write_config(tmp_path / "vigil.conf", tmp_path / "store",

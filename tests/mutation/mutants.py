@@ -345,4 +345,16 @@ MUTANTS = [
       "\tif (nu <= tu || nu - tu > VG_VALIDITY_MAX)",
       "\tif (nu <= tu || nu - tu > 2 * VG_VALIDITY_MAX)",
       "the lint lets a CRL valid for more than 10 days through (BR §4.9.7)", area="shards"),
+    m("shards.lint_delta_base_unchecked", "crlgen/lint.c",
+      "\t\t\tif (base_big || base != x->base)", "\t\t\tif (base_big)",
+      "the lint publishes a delta whose deltaCRLIndicator names another base (RFC 5280 "
+      "§5.2.4)", area="shards"),
+    m("shards.lint_delta_not_linted", "crlgen/crlgen.c",
+      "\tif (ca->conf->profile == VG_CRL_PROFILE_TLS_BR) {\n\t\tstruct lint_expect x",
+      "\tif (!delta && ca->conf->profile == VG_CRL_PROFILE_TLS_BR) {\n\t\tstruct lint_expect x",
+      "a tls-br delta CRL is published without the lint", area="shards"),
+    m("check.full_url_unchecked", "crlgen/check.c",
+      "\t\tif (c->crl_url && !full_listed && check_one(",
+      "\t\tif (!c->crl_shards && c->crl_url && !full_listed && check_one(",
+      "the watchdog never fetches a sharded CA's full CRL at crl_url", area="check"),
 ]

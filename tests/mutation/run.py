@@ -52,6 +52,7 @@ SUITES = {
     "cli": [("test_bulk_revoke.py", None)],
     "edge": [("test_edge.py", "never_past or headers_bound")],
     "shards": [("test_crl_shards.py", None)],
+    "check": [("test_crl_check.py", "not plan and not dry_run")],
     "life": [("test_store_life.py", None)],
 }
 # The build targets the suites need: the programs and the unit tests, read

@@ -3,7 +3,10 @@
  * crlgen/lint.c on CRLs that OpenSSL makes, for the rules the integration
  * tests cannot provoke through vigil-crlgen (whose encoder cannot make them):
  * a SHA-1 signature, a v1 CRL, trailing bytes, a hold, an IDP with two
- * names or both onlyContains flags; and one CRL that passes.
+ * names or both onlyContains flags; and one CRL that passes. Delta CRLs:
+ * the deltaCRLIndicator (critical, the base's number, in a delta only), a
+ * number above the base's, no freshestCRL, removeFromCRL in a delta only,
+ * and the rules of every CRL.
  */
 #include <errno.h>
 #include <setjmp.h>
@@ -30,6 +33,11 @@ struct opts {
 	int version; /* 0: v1, 1: v2 */
 	bool hold, idp, idp_two, idp_both, trailing, no_aki;
 	long days;
+	bool remove;          /* entry 2 with reason removeFromCRL */
+	bool indicator;       /* a deltaCRLIndicator naming |base| */
+	bool indicator_plain; /* ... not critical */
+	bool freshest;        /* a freshestCRL */
+	long number, base;    /* cRLNumber (0: 42), BaseCRLNumber */
 };
 
 static EVP_PKEY *key;
@@ -55,6 +63,23 @@ static void add_idp(X509_CRL *crl, const struct opts *o)
 	ISSUING_DIST_POINT_free(idp);
 }
 
+static void add_freshest(X509_CRL *crl)
+{
+	CRL_DIST_POINTS *dps = sk_DIST_POINT_new_null();
+	DIST_POINT *dp = DIST_POINT_new();
+	dp->distpoint = DIST_POINT_NAME_new();
+	dp->distpoint->type = 0;
+	dp->distpoint->name.fullname = sk_GENERAL_NAME_new_null();
+	GENERAL_NAME *gn = GENERAL_NAME_new();
+	ASN1_IA5STRING *s = ASN1_IA5STRING_new();
+	ASN1_STRING_set(s, "http://crl.example/a-delta.crl", -1);
+	GENERAL_NAME_set0_value(gn, GEN_URI, s);
+	sk_GENERAL_NAME_push(dp->distpoint->name.fullname, gn);
+	sk_DIST_POINT_push(dps, dp);
+	assert_int_equal(X509_CRL_add1_ext_i2d(crl, NID_freshest_crl, dps, 0, 0), 1);
+	sk_DIST_POINT_pop_free(dps, DIST_POINT_free);
+}
+
 /* make writes a CRL made as |o| says to a temporary file; returns its fd. */
 static int make(const struct opts *o, uint64_t *len)
 {
@@ -74,7 +99,7 @@ static int make(const struct opts *o, uint64_t *len)
 		ASN1_TIME *rt = ASN1_TIME_set(NULL, 1700000000);
 		X509_REVOKED_set_revocationDate(r, rt);
 		ASN1_ENUMERATED *e = ASN1_ENUMERATED_new();
-		ASN1_ENUMERATED_set(e, o->hold && i == 2 ? 6 : 1);
+		ASN1_ENUMERATED_set(e, o->hold && i == 2 ? 6 : o->remove && i == 2 ? 8 : 1);
 		X509_REVOKED_add1_ext_i2d(r, NID_crl_reason, e, 0, 0);
 		ASN1_ENUMERATED_free(e);
 		ASN1_TIME_free(rt);
@@ -83,9 +108,19 @@ static int make(const struct opts *o, uint64_t *len)
 	}
 	if (o->version == 1) {
 		ASN1_INTEGER *num = ASN1_INTEGER_new();
-		ASN1_INTEGER_set(num, 42);
+		ASN1_INTEGER_set(num, o->number ? o->number : 42);
 		X509_CRL_add1_ext_i2d(crl, NID_crl_number, num, 0, 0);
 		ASN1_INTEGER_free(num);
+		if (o->indicator) {
+			ASN1_INTEGER *b = ASN1_INTEGER_new();
+			ASN1_INTEGER_set(b, o->base);
+			assert_int_equal(X509_CRL_add1_ext_i2d(crl, NID_delta_crl, b,
+			                                       o->indicator_plain ? 0 : 1, 0),
+			                 1);
+			ASN1_INTEGER_free(b);
+		}
+		if (o->freshest)
+			add_freshest(crl);
 		if (!o->no_aki) {
 			AUTHORITY_KEYID *ak = AUTHORITY_KEYID_new();
 			ak->keyid = ASN1_OCTET_STRING_new();
@@ -115,7 +150,10 @@ static int make(const struct opts *o, uint64_t *len)
 	return fd;
 }
 
-static const char *lint(const struct opts *o, const char *idp)
+/* lint_as lints the CRL |o| describes as a shard of URL |idp| (NULL: not
+ * a shard), or, with |delta|, as a delta CRL whose base is number |base|;
+ * returns "pass" or the rule that failed. */
+static const char *lint_as(const struct opts *o, const char *idp, bool delta, uint64_t base)
 {
 	struct crlgen_ca ca;
 	memset(&ca, 0, sizeof(ca));
@@ -125,8 +163,13 @@ static const char *lint(const struct opts *o, const char *idp)
 	ca.issuer_len = (size_t)il;
 	uint64_t len;
 	int fd = make(o, &len);
-	struct lint_expect x = {
-	        .ca = &ca, .idp = idp, .entries = 3, .previous = 41, .now = time(NULL)};
+	struct lint_expect x = {.ca = &ca,
+	                        .idp = idp,
+	                        .entries = 3,
+	                        .previous = 41,
+	                        .now = time(NULL),
+	                        .delta = delta,
+	                        .base = base};
 	const char *rule = NULL;
 	char err[256];
 	int rc = lint_crl(fd, len, &x, &rule, err, sizeof(err));
@@ -136,6 +179,11 @@ static const char *lint(const struct opts *o, const char *idp)
 		return "pass";
 	assert_int_equal(rc, -EBADMSG);
 	return rule;
+}
+
+static const char *lint(const struct opts *o, const char *idp)
+{
+	return lint_as(o, idp, false, 0);
 }
 
 static int setup(void **state)
@@ -195,10 +243,72 @@ static void test_rules(void **state)
 	assert_string_equal(lint(&noaki, NULL), "aki");
 }
 
+/* Delta CRLs (RFC 5280 §5.2.4): base 40, number 42 above the CRL replaced
+ * (41) and the base. */
+static void test_delta_rules(void **state)
+{
+	(void)state;
+	struct opts d = {.md = EVP_sha256(), .version = 1, .indicator = true, .base = 40};
+	assert_string_equal(lint_as(&d, NULL, true, 40), "pass");
+	/* removeFromCRL (a lifted hold): in a delta only. */
+	struct opts rm = d;
+	rm.remove = true;
+	assert_string_equal(lint_as(&rm, NULL, true, 40), "pass");
+	struct opts full_rm = {.md = EVP_sha256(), .version = 1, .remove = true};
+	assert_string_equal(lint(&full_rm, NULL), "reason");
+	assert_string_equal(lint(&full_rm, URL), "reason");
+	/* The indicator: missing, not critical, another base, in a full CRL. */
+	struct opts none = {.md = EVP_sha256(), .version = 1};
+	assert_string_equal(lint_as(&none, NULL, true, 40), "delta_indicator");
+	struct opts plain = d;
+	plain.indicator_plain = true;
+	assert_string_equal(lint_as(&plain, NULL, true, 40), "delta_indicator");
+	assert_string_equal(lint_as(&d, NULL, true, 39), "delta_indicator");
+	assert_string_equal(lint_as(&d, NULL, true, 41), "delta_indicator");
+	assert_string_equal(lint(&d, NULL), "delta_indicator");
+	assert_string_equal(lint(&d, URL), "delta_indicator");
+	/* A number not above the base's (though above the CRL replaced). */
+	struct opts low = d;
+	low.base = 42;
+	assert_string_equal(lint_as(&low, NULL, true, 42), "crl_number");
+	low.base = 43;
+	assert_string_equal(lint_as(&low, NULL, true, 43), "crl_number");
+	struct opts above = d;
+	above.base = 41;
+	assert_string_equal(lint_as(&above, NULL, true, 41), "pass");
+	/* Not above the CRL it replaces. */
+	struct opts replaced = d;
+	replaced.number = 41;
+	assert_string_equal(lint_as(&replaced, NULL, true, 40), "crl_number");
+	/* freshestCRL: in a full CRL, not in a delta. */
+	struct opts fresh = d;
+	fresh.freshest = true;
+	assert_string_equal(lint_as(&fresh, NULL, true, 40), "freshest_crl");
+	struct opts full_fresh = {.md = EVP_sha256(), .version = 1, .freshest = true};
+	assert_string_equal(lint(&full_fresh, NULL), "pass");
+	/* The rules of every CRL apply to a delta. */
+	struct opts hold = d;
+	hold.hold = true;
+	assert_string_equal(lint_as(&hold, NULL, true, 40), "reason");
+	struct opts idp = d;
+	idp.idp = true;
+	assert_string_equal(lint_as(&idp, NULL, true, 40), "idp");
+	struct opts sha1 = d;
+	sha1.md = EVP_sha1();
+	assert_string_equal(lint_as(&sha1, NULL, true, 40), "signature_algorithm");
+	struct opts long_ = d;
+	long_.days = 11;
+	assert_string_equal(lint_as(&long_, NULL, true, 40), "validity");
+	struct opts noaki = d;
+	noaki.no_aki = true;
+	assert_string_equal(lint_as(&noaki, NULL, true, 40), "aki");
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 	        cmocka_unit_test(test_rules),
+	        cmocka_unit_test(test_delta_rules),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
 }
