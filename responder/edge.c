@@ -163,10 +163,9 @@ static int state_save(struct edge *e)
 
 static void save_acked(struct edge *e)
 {
+	/* Durable first: a reader that sees the metric finds the file as new. */
+	int rc = e->state_ok ? state_save(e) : 0;
 	ST(e->m_acked, e->acked);
-	if (!e->state_ok)
-		return;
-	int rc = state_save(e);
 	if (rc < 0) {
 		e->state_ok = false;
 		log_err("event=edge_state_unwritable edge=%s path=%s error=\"%s\" "
@@ -569,14 +568,14 @@ static int cycle(struct edge *e, struct vg_txn *txn, uint64_t safe, int64_t *fir
 		ST(e->m_lag_ms, (uint64_t)lag);
 		ST(e->m_tags, LDR(e->m_tags) + t.count);
 		ST(e->m_pending, 0);
-		log_info("event=edge_purged edge=%s counter=%llu tags=%zu crls=%d requests=%d "
-		         "lag_ms=%lld",
-		         e->name, (unsigned long long)(safe > e->acked ? safe : e->acked), t.count,
-		         (int)(memchr(crl, true, sizeof(crl)) != NULL), requests, (long long)lag);
 		if (safe > e->acked)
 			e->acked = safe;
 		memcpy(e->crl, now_id, sizeof(now_id));
-		save_acked(e);
+		save_acked(e); /* the state file, then the metric, then the line */
+		log_info("event=edge_purged edge=%s counter=%llu tags=%zu crls=%d requests=%d "
+		         "lag_ms=%lld",
+		         e->name, (unsigned long long)e->acked, t.count,
+		         (int)(memchr(crl, true, sizeof(crl)) != NULL), requests, (long long)lag);
 		/* Changes committed meanwhile keep their (earlier) first sight. */
 		if (e->acked >= counter_now(txn))
 			*first_seen = 0;
