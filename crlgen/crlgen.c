@@ -1,11 +1,11 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
- * The CRL generator (crlgen.h): keys and certificates per CA, the store
- * snapshot (reopened when the store is replaced), what a change touched, and
- * publish_one/publish_locked, which build, lint, number and publish a CA's
- * full CRL, its delta (delta.c) and its shards (shards.c) from one snapshot.
- * Past 800 lines because publication is one sequence of checks (numbers,
- * guard, lint) that reads best in one place.
+ * The CRL generator (crlgen.h): the configuration and each CA's material
+ * (ca.c), the store snapshot (reopened when the store is replaced), what a
+ * change touched, and publish_one/publish_locked, which build, lint, number
+ * and publish a CA's full CRL, its delta (delta.c) and its shards (shards.c)
+ * from one snapshot. Past 800 lines because publication is one sequence of
+ * checks (numbers, guard, lint) that reads best in one place.
  */
 #include "crlgen/crlgen.h"
 #include "crlgen/delta.h"
@@ -35,101 +35,18 @@
 #include "common/text.h"
 #include "store/store.h"
 
-static void ca_deinit(struct crlgen_ca *ca)
-{
-	X509_free(ca->cert);
-	EVP_PKEY_free(ca->key);
-	OPENSSL_free(ca->issuer);
-	free(ca->shard_touched);
-	memset(ca, 0, sizeof(*ca));
-}
-
 void crlgen_free(struct crlgen *g)
 {
 	if (!g)
 		return;
 	for (int i = 0; i < g->n; i++)
-		ca_deinit(&g->cas[i]);
+		crlgen_ca_deinit(&g->cas[i]);
 	vg_txn_end(g->txn);
 	vg_store_close(g->st);
 	if (g->dirfd >= 0)
 		close(g->dirfd);
 	vg_conf_free(&g->conf);
 	free(g);
-}
-
-/* ca_init loads what CA |c| needs to sign CRLs. */
-static int ca_init(struct crlgen_ca *ca, const struct vg_conf_ca *c, bool publishes, char *err,
-                   size_t errlen)
-{
-	char e[400];
-	int rc;
-	ca->conf = c;
-	if (c->crl_shards &&
-	    !(ca->shard_touched = calloc((size_t)c->crl_shards + 1, sizeof(bool)))) {
-		snprintf(err, errlen, "out of memory");
-		return -ENOMEM;
-	}
-	if (!c->crl_key) {
-		snprintf(err, errlen, "[ca %s] crl_key is not set", c->name);
-		return -EINVAL;
-	}
-	if ((rc = vg_pki_load_cert(c->cert, &ca->cert, e, sizeof(e))) < 0) {
-		snprintf(err, errlen, "[ca %s] cert: %s", c->name, e);
-		return rc;
-	}
-	/* The watchdog verifies with the certificate; it never holds the key
-	 * (nor the token's PIN). */
-	if (!publishes)
-		goto named;
-	if ((rc = vg_pki_load_key(c->crl_key, &ca->key, e, sizeof(e))) < 0) {
-		snprintf(err, errlen, "[ca %s] crl_key: %s", c->name, e);
-		return rc;
-	}
-	if (X509_check_private_key(ca->cert, ca->key) != 1) {
-		ERR_clear_error();
-		snprintf(err, errlen, "[ca %s] crl_key %s does not match cert %s", c->name,
-		         c->crl_key, c->cert);
-		return -EINVAL;
-	}
-	if ((X509_get_extension_flags(ca->cert) & EXFLAG_KUSAGE) &&
-	    !(X509_get_key_usage(ca->cert) & KU_CRL_SIGN)) {
-		snprintf(err, errlen, "[ca %s] cert %s: keyUsage lacks cRLSign", c->name, c->cert);
-		return -EINVAL;
-	}
-	if ((rc = crl_signer_init(&ca->signer, ca->key, c->digest, e, sizeof(e))) < 0) {
-		snprintf(err, errlen, "[ca %s] crl_key %s: %s", c->name, c->crl_key, e);
-		return rc;
-	}
-	if ((rc = crl_signer_set_cert(&ca->signer, ca->cert)) < 0) {
-		snprintf(err, errlen, "[ca %s] cert %s: unreadable notAfter", c->name, c->cert);
-		return rc;
-	}
-named:;
-	int n = i2d_X509_NAME(X509_get_subject_name(ca->cert), &ca->issuer);
-	if (n <= 0) {
-		snprintf(err, errlen, "[ca %s] cert %s: cannot encode the subject", c->name,
-		         c->cert);
-		return -EINVAL;
-	}
-	ca->issuer_len = (size_t)n;
-	/* The AKI's keyIdentifier is the CA's subjectKeyIdentifier, or, when the
-	 * certificate has none, the SHA-1 of its public key (RFC 5280 §4.2.1.2). */
-	const ASN1_OCTET_STRING *ski = X509_get0_subject_key_id(ca->cert);
-	if (ski && ASN1_STRING_length(ski) > 0 &&
-	    (size_t)ASN1_STRING_length(ski) <= sizeof(ca->akid)) {
-		ca->akid_len = (size_t)ASN1_STRING_length(ski);
-		memcpy(ca->akid, ASN1_STRING_get0_data(ski), ca->akid_len);
-	} else {
-		unsigned int l = 0;
-		if (X509_pubkey_digest(ca->cert, EVP_sha1(), ca->akid, &l) != 1) {
-			snprintf(err, errlen, "[ca %s] cannot compute the key identifier", c->name);
-			return -EINVAL;
-		}
-		ca->akid_len = l;
-	}
-	ERR_clear_error();
-	return 0;
 }
 
 /* load reads the config and the CAs' material, without the store. */
@@ -164,7 +81,7 @@ static int load(struct crlgen **out, const char *config, const char *only, bool 
 		const struct vg_conf_ca *c = &g->conf.cas[i];
 		if (only && strcmp(c->name, only))
 			continue;
-		rc = ca_init(&g->cas[g->n++], c, publishes, err, errlen);
+		rc = crlgen_ca_init(&g->cas[g->n++], c, publishes, err, errlen);
 		if (rc < 0)
 			goto fail;
 	}

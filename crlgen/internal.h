@@ -54,6 +54,13 @@ struct full_src {
 	const struct vg_conf_ca *conf; /* set: entries carry their shard */
 };
 
+/* crlgen_ca_init loads what CA |c| needs: its certificate, the issuer name
+ * and key identifier, and with |publishes| its CRL key and signer. On error
+ * a negative errno and one line in |err|. crlgen_ca_deinit frees it all. */
+int crlgen_ca_init(struct crlgen_ca *ca, const struct vg_conf_ca *c, bool publishes, char *err,
+                   size_t errlen);
+void crlgen_ca_deinit(struct crlgen_ca *ca);
+
 /* crlgen_entry_from fills a CRL entry from a store record. */
 void crlgen_entry_from(struct crl_entry *e, const struct vg_serial *s, const struct vg_cert *c);
 
