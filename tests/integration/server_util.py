@@ -23,6 +23,21 @@ def free_port():
         s.close()
 
 
+def stop_all(servers, resp):
+    """Stop each of |servers| (callables) whatever the others do, then the
+    responder |resp| last: its exit is checked (a sanitizer's report in an
+    ASan build), so it must not be skipped by another's failure."""
+    try:
+        for stop in servers:
+            try:
+                stop()
+            except Exception:  # noqa: BLE001 - stop the others whatever happens
+                pass
+    finally:
+        if resp:
+            resp.stop()
+
+
 class Server:
     """A server on 127.0.0.1:|self.port|. A subclass names it (|name|, in
     messages), says when it answers (ready()) and what it logged (logs()).

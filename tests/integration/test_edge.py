@@ -47,7 +47,7 @@ import pki
 from conftest import Runner, run, sanitized_build, write_config
 from nginx_util import NGINX, Nginx
 from responder_util import Responder, check_response, fake_cert, load_cert, make_request
-from server_util import free_port
+from server_util import free_port, stop_all
 from varnish_util import VARNISHD, XKEY, Varnish
 
 pytestmark = pytest.mark.skipif(
@@ -222,15 +222,7 @@ class Stack:
     def stop(self):
         """Everything stopped; the responder's exit checked last (its
         sanitizer reports in an ASan build)."""
-        try:
-            for f in (self.varnish.stop, self.nginx.stop, self.proxy.close):
-                try:
-                    f()
-                except Exception:  # noqa: BLE001 - stop the others whatever happens
-                    pass
-        finally:
-            if self.resp:
-                self.resp.stop()
+        stop_all((self.varnish.stop, self.nginx.stop, self.proxy.close), self.resp)
 
     def path(self, name, nonce=None):
         return ocsp_path(load_cert(self.leaf[name][1]), self.ca_cert, nonce)

@@ -28,7 +28,7 @@ from cryptography.x509 import ocsp
 import pki
 from conftest import Runner, write_config
 from responder_util import Responder, load_cert
-from server_util import free_port
+from server_util import free_port, stop_all
 from test_edge import Proxy, ocsp_path, poll_until, status
 from varnish_util import VARNISHD, XKEY, Varnish
 
@@ -79,15 +79,7 @@ class Site:
         return self
 
     def stop(self):
-        try:
-            for f in (self.varnish.stop, self.proxy.close):
-                try:
-                    f()
-                except Exception:  # noqa: BLE001 - stop the others whatever happens
-                    pass
-        finally:
-            if self.resp:
-                self.resp.stop()
+        stop_all((self.varnish.stop, self.proxy.close), self.resp)
 
     def path(self, name):
         return ocsp_path(load_cert(self.leaf[name][1]), self.ca_cert)

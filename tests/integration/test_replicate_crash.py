@@ -104,26 +104,33 @@ def converge(pconf, rconf, pg):
     assert p.audit() == r.audit()
 
 
+def kill_trials(conf, mode, tmp_path, rng, phases, midway):
+    """TRIALS runs of `replicate MODE`, each killed at a random moment;
+    |midway()| runs once half of them are done. Every other trial waits for
+    one of |phases| in its log first, so that both phases are hit however
+    loaded the machine is; at least one trial must have reached each."""
+    for i in range(TRIALS):
+        if i == TRIALS // 2:
+            midway()
+        log = tmp_path / f"{mode}{i}.log"
+        d = Daemon(conf, mode, log).start()
+        if i % 2:
+            wait_log(log, phases)
+        time.sleep(rng.uniform(0.02, 0.6))
+        d.kill()
+    logs = "".join((tmp_path / f"{mode}{i}.log").read_text() for i in range(TRIALS))
+    assert all(w in logs for w in phases), f"no trial in one of the phases {phases}"
+
+
 def test_kill_publish_at_random_moments(tmp_path, pg):
     rng = random.Random(15001)
     p, r, pconf, rconf = make_primary(tmp_path, pg, rng)
     w = Writer(p, "crash1", tmp_path, rng).start()
     try:
-        for i in range(TRIALS):
-            if i == TRIALS // 2:
-                # The first half killed the first push (the whole store
-                # by COPY); the rest kill commits pushed one by one.
-                Runner(pconf).store("replicate", "publish", "--once")
-            log = tmp_path / f"pub{i}.log"
-            d = Daemon(pconf, "publish", log).start()
-            # Every other trial waits for the work of its phase to begin,
-            # so both phases are hit however loaded the machine is.
-            if i % 2:
-                wait_log(log, ("full_push", "changes="))
-            time.sleep(rng.uniform(0.02, 0.6))
-            d.kill()
-        logs = "".join((tmp_path / f"pub{i}.log").read_text() for i in range(TRIALS))
-        assert "full_push" in logs and "changes=" in logs, "no trial in one of the phases"
+        # The first half kills the first push (the whole store by COPY);
+        # the rest kill commits pushed one by one.
+        kill_trials(pconf, "publish", tmp_path, rng, ("full_push", "changes="),
+                    lambda: Runner(pconf).store("replicate", "publish", "--once"))
         p.run("freeze", "crash1")  # a killed daemon leaves a reader slot: warned
     finally:
         w.stop()
@@ -136,20 +143,9 @@ def test_kill_follow_at_random_moments(tmp_path, pg):
     pub = Daemon(pconf, "publish", tmp_path / "pub.log").start()
     w = Writer(p, "crash1", tmp_path, rng).start()
     try:
-        for i in range(TRIALS):
-            # The first half lands in the bootstrap, the rest in the
-            # steady state.
-            if i == TRIALS // 2:
-                Runner(rconf).store("replicate", "follow", "--once")
-            log = tmp_path / f"fol{i}.log"
-            d = Daemon(rconf, "follow", log).start()
-            if i % 2:
-                wait_log(log, ("bootstrap_start", "replicate_applied"))
-            time.sleep(rng.uniform(0.02, 0.6))
-            d.kill()
-        logs = "".join((tmp_path / f"fol{i}.log").read_text() for i in range(TRIALS))
-        assert "bootstrap_start" in logs and "replicate_applied" in logs, \
-            "no trial in one of the phases"
+        # The first half lands in the bootstrap, the rest in the steady state.
+        kill_trials(rconf, "follow", tmp_path, rng, ("bootstrap_start", "replicate_applied"),
+                    lambda: Runner(rconf).store("replicate", "follow", "--once"))
         p.run("freeze", "crash1")  # a killed daemon leaves a reader slot: warned
     finally:
         w.stop()
