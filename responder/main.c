@@ -47,7 +47,7 @@ static const char usage[] =
         "    Answers OCSP requests (RFC 6960, RFC 5019) for every [ca NAME] of the\n"
         "    configuration from the store (opened read-only), and serves the CRLs that\n"
         "    vigil-crlgen publishes. A revocation committed with vigil-store shows in the\n"
-        "    next answer, within 100 ms, without a restart.\n"
+        "    answer to every request received after it, without a restart.\n"
         "\n"
         "OPTIONS\n"
         "    -c, --config FILE       configuration file (INI, shared with vigil-store and\n"

@@ -501,6 +501,8 @@ void ocsp_answer(struct worker *w, const uint8_t *req_der, size_t len, struct an
 	const unsigned char *p = req_der;
 	int64_t now = (int64_t)time(NULL);
 
+	/* Before the cache, which may still hold an answer a commit made stale. */
+	worker_catch_up(w);
 	if (len > 0 && len <= REQ_CACHE_MAX) {
 		const struct centry *e = cache_get_raw(req_der, len, now);
 		if (e) {

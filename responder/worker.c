@@ -3,11 +3,14 @@
  * A worker: one thread, one libuv loop, one listener on the shared port, one
  * read transaction on the store.
  *
- * Every TICK_MS the worker moves its read snapshot to the newest committed
- * state of the store and, when the change counter moved, drops the cached
- * answers the change log names (once for all workers, cache.c). So a
- * committed revocation shows in the next answer at most one tick after its
- * commit.
+ * Before each OCSP answer (worker_catch_up), and every TICK_MS besides, the
+ * worker moves its read snapshot to the newest committed state of the store
+ * and, when the change counter moved, drops the cached answers the change log
+ * names (once for all workers, cache.c). So a request read after a commit
+ * returned is answered from that commit or a later one, whichever worker
+ * takes it: no client sees a revocation and then, from another worker, the
+ * status before it. The check is two loads from the map; the renewal happens
+ * only when something was committed.
  */
 #include "responder/worker.h"
 #include "responder/cache.h"
@@ -96,6 +99,12 @@ static void store_refresh(struct worker *w)
 	 * cache's answers of older changes dropped: what the edge's purger
 	 * waits for (worker_applied_min). */
 	__atomic_store_n(&w->applied, cnt + 1, __ATOMIC_RELEASE);
+}
+
+void worker_catch_up(struct worker *w)
+{
+	if (w->txn_ok && vg_txn_behind(w->txn))
+		store_refresh(w);
 }
 
 bool worker_applied_min(uint64_t *out)

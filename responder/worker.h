@@ -85,6 +85,10 @@ void *worker_main(void *arg);
 void worker_sync_ctx(struct worker *w);
 
 int worker_init(struct worker *w, int idx, int fd);
+/* worker_catch_up moves |w| to the store's newest state when a write was
+ * committed since its snapshot: called before each OCSP answer, so that an
+ * answer never reflects less than a worker's earlier answer did. */
+void worker_catch_up(struct worker *w);
 /* worker_applied_min writes the oldest store counter a worker answers
  * from (false while one has not read the store yet): every change up to it
  * is out of the cache and out of every answer sent from now on. */

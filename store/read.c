@@ -82,6 +82,18 @@ int vg_txn_renew(struct vg_txn *t)
 	}
 }
 
+bool vg_txn_behind(const struct vg_txn *t)
+{
+	/* Only while the snapshot holds the map lock: a map being followed
+	 * (env_follow_map) is never read here. */
+	if (!t || !t->txn || !t->locked)
+		return false;
+	MDB_envinfo info;
+	if (mdb_env_info(t->st->env, &info) != 0)
+		return false;
+	return info.me_last_txnid != mdb_txn_id(t->txn);
+}
+
 void vg_txn_trim(struct vg_txn *t)
 {
 	/* Only read-only maps: a writer's dirty pages are never in the map

@@ -142,6 +142,12 @@ int vg_txn_begin(struct vg_store *st, struct vg_txn **out);
  * follows a map that another process grew. */
 int vg_txn_renew(struct vg_txn *t);
 
+/* vg_txn_behind tells whether a write was committed to the store after |t|'s
+ * snapshot was taken, so that a vg_txn_renew would see more. It reads the
+ * map's meta page (no lock, no system call): cheap enough to ask before every
+ * answer. False when |t| holds no snapshot. */
+bool vg_txn_behind(const struct vg_txn *t);
+
 /* vg_txn_trim drops this process's mappings of the store's pages
  * (MADV_DONTNEED on the read-only map): the pages stay in the page cache and
  * are mapped again on the next access, so nothing is lost, but a long walk

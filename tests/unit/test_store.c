@@ -465,16 +465,21 @@ static void test_map_growth_under_reader(void **state)
 	assert_int_equal(vg_store_open(&ro, dir, VG_STORE_RDONLY), 0);
 	struct vg_txn *t;
 	assert_int_equal(vg_txn_begin(ro, &t), 0);
+	assert_false(vg_txn_behind(t));
+	assert_false(vg_txn_behind(NULL));
 
 	size_t n = 20000;
 	struct vg_add_item *items = spread_items(n);
 	assert_int_equal(vg_store_add(f->st, "ca1", items, n, &who, NULL, NULL, NULL), 0);
 
-	/* The reader's old snapshot still reads; after renew it sees it all. */
+	/* The reader's old snapshot still reads and knows it is behind; after
+	 * renew it sees it all, and is not. */
 	struct vg_cert c;
 	struct vg_serial s1 = store_fx_serial("01");
 	assert_int_equal(vg_store_get(t, vg_ca_id("ca1"), &s1, &c), 0);
+	assert_true(vg_txn_behind(t));
 	assert_int_equal(vg_txn_renew(t), 0);
+	assert_false(vg_txn_behind(t));
 	struct vg_ca_state cs;
 	assert_int_equal(vg_store_ca_get(t, "ca1", &cs), 0);
 	assert_int_equal(cs.n_certs, n + 1);
