@@ -15,7 +15,9 @@ What each test shows:
   once, nothing from before it); purge_command_timeout changed by SIGHUP
   kills the next run at the new timeout; removing a purge_command that hangs
   kills it (the purge in flight is abandoned); a bad configuration keeps the
-  running edges; a changed state_dir says it needs a restart.
+  running edges; a changed state_dir says it needs a restart;
+- an nginx edge (deploy/nginx, the cache_purge module) added by SIGHUP next to
+  a kept Varnish edge purges nginx's cached answer on the next revocation.
 """
 import re
 import signal
@@ -23,10 +25,12 @@ import time
 from pathlib import Path
 
 import pytest
+from cryptography import x509
 from cryptography.x509 import ocsp
 
 import pki
 from conftest import Runner, write_config
+from nginx_util import NGINX, Nginx
 from responder_util import Responder, load_cert
 from server_util import free_port, stop_all
 from test_edge import Proxy, ocsp_path, poll_until, status
@@ -276,3 +280,59 @@ esac
         assert s.resp.stop() == 0
     finally:
         s.stop()
+
+
+@pytest.mark.skipif(not NGINX.exists(), reason="needs nginx (deploy/setup.sh installs it)")
+def test_nginx_edge_added_by_sighup(tmp_path):
+    """An nginx edge (deploy/nginx/vigil-edge.conf, the cache_purge module)
+    added by SIGHUP next to a running Varnish edge gets its own purger: it
+    purges the CRL nginx holds once, as at start, then each new CRL as it is
+    published (nginx purges URLs, not tags: its OCSP answers rely on max_age),
+    while the kept Varnish edge is not purged again."""
+    s = Site(tmp_path, "rl4", ("a",))
+    ng = Nginx(tmp_path / "nginx", s.port)
+    nurl = f"http://127.0.0.1:{ng.purge_port}/"
+    crl = f"/crl/{s.ca.name}.crl"
+    s.configure(purge_varnish=s.purge_url)
+
+    def at_nginx():
+        """nginx's cache decision and the CRL's number and revoked serials."""
+        st, h, b = ng.request("GET", crl)
+        assert st == 200
+        c = x509.load_der_x509_crl(b)
+        return (h["x-cache-status"], c.extensions.get_extension_for_class(x509.CRLNumber).value
+                .crl_number, {r.serial_number for r in c})
+
+    try:
+        ng.start()
+        s.start()
+        s.resp.wait_log(rf"event=edge_purged edge={re.escape(s.purge_url)} .*crls=1", 10)
+        _, number, _ = at_nginx()
+        assert at_nginx() == ("HIT", number, set())
+        sent = s.edge_metrics()[("vigil_edge_purges_sent_total", s.purge_url, "varnish")]
+
+        n = s.reload(purge_varnish=s.purge_url, purge_nginx=nurl)
+        s.resp.wait_log(r"event=edge_reloaded kept=1 added=1 removed=0", 5, n)
+        s.resp.wait_log(rf"event=edge_purger kind=nginx edge={re.escape(nurl)}", 5, n)
+        s.resp.wait_log(rf"event=edge_purged edge={re.escape(nurl)} .*crls=1", 5, n)
+        # The start-up purge took nginx's copy; the kept Varnish edge was not
+        # purged again.
+        assert at_nginx()[0] == "MISS"
+        assert at_nginx()[0] == "HIT"
+        assert s.edge_metrics()[("vigil_edge_purges_sent_total", s.purge_url, "varnish")] == sent
+
+        # A revocation and the CRL that lists it: nginx serves the new CRL.
+        n = s.resp.n_lines()
+        s.revoke("a")
+        s.run.crlgen("--once", timeout=60)
+        serial_a = int(s.leaf["a"][0], 16)
+        ok, took = poll_until(lambda: serial_a in at_nginx()[2], 5)
+        assert ok and took < 2, f"nginx still served CRL {number} after {took:.2f}s"
+        s.resp.wait_log(rf"event=edge_purged edge={re.escape(nurl)} counter=\d+ tags=\d+ crls=1",
+                        5, n)
+        assert at_nginx()[1] > number
+        m = s.edge_metrics()
+        assert m[("vigil_edge_purges_pending", nurl, "nginx")] == 0
+        assert s.resp.stop() == 0
+    finally:
+        stop_all((s.varnish.stop, ng.stop, s.proxy.close), s.resp)
