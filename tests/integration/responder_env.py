@@ -10,7 +10,7 @@ from cryptography.x509 import ocsp
 
 import pki
 from conftest import Runner, write_config
-from responder_util import Responder, check_response, load_cert, make_request
+from responder_util import check_response, load_cert, make_request, serving
 
 REASONS = ["unspecified", "keyCompromise", "cACompromise", "affiliationChanged", "superseded",
            "cessationOfOperation", "certificateHold", "privilegeWithdrawn", "aACompromise"]
@@ -71,13 +71,8 @@ def env(tmp_path_factory):
         e.store.store("revoke", "rsa1", serial, "--reason", r)
     e.ca_cert = {ca.name: load_cert(ca.cert) for ca in (e.rsa, e.ec, e.ed, e.frz_unk, e.frz_rev,
                                                           e.foreign)}
-    e.resp = Responder(e.config)
-    e.resp.start()
-    yield e
-    try:
-        assert e.resp.stop() == 0
-    finally:
-        e.resp.__exit__(None, None, None)
+    with serving(e.config) as e.resp:
+        yield e
 
 
 def leaf(env, ca, serial_path):

@@ -4,6 +4,7 @@ binary, talk HTTP to it (http.client and raw sockets), build OCSP requests and
 check OCSP responses with python3-cryptography, independently of OpenSSL's C
 code paths the responder uses."""
 import base64
+import contextlib
 import datetime
 import http.client
 import os
@@ -167,6 +168,19 @@ class Responder:
             return recv_all(s, timeout)
         finally:
             s.close()
+
+
+@contextlib.contextmanager
+def serving(config):
+    """The responder on |config|, started for the block and stopped after it,
+    its exit status checked (an ASan build's leak report fails it)."""
+    resp = Responder(config)
+    resp.start()
+    try:
+        yield resp
+        assert resp.stop() == 0
+    finally:
+        resp.__exit__(None, None, None)
 
 
 def recv_all_until(s, marker, timeout=5):

@@ -24,7 +24,7 @@ from conftest import Runner, binary, der_tlv, run, write_config
 from crlgen_util import Env as CrlEnv
 from crlgen_util import entries, openssl_crl_verify, openssl_verify_leaf, write_index
 from responder_util import (EXT_REVOKE_OID, Responder, check_response, fake_cert, http_date,
-                            load_cert, make_request, openssl_ocsp, status_of)
+                            load_cert, make_request, openssl_ocsp, serving, status_of)
 
 GOOD, REVOKED, UNKNOWN = (ocsp.OCSPCertStatus.GOOD, ocsp.OCSPCertStatus.REVOKED,
                           ocsp.OCSPCertStatus.UNKNOWN)
@@ -143,13 +143,8 @@ def env(tmp_path_factory):
     e.store.store("freeze", "frz")
     e.cert = {n: load_cert(ca.cert) for n, ca in (("a", e.a), ("b", e.b), ("imp", e.imp),
                                                    ("frz", e.frz))}
-    e.resp = Responder(e.config)
-    e.resp.start()
-    yield e
-    try:
-        assert e.resp.stop() == 0
-    finally:
-        e.resp.__exit__(None, None, None)
+    with serving(e.config) as e.resp:
+        yield e
 
 
 def answer(env, der, issuer, method="post"):
