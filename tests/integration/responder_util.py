@@ -169,6 +169,15 @@ class Responder:
             s.close()
 
 
+def recv_all_until(s, marker, timeout=5):
+    """What |s| sends until |marker| is in it (or |timeout| s)."""
+    data = b""
+    deadline = time.monotonic() + timeout
+    while marker not in data and time.monotonic() < deadline:
+        data += s.recv(4096)
+    return data
+
+
 def recv_all(s, timeout):
     out = b""
     deadline = time.monotonic() + timeout

@@ -43,7 +43,8 @@ RESPONDER_SLOW = ("not test_slow_reader_gets_the_whole_crl and not "
 # ("file", "-k expression or None")
 SUITES = {
     "responder": [("test_survivors.py", None), ("test_responder.py", RESPONDER_SLOW),
-                  ("test_config_checks.py", None), ("test_signer_expiry.py", "not crlgen")],
+                  ("test_responder_http.py", RESPONDER_SLOW), ("test_config_checks.py", None),
+                  ("test_signer_expiry.py", "not crlgen")],
     "crlgen": [("test_survivors.py", None), ("test_crlgen.py", None),
                ("test_signer_expiry.py", "crlgen")],
     "store": [("test_survivors.py", None), ("test_crlgen.py", None),
