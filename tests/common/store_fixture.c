@@ -56,3 +56,29 @@ struct vg_serial store_fx_serial(const char *hex)
 	assert_int_equal(vg_serial_parse(hex, strlen(hex), &s), 0);
 	return s;
 }
+
+const struct vg_audit store_fx_who = {"tester", "unit test"};
+
+struct vg_add_item store_fx_good_item(const char *hex, int64_t nb)
+{
+	struct vg_add_item it;
+	memset(&it, 0, sizeof(it));
+	it.serial = store_fx_serial(hex);
+	it.cert.status = VG_STATUS_GOOD;
+	it.cert.reason = VG_REASON_NONE;
+	if (nb) {
+		it.cert.flags = VG_CERT_HAS_NOT_BEFORE;
+		it.cert.not_before = nb;
+	}
+	return it;
+}
+
+int store_fx_status_of(struct vg_store *st, const char *ca, const char *hex, struct vg_cert *out)
+{
+	struct vg_txn *t;
+	assert_int_equal(vg_txn_begin(st, &t), 0);
+	struct vg_serial s = store_fx_serial(hex);
+	int rc = vg_store_get(t, vg_ca_id(ca), &s, out);
+	vg_txn_end(t);
+	return rc;
+}
