@@ -25,8 +25,6 @@
 
 #define PRIMARY 0x1122334455667788ull
 
-static const struct vg_audit who = {"tester", "unit test"};
-
 static struct vg_store_role role(struct vg_store *st)
 {
 	struct vg_txn *t;
@@ -147,9 +145,10 @@ static void test_replica_refuses_writes_and_promotes(void **state)
 	boot_empty(f->st);
 	struct vg_serial s = store_fx_serial("0C");
 	struct vg_revocation rev = {.revoked_at = 1700000000, .reason = 1};
-	assert_int_equal(vg_store_revoke(f->st, "ca1", &s, 1, &rev, &who, NULL, NULL, NULL),
-	                 -EREMOTE);
-	assert_int_equal(vg_store_freeze(f->st, "ca1", true, 1700000000, &who), -EREMOTE);
+	assert_int_equal(
+	        vg_store_revoke(f->st, "ca1", &s, 1, &rev, &store_fx_who, NULL, NULL, NULL),
+	        -EREMOTE);
+	assert_int_equal(vg_store_freeze(f->st, "ca1", true, 1700000000, &store_fx_who), -EREMOTE);
 	uint64_t id;
 	assert_int_equal(vg_store_id_ensure(f->st, &id), -EREMOTE);
 	assert_int_equal(role(f->st).counter, 0);
@@ -157,7 +156,8 @@ static void test_replica_refuses_writes_and_promotes(void **state)
 	assert_true(id == PRIMARY);
 	struct vg_store_role r = role(f->st);
 	assert_true(r.store_id == PRIMARY && r.replica_of == 0);
-	assert_int_equal(vg_store_revoke(f->st, "ca1", &s, 1, &rev, &who, NULL, NULL, NULL), 0);
+	assert_int_equal(
+	        vg_store_revoke(f->st, "ca1", &s, 1, &rev, &store_fx_who, NULL, NULL, NULL), 0);
 	assert_int_equal(vg_store_promote(f->st, &id), -EINVAL); /* not a replica any more */
 }
 
@@ -168,7 +168,8 @@ static void test_bootstrap_only_into_empty_and_restarts(void **state)
 	/* A store with data of its own is not bootstrapped. */
 	struct vg_serial s = store_fx_serial("0D");
 	struct vg_revocation rev = {.revoked_at = 1700000000, .reason = 1};
-	assert_int_equal(vg_store_revoke(f->st, "ca1", &s, 1, &rev, &who, NULL, NULL, NULL), 0);
+	assert_int_equal(
+	        vg_store_revoke(f->st, "ca1", &s, 1, &rev, &store_fx_who, NULL, NULL, NULL), 0);
 	assert_int_equal(vg_store_replica_boot_begin(f->st, PRIMARY, 5), -EEXIST);
 	vg_store_close(f->st);
 	char cmd[128];

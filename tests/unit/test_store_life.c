@@ -25,8 +25,6 @@
 #define DAY 86400
 #define NOW 1800000000 /* 2027-01-15 */
 
-static const struct vg_audit who = {"tester", "unit test"};
-
 static struct vg_add_item item(const char *hex, int64_t not_after, bool revoked)
 {
 	struct vg_add_item it;
@@ -103,7 +101,7 @@ static void test_remove_log(void **state)
 		snprintf(hex, sizeof(hex), "%X", 0x10000 + i);
 		items[i] = item(hex, NOW - (i < 3 ? 2000 : 1000) * DAY, false);
 	}
-	assert_int_equal(vg_store_add(f->st, "ca", items, N, &who, NULL, NULL, NULL), 0);
+	assert_int_equal(vg_store_add(f->st, "ca", items, N, &store_fx_who, NULL, NULL, NULL), 0);
 	free(items);
 	struct vg_txn *t;
 	uint64_t c0;
@@ -114,15 +112,16 @@ static void test_remove_log(void **state)
 	struct vg_prune_result r;
 	int n[2];
 	/* The three oldest alone: expired_retention between them and the rest. */
-	assert_int_equal(
-	        vg_store_prune(f->st, NOW, 3650 * DAY, 1500 * DAY, &pc, 1, &who, &r, NULL, NULL),
-	        0);
+	assert_int_equal(vg_store_prune(f->st, NOW, 3650 * DAY, 1500 * DAY, &pc, 1, &store_fx_who,
+	                                &r, NULL, NULL),
+	                 0);
 	assert_int_equal(r.certs_removed, 3);
 	removes_since(f->st, c0, n);
 	assert_int_equal(n[0], 3);
 	assert_int_equal(n[1], 0);
-	assert_int_equal(
-	        vg_store_prune(f->st, NOW, 3650 * DAY, 365 * DAY, &pc, 1, &who, &r, NULL, NULL), 0);
+	assert_int_equal(vg_store_prune(f->st, NOW, 3650 * DAY, 365 * DAY, &pc, 1, &store_fx_who,
+	                                &r, NULL, NULL),
+	                 0);
 	assert_int_equal(r.certs_removed, N - 3);
 	removes_since(f->st, c0 + 1, n);
 	assert_int_equal(n[0], 0);
@@ -142,11 +141,12 @@ static void test_expired_boundaries(void **state)
 	        item("0C", cutoff - DAY, true),    /* revoked, CRL at its notAfter: kept */
 	        item("0D", cutoff - 2 * DAY, true) /* revoked, CRL after it: removed */
 	};
-	assert_int_equal(vg_store_add(f->st, "ca", items, 4, &who, NULL, NULL, NULL), 0);
+	assert_int_equal(vg_store_add(f->st, "ca", items, 4, &store_fx_who, NULL, NULL, NULL), 0);
 	struct vg_prune_ca pc = {.name = "ca", .certs = true, .last_full_crl = cutoff - DAY};
 	struct vg_prune_result r;
-	assert_int_equal(
-	        vg_store_prune(f->st, NOW, 30 * DAY, 365 * DAY, &pc, 1, &who, &r, NULL, NULL), 0);
+	assert_int_equal(vg_store_prune(f->st, NOW, 30 * DAY, 365 * DAY, &pc, 1, &store_fx_who, &r,
+	                                NULL, NULL),
+	                 0);
 	assert_int_equal(r.certs_removed, 2);
 	assert_int_equal(r.revoked_removed, 1);
 	assert_int_equal(r.kept_no_crl, 1);
@@ -172,11 +172,12 @@ static void test_kept_ca(void **state)
 {
 	struct store_fx *f = *state;
 	struct vg_add_item it = item("0B", NOW - 1000 * DAY, false);
-	assert_int_equal(vg_store_add(f->st, "ca", &it, 1, &who, NULL, NULL, NULL), 0);
+	assert_int_equal(vg_store_add(f->st, "ca", &it, 1, &store_fx_who, NULL, NULL, NULL), 0);
 	struct vg_prune_ca pc = {.name = "ca", .certs = false, .last_full_crl = NOW};
 	struct vg_prune_result r;
-	assert_int_equal(
-	        vg_store_prune(f->st, NOW, 30 * DAY, 365 * DAY, &pc, 1, &who, &r, NULL, NULL), 0);
+	assert_int_equal(vg_store_prune(f->st, NOW, 30 * DAY, 365 * DAY, &pc, 1, &store_fx_who, &r,
+	                                NULL, NULL),
+	                 0);
 	assert_int_equal(r.certs_removed, 0);
 	struct vg_cert c;
 	assert_int_equal(get(f->st, "0B", &c), 0);
@@ -195,17 +196,19 @@ static void test_log_floor(void **state)
 	struct store_fx *f = *state;
 	setenv("VIGIL_NOW", "1700000000", 1);
 	struct vg_add_item a = item("01", NOW + 400 * DAY, false);
-	assert_int_equal(vg_store_add(f->st, "ca", &a, 1, &who, NULL, NULL, NULL), 0); /* 1 */
+	assert_int_equal(vg_store_add(f->st, "ca", &a, 1, &store_fx_who, NULL, NULL, NULL),
+	                 0); /* 1 */
 	setenv("VIGIL_NOW", "1700086400", 1);
 	struct vg_add_item b = item("02", NOW + 400 * DAY, false);
-	assert_int_equal(vg_store_add(f->st, "ca", &b, 1, &who, NULL, NULL, NULL), 0); /* 2 */
+	assert_int_equal(vg_store_add(f->st, "ca", &b, 1, &store_fx_who, NULL, NULL, NULL),
+	                 0); /* 2 */
 	unsetenv("VIGIL_NOW");
 	struct vg_prune_ca pc = {.name = "ca", .certs = true};
 	struct vg_prune_result r;
 	/* Retention of one day at the second commit's time + 1 day: commit 1
 	 * is older than that, commit 2 exactly at it stays. */
-	assert_int_equal(vg_store_prune(f->st, 1700086400 + DAY, DAY, 365 * DAY, &pc, 1, &who, &r,
-	                                NULL, NULL),
+	assert_int_equal(vg_store_prune(f->st, 1700086400 + DAY, DAY, 365 * DAY, &pc, 1,
+	                                &store_fx_who, &r, NULL, NULL),
 	                 0);
 	assert_int_equal(r.log_removed, 1);
 	assert_int_equal(r.log_floor, 1);
@@ -230,7 +233,7 @@ static void test_backup_restore_identity(void **state)
 {
 	struct store_fx *f = *state;
 	struct vg_add_item it = item("0E", NOW + DAY, false);
-	assert_int_equal(vg_store_add(f->st, "ca", &it, 1, &who, NULL, NULL, NULL), 0);
+	assert_int_equal(vg_store_add(f->st, "ca", &it, 1, &store_fx_who, NULL, NULL, NULL), 0);
 	char bk[128];
 	snprintf(bk, sizeof(bk), "%s/bk", f->dir);
 	struct vg_backup_result r;
@@ -255,12 +258,13 @@ static void test_backup_restore_identity(void **state)
 
 	assert_false(vg_store_replaced(f->st));
 	struct vg_add_item later = item("0F", NOW + DAY, false);
-	assert_int_equal(vg_store_add(f->st, "ca", &later, 1, &who, NULL, NULL, NULL), 0);
-	assert_int_equal(vg_store_restore(f->store, bk, &who, &r, NULL, NULL), 0);
+	assert_int_equal(vg_store_add(f->st, "ca", &later, 1, &store_fx_who, NULL, NULL, NULL), 0);
+	assert_int_equal(vg_store_restore(f->store, bk, &store_fx_who, &r, NULL, NULL), 0);
 	assert_int_equal(r.old_counter, 2);
 	assert_int_equal(r.counter, 2); /* the backup's 1, and the restore's commit */
 	assert_true(vg_store_replaced(f->st));
-	assert_int_equal(vg_store_add(f->st, "ca", &later, 1, &who, NULL, NULL, NULL), -ESTALE);
+	assert_int_equal(vg_store_add(f->st, "ca", &later, 1, &store_fx_who, NULL, NULL, NULL),
+	                 -ESTALE);
 	vg_store_close(f->st);
 	assert_int_equal(vg_store_open(&f->st, f->store, 0), 0);
 	struct vg_cert c;
