@@ -39,6 +39,8 @@ static int role_read(struct vg_store *st, MDB_txn *txn, struct vg_store_role *ou
 		rc = meta_opt(st, txn, "replica_boot", &out->boot);
 	if (!rc)
 		rc = meta_opt(st, txn, "counter", &out->counter);
+	if (!rc)
+		rc = meta_opt(st, txn, "repl_epoch", &out->epoch);
 	MDB_stat ms;
 	if (!rc && mdb_stat(txn, st->cas, &ms) == 0)
 		out->n_cas = ms.ms_entries;
@@ -114,12 +116,28 @@ static int promote_fn(struct vg_store *st, MDB_txn *txn, void *arg)
 		return -EBUSY;
 	*id = r.replica_of;
 	rc = env_meta_put(st, txn, "store_id", r.replica_of, 8);
+	if (!rc)
+		rc = env_meta_put(st, txn, "repl_epoch", r.epoch + 1, 8);
 	return rc ? rc : meta_del(st, txn, "replica_of");
 }
 
 int vg_store_promote(struct vg_store *st, uint64_t *id)
 {
 	return with_write(st, promote_fn, id);
+}
+
+static int epoch_fn(struct vg_store *st, MDB_txn *txn, void *arg)
+{
+	uint64_t want = *(const uint64_t *)arg, have;
+	int rc = meta_opt(st, txn, "repl_epoch", &have);
+	if (rc || want <= have)
+		return rc;
+	return env_meta_put(st, txn, "repl_epoch", want, 8);
+}
+
+int vg_store_epoch_raise(struct vg_store *st, uint64_t epoch)
+{
+	return with_write(st, epoch_fn, &epoch);
 }
 
 /* ---- writing what the primary wrote ------------------------------------ */

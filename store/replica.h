@@ -35,6 +35,12 @@ struct vg_store_role {
 	uint64_t boot;       /* a bootstrap stopped half way: its counter */
 	uint64_t counter;
 	uint64_t n_cas;
+	/* Promotions the store's database has seen: a promotion adds one, the
+	 * first publish after it marks the database with it, and a follow
+	 * records the database's. A publish from a store whose epoch is older
+	 * than its database's (an old primary back after a failover) is
+	 * refused, and so is a follow from a database older than the store. */
+	uint64_t epoch;
 };
 
 /* vg_store_role reads the store's identity in |t|'s snapshot. */
@@ -47,6 +53,10 @@ int vg_store_id_ensure(struct vg_store *st, uint64_t *id);
 /* vg_store_promote turns a replica into a primary: its store id becomes the
  * primary's, so the database it followed can be published to again. */
 int vg_store_promote(struct vg_store *st, uint64_t *id);
+
+/* vg_store_epoch_raise records |epoch| as the store's (vg_store_role) when it
+ * is newer; a replica's store accepts it too. */
+int vg_store_epoch_raise(struct vg_store *st, uint64_t epoch);
 
 /* One certificate's record as replicated: |present| false when it is gone
  * (a hold lifted from a serial known only from the hold). */

@@ -118,6 +118,7 @@ int repl_meta(struct repl *r, unsigned *version, uint64_t *store_id, uint64_t *c
 {
 	*version = 0;
 	*store_id = *counter = 0;
+	r->db_epoch = 0;
 	PGresult *res = PQexec(r->pg, "SELECT to_regclass('vigil.meta') IS NOT NULL");
 	if (PQresultStatus(res) != PGRES_TUPLES_OK) {
 		const char *m = PQerrorMessage(r->pg);
@@ -144,6 +145,8 @@ int repl_meta(struct repl *r, unsigned *version, uint64_t *store_id, uint64_t *c
 			*store_id = strtoull(v, NULL, 16);
 		else if (!strcmp(k, "counter"))
 			*counter = strtoull(v, NULL, 10);
+		else if (!strcmp(k, "epoch"))
+			r->db_epoch = strtoull(v, NULL, 10);
 	}
 	PQclear(res);
 	if (*version == 0)
@@ -288,10 +291,18 @@ static int cmd_promote(struct ctx *c)
 		        c->conf.store_path);
 	if (rc)
 		cli_die("promote failed, nothing changed: %s", strerror(-rc));
-	vg_log(LOG_NOTICE, "event=replicate_promoted store_id=%016" PRIx64, id);
-	printf("OK: store %s is now the primary (store id %016" PRIx64
-	       "); run replicate publish against the promoted database\n",
-	       c->conf.store_path, id);
+	struct vg_txn *t;
+	struct vg_store_role role = {0};
+	if (vg_txn_begin(c->st, &t) == 0) {
+		(void)vg_store_role(t, &role);
+		vg_txn_end(t);
+	}
+	vg_log(LOG_NOTICE, "event=replicate_promoted store_id=%016" PRIx64 " epoch=%" PRIu64, id,
+	       role.epoch);
+	printf("OK: store %s is now the primary (store id %016" PRIx64 ", epoch %" PRIu64
+	       "); run replicate publish against the promoted database: its first push "
+	       "fences the old primary\n",
+	       c->conf.store_path, id, role.epoch);
 	return 0;
 }
 

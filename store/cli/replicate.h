@@ -54,6 +54,7 @@ struct repl {
 	int64_t state_written;
 	uint64_t written_counter, written_source;
 	bool written_link;
+	uint64_t db_epoch; /* the database's epoch, as repl_meta last read it */
 };
 
 /* repl_connect connects to [replicate] postgres (the password from
@@ -67,7 +68,8 @@ void repl_disconnect(struct repl *r);
 int repl_exec(struct repl *r, const char *sql, ExecStatusType want, char *err, size_t errlen);
 
 /* repl_meta reads the database's schema version (0: no vigil schema),
- * store id and counter in the current transaction. */
+ * store id and counter in the current transaction, and its epoch into
+ * r->db_epoch (0 when it has none: never a promotion). */
 int repl_meta(struct repl *r, unsigned *version, uint64_t *store_id, uint64_t *counter, char *err,
               size_t errlen);
 

@@ -450,6 +450,20 @@ static int pass(struct repl *r, char *err, size_t errlen)
 		cli_die("store %s is a replica of store %016" PRIx64 ", the database holds store "
 		        "%016" PRIx64 ": nothing written",
 		        c->conf.store_path, role.replica_of, dbid);
+	if (role.epoch > r->db_epoch)
+		cli_die("database epoch %" PRIu64 " is older than store %s's (%" PRIu64
+		        "): the database of a primary that a promotion replaced; point follow at "
+		        "the promoted database or a standby of it; nothing written",
+		        r->db_epoch, c->conf.store_path, role.epoch);
+	if (role.epoch < r->db_epoch) {
+		/* A promotion since: this store belongs to the new epoch, so that
+		 * it fences the old primary in turn if it is promoted one day. */
+		rc = vg_store_epoch_raise(c->st, r->db_epoch);
+		if (rc)
+			die_store(r, "epoch", rc);
+		vg_log(LOG_NOTICE, "event=replicate_epoch epoch=%" PRIu64 " was=%" PRIu64,
+		       r->db_epoch, role.epoch);
+	}
 	r->state.primary = dbid;
 	r->state.source = m;
 	if (!role.replica_of || role.boot) {

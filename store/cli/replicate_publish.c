@@ -615,8 +615,35 @@ int repl_publish_pass(struct repl *r, char *err, size_t errlen)
 	uint64_t n = 0;
 	if (rc == 0)
 		rc = vg_store_counter(t, &n);
+	struct vg_store_role role;
+	if (!rc)
+		rc = vg_store_role(t, &role);
 	if (rc)
 		cli_die("store %s: %s", c->conf.store_path, strerror(-rc));
+	if (role.epoch < r->db_epoch) {
+		vg_txn_end(t);
+		cli_die("database was taken over by a promoted replica (epoch %" PRIu64
+		        ", store %s is at epoch %" PRIu64 "): this store is no longer the "
+		        "primary, and its commits since the failover are not in the database "
+		        "(deploy/INCIDENT.md, \"Losing the primary site\"); nothing written",
+		        r->db_epoch, c->conf.store_path, role.epoch);
+	}
+	if (role.epoch > r->db_epoch) {
+		/* The first push after a promotion: from now on a publish from
+		 * any store of an older epoch is refused. */
+		char sql[160];
+		snprintf(sql, sizeof(sql),
+		         "INSERT INTO vigil.meta VALUES ('epoch', '%" PRIu64 "') ON CONFLICT (key) "
+		         "DO UPDATE SET value = EXCLUDED.value",
+		         role.epoch);
+		if (repl_exec(r, sql, PGRES_COMMAND_OK, err, errlen) < 0) {
+			vg_txn_end(t);
+			return -1;
+		}
+		vg_log(LOG_NOTICE, "event=replicate_epoch epoch=%" PRIu64 " was=%" PRIu64,
+		       role.epoch, r->db_epoch);
+		r->db_epoch = role.epoch;
+	}
 	if (d > n) {
 		vg_txn_end(t);
 		cli_die("database counter %" PRIu64 " is ahead of store %s at %" PRIu64

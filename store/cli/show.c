@@ -114,6 +114,7 @@ static void print_replication(struct ctx *c, struct vg_txn *t)
 		printf("  Role: replica of store %016" PRIx64 "\n", role.replica_of);
 	else
 		printf("  Role: primary, store %016" PRIx64 "\n", role.store_id);
+	printf("  Epoch: %" PRIu64 "\n", role.epoch);
 	if (!have) {
 		printf("  Daemon: never ran\n");
 		return;

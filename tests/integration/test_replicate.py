@@ -306,6 +306,67 @@ def test_write_on_replica_refused_then_promote(site, pgs):
     expect_error(site.r, "replicate", "follow", "--once", contains="is a primary")
 
 
+def epoch_of(store):
+    m = re.search(r"^  Epoch: (\d+)$", store.ok("stats"), re.M)
+    assert m, "no Epoch line in stats"
+    return int(m.group(1))
+
+
+def test_old_primary_fenced_after_promotion(site, pgs):
+    """A failover where the old primary comes back: the promoted replica's
+    first publish marks the database with its epoch, and the old primary,
+    with commits of its own the database never had, is refused instead of
+    pushing them on top of the new primary's (the counters alone would let
+    them through: its store is ahead of the database). A replica records the
+    database's epoch as it follows, so that its own promotion goes past it,
+    and refuses a database older than its store."""
+    primary, standby = pgs
+    once(site.pconf, "publish")
+    assert epoch_of(site.p) == 0
+    standby.wait_replayed(primary)
+    once(site.rconf, "follow")
+    assert epoch_of(site.r) == 0
+    # Two promotions happened elsewhere: the follower takes the epoch up.
+    primary.sql("INSERT INTO vigil.meta VALUES ('epoch', '2')", db=site.db)
+    standby.wait_replayed(primary)
+    once(site.rconf, "follow")
+    assert epoch_of(site.r) == 2
+    # A database older than the store (its epoch 1): refused.
+    primary.sql("UPDATE vigil.meta SET value = '1' WHERE key = 'epoch'", db=site.db)
+    standby.wait_replayed(primary)
+    expect_error(site.r, "replicate", "follow", "--once",
+                 contains=["epoch 1 is older", "promot", "nothing written"])
+    primary.sql("UPDATE vigil.meta SET value = '2' WHERE key = 'epoch'", db=site.db)
+    standby.wait_replayed(primary)
+    once(site.rconf, "follow")
+
+    # The primary site is lost; the replica site is promoted and publishes
+    # (into the same database here, as into a promoted standby).
+    assert "epoch 3" in site.r.ok("replicate", "promote")
+    set_conninfo(site.rconf, primary.conninfo(site.db))
+    site.r.ok("revoke", "repl1", site.serials[2], "--reason", "keyCompromise")
+    once(site.rconf, "publish")
+    assert primary.sql("SELECT value FROM vigil.meta WHERE key = 'epoch'", db=site.db) == "3"
+    n = primary.sql("SELECT value FROM vigil.meta WHERE key = 'counter'", db=site.db)
+    statuses = primary.sql("SELECT encode(serial, 'hex'), status FROM vigil.certs ORDER BY 1",
+                           db=site.db)
+
+    # The old primary comes back with two commits the database never had.
+    for serial in site.serials[3:5]:
+        site.p.ok("revoke", "repl1", serial, "--reason", "superseded")
+    assert site.p.counter() > int(n)
+    expect_error(site.p, "replicate", "publish", "--once",
+                 contains=["taken over by a promoted replica", "epoch 3", "nothing written"])
+    assert primary.sql("SELECT value FROM vigil.meta WHERE key = 'counter'", db=site.db) == n
+    assert primary.sql("SELECT encode(serial, 'hex'), status FROM vigil.certs ORDER BY 1",
+                       db=site.db) == statuses
+    # The promoted site goes on publishing.
+    site.r.ok("revoke", "repl1", site.serials[5], "--reason", "keyCompromise")
+    once(site.rconf, "publish")
+    assert int(primary.sql("SELECT value FROM vigil.meta WHERE key = 'counter'",
+                           db=site.db)) == int(n) + 1
+
+
 def test_bad_input_refused_nothing_written(site, pgs, tmp_path):
     primary, standby = pgs
     # A wrong connection string: one line, exit 1, no replica store made.

@@ -152,10 +152,16 @@ static void test_replica_refuses_writes_and_promotes(void **state)
 	uint64_t id;
 	assert_int_equal(vg_store_id_ensure(f->st, &id), -EREMOTE);
 	assert_int_equal(role(f->st).counter, 0);
+	/* The epoch a follow records only goes up, on a replica too. */
+	assert_int_equal(role(f->st).epoch, 0);
+	assert_int_equal(vg_store_epoch_raise(f->st, 4), 0);
+	assert_int_equal(vg_store_epoch_raise(f->st, 2), 0);
+	assert_int_equal(role(f->st).epoch, 4);
 	assert_int_equal(vg_store_promote(f->st, &id), 0);
 	assert_true(id == PRIMARY);
 	struct vg_store_role r = role(f->st);
 	assert_true(r.store_id == PRIMARY && r.replica_of == 0);
+	assert_int_equal(r.epoch, 5); /* one past the database's */
 	assert_int_equal(
 	        vg_store_revoke(f->st, "ca1", &s, 1, &rev, &store_fx_who, NULL, NULL, NULL), 0);
 	assert_int_equal(vg_store_promote(f->st, &id), -EINVAL); /* not a replica any more */
