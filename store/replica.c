@@ -41,6 +41,8 @@ static int role_read(struct vg_store *st, MDB_txn *txn, struct vg_store_role *ou
 		rc = meta_opt(st, txn, "counter", &out->counter);
 	if (!rc)
 		rc = meta_opt(st, txn, "repl_epoch", &out->epoch);
+	if (!rc)
+		rc = meta_opt(st, txn, "promoted_at", &out->promoted_at);
 	MDB_stat ms;
 	if (!rc && mdb_stat(txn, st->cas, &ms) == 0)
 		out->n_cas = ms.ms_entries;
@@ -118,6 +120,8 @@ static int promote_fn(struct vg_store *st, MDB_txn *txn, void *arg)
 	rc = env_meta_put(st, txn, "store_id", r.replica_of, 8);
 	if (!rc)
 		rc = env_meta_put(st, txn, "repl_epoch", r.epoch + 1, 8);
+	if (!rc)
+		rc = env_meta_put(st, txn, "promoted_at", r.counter, 8);
 	return rc ? rc : meta_del(st, txn, "replica_of");
 }
 

@@ -41,6 +41,9 @@ struct vg_store_role {
 	 * than its database's (an old primary back after a failover) is
 	 * refused, and so is a follow from a database older than the store. */
 	uint64_t epoch;
+	/* The counter it had when promoted (0: never promoted): the promoted
+	 * site's first publish refuses a database that moved past it. */
+	uint64_t promoted_at;
 };
 
 /* vg_store_role reads the store's identity in |t|'s snapshot. */

@@ -54,7 +54,8 @@ struct repl {
 	int64_t state_written;
 	uint64_t written_counter, written_source;
 	bool written_link;
-	uint64_t db_epoch; /* the database's epoch, as repl_meta last read it */
+	uint64_t db_epoch;    /* the database's epoch, as repl_meta last read it */
+	uint64_t store_epoch; /* publish: the store's; every push checks it */
 };
 
 /* repl_connect connects to [replicate] postgres (the password from

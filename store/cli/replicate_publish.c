@@ -278,20 +278,40 @@ static int push_cas(struct repl *r, const struct cas *cs, uint64_t counter, char
 	return 0;
 }
 
-/* lock_counter takes the database's counter row for this transaction and
- * checks it is |want|: another publisher moving it is refused. */
+/* lock_counter takes the database's counter row (and its epoch's) for this
+ * transaction and checks the counter is |want| and the epoch not past the
+ * store's: another publisher moving it, or a promotion since the pass began,
+ * is refused. */
 static int lock_counter(struct repl *r, uint64_t want, char *err, size_t errlen)
 {
-	PGresult *res =
-	        PQexec(r->pg, "SELECT value FROM vigil.meta WHERE key = 'counter' FOR UPDATE");
-	if (PQresultStatus(res) != PGRES_TUPLES_OK || PQntuples(res) != 1) {
+	PGresult *res = PQexec(r->pg, "SELECT key, value FROM vigil.meta WHERE key IN "
+	                              "('counter', 'epoch') FOR UPDATE");
+	bool ok = PQresultStatus(res) == PGRES_TUPLES_OK;
+	uint64_t have = 0, epoch = 0;
+	int found = 0;
+	for (int i = 0; ok && i < PQntuples(res); i++) {
+		uint64_t v = strtoull(PQgetvalue(res, i, 1), NULL, 10);
+		if (!strcmp(PQgetvalue(res, i, 0), "counter")) {
+			have = v;
+			found++;
+		} else {
+			epoch = v;
+		}
+	}
+	if (!ok || found != 1) {
 		const char *m = PQerrorMessage(r->pg);
 		snprintf(err, errlen, "database: %.*s", (int)strcspn(m, "\n"), m);
 		PQclear(res);
 		return -1;
 	}
-	uint64_t have = strtoull(PQgetvalue(res, 0, 0), NULL, 10);
 	PQclear(res);
+	if (epoch > r->store_epoch) {
+		snprintf(err, errlen,
+		         "database taken over by a promoted replica (epoch %" PRIu64
+		         ") since this pass began",
+		         epoch);
+		return -1;
+	}
 	if (have != want) {
 		snprintf(err, errlen,
 		         "database counter moved to %" PRIu64 " (expected %" PRIu64
@@ -594,6 +614,39 @@ static int resync_all(struct repl *r, struct vg_txn *t, uint64_t d, uint64_t n,
 	return rc < 0 ? -1 : 0;
 }
 
+/* mark_epoch marks the database with the epoch of a store promoted since:
+ * from then on every push from a store of an older epoch is refused
+ * (lock_counter). Under the counter's lock, so that no push of the old
+ * primary lands between the check and the mark; and a database that moved
+ * past the counter the store was promoted at (|d|, read by this pass) got
+ * commits from another primary after the failover: refused. */
+static int mark_epoch(struct repl *r, const struct vg_store_role *role, uint64_t d, char *err,
+                      size_t errlen)
+{
+	if (role->promoted_at && d > role->promoted_at)
+		cli_die("database counter %" PRIu64 " is past %" PRIu64
+		        ", where store %s was promoted: another primary pushed to it after the "
+		        "failover (deploy/INCIDENT.md, \"Losing the primary site\"); nothing "
+		        "written",
+		        d, role->promoted_at, r->c->conf.store_path);
+	char sql[160];
+	snprintf(sql, sizeof(sql),
+	         "INSERT INTO vigil.meta VALUES ('epoch', '%" PRIu64 "') ON CONFLICT (key) "
+	         "DO UPDATE SET value = EXCLUDED.value",
+	         role->epoch);
+	if (repl_exec(r, "BEGIN", PGRES_COMMAND_OK, err, errlen) < 0 ||
+	    lock_counter(r, d, err, errlen) < 0 ||
+	    repl_exec(r, sql, PGRES_COMMAND_OK, err, errlen) < 0 ||
+	    repl_exec(r, "COMMIT", PGRES_COMMAND_OK, err, errlen) < 0) {
+		PQclear(PQexec(r->pg, "ROLLBACK"));
+		return -1;
+	}
+	vg_log(LOG_NOTICE, "event=replicate_epoch epoch=%" PRIu64 " was=%" PRIu64, role->epoch,
+	       r->db_epoch);
+	r->db_epoch = role->epoch;
+	return 0;
+}
+
 int repl_publish_pass(struct repl *r, char *err, size_t errlen)
 {
 	struct ctx *c = r->c;
@@ -628,21 +681,10 @@ int repl_publish_pass(struct repl *r, char *err, size_t errlen)
 		        "(deploy/INCIDENT.md, \"Losing the primary site\"); nothing written",
 		        r->db_epoch, c->conf.store_path, role.epoch);
 	}
-	if (role.epoch > r->db_epoch) {
-		/* The first push after a promotion: from now on a publish from
-		 * any store of an older epoch is refused. */
-		char sql[160];
-		snprintf(sql, sizeof(sql),
-		         "INSERT INTO vigil.meta VALUES ('epoch', '%" PRIu64 "') ON CONFLICT (key) "
-		         "DO UPDATE SET value = EXCLUDED.value",
-		         role.epoch);
-		if (repl_exec(r, sql, PGRES_COMMAND_OK, err, errlen) < 0) {
-			vg_txn_end(t);
-			return -1;
-		}
-		vg_log(LOG_NOTICE, "event=replicate_epoch epoch=%" PRIu64 " was=%" PRIu64,
-		       role.epoch, r->db_epoch);
-		r->db_epoch = role.epoch;
+	r->store_epoch = role.epoch;
+	if (role.epoch > r->db_epoch && mark_epoch(r, &role, d, err, errlen) < 0) {
+		vg_txn_end(t);
+		return -1;
 	}
 	if (d > n) {
 		vg_txn_end(t);

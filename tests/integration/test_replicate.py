@@ -367,6 +367,31 @@ def test_old_primary_fenced_after_promotion(site, pgs):
                            db=site.db)) == int(n) + 1
 
 
+def test_promoted_site_refuses_a_database_moved_since(site, pgs):
+    """The window before the promoted site's first publish: the old primary,
+    pointed at the promoted database, pushes a commit there after the
+    promotion. The promoted site's first publish finds the database past the
+    counter it was promoted at and refuses (its own commit of that counter
+    is another one), instead of marking the database and calling itself in
+    step; nothing written, the database as the old primary left it."""
+    primary, standby = pgs
+    once(site.pconf, "publish")
+    standby.wait_replayed(primary)
+    once(site.rconf, "follow")
+    p = site.r.counter()
+    assert "epoch 1" in site.r.ok("replicate", "promote")
+    site.p.ok("revoke", "repl1", site.serials[3], "--reason", "superseded")
+    once(site.pconf, "publish")                       # before the promoted site's first
+    n = primary.sql("SELECT value FROM vigil.meta WHERE key = 'counter'", db=site.db)
+    assert int(n) == p + 1
+    set_conninfo(site.rconf, primary.conninfo(site.db))
+    site.r.ok("revoke", "repl1", site.serials[2], "--reason", "keyCompromise")
+    expect_error(site.r, "replicate", "publish", "--once",
+                 contains=[f"is past {p}", "promoted", "another primary", "nothing written"])
+    assert primary.sql("SELECT value FROM vigil.meta WHERE key = 'counter'", db=site.db) == n
+    assert primary.sql("SELECT count(*) FROM vigil.meta WHERE key = 'epoch'", db=site.db) == "0"
+
+
 def test_bad_input_refused_nothing_written(site, pgs, tmp_path):
     primary, standby = pgs
     # A wrong connection string: one line, exit 1, no replica store made.
