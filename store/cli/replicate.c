@@ -118,7 +118,7 @@ int repl_meta(struct repl *r, unsigned *version, uint64_t *store_id, uint64_t *c
 {
 	*version = 0;
 	*store_id = *counter = 0;
-	r->db_epoch = 0;
+	r->db_epoch = r->db_log_floor = 0;
 	PGresult *res = PQexec(r->pg, "SELECT to_regclass('vigil.meta') IS NOT NULL");
 	if (PQresultStatus(res) != PGRES_TUPLES_OK) {
 		const char *m = PQerrorMessage(r->pg);
@@ -147,6 +147,8 @@ int repl_meta(struct repl *r, unsigned *version, uint64_t *store_id, uint64_t *c
 			*counter = strtoull(v, NULL, 10);
 		else if (!strcmp(k, "epoch"))
 			r->db_epoch = strtoull(v, NULL, 10);
+		else if (!strcmp(k, "log_floor"))
+			r->db_log_floor = strtoull(v, NULL, 10);
 	}
 	PQclear(res);
 	if (*version == 0)
