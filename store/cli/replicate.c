@@ -100,17 +100,23 @@ void repl_disconnect(struct repl *r)
 	r->pg = NULL;
 }
 
-int repl_exec(struct repl *r, const char *sql, ExecStatusType want, char *err, size_t errlen)
+PGresult *repl_query(struct repl *r, const char *sql, ExecStatusType want, char *err, size_t errlen)
 {
 	PGresult *res = PQexec(r->pg, sql);
-	int rc = 0;
 	if (PQresultStatus(res) != want) {
 		const char *m = PQerrorMessage(r->pg);
 		snprintf(err, errlen, "database: %.*s", (int)strcspn(m, "\n"), m);
-		rc = -1;
+		PQclear(res);
+		return NULL;
 	}
+	return res;
+}
+
+int repl_exec(struct repl *r, const char *sql, ExecStatusType want, char *err, size_t errlen)
+{
+	PGresult *res = repl_query(r, sql, want, err, errlen);
 	PQclear(res);
-	return rc;
+	return res ? 0 : -1;
 }
 
 int repl_meta(struct repl *r, unsigned *version, uint64_t *store_id, uint64_t *counter, char *err,

@@ -41,13 +41,10 @@ static int log_marks(struct repl *r, uint64_t n, int64_t now, int64_t retention,
 {
 	static struct mark m[MARKS_MAX + 1];
 	size_t k = 0;
-	PGresult *res = PQexec(r->pg, "SELECT value FROM vigil.meta WHERE key = 'log_marks'");
-	if (PQresultStatus(res) != PGRES_TUPLES_OK) {
-		const char *msg = PQerrorMessage(r->pg);
-		snprintf(err, errlen, "database: %.*s", (int)strcspn(msg, "\n"), msg);
-		PQclear(res);
+	PGresult *res = repl_query(r, "SELECT value FROM vigil.meta WHERE key = 'log_marks'",
+	                           PGRES_TUPLES_OK, err, errlen);
+	if (!res)
 		return -1;
-	}
 	const char *s = PQntuples(res) == 1 ? PQgetvalue(res, 0, 0) : "";
 	while (*s && k < MARKS_MAX) {
 		char *end;
@@ -102,13 +99,9 @@ static int trim_log(struct repl *r, uint64_t upto, char *err, size_t errlen)
 	         "WHERE counter <= %" PRIu64 " UNION ALL SELECT max(counter) FROM vigil.gone "
 	         "WHERE counter <= %" PRIu64 ") AS m",
 	         upto, upto);
-	PGresult *res = PQexec(r->pg, sql);
-	if (PQresultStatus(res) != PGRES_TUPLES_OK || PQntuples(res) != 1) {
-		const char *m = PQerrorMessage(r->pg);
-		snprintf(err, errlen, "database: %.*s", (int)strcspn(m, "\n"), m);
-		PQclear(res);
+	PGresult *res = repl_query(r, sql, PGRES_TUPLES_OK, err, errlen);
+	if (!res)
 		return -1;
-	}
 	bool none = PQgetisnull(res, 0, 0);
 	uint64_t floor = none ? 0 : strtoull(PQgetvalue(res, 0, 0), NULL, 10);
 	PQclear(res);
@@ -134,13 +127,9 @@ static int trim_log(struct repl *r, uint64_t upto, char *err, size_t errlen)
 			         "DELETE FROM vigil.%s WHERE ctid = ANY(ARRAY(SELECT ctid FROM "
 			         "vigil.%s WHERE counter <= %" PRIu64 " LIMIT %d))",
 			         tables[i], tables[i], upto, TRIM_BATCH);
-			res = PQexec(r->pg, sql);
-			if (PQresultStatus(res) != PGRES_COMMAND_OK) {
-				const char *m = PQerrorMessage(r->pg);
-				snprintf(err, errlen, "database: %.*s", (int)strcspn(m, "\n"), m);
-				PQclear(res);
+			res = repl_query(r, sql, PGRES_COMMAND_OK, err, errlen);
+			if (!res)
 				return -1;
-			}
 			k = strtoull(PQcmdTuples(res), NULL, 10);
 			PQclear(res);
 			removed[i] += k;
