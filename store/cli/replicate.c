@@ -100,17 +100,23 @@ void repl_disconnect(struct repl *r)
 	r->pg = NULL;
 }
 
-int repl_exec(struct repl *r, const char *sql, ExecStatusType want, char *err, size_t errlen)
+PGresult *repl_query(struct repl *r, const char *sql, ExecStatusType want, char *err, size_t errlen)
 {
 	PGresult *res = PQexec(r->pg, sql);
-	int rc = 0;
 	if (PQresultStatus(res) != want) {
 		const char *m = PQerrorMessage(r->pg);
 		snprintf(err, errlen, "database: %.*s", (int)strcspn(m, "\n"), m);
-		rc = -1;
+		PQclear(res);
+		return NULL;
 	}
+	return res;
+}
+
+int repl_exec(struct repl *r, const char *sql, ExecStatusType want, char *err, size_t errlen)
+{
+	PGresult *res = repl_query(r, sql, want, err, errlen);
 	PQclear(res);
-	return rc;
+	return res ? 0 : -1;
 }
 
 int repl_meta(struct repl *r, unsigned *version, uint64_t *store_id, uint64_t *counter, char *err,
@@ -118,7 +124,7 @@ int repl_meta(struct repl *r, unsigned *version, uint64_t *store_id, uint64_t *c
 {
 	*version = 0;
 	*store_id = *counter = 0;
-	r->db_epoch = 0;
+	r->db_epoch = r->db_log_floor = 0;
 	PGresult *res = PQexec(r->pg, "SELECT to_regclass('vigil.meta') IS NOT NULL");
 	if (PQresultStatus(res) != PGRES_TUPLES_OK) {
 		const char *m = PQerrorMessage(r->pg);
@@ -147,6 +153,8 @@ int repl_meta(struct repl *r, unsigned *version, uint64_t *store_id, uint64_t *c
 			*counter = strtoull(v, NULL, 10);
 		else if (!strcmp(k, "epoch"))
 			r->db_epoch = strtoull(v, NULL, 10);
+		else if (!strcmp(k, "log_floor"))
+			r->db_log_floor = strtoull(v, NULL, 10);
 	}
 	PQclear(res);
 	if (*version == 0)

@@ -56,6 +56,10 @@ struct repl {
 	bool written_link;
 	uint64_t db_epoch;    /* the database's epoch, as repl_meta last read it */
 	uint64_t store_epoch; /* publish: the store's; every push checks it */
+	/* The database's log_floor, as repl_meta last read it: its change-log
+	 * rows (vigil.changes, vigil.gone) up to it were trimmed. */
+	uint64_t db_log_floor;
+	uint64_t trimmed_upto; /* publish: the store floor this process last trimmed to */
 };
 
 /* repl_connect connects to [replicate] postgres (the password from
@@ -67,16 +71,29 @@ void repl_disconnect(struct repl *r);
 /* repl_exec runs |sql| and returns 0 when it succeeds as |want|
  * (PGRES_COMMAND_OK or PGRES_TUPLES_OK), -1 with the reason in |err|. */
 int repl_exec(struct repl *r, const char *sql, ExecStatusType want, char *err, size_t errlen);
+/* repl_query is repl_exec keeping the result (NULL on failure): the caller
+ * PQclear()s it. */
+PGresult *repl_query(struct repl *r, const char *sql, ExecStatusType want, char *err,
+                     size_t errlen);
 
 /* repl_meta reads the database's schema version (0: no vigil schema),
- * store id and counter in the current transaction, and its epoch into
- * r->db_epoch (0 when it has none: never a promotion). */
+ * store id and counter in the current transaction, its epoch into
+ * r->db_epoch (0 when it has none: never a promotion) and its log floor into
+ * r->db_log_floor (0: never trimmed). */
 int repl_meta(struct repl *r, unsigned *version, uint64_t *store_id, uint64_t *counter, char *err,
               size_t errlen);
 
 /* repl_state_write writes the state file when it changed, else at most
  * once a second, unless |force|. */
 void repl_state_write(struct repl *r, bool force);
+
+/* repl_trim, after a publish pass that caught up with store counter |n|:
+ * dates the push (vigil.meta log_marks) and trims the database's change log
+ * through the store's |store_floor|, but only rows pushed |retention| ago
+ * or more; the database's log_floor then names the newest counter trimmed,
+ * which follow refuses to be behind. */
+int repl_trim(struct repl *r, uint64_t n, uint64_t store_floor, int64_t retention, char *err,
+              size_t errlen);
 
 /* repl_stopping: SIGTERM or SIGINT arrived. */
 bool repl_stopping(void);

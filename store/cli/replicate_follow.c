@@ -494,6 +494,12 @@ static int pass(struct repl *r, char *err, size_t errlen)
 	r->state.pending_since = 0;
 	if (m == role.counter)
 		return 0;
+	if (role.counter < r->db_log_floor)
+		cli_die("store %s at counter %" PRIu64 " is behind the database's change log, "
+		        "trimmed up to %" PRIu64 " (the primary's [store] log_retention): "
+		        "bootstrap this replica again (doc/replication.md, \"A replica left "
+		        "behind\"); nothing written",
+		        c->conf.store_path, role.counter, r->db_log_floor);
 	char asql[128];
 	snprintf(asql, sizeof(asql), "SELECT time FROM vigil.audit WHERE counter = $1");
 	PGresult *res = query(r, asql, role.counter + 1);

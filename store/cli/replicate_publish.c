@@ -669,8 +669,11 @@ int repl_publish_pass(struct repl *r, char *err, size_t errlen)
 	if (rc == 0)
 		rc = vg_store_counter(t, &n);
 	struct vg_store_role role;
+	struct vg_store_ident ident;
 	if (!rc)
 		rc = vg_store_role(t, &role);
+	if (!rc)
+		rc = vg_store_ident(t, &ident);
 	if (rc)
 		cli_die("store %s: %s", c->conf.store_path, strerror(-rc));
 	if (role.epoch < r->db_epoch) {
@@ -749,5 +752,9 @@ out:
 	vg_txn_end(t);
 	free(g.v);
 	free(ga.v);
+	/* Caught up: the database's change log follows the store's floor. */
+	if (ret == 0 && r->state.counter == n &&
+	    repl_trim(r, n, ident.log_floor, c->conf.log_retention, err, errlen) < 0)
+		ret = -1;
 	return ret;
 }

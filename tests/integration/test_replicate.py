@@ -609,3 +609,69 @@ def test_prune_on_the_primary_carried(site, pgs):
     once(site.rconf, "follow")
     assert site.r.status("repl1", site.serials[2]).split()[1] == "revoked"
     assert dump(site.p, ["repl1"]) == dump(site.r, ["repl1"])
+
+
+def test_change_log_trimmed_and_a_replica_left_behind(site, pgs):
+    """The database's change log is trimmed as the primary's is ([store]
+    log_retention), but only rows pushed at least that long ago: publish
+    dates its pushes (vigil.meta log_marks, one a day), raises the database's
+    log_floor and deletes the vigil.changes and vigil.gone rows up to it. A
+    replica behind that floor is refused (the missing rows would be silent
+    holes: removals, and the entries its responder's cache is invalidated
+    by); bootstrapped again, it equals the primary and follows on."""
+    primary, standby = pgs
+    for conf in (site.pconf, site.rconf):  # prune keeps a not_issued = revoked CA whole
+        conf.write_text(conf.read_text().replace("not_issued = revoked\n", ""))
+
+    def q(sql):
+        return primary.sql(sql, db=site.db)
+
+    def at(days, *args):
+        env = dict(os.environ, VIGIL_NOW=str(t0 + days * 86400))
+        r = Runner(site.pconf).run("vigil-store", "-q", *args, env=env)
+        assert r.returncode == 0, r.stderr
+    t0 = int(time.time())
+    # Over 1,024 removed in one commit: one CA-wide change, the serials in vigil.gone.
+    lines = [f"V\t200101000000Z\t\t{0x71000000 + i:X}\tunknown\t/CN=old{i}"
+             for i in range(1100)]
+    idx = site.tmp / "expired.txt"
+    idx.write_text("\n".join(lines) + "\n")
+    site.p.ok("import-index", "repl1", idx)
+    at(0, "replicate", "publish", "--once")               # pushed on day 0
+    standby.wait_replayed(primary)
+    once(site.rconf, "follow")                            # the replica, then left behind
+    left_at = site.r.counter()
+    site.p.run("prune")                                   # the expired ones: vigil.gone rows
+    for serial in site.serials[2:5]:
+        site.p.ok("revoke", "repl1", serial, "--reason", "superseded")
+    at(2, "replicate", "publish", "--once")               # pushed on day 2
+    pushed = site.p.counter()
+    assert int(q("SELECT count(*) FROM vigil.gone")) == 1100
+    at(60, "prune")                                       # the whole store log is old
+    assert int(site.p.stats()["store"]["Change log pruned through"]) == pushed
+    # Pushed on day 2: at day 20 not yet 30 days old, nothing trimmed.
+    at(20, "replicate", "publish", "--once")
+    assert q("SELECT count(*) FROM vigil.meta WHERE key = 'log_floor'") == "0"
+    assert int(q("SELECT count(*) FROM vigil.gone")) == 1100
+    # At day 60 both pushes are: trimmed through the last of them.
+    at(60, "replicate", "publish", "--once")
+    assert int(q("SELECT value FROM vigil.meta WHERE key = 'log_floor'")) == pushed
+    assert q(f"SELECT count(*) FROM vigil.changes WHERE counter <= {pushed}") == "0"
+    assert q("SELECT count(*) FROM vigil.gone") == "0"
+
+    standby.wait_replayed(primary)
+    before = dump(site.r, ["repl1"])
+    expect_error(site.r, "replicate", "follow", "--once",
+                 contains=[f"at counter {left_at} is behind the database's change log",
+                           f"trimmed up to {pushed}", "bootstrap this replica again",
+                           "nothing written"])
+    assert dump(site.r, ["repl1"]) == before
+    # Bootstrapped again: the old store moved aside (doc/replication.md).
+    shutil.move(site.tmp / "replica-store", site.tmp / "replica-store.old")
+    once(site.rconf, "follow")
+    assert dump(site.p, ["repl1"]) == dump(site.r, ["repl1"])
+    site.p.ok("revoke", "repl1", site.serials[5], "--reason", "keyCompromise")
+    at(61, "replicate", "publish", "--once")
+    standby.wait_replayed(primary)
+    once(site.rconf, "follow")
+    assert dump(site.p, ["repl1"]) == dump(site.r, ["repl1"])
