@@ -9,8 +9,9 @@
  * names (once for all workers, cache.c). So a request read after a commit
  * returned is answered from that commit or a later one, whichever worker
  * takes it: no client sees a revocation and then, from another worker, the
- * status before it. The check is two loads from the map; the renewal happens
- * only when something was committed.
+ * status before it. The check is two loads from the map and one of the store
+ * watcher's generation; the renewal happens only when something was
+ * committed or the store was reopened (a restore).
  */
 #include "responder/worker.h"
 #include "responder/cache.h"
@@ -103,7 +104,11 @@ static void store_refresh(struct worker *w)
 
 void worker_catch_up(struct worker *w)
 {
-	if (w->txn_ok && vg_txn_behind(w->txn))
+	/* A store the watcher reopened (a restore) is adopted at once, as a
+	 * commit is: no answer from the replaced one, nor "try later", once
+	 * another worker answered from the new one. */
+	bool reopened = w->st && storewatch_gen() != atomic_load(&w->store_gen);
+	if (reopened || (w->txn_ok && vg_txn_behind(w->txn)))
 		store_refresh(w);
 }
 

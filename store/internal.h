@@ -87,6 +87,9 @@ struct vg_store {
 	 * cleared where a write is retried (run_batch, chunk_end). Writes
 	 * are done by one thread. */
 	bool map_full;
+	/* This handle committed a write: the next one first lets another
+	 * writer waiting for the lock have it (wtx_run). */
+	bool committed;
 	/* An operation of several commits (bulk) marks the point index stale
 	 * in each and brings it up to date at its end: by merging the changes
 	 * it made (acc), when the index was valid at its start and nobody else

@@ -359,6 +359,14 @@ static int cmp_serials(const void *a, const void *b)
 int wtx_run(struct vg_store *st, const char *ca, const char *action, const struct vg_audit *who,
             int (*fn)(struct wtx *w, void *arg), void *arg, struct vg_write_result *total)
 {
+	if (st->committed) {
+		/* The next batch of a long write: LMDB's writer mutex is not
+		 * fair, and a command that takes it again at once would keep a
+		 * waiting one (a single urgent revocation, a restore) out until
+		 * its very last batch. A millisecond between batches lets it in. */
+		struct timespec pause = {0, 1000000};
+		nanosleep(&pause, NULL);
+	}
 	for (int tries = 0;; tries++) {
 		struct wtx w;
 		int rc = wtx_begin(st, ca, &w);
@@ -378,6 +386,8 @@ int wtx_run(struct vg_store *st, const char *ca, const char *action, const struc
 			continue;
 		if (rc == 0)
 			res_add(total, &w.res);
+		if (rc == 0 && w.res.commits)
+			st->committed = true;
 		if (rc == 0 && w.res.commits && !st->bulk)
 			(void)pt_grow(st); /* logs its own failure; the data is in */
 		return rc;
