@@ -361,9 +361,10 @@ int wtx_run(struct vg_store *st, const char *ca, const char *action, const struc
 {
 	if (st->committed) {
 		/* The next batch of a long write: LMDB's writer mutex is not
-		 * fair, and a command that takes it again at once would keep a
-		 * waiting one (a single urgent revocation, a restore) out until
-		 * its very last batch. A millisecond between batches lets it in. */
+		 * fair, and a command that takes it again at once can keep a
+		 * waiting one out (a restore waited for a bulk revocation's last
+		 * batch: test_restore_under_a_running_bulk_revocation). A
+		 * millisecond between batches lets it in. */
 		struct timespec pause = {0, 1000000};
 		nanosleep(&pause, NULL);
 	}
