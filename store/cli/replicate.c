@@ -112,6 +112,23 @@ PGresult *repl_query(struct repl *r, const char *sql, ExecStatusType want, char 
 	return res;
 }
 
+int repl_meta_set(struct repl *r, const char *key, const char *value, char *err, size_t errlen)
+{
+	const char *const v[2] = {key, value};
+	PGresult *res = PQexecParams(r->pg,
+	                             "INSERT INTO vigil.meta VALUES ($1, $2) ON CONFLICT (key) DO "
+	                             "UPDATE SET value = EXCLUDED.value",
+	                             2, NULL, v, NULL, NULL, 0);
+	int rc = 0;
+	if (PQresultStatus(res) != PGRES_COMMAND_OK) {
+		const char *m = PQerrorMessage(r->pg);
+		snprintf(err, errlen, "database: %.*s", (int)strcspn(m, "\n"), m);
+		rc = -1;
+	}
+	PQclear(res);
+	return rc;
+}
+
 int repl_exec(struct repl *r, const char *sql, ExecStatusType want, char *err, size_t errlen)
 {
 	PGresult *res = repl_query(r, sql, want, err, errlen);

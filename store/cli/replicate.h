@@ -71,6 +71,9 @@ void repl_disconnect(struct repl *r);
 /* repl_exec runs |sql| and returns 0 when it succeeds as |want|
  * (PGRES_COMMAND_OK or PGRES_TUPLES_OK), -1 with the reason in |err|. */
 int repl_exec(struct repl *r, const char *sql, ExecStatusType want, char *err, size_t errlen);
+/* repl_meta_set writes vigil.meta's |key| = |value| (inserted or replaced),
+ * in the current transaction. */
+int repl_meta_set(struct repl *r, const char *key, const char *value, char *err, size_t errlen);
 /* repl_query is repl_exec keeping the result (NULL on failure): the caller
  * PQclear()s it. */
 PGresult *repl_query(struct repl *r, const char *sql, ExecStatusType want, char *err,

@@ -284,12 +284,15 @@ static int push_cas(struct repl *r, const struct cas *cs, uint64_t counter, char
  * is refused. */
 static int lock_counter(struct repl *r, uint64_t want, char *err, size_t errlen)
 {
-	PGresult *res = PQexec(r->pg, "SELECT key, value FROM vigil.meta WHERE key IN "
-	                              "('counter', 'epoch') FOR UPDATE");
-	bool ok = PQresultStatus(res) == PGRES_TUPLES_OK;
+	PGresult *res = repl_query(r,
+	                           "SELECT key, value FROM vigil.meta WHERE key IN "
+	                           "('counter', 'epoch') FOR UPDATE",
+	                           PGRES_TUPLES_OK, err, errlen);
+	if (!res)
+		return -1;
 	uint64_t have = 0, epoch = 0;
 	int found = 0;
-	for (int i = 0; ok && i < PQntuples(res); i++) {
+	for (int i = 0; i < PQntuples(res); i++) {
 		uint64_t v = strtoull(PQgetvalue(res, i, 1), NULL, 10);
 		if (!strcmp(PQgetvalue(res, i, 0), "counter")) {
 			have = v;
@@ -298,13 +301,11 @@ static int lock_counter(struct repl *r, uint64_t want, char *err, size_t errlen)
 			epoch = v;
 		}
 	}
-	if (!ok || found != 1) {
-		const char *m = PQerrorMessage(r->pg);
-		snprintf(err, errlen, "database: %.*s", (int)strcspn(m, "\n"), m);
-		PQclear(res);
+	PQclear(res);
+	if (found != 1) {
+		snprintf(err, errlen, "database: vigil.meta has no counter");
 		return -1;
 	}
-	PQclear(res);
 	if (epoch > r->store_epoch) {
 		snprintf(err, errlen,
 		         "database taken over by a promoted replica (epoch %" PRIu64
@@ -629,14 +630,11 @@ static int mark_epoch(struct repl *r, const struct vg_store_role *role, uint64_t
 		        "failover (deploy/INCIDENT.md, \"Losing the primary site\"); nothing "
 		        "written",
 		        d, role->promoted_at, r->c->conf.store_path);
-	char sql[160];
-	snprintf(sql, sizeof(sql),
-	         "INSERT INTO vigil.meta VALUES ('epoch', '%" PRIu64 "') ON CONFLICT (key) "
-	         "DO UPDATE SET value = EXCLUDED.value",
-	         role->epoch);
+	char epoch[24];
+	snprintf(epoch, sizeof(epoch), "%" PRIu64, role->epoch);
 	if (repl_exec(r, "BEGIN", PGRES_COMMAND_OK, err, errlen) < 0 ||
 	    lock_counter(r, d, err, errlen) < 0 ||
-	    repl_exec(r, sql, PGRES_COMMAND_OK, err, errlen) < 0 ||
+	    repl_meta_set(r, "epoch", epoch, err, errlen) < 0 ||
 	    repl_exec(r, "COMMIT", PGRES_COMMAND_OK, err, errlen) < 0) {
 		PQclear(PQexec(r->pg, "ROLLBACK"));
 		return -1;

@@ -71,17 +71,13 @@ static int log_marks(struct repl *r, uint64_t n, int64_t now, int64_t retention,
 		m[k++] = (struct mark){now, n};
 	if (k - first > MARKS_MAX)
 		first = k - MARKS_MAX;
-	static char val[MARKS_MAX * 42 + 1], sql[sizeof(val) + 160];
+	static char val[MARKS_MAX * 42 + 1];
 	size_t len = 0;
 	for (size_t i = first; i < k; i++)
 		len += (size_t)snprintf(val + len, sizeof(val) - len, "%s%lld:%llu",
 		                        i > first ? "," : "", (long long)m[i].t,
 		                        (unsigned long long)m[i].c);
-	snprintf(sql, sizeof(sql),
-	         "INSERT INTO vigil.meta VALUES ('log_marks', '%s') ON CONFLICT (key) DO UPDATE "
-	         "SET value = EXCLUDED.value",
-	         val);
-	return repl_exec(r, sql, PGRES_COMMAND_OK, err, errlen);
+	return repl_meta_set(r, "log_marks", val, err, errlen);
 }
 
 /* trim_log trims the database's change log (vigil.changes, vigil.gone) up
@@ -110,11 +106,9 @@ static int trim_log(struct repl *r, uint64_t upto, char *err, size_t errlen)
 		return 0;
 	}
 	if (floor > r->db_log_floor) {
-		snprintf(sql, sizeof(sql),
-		         "INSERT INTO vigil.meta VALUES ('log_floor', '%" PRIu64
-		         "') ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value",
-		         floor);
-		if (repl_exec(r, sql, PGRES_COMMAND_OK, err, errlen) < 0)
+		char v[24];
+		snprintf(v, sizeof(v), "%" PRIu64, floor);
+		if (repl_meta_set(r, "log_floor", v, err, errlen) < 0)
 			return -1;
 		r->db_log_floor = floor;
 	}
